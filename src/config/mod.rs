@@ -1,0 +1,497 @@
+//! probes.yaml: the model, its loading and its validation.
+//!
+//! Loading is all-or-nothing: [`Config::load`] either returns a fully validated configuration or
+//! every problem found, each naming the file, line and field, and never a secret's value.
+
+mod secrets;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+use crate::duration::{self, serde_prom};
+use crate::protocol::{Expect, LoginSpec};
+use crate::simulator::{Settings, SimulatorFile, SimulatorSpec, DEFAULT_LISTEN};
+use crate::yaml::{self, FieldIndex, FileError, FileErrors};
+
+pub use secrets::expand_env;
+
+/// Default interval between runs of a probe.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// Default deadline of one login.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default number of requests one login may make.
+pub const DEFAULT_MAX_STEPS: u32 = 3;
+/// Default body cap.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Label names authprobe sets itself; static labels may not use them.
+pub const RESERVED_LABELS: &[&str] = &[
+    "probe",
+    "target",
+    "result",
+    "state",
+    "step",
+    "reason",
+    "http_status",
+    "location",
+    "phase",
+    "trigger",
+    "version",
+    "revision",
+    "le",
+    "quantile",
+    "instance",
+    "job",
+];
+
+// ---------------------------------------------------------------------------------------------
+// The file as written.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    simulator: Option<SimulatorFile>,
+    #[serde(default)]
+    targets: Vec<RawTarget>,
+    #[serde(default)]
+    probes: Vec<RawProbe>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    #[serde(default, with = "serde_prom::option")]
+    interval: Option<Duration>,
+    #[serde(default, with = "serde_prom::option")]
+    timeout: Option<Duration>,
+    #[serde(default)]
+    max_steps: Option<u32>,
+    #[serde(default)]
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: String,
+    base_url: String,
+    #[serde(default)]
+    app_key: Option<SecretString>,
+    #[serde(default)]
+    app_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    name: String,
+    target: String,
+    username: String,
+    #[serde(default)]
+    password: Option<SecretString>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    #[serde(default)]
+    pin: Option<SecretString>,
+    #[serde(default)]
+    pin_file: Option<PathBuf>,
+    #[serde(default)]
+    verification_code: Option<SecretString>,
+    #[serde(default)]
+    verification_code_file: Option<PathBuf>,
+    #[serde(default)]
+    expect: Option<String>,
+    #[serde(default, with = "serde_prom::option")]
+    interval: Option<Duration>,
+    #[serde(default)]
+    schedule: Option<String>,
+    #[serde(default, with = "serde_prom::option")]
+    timeout: Option<Duration>,
+    #[serde(default)]
+    max_steps: Option<u32>,
+    #[serde(default)]
+    max_body_bytes: Option<usize>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated model.
+
+/// A validated probes.yaml.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// The embedded simulator to start first, if any.
+    pub simulator: Option<SimulatorSpec>,
+    /// Targets by name order of the file.
+    pub targets: Vec<Arc<Target>>,
+    /// Probes in file order.
+    pub probes: Vec<Probe>,
+}
+
+/// An ETNA API endpoint and the app key used with it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Name, as referenced by probes and used as the `target` label.
+    pub name: String,
+    /// API base URL.
+    pub base_url: Url,
+    /// `Et-App-Key`.
+    pub app_key: SecretString,
+}
+
+/// When a probe runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    /// Every so often, phase-spread by the scheduler.
+    Interval(Duration),
+    /// A 6-field cron expression with seconds, in UTC.
+    Cron(String),
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Interval(d) => write!(f, "every {}", duration::format(*d)),
+            Schedule::Cron(c) => write!(f, "cron \"{c}\""),
+        }
+    }
+}
+
+/// One probe account and how to log in with it.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// Unique name; the `probe` label.
+    pub name: String,
+    /// Name of its target; the `target` label.
+    pub target: String,
+    /// When it runs.
+    pub schedule: Schedule,
+    /// Static labels added to its series.
+    pub labels: BTreeMap<String, String>,
+    /// The login it performs.
+    pub login: LoginSpec,
+}
+
+/// Parses a cron expression exactly as the scheduler does (seconds required, UTC).
+pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .build()
+        .parse(expr)
+        .map_err(|e| e.to_string())
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, FileErrors> {
+        let doc = yaml::load_file::<RawConfig>(path)?;
+        Validator {
+            file: path,
+            base_dir: path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")),
+            index: &doc.index,
+            errors: Vec::new(),
+        }
+        .validate(doc.value)
+    }
+
+    /// The probe called `name`.
+    pub fn probe(&self, name: &str) -> Option<&Probe> {
+        self.probes.iter().find(|p| p.name == name)
+    }
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+    base_dir: &'a Path,
+    index: &'a FieldIndex,
+    errors: Vec<FileError>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(self.index.error(self.file, field, message));
+    }
+
+    fn secret(
+        &mut self,
+        path: &str,
+        field: &str,
+        inline: Option<&SecretString>,
+        file: Option<&PathBuf>,
+        required: bool,
+    ) -> Option<SecretString> {
+        match secrets::resolve(field, inline, file, self.base_dir, required) {
+            Ok(v) => v,
+            Err((f, m)) => {
+                self.error(format!("{path}.{f}"), m);
+                None
+            }
+        }
+    }
+
+    fn validate(mut self, raw: RawConfig) -> Result<Config, FileErrors> {
+        let d = &raw.defaults;
+        let default_interval = d.interval.unwrap_or(DEFAULT_INTERVAL);
+        let default_timeout = d.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let default_max_steps = d.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
+        let default_body = d.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if default_interval.is_zero() {
+            self.error("defaults.interval", "must be greater than 0s");
+        }
+
+        let simulator = raw.simulator.map(|s| self.simulator(s));
+
+        let mut targets: Vec<Arc<Target>> = Vec::new();
+        let mut target_names = HashSet::new();
+        for (i, t) in raw.targets.into_iter().enumerate() {
+            let path = format!("targets[{i}]");
+            self.check_name(&format!("{path}.name"), &t.name);
+            if !target_names.insert(t.name.clone()) {
+                self.error(format!("{path}.name"), format!("duplicate target name {:?}", t.name));
+            }
+            let base_url = self.base_url(&format!("{path}.base_url"), &t.base_url);
+            let app_key = self.secret(&path, "app_key", t.app_key.as_ref(), t.app_key_file.as_ref(), true);
+            if let (Some(base_url), Some(app_key)) = (base_url, app_key) {
+                targets.push(Arc::new(Target { name: t.name, base_url, app_key }));
+            }
+        }
+
+        let mut probes = Vec::new();
+        let mut probe_names = HashSet::new();
+        for (i, p) in raw.probes.into_iter().enumerate() {
+            let path = format!("probes[{i}]");
+            self.check_name(&format!("{path}.name"), &p.name);
+            if !probe_names.insert(p.name.clone()) {
+                self.error(format!("{path}.name"), format!("duplicate probe name {:?}", p.name));
+            }
+            let target = targets.iter().find(|t| t.name == p.target).cloned();
+            if target.is_none() && !target_names.contains(&p.target) {
+                let known: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+                self.error(
+                    format!("{path}.target"),
+                    format!("unknown target {:?} (known: {})", p.target, known.join(", ")),
+                );
+            }
+            let username = match expand_env(&p.username) {
+                Ok(u) if u.is_empty() => {
+                    self.error(format!("{path}.username"), "must not be empty");
+                    None
+                }
+                Ok(u) if reqwest::header::HeaderValue::from_str(&u).is_err() => {
+                    self.error(format!("{path}.username"), "contains characters that cannot be sent in an HTTP header");
+                    None
+                }
+                Ok(u) => Some(u),
+                Err(m) => {
+                    self.error(format!("{path}.username"), m);
+                    None
+                }
+            };
+            let password = self.secret(&path, "password", p.password.as_ref(), p.password_file.as_ref(), true);
+            let pin = self.secret(&path, "pin", p.pin.as_ref(), p.pin_file.as_ref(), false);
+            let verification_code = self.secret(
+                &path,
+                "verification_code",
+                p.verification_code.as_ref(),
+                p.verification_code_file.as_ref(),
+                false,
+            );
+            let expect = match p.expect.as_deref() {
+                None => Some(Expect::Succeeded),
+                Some(text) => {
+                    let e = Expect::parse(text);
+                    if e.is_none() {
+                        self.error(
+                            format!("{path}.expect"),
+                            format!("unknown value {text:?}: use Succeeded, SecutityPin or VerificationCode"),
+                        );
+                    }
+                    e
+                }
+            };
+            let schedule = match (p.interval, &p.schedule) {
+                (Some(_), Some(_)) => {
+                    self.error(format!("{path}.schedule"), "set either interval or schedule, not both");
+                    None
+                }
+                (Some(d), None) if d.is_zero() => {
+                    self.error(format!("{path}.interval"), "must be greater than 0s");
+                    None
+                }
+                (Some(d), None) => Some(Schedule::Interval(d)),
+                (None, Some(expr)) => match parse_cron(expr) {
+                    Ok(_) => Some(Schedule::Cron(expr.trim().to_owned())),
+                    Err(e) => {
+                        self.error(
+                            format!("{path}.schedule"),
+                            format!("invalid cron expression (6 fields with seconds, UTC): {e}"),
+                        );
+                        None
+                    }
+                },
+                (None, None) => Some(Schedule::Interval(default_interval)),
+            };
+            let timeout = p.timeout.unwrap_or(default_timeout);
+            let timeout_field =
+                if p.timeout.is_some() { format!("{path}.timeout") } else { "defaults.timeout".to_owned() };
+            if timeout.is_zero() {
+                self.error(timeout_field, "must be greater than 0s");
+            } else if let Some(Schedule::Interval(every)) = &schedule {
+                if timeout > *every {
+                    self.error(
+                        timeout_field,
+                        format!(
+                            "timeout {} is longer than the interval {} of probe {:?}",
+                            duration::format(timeout),
+                            duration::format(*every),
+                            p.name
+                        ),
+                    );
+                }
+            }
+            let max_steps = p.max_steps.unwrap_or(default_max_steps);
+            if !(1..=10).contains(&max_steps) {
+                self.error(format!("{path}.max_steps"), "must be between 1 and 10");
+            }
+            let max_body_bytes = p.max_body_bytes.unwrap_or(default_body);
+            if !(1024..=16 * 1024 * 1024).contains(&max_body_bytes) {
+                self.error(format!("{path}.max_body_bytes"), "must be between 1024 and 16777216");
+            }
+            let labels = self.labels(&path, p.labels);
+
+            if let (Some(target), Some(username), Some(password), Some(expect), Some(schedule)) =
+                (target, username, password, expect, schedule)
+            {
+                probes.push(Probe {
+                    name: p.name,
+                    target: target.name.clone(),
+                    schedule,
+                    labels,
+                    login: LoginSpec {
+                        base_url: target.base_url.clone(),
+                        app_key: target.app_key.clone(),
+                        username,
+                        password,
+                        pin,
+                        verification_code,
+                        expect,
+                        timeout,
+                        max_steps,
+                        max_body_bytes,
+                    },
+                });
+            }
+        }
+
+        if self.errors.is_empty() {
+            Ok(Config { file: self.file.to_owned(), simulator: simulator.flatten(), targets, probes })
+        } else {
+            Err(FileErrors(self.errors))
+        }
+    }
+
+    fn check_name(&mut self, field: &str, name: &str) {
+        let ok = !name.is_empty()
+            && name.len() <= 128
+            && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !ok {
+            self.error(field, format!("invalid name {name:?}: use letters, digits, '_', '-' and '.', starting with a letter or digit (at most 128)"));
+        }
+    }
+
+    fn base_url(&mut self, field: &str, raw: &str) -> Option<Url> {
+        let text = match expand_env(raw) {
+            Ok(t) => t,
+            Err(m) => {
+                self.error(field, m);
+                return None;
+            }
+        };
+        // The URL is not echoed: it might carry credentials, which are rejected below.
+        match Url::parse(text.trim()) {
+            Err(e) => self.error(field, format!("invalid URL: {e}")),
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => self.error(field, "scheme must be http or https"),
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                self.error(field, "must not contain credentials; use app_key, username and password")
+            }
+            Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+                self.error(field, "must not have a query or fragment")
+            }
+            Ok(u) => return Some(u),
+        }
+        None
+    }
+
+    fn labels(&mut self, path: &str, raw: BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (name, value) in raw {
+            let field = format!("{path}.labels.{name}");
+            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                self.error(&field, format!("invalid label name {name:?}: must match [a-zA-Z_][a-zA-Z0-9_]*"));
+            } else if name.starts_with("__") {
+                self.error(&field, "label names starting with __ are reserved by Prometheus");
+            } else if RESERVED_LABELS.contains(&name.as_str()) {
+                self.error(&field, format!("label {name:?} is set by authprobe itself"));
+            } else {
+                match expand_env(&value) {
+                    Ok(v) if v.chars().count() > 256 => self.error(&field, "label value longer than 256 characters"),
+                    Ok(v) => {
+                        out.insert(name, v);
+                    }
+                    Err(m) => self.error(&field, m),
+                }
+            }
+        }
+        out
+    }
+
+    fn simulator(&mut self, mut block: SimulatorFile) -> Option<SimulatorSpec> {
+        let listen_text = block.listen.take().unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = match listen_text.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error("simulator.listen", format!("invalid address {listen_text:?}: expected IP:PORT"));
+                None
+            }
+        };
+        let settings = match block.accounts_file.take() {
+            Some(file) => {
+                let inline = block.app_keys.is_some()
+                    || block.accounts.is_some()
+                    || block.base_path.is_some()
+                    || block.rate_limit.is_some();
+                if inline {
+                    self.error(
+                        "simulator.accounts_file",
+                        "set either accounts_file or inline app_keys/accounts, not both",
+                    );
+                }
+                match Settings::load(&self.base_dir.join(&file)) {
+                    Ok(s) => Some(s),
+                    Err(errors) => {
+                        self.errors.extend(errors.0);
+                        None
+                    }
+                }
+            }
+            None => Some(Settings::from_fields(block, "simulator.", self.file, self.index, &mut self.errors)),
+        };
+        Some(SimulatorSpec { listen: listen?, settings: settings? })
+    }
+}

@@ -1,0 +1,20 @@
+//! authprobe: a synthetic monitor for the ETNA Trader `/token` login path.
+//!
+//! Data flows one way: **config → protocol → outcome → report**.
+//!
+//! - [`config`]: probes.yaml, its validation, `${VAR}` and `*_file` secrets.
+//! - [`protocol`]: one login: the request steps, the pure classification of every answer, and
+//!   the [`protocol::Outcome`] it ends in. Knows nothing of serving or metrics.
+//! - [`simulator`]: a faithful `/token` server with per-account faults, for tests and the demo.
+//! - [`report`]: how an outcome is shown to a person (`probe` command text and JSON).
+//! - [`duration`], [`yaml`]: small shared pieces (Prometheus durations, located YAML errors).
+
+pub mod config;
+pub mod duration;
+pub mod protocol;
+pub mod report;
+pub mod simulator;
+pub mod yaml;
+
+/// Version string shown by `--version` and in outputs.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,234 @@
+//! The `authprobe` command line: argument parsing, logging, exit codes. Everything else lives
+//! in the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use authprobe::config::Config;
+use authprobe::protocol::Prober;
+use authprobe::report::ProbeReport;
+use authprobe::simulator::{Settings, Simulator};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit status: the probe ran and did not succeed.
+const EXIT_FAILED: u8 = 1;
+/// Exit status: bad usage or bad configuration.
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "authprobe", version, about = "Synthetic monitor for the ETNA Trader /token login path")]
+struct Cli {
+    /// Only log messages at or above this level.
+    #[arg(long = "log.level", global = true, default_value = "info", value_parser = ["trace", "debug", "info", "warn", "error"])]
+    log_level: String,
+    /// Log line format.
+    #[arg(long = "log.format", global = true, value_enum, default_value_t = LogFormat::Logfmt)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run probes once and print their outcome.
+    Probe {
+        /// Probes to run (by name).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        names: Vec<String>,
+        /// Run every probe of the file.
+        #[arg(long)]
+        all: bool,
+        /// The probes file.
+        #[arg(long = "config.file", default_value = "probes.yaml")]
+        config_file: PathBuf,
+        /// Output format: text, or one JSON object per probe and line.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Validate the probes file without probing and list what would run.
+    CheckConfig {
+        /// The probes file.
+        #[arg(long = "config.file", default_value = "probes.yaml")]
+        config_file: PathBuf,
+    },
+    /// Serve the simulated /token API.
+    Simulate {
+        /// Address to listen on (default: the simulator block's, or 127.0.0.1:18080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Accounts file; without it, the simulator: block of --config.file is served.
+        #[arg(long)]
+        accounts: Option<PathBuf>,
+        /// The probes file whose simulator: block to serve.
+        #[arg(long = "config.file", default_value = "probes.yaml")]
+        config_file: PathBuf,
+    },
+}
+
+/// An error that maps to an exit status.
+enum Failure {
+    Config(anyhow::Error),
+    Other(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Other(e.into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure::Config(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::new(format!("warn,authprobe={level}"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Logfmt => builder.compact().init(),
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config, Failure> {
+    Config::load(path).map_err(|e| Failure::Config(anyhow::anyhow!("invalid configuration:\n{e}")))
+}
+
+async fn run(command: Command) -> Result<u8, Failure> {
+    match command {
+        Command::CheckConfig { config_file } => {
+            let config = load_config(&config_file)?;
+            println!(
+                "{}: OK, {} target(s), {} probe(s)",
+                config_file.display(),
+                config.targets.len(),
+                config.probes.len()
+            );
+            if let Some(sim) = &config.simulator {
+                println!("simulator: listen {} with {} account(s)", sim.listen, sim.settings.accounts.len());
+            }
+            for p in &config.probes {
+                let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!(
+                    "probe {} target={} {} expect={} timeout={} max_steps={}{}",
+                    p.name,
+                    p.target,
+                    p.schedule,
+                    p.login.expect,
+                    authprobe::duration::format(p.login.timeout),
+                    p.login.max_steps,
+                    if labels.is_empty() { String::new() } else { format!(" labels={{{}}}", labels.join(",")) }
+                );
+            }
+            Ok(0)
+        }
+        Command::Probe { names, all, config_file, output } => {
+            let config = load_config(&config_file)?;
+            let selected: Vec<_> = if all {
+                config.probes.iter().collect()
+            } else {
+                let mut v = Vec::new();
+                for n in &names {
+                    let known: Vec<&str> = config.probes.iter().map(|p| p.name.as_str()).collect();
+                    let p = config.probe(n).ok_or_else(|| {
+                        Failure::Config(anyhow::anyhow!(
+                            "no probe named {n:?} in {} (known: {})",
+                            config_file.display(),
+                            known.join(", ")
+                        ))
+                    })?;
+                    v.push(p);
+                }
+                v
+            };
+            let _simulator = start_embedded_simulator(&config).await?;
+            let prober = Prober::new()?;
+            let outcomes = futures_util::future::join_all(selected.iter().map(|p| prober.login(&p.login))).await;
+            let mut all_ok = true;
+            for (p, outcome) in selected.iter().zip(&outcomes) {
+                all_ok &= outcome.is_success();
+                let report = ProbeReport { probe: &p.name, target: &p.target, outcome };
+                match output {
+                    Output::Json => println!("{}", report.to_json()),
+                    Output::Text => print!("{}", report.to_text()),
+                }
+            }
+            Ok(if all_ok { 0 } else { EXIT_FAILED })
+        }
+        Command::Simulate { listen, accounts, config_file } => {
+            let (settings, default_listen) = match accounts {
+                Some(path) => {
+                    let settings = Settings::load(&path)
+                        .map_err(|e| Failure::Config(anyhow::anyhow!("invalid accounts file:\n{e}")))?;
+                    (settings, authprobe::simulator::DEFAULT_LISTEN.parse().expect("valid default"))
+                }
+                None => {
+                    let config = load_config(&config_file)?;
+                    let sim = config.simulator.ok_or_else(|| {
+                        Failure::Config(anyhow::anyhow!(
+                            "{} has no simulator: block; pass --accounts FILE",
+                            config_file.display()
+                        ))
+                    })?;
+                    (sim.settings, sim.listen)
+                }
+            };
+            let addr = listen.unwrap_or(default_listen);
+            let sim = Simulator::start(settings, addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            tracing::info!(address = %sim.addr(), base_url = %sim.base_url(), "simulator listening");
+            println!("simulator listening on {} (base_url {})", sim.addr(), sim.base_url());
+            tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+            sim.shutdown().await;
+            Ok(0)
+        }
+    }
+}
+
+/// Starts the file's `simulator:` block, if any. If its address is taken, another simulator
+/// (e.g. `authprobe simulate` or a running `authprobe run`) is assumed to serve it.
+async fn start_embedded_simulator(config: &Config) -> Result<Option<Simulator>, Failure> {
+    let Some(spec) = &config.simulator else { return Ok(None) };
+    match Simulator::start(spec.settings.clone(), spec.listen).await {
+        Ok(sim) => {
+            tracing::debug!(address = %sim.addr(), "embedded simulator started");
+            Ok(Some(sim))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(address = %spec.listen, "simulator address in use; probing whatever serves it");
+            Ok(None)
+        }
+        Err(e) => Err(Failure::Config(anyhow::anyhow!("simulator.listen {}: {e}", spec.listen))),
+    }
+}

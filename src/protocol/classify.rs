@@ -1,0 +1,559 @@
+//! The pure heart of the prober: one HTTP answer of `/token` in, one decision out.
+//!
+//! No I/O happens here, so every rule below is table-tested and fuzzed. The order of the rules
+//! matters and follows ../shared/PROTOCOL.md: a 3xx or 5xx is an HTTP error whatever its body
+//! (a 5xx may carry an `error` key too); an `{"error": …}` body is the app-key rejection whatever
+//! the non-5xx status; then the `State`/`Step`/`Reason` shape decides.
+
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+
+use super::{Expect, LoginSpec, Reason, ResultClass, State, Step};
+
+/// One HTTP answer, as far as it was read.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Content-Type`, if any.
+    pub content_type: Option<&'a str>,
+    /// `Location`, if any (for redirects).
+    pub location: Option<&'a str>,
+    /// The body, at most the configured cap.
+    pub body: &'a [u8],
+    /// False when the body was longer than the cap and abandoned.
+    pub body_complete: bool,
+}
+
+/// Where in the login the answer arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    /// The step the request answered.
+    pub sent: Step,
+    /// 1-based number of the request within the login.
+    pub request: u32,
+}
+
+/// What to do after an answer.
+#[derive(Debug)]
+pub enum Decision {
+    /// The login is over.
+    Finish(Verdict),
+    /// Send the next request, answering `step`, with the interim `token` as Bearer.
+    Continue {
+        /// The step the server asks for.
+        step: Step,
+        /// The interim token to send back.
+        token: SecretString,
+        /// Reason text of the prompt (e.g. "Invalid pin" on the first PIN prompt).
+        reason: Reason,
+    },
+}
+
+/// The final classification of a login. Texts are raw server input: the caller sanitises them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// Result class.
+    pub result: ResultClass,
+    /// The answer's `State`.
+    pub state: Option<State>,
+    /// The step reached or failed.
+    pub step: Step,
+    /// Normalised reason.
+    pub reason: Reason,
+    /// Raw reason (or error message) text.
+    pub reason_text: String,
+    /// Why, in words.
+    pub detail: String,
+}
+
+/// The `State` of an answer, if its body has the token shape. Used for step records.
+pub fn answer_state(answer: &Answer) -> Option<State> {
+    json_object(answer).and_then(|o| parse_state(get_str(&o, "State")?))
+}
+
+/// Classifies one answer of the login described by `spec`.
+pub fn classify(answer: &Answer, spec: &LoginSpec, ctx: Context) -> Decision {
+    let status = answer.status;
+    let finish = |result, reason, reason_text: String, detail: String| {
+        Decision::Finish(Verdict { result, state: None, step: ctx.sent, reason, reason_text, detail })
+    };
+
+    if (300..400).contains(&status) {
+        let to = answer.location.unwrap_or("(no Location header)");
+        return finish(
+            ResultClass::HttpError,
+            Reason::None,
+            String::new(),
+            format!("HTTP {status} redirect to {to}; redirects are not followed (is base_url the API and not the front office?)"),
+        );
+    }
+
+    let object = if answer.body_complete { json_object(answer) } else { None };
+    let message = object.as_ref().and_then(error_message).unwrap_or_default();
+    let msg_reason = |m: &str| if m.is_empty() { Reason::None } else { Reason::normalize(m) };
+
+    if status >= 500 {
+        let shape = describe_body(answer);
+        return finish(
+            ResultClass::HttpError,
+            msg_reason(&message),
+            message.clone(),
+            format!("HTTP {status} server error ({shape})"),
+        );
+    }
+    if !answer.body_complete {
+        let class = if is_protocol_status(status) { ResultClass::InvalidResponse } else { ResultClass::HttpError };
+        return finish(
+            class,
+            Reason::None,
+            String::new(),
+            format!("HTTP {status} body exceeds the {} byte limit; abandoned", answer.body.len()),
+        );
+    }
+
+    let Some(object) = object else {
+        let shape = describe_body(answer);
+        return if status == 429 {
+            finish(ResultClass::RateLimited, Reason::TooManyRequests, String::new(), format!("HTTP 429 ({shape})"))
+        } else if is_protocol_status(status) {
+            finish(
+                ResultClass::InvalidResponse,
+                Reason::None,
+                String::new(),
+                format!("HTTP {status} with {shape}, expected a JSON object with State"),
+            )
+        } else {
+            finish(ResultClass::HttpError, Reason::None, String::new(), format!("unexpected HTTP {status} ({shape})"))
+        };
+    };
+
+    let state_text = get_str(&object, "State");
+    if state_text.is_none() {
+        if let Some(err) = get_str(&object, "error") {
+            return finish(
+                ResultClass::AppKeyRejected,
+                msg_reason(err),
+                err.to_owned(),
+                format!("HTTP {status}: the application key was rejected"),
+            );
+        }
+        return if status == 429 {
+            finish(ResultClass::RateLimited, Reason::TooManyRequests, message, "HTTP 429".to_owned())
+        } else if is_protocol_status(status) {
+            finish(
+                ResultClass::InvalidResponse,
+                msg_reason(&message),
+                message,
+                format!("HTTP {status} JSON has no State"),
+            )
+        } else {
+            finish(ResultClass::HttpError, msg_reason(&message), message, format!("unexpected HTTP {status}"))
+        };
+    }
+
+    token_answer(&object, status, spec, ctx)
+}
+
+/// Rules for the documented `State`/`Step`/`Reason`/`Token` shape.
+fn token_answer(object: &Map<String, Value>, status: u16, spec: &LoginSpec, ctx: Context) -> Decision {
+    let state_text = get_str(object, "State").unwrap_or_default();
+    let step_text = get_str(object, "Step");
+    let reason_text = get_str(object, "Reason").unwrap_or_default().to_owned();
+    let reason = Reason::normalize(&reason_text);
+    let token = get_str(object, "Token").filter(|t| !t.trim().is_empty());
+    let step = step_text.map(Step::parse);
+    let state = parse_state(state_text);
+
+    let done = |result: ResultClass, detail: String| {
+        Decision::Finish(Verdict {
+            result,
+            state,
+            step: step.unwrap_or(ctx.sent),
+            reason,
+            reason_text: reason_text.clone(),
+            detail,
+        })
+    };
+
+    let Some(state) = state else {
+        return done(ResultClass::InvalidResponse, format!("unknown State {state_text:?}"));
+    };
+    let expected_status = match state {
+        State::Succeeded => status == 200,
+        State::Expecting => status == 202,
+        State::Failed => (400..500).contains(&status),
+    };
+    if !expected_status {
+        return done(ResultClass::InvalidResponse, format!("State {} with HTTP {status}", state.as_str()));
+    }
+
+    match state {
+        State::Succeeded => {
+            if token.is_none() {
+                done(ResultClass::InvalidResponse, "State Succeeded without a Token".to_owned())
+            } else if let Expect::Step(want) = spec.expect {
+                done(
+                    ResultClass::UnexpectedStep,
+                    format!("expected the server to ask for {want}, but the login succeeded without it"),
+                )
+            } else {
+                done(ResultClass::Success, "login succeeded".to_owned())
+            }
+        }
+        State::Failed => {
+            let class = match reason {
+                Reason::TooManyRequests => ResultClass::RateLimited,
+                Reason::PasswordExpired => ResultClass::PasswordExpired,
+                Reason::PinNotInitialized => ResultClass::PinNotInitialized,
+                _ => ResultClass::AuthFailed,
+            };
+            let at = step.map_or_else(|| ctx.sent.to_string(), |s| s.to_string());
+            done(class, format!("login failed at {at}"))
+        }
+        State::Expecting => {
+            match reason {
+                Reason::TooManyRequests => return done(ResultClass::RateLimited, "server throttles logins".to_owned()),
+                Reason::PinNotInitialized => {
+                    return done(ResultClass::PinNotInitialized, "the account's PIN is not initialised".to_owned())
+                }
+                _ => {}
+            }
+            let Some(asked) = step else {
+                return done(ResultClass::InvalidResponse, "State Expecting without a Step".to_owned());
+            };
+            if asked == Step::Other {
+                let name = step_text.unwrap_or_default();
+                return done(ResultClass::UnexpectedStep, format!("server asks for unknown step {name:?}"));
+            }
+            if spec.expect == Expect::Step(asked) {
+                return done(ResultClass::Success, format!("reached the expected step {asked}"));
+            }
+            if asked == ctx.sent {
+                return done(
+                    ResultClass::AuthFailed,
+                    format!("{asked} was answered and asked for again: the answer was rejected"),
+                );
+            }
+            if !spec.can_answer(asked) {
+                let why = match asked {
+                    Step::SecutityPin => "the probe has no pin",
+                    Step::VerificationCode => "the probe has no verification_code",
+                    _ => "the step cannot be answered",
+                };
+                return done(
+                    ResultClass::UnexpectedStep,
+                    format!("server asks for {asked}; {why} and expects {}", spec.expect),
+                );
+            }
+            let Some(token) = token else {
+                return done(ResultClass::InvalidResponse, format!("Expecting {asked} without an interim Token"));
+            };
+            if ctx.request >= spec.max_steps {
+                return done(
+                    ResultClass::StepLimit,
+                    format!("still Expecting {asked} after max_steps={} requests", spec.max_steps),
+                );
+            }
+            Decision::Continue { step: asked, token: SecretString::from(token), reason }
+        }
+    }
+}
+
+fn is_protocol_status(status: u16) -> bool {
+    matches!(status, 200 | 202 | 401)
+}
+
+fn json_object(answer: &Answer) -> Option<Map<String, Value>> {
+    match serde_json::from_slice::<Value>(answer.body) {
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
+    }
+}
+
+fn parse_state(text: &str) -> Option<State> {
+    let t = text.trim();
+    [State::Succeeded, State::Expecting, State::Failed].into_iter().find(|s| s.as_str().eq_ignore_ascii_case(t))
+}
+
+/// Looks a key up regardless of case (the API is PascalCase, proxies and error pages are not);
+/// `null` and non-strings count as absent.
+fn get_str<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    object
+        .get(key)
+        .or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+        .and_then(Value::as_str)
+}
+
+/// The human message of an error body, in any of the documented shapes.
+fn error_message(object: &Map<String, Value>) -> Option<String> {
+    if let Some(m) = get_str(object, "error").or_else(|| get_str(object, "Message")) {
+        return Some(m.to_owned());
+    }
+    let errors = object.iter().find(|(k, _)| k.eq_ignore_ascii_case("Errors")).and_then(|(_, v)| v.as_array())?;
+    let parts: Vec<String> = errors
+        .iter()
+        .take(3)
+        .map(|e| match e {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// A short description of a body that is not the expected JSON, for details.
+fn describe_body(answer: &Answer) -> String {
+    let ct = answer.content_type.unwrap_or("").to_ascii_lowercase();
+    let body = answer.body;
+    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    let len = body.len();
+    if body.is_empty() {
+        "empty body".to_owned()
+    } else if ct.contains("html") || first == Some(b'<') {
+        format!("an HTML page of {len} bytes")
+    } else if std::str::from_utf8(body).is_err() {
+        format!("a body of {len} bytes that is not UTF-8")
+    } else {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(_)) => format!("a JSON object of {len} bytes"),
+            Ok(Value::Array(_)) => format!("a JSON array of {len} bytes"),
+            Ok(_) => format!("a JSON scalar of {len} bytes"),
+            Err(e) if e.is_eof() => format!("truncated JSON of {len} bytes"),
+            Err(_) if ct.contains("json") => format!("malformed JSON of {len} bytes"),
+            Err(_) => format!("a non-JSON body of {len} bytes"),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    pub(crate) fn spec() -> LoginSpec {
+        LoginSpec {
+            base_url: url::Url::parse("http://127.0.0.1:1/api").unwrap(),
+            app_key: "k".into(),
+            username: "u".into(),
+            password: "p".into(),
+            pin: Some("1111".into()),
+            verification_code: Some("2222".into()),
+            expect: Expect::Succeeded,
+            timeout: Duration::from_secs(1),
+            max_steps: 3,
+            max_body_bytes: 65536,
+        }
+    }
+
+    fn run(status: u16, body: &str, spec: &LoginSpec, sent: Step, request: u32) -> Decision {
+        let answer = Answer {
+            status,
+            content_type: Some("application/json"),
+            location: None,
+            body: body.as_bytes(),
+            body_complete: true,
+        };
+        classify(&answer, spec, Context { sent, request })
+    }
+
+    fn verdict(status: u16, body: &str) -> Verdict {
+        verdict_with(status, body, &spec(), Step::BaseAuthentication, 1)
+    }
+
+    fn verdict_with(status: u16, body: &str, spec: &LoginSpec, sent: Step, request: u32) -> Verdict {
+        match run(status, body, spec, sent, request) {
+            Decision::Finish(v) => v,
+            Decision::Continue { step, .. } => panic!("expected a verdict, got Continue({step})"),
+        }
+    }
+
+    #[test]
+    fn table_of_single_answers() {
+        use ResultClass::*;
+        let cases: &[(u16, &str, ResultClass, Reason)] = &[
+            (200, r#"{"State":"Succeeded","Token":"t"}"#, Success, Reason::None),
+            (
+                200,
+                r#"{"State":"Succeeded","Token":"t","ConfirmationToken":null,"PersonalPhrase":null,"Image":null}"#,
+                Success,
+                Reason::None,
+            ),
+            (200, r#"{"state":"succeeded","token":"t"}"#, Success, Reason::None),
+            (200, r#"{"State":"Succeeded"}"#, InvalidResponse, Reason::None),
+            (200, r#"{"State":"Succeeded","Token":null}"#, InvalidResponse, Reason::None),
+            (
+                401,
+                r#"{"State":"Failed","Step":"BaseAuthentication","Reason":"Invalid credentials"}"#,
+                AuthFailed,
+                Reason::InvalidCredentials,
+            ),
+            (
+                401,
+                r#"{"State":"Failed","Step":"BaseAuthentication","Reason":"Too many login requests. Please try again later."}"#,
+                RateLimited,
+                Reason::TooManyRequests,
+            ),
+            (
+                401,
+                r#"{"State":"Failed","Step":"BaseAuthentication","Reason":"Your Password has expired and must be changed"}"#,
+                PasswordExpired,
+                Reason::PasswordExpired,
+            ),
+            (401, r#"{"State":"Failed","Step":"SecutityPin","Reason":"Invalid pin"}"#, AuthFailed, Reason::InvalidPin),
+            (
+                401,
+                r#"{"State":"Failed","Step":"VerificationCode","Reason":"Corrupted ticket"}"#,
+                AuthFailed,
+                Reason::CorruptedTicket,
+            ),
+            (
+                401,
+                r#"{"State":"Failed","Step":"BaseAuthentication","Reason":"Account locked"}"#,
+                AuthFailed,
+                Reason::Other,
+            ),
+            (
+                202,
+                r#"{"State":"Expecting","Step":"SecutityPin","Reason":"PIN code is not init","Token":"i"}"#,
+                PinNotInitialized,
+                Reason::PinNotInitialized,
+            ),
+            (202, r#"{"State":"Expecting","Step":"SecretQuestion","Token":"i"}"#, UnexpectedStep, Reason::None),
+            (202, r#"{"State":"Expecting","Reason":"x","Token":"i"}"#, InvalidResponse, Reason::Other),
+            (
+                403,
+                r#"{"error":"Application key is not defined or does not exist"}"#,
+                AppKeyRejected,
+                Reason::AppKeyNotDefined,
+            ),
+            (
+                401,
+                r#"{"error":"Application key is not defined or does not exist"}"#,
+                AppKeyRejected,
+                Reason::AppKeyNotDefined,
+            ),
+            (
+                500,
+                r#"{"message":"An error occurred while processing your request","error":"Unexpected server error"}"#,
+                HttpError,
+                Reason::Other,
+            ),
+            (500, r#"{"Model":null,"Errors":["boom"],"StatusCode":500,"IsSucceed":false}"#, HttpError, Reason::Other),
+            (503, "Service Unavailable", HttpError, Reason::None),
+            (302, "", HttpError, Reason::None),
+            (
+                404,
+                r#"{"Message":"No HTTP resource was found that matches the request URI 'x'."}"#,
+                HttpError,
+                Reason::Other,
+            ),
+            (429, "slow down", RateLimited, Reason::TooManyRequests),
+            (200, "<html><body>Log on</body></html>", InvalidResponse, Reason::None),
+            (200, r#"{"State":"Succeeded","Tok"#, InvalidResponse, Reason::None),
+            (200, "[1,2]", InvalidResponse, Reason::None),
+            (200, "\"x\"", InvalidResponse, Reason::None),
+            (200, "{}", InvalidResponse, Reason::None),
+            (200, r#"{"State":"Pending"}"#, InvalidResponse, Reason::None),
+            (401, r#"{"State":"Succeeded","Token":"t"}"#, InvalidResponse, Reason::None),
+            (200, r#"{"State":"Failed","Reason":"Invalid credentials"}"#, InvalidResponse, Reason::InvalidCredentials),
+            (204, "", HttpError, Reason::None),
+        ];
+        for (status, body, result, reason) in cases {
+            let v = verdict(*status, body);
+            assert_eq!((v.result, v.reason), (*result, *reason), "HTTP {status} {body}: {}", v.detail);
+        }
+    }
+
+    #[test]
+    fn failed_verdict_keeps_state_step_and_text() {
+        let v = verdict(401, r#"{"State":"Failed","Step":"BaseAuthentication","Reason":"Invalid credentials"}"#);
+        assert_eq!(v.state, Some(State::Failed));
+        assert_eq!(v.step, Step::BaseAuthentication);
+        assert_eq!(v.reason_text, "Invalid credentials");
+    }
+
+    #[test]
+    fn pin_prompt_with_invalid_pin_reason_is_a_prompt() {
+        let d = run(
+            202,
+            r#"{"Step":"SecutityPin","Reason":"Invalid pin","State":"Expecting","Token":"interim"}"#,
+            &spec(),
+            Step::BaseAuthentication,
+            1,
+        );
+        assert!(matches!(d, Decision::Continue { step: Step::SecutityPin, reason: Reason::InvalidPin, .. }), "{d:?}");
+    }
+
+    #[test]
+    fn step_asked_again_after_answer_is_auth_failed() {
+        let v = verdict_with(
+            202,
+            r#"{"Step":"SecutityPin","Reason":"Invalid pin","State":"Expecting","Token":"i"}"#,
+            &spec(),
+            Step::SecutityPin,
+            2,
+        );
+        assert_eq!((v.result, v.step, v.reason), (ResultClass::AuthFailed, Step::SecutityPin, Reason::InvalidPin));
+    }
+
+    #[test]
+    fn expected_step_is_success_and_missing_secret_is_unexpected() {
+        let mut s = spec();
+        s.verification_code = None;
+        let body =
+            r#"{"State":"Expecting","Step":"VerificationCode","Reason":"Expecting confirmation code","Token":"i"}"#;
+        assert_eq!(verdict_with(202, body, &s, Step::SecutityPin, 2).result, ResultClass::UnexpectedStep);
+        s.expect = Expect::Step(Step::VerificationCode);
+        let v = verdict_with(202, body, &s, Step::SecutityPin, 2);
+        assert_eq!((v.result, v.step, v.state), (ResultClass::Success, Step::VerificationCode, Some(State::Expecting)));
+        // Expecting a step but the server finishes without it.
+        assert_eq!(
+            verdict_with(200, r#"{"State":"Succeeded","Token":"t"}"#, &s, Step::SecutityPin, 2).result,
+            ResultClass::UnexpectedStep
+        );
+    }
+
+    #[test]
+    fn pin_not_initialised_even_when_pin_step_expected() {
+        let mut s = spec();
+        s.expect = Expect::Step(Step::SecutityPin);
+        let v = verdict_with(
+            202,
+            r#"{"State":"Expecting","Step":"SecutityPin","Reason":"PIN code is not init","Token":"i"}"#,
+            &s,
+            Step::BaseAuthentication,
+            1,
+        );
+        assert_eq!(v.result, ResultClass::PinNotInitialized);
+    }
+
+    #[test]
+    fn step_limit_and_missing_interim_token() {
+        let mut s = spec();
+        s.max_steps = 2;
+        let body = r#"{"State":"Expecting","Step":"VerificationCode","Token":"i"}"#;
+        assert_eq!(verdict_with(202, body, &s, Step::SecutityPin, 2).result, ResultClass::StepLimit);
+        let no_token = r#"{"State":"Expecting","Step":"VerificationCode"}"#;
+        assert_eq!(verdict_with(202, no_token, &spec(), Step::SecutityPin, 2).result, ResultClass::InvalidResponse);
+    }
+
+    #[test]
+    fn oversized_and_non_utf8_bodies() {
+        let answer =
+            Answer { status: 200, content_type: None, location: None, body: b"{\"State\"", body_complete: false };
+        match classify(&answer, &spec(), Context { sent: Step::BaseAuthentication, request: 1 }) {
+            Decision::Finish(v) => assert_eq!(v.result, ResultClass::InvalidResponse),
+            d => panic!("{d:?}"),
+        }
+        let answer =
+            Answer { status: 200, content_type: None, location: None, body: &[0xff, 0xfe, b'{'], body_complete: true };
+        match classify(&answer, &spec(), Context { sent: Step::BaseAuthentication, request: 1 }) {
+            Decision::Finish(v) => {
+                assert_eq!(v.result, ResultClass::InvalidResponse);
+                assert!(v.detail.contains("not UTF-8"), "{}", v.detail);
+            }
+            d => panic!("{d:?}"),
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Performs one login over HTTP: a fresh client per run, one deadline over everything, capped
+//! bodies, no redirects, no retries.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::Instant;
+
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::classify::{self, Answer, Context, Decision, Verdict};
+use super::{sanitize, LoginSpec, Outcome, Reason, ResultClass, Step, StepRecord};
+
+/// Why a [`Prober`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ProberError {
+    /// The TLS configuration could not be assembled.
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
+}
+
+/// Runs logins. Cheap to share: holds only the TLS configuration every run starts from.
+#[derive(Clone)]
+pub struct Prober {
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for Prober {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prober").finish_non_exhaustive()
+    }
+}
+
+/// `User-Agent` of every request.
+pub const USER_AGENT: &str = concat!("authprobe/", env!("CARGO_PKG_VERSION"));
+
+impl Prober {
+    /// A prober trusting the system's CA certificates.
+    pub fn new() -> Result<Self, ProberError> {
+        let mut roots = rustls::RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        for cert in found.certs {
+            // A single unparsable system certificate must not disable TLS probing.
+            let _ = roots.add(cert);
+        }
+        if roots.is_empty() {
+            tracing::warn!("no system CA certificates found; HTTPS targets will fail with tls_error");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ProberError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Prober { tls: Arc::new(config) })
+    }
+
+    /// Performs one login as described by `spec` and classifies it. Never panics on server
+    /// input and always returns within `spec.timeout` (plus scheduling noise).
+    pub async fn login(&self, spec: &LoginSpec) -> Outcome {
+        let start = Instant::now();
+        let deadline = tokio::time::Instant::from_std(start + spec.timeout);
+        let mut steps = Vec::new();
+        let verdict = match self.client() {
+            Ok(client) => run_steps(&client, spec, deadline, &mut steps).await,
+            Err(e) => failure_verdict(
+                Step::BaseAuthentication,
+                ResultClass::ConnectError,
+                format!("cannot build HTTP client: {e}"),
+            ),
+        };
+        let secrets = secrets_of(spec);
+        Outcome {
+            result: verdict.result,
+            state: verdict.state,
+            step: verdict.step,
+            reason: verdict.reason,
+            reason_text: sanitize(&verdict.reason_text, &secrets),
+            http_status: steps.last().map_or(0, |s: &StepRecord| s.http_status),
+            duration: start.elapsed(),
+            steps,
+            detail: sanitize(&verdict.detail, &secrets),
+        }
+    }
+
+    /// A new client for each run: no connection is pooled across runs, so every probe pays what
+    /// a new user pays (DNS, connect, TLS). Steps of one run may reuse the connection.
+    fn client(&self) -> reqwest::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .tls_backend_preconfigured((*self.tls).clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
+            .referer(false)
+            .http1_only()
+            .user_agent(USER_AGENT)
+            .build()
+    }
+}
+
+fn secrets_of(spec: &LoginSpec) -> Vec<&SecretString> {
+    let mut s = vec![&spec.app_key, &spec.password];
+    s.extend(spec.pin.iter());
+    s.extend(spec.verification_code.iter());
+    s
+}
+
+fn failure_verdict(step: Step, result: ResultClass, detail: String) -> Verdict {
+    Verdict { result, state: None, step, reason: Reason::None, reason_text: String::new(), detail }
+}
+
+async fn run_steps(
+    client: &reqwest::Client,
+    spec: &LoginSpec,
+    deadline: tokio::time::Instant,
+    records: &mut Vec<StepRecord>,
+) -> Verdict {
+    let url = spec.token_url();
+    let mut sending = Step::BaseAuthentication;
+    let mut bearer: Option<SecretString> = None;
+    for request in 1..=spec.max_steps.max(1) {
+        let started = Instant::now();
+        let headers = match request_headers(spec, sending, bearer.as_ref()) {
+            Ok(h) => h,
+            Err(field) => {
+                return failure_verdict(
+                    sending,
+                    ResultClass::InvalidResponse,
+                    format!("{field} cannot be sent as an HTTP header value"),
+                );
+            }
+        };
+        let received = exchange(client, &url, headers, spec.max_body_bytes, deadline, sending).await;
+        let (http_status, answer_state) = match &received {
+            Ok(r) => (r.status, classify::answer_state(&r.answer())),
+            Err(_) => (0, None),
+        };
+        records.push(StepRecord { step: sending, http_status, state: answer_state, duration: started.elapsed() });
+        let received = match received {
+            Ok(r) => r,
+            Err((class, detail)) => return failure_verdict(sending, class, detail),
+        };
+        match classify::classify(&received.answer(), spec, Context { sent: sending, request }) {
+            Decision::Finish(verdict) => return verdict,
+            Decision::Continue { step, token, .. } => {
+                sending = step;
+                bearer = Some(token);
+            }
+        }
+    }
+    // classify() finishes with step_limit on the last allowed request; this is only reached
+    // with max_steps = 0, which the configuration rejects.
+    failure_verdict(sending, ResultClass::StepLimit, "max_steps reached".to_owned())
+}
+
+/// Headers of one request. The credentials are repeated on every step, as the server expects.
+fn request_headers(spec: &LoginSpec, step: Step, bearer: Option<&SecretString>) -> Result<HeaderMap, &'static str> {
+    fn secret(value: &SecretString, name: &'static str) -> Result<HeaderValue, &'static str> {
+        let mut v = HeaderValue::from_str(value.expose_secret()).map_err(|_| name)?;
+        v.set_sensitive(true);
+        Ok(v)
+    }
+    let mut h = HeaderMap::new();
+    h.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    h.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    h.insert(HeaderName::from_static("et-app-key"), secret(&spec.app_key, "app_key")?);
+    h.insert(HeaderName::from_static("username"), HeaderValue::from_str(&spec.username).map_err(|_| "username")?);
+    h.insert(HeaderName::from_static("password"), secret(&spec.password, "password")?);
+    if let Some(token) = bearer {
+        let value = SecretString::from(format!("Bearer {}", token.expose_secret()));
+        h.insert(AUTHORIZATION, secret(&value, "the interim Token")?);
+    }
+    match step {
+        Step::SecutityPin => {
+            if let Some(pin) = &spec.pin {
+                h.insert(HeaderName::from_static("pincode"), secret(pin, "pin")?);
+            }
+        }
+        Step::VerificationCode => {
+            if let Some(code) = &spec.verification_code {
+                h.insert(HeaderName::from_static("verificationcode"), secret(code, "verification_code")?);
+            }
+        }
+        Step::BaseAuthentication | Step::Other => {}
+    }
+    Ok(h)
+}
+
+/// One answer, read as far as the body cap allows.
+struct Received {
+    status: u16,
+    content_type: Option<String>,
+    location: Option<String>,
+    body: Vec<u8>,
+    complete: bool,
+}
+
+impl Received {
+    fn answer(&self) -> Answer<'_> {
+        Answer {
+            status: self.status,
+            content_type: self.content_type.as_deref(),
+            location: self.location.as_deref(),
+            body: &self.body,
+            body_complete: self.complete,
+        }
+    }
+}
+
+type Failure = (ResultClass, String);
+
+async fn exchange(
+    client: &reqwest::Client,
+    url: &url::Url,
+    headers: HeaderMap,
+    cap: usize,
+    deadline: tokio::time::Instant,
+    step: Step,
+) -> Result<Received, Failure> {
+    let timeout = |what: &str| (ResultClass::Timeout, format!("deadline exceeded while {what} of the {step} request"));
+    let send = client.post(url.clone()).headers(headers).body(Vec::<u8>::new()).send();
+    let mut response = match tokio::time::timeout_at(deadline, send).await {
+        Err(_) => return Err(timeout("waiting for the response headers")),
+        Ok(Err(e)) => return Err(transport_failure(e, "sending the request")),
+        Ok(Ok(r)) => r,
+    };
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(|s| s.chars().take(200).collect::<String>())
+    };
+    let content_type = header(CONTENT_TYPE);
+    let location = header(LOCATION);
+    let status = response.status().as_u16();
+    let mut body = Vec::new();
+    let mut complete = true;
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        // Announced as too large: do not read a byte of it.
+        complete = false;
+    } else {
+        loop {
+            match tokio::time::timeout_at(deadline, response.chunk()).await {
+                Err(_) => return Err(timeout("reading the body")),
+                Ok(Err(e)) => return Err(transport_failure(e, "reading the body")),
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(chunk))) => {
+                    let room = cap - body.len();
+                    if chunk.len() > room {
+                        body.extend_from_slice(&chunk[..room]);
+                        complete = false;
+                        break;
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+            }
+        }
+    }
+    // Dropping an unfinished response closes its connection, abandoning the rest of the body.
+    drop(response);
+    Ok(Received { status, content_type, location, body, complete })
+}
+
+/// Classifies a transport error as TLS or connection trouble and describes it without the URL.
+fn transport_failure(err: reqwest::Error, while_doing: &str) -> Failure {
+    let err = err.without_url();
+    let mut tls = false;
+    let mut parts: Vec<String> = Vec::new();
+    let mut current: Option<&(dyn StdError + 'static)> = Some(&err);
+    while let Some(e) = current {
+        if e.is::<rustls::Error>() {
+            tls = true;
+        }
+        let mut next = e.source();
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            // io::Error::source() skips the wrapped error itself; look at it directly.
+            if let Some(inner) = io.get_ref() {
+                if inner.is::<rustls::Error>() {
+                    tls = true;
+                }
+                next = Some(inner);
+            }
+        }
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = next;
+    }
+    let class = if tls { ResultClass::TlsError } else { ResultClass::ConnectError };
+    (class, format!("{while_doing}: {}", parts.join(": ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_carry_credentials_marked_sensitive() {
+        let spec = crate::protocol::classify::tests::spec();
+        let h = request_headers(&spec, Step::SecutityPin, Some(&"interim".into())).unwrap();
+        assert_eq!(h["pincode"], "1111");
+        assert!(h["pincode"].is_sensitive() && h["password"].is_sensitive() && h["et-app-key"].is_sensitive());
+        assert_eq!(h["authorization"], "Bearer interim");
+        assert!(!h.contains_key("verificationcode"));
+        let dbg = format!("{h:?}");
+        assert!(!dbg.contains("1111") && !dbg.contains("interim"), "{dbg}");
+    }
+
+    #[test]
+    fn invalid_header_secret_is_named_not_shown() {
+        let mut spec = crate::protocol::classify::tests::spec();
+        spec.password = "line\nbreak".into();
+        assert_eq!(request_headers(&spec, Step::BaseAuthentication, None).unwrap_err(), "password");
+    }
+}

@@ -1,0 +1,442 @@
+//! One login against `POST {base}/token`: the request sequence, the classification of every
+//! answer and the [`Outcome`] it ends in.
+//!
+//! This module knows nothing of scheduling, metrics or HTTP serving. [`classify`] is a pure
+//! function from one HTTP answer to a decision (finish with a result, or continue with the next
+//! step); [`client`] performs the requests, bounded in steps, time and body size.
+
+pub mod classify;
+pub mod client;
+mod text;
+
+use std::fmt;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Serialize;
+use url::Url;
+
+pub use client::{Prober, ProberError};
+pub use text::sanitize;
+
+/// How one login ended. Bounded: every value is a fixed label value in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultClass {
+    /// The login reached the probe's expected outcome.
+    Success,
+    /// Credentials, pin or verification code rejected (or a step answered and asked again).
+    AuthFailed,
+    /// The server throttles logins for this account ("Too many login requests…").
+    RateLimited,
+    /// "Your Password has expired and must be changed".
+    PasswordExpired,
+    /// "PIN code is not init": the account cannot finish the PIN step.
+    PinNotInitialized,
+    /// `{"error": "Application key is not defined or does not exist"}`.
+    AppKeyRejected,
+    /// The server asked for a step the probe neither expects nor can answer, or an unknown step.
+    UnexpectedStep,
+    /// Still `Expecting` after `max_steps` requests.
+    StepLimit,
+    /// A redirect, a 5xx or another status the protocol does not use.
+    HttpError,
+    /// A protocol status whose body is not the documented shape.
+    InvalidResponse,
+    /// The login did not finish within its deadline.
+    Timeout,
+    /// DNS failure, connection refused, reset or closed.
+    ConnectError,
+    /// TLS handshake or certificate failure.
+    TlsError,
+}
+
+impl ResultClass {
+    /// Every class, in a stable order (for pre-initialised series and documentation).
+    pub const ALL: [ResultClass; 13] = [
+        ResultClass::Success,
+        ResultClass::AuthFailed,
+        ResultClass::RateLimited,
+        ResultClass::PasswordExpired,
+        ResultClass::PinNotInitialized,
+        ResultClass::AppKeyRejected,
+        ResultClass::UnexpectedStep,
+        ResultClass::StepLimit,
+        ResultClass::HttpError,
+        ResultClass::InvalidResponse,
+        ResultClass::Timeout,
+        ResultClass::ConnectError,
+        ResultClass::TlsError,
+    ];
+
+    /// The snake_case name used in every output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultClass::Success => "success",
+            ResultClass::AuthFailed => "auth_failed",
+            ResultClass::RateLimited => "rate_limited",
+            ResultClass::PasswordExpired => "password_expired",
+            ResultClass::PinNotInitialized => "pin_not_initialized",
+            ResultClass::AppKeyRejected => "app_key_rejected",
+            ResultClass::UnexpectedStep => "unexpected_step",
+            ResultClass::StepLimit => "step_limit",
+            ResultClass::HttpError => "http_error",
+            ResultClass::InvalidResponse => "invalid_response",
+            ResultClass::Timeout => "timeout",
+            ResultClass::ConnectError => "connect_error",
+            ResultClass::TlsError => "tls_error",
+        }
+    }
+}
+
+impl fmt::Display for ResultClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `State` field of a token answer; `None` where the answer had none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum State {
+    /// Login complete, `Token` is final.
+    Succeeded,
+    /// More is needed: `Step` says what.
+    Expecting,
+    /// Login refused at `Step`.
+    Failed,
+}
+
+impl State {
+    /// The server's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Succeeded => "Succeeded",
+            State::Expecting => "Expecting",
+            State::Failed => "Failed",
+        }
+    }
+
+    /// Label value: the state, or `""` for none.
+    pub fn label(state: Option<State>) -> &'static str {
+        state.map_or("", State::as_str)
+    }
+}
+
+/// An authentication step. Names outside the known three collapse into [`Step::Other`] so that
+/// no output is unbounded; the raw name goes to the human-readable detail only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Step {
+    /// Username and password.
+    BaseAuthentication,
+    /// The PIN step, spelled as the server spells it.
+    SecutityPin,
+    /// The code sent by email or SMS.
+    VerificationCode,
+    /// A step name nobody knows.
+    #[serde(rename = "other")]
+    Other,
+}
+
+impl Step {
+    /// The three documented steps.
+    pub const KNOWN: [Step; 3] = [Step::BaseAuthentication, Step::SecutityPin, Step::VerificationCode];
+
+    /// The server's spelling, or `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::BaseAuthentication => "BaseAuthentication",
+            Step::SecutityPin => "SecutityPin",
+            Step::VerificationCode => "VerificationCode",
+            Step::Other => "other",
+        }
+    }
+
+    /// Recognises a server step name. Case is ignored, and `SecurityPin` is taken for the PIN
+    /// step too so that a server fixing its spelling does not break every probe.
+    pub fn parse(name: &str) -> Step {
+        let n = name.trim();
+        if n.eq_ignore_ascii_case("BaseAuthentication") {
+            Step::BaseAuthentication
+        } else if n.eq_ignore_ascii_case("SecutityPin") || n.eq_ignore_ascii_case("SecurityPin") {
+            Step::SecutityPin
+        } else if n.eq_ignore_ascii_case("VerificationCode") {
+            Step::VerificationCode
+        } else {
+            Step::Other
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The server's `Reason`, normalised to a bounded set. The raw text is kept apart
+/// ([`Outcome::reason_text`]) for humans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// "Invalid credentials".
+    InvalidCredentials,
+    /// "Invalid pin".
+    InvalidPin,
+    /// A rejected verification code.
+    InvalidVerificationCode,
+    /// "Expecting confirmation code" (the verification-code prompt).
+    ExpectingConfirmationCode,
+    /// "Corrupted ticket": a later step arrived without a valid interim token.
+    CorruptedTicket,
+    /// "Your Password has expired and must be changed".
+    PasswordExpired,
+    /// "PIN code is not init".
+    PinNotInitialized,
+    /// "Too many login requests…", or HTTP 429.
+    TooManyRequests,
+    /// "Application key is not defined or does not exist".
+    AppKeyNotDefined,
+    /// No reason given.
+    None,
+    /// A reason text nobody knows.
+    Other,
+}
+
+impl Reason {
+    /// Every reason, in a stable order.
+    pub const ALL: [Reason; 11] = [
+        Reason::InvalidCredentials,
+        Reason::InvalidPin,
+        Reason::InvalidVerificationCode,
+        Reason::ExpectingConfirmationCode,
+        Reason::CorruptedTicket,
+        Reason::PasswordExpired,
+        Reason::PinNotInitialized,
+        Reason::TooManyRequests,
+        Reason::AppKeyNotDefined,
+        Reason::None,
+        Reason::Other,
+    ];
+
+    /// The snake_case name used in every output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidCredentials => "invalid_credentials",
+            Reason::InvalidPin => "invalid_pin",
+            Reason::InvalidVerificationCode => "invalid_verification_code",
+            Reason::ExpectingConfirmationCode => "expecting_confirmation_code",
+            Reason::CorruptedTicket => "corrupted_ticket",
+            Reason::PasswordExpired => "password_expired",
+            Reason::PinNotInitialized => "pin_not_initialized",
+            Reason::TooManyRequests => "too_many_requests",
+            Reason::AppKeyNotDefined => "app_key_not_defined",
+            Reason::None => "none",
+            Reason::Other => "other",
+        }
+    }
+
+    /// Normalises a server reason text (case and surrounding space ignored).
+    pub fn normalize(text: &str) -> Reason {
+        let t = text.trim().to_ascii_lowercase();
+        let t = t.trim_end_matches('.');
+        match t {
+            "" => Reason::None,
+            "invalid credentials" => Reason::InvalidCredentials,
+            "invalid pin" | "invalid pin code" => Reason::InvalidPin,
+            "expecting confirmation code" | "expecting verification code" => Reason::ExpectingConfirmationCode,
+            "corrupted ticket" => Reason::CorruptedTicket,
+            "pin code is not init" | "pin code is not initialized" => Reason::PinNotInitialized,
+            "application key is not defined or does not exist" => Reason::AppKeyNotDefined,
+            _ if t.starts_with("too many login requests") => Reason::TooManyRequests,
+            _ if t.contains("password has expired") => Reason::PasswordExpired,
+            _ if t.starts_with("invalid") && (t.contains("verification code") || t.contains("confirmation code")) => {
+                Reason::InvalidVerificationCode
+            }
+            _ => Reason::Other,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which outcome of the login counts as healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Expect {
+    /// A final token (`200 Succeeded`).
+    Succeeded,
+    /// Reaching this step (`202 Expecting <step>`): for accounts whose code arrives by SMS.
+    Step(Step),
+}
+
+impl Expect {
+    /// Parses `Succeeded` or a known step name.
+    pub fn parse(text: &str) -> Option<Expect> {
+        if text.trim().eq_ignore_ascii_case("Succeeded") {
+            return Some(Expect::Succeeded);
+        }
+        match Step::parse(text) {
+            Step::Other => None,
+            step => Some(Expect::Step(step)),
+        }
+    }
+}
+
+impl fmt::Display for Expect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expect::Succeeded => f.write_str("Succeeded"),
+            Expect::Step(s) => f.write_str(s.as_str()),
+        }
+    }
+}
+
+/// Everything one login needs. Secrets stay inside [`SecretString`], which prints as redacted.
+#[derive(Debug, Clone)]
+pub struct LoginSpec {
+    /// API base, e.g. `https://host/api`; the token URL is `{base}/token`.
+    pub base_url: Url,
+    /// `Et-App-Key`.
+    pub app_key: SecretString,
+    /// `Username`.
+    pub username: String,
+    /// `Password`.
+    pub password: SecretString,
+    /// `PinCode`, sent when the server asks for `SecutityPin`.
+    pub pin: Option<SecretString>,
+    /// `VerificationCode`, sent when the server asks for `VerificationCode`.
+    pub verification_code: Option<SecretString>,
+    /// The healthy outcome.
+    pub expect: Expect,
+    /// Deadline for the whole login: connect, every step, every body.
+    pub timeout: Duration,
+    /// Maximum number of requests in one login.
+    pub max_steps: u32,
+    /// Bodies longer than this are abandoned.
+    pub max_body_bytes: usize,
+}
+
+impl LoginSpec {
+    /// `{base_url}/token`, tolerating a trailing slash on the base.
+    pub fn token_url(&self) -> Url {
+        let mut url = self.base_url.clone();
+        let path = format!("{}/token", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        url
+    }
+
+    /// Whether the probe holds the secret that answers `step`.
+    pub fn can_answer(&self, step: Step) -> bool {
+        match step {
+            Step::SecutityPin => self.pin.is_some(),
+            Step::VerificationCode => self.verification_code.is_some(),
+            Step::BaseAuthentication | Step::Other => false,
+        }
+    }
+}
+
+/// One request of a login.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepRecord {
+    /// The step this request answered (`BaseAuthentication` for the first).
+    pub step: Step,
+    /// HTTP status, 0 when no response arrived.
+    pub http_status: u16,
+    /// The answer's `State`.
+    #[serde(serialize_with = "ser_state")]
+    pub state: Option<State>,
+    /// From sending the request to the end of its body (or the failure).
+    #[serde(rename = "duration_seconds", serialize_with = "ser_secs")]
+    pub duration: Duration,
+}
+
+/// The result of one login. Contains no secret and no token.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    /// The result class.
+    pub result: ResultClass,
+    /// The last answer's `State`.
+    #[serde(serialize_with = "ser_state")]
+    pub state: Option<State>,
+    /// The step reached or failed: the last answer's `Step`, else the step last sent.
+    pub step: Step,
+    /// The last answer's reason, normalised.
+    pub reason: Reason,
+    /// The last answer's reason text, sanitised and at most 200 characters. For humans only.
+    pub reason_text: String,
+    /// Final HTTP status, 0 if none.
+    pub http_status: u16,
+    /// Total duration of the login.
+    #[serde(rename = "duration_seconds", serialize_with = "ser_secs")]
+    pub duration: Duration,
+    /// Every request made.
+    pub steps: Vec<StepRecord>,
+    /// Why the login got this result, in words (sanitised, bounded).
+    pub detail: String,
+}
+
+impl Outcome {
+    /// Whether the result is `success`.
+    pub fn is_success(&self) -> bool {
+        self.result == ResultClass::Success
+    }
+}
+
+fn ser_state<S: serde::Serializer>(s: &Option<State>, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(State::label(*s))
+}
+
+fn ser_secs<S: serde::Serializer>(d: &Duration, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_f64(d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_normalise() {
+        let cases = [
+            ("Invalid credentials", Reason::InvalidCredentials),
+            ("Invalid pin", Reason::InvalidPin),
+            ("Invalid verification code", Reason::InvalidVerificationCode),
+            ("Expecting confirmation code", Reason::ExpectingConfirmationCode),
+            ("Corrupted ticket", Reason::CorruptedTicket),
+            ("Your Password has expired and must be changed", Reason::PasswordExpired),
+            ("PIN code is not init", Reason::PinNotInitialized),
+            ("Too many login requests. Please try again later.", Reason::TooManyRequests),
+            ("Application key is not defined or does not exist", Reason::AppKeyNotDefined),
+            ("", Reason::None),
+            ("  ", Reason::None),
+            ("Something new", Reason::Other),
+        ];
+        for (text, want) in cases {
+            assert_eq!(Reason::normalize(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn steps_parse_with_server_spelling() {
+        assert_eq!(Step::parse("SecutityPin"), Step::SecutityPin);
+        assert_eq!(Step::parse("securitypin"), Step::SecutityPin);
+        assert_eq!(Step::parse("VerificationCode"), Step::VerificationCode);
+        assert_eq!(Step::parse("SecretQuestion"), Step::Other);
+        assert_eq!(Expect::parse("Succeeded"), Some(Expect::Succeeded));
+        assert_eq!(Expect::parse("VerificationCode"), Some(Expect::Step(Step::VerificationCode)));
+        assert_eq!(Expect::parse("Nope"), None);
+    }
+
+    #[test]
+    fn token_url_handles_trailing_slash() {
+        let mut spec = crate::protocol::classify::tests::spec();
+        for base in ["http://h/api", "http://h/api/"] {
+            spec.base_url = Url::parse(base).unwrap();
+            assert_eq!(spec.token_url().as_str(), "http://h/api/token");
+        }
+        spec.base_url = Url::parse("http://h").unwrap();
+        assert_eq!(spec.token_url().as_str(), "http://h/token");
+    }
+}

@@ -1,0 +1,73 @@
+//! How one probe run is shown to a person: the text and JSON outputs of `authprobe probe`.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::protocol::{Outcome, State};
+
+/// One run of one probe, as printed by `authprobe probe --output json` (one object per line).
+#[derive(Debug, Serialize)]
+pub struct ProbeReport<'a> {
+    /// Probe name.
+    pub probe: &'a str,
+    /// Target name.
+    pub target: &'a str,
+    /// Everything else: result, state, step, reason, reason_text, http_status,
+    /// duration_seconds, steps, detail.
+    #[serde(flatten)]
+    pub outcome: &'a Outcome,
+}
+
+impl ProbeReport<'_> {
+    /// A single JSON line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a report always serialises")
+    }
+
+    /// A short human summary with one line per request.
+    pub fn to_text(&self) -> String {
+        let o = self.outcome;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{} (target {}): {} in {:.1} ms",
+            self.probe,
+            self.target,
+            o.result,
+            o.duration.as_secs_f64() * 1000.0
+        );
+        let _ = writeln!(
+            s,
+            "  state={} step={} reason={} http_status={}",
+            display_or_dash(State::label(o.state)),
+            o.step,
+            o.reason,
+            o.http_status
+        );
+        if !o.reason_text.is_empty() {
+            let _ = writeln!(s, "  reason_text: {}", o.reason_text);
+        }
+        let _ = writeln!(s, "  detail: {}", o.detail);
+        for (i, r) in o.steps.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "  {}. {:<18} -> HTTP {:<3} {:<9} {:.1} ms",
+                i + 1,
+                r.step.as_str(),
+                r.http_status,
+                display_or_dash(State::label(r.state)),
+                r.duration.as_secs_f64() * 1000.0
+            );
+        }
+        s
+    }
+}
+
+fn display_or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}

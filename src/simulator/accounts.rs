@@ -1,0 +1,275 @@
+//! The simulator's world: application keys, accounts with their secrets and steps, faults.
+//! Read from YAML: a `simulator:` block of probes.yaml or a file of its own.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::duration::serde_prom;
+use crate::yaml::{self, FieldIndex, FileError, FileErrors};
+
+/// How the simulator misbehaves for one account, to exercise every failure the prober classifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// Behave as the real server.
+    #[default]
+    None,
+    /// Accept the request and never answer.
+    Stall,
+    /// 200 with an HTML page (a front-office or proxy page).
+    Html,
+    /// 302 to `/User/LogOn` (base URL pointing at the front office).
+    Redirect,
+    /// 500 `{"message": …, "error": "Unexpected server error"}`.
+    ServerError,
+    /// 500 `{"Model": null, "Errors": […], "StatusCode": 500, "IsSucceed": false}`.
+    ServerErrorModel,
+    /// 503 in plain text, as a proxy answers.
+    Unavailable,
+    /// 200 whose JSON stops half way.
+    TruncatedJson,
+    /// 200 with a 20 MiB body, streamed without Content-Length.
+    Oversized,
+    /// 202 Expecting a step nobody knows (`SecretQuestion`).
+    UnknownStep,
+    /// 202 Expecting forever, alternating SecutityPin and VerificationCode.
+    Endless202,
+    /// 404 in the ASP.NET Web API shape.
+    NotFound,
+    /// 200 with valid JSON of the wrong shape (an array).
+    WrongShape,
+    /// 200 with bytes that are not UTF-8.
+    NonUtf8,
+    /// 401 Failed with a 5 KB Reason that changes on every request.
+    RandomReason,
+    /// 200 whose body arrives one byte per second.
+    SlowDrip,
+    /// 200 headers, then the body never comes.
+    HeadersThenStall,
+}
+
+/// What the server does with a wrong pin or verification code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WrongSecret {
+    /// 401 Failed (the documented behaviour for a wrong pin).
+    #[default]
+    Reject,
+    /// 202 Expecting the same step again.
+    Reprompt,
+}
+
+/// At most `max_logins` first-step requests per `window` per account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Logins allowed per window.
+    pub max_logins: u32,
+    /// The window.
+    #[serde(with = "serde_prom")]
+    pub window: Duration,
+}
+
+/// One simulated user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    /// `Username`.
+    pub username: String,
+    /// `Password`.
+    pub password: SecretString,
+    /// Enables the SecutityPin step.
+    #[serde(default)]
+    pub pin: Option<SecretString>,
+    /// False: the PIN step answers "PIN code is not init".
+    #[serde(default = "yes")]
+    pub pin_initialized: bool,
+    /// Enables the VerificationCode step; the code the "SMS" carries.
+    #[serde(default)]
+    pub verification_code: Option<SecretString>,
+    /// Answers "Your Password has expired and must be changed".
+    #[serde(default)]
+    pub password_expired: bool,
+    /// Wrong pin or code: reject (default) or prompt again.
+    #[serde(default)]
+    pub wrong_secret: WrongSecret,
+    /// Overrides the global rate limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// Server time added to every answer for this account.
+    #[serde(default, with = "serde_prom::option")]
+    pub delay: Option<Duration>,
+    /// Misbehaviour.
+    #[serde(default)]
+    pub fault: Fault,
+    /// Adds `ConfirmationToken`, `PersonalPhrase` and `Image` (null) to answers.
+    #[serde(default)]
+    pub extra_fields: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The simulator section as written in YAML: `listen` and `accounts_file` only make sense in the
+/// `simulator:` block of probes.yaml; the rest may also be a file of its own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorFile {
+    /// Address to serve on.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Accounts come from this file instead of this block.
+    #[serde(default)]
+    pub accounts_file: Option<PathBuf>,
+    /// Valid `Et-App-Key` values.
+    #[serde(default)]
+    pub app_keys: Option<Vec<SecretString>>,
+    /// Path prefix of the API (default `/api`).
+    #[serde(default)]
+    pub base_path: Option<String>,
+    /// Status of the app-key error (default 403; some deployments answer 401).
+    #[serde(default)]
+    pub app_key_error_status: Option<u16>,
+    /// Default rate limit for every account.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// The users.
+    #[serde(default)]
+    pub accounts: Option<Vec<Account>>,
+}
+
+/// A validated simulator world.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Valid application keys.
+    pub app_keys: Vec<SecretString>,
+    /// API prefix, starting with `/`, without trailing `/`.
+    pub base_path: String,
+    /// Status of the app-key error.
+    pub app_key_error_status: u16,
+    /// Default rate limit.
+    pub rate_limit: Option<RateLimit>,
+    /// Accounts, usernames unique.
+    pub accounts: Vec<Account>,
+}
+
+/// Where the simulator runs and what it serves.
+#[derive(Debug, Clone)]
+pub struct SimulatorSpec {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// The world.
+    pub settings: Settings,
+}
+
+/// Default listen address of the embedded simulator.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:18080";
+
+impl Settings {
+    /// Reads a stand-alone accounts file.
+    pub fn load(path: &Path) -> Result<Settings, FileErrors> {
+        let doc = yaml::load_file::<SimulatorFile>(path)?;
+        let mut errors = Vec::new();
+        for field in ["listen", "accounts_file"] {
+            let set = match field {
+                "listen" => doc.value.listen.is_some(),
+                _ => doc.value.accounts_file.is_some(),
+            };
+            if set {
+                errors.push(doc.index.error(path, field, "only allowed in the simulator: block of the probes file"));
+            }
+        }
+        let settings = Settings::from_fields(doc.value, "", path, &doc.index, &mut errors);
+        if errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(FileErrors(errors))
+        }
+    }
+
+    /// Validates the account fields of `file`, reporting problems under `prefix` (e.g. `simulator.`).
+    pub fn from_fields(
+        file: SimulatorFile,
+        prefix: &str,
+        path: &Path,
+        index: &FieldIndex,
+        errors: &mut Vec<FileError>,
+    ) -> Settings {
+        let base_path = file.base_path.unwrap_or_else(|| "/api".to_owned());
+        if !base_path.starts_with('/') {
+            errors.push(index.error(path, format!("{prefix}base_path"), "must start with /"));
+        }
+        let app_key_error_status = file.app_key_error_status.unwrap_or(403);
+        if !(400..500).contains(&app_key_error_status) {
+            errors.push(index.error(path, format!("{prefix}app_key_error_status"), "must be a 4xx status"));
+        }
+        let accounts = file.accounts.unwrap_or_default();
+        let mut seen = HashSet::new();
+        for (i, a) in accounts.iter().enumerate() {
+            if a.username.is_empty() {
+                errors.push(index.error(path, format!("{prefix}accounts[{i}].username"), "must not be empty"));
+            }
+            if !seen.insert(a.username.as_str()) {
+                errors.push(index.error(
+                    path,
+                    format!("{prefix}accounts[{i}].username"),
+                    format!("duplicate account {:?}", a.username),
+                ));
+            }
+            for (field, rl) in [("rate_limit", a.rate_limit)] {
+                if rl.is_some_and(|r| r.max_logins == 0 || r.window.is_zero()) {
+                    errors.push(index.error(
+                        path,
+                        format!("{prefix}accounts[{i}].{field}"),
+                        "max_logins and window must be positive",
+                    ));
+                }
+            }
+        }
+        if file.rate_limit.is_some_and(|r| r.max_logins == 0 || r.window.is_zero()) {
+            errors.push(index.error(path, format!("{prefix}rate_limit"), "max_logins and window must be positive"));
+        }
+        Settings {
+            app_keys: file.app_keys.unwrap_or_default(),
+            base_path: base_path.trim_end_matches('/').to_owned(),
+            app_key_error_status,
+            rate_limit: file.rate_limit,
+            accounts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_file_rejects_duplicates_and_block_only_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acc.yaml");
+        std::fs::write(
+            &path,
+            "listen: 127.0.0.1:1\naccounts:\n  - {username: a, password: x}\n  - {username: a, password: y}\n",
+        )
+        .unwrap();
+        let err = Settings::load(&path).unwrap_err().to_string();
+        assert!(err.contains(":1:1: listen: only allowed"), "{err}");
+        assert!(err.contains(":4:6: accounts[1].username: duplicate account \"a\""), "{err}");
+        assert!(!err.contains("x") || !err.contains("password: x"));
+    }
+
+    #[test]
+    fn unknown_fault_is_reported_with_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acc.yaml");
+        std::fs::write(&path, "accounts:\n  - username: a\n    password: x\n    fault: explode\n").unwrap();
+        let err = Settings::load(&path).unwrap_err().to_string();
+        assert!(err.contains(":4:12: accounts[0].fault: unknown variant `explode`"), "{err}");
+    }
+}

@@ -1,0 +1,157 @@
+//! A faithful simulator of the ETNA Trader `/token` endpoint, for tests, benchmarks and the demo.
+//!
+//! It follows ../shared/seeds and ../shared/PROTOCOL.md: the app-key check with its `{"error": …}`
+//! body, `Invalid credentials`, the SecutityPin and VerificationCode steps continued with interim
+//! tokens that remember which steps were passed, `Corrupted ticket`, wrong pin or code, expired
+//! passwords, uninitialised PINs, rate limiting, and a unique final token per login. Per-account
+//! [`Fault`]s produce every misbehaviour the prober must classify. It counts and records the
+//! requests each account received so tests can assert what the prober sent.
+
+mod accounts;
+mod server;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use accounts::{Account, Fault, RateLimit, Settings, SimulatorFile, SimulatorSpec, WrongSecret, DEFAULT_LISTEN};
+
+/// Requests one account received.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AccountStats {
+    /// Every request naming this account.
+    pub requests: u64,
+    /// First-step requests (no interim token).
+    pub logins: u64,
+    /// Final tokens issued.
+    pub tokens_issued: u64,
+}
+
+/// One request as the simulator received it, for tests. Holds secrets: never printed by the
+/// simulator itself.
+#[derive(Clone, Default)]
+pub struct RecordedRequest {
+    /// Method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Headers, names lower-case, in arrival order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RecordedRequest {
+    /// First value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+impl std::fmt::Debug for RecordedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("RecordedRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("header_names", &names)
+            .finish()
+    }
+}
+
+/// A running simulator. Stops when [`Simulator::shutdown`] is called or when dropped.
+pub struct Simulator {
+    addr: SocketAddr,
+    base_path: String,
+    state: Arc<server::Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Binds `listen` and serves `settings` in the background.
+    pub async fn start(settings: Settings, listen: SocketAddr) -> std::io::Result<Simulator> {
+        let listener = TcpListener::bind(listen).await?;
+        Ok(Self::serve(settings, listener))
+    }
+
+    /// Serves `settings` on an already bound listener.
+    pub fn serve(settings: Settings, listener: TcpListener) -> Simulator {
+        let addr = listener.local_addr().expect("bound listener has an address");
+        let base_path = settings.base_path.clone();
+        let state = Arc::new(server::Shared::new(settings));
+        let app = server::router(state.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "simulator stopped");
+            }
+        });
+        Simulator { addr, base_path, state, stop: Some(stop), task: Some(task) }
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The API base URL to configure targets with, e.g. `http://127.0.0.1:18080/api`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}{}", self.addr, self.base_path)
+    }
+
+    /// Counters of one account (zero for an unknown one).
+    pub fn stats(&self, username: &str) -> AccountStats {
+        self.state.stats(username)
+    }
+
+    /// Counters of every account that received a request.
+    pub fn all_stats(&self) -> HashMap<String, AccountStats> {
+        self.state.all_stats()
+    }
+
+    /// The last requests (at most 100) naming `username`, oldest first.
+    pub fn requests(&self, username: &str) -> Vec<RecordedRequest> {
+        self.state.requests(username)
+    }
+
+    /// The final tokens issued to `username` (at most the last 100), oldest first.
+    pub fn issued_tokens(&self, username: &str) -> Vec<String> {
+        self.state.issued_tokens(username)
+    }
+
+    /// Changes an account while serving (e.g. break it, then fix it). Returns false if unknown.
+    pub fn update_account(&self, username: &str, change: impl FnOnce(&mut Account)) -> bool {
+        self.state.update_account(username, change)
+    }
+
+    /// Stops accepting, lets open requests finish (stalled ones are cut), and waits.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            // Stalled handlers never finish on their own: give graceful shutdown a moment.
+            if tokio::time::timeout(std::time::Duration::from_secs(2), task).await.is_err() {
+                tracing::debug!("simulator shutdown timed out; aborting open connections");
+            }
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Keeps a value behind a mutex that is never held across an await.
+pub(crate) type Locked<T> = Mutex<T>;

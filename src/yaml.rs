@@ -1,0 +1,263 @@
+//! Loading YAML files into typed structs with errors that name the file, the line and the field.
+//!
+//! serde_yaml_ng reports syntax and type errors with a position, but once a document is
+//! deserialised its positions are gone; [`FieldIndex`] keeps a map from field path
+//! (`probes[2].password_file`) to line so that later semantic checks (unknown target, missing
+//! secret file, duplicate name) can point at the same place.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+/// One problem in a YAML file, located as precisely as the file allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError {
+    /// The file the problem is in.
+    pub file: PathBuf,
+    /// 1-based line and column, when known.
+    pub position: Option<(usize, usize)>,
+    /// Dotted field path (`probes[1].interval`), empty for the whole document.
+    pub field: String,
+    /// What is wrong. Never contains a secret value.
+    pub message: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        f.write_str(": ")?;
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found in one file; validation reports them all at once rather than one per run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct FileErrors(pub Vec<FileError>);
+
+impl fmt::Display for FileErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<FileError> for FileErrors {
+    fn from(e: FileError) -> Self {
+        FileErrors(vec![e])
+    }
+}
+
+/// A parsed document together with the positions of its fields.
+pub struct Document<T> {
+    /// The typed value.
+    pub value: T,
+    /// Field path → position, for errors raised after deserialisation.
+    pub index: FieldIndex,
+}
+
+/// Reads and deserialises `path`. Unknown fields are rejected by the target types themselves
+/// (`#[serde(deny_unknown_fields)]`).
+pub fn load_file<T: DeserializeOwned>(path: &Path) -> Result<Document<T>, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| FileError {
+        file: path.to_owned(),
+        position: None,
+        field: String::new(),
+        message: format!("cannot read file: {e}"),
+    })?;
+    parse_str(path, &text)
+}
+
+/// Deserialises YAML text that came from `path` (used in messages only).
+pub fn parse_str<T: DeserializeOwned>(path: &Path, text: &str) -> Result<Document<T>, FileError> {
+    let value = serde_yaml_ng::from_str::<T>(text).map_err(|e| from_serde(path, &e))?;
+    Ok(Document { value, index: FieldIndex::build(text) })
+}
+
+fn from_serde(path: &Path, err: &serde_yaml_ng::Error) -> FileError {
+    let mut message = err.to_string();
+    let position = err.location().map(|l| (l.line(), l.column()));
+    if let Some((line, column)) = position {
+        let suffix = format!(" at line {line} column {column}");
+        if let Some(stripped) = message.strip_suffix(&suffix) {
+            message = stripped.to_owned();
+        }
+    }
+    // serde_yaml_ng prefixes the field path as "a.b[1].c: "; keep it as the field.
+    let mut field = String::new();
+    if let Some((head, rest)) = message.split_once(": ") {
+        if !head.contains(' ') && !head.is_empty() && head != "." {
+            field = head.trim_start_matches('.').to_owned();
+            message = rest.to_owned();
+        }
+    }
+    if message == "EOF while parsing a value" {
+        message = "the file is empty; expected a YAML mapping".to_owned();
+    }
+    FileError { file: path.to_owned(), position, field, message }
+}
+
+/// Map from dotted field path to the 1-based (line, column) where that field's key (or, for
+/// sequence items, the item) starts.
+#[derive(Debug, Default, Clone)]
+pub struct FieldIndex {
+    positions: HashMap<String, (usize, usize)>,
+}
+
+impl FieldIndex {
+    /// Indexes `text`. A document the event parser cannot read yields an empty index: positions
+    /// are a convenience for messages, never a reason to reject a file serde accepted.
+    pub fn build(text: &str) -> Self {
+        let mut builder = IndexBuilder::default();
+        let mut parser = Parser::new_from_str(text);
+        if parser.load(&mut builder, false).is_err() {
+            return FieldIndex::default();
+        }
+        FieldIndex { positions: builder.positions }
+    }
+
+    /// Position of `field`, or of its nearest indexed ancestor.
+    pub fn position(&self, field: &str) -> Option<(usize, usize)> {
+        let mut path = field;
+        loop {
+            if let Some(p) = self.positions.get(path) {
+                return Some(*p);
+            }
+            let cut = path.rfind(['.', '['])?;
+            path = &path[..cut];
+        }
+    }
+
+    /// Builds an error for `field` of `file`, located through this index.
+    pub fn error(&self, file: &Path, field: impl Into<String>, message: impl Into<String>) -> FileError {
+        let field = field.into();
+        FileError { file: file.to_owned(), position: self.position(&field), field, message: message.into() }
+    }
+}
+
+enum Frame {
+    Map { path: String, key: Option<String>, fresh: bool },
+    Seq { path: String, next: usize },
+}
+
+#[derive(Default)]
+struct IndexBuilder {
+    stack: Vec<Frame>,
+    positions: HashMap<String, (usize, usize)>,
+}
+
+impl IndexBuilder {
+    /// Path of the value about to start, recording its position; `None` when the event is a key.
+    fn begin_value(&mut self, mark: Marker) -> Option<String> {
+        let pos = (mark.line(), mark.col() + 1);
+        match self.stack.last_mut() {
+            None => Some(String::new()),
+            Some(Frame::Seq { path, next }) => {
+                let p = format!("{path}[{next}]");
+                *next += 1;
+                self.positions.entry(p.clone()).or_insert(pos);
+                Some(p)
+            }
+            Some(Frame::Map { path, key, .. }) => match key.take() {
+                Some(k) => Some(if path.is_empty() { k } else { format!("{path}.{k}") }),
+                None => None,
+            },
+        }
+    }
+}
+
+impl MarkedEventReceiver for IndexBuilder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        match ev {
+            Event::Scalar(value, ..) => match self.begin_value(mark) {
+                Some(_) => {}
+                None => {
+                    // A key: remember it and where it stands.
+                    if let Some(Frame::Map { path, key, fresh }) = self.stack.last_mut() {
+                        let pos = (mark.line(), mark.col() + 1);
+                        // A block mapping's start event is marked after its first key; the key
+                        // itself is where a reader looks for the item.
+                        if std::mem::take(fresh) && !path.is_empty() {
+                            self.positions.insert(path.clone(), pos);
+                        }
+                        let p = if path.is_empty() { value.clone() } else { format!("{path}.{value}") };
+                        self.positions.entry(p).or_insert(pos);
+                        *key = Some(value);
+                    }
+                }
+            },
+            Event::MappingStart(..) => {
+                let path = self.begin_value(mark).unwrap_or_default();
+                self.stack.push(Frame::Map { path, key: None, fresh: true });
+            }
+            Event::SequenceStart(..) => {
+                let path = self.begin_value(mark).unwrap_or_default();
+                self.stack.push(Frame::Seq { path, next: 0 });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+            }
+            Event::Alias(_) => {
+                self.begin_value(mark);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "\
+defaults:
+  interval: 30s
+probes:
+  - name: a
+    interval: 5s
+  - name: b
+    labels: {team: x}
+";
+
+    #[test]
+    fn indexes_field_lines() {
+        let idx = FieldIndex::build(DOC);
+        assert_eq!(idx.position("defaults.interval"), Some((2, 3)));
+        assert_eq!(idx.position("probes[0]"), Some((4, 5)));
+        assert_eq!(idx.position("probes[0].interval"), Some((5, 5)));
+        assert_eq!(idx.position("probes[1].name"), Some((6, 5)));
+        assert_eq!(idx.position("probes[1].labels.team"), Some((7, 14)));
+        // Unknown leaf falls back to its parent.
+        assert_eq!(idx.position("probes[1].password"), Some((6, 5)));
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct P {
+        name: String,
+    }
+
+    #[test]
+    fn serde_errors_carry_file_line_and_field() {
+        let err = parse_str::<Vec<P>>(Path::new("x.yaml"), "- name: a\n- nmae: b\n").err().unwrap();
+        assert_eq!(err.position, Some((2, 3)));
+        assert_eq!(err.field, "[1]");
+        assert!(err.message.starts_with("unknown field `nmae`"), "{}", err.message);
+        assert!(err.to_string().starts_with("x.yaml:2:3: [1]: unknown field `nmae`"), "{err}");
+    }
+}
