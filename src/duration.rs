@@ -78,13 +78,29 @@ pub fn format(duration: Duration) -> String {
 
 /// Serde adapter so config structs can hold a [`Duration`] written as `30s`.
 pub mod serde_prom {
-    use serde::{de, Deserialize, Deserializer};
+    use serde::{de, Deserializer};
+    use std::fmt;
     use std::time::Duration;
+
+    /// Parsing inside the visitor (rather than after deserialising a `String`) lets the YAML
+    /// deserialiser attach the scalar's own line and field path to the error.
+    struct Visitor;
+
+    impl de::Visitor<'_> for Visitor {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration such as 30s or 1m30s")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            super::parse(v).map_err(E::custom)
+        }
+    }
 
     /// Deserialises a Prometheus-style duration string.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        super::parse(&text).map_err(de::Error::custom)
+        d.deserialize_str(Visitor)
     }
 
     /// The same for an optional field.

@@ -84,6 +84,17 @@ pub fn load_file<T: DeserializeOwned>(path: &Path) -> Result<Document<T>, FileEr
 
 /// Deserialises YAML text that came from `path` (used in messages only).
 pub fn parse_str<T: DeserializeOwned>(path: &Path, text: &str) -> Result<Document<T>, FileError> {
+    // An empty file deserialises into all-default structs; it is far more likely a mistake
+    // (a truncated deploy, a wrong path) than an intent.
+    let blank = text.lines().map(str::trim).all(|l| l.is_empty() || l.starts_with('#') || l == "---");
+    if blank {
+        return Err(FileError {
+            file: path.to_owned(),
+            position: None,
+            field: String::new(),
+            message: "the file is empty; expected a YAML mapping".to_owned(),
+        });
+    }
     let value = serde_yaml_ng::from_str::<T>(text).map_err(|e| from_serde(path, &e))?;
     Ok(Document { value, index: FieldIndex::build(text) })
 }
@@ -104,9 +115,6 @@ fn from_serde(path: &Path, err: &serde_yaml_ng::Error) -> FileError {
             field = head.trim_start_matches('.').to_owned();
             message = rest.to_owned();
         }
-    }
-    if message == "EOF while parsing a value" {
-        message = "the file is empty; expected a YAML mapping".to_owned();
     }
     FileError { file: path.to_owned(), position, field, message }
 }
@@ -172,10 +180,9 @@ impl IndexBuilder {
                 self.positions.entry(p.clone()).or_insert(pos);
                 Some(p)
             }
-            Some(Frame::Map { path, key, .. }) => match key.take() {
-                Some(k) => Some(if path.is_empty() { k } else { format!("{path}.{k}") }),
-                None => None,
-            },
+            Some(Frame::Map { path, key, .. }) => {
+                key.take().map(|k| if path.is_empty() { k } else { format!("{path}.{k}") })
+            }
         }
     }
 }

@@ -134,12 +134,12 @@ async fn run_steps(
         let received = exchange(client, &url, headers, spec.max_body_bytes, deadline, sending).await;
         let (http_status, answer_state) = match &received {
             Ok(r) => (r.status, classify::answer_state(&r.answer())),
-            Err(_) => (0, None),
+            Err(f) => (f.status.unwrap_or(0), None),
         };
         records.push(StepRecord { step: sending, http_status, state: answer_state, duration: started.elapsed() });
         let received = match received {
             Ok(r) => r,
-            Err((class, detail)) => return failure_verdict(sending, class, detail),
+            Err(f) => return failure_verdict(sending, f.class, f.detail),
         };
         match classify::classify(&received.answer(), spec, Context { sent: sending, request }) {
             Decision::Finish(verdict) => return verdict,
@@ -208,7 +208,12 @@ impl Received {
     }
 }
 
-type Failure = (ResultClass, String);
+/// A request that got no complete answer. `status` is set when the headers arrived.
+struct Failure {
+    class: ResultClass,
+    detail: String,
+    status: Option<u16>,
+}
 
 async fn exchange(
     client: &reqwest::Client,
@@ -218,11 +223,15 @@ async fn exchange(
     deadline: tokio::time::Instant,
     step: Step,
 ) -> Result<Received, Failure> {
-    let timeout = |what: &str| (ResultClass::Timeout, format!("deadline exceeded while {what} of the {step} request"));
+    let timeout = |what: &str, status: Option<u16>| Failure {
+        class: ResultClass::Timeout,
+        detail: format!("deadline exceeded while {what} of the {step} request"),
+        status,
+    };
     let send = client.post(url.clone()).headers(headers).body(Vec::<u8>::new()).send();
     let mut response = match tokio::time::timeout_at(deadline, send).await {
-        Err(_) => return Err(timeout("waiting for the response headers")),
-        Ok(Err(e)) => return Err(transport_failure(e, "sending the request")),
+        Err(_) => return Err(timeout("waiting for the response headers", None)),
+        Ok(Err(e)) => return Err(transport_failure(e, "sending the request", None)),
         Ok(Ok(r)) => r,
     };
     let header = |name| {
@@ -243,8 +252,8 @@ async fn exchange(
     } else {
         loop {
             match tokio::time::timeout_at(deadline, response.chunk()).await {
-                Err(_) => return Err(timeout("reading the body")),
-                Ok(Err(e)) => return Err(transport_failure(e, "reading the body")),
+                Err(_) => return Err(timeout("reading the body", Some(status))),
+                Ok(Err(e)) => return Err(transport_failure(e, "reading the body", Some(status))),
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(chunk))) => {
                     let room = cap - body.len();
@@ -264,7 +273,7 @@ async fn exchange(
 }
 
 /// Classifies a transport error as TLS or connection trouble and describes it without the URL.
-fn transport_failure(err: reqwest::Error, while_doing: &str) -> Failure {
+fn transport_failure(err: reqwest::Error, while_doing: &str, status: Option<u16>) -> Failure {
     let err = err.without_url();
     let mut tls = false;
     let mut parts: Vec<String> = Vec::new();
@@ -290,7 +299,7 @@ fn transport_failure(err: reqwest::Error, while_doing: &str) -> Failure {
         current = next;
     }
     let class = if tls { ResultClass::TlsError } else { ResultClass::ConnectError };
-    (class, format!("{while_doing}: {}", parts.join(": ")))
+    Failure { class, detail: format!("{while_doing}: {}", parts.join(": ")), status }
 }
 
 #[cfg(test)]

@@ -51,6 +51,16 @@ pub enum Fault {
     SlowDrip,
     /// 200 headers, then the body never comes.
     HeadersThenStall,
+    /// Interim tokens are never remembered, as behind a load balancer whose nodes do not share
+    /// tickets: every second step is answered "Corrupted ticket".
+    ForgetTickets,
+}
+
+impl Fault {
+    /// Faults that replace the whole answer; the others change the login state machine.
+    pub fn replaces_answer(self) -> bool {
+        !matches!(self, Fault::None | Fault::ForgetTickets)
+    }
 }
 
 /// What the server does with a wrong pin or verification code.
@@ -116,6 +126,25 @@ fn yes() -> bool {
     true
 }
 
+impl Account {
+    /// A password-only account with no fault; change fields for other behaviour.
+    pub fn new(username: &str, password: &str) -> Account {
+        Account {
+            username: username.to_owned(),
+            password: password.into(),
+            pin: None,
+            pin_initialized: true,
+            verification_code: None,
+            password_expired: false,
+            wrong_secret: WrongSecret::Reject,
+            rate_limit: None,
+            delay: None,
+            fault: Fault::None,
+            extra_fields: false,
+        }
+    }
+}
+
 /// The simulator section as written in YAML: `listen` and `accounts_file` only make sense in the
 /// `simulator:` block of probes.yaml; the rest may also be a file of its own.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -172,6 +201,17 @@ pub struct SimulatorSpec {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:18080";
 
 impl Settings {
+    /// A world with these app keys and accounts, the `/api` base path and 403 app-key errors.
+    pub fn new(app_keys: &[&str], accounts: Vec<Account>) -> Settings {
+        Settings {
+            app_keys: app_keys.iter().map(|k| SecretString::from(*k)).collect(),
+            base_path: "/api".to_owned(),
+            app_key_error_status: 403,
+            rate_limit: None,
+            accounts,
+        }
+    }
+
     /// Reads a stand-alone accounts file.
     pub fn load(path: &Path) -> Result<Settings, FileErrors> {
         let doc = yaml::load_file::<SimulatorFile>(path)?;

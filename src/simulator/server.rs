@@ -238,10 +238,11 @@ fn advance(state: &mut LoginState, account: &Account, passed: Option<Step>) -> (
 
 fn prompt(state: &mut LoginState, account: &Account, step: Step, reason: &str) -> (StatusCode, Value) {
     let token = new_token();
-    state.tickets.insert(
-        token.clone(),
-        Ticket { username: account.username.clone(), pending: step, expires: Instant::now() + TICKET_LIFETIME },
-    );
+    if account.fault != Fault::ForgetTickets {
+        let ticket =
+            Ticket { username: account.username.clone(), pending: step, expires: Instant::now() + TICKET_LIFETIME };
+        state.tickets.insert(token.clone(), ticket);
+    }
     (StatusCode::ACCEPTED, json!({ "Step": step.as_str(), "Reason": reason, "State": "Expecting", "Token": token }))
 }
 
@@ -289,7 +290,7 @@ async fn token(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, head
     if let Some(delay) = account.as_ref().and_then(|a| a.delay) {
         tokio::time::sleep(delay).await;
     }
-    if let Some(account) = account.as_ref().filter(|a| a.fault != Fault::None) {
+    if let Some(account) = account.as_ref().filter(|a| a.fault.replaces_answer()) {
         tracing::debug!(username = %account.username, fault = ?account.fault, "simulator fault");
         return fault(account.fault, &headers, &uri).await;
     }
@@ -314,7 +315,7 @@ fn raw(status: StatusCode, content_type: &'static str, body: impl Into<Body>) ->
 async fn fault(fault: Fault, headers: &HeaderMap, uri: &Uri) -> Response {
     const JSON: &str = "application/json; charset=utf-8";
     match fault {
-        Fault::None => unreachable!("filtered by the caller"),
+        Fault::None | Fault::ForgetTickets => unreachable!("filtered by the caller"),
         Fault::Stall => std::future::pending().await,
         Fault::Html => raw(
             StatusCode::OK,

@@ -1,0 +1,453 @@
+//! The real `authprobe` binary: `probe` output and exit codes, `check-config` and every kind of
+//! configuration error, `simulate`, and proof that no secret or token reaches any output.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use authprobe::simulator::{Account, Fault};
+use common::*;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_authprobe");
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn authprobe(args: &[&str]) -> Run {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(BIN).args(args).stdin(Stdio::null()).kill_on_drop(true).output(),
+    )
+    .await
+    .expect("authprobe finished within 60 s")
+    .expect("authprobe ran");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A probes file against a test simulator with two probes: `ok` (PIN flow) and `bad` (wrong password).
+fn probes_file(dir: &Path, base_url: &str) -> PathBuf {
+    write(
+        dir,
+        "probes.yaml",
+        &format!(
+            r#"targets:
+  - name: sim
+    base_url: {base_url}
+    app_key: {APP_KEY}
+probes:
+  - name: ok
+    target: sim
+    username: bob
+    password_file: bob.pw
+    pin: ${{AUTHPROBE_TEST_PIN}}
+    timeout: 5s
+    labels: {{team: brokers}}
+  - name: bad
+    target: sim
+    username: alice
+    password: wrong-Pw-Q4d1
+"#
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_json_output_and_exit_codes() {
+    let sim = simulator(vec![pin_account("bob", "bob-Pw-Zr77", "pin-7731"), Account::new("alice", "alice-pw")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "bob.pw", "bob-Pw-Zr77\n");
+    let file = probes_file(dir.path(), &sim.base_url());
+    let cfg = file.to_str().unwrap();
+    std::env::set_var("AUTHPROBE_TEST_PIN", "pin-7731");
+
+    let r = authprobe(&["probe", "ok", "--config.file", cfg, "--output", "json"]).await;
+    assert_eq!(r.code, 0, "stderr: {}", r.stderr);
+    let v: Value = serde_json::from_str(r.stdout.trim()).expect("one JSON object");
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    for k in [
+        "probe",
+        "target",
+        "result",
+        "state",
+        "step",
+        "reason",
+        "reason_text",
+        "http_status",
+        "duration_seconds",
+        "steps",
+    ] {
+        assert!(keys.contains(&k), "missing {k} in {keys:?}");
+    }
+    assert_eq!((&v["probe"], &v["target"], &v["result"]), (&"ok".into(), &"sim".into(), &"success".into()));
+    assert_eq!(
+        (&v["state"], &v["step"], &v["reason"], &v["http_status"]),
+        (&"Succeeded".into(), &"SecutityPin".into(), &"none".into(), &200.into())
+    );
+    let total = v["duration_seconds"].as_f64().unwrap();
+    assert!(total > 0.0 && total < 5.0);
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    for (s, (step, status, state)) in
+        steps.iter().zip([("BaseAuthentication", 202, "Expecting"), ("SecutityPin", 200, "Succeeded")])
+    {
+        assert_eq!((&s["step"], &s["http_status"], &s["state"]), (&step.into(), &status.into(), &state.into()));
+        assert!(s["duration_seconds"].as_f64().unwrap() > 0.0);
+    }
+
+    let r = authprobe(&["probe", "bad", "--config.file", cfg, "--output", "json"]).await;
+    assert_eq!(r.code, 1, "a failed probe exits 1");
+    let v: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(
+        (&v["result"], &v["reason"], &v["http_status"]),
+        (&"auth_failed".into(), &"invalid_credentials".into(), &401.into())
+    );
+
+    let r = authprobe(&["probe", "--all", "--config.file", cfg, "--output", "json"]).await;
+    assert_eq!(r.code, 1);
+    let lines: Vec<Value> = r.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.iter().map(|v| v["probe"].as_str().unwrap()).collect::<Vec<_>>(), ["ok", "bad"]);
+
+    let r = authprobe(&["probe", "ok", "--config.file", cfg]).await;
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.starts_with("ok (target sim): success in "), "{}", r.stdout);
+    assert!(r.stdout.contains("2. SecutityPin"), "{}", r.stdout);
+
+    let r = authprobe(&["probe", "nope", "--config.file", cfg]).await;
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no probe named \"nope\"") && r.stderr.contains("known: ok, bad"), "{}", r.stderr);
+    assert_eq!(authprobe(&["probe"]).await.code, 2, "usage error");
+    assert_eq!(authprobe(&["probe", "ok", "--output", "xml", "--config.file", cfg]).await.code, 2);
+    assert_eq!(authprobe(&["frobnicate"]).await.code, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_lists_probes_without_probing() {
+    let sim = simulator(vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "bob.pw", "bob-Pw-Zr77\n");
+    let file = probes_file(dir.path(), &sim.base_url());
+    std::env::set_var("AUTHPROBE_TEST_PIN", "pin-7731");
+    let r = authprobe(&["check-config", "--config.file", file.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("OK, 1 target(s), 2 probe(s)"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("probe ok target=sim every 1m expect=Succeeded timeout=5s max_steps=3 labels={team=brokers}"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("probe bad target=sim every 1m"), "{}", r.stdout);
+    assert_eq!(sim.all_stats().len(), 0, "check-config sends no request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_file_works_out_of_the_box() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/probes.yaml");
+    let r = authprobe(&["check-config", "--config.file", demo]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = authprobe(&["probe", "--all", "--config.file", demo, "--output", "json"]).await;
+    let results: Vec<(String, String)> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|v| (v["probe"].as_str().unwrap().to_owned(), v["result"].as_str().unwrap().to_owned()))
+        .collect();
+    let want = [
+        ("alice-password", "success"),
+        ("bob-pin", "success"),
+        ("carol-sms-2fa", "success"),
+        ("dave-expired", "password_expired"),
+    ];
+    let want: Vec<(String, String)> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    assert_eq!(results, want, "stderr: {}", r.stderr);
+    assert_eq!(r.code, 1, "the demo has one failing account");
+}
+
+/// One broken file per case: the message names file, line and field, exits 2, shows no secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_errors_name_file_line_and_field() {
+    const SECRETS: [&str; 3] = ["appkey-Sekr1t-CFG", "pw-Sekr1t-CFG", "url-Sekr1t-CFG"];
+    let head = "targets:\n  - name: t1\n    base_url: http://127.0.0.1:9/api\n    app_key: appkey-Sekr1t-CFG\nprobes:\n  - name: p1\n    target: t1\n    username: u1\n";
+    let cases: &[(&str, String, &str)] = &[
+        (
+            "unknown field",
+            format!("{head}    password: pw-Sekr1t-CFG\n    passwrd: x\n"),
+            ":10:5: probes[0]: unknown field `passwrd`",
+        ),
+        (
+            "duplicate name",
+            format!(
+                "{head}    password: pw-Sekr1t-CFG\n  - name: p1\n    target: t1\n    username: u\n    password: x\n"
+            ),
+            ":10:5: probes[1].name: duplicate probe name \"p1\"",
+        ),
+        (
+            "unknown target",
+            head.replace("target: t1", "target: t2") + "    password: pw-Sekr1t-CFG\n",
+            ":7:5: probes[0].target: unknown target \"t2\" (known: t1)",
+        ),
+        (
+            "both password and file",
+            format!("{head}    password: pw-Sekr1t-CFG\n    password_file: /x\n"),
+            ":9:5: probes[0].password: set either password or password_file, not both",
+        ),
+        (
+            "missing env var",
+            format!("{head}    password: pre-${{AUTHPROBE_UNSET_VAR_X}}-pw-Sekr1t-CFG\n"),
+            ":9:5: probes[0].password: environment variable AUTHPROBE_UNSET_VAR_X is not set",
+        ),
+        (
+            "missing secret file",
+            format!("{head}    password_file: does-not-exist.pw\n"),
+            ":9:5: probes[0].password_file: cannot read ",
+        ),
+        ("missing password", head.to_owned(), ":6:5: probes[0].password: missing: set password or password_file"),
+        (
+            "bad duration",
+            format!("{head}    password: pw-Sekr1t-CFG\n    interval: 5x\n"),
+            ":10:15: probes[0].interval: invalid duration \"5x\"",
+        ),
+        (
+            "bad cron",
+            format!("{head}    password: pw-Sekr1t-CFG\n    schedule: \"* * *\"\n"),
+            ":10:5: probes[0].schedule: invalid cron expression",
+        ),
+        (
+            "interval and cron",
+            format!("{head}    password: pw-Sekr1t-CFG\n    interval: 10s\n    schedule: \"* * * * * *\"\n"),
+            ":11:5: probes[0].schedule: set either interval or schedule",
+        ),
+        (
+            "bad url",
+            head.replace("http://127.0.0.1:9/api", "not a url") + "    password: pw-Sekr1t-CFG\n",
+            ":3:5: targets[0].base_url: invalid URL",
+        ),
+        (
+            "url with credentials",
+            head.replace("http://127.0.0.1:9/api", "http://u:url-Sekr1t-CFG@127.0.0.1/api")
+                + "    password: pw-Sekr1t-CFG\n",
+            ":3:5: targets[0].base_url: must not contain credentials",
+        ),
+        (
+            "bad label name",
+            format!("{head}    password: pw-Sekr1t-CFG\n    labels: {{bad-name: x}}\n"),
+            ":10:14: probes[0].labels.bad-name: invalid label name \"bad-name\"",
+        ),
+        (
+            "reserved label",
+            format!("{head}    password: pw-Sekr1t-CFG\n    labels: {{result: x}}\n"),
+            "probes[0].labels.result: label \"result\" is set by authprobe itself",
+        ),
+        (
+            "timeout over interval",
+            format!("{head}    password: pw-Sekr1t-CFG\n    interval: 5s\n    timeout: 10s\n"),
+            ":11:5: probes[0].timeout: timeout 10s is longer than the interval 5s",
+        ),
+        (
+            "unknown expect",
+            format!("{head}    password: pw-Sekr1t-CFG\n    expect: Sucess\n"),
+            ":10:5: probes[0].expect: unknown value \"Sucess\"",
+        ),
+        (
+            "missing username",
+            head.replace("    username: u1\n", "") + "    password: pw-Sekr1t-CFG\n",
+            ":6:5: probes[0]: missing field `username`",
+        ),
+        ("yaml syntax", format!("{head}    password: \"pw-Sekr1t-CFG\n"), ":10:1: found unexpected end of stream"),
+        (
+            "secret of wrong type",
+            format!("{head}    password: [pw-Sekr1t-CFG]\n"),
+            ":9:15: probes[0].password: invalid type: sequence, expected a string",
+        ),
+        (
+            "wrong type",
+            format!("{head}    password: pw-Sekr1t-CFG\n    max_steps: many\n"),
+            ":10:16: probes[0].max_steps: invalid type: string \"many\"",
+        ),
+        (
+            "max_steps range",
+            format!("{head}    password: pw-Sekr1t-CFG\n    max_steps: 0\n"),
+            ":10:5: probes[0].max_steps: must be between 1 and 10",
+        ),
+        ("empty file", String::new(), "probes.yaml: the file is empty"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text, want) in cases {
+        let file = write(dir.path(), "probes.yaml", text);
+        let r = authprobe(&["check-config", "--config.file", file.to_str().unwrap()]).await;
+        assert_eq!(r.code, 2, "{name}: exit code; stderr {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("probes.yaml{want}")) || r.stderr.contains(want),
+            "{name}: want {want:?} in:\n{}",
+            r.stderr
+        );
+        for s in SECRETS {
+            assert!(!r.stderr.contains(s) && !r.stdout.contains(s), "{name}: secret {s} printed:\n{}", r.stderr);
+        }
+    }
+    // Several problems are reported together.
+    let text = format!("{head}    password: pw-Sekr1t-CFG\n    interval: 0s\n    expect: Nope\n");
+    let file = write(dir.path(), "probes.yaml", &text);
+    let r = authprobe(&["check-config", "--config.file", file.to_str().unwrap()]).await;
+    assert!(r.stderr.contains("probes[0].interval") && r.stderr.contains("probes[0].expect"), "{}", r.stderr);
+    let r = authprobe(&["check-config", "--config.file", "/nonexistent/probes.yaml"]).await;
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("/nonexistent/probes.yaml: cannot read file"), "{}", r.stderr);
+}
+
+/// Distinctive secrets and the tokens the server issued appear in no output of any command,
+/// at trace level, in both log formats, for passing and failing probes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_or_token_in_any_output() {
+    let mut echo = Account::new("echo", "echo-Pw-L33k");
+    echo.fault = Fault::RandomReason;
+    let sim =
+        simulator(vec![pin_account("bob", "bob-Pw-Zr77", "pin-7731"), Account::new("alice", "alice-pw"), echo]).await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "bob.pw", "bob-Pw-Zr77\n");
+    let file = probes_file(dir.path(), &sim.base_url());
+    std::env::set_var("AUTHPROBE_TEST_PIN", "pin-7731");
+    let cfg = file.to_str().unwrap();
+    let mut outputs = String::new();
+    for format in ["logfmt", "json"] {
+        for output in ["text", "json"] {
+            let r = authprobe(&[
+                "probe",
+                "--all",
+                "--config.file",
+                cfg,
+                "--output",
+                output,
+                "--log.level",
+                "trace",
+                "--log.format",
+                format,
+            ])
+            .await;
+            assert_eq!(r.code, 1, "{}", r.stderr);
+            outputs += &r.stdout;
+            outputs += &r.stderr;
+        }
+        let r =
+            authprobe(&["check-config", "--config.file", cfg, "--log.level", "trace", "--log.format", format]).await;
+        outputs += &r.stdout;
+        outputs += &r.stderr;
+    }
+    assert!(outputs.contains("success") && outputs.contains("auth_failed"));
+    let mut needles: Vec<String> = ["bob-Pw-Zr77", "pin-7731", "wrong-Pw-Q4d1", APP_KEY].map(String::from).to_vec();
+    needles.extend(sim.issued_tokens("bob"));
+    assert_eq!(sim.issued_tokens("bob").len(), 4);
+    needles
+        .extend(sim.requests("bob").iter().filter_map(|r| r.header("authorization")).map(|b| b.replace("Bearer ", "")));
+    for n in &needles {
+        assert!(!outputs.contains(n.as_str()), "leaked {n}:\n{outputs}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_serves_an_accounts_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = write(
+        dir.path(),
+        "accounts.yaml",
+        &format!("app_keys: [{APP_KEY}]\naccounts:\n  - {{username: zed, password: zed-pw, pin: \"99\"}}\n"),
+    );
+    let port = closed_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["simulate", "--listen", &listen, "--accounts", accounts.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://{listen}/api");
+    let mut s = None;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(&listen).await.is_ok() {
+            s = Some(());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(s.is_some(), "simulate did not listen within 5 s");
+    let spec = authprobe::protocol::LoginSpec {
+        base_url: base.parse().unwrap(),
+        app_key: APP_KEY.into(),
+        username: "zed".into(),
+        password: "zed-pw".into(),
+        pin: Some("99".into()),
+        verification_code: None,
+        expect: authprobe::protocol::Expect::Succeeded,
+        timeout: Duration::from_secs(5),
+        max_steps: 3,
+        max_body_bytes: 65536,
+    };
+    let o = authprobe::protocol::Prober::new().unwrap().login(&spec).await;
+    assert!(o.is_success(), "{}", o.detail);
+    let (status, body) = get(&format!("http://{listen}/_sim/stats")).await;
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["zed"]["tokens_issued"], 1);
+    child.kill().await.unwrap();
+
+    let bad = write(dir.path(), "bad.yaml", "accounts:\n  - {username: a}\n");
+    let r = authprobe(&["simulate", "--accounts", bad.to_str().unwrap()]).await;
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("bad.yaml:2:5: accounts[0]: missing field `password`"), "{}", r.stderr);
+}
+
+/// Peak RSS of a finished child, in KiB, from wait4(2) (which reaps it in place of `wait()`).
+#[allow(clippy::zombie_processes)]
+fn run_and_measure_peak_rss(args: &[&str]) -> (i32, i64) {
+    let child = std::process::Command::new(BIN).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain old data, zero is a valid value; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+}
+
+/// A 20 MiB answer is abandoned after the 64 KiB cap: the prober's peak memory stays close to
+/// that of a normal login instead of growing by the body's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_body_keeps_memory_bounded() {
+    let mut big = Account::new("big", "pw");
+    big.fault = Fault::Oversized;
+    let sim = simulator(vec![Account::new("small", "pw"), big]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!("targets:\n  - {{name: s, base_url: {}, app_key: {APP_KEY}}}\nprobes:\n", sim.base_url());
+    for name in ["small", "big"] {
+        text += &format!("  - {{name: {name}, target: s, username: {name}, password: pw}}\n");
+    }
+    let file = write(dir.path(), "probes.yaml", &text);
+    let cfg = file.to_str().unwrap().to_owned();
+    let measure = |name: &'static str| {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || run_and_measure_peak_rss(&["probe", name, "--config.file", &cfg]))
+    };
+    let (code, small_kib) = measure("small").await.unwrap();
+    assert_eq!(code, 0);
+    let (code, big_kib) = measure("big").await.unwrap();
+    eprintln!("peak RSS: normal login {small_kib} KiB, 20 MiB body {big_kib} KiB");
+    assert_eq!(code, 1);
+    assert!(
+        big_kib < small_kib + 8 * 1024,
+        "peak RSS {big_kib} KiB for a 20 MiB body vs {small_kib} KiB for a normal login"
+    );
+}

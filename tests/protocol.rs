@@ -1,0 +1,469 @@
+//! The login client against the simulator over real HTTP on 127.0.0.1: every result class and
+//! every reason, the headers the server received, and the bounds (deadline, body cap, steps).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use authprobe::protocol::{Expect, Outcome, Prober, Reason, ResultClass, State, Step};
+use authprobe::simulator::{Account, Fault, RateLimit, Settings, WrongSecret};
+use common::*;
+
+async fn login(spec: &authprobe::protocol::LoginSpec) -> Outcome {
+    Prober::new().unwrap().login(spec).await
+}
+
+/// Asserts the bounded fields of an outcome at once, so a failure shows all of them.
+#[track_caller]
+fn check(o: &Outcome, result: ResultClass, state: Option<State>, step: Step, reason: Reason, status: u16) {
+    assert_eq!(
+        (o.result, o.state, o.step, o.reason, o.http_status),
+        (result, state, step, reason, status),
+        "unexpected outcome; detail: {}",
+        o.detail
+    );
+}
+
+#[tokio::test]
+async fn password_login_succeeds_with_documented_headers() {
+    let sim = simulator(vec![Account::new("alice", "pw-alice-7Hq")]).await;
+    let o = login(&spec(&sim, "alice", "pw-alice-7Hq")).await;
+    check(&o, ResultClass::Success, Some(State::Succeeded), Step::BaseAuthentication, Reason::None, 200);
+    assert_eq!(o.steps.len(), 1);
+    assert_eq!(o.steps[0].http_status, 200);
+    assert!(o.duration >= o.steps[0].duration);
+
+    let reqs = sim.requests("alice");
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/api/token"));
+    assert_eq!(r.header("et-app-key"), Some(APP_KEY));
+    assert_eq!(r.header("username"), Some("alice"));
+    assert_eq!(r.header("password"), Some("pw-alice-7Hq"));
+    assert_eq!(r.header("accept"), Some("application/json"));
+    assert_eq!(r.header("content-length"), Some("0"));
+    assert_eq!(r.header("user-agent"), Some(concat!("authprobe/", env!("CARGO_PKG_VERSION"))));
+    assert_eq!(r.header("authorization"), None);
+    assert_eq!(r.header("pincode"), None);
+}
+
+#[tokio::test]
+async fn trailing_slash_in_base_url_and_extra_fields() {
+    let mut a = Account::new("alice", "pw");
+    a.extra_fields = true;
+    let sim = simulator(vec![a]).await;
+    let mut s = spec(&sim, "alice", "pw");
+    s.base_url = format!("{}/", sim.base_url()).parse().unwrap();
+    let o = login(&s).await;
+    assert_eq!(o.result, ResultClass::Success, "{}", o.detail);
+    assert_eq!(sim.requests("alice")[0].path, "/api/token");
+}
+
+#[tokio::test]
+async fn pin_step_continues_with_interim_token_and_repeated_credentials() {
+    let sim = simulator(vec![pin_account("bob", "pw-bob", "4321")]).await;
+    let mut s = spec(&sim, "bob", "pw-bob");
+    s.pin = Some("4321".into());
+    let o = login(&s).await;
+    check(&o, ResultClass::Success, Some(State::Succeeded), Step::SecutityPin, Reason::None, 200);
+    let steps: Vec<_> = o.steps.iter().map(|r| (r.step, r.http_status, r.state)).collect();
+    assert_eq!(
+        steps,
+        [(Step::BaseAuthentication, 202, Some(State::Expecting)), (Step::SecutityPin, 200, Some(State::Succeeded))]
+    );
+
+    let reqs = sim.requests("bob");
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].header("authorization"), None);
+    assert_eq!(reqs[0].header("pincode"), None);
+    let second = &reqs[1];
+    for (name, value) in [("et-app-key", APP_KEY), ("username", "bob"), ("password", "pw-bob"), ("pincode", "4321")] {
+        assert_eq!(second.header(name), Some(value), "{name}");
+    }
+    let bearer = second.header("authorization").unwrap();
+    let interim = bearer.strip_prefix("Bearer ").expect("Bearer scheme");
+    // The interim token is not the final token the server issued.
+    assert_eq!(sim.issued_tokens("bob").len(), 1);
+    assert_ne!(interim, sim.issued_tokens("bob")[0]);
+    assert_eq!(second.header("verificationcode"), None);
+}
+
+#[tokio::test]
+async fn verification_code_step_and_pin_then_code() {
+    let mut both = pin_account("dora", "pw", "1111");
+    both.verification_code = Some("909090".into());
+    let sim = simulator(vec![code_account("carol", "pw", "735190"), both]).await;
+
+    let mut s = spec(&sim, "carol", "pw");
+    s.verification_code = Some("735190".into());
+    let o = login(&s).await;
+    check(&o, ResultClass::Success, Some(State::Succeeded), Step::VerificationCode, Reason::None, 200);
+    assert_eq!(sim.requests("carol")[1].header("verificationcode"), Some("735190"));
+    assert!(sim.requests("carol")[1].header("authorization").unwrap().starts_with("Bearer "));
+
+    let mut s = spec(&sim, "dora", "pw");
+    s.pin = Some("1111".into());
+    s.verification_code = Some("909090".into());
+    let o = login(&s).await;
+    assert_eq!(o.result, ResultClass::Success, "{}", o.detail);
+    let order: Vec<Step> = o.steps.iter().map(|r| r.step).collect();
+    assert_eq!(order, [Step::BaseAuthentication, Step::SecutityPin, Step::VerificationCode]);
+    let third = &sim.requests("dora")[2];
+    assert_eq!((third.header("verificationcode"), third.header("password")), (Some("909090"), Some("pw")));
+}
+
+#[tokio::test]
+async fn expected_verification_step_is_healthy() {
+    let sim = simulator(vec![code_account("carol", "pw", "735190")]).await;
+    let mut s = spec(&sim, "carol", "pw");
+    s.expect = Expect::Step(Step::VerificationCode);
+    let o = login(&s).await;
+    check(
+        &o,
+        ResultClass::Success,
+        Some(State::Expecting),
+        Step::VerificationCode,
+        Reason::ExpectingConfirmationCode,
+        202,
+    );
+    assert_eq!(o.reason_text, "Expecting confirmation code");
+    assert_eq!(sim.stats("carol").tokens_issued, 0);
+
+    // The same expectation against an account without 2FA: the step never comes.
+    let sim = simulator(vec![Account::new("alice", "pw")]).await;
+    let mut s = spec(&sim, "alice", "pw");
+    s.expect = Expect::Step(Step::VerificationCode);
+    check(
+        &login(&s).await,
+        ResultClass::UnexpectedStep,
+        Some(State::Succeeded),
+        Step::BaseAuthentication,
+        Reason::None,
+        200,
+    );
+}
+
+#[tokio::test]
+async fn credential_failures() {
+    let mut reprompt = pin_account("rita", "pw", "2222");
+    reprompt.wrong_secret = WrongSecret::Reprompt;
+    let sim = simulator(vec![
+        Account::new("alice", "right"),
+        pin_account("bob", "pw", "4321"),
+        code_account("carol", "pw", "735190"),
+        reprompt,
+    ])
+    .await;
+
+    let o = login(&spec(&sim, "alice", "wrong")).await;
+    check(&o, ResultClass::AuthFailed, Some(State::Failed), Step::BaseAuthentication, Reason::InvalidCredentials, 401);
+    assert_eq!(o.reason_text, "Invalid credentials");
+    let o = login(&spec(&sim, "nobody", "x")).await;
+    check(&o, ResultClass::AuthFailed, Some(State::Failed), Step::BaseAuthentication, Reason::InvalidCredentials, 401);
+
+    let mut s = spec(&sim, "bob", "pw");
+    s.pin = Some("0000".into());
+    let o = login(&s).await;
+    check(&o, ResultClass::AuthFailed, Some(State::Failed), Step::SecutityPin, Reason::InvalidPin, 401);
+
+    // A server that asks for the pin again after a wrong one.
+    let mut s = spec(&sim, "rita", "pw");
+    s.pin = Some("0000".into());
+    let o = login(&s).await;
+    check(&o, ResultClass::AuthFailed, Some(State::Expecting), Step::SecutityPin, Reason::InvalidPin, 202);
+    assert_eq!(o.steps.len(), 2);
+
+    let mut s = spec(&sim, "carol", "pw");
+    s.verification_code = Some("000000".into());
+    let o = login(&s).await;
+    check(
+        &o,
+        ResultClass::AuthFailed,
+        Some(State::Failed),
+        Step::VerificationCode,
+        Reason::InvalidVerificationCode,
+        401,
+    );
+}
+
+#[tokio::test]
+async fn lost_ticket_is_corrupted_ticket() {
+    let mut a = pin_account("bob", "pw", "4321");
+    a.fault = Fault::ForgetTickets;
+    let sim = simulator(vec![a]).await;
+    let mut s = spec(&sim, "bob", "pw");
+    s.pin = Some("4321".into());
+    let o = login(&s).await;
+    check(&o, ResultClass::AuthFailed, Some(State::Failed), Step::SecutityPin, Reason::CorruptedTicket, 401);
+}
+
+#[tokio::test]
+async fn rate_limited_after_max_logins() {
+    let mut a = Account::new("alice", "pw");
+    a.rate_limit = Some(RateLimit { max_logins: 2, window: Duration::from_secs(60) });
+    let sim = simulator(vec![a]).await;
+    let s = spec(&sim, "alice", "pw");
+    for _ in 0..2 {
+        assert_eq!(login(&s).await.result, ResultClass::Success);
+    }
+    let o = login(&s).await;
+    check(&o, ResultClass::RateLimited, Some(State::Failed), Step::BaseAuthentication, Reason::TooManyRequests, 401);
+    assert_eq!(o.reason_text, "Too many login requests. Please try again later.");
+    assert_eq!(sim.stats("alice").logins, 2);
+    assert_eq!(sim.stats("alice").requests, 3);
+}
+
+#[tokio::test]
+async fn password_expired_and_pin_not_initialised() {
+    let mut expired = Account::new("dave", "pw");
+    expired.password_expired = true;
+    let mut uninit = Account::new("erin", "pw");
+    uninit.pin_initialized = false;
+    let sim = simulator(vec![expired, uninit]).await;
+
+    let o = login(&spec(&sim, "dave", "pw")).await;
+    check(
+        &o,
+        ResultClass::PasswordExpired,
+        Some(State::Failed),
+        Step::BaseAuthentication,
+        Reason::PasswordExpired,
+        401,
+    );
+
+    let o = login(&spec(&sim, "erin", "pw")).await;
+    check(
+        &o,
+        ResultClass::PinNotInitialized,
+        Some(State::Expecting),
+        Step::SecutityPin,
+        Reason::PinNotInitialized,
+        202,
+    );
+    let mut s = spec(&sim, "erin", "pw");
+    s.expect = Expect::Step(Step::SecutityPin);
+    assert_eq!(login(&s).await.result, ResultClass::PinNotInitialized);
+    // Even with a pin to send, the prompt itself says the PIN cannot be used.
+    s.expect = Expect::Succeeded;
+    s.pin = Some("1234".into());
+    assert_eq!(login(&s).await.result, ResultClass::PinNotInitialized);
+}
+
+#[tokio::test]
+async fn app_key_rejected_with_either_status() {
+    let sim = simulator(vec![Account::new("alice", "pw")]).await;
+    let mut s = spec(&sim, "alice", "pw");
+    s.app_key = "not-a-key".into();
+    let o = login(&s).await;
+    check(&o, ResultClass::AppKeyRejected, None, Step::BaseAuthentication, Reason::AppKeyNotDefined, 403);
+    assert_eq!(o.reason_text, "Application key is not defined or does not exist");
+
+    let mut settings = Settings::new(&[APP_KEY], vec![Account::new("alice", "pw")]);
+    settings.app_key_error_status = 401;
+    let sim = simulator_with(settings).await;
+    let mut s = spec(&sim, "alice", "pw");
+    s.app_key = "not-a-key".into();
+    check(&login(&s).await, ResultClass::AppKeyRejected, None, Step::BaseAuthentication, Reason::AppKeyNotDefined, 401);
+}
+
+#[tokio::test]
+async fn unexpected_and_unknown_steps() {
+    let mut unknown = Account::new("quinn", "pw");
+    unknown.fault = Fault::UnknownStep;
+    let sim = simulator(vec![pin_account("bob", "pw", "4321"), unknown]).await;
+
+    // The server asks for a pin the probe does not have.
+    let o = login(&spec(&sim, "bob", "pw")).await;
+    check(&o, ResultClass::UnexpectedStep, Some(State::Expecting), Step::SecutityPin, Reason::InvalidPin, 202);
+    assert_eq!(sim.requests("bob").len(), 1, "no second request without a pin");
+
+    let o = login(&spec(&sim, "quinn", "pw")).await;
+    check(&o, ResultClass::UnexpectedStep, Some(State::Expecting), Step::Other, Reason::Other, 202);
+    assert!(o.detail.contains("SecretQuestion"), "{}", o.detail);
+}
+
+#[tokio::test]
+async fn step_limit_bounds_the_number_of_requests() {
+    let mut both = pin_account("dora", "pw", "1111");
+    both.verification_code = Some("909090".into());
+    let mut endless = Account::new("eve", "pw");
+    endless.fault = Fault::Endless202;
+    let sim = simulator(vec![both, endless]).await;
+
+    let mut s = spec(&sim, "dora", "pw");
+    s.pin = Some("1111".into());
+    s.verification_code = Some("909090".into());
+    s.max_steps = 2;
+    let o = login(&s).await;
+    check(
+        &o,
+        ResultClass::StepLimit,
+        Some(State::Expecting),
+        Step::VerificationCode,
+        Reason::ExpectingConfirmationCode,
+        202,
+    );
+    assert_eq!(sim.requests("dora").len(), 2);
+
+    let mut s = spec(&sim, "eve", "pw");
+    s.pin = Some("1".into());
+    s.verification_code = Some("2".into());
+    let o = login(&s).await;
+    assert_eq!(o.result, ResultClass::StepLimit, "{}", o.detail);
+    assert_eq!(sim.requests("eve").len(), 3, "max_steps=3 requests, then stop");
+}
+
+#[tokio::test]
+async fn http_errors() {
+    let faults = [
+        ("redir", Fault::Redirect, 302, Reason::None, ""),
+        ("err500", Fault::ServerError, 500, Reason::Other, "Unexpected server error"),
+        ("model500", Fault::ServerErrorModel, 500, Reason::Other, "Unexpected server error"),
+        ("down503", Fault::Unavailable, 503, Reason::None, ""),
+        ("gone404", Fault::NotFound, 404, Reason::Other, ""),
+    ];
+    let accounts = faults
+        .iter()
+        .map(|(name, fault, ..)| {
+            let mut a = Account::new(name, "pw");
+            a.fault = *fault;
+            a
+        })
+        .collect();
+    let sim = simulator(accounts).await;
+    for (name, _, status, reason, text) in faults {
+        let o = login(&spec(&sim, name, "pw")).await;
+        check(&o, ResultClass::HttpError, None, Step::BaseAuthentication, reason, status);
+        if !text.is_empty() {
+            assert_eq!(o.reason_text, text, "{name}");
+        }
+    }
+    let before = sim.requests("redir").len();
+    let o = login(&spec(&sim, "redir", "pw")).await;
+    assert!(o.detail.contains("/User/LogOn"), "{}", o.detail);
+    assert_eq!(sim.requests("redir").len(), before + 1, "redirect not followed");
+}
+
+#[tokio::test]
+async fn invalid_responses() {
+    let faults = [
+        ("html", Fault::Html, "HTML page"),
+        ("trunc", Fault::TruncatedJson, "truncated JSON"),
+        ("shape", Fault::WrongShape, "JSON array"),
+        ("bytes", Fault::NonUtf8, "not UTF-8"),
+        ("big", Fault::Oversized, "exceeds"),
+    ];
+    let accounts = faults
+        .iter()
+        .map(|(name, fault, _)| {
+            let mut a = Account::new(name, "pw");
+            a.fault = *fault;
+            a
+        })
+        .collect();
+    let sim = simulator(accounts).await;
+    for (name, _, detail) in faults {
+        let o = login(&spec(&sim, name, "pw")).await;
+        check(&o, ResultClass::InvalidResponse, None, Step::BaseAuthentication, Reason::None, 200);
+        assert!(o.detail.contains(detail), "{name}: {}", o.detail);
+    }
+}
+
+#[tokio::test]
+async fn random_reason_is_bounded() {
+    let mut a = Account::new("rand", "pw");
+    a.fault = Fault::RandomReason;
+    let sim = simulator(vec![a]).await;
+    let o = login(&spec(&sim, "rand", "pw")).await;
+    check(&o, ResultClass::AuthFailed, Some(State::Failed), Step::BaseAuthentication, Reason::Other, 401);
+    assert_eq!(o.reason_text.chars().count(), 200);
+}
+
+#[tokio::test]
+async fn deadline_covers_stalls_and_slow_bodies() {
+    let mut stall = Account::new("stall", "pw");
+    stall.fault = Fault::Stall;
+    let mut headers_only = Account::new("hdr", "pw");
+    headers_only.fault = Fault::HeadersThenStall;
+    let mut drip = Account::new("drip", "pw");
+    drip.fault = Fault::SlowDrip;
+    let mut slow_pin = pin_account("slowpin", "pw", "1");
+    slow_pin.delay = Some(Duration::from_millis(700));
+    let sim = simulator(vec![stall, headers_only, drip, slow_pin]).await;
+
+    for (name, status) in [("stall", 0), ("hdr", 200), ("drip", 200)] {
+        let mut s = spec(&sim, name, "pw");
+        s.timeout = Duration::from_secs(1);
+        let started = Instant::now();
+        let o = login(&s).await;
+        let took = started.elapsed();
+        check(&o, ResultClass::Timeout, None, Step::BaseAuthentication, Reason::None, status);
+        assert!(took < Duration::from_secs(2), "{name}: abandoned after {took:?}, deadline 1s");
+        assert!(took >= Duration::from_millis(990), "{name}: gave up early after {took:?}");
+    }
+
+    // One deadline for the whole login: two 700 ms steps do not fit in 1 s.
+    let mut s = spec(&sim, "slowpin", "pw");
+    s.pin = Some("1".into());
+    s.timeout = Duration::from_secs(1);
+    let o = login(&s).await;
+    check(&o, ResultClass::Timeout, None, Step::SecutityPin, Reason::None, 0);
+    assert_eq!(o.steps.len(), 2);
+    assert!(o.duration < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn connection_and_tls_failures() {
+    let sim = simulator(vec![Account::new("alice", "pw")]).await;
+    let mut s = spec(&sim, "alice", "pw");
+    s.base_url = format!("http://127.0.0.1:{}/api", closed_port()).parse().unwrap();
+    let o = login(&s).await;
+    check(&o, ResultClass::ConnectError, None, Step::BaseAuthentication, Reason::None, 0);
+    assert!(o.detail.to_lowercase().contains("refused"), "{}", o.detail);
+
+    // TLS spoken to a plain-HTTP port.
+    s.base_url = format!("https://{}/api", sim.addr()).parse().unwrap();
+    let o = login(&s).await;
+    check(&o, ResultClass::TlsError, None, Step::BaseAuthentication, Reason::None, 0);
+}
+
+#[tokio::test]
+async fn body_cap_abandons_oversized_bodies_quickly() {
+    let mut a = Account::new("big", "pw");
+    a.fault = Fault::Oversized;
+    let sim = simulator(vec![a]).await;
+    let started = Instant::now();
+    let o = login(&spec(&sim, "big", "pw")).await;
+    assert_eq!(o.result, ResultClass::InvalidResponse);
+    assert!(o.detail.contains("65536 byte limit"), "{}", o.detail);
+    // Reading 20 MiB would take far longer than abandoning after 64 KiB.
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn outcome_never_contains_secrets_or_tokens() {
+    let mut echo = Account::new("echo", "pw-9XqZ-distinct");
+    echo.fault = Fault::RandomReason;
+    let sim = simulator(vec![pin_account("bob", "pw-Vb83-distinct", "pin-5518-distinct"), echo]).await;
+    let mut s = spec(&sim, "bob", "pw-Vb83-distinct");
+    s.pin = Some("pin-5518-distinct".into());
+    let o = login(&s).await;
+    assert!(o.is_success());
+    let text = format!("{o:?} {} {s:?}", serde_json::to_string(&o).unwrap());
+    for needle in ["pw-Vb83-distinct", "pin-5518-distinct", APP_KEY] {
+        assert!(!text.contains(needle), "{needle} leaked");
+    }
+    for token in sim.issued_tokens("bob") {
+        assert!(!text.contains(&token), "token leaked");
+    }
+    let interims: Vec<String> = sim
+        .requests("bob")
+        .iter()
+        .filter_map(|r| r.header("authorization"))
+        .map(|b| b.replace("Bearer ", ""))
+        .collect();
+    assert_eq!(interims.len(), 1);
+    for interim in interims {
+        assert!(!text.contains(&interim), "interim token leaked");
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every check and every test of authprobe. On a fresh Debian machine it first installs
+# what the tests need. This is the README's test command and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use (none yet beyond the Rust toolchain).
+packages=()
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    echo "installing Debian packages: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+echo "--- cargo fmt --check"
+cargo fmt --all -- --check
+echo "--- cargo clippy -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+echo "--- cargo test"
+cargo test --locked
