@@ -467,3 +467,21 @@ async fn outcome_never_contains_secrets_or_tokens() {
         assert!(!text.contains(&interim), "interim token leaked");
     }
 }
+
+#[tokio::test]
+async fn each_run_opens_a_new_connection_and_steps_reuse_it() {
+    let sim = simulator(vec![pin_account("bob", "pw", "4321")]).await;
+    let mut s = spec(&sim, "bob", "pw");
+    s.pin = Some("4321".into());
+    let prober = Prober::new().unwrap();
+    for _ in 0..3 {
+        assert!(prober.login(&s).await.is_success());
+    }
+    let peers: Vec<_> = sim.requests("bob").iter().map(|r| r.peer.unwrap()).collect();
+    assert_eq!(peers.len(), 6);
+    for run in peers.chunks(2) {
+        assert_eq!(run[0], run[1], "the PIN step reuses the run's connection");
+    }
+    let distinct: std::collections::HashSet<_> = peers.iter().collect();
+    assert_eq!(distinct.len(), 3, "one connection per run, none pooled across runs: {peers:?}");
+}

@@ -42,6 +42,8 @@ pub struct RecordedRequest {
     pub path: String,
     /// Headers, names lower-case, in arrival order.
     pub headers: Vec<(String, String)>,
+    /// The client's address: a new port means a new connection.
+    pub peer: Option<SocketAddr>,
 }
 
 impl RecordedRequest {
@@ -58,6 +60,7 @@ impl std::fmt::Debug for RecordedRequest {
             .field("method", &self.method)
             .field("path", &self.path)
             .field("header_names", &names)
+            .field("peer", &self.peer)
             .finish()
     }
 }
@@ -86,6 +89,7 @@ impl Simulator {
         let app = server::router(state.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
                 let _ = stopped.await;
             });
@@ -137,9 +141,11 @@ impl Simulator {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
             // Stalled handlers never finish on their own: give graceful shutdown a moment.
             if tokio::time::timeout(std::time::Duration::from_secs(2), task).await.is_err() {
                 tracing::debug!("simulator shutdown timed out; aborting open connections");
+                abort.abort();
             }
         }
     }

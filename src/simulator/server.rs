@@ -1,11 +1,12 @@
 //! The simulator's HTTP side: routes, the login state machine and the faults.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -113,7 +114,7 @@ impl Shared {
         self.lock_state().per_account.get(username).map(|a| a.tokens.iter().cloned().collect()).unwrap_or_default()
     }
 
-    fn record(&self, account: Option<&Account>, method: &Method, uri: &Uri, headers: &HeaderMap) {
+    fn record(&self, account: Option<&Account>, peer: SocketAddr, method: &Method, uri: &Uri, headers: &HeaderMap) {
         // Unknown usernames are pooled under "" so a client cannot grow the map without bound.
         let key = account.map_or(String::new(), |a| a.username.clone());
         let req = RecordedRequest {
@@ -123,6 +124,7 @@ impl Shared {
                 .iter()
                 .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
                 .collect(),
+            peer: Some(peer),
         };
         let mut state = self.lock_state();
         let entry = state.per_account.entry(key).or_default();
@@ -280,9 +282,15 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new().route(&token_path, any(token)).route("/_sim/stats", get(stats)).fallback(not_found).with_state(shared)
 }
 
-async fn token(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn token(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let account = headers.get("username").and_then(|v| v.to_str().ok()).and_then(|u| shared.account(u));
-    shared.record(account.as_ref(), &method, &uri, &headers);
+    shared.record(account.as_ref(), peer, &method, &uri, &headers);
     if method != Method::POST {
         let body = json!({ "Message": format!("The requested resource does not support http method '{method}'.") });
         return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")], Json(body)).into_response();
