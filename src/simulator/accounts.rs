@@ -85,6 +85,15 @@ pub struct RateLimit {
     pub window: Duration,
 }
 
+impl RateLimit {
+    /// A limit that would refuse every login.
+    fn is_empty(self) -> bool {
+        self.max_logins == 0 || self.window.is_zero()
+    }
+}
+
+const RATE_LIMIT_MESSAGE: &str = "max_logins and window must be positive";
+
 /// One simulated user.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -216,14 +225,9 @@ impl Settings {
     pub fn load(path: &Path) -> Result<Settings, FileErrors> {
         let doc = yaml::load_file::<SimulatorFile>(path)?;
         let mut errors = Vec::new();
-        for field in ["listen", "accounts_file"] {
-            let set = match field {
-                "listen" => doc.value.listen.is_some(),
-                _ => doc.value.accounts_file.is_some(),
-            };
-            if set {
-                errors.push(doc.index.error(path, field, "only allowed in the simulator: block of the probes file"));
-            }
+        let block_only = [("listen", doc.value.listen.is_some()), ("accounts_file", doc.value.accounts_file.is_some())];
+        for (field, _) in block_only.into_iter().filter(|(_, set)| *set) {
+            errors.push(doc.index.error(path, field, "only allowed in the simulator: block of the probes file"));
         }
         let settings = Settings::from_fields(doc.value, "", path, &doc.index, &mut errors);
         if errors.is_empty() {
@@ -262,18 +266,12 @@ impl Settings {
                     format!("duplicate account {:?}", a.username),
                 ));
             }
-            for (field, rl) in [("rate_limit", a.rate_limit)] {
-                if rl.is_some_and(|r| r.max_logins == 0 || r.window.is_zero()) {
-                    errors.push(index.error(
-                        path,
-                        format!("{prefix}accounts[{i}].{field}"),
-                        "max_logins and window must be positive",
-                    ));
-                }
+            if a.rate_limit.is_some_and(RateLimit::is_empty) {
+                errors.push(index.error(path, format!("{prefix}accounts[{i}].rate_limit"), RATE_LIMIT_MESSAGE));
             }
         }
-        if file.rate_limit.is_some_and(|r| r.max_logins == 0 || r.window.is_zero()) {
-            errors.push(index.error(path, format!("{prefix}rate_limit"), "max_logins and window must be positive"));
+        if file.rate_limit.is_some_and(RateLimit::is_empty) {
+            errors.push(index.error(path, format!("{prefix}rate_limit"), RATE_LIMIT_MESSAGE));
         }
         Settings {
             app_keys: file.app_keys.unwrap_or_default(),
