@@ -7,10 +7,12 @@
 //!   the [`protocol::Outcome`] it ends in. Knows nothing of serving or metrics.
 //! - [`simulator`]: a faithful `/token` server with per-account faults, for tests and the demo.
 //! - [`report`]: how an outcome is shown to a person (`probe` command text and JSON).
+//! - [`logging`]: logfmt or JSON log lines on stderr.
 //! - [`duration`], [`yaml`]: small shared pieces (Prometheus durations, located YAML errors).
 
 pub mod config;
 pub mod duration;
+pub mod logging;
 pub mod protocol;
 pub mod report;
 pub mod simulator;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use authprobe::config::Config;
+use authprobe::logging;
 use authprobe::protocol::Prober;
 use authprobe::report::ProbeReport;
 use authprobe::simulator::{Settings, Simulator};
@@ -92,7 +93,11 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_level, cli.log_format);
+    let format = match cli.log_format {
+        LogFormat::Logfmt => logging::Format::Logfmt,
+        LogFormat::Json => logging::Format::Json,
+    };
+    logging::init(&cli.log_level, format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -110,15 +115,6 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::new(format!("warn,authprobe={level}"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Logfmt => builder.compact().init(),
     }
 }
 
@@ -179,6 +175,7 @@ async fn run(command: Command) -> Result<u8, Failure> {
             let mut all_ok = true;
             for (p, outcome) in selected.iter().zip(&outcomes) {
                 all_ok &= outcome.is_success();
+                authprobe::report::log_run(&p.name, &p.target, outcome);
                 let report = ProbeReport { probe: &p.name, target: &p.target, outcome };
                 match output {
                     Output::Json => println!("{}", report.to_json()),

@@ -71,3 +71,33 @@ fn display_or_dash(s: &str) -> &str {
         s
     }
 }
+
+/// Logs one line for a finished run: debug for a success, warn otherwise. Bounded fields only,
+/// plus the sanitised detail; never a secret or token.
+pub fn log_run(probe: &str, target: &str, outcome: &Outcome) {
+    let duration_seconds = outcome.duration.as_secs_f64();
+    if outcome.is_success() {
+        tracing::debug!(
+            probe,
+            target,
+            result = outcome.result.as_str(),
+            step = outcome.step.as_str(),
+            reason = outcome.reason.as_str(),
+            http_status = outcome.http_status,
+            duration_seconds,
+            "probe succeeded"
+        );
+    } else {
+        tracing::warn!(
+            probe,
+            target,
+            result = outcome.result.as_str(),
+            step = outcome.step.as_str(),
+            reason = outcome.reason.as_str(),
+            http_status = outcome.http_status,
+            duration_seconds,
+            detail = outcome.detail.as_str(),
+            "probe failed"
+        );
+    }
+}

@@ -340,6 +340,14 @@ async fn no_secret_or_token_in_any_output() {
             ])
             .await;
             assert_eq!(r.code, 1, "{}", r.stderr);
+            assert!(r.stderr.contains("probe failed"), "a failed run logs a line:\n{}", r.stderr);
+            for line in r.stderr.lines() {
+                let ok = match format {
+                    "logfmt" => line.starts_with("ts=") && line.contains(" level="),
+                    _ => serde_json::from_str::<Value>(line).is_ok_and(|v| v["level"].is_string()),
+                };
+                assert!(ok, "not a {format} line: {line}");
+            }
             outputs += &r.stdout;
             outputs += &r.stderr;
         }
