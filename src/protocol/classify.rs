@@ -557,3 +557,87 @@ pub(crate) mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::tests::spec;
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_context() -> impl Strategy<Value = Context> {
+        (prop::sample::select(vec![Step::BaseAuthentication, Step::SecutityPin, Step::VerificationCode]), 1u32..=4)
+            .prop_map(|(sent, request)| Context { sent, request })
+    }
+
+    /// JSON objects built from the protocol's own keys with values of any type, so the
+    /// interesting branches are reached far more often than with random bytes.
+    fn token_like_body() -> impl Strategy<Value = Vec<u8>> {
+        let key = prop::sample::select(vec!["State", "state", "Step", "Reason", "Token", "error", "Message", "Errors"]);
+        let text = prop::sample::select(vec![
+            "Succeeded",
+            "Expecting",
+            "Failed",
+            "SecutityPin",
+            "VerificationCode",
+            "BaseAuthentication",
+            "Invalid pin",
+            "PIN code is not init",
+            "Too many login requests",
+            "",
+            "x",
+        ]);
+        let value = prop_oneof![
+            text.prop_map(|t| serde_json::Value::String(t.to_owned())),
+            Just(serde_json::Value::Null),
+            any::<i64>().prop_map(serde_json::Value::from),
+            Just(serde_json::json!(["a"])),
+        ];
+        prop::collection::vec((key, value), 0..6).prop_map(|pairs| {
+            let map: serde_json::Map<String, serde_json::Value> =
+                pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            serde_json::to_vec(&map).unwrap()
+        })
+    }
+
+    fn check(status: u16, body: &[u8], complete: bool, ctx: Context) {
+        let answer = Answer { status, content_type: None, location: None, body, body_complete: complete };
+        match classify(&answer, &spec(), ctx) {
+            Decision::Continue { .. } => {
+                assert_eq!(status, 202, "only a 202 continues");
+                assert!(complete);
+                assert!(ctx.request < spec().max_steps, "never continues past max_steps");
+            }
+            Decision::Finish(v) => {
+                if (300..400).contains(&status) || status >= 500 {
+                    assert_eq!(v.result, ResultClass::HttpError);
+                }
+                if v.result == ResultClass::Success {
+                    assert!(matches!(status, 200 | 202));
+                }
+            }
+        }
+        let _ = answer_state(&answer);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_bytes_any_status_is_classified(status in 100u16..=599, body in prop::collection::vec(any::<u8>(), 0..300), complete: bool, ctx in any_context()) {
+            check(status, &body, complete, ctx);
+        }
+
+        #[test]
+        fn token_shaped_bodies_are_classified(status in prop::sample::select(vec![200u16, 202, 302, 401, 403, 404, 429, 500]), body in token_like_body(), ctx in any_context()) {
+            check(status, &body, true, ctx);
+        }
+
+        #[test]
+        fn reasons_and_texts_stay_bounded(text in ".{0,600}") {
+            let _ = Reason::normalize(&text);
+            let clean = crate::protocol::sanitize(&text, &[]);
+            prop_assert!(clean.chars().count() <= crate::protocol::text::MAX_TEXT_CHARS);
+            prop_assert!(!clean.chars().any(char::is_control));
+        }
+    }
+}
