@@ -75,29 +75,26 @@ fn display_or_dash(s: &str) -> &str {
 /// Logs one line for a finished run: debug for a success, warn otherwise. Bounded fields only,
 /// plus the sanitised detail; never a secret or token.
 pub fn log_run(probe: &str, target: &str, outcome: &Outcome) {
-    let duration_seconds = outcome.duration.as_secs_f64();
+    // tracing needs the level at compile time, so the one field list is expanded per level.
+    macro_rules! run_event {
+        ($level:expr, $message:literal) => {
+            tracing::event!(
+                $level,
+                probe,
+                target,
+                result = outcome.result.as_str(),
+                step = outcome.step.as_str(),
+                reason = outcome.reason.as_str(),
+                http_status = outcome.http_status,
+                duration_seconds = outcome.duration.as_secs_f64(),
+                detail = outcome.detail.as_str(),
+                $message
+            )
+        };
+    }
     if outcome.is_success() {
-        tracing::debug!(
-            probe,
-            target,
-            result = outcome.result.as_str(),
-            step = outcome.step.as_str(),
-            reason = outcome.reason.as_str(),
-            http_status = outcome.http_status,
-            duration_seconds,
-            "probe succeeded"
-        );
+        run_event!(tracing::Level::DEBUG, "probe succeeded");
     } else {
-        tracing::warn!(
-            probe,
-            target,
-            result = outcome.result.as_str(),
-            step = outcome.step.as_str(),
-            reason = outcome.reason.as_str(),
-            http_status = outcome.http_status,
-            duration_seconds,
-            detail = outcome.detail.as_str(),
-            "probe failed"
-        );
+        run_event!(tracing::Level::WARN, "probe failed");
     }
 }
