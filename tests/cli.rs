@@ -435,8 +435,7 @@ fn run_and_measure_peak_rss(args: &[&str]) -> (i32, i64) {
 /// that of a normal login instead of growing by the body's size.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_body_keeps_memory_bounded() {
-    let mut big = Account::new("big", "pw");
-    big.fault = Fault::Oversized;
+    let big = fault_account("big", Fault::Oversized);
     let sim = simulator(vec![Account::new("small", "pw"), big]).await;
     let dir = tempfile::tempdir().unwrap();
     let mut text = format!("targets:\n  - {{name: s, base_url: {}, app_key: {APP_KEY}}}\nprobes:\n", sim.base_url());

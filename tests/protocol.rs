@@ -268,8 +268,7 @@ async fn app_key_rejected_with_either_status() {
 
 #[tokio::test]
 async fn unexpected_and_unknown_steps() {
-    let mut unknown = Account::new("quinn", "pw");
-    unknown.fault = Fault::UnknownStep;
+    let unknown = fault_account("quinn", Fault::UnknownStep);
     let sim = simulator(vec![pin_account("bob", "pw", "4321"), unknown]).await;
 
     // The server asks for a pin the probe does not have.
@@ -286,8 +285,7 @@ async fn unexpected_and_unknown_steps() {
 async fn step_limit_bounds_the_number_of_requests() {
     let mut both = pin_account("dora", "pw", "1111");
     both.verification_code = Some("909090".into());
-    let mut endless = Account::new("eve", "pw");
-    endless.fault = Fault::Endless202;
+    let endless = fault_account("eve", Fault::Endless202);
     let sim = simulator(vec![both, endless]).await;
 
     let mut s = spec(&sim, "dora", "pw");
@@ -322,14 +320,7 @@ async fn http_errors() {
         ("down503", Fault::Unavailable, 503, Reason::None, ""),
         ("gone404", Fault::NotFound, 404, Reason::Other, ""),
     ];
-    let accounts = faults
-        .iter()
-        .map(|(name, fault, ..)| {
-            let mut a = Account::new(name, "pw");
-            a.fault = *fault;
-            a
-        })
-        .collect();
+    let accounts = faults.iter().map(|(name, fault, ..)| fault_account(name, *fault)).collect();
     let sim = simulator(accounts).await;
     for (name, _, status, reason, text) in faults {
         let o = login(&spec(&sim, name, "pw")).await;
@@ -353,14 +344,7 @@ async fn invalid_responses() {
         ("bytes", Fault::NonUtf8, "not UTF-8"),
         ("big", Fault::Oversized, "exceeds"),
     ];
-    let accounts = faults
-        .iter()
-        .map(|(name, fault, _)| {
-            let mut a = Account::new(name, "pw");
-            a.fault = *fault;
-            a
-        })
-        .collect();
+    let accounts = faults.iter().map(|(name, fault, _)| fault_account(name, *fault)).collect();
     let sim = simulator(accounts).await;
     for (name, _, detail) in faults {
         let o = login(&spec(&sim, name, "pw")).await;
@@ -371,8 +355,7 @@ async fn invalid_responses() {
 
 #[tokio::test]
 async fn random_reason_is_bounded() {
-    let mut a = Account::new("rand", "pw");
-    a.fault = Fault::RandomReason;
+    let a = fault_account("rand", Fault::RandomReason);
     let sim = simulator(vec![a]).await;
     let o = login(&spec(&sim, "rand", "pw")).await;
     check(&o, ResultClass::AuthFailed, Some(State::Failed), Step::BaseAuthentication, Reason::Other, 401);
@@ -381,12 +364,9 @@ async fn random_reason_is_bounded() {
 
 #[tokio::test]
 async fn deadline_covers_stalls_and_slow_bodies() {
-    let mut stall = Account::new("stall", "pw");
-    stall.fault = Fault::Stall;
-    let mut headers_only = Account::new("hdr", "pw");
-    headers_only.fault = Fault::HeadersThenStall;
-    let mut drip = Account::new("drip", "pw");
-    drip.fault = Fault::SlowDrip;
+    let stall = fault_account("stall", Fault::Stall);
+    let headers_only = fault_account("hdr", Fault::HeadersThenStall);
+    let drip = fault_account("drip", Fault::SlowDrip);
     let mut slow_pin = pin_account("slowpin", "pw", "1");
     slow_pin.delay = Some(Duration::from_millis(700));
     let sim = simulator(vec![stall, headers_only, drip, slow_pin]).await;
@@ -429,8 +409,7 @@ async fn connection_and_tls_failures() {
 
 #[tokio::test]
 async fn body_cap_abandons_oversized_bodies_quickly() {
-    let mut a = Account::new("big", "pw");
-    a.fault = Fault::Oversized;
+    let a = fault_account("big", Fault::Oversized);
     let sim = simulator(vec![a]).await;
     let started = Instant::now();
     let o = login(&spec(&sim, "big", "pw")).await;

@@ -26,6 +26,13 @@ pub fn pin_account(username: &str, password: &str, pin: &str) -> Account {
     a
 }
 
+/// A password-only account (password `pw`) that misbehaves with `fault`.
+pub fn fault_account(username: &str, fault: authprobe::simulator::Fault) -> Account {
+    let mut a = Account::new(username, "pw");
+    a.fault = fault;
+    a
+}
+
 /// An account with a verification code.
 pub fn code_account(username: &str, password: &str, code: &str) -> Account {
     let mut a = Account::new(username, password);
