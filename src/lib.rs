@@ -13,10 +13,17 @@
 pub mod config;
 pub mod duration;
 pub mod logging;
+pub mod metrics;
 pub mod protocol;
 pub mod report;
+pub mod results;
+pub mod scheduler;
 pub mod simulator;
+pub mod web;
 pub mod yaml;
 
 /// Version string shown by `--version` and in outputs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Git revision of the build (`unknown` outside a git checkout).
+pub const REVISION: &str = env!("AUTHPROBE_REVISION");

@@ -3,13 +3,20 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use authprobe::config::Config;
+use authprobe::config::{Config, Probe};
 use authprobe::logging;
+use authprobe::metrics::Metrics;
 use authprobe::protocol::Prober;
 use authprobe::report::ProbeReport;
+use authprobe::results::Results;
+use authprobe::scheduler::{self, RunFn, Scheduler};
 use authprobe::simulator::{Settings, Simulator};
+use authprobe::web;
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Exit status: the probe ran and did not succeed.
@@ -27,7 +34,7 @@ struct Cli {
     #[arg(long = "log.format", global = true, value_enum, default_value_t = LogFormat::Logfmt)]
     log_format: LogFormat,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -44,6 +51,19 @@ enum Output {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Probe on schedule and serve metrics (the default command).
+    Run {
+        /// The probes file.
+        #[arg(long = "config.file", default_value = "probes.yaml")]
+        config_file: PathBuf,
+        /// Address to serve metrics on: HOST:PORT, or :PORT for every interface.
+        #[arg(long = "web.listen-address", default_value = authprobe::web::DEFAULT_LISTEN)]
+        listen_address: String,
+        /// Logins in flight at most; further runs wait their turn.
+        #[arg(long = "probe.concurrency", default_value_t = authprobe::scheduler::DEFAULT_CONCURRENCY as u32,
+              value_parser = clap::value_parser!(u32).range(1..=65_536))]
+        concurrency: u32,
+    },
     /// Run probes once and print their outcome.
     Probe {
         /// Probes to run (by name).
@@ -92,7 +112,12 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if cli.command.is_none() {
+        // No subcommand means `run` with its defaults; global flags given still apply.
+        cli = Cli::parse_from(std::env::args_os().chain(["run".into()]));
+    }
+    let command = cli.command.expect("a command was chosen above");
     let format = match cli.log_format {
         LogFormat::Logfmt => logging::Format::Logfmt,
         LogFormat::Json => logging::Format::Json,
@@ -105,7 +130,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(command)) {
         Ok(code) => ExitCode::from(code),
         Err(Failure::Config(e)) => {
             eprintln!("error: {e:#}");
@@ -124,6 +149,10 @@ fn load_config(path: &Path) -> Result<Config, Failure> {
 
 async fn run(command: Command) -> Result<u8, Failure> {
     match command {
+        Command::Run { config_file, listen_address, concurrency } => {
+            serve(&config_file, &listen_address, concurrency as usize).await?;
+            Ok(0)
+        }
         Command::CheckConfig { config_file } => {
             let config = load_config(&config_file)?;
             println!(
@@ -210,6 +239,78 @@ async fn run(command: Command) -> Result<u8, Failure> {
             sim.shutdown().await;
             Ok(0)
         }
+    }
+}
+
+/// `authprobe run`: the embedded simulator if configured, the metrics server, the schedule; until
+/// SIGINT or SIGTERM.
+async fn serve(config_file: &Path, listen_address: &str, concurrency: usize) -> Result<(), Failure> {
+    let config = load_config(config_file)?;
+    let simulator = start_embedded_simulator(&config).await?;
+    let listener = web::bind(listen_address).await?;
+    let address = listener.local_addr().context("reading the bound address")?;
+
+    let probes: Vec<Arc<Probe>> = config.probes.into_iter().map(Arc::new).collect();
+    let results = Arc::new(Results::new(probes.iter().map(|p| p.as_ref())));
+    let metrics = Arc::new(Metrics::new(results.clone())?);
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = web::AppState { metrics, results: results.clone(), ready: ready.clone() };
+    let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(web::serve(listener, web::router(state), async move {
+        let _ = web_stopped.await;
+    }));
+    tracing::info!(%address, "serving metrics");
+
+    let prober = Prober::new()?;
+    let run: RunFn = Arc::new(move |probe: Arc<Probe>| {
+        let prober = prober.clone();
+        Box::pin(async move { prober.login(&probe.login).await })
+    });
+    let count = probes.len();
+    let scheduler =
+        Scheduler::start(probes, results, run, scheduler::Options { concurrency, ..Default::default() }).await?;
+    ready.store(true, Ordering::Release);
+    tracing::info!(probes = count, config = %config_file.display(), concurrency, "probes scheduled");
+
+    let signal = shutdown_signal().await;
+    tracing::info!(signal, "shutting down");
+    ready.store(false, Ordering::Release);
+    scheduler.stop(SHUTDOWN_GRACE).await;
+    let _ = stop_web.send(());
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "metrics server ended with an error"),
+        Err(_) => tracing::warn!("metrics server did not stop in time"),
+        _ => {}
+    }
+    if let Some(sim) = simulator {
+        sim.shutdown().await;
+    }
+    Ok(())
+}
+
+/// How long shutdown waits for runs in flight and open scrapes.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
     }
 }
 

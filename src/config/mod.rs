@@ -185,10 +185,12 @@ pub struct Probe {
     pub login: LoginSpec,
 }
 
-/// Parses a cron expression exactly as the scheduler does (seconds required, UTC).
+/// Parses a cron expression exactly as tokio-cron-scheduler does (seconds required, UTC; when
+/// both day-of-month and day-of-week are restricted, both must match).
 pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
     croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
         .build()
         .parse(expr)
         .map_err(|e| e.to_string())

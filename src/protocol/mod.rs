@@ -49,11 +49,14 @@ pub enum ResultClass {
     ConnectError,
     /// TLS handshake or certificate failure.
     TlsError,
+    /// authprobe itself failed during the run (a bug: the run panicked). Never produced by the
+    /// protocol; the scheduler records it so that a crashing run is still counted and visible.
+    InternalError,
 }
 
 impl ResultClass {
     /// Every class, in a stable order (for pre-initialised series and documentation).
-    pub const ALL: [ResultClass; 13] = [
+    pub const ALL: [ResultClass; 14] = [
         ResultClass::Success,
         ResultClass::AuthFailed,
         ResultClass::RateLimited,
@@ -67,6 +70,7 @@ impl ResultClass {
         ResultClass::Timeout,
         ResultClass::ConnectError,
         ResultClass::TlsError,
+        ResultClass::InternalError,
     ];
 
     /// The snake_case name used in every output.
@@ -85,6 +89,7 @@ impl ResultClass {
             ResultClass::Timeout => "timeout",
             ResultClass::ConnectError => "connect_error",
             ResultClass::TlsError => "tls_error",
+            ResultClass::InternalError => "internal_error",
         }
     }
 }

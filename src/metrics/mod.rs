@@ -1,0 +1,356 @@
+//! The `/metrics` exposition: what [`crate::results`] holds, in the Prometheus text format.
+//!
+//! Process-wide metrics (build info, probe count, the process collector) live in a
+//! `prometheus` crate [`Registry`]. The per-probe families are written by hand from snapshots of
+//! the results: at 10,000 probes the registry's `gather()` would copy some 450,000 series into
+//! protobuf structures on every scrape. The body is produced in chunks, family by family, so a
+//! scrape never holds the whole text in memory.
+//!
+//! Series per probe, deliberately: 7 last-run gauges (once the probe has run), 14 `runs_total`
+//! (one per result, from startup), 2 `skipped_total` (one per reason, from startup), 12 for the
+//! login histogram, and 12 per step histogram: one for `BaseAuthentication`, one more for each
+//! step the probe holds a secret for, and one for any other step seen. A password-only probe
+//! has 47 series, a PIN probe 59.
+
+mod text;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus::{Encoder as _, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::protocol::{ResultClass, State};
+use crate::results::{
+    DelayHistogram, Histogram, ProbeRecord, Results, SkipReason, DELAY_BUCKETS, LATENCY_BUCKETS, STEP_ORDER,
+};
+use text::Value;
+
+/// `Content-Type` of the exposition.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Chunks of the body are about this large.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Why metrics could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot register metric {name}: {source}")]
+pub struct MetricsError {
+    name: &'static str,
+    source: prometheus::Error,
+}
+
+/// Renders the exposition.
+pub struct Metrics {
+    registry: Registry,
+    probes_configured: IntGauge,
+    results: Arc<Results>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Metrics over `results`.
+    pub fn new(results: Arc<Results>) -> Result<Self, MetricsError> {
+        let registry = Registry::new();
+        let register = |name: &'static str, c: Box<dyn prometheus::core::Collector>| {
+            registry.register(c).map_err(|source| MetricsError { name, source })
+        };
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "authprobe_build_info",
+                "Always 1, labelled with the version and git revision authprobe was built from.",
+            ),
+            &["version", "revision"],
+        )
+        .map_err(|source| MetricsError { name: "authprobe_build_info", source })?;
+        build.with_label_values(&[crate::VERSION, crate::REVISION]).set(1);
+        register("authprobe_build_info", Box::new(build))?;
+        let probes_configured =
+            IntGauge::new("authprobe_probes_configured", "Number of probes in the loaded configuration.")
+                .map_err(|source| MetricsError { name: "authprobe_probes_configured", source })?;
+        register("authprobe_probes_configured", Box::new(probes_configured.clone()))?;
+        #[cfg(target_os = "linux")]
+        register("process_*", Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        Ok(Metrics { registry, probes_configured, results })
+    }
+
+    /// The exposition, as an iterator of body chunks.
+    pub fn render(&self) -> Exposition {
+        let set = self.results.probes();
+        self.probes_configured.set(set.list.len() as i64);
+        let mut head = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut head) {
+            // Only possible for malformed families, which this registry never holds.
+            tracing::error!(error = %e, "cannot encode process metrics");
+            head.clear();
+        }
+        let snaps = set
+            .list
+            .iter()
+            .map(|p| Snap {
+                labels: text::label_pairs(
+                    [("probe", p.name.as_str()), ("target", p.target.as_str())]
+                        .into_iter()
+                        .chain(p.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                ),
+                record: p.snapshot(),
+            })
+            .collect();
+        Exposition {
+            head: Some(head),
+            snaps,
+            les: LATENCY_BUCKETS.iter().map(|b| text::le(*b)).collect(),
+            family: 0,
+            probe: 0,
+            tail: Some(scheduler_families(&self.results.delay(), self.results.cron_watchdog_runs())),
+        }
+    }
+
+    /// The whole exposition in one buffer (for tests and small outputs).
+    pub fn render_to_vec(&self) -> Vec<u8> {
+        self.render().flatten().collect()
+    }
+}
+
+/// One probe's labels and record, frozen for one scrape.
+struct Snap {
+    labels: String,
+    record: ProbeRecord,
+}
+
+/// A scrape in progress: yields the body in chunks of about 64 KiB.
+pub struct Exposition {
+    head: Option<Vec<u8>>,
+    snaps: Vec<Snap>,
+    les: Vec<String>,
+    family: usize,
+    probe: usize,
+    tail: Option<Vec<u8>>,
+}
+
+impl Iterator for Exposition {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if let Some(head) = self.head.take() {
+            if !head.is_empty() {
+                return Some(head);
+            }
+        }
+        let mut out = Vec::with_capacity(CHUNK_BYTES + 4096);
+        while self.family < FAMILIES.len() && out.len() < CHUNK_BYTES {
+            let family = FAMILIES[self.family];
+            if self.probe == 0 {
+                if !self.snaps.iter().any(|s| family.present(&s.record)) {
+                    self.family += 1;
+                    continue;
+                }
+                let (name, kind, help) = family.meta();
+                text::header(&mut out, name, kind, help);
+            }
+            while self.probe < self.snaps.len() && out.len() < CHUNK_BYTES {
+                family.write(&self.snaps[self.probe], &self.les, &mut out);
+                self.probe += 1;
+            }
+            if self.probe == self.snaps.len() {
+                self.family += 1;
+                self.probe = 0;
+            }
+        }
+        if self.family == FAMILIES.len() {
+            if let Some(tail) = self.tail.take() {
+                out.extend_from_slice(&tail);
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+}
+
+/// The per-probe families, in exposition order.
+#[derive(Debug, Clone, Copy)]
+enum Family {
+    Success,
+    Duration,
+    HttpStatus,
+    LastRun,
+    LastSuccess,
+    ConsecutiveFailures,
+    Outcome,
+    Runs,
+    Skipped,
+    Login,
+    Steps,
+}
+
+const FAMILIES: [Family; 11] = [
+    Family::Success,
+    Family::Duration,
+    Family::HttpStatus,
+    Family::LastRun,
+    Family::LastSuccess,
+    Family::ConsecutiveFailures,
+    Family::Outcome,
+    Family::Runs,
+    Family::Skipped,
+    Family::Login,
+    Family::Steps,
+];
+
+impl Family {
+    fn meta(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Family::Success => ("authprobe_probe_success", "gauge", "1 if the probe's last run succeeded, else 0."),
+            Family::Duration => ("authprobe_probe_duration_seconds", "gauge", "Total duration of the probe's last run."),
+            Family::HttpStatus => (
+                "authprobe_probe_http_status_code",
+                "gauge",
+                "Final HTTP status of the probe's last run; 0 if no answer arrived.",
+            ),
+            Family::LastRun => (
+                "authprobe_probe_last_run_timestamp_seconds",
+                "gauge",
+                "When the probe's last run finished, in seconds since the Unix epoch.",
+            ),
+            Family::LastSuccess => (
+                "authprobe_probe_last_success_timestamp_seconds",
+                "gauge",
+                "When the probe's last successful run finished, in seconds since the Unix epoch; 0 if none since startup.",
+            ),
+            Family::ConsecutiveFailures => (
+                "authprobe_probe_consecutive_failures",
+                "gauge",
+                "Runs of the probe since its last success.",
+            ),
+            Family::Outcome => (
+                "authprobe_probe_outcome",
+                "gauge",
+                "Always 1: one series per probe, labelled with its last run's result, State, Step, Reason and HTTP status.",
+            ),
+            Family::Runs => ("authprobe_probe_runs_total", "counter", "Finished runs of the probe, by result."),
+            Family::Skipped => (
+                "authprobe_probe_skipped_total",
+                "counter",
+                "Scheduled ticks of the probe that started no run: overlap (previous run still going) or missed (tick passed while the scheduler could not act).",
+            ),
+            Family::Login => (
+                "authprobe_probe_login_duration_seconds",
+                "histogram",
+                "Total duration of the probe's runs in which every request got an HTTP answer.",
+            ),
+            Family::Steps => (
+                "authprobe_probe_step_duration_seconds",
+                "histogram",
+                "Duration of each request of the probe's runs, by the step it answered.",
+            ),
+        }
+    }
+
+    fn present(self, r: &ProbeRecord) -> bool {
+        match self {
+            Family::Runs | Family::Skipped | Family::Login => true,
+            Family::Steps => r.steps.iter().any(Option::is_some),
+            _ => r.last.is_some(),
+        }
+    }
+
+    fn write(self, snap: &Snap, les: &[String], out: &mut Vec<u8>) {
+        let (name, _, _) = self.meta();
+        let (labels, r) = (snap.labels.as_str(), &snap.record);
+        let gauge = |out: &mut Vec<u8>, v: Value| text::sample(out, name, "", labels, &[], v);
+        match self {
+            Family::Runs => {
+                for (result, n) in ResultClass::ALL.iter().zip(r.runs) {
+                    text::sample(out, name, "", labels, &[("result", result.as_str())], Value::Int(n));
+                }
+            }
+            Family::Skipped => {
+                for (reason, n) in SkipReason::ALL.iter().zip(r.skipped) {
+                    text::sample(out, name, "", labels, &[("reason", reason.as_str())], Value::Int(n));
+                }
+            }
+            Family::Login => histogram(out, name, labels, None, &r.login, les),
+            Family::Steps => {
+                for (step, h) in STEP_ORDER.iter().zip(&r.steps) {
+                    if let Some(h) = h {
+                        histogram(out, name, labels, Some(step.as_str()), h, les);
+                    }
+                }
+            }
+            _ => {
+                let Some(last) = &r.last else { return };
+                match self {
+                    Family::Success => gauge(out, Value::Int(u64::from(last.result == ResultClass::Success))),
+                    Family::Duration => gauge(out, Value::Float(last.duration.as_secs_f64())),
+                    Family::HttpStatus => gauge(out, Value::Int(u64::from(last.http_status))),
+                    Family::LastRun => gauge(out, Value::Float(unix_seconds(last.finished))),
+                    Family::LastSuccess => gauge(out, Value::Float(r.last_success.map_or(0.0, unix_seconds))),
+                    Family::ConsecutiveFailures => gauge(out, Value::Int(r.consecutive_failures)),
+                    Family::Outcome => {
+                        let mut status = itoa::Buffer::new();
+                        let extra = [
+                            ("result", last.result.as_str()),
+                            ("state", State::label(last.state)),
+                            ("step", last.step.as_str()),
+                            ("reason", last.reason.as_str()),
+                            ("http_status", status.format(last.http_status)),
+                        ];
+                        text::sample(out, name, "", labels, &extra, Value::Int(1));
+                    }
+                    _ => unreachable!("handled above"),
+                }
+            }
+        }
+    }
+}
+
+fn histogram<const N: usize>(
+    out: &mut Vec<u8>,
+    name: &str,
+    labels: &str,
+    step: Option<&str>,
+    h: &Histogram<N>,
+    les: &[String],
+) {
+    for (le, n) in les.iter().map(String::as_str).chain(["+Inf"]).zip(h.cumulative().into_iter().chain([h.count])) {
+        match step {
+            Some(step) => text::sample(out, name, "_bucket", labels, &[("step", step), ("le", le)], Value::Int(n)),
+            None => text::sample(out, name, "_bucket", labels, &[("le", le)], Value::Int(n)),
+        }
+    }
+    let extra: &[(&str, &str)] = match &step {
+        Some(step) => &[("step", step)],
+        None => &[],
+    };
+    text::sample(out, name, "_sum", labels, extra, Value::Float(h.sum));
+    text::sample(out, name, "_count", labels, extra, Value::Int(h.count));
+}
+
+fn scheduler_families(delay: &DelayHistogram, watchdog_runs: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let name = "authprobe_scheduler_delay_seconds";
+    text::header(
+        &mut out,
+        name,
+        "histogram",
+        "How late runs started against their plan (cron ticks included), all probes.",
+    );
+    let les: Vec<String> = DELAY_BUCKETS.iter().map(|b| text::le(*b)).collect();
+    histogram(&mut out, name, "", None, delay, &les);
+    let name = "authprobe_scheduler_cron_watchdog_runs_total";
+    text::header(
+        &mut out,
+        name,
+        "counter",
+        "Cron ticks that tokio-cron-scheduler did not start within the grace period, started by authprobe's watchdog instead.",
+    );
+    text::sample(&mut out, name, "", "", &[], Value::Int(watchdog_runs));
+    out
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,340 @@
+//! What probe runs produced: per-probe run counts, latency histograms, skipped ticks and the last
+//! outcome, plus the scheduler's own figures.
+//!
+//! The scheduler is the only writer. Metrics and web pages only read, through cheap snapshots
+//! ([`ProbeResults::snapshot`]), so no reader ever holds a lock while it formats or does I/O.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use crate::config::Probe;
+use crate::protocol::{Outcome, Reason, ResultClass, State, Step};
+
+/// Upper bounds of the login and step latency buckets, in seconds: tens of milliseconds up to the
+/// default 10 s timeout. Ten buckets (with `+Inf`) keep one histogram at twelve series.
+pub const LATENCY_BUCKETS: [f64; 9] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Upper bounds of the scheduler delay buckets, in seconds: fine below 10 ms, where a healthy
+/// scheduler lives, coarse above. One histogram for the whole process, so resolution is cheap.
+pub const DELAY_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Why a scheduled tick did not start a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    /// The probe's previous run was still going.
+    Overlap,
+    /// The tick passed while the scheduler could not act (process suspended, clock jump, or the
+    /// cron engine and its watchdog both late by more than a period).
+    Missed,
+}
+
+impl SkipReason {
+    /// Every reason, in the order of [`ProbeRecord::skipped`].
+    pub const ALL: [SkipReason; 2] = [SkipReason::Overlap, SkipReason::Missed];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Overlap => "overlap",
+            SkipReason::Missed => "missed",
+        }
+    }
+}
+
+/// A fixed-bucket histogram: per-bucket (not cumulative) counts, sum and count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram<const N: usize> {
+    /// Upper bounds, ascending.
+    pub bounds: &'static [f64; N],
+    /// Observations in each bucket (those above the last bound are only in `count`).
+    pub buckets: [u64; N],
+    /// Sum of observed values.
+    pub sum: f64,
+    /// Number of observations.
+    pub count: u64,
+}
+
+impl<const N: usize> Histogram<N> {
+    /// An empty histogram.
+    pub fn new(bounds: &'static [f64; N]) -> Self {
+        Histogram { bounds, buckets: [0; N], sum: 0.0, count: 0 }
+    }
+
+    /// Records one value.
+    pub fn observe(&mut self, value: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
+            self.buckets[i] += 1;
+        }
+        self.sum += value;
+        self.count += 1;
+    }
+
+    /// Cumulative counts per bound, as exposed (`le`).
+    pub fn cumulative(&self) -> [u64; N] {
+        let mut acc = 0;
+        self.buckets.map(|b| {
+            acc += b;
+            acc
+        })
+    }
+}
+
+/// A latency histogram of logins or steps.
+pub type LatencyHistogram = Histogram<{ LATENCY_BUCKETS.len() }>;
+/// The scheduler delay histogram.
+pub type DelayHistogram = Histogram<{ DELAY_BUCKETS.len() }>;
+
+/// The last finished run of a probe.
+#[derive(Debug, Clone)]
+pub struct LastRun {
+    /// Result class.
+    pub result: ResultClass,
+    /// Last `State` seen.
+    pub state: Option<State>,
+    /// Step reached or failed.
+    pub step: Step,
+    /// Normalised reason.
+    pub reason: Reason,
+    /// Final HTTP status, 0 if none.
+    pub http_status: u16,
+    /// Total duration.
+    pub duration: Duration,
+    /// When it started.
+    pub started: SystemTime,
+    /// When it finished.
+    pub finished: SystemTime,
+    /// The whole outcome, for pages and logs (shared: snapshots stay cheap).
+    pub outcome: Arc<Outcome>,
+}
+
+/// Everything recorded for one probe. Cloning it is cheap (no strings but one `Arc`).
+#[derive(Debug, Clone)]
+pub struct ProbeRecord {
+    /// Runs by result, indexed like [`ResultClass::ALL`].
+    pub runs: [u64; ResultClass::ALL.len()],
+    /// Skipped ticks, indexed like [`SkipReason::ALL`].
+    pub skipped: [u64; SkipReason::ALL.len()],
+    /// Total duration of runs in which every request got an HTTP answer: the login latency,
+    /// unpolluted by timeouts and refused connections.
+    pub login: LatencyHistogram,
+    /// Duration of each request, by the step it answered, indexed like [`STEP_ORDER`]. `None`
+    /// until the probe can send or has sent that step, so a password-only probe carries one.
+    pub steps: [Option<LatencyHistogram>; STEP_ORDER.len()],
+    /// The last finished run.
+    pub last: Option<LastRun>,
+    /// Finished runs since the last success.
+    pub consecutive_failures: u64,
+    /// When the last successful run finished.
+    pub last_success: Option<SystemTime>,
+}
+
+/// Step histogram slots, in exposition order.
+pub const STEP_ORDER: [Step; 4] = [Step::BaseAuthentication, Step::SecutityPin, Step::VerificationCode, Step::Other];
+
+fn step_slot(step: Step) -> usize {
+    STEP_ORDER.iter().position(|s| *s == step).expect("every step has a slot")
+}
+
+fn result_slot(result: ResultClass) -> usize {
+    ResultClass::ALL.iter().position(|r| *r == result).expect("every result has a slot")
+}
+
+impl ProbeRecord {
+    fn new(probe: &Probe) -> Self {
+        let mut steps: [Option<LatencyHistogram>; STEP_ORDER.len()] = Default::default();
+        // The steps this probe sends on a healthy run exist from the start, so rate() over their
+        // counts works from the first scrape; any other step appears when first seen.
+        for (slot, step) in STEP_ORDER.iter().enumerate() {
+            if *step == Step::BaseAuthentication || probe.login.can_answer(*step) {
+                steps[slot] = Some(Histogram::new(&LATENCY_BUCKETS));
+            }
+        }
+        ProbeRecord {
+            runs: [0; ResultClass::ALL.len()],
+            skipped: [0; SkipReason::ALL.len()],
+            login: Histogram::new(&LATENCY_BUCKETS),
+            steps,
+            last: None,
+            consecutive_failures: 0,
+            last_success: None,
+        }
+    }
+
+    /// Runs by result class.
+    pub fn runs_of(&self, result: ResultClass) -> u64 {
+        self.runs[result_slot(result)]
+    }
+
+    /// Skipped ticks for `reason`.
+    pub fn skipped_of(&self, reason: SkipReason) -> u64 {
+        self.skipped[SkipReason::ALL.iter().position(|r| *r == reason).expect("listed")]
+    }
+
+    /// All finished runs.
+    pub fn total_runs(&self) -> u64 {
+        self.runs.iter().sum()
+    }
+}
+
+/// One probe's identity and its record.
+#[derive(Debug)]
+pub struct ProbeResults {
+    /// Probe name.
+    pub name: String,
+    /// Target name.
+    pub target: String,
+    /// Static labels.
+    pub labels: BTreeMap<String, String>,
+    /// Human description of the schedule.
+    pub schedule: String,
+    record: Mutex<ProbeRecord>,
+}
+
+impl ProbeResults {
+    /// A copy of the record, taken under a short lock.
+    pub fn snapshot(&self) -> ProbeRecord {
+        self.record.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ProbeRecord)) {
+        f(&mut self.record.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Records a finished run.
+    pub fn record_run(&self, outcome: Outcome, started: SystemTime, finished: SystemTime) {
+        let outcome = Arc::new(outcome);
+        self.update(|r| {
+            r.runs[result_slot(outcome.result)] += 1;
+            let answered = !outcome.steps.is_empty() && outcome.steps.iter().all(|s| s.http_status != 0);
+            if answered {
+                r.login.observe(outcome.duration.as_secs_f64());
+            }
+            for s in &outcome.steps {
+                r.steps[step_slot(s.step)]
+                    .get_or_insert_with(|| Histogram::new(&LATENCY_BUCKETS))
+                    .observe(s.duration.as_secs_f64());
+            }
+            if outcome.is_success() {
+                r.consecutive_failures = 0;
+                r.last_success = Some(finished);
+            } else {
+                r.consecutive_failures += 1;
+            }
+            r.last = Some(LastRun {
+                result: outcome.result,
+                state: outcome.state,
+                step: outcome.step,
+                reason: outcome.reason,
+                http_status: outcome.http_status,
+                duration: outcome.duration,
+                started,
+                finished,
+                outcome: outcome.clone(),
+            });
+        });
+    }
+
+    /// Records `n` skipped ticks.
+    pub fn record_skip(&self, reason: SkipReason, n: u64) {
+        let slot = SkipReason::ALL.iter().position(|r| *r == reason).expect("listed");
+        self.update(|r| r.skipped[slot] += n);
+    }
+}
+
+/// The results of every configured probe, and the scheduler's figures.
+#[derive(Debug)]
+pub struct Results {
+    probes: RwLock<Arc<ProbeSet>>,
+    delay: Mutex<DelayHistogram>,
+    cron_watchdog_runs: AtomicU64,
+}
+
+/// The probes' results in configuration order, with a name index.
+#[derive(Debug, Default)]
+pub struct ProbeSet {
+    /// In configuration order.
+    pub list: Vec<Arc<ProbeResults>>,
+    by_name: HashMap<String, usize>,
+}
+
+impl ProbeSet {
+    /// The probe called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<ProbeResults>> {
+        self.by_name.get(name).map(|i| &self.list[*i])
+    }
+}
+
+impl Results {
+    /// Empty results for `probes`.
+    pub fn new<'a>(probes: impl IntoIterator<Item = &'a Probe>) -> Self {
+        let mut set = ProbeSet::default();
+        for p in probes {
+            set.by_name.insert(p.name.clone(), set.list.len());
+            set.list.push(Arc::new(ProbeResults {
+                name: p.name.clone(),
+                target: p.target.clone(),
+                labels: p.labels.clone(),
+                schedule: p.schedule.to_string(),
+                record: Mutex::new(ProbeRecord::new(p)),
+            }));
+        }
+        Results {
+            probes: RwLock::new(Arc::new(set)),
+            delay: Mutex::new(Histogram::new(&DELAY_BUCKETS)),
+            cron_watchdog_runs: AtomicU64::new(0),
+        }
+    }
+
+    /// The current probe set (a cheap handle; the set itself is immutable).
+    pub fn probes(&self) -> Arc<ProbeSet> {
+        self.probes.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The results of the probe called `name`.
+    pub fn probe(&self, name: &str) -> Option<Arc<ProbeResults>> {
+        self.probes().get(name).cloned()
+    }
+
+    /// Records how late a run started against its plan.
+    pub fn record_delay(&self, delay: Duration) {
+        self.delay.lock().unwrap_or_else(PoisonError::into_inner).observe(delay.as_secs_f64());
+    }
+
+    /// A copy of the scheduler delay histogram.
+    pub fn delay(&self) -> DelayHistogram {
+        self.delay.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Counts a cron tick that the watchdog had to start because the engine did not.
+    pub fn record_cron_watchdog_run(&self) {
+        self.cron_watchdog_runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Cron ticks started by the watchdog.
+    pub fn cron_watchdog_runs(&self) -> u64 {
+        self.cron_watchdog_runs.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_inclusive() {
+        let mut h = Histogram::new(&LATENCY_BUCKETS);
+        for v in [0.01, 0.025, 0.03, 0.7, 99.0] {
+            h.observe(v);
+        }
+        let c = h.cumulative();
+        assert_eq!(c[0], 2, "0.01 and 0.025 are <= 0.025");
+        assert_eq!(c[1], 3);
+        assert_eq!(c[5], 4, "0.7 <= 1");
+        assert_eq!(c[8], 4, "99 is only in +Inf");
+        assert_eq!(h.count, 5);
+        assert!((h.sum - 99.765).abs() < 1e-9);
+    }
+}

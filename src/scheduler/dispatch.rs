@@ -1,0 +1,96 @@
+//! Starting one run of one probe: the rules every trigger obeys.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use futures_util::FutureExt as _;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+use super::cron::CronClock;
+use super::RunFn;
+use crate::config::Probe;
+use crate::protocol::{Outcome, Reason, ResultClass, Step};
+use crate::results::{ProbeResults, Results, SkipReason};
+
+/// A scheduled probe and its run-time state.
+pub(super) struct Entry {
+    pub probe: Arc<Probe>,
+    pub results: Arc<ProbeResults>,
+    /// Set while a run is queued or in flight.
+    running: AtomicBool,
+    /// For cron probes: which tick is due next.
+    pub cron: Option<Mutex<CronClock>>,
+}
+
+impl Entry {
+    pub fn new(probe: Arc<Probe>, results: Arc<ProbeResults>, cron: Option<CronClock>) -> Self {
+        Entry { probe, results, running: AtomicBool::new(false), cron: cron.map(Mutex::new) }
+    }
+}
+
+/// Starts runs: shared by the timer wheel, the cron engine and the watchdog.
+pub(super) struct Dispatcher {
+    run: RunFn,
+    permits: Arc<Semaphore>,
+    runs: TaskTracker,
+    results: Arc<Results>,
+}
+
+impl Dispatcher {
+    pub fn new(run: RunFn, concurrency: usize, runs: TaskTracker, results: Arc<Results>) -> Self {
+        Dispatcher { run, permits: Arc::new(Semaphore::new(concurrency)), runs, results }
+    }
+
+    /// Starts a run of `entry` planned for `planned`, unless its previous run is still going, in
+    /// which case the tick is skipped and counted.
+    pub fn dispatch(&self, entry: &Arc<Entry>, planned: Instant) {
+        if entry.running.swap(true, Ordering::AcqRel) {
+            entry.results.record_skip(SkipReason::Overlap, 1);
+            tracing::debug!(probe = %entry.probe.name, "previous run still going; tick skipped");
+            return;
+        }
+        let entry = entry.clone();
+        let run = self.run.clone();
+        let permits = self.permits.clone();
+        let results = self.results.clone();
+        self.runs.spawn(async move {
+            // The semaphore is never closed, so acquiring only waits.
+            let _permit = permits.acquire_owned().await;
+            let started = Instant::now();
+            let started_wall = SystemTime::now();
+            results.record_delay(started.saturating_duration_since(planned));
+            let probe = entry.probe.clone();
+            // Calling `run` inside the future puts a panic in the closure itself under catch_unwind too.
+            let login = async move { run(probe).await };
+            let outcome = match AssertUnwindSafe(login).catch_unwind().await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    // The payload is not logged: it is free text from whatever panicked.
+                    tracing::error!(probe = %entry.probe.name, "probe run panicked; counted as internal_error");
+                    internal_error(started.elapsed())
+                }
+            };
+            crate::report::log_run(&entry.probe.name, &entry.probe.target, &outcome);
+            entry.results.record_run(outcome, started_wall, SystemTime::now());
+            entry.running.store(false, Ordering::Release);
+        });
+    }
+}
+
+fn internal_error(duration: Duration) -> Outcome {
+    Outcome {
+        result: ResultClass::InternalError,
+        state: None,
+        step: Step::BaseAuthentication,
+        reason: Reason::None,
+        reason_text: String::new(),
+        http_status: 0,
+        duration,
+        steps: Vec::new(),
+        detail: "the run panicked inside authprobe (a bug; see the error log)".to_owned(),
+    }
+}

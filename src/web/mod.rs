@@ -1,0 +1,110 @@
+//! The HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready` and the landing page `/`.
+//!
+//! Handlers only read: the exposition from [`Metrics`], probe states from [`Results`].
+
+mod landing;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::metrics::{Metrics, CONTENT_TYPE};
+use crate::results::Results;
+
+/// Default of `--web.listen-address`: every interface, port 9871.
+pub const DEFAULT_LISTEN: &str = ":9871";
+
+/// What the handlers read.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The exposition.
+    pub metrics: Arc<Metrics>,
+    /// Probe states for the pages.
+    pub results: Arc<Results>,
+    /// Set once the configuration is loaded and every probe is scheduled.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// The address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// As given.
+        address: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Binds `address`: `host:port`, `[v6]:port`, or `:port` for every interface (IPv6 and IPv4
+/// where the host has IPv6, else IPv4 only), as Prometheus exporters accept it.
+pub async fn bind(address: &str) -> Result<TcpListener, WebError> {
+    let err = |source| WebError::Bind { address: address.to_owned(), source };
+    if let Some(port) = address.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "expected HOST:PORT or :PORT")))?;
+        return match TcpListener::bind(SocketAddr::from(([0u16; 8], port))).await {
+            Ok(l) => Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(err(e)),
+            Err(_) => TcpListener::bind(SocketAddr::from(([0u8; 4], port))).await.map_err(err),
+        };
+    }
+    TcpListener::bind(address).await.map_err(err)
+}
+
+/// The routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(landing::page))
+        .route("/metrics", get(metrics))
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let chunks = state.metrics.render().map(Ok::<_, Infallible>);
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], Body::from_stream(futures_util::stream::iter(chunks))).into_response()
+}
+
+async fn healthy() -> &'static str {
+    "authprobe is healthy.\n"
+}
+
+async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "authprobe is ready.\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "authprobe is not ready: probes are not scheduled yet.\n")
+    }
+}
+
+async fn not_found() -> (StatusCode, Html<&'static str>) {
+    (
+        StatusCode::NOT_FOUND,
+        Html("<!doctype html><title>Not found</title><p>Not found. Endpoints are listed on <a href=\"/\">the start page</a>.</p>\n"),
+    )
+}
