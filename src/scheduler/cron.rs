@@ -5,7 +5,7 @@
 //! (0.15) computes its next tick from "now" when it fires, so a scan delayed past a tick drops
 //! it silently, and its broadcast channels drop activations when a receiver lags (#61): the clock
 //! counts such passed-over ticks, and the watchdog starts any tick the engine has not started
-//! within [`super::CRON_GRACE`].
+//! within [`super::CRON_GRACE`] (less for expressions that fire more often).
 
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -90,7 +90,6 @@ pub(super) fn activate(entry: &Arc<Entry>, dispatcher: &Dispatcher, results: &Re
         results.record_cron_watchdog_run();
         tracing::warn!(
             probe = %entry.probe.name,
-            grace_seconds = CRON_GRACE.as_secs_f64(),
             "cron engine did not start this tick in time; the watchdog started it"
         );
     }
@@ -99,15 +98,23 @@ pub(super) fn activate(entry: &Arc<Entry>, dispatcher: &Dispatcher, results: &Re
     dispatcher.dispatch(entry, planned);
 }
 
-/// When the watchdog checks the probe's next tick.
+/// When the watchdog checks the probe's next tick: [`CRON_GRACE`] after it, or three quarters of
+/// the way to the tick after it if that is sooner, so the watchdog always acts on the tick it
+/// watches and never finds the following one due as well.
 pub(super) fn watchdog_deadline(entry: &Entry) -> Instant {
-    let next_due = match &entry.cron {
-        Some(clock) => clock.lock().unwrap_or_else(PoisonError::into_inner).next_due,
+    let (next_due, following) = match &entry.cron {
+        Some(clock) => {
+            let clock = clock.lock().unwrap_or_else(PoisonError::into_inner);
+            (clock.next_due, clock.cron.find_next_occurrence(&clock.next_due, false).ok())
+        }
         None => return Instant::now() + Duration::from_secs(3600),
     };
+    let grace = following
+        .and_then(|f| (f - next_due).to_std().ok())
+        .map_or(CRON_GRACE, |period| CRON_GRACE.min(period * 3 / 4));
     let until = (next_due - Utc::now()).to_std().unwrap_or_default();
     // A year-bound expression with no future tick parks the watchdog far away.
-    Instant::now() + until.min(Duration::from_secs(365 * 86_400)) + CRON_GRACE
+    Instant::now() + until.min(Duration::from_secs(365 * 86_400)) + grace
 }
 
 /// Hands every cron probe to tokio-cron-scheduler and starts it; `None` without cron probes.

@@ -29,7 +29,8 @@ use crate::results::Results;
 
 pub use timer::phase_offset;
 
-/// How long after a cron tick the watchdog starts it if the engine has not.
+/// How long after a cron tick the watchdog starts it if the engine has not (at most; see
+/// `cron::watchdog_deadline`). The engine scans every 500 ms, so it normally acts well before.
 pub const CRON_GRACE: Duration = Duration::from_secs(1);
 
 /// Default of `--probe.concurrency`.
