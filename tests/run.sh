@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use (none yet beyond the Rust toolchain).
-packages=()
+# Debian packages the tests use: prometheus (the server the end-to-end test scrapes with, and
+# promtool, which lints our /metrics).
+packages=(prometheus)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -282,10 +282,12 @@ impl Validator<'_> {
             let target = targets.iter().find(|t| t.name == p.target).cloned();
             if target.is_none() && !target_names.contains(&p.target) {
                 let known: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
-                self.error(
-                    format!("{path}.target"),
-                    format!("unknown target {:?} (known: {})", p.target, known.join(", ")),
-                );
+                let known = if known.is_empty() {
+                    "no targets are defined".to_owned()
+                } else {
+                    format!("known: {}", known.join(", "))
+                };
+                self.error(format!("{path}.target"), format!("unknown target {:?} ({known})", p.target));
             }
             let username = match expand_env(&p.username) {
                 Ok(u) if u.is_empty() => {

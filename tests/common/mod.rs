@@ -1,6 +1,8 @@
 //! Helpers shared by the integration test binaries.
 #![allow(dead_code)]
 
+pub mod service;
+
 use std::time::Duration;
 
 use authprobe::protocol::{Expect, LoginSpec};

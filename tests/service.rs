@@ -1,0 +1,467 @@
+//! `authprobe run`, the real binary: the metrics contract on its `/metrics`, promtool, a real
+//! Prometheus scraping it, the README's demo command, and its endpoints and exit paths.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use authprobe::protocol::ResultClass;
+use authprobe::simulator::{Account, Fault, Simulator};
+use common::service::{Exposition, Service};
+use common::*;
+
+/// Distinctive secrets: none may appear in anything the service emits.
+const GOOD_PW: &str = "Good-Pw-Hx39";
+const PIN_PW: &str = "Pin-Pw-Lq20";
+const PIN: &str = "Pin-7413-Zk";
+const WRONG_PW: &str = "Wrong-Pw-Vb57";
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Four probes at a 1 s interval: `good` (password), `pinned` (PIN step), `bad` (wrong
+/// password) and `chatty` (a server that sends a different 5 KB Reason every time).
+async fn four_probe_setup(dir: &Path) -> (Simulator, PathBuf) {
+    let sim = simulator(vec![
+        Account::new("good", GOOD_PW),
+        pin_account("pinned", PIN_PW, PIN),
+        Account::new("victim", "the-real-password"),
+        fault_account("chatty", Fault::RandomReason),
+    ])
+    .await;
+    let file = write(
+        dir,
+        "probes.yaml",
+        &format!(
+            r#"defaults: {{interval: 1s, timeout: 900ms}}
+targets:
+  - name: sim
+    base_url: {base}
+    app_key: {APP_KEY}
+probes:
+  - {{name: good, target: sim, username: good, password: {GOOD_PW}, labels: {{team: brokers}}}}
+  - {{name: pinned, target: sim, username: pinned, password: {PIN_PW}, pin: {PIN}, labels: {{team: brokers}}}}
+  - {{name: bad, target: sim, username: victim, password: {WRONG_PW}, labels: {{team: mobile}}}}
+  - {{name: chatty, target: sim, username: chatty, password: pw, labels: {{team: mobile}}}}
+"#,
+            base = sim.base_url()
+        ),
+    );
+    (sim, file)
+}
+
+const PROBES: [&str; 4] = ["good", "pinned", "bad", "chatty"];
+
+fn runs(m: &Exposition, probe: &str) -> f64 {
+    m.series("authprobe_probe_runs_total", &[("probe", probe)]).iter().map(|s| s.value).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_contract_on_a_running_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, file) = four_probe_setup(dir.path()).await;
+    let svc = Service::start(dir.path(), &["--log.level", "trace"], &["--config.file", file.to_str().unwrap()]).await;
+
+    // Counters exist from the first scrape, before any run.
+    let first = svc.metrics().await;
+    for p in PROBES {
+        assert_eq!(first.series("authprobe_probe_runs_total", &[("probe", p)]).len(), ResultClass::ALL.len(), "{p}");
+    }
+
+    let m = svc.metrics_until(Duration::from_secs(15), |m| PROBES.iter().all(|p| runs(m, p) >= 2.0)).await;
+
+    let want_types = [
+        ("authprobe_probe_success", "gauge"),
+        ("authprobe_probe_duration_seconds", "gauge"),
+        ("authprobe_probe_login_duration_seconds", "histogram"),
+        ("authprobe_probe_step_duration_seconds", "histogram"),
+        ("authprobe_probe_runs_total", "counter"),
+        ("authprobe_probe_outcome", "gauge"),
+        ("authprobe_probe_http_status_code", "gauge"),
+        ("authprobe_probe_last_run_timestamp_seconds", "gauge"),
+        ("authprobe_probe_last_success_timestamp_seconds", "gauge"),
+        ("authprobe_probe_consecutive_failures", "gauge"),
+        ("authprobe_probe_skipped_total", "counter"),
+        ("authprobe_scheduler_delay_seconds", "histogram"),
+        ("authprobe_probes_configured", "gauge"),
+        ("authprobe_build_info", "gauge"),
+        ("process_cpu_seconds_total", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+    ];
+    for (name, kind) in want_types {
+        assert_eq!(m.types.get(name).map(String::as_str), Some(kind), "# TYPE of {name}");
+        assert!(m.helps.get(name).is_some_and(|h| !h.is_empty()), "# HELP of {name}");
+    }
+
+    // Every probe series carries probe, target and the static labels, and only bounded ones.
+    let allowed: BTreeSet<&str> =
+        ["probe", "target", "team", "result", "state", "step", "reason", "http_status", "le"].into();
+    for s in m.samples.iter().filter(|s| s.name.starts_with("authprobe_probe_")) {
+        assert!(PROBES.contains(&s.label("probe")), "{s:?}");
+        assert_eq!(s.label("target"), "sim", "{s:?}");
+        let team = if ["good", "pinned"].contains(&s.label("probe")) { "brokers" } else { "mobile" };
+        assert_eq!(s.label("team"), team, "{s:?}");
+        for k in s.labels.keys() {
+            assert!(allowed.contains(k.as_str()), "unexpected label {k} on {s:?}");
+        }
+    }
+
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    for p in PROBES {
+        let by = [("probe", p)];
+        // runs_total: one series per result, whose sum is the number of runs.
+        let results: BTreeSet<&str> =
+            m.series("authprobe_probe_runs_total", &by).iter().map(|s| s.label("result")).collect();
+        assert_eq!(results, ResultClass::ALL.iter().map(|r| r.as_str()).collect(), "{p}");
+        let skipped: BTreeSet<&str> =
+            m.series("authprobe_probe_skipped_total", &by).iter().map(|s| s.label("reason")).collect();
+        assert_eq!(skipped, ["missed", "overlap"].into(), "{p}");
+        assert_eq!(m.series("authprobe_probe_outcome", &by).len(), 1, "{p}: exactly one outcome series");
+        let last_run = m.value("authprobe_probe_last_run_timestamp_seconds", &by);
+        assert!(now - last_run < 10.0 && last_run <= now + 1.0, "{p}: last run {last_run}, now {now}");
+        assert!(m.value("authprobe_probe_duration_seconds", &by) > 0.0);
+        // Histograms: cumulative buckets, +Inf equal to the count.
+        let buckets = m.series("authprobe_probe_login_duration_seconds_bucket", &by);
+        let les: Vec<&str> = buckets.iter().map(|s| s.label("le")).collect();
+        assert_eq!(les, ["0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"], "{p}");
+        assert!(buckets.windows(2).all(|w| w[0].value <= w[1].value), "{p}: cumulative");
+        assert_eq!(buckets.last().unwrap().value, m.value("authprobe_probe_login_duration_seconds_count", &by));
+    }
+
+    for p in ["good", "pinned"] {
+        let by = [("probe", p)];
+        assert_eq!(m.value("authprobe_probe_success", &by), 1.0, "{p}");
+        assert_eq!(m.value("authprobe_probe_http_status_code", &by), 200.0, "{p}");
+        assert_eq!(m.value("authprobe_probe_consecutive_failures", &by), 0.0, "{p}");
+        assert!(now - m.value("authprobe_probe_last_success_timestamp_seconds", &by) < 10.0, "{p}");
+        assert_eq!(m.value("authprobe_probe_runs_total", &[("probe", p), ("result", "success")]), runs(&m, p), "{p}");
+    }
+    let good = [("probe", "good")];
+    let outcome = m.series("authprobe_probe_outcome", &good)[0];
+    assert_eq!(
+        (
+            outcome.label("result"),
+            outcome.label("state"),
+            outcome.label("step"),
+            outcome.label("reason"),
+            outcome.label("http_status")
+        ),
+        ("success", "Succeeded", "BaseAuthentication", "none", "200")
+    );
+    // The PIN probe times both of its requests, each under its own step.
+    for step in ["BaseAuthentication", "SecutityPin"] {
+        let n = m.value("authprobe_probe_step_duration_seconds_count", &[("probe", "pinned"), ("step", step)]);
+        assert!(n >= 2.0, "{step}: {n}");
+    }
+    assert!(m
+        .series("authprobe_probe_step_duration_seconds_count", &[("probe", "good"), ("step", "SecutityPin")])
+        .is_empty());
+
+    let bad = [("probe", "bad")];
+    assert_eq!(m.value("authprobe_probe_success", &bad), 0.0);
+    assert_eq!(m.value("authprobe_probe_http_status_code", &bad), 401.0);
+    assert_eq!(m.value("authprobe_probe_last_success_timestamp_seconds", &bad), 0.0);
+    assert!(m.value("authprobe_probe_consecutive_failures", &bad) >= 2.0);
+    let outcome = m.series("authprobe_probe_outcome", &bad)[0];
+    assert_eq!(
+        (outcome.label("result"), outcome.label("state"), outcome.label("reason"), outcome.label("http_status")),
+        ("auth_failed", "Failed", "invalid_credentials", "401")
+    );
+    assert_eq!(m.value("authprobe_probe_runs_total", &[("probe", "bad"), ("result", "auth_failed")]), runs(&m, "bad"));
+
+    // A server inventing a new Reason on every run creates no series: the count stays put.
+    let chatty = [("probe", "chatty")];
+    assert_eq!(m.series("authprobe_probe_outcome", &chatty)[0].label("reason"), "other");
+    let before = m.samples.len();
+    let runs_before = runs(&m, "chatty");
+    let later = svc.metrics_until(Duration::from_secs(15), |l| runs(l, "chatty") >= runs_before + 3.0).await;
+    assert_eq!(
+        later.samples.len(),
+        before,
+        "series count changed after {} more runs",
+        runs(&later, "chatty") - runs_before
+    );
+
+    assert_eq!(m.value("authprobe_probes_configured", &[]), 4.0);
+    assert_eq!(m.value("authprobe_build_info", &[("version", authprobe::VERSION)]), 1.0);
+    assert!(m.value("process_resident_memory_bytes", &[]) > 1e6);
+    assert!(m.value("authprobe_scheduler_delay_seconds_count", &[]) >= 8.0);
+
+    // One log line per run: warn for failures with the bounded fields, never a secret.
+    let log = svc.stderr();
+    let failure = log
+        .lines()
+        .find(|l| l.contains("level=warn") && l.contains("probe=bad"))
+        .unwrap_or_else(|| panic!("no warn line for the failing probe:\n{log}"));
+    for field in [
+        "target=sim",
+        "result=auth_failed",
+        "step=BaseAuthentication",
+        "reason=invalid_credentials",
+        "duration_seconds=",
+    ] {
+        assert!(failure.contains(field), "{field} missing in {failure}");
+    }
+    assert!(log
+        .lines()
+        .any(|l| l.contains("level=debug") && l.contains("msg=\"probe succeeded\"") && l.contains("probe=good")));
+    let page = get(&svc.url("/")).await.1;
+    for secret in [GOOD_PW, PIN_PW, PIN, WRONG_PW, APP_KEY] {
+        assert!(!log.contains(secret), "secret in the log");
+        assert!(!later.text.contains(secret), "secret in /metrics");
+        assert!(!page.contains(secret), "secret on /");
+    }
+    let tokens: Vec<String> = ["good", "pinned"].iter().flat_map(|u| sim.issued_tokens(u)).collect();
+    assert!(tokens.len() >= 4, "tokens were issued");
+    for token in tokens {
+        assert!(!log.contains(&token) && !later.text.contains(&token) && !page.contains(&token), "token leaked");
+    }
+    assert_eq!(svc.terminate().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outcome_series_is_replaced_when_the_outcome_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, file) = four_probe_setup(dir.path()).await;
+    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap()]).await;
+    let good = [("probe", "good")];
+    svc.metrics_until(Duration::from_secs(10), |m| m.get("authprobe_probe_success", &good) == Some(1.0)).await;
+
+    // The account's password expires: the next run's outcome replaces the old series.
+    assert!(sim.update_account("good", |a| a.password_expired = true));
+    let m = svc
+        .metrics_until(Duration::from_secs(10), |m| {
+            m.series("authprobe_probe_outcome", &[("probe", "good"), ("result", "password_expired")]).len() == 1
+        })
+        .await;
+    let series = m.series("authprobe_probe_outcome", &good);
+    assert_eq!(series.len(), 1, "exactly one outcome series: {series:?}");
+    assert_eq!((series[0].label("state"), series[0].label("reason")), ("Failed", "password_expired"));
+    assert_eq!(m.value("authprobe_probe_success", &good), 0.0);
+    assert!(m.value("authprobe_probe_runs_total", &[("probe", "good"), ("result", "success")]) >= 1.0);
+
+    // And back.
+    assert!(sim.update_account("good", |a| a.password_expired = false));
+    let m = svc.metrics_until(Duration::from_secs(10), |m| m.get("authprobe_probe_success", &good) == Some(1.0)).await;
+    let series = m.series("authprobe_probe_outcome", &good);
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert_eq!(series[0].label("result"), "success");
+    assert_eq!(m.value("authprobe_probe_consecutive_failures", &good), 0.0);
+}
+
+/// Runs `promtool check metrics` on `text`: its output and exit code.
+fn promtool_check_metrics(text: &str) -> (i32, String) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool from Debian's prometheus package (tests/run.sh installs it)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_finds_nothing_to_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, file) = four_probe_setup(dir.path()).await;
+    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap()]).await;
+    // Before any run, and once every family is present.
+    let (code, report) = promtool_check_metrics(&svc.metrics_text().await);
+    assert_eq!((code, report.as_str()), (0, ""), "promtool on the first scrape");
+    let m = svc.metrics_until(Duration::from_secs(10), |m| PROBES.iter().all(|p| runs(m, p) >= 1.0)).await;
+    let (code, report) = promtool_check_metrics(&m.text);
+    assert_eq!((code, report.as_str()), (0, ""), "promtool with every family present");
+    // And it catches problems, so its silence means something.
+    let (code, report) = promtool_check_metrics("# TYPE authprobe_bad counter\nauthprobe_bad 1\n");
+    assert!(code != 0 || !report.is_empty(), "promtool accepted a counter without _total");
+}
+
+/// A Prometheus server from Debian's package, on a free loopback port with its own data dir.
+struct Prometheus {
+    child: tokio::process::Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    async fn scraping(target: &str) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write(
+            dir.path(),
+            "prometheus.yml",
+            &format!(
+                "global: {{scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}}\n\
+                 scrape_configs:\n  - job_name: authprobe\n    static_configs: [{{targets: ['{target}']}}]\n"
+            ),
+        );
+        let port = closed_port();
+        let child = tokio::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("prometheus from Debian's package (tests/run.sh installs it)");
+        let p = Prometheus { child, base: format!("http://127.0.0.1:{port}"), _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !matches!(http().get(format!("{}/-/ready", p.base)).send().await, Ok(r) if r.status() == 200) {
+            assert!(Instant::now() < deadline, "prometheus not ready within 30 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        p
+    }
+
+    /// An instant query's result vector.
+    async fn query(&self, promql: &str) -> Vec<serde_json::Value> {
+        let url = url::Url::parse_with_params(&format!("{}/api/v1/query", self.base), [("query", promql)]).unwrap();
+        let r = http().get(url).send().await.expect("query prometheus");
+        let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        assert_eq!(body["status"], "success", "{promql}: {body}");
+        body["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Queries until the result is non-empty, at most `within`.
+    async fn query_until(&self, promql: &str, within: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let r = self.query(promql).await;
+            if !r.is_empty() {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "{promql}: still empty after {within:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+fn sample_value(v: &serde_json::Value) -> f64 {
+    v["value"][1].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_and_answers_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, file) = four_probe_setup(dir.path()).await;
+    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap()]).await;
+    let mut prom = Prometheus::scraping(svc.base.trim_start_matches("http://")).await;
+
+    let up = prom.query_until(r#"up{job="authprobe"} == 1"#, Duration::from_secs(20)).await;
+    assert_eq!(up.len(), 1);
+    let ok = prom.query_until(r#"authprobe_probe_success{probe="good"} == 1"#, Duration::from_secs(20)).await;
+    assert_eq!(ok[0]["metric"]["target"], "sim");
+    assert_eq!(ok[0]["metric"]["team"], "brokers");
+    let failing = prom.query_until(r#"authprobe_probe_success{probe="bad"} == 0"#, Duration::from_secs(20)).await;
+    assert_eq!(failing.len(), 1);
+    let p95 = r#"histogram_quantile(0.95, sum by (le) (rate(authprobe_probe_login_duration_seconds_bucket{probe="good"}[10s])))"#;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let latency = loop {
+        let r = prom.query(p95).await;
+        if let Some(v) = r.first().map(sample_value).filter(|v| v.is_finite()) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no p95 login latency after 30 s: {r:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(latency > 0.0 && latency <= 0.025, "p95 login latency {latency} s of a simulator answering at once");
+    // Prometheus took every sample we served, and labels survived ingestion.
+    let outcome = prom.query(r#"authprobe_probe_outcome{probe="bad"}"#).await;
+    assert_eq!(outcome[0]["metric"]["reason"], "invalid_credentials");
+    let scraped = prom.query(r#"scrape_samples_scraped{job="authprobe"}"#).await;
+    let served = svc.metrics().await.samples.len() as f64;
+    assert!((sample_value(&scraped[0]) - served).abs() <= 2.0, "scraped {scraped:?}, served {served}");
+    let _ = prom.child.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_first_command_serves_every_demo_probe() {
+    // `cargo run --release` runs the binary with no arguments in the checkout: the same here,
+    // with the top-level probes.yaml, its embedded simulator and the default listen address.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let svc = Service::spawn(repo, &[]).await;
+    assert!(svc.base.ends_with(":9871"), "{}", svc.base);
+    let demo = ["alice-password", "bob-pin", "carol-sms-2fa", "dave-expired"];
+    let m = svc.metrics().await;
+    for p in demo {
+        assert_eq!(m.series("authprobe_probe_runs_total", &[("probe", p)]).len(), ResultClass::ALL.len(), "{p}");
+    }
+    // Every demo probe runs within its 30 s interval (dave's cron every 15 s).
+    let m = svc
+        .metrics_until(Duration::from_secs(35), |m| {
+            demo.iter().all(|p| m.get("authprobe_probe_success", &[("probe", p)]).is_some())
+        })
+        .await;
+    for (p, want) in [("alice-password", 1.0), ("bob-pin", 1.0), ("carol-sms-2fa", 1.0), ("dave-expired", 0.0)] {
+        assert_eq!(m.value("authprobe_probe_success", &[("probe", p)]), want, "{p}");
+    }
+    let (status, page) = get(&svc.url("/")).await;
+    assert_eq!(status, 200);
+    for p in demo {
+        assert!(page.contains(p), "{p} on the landing page");
+    }
+    assert_eq!(svc.terminate().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_answer_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, file) = four_probe_setup(dir.path()).await;
+    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap()]).await;
+    assert_eq!(get(&svc.url("/-/healthy")).await.0, 200);
+    assert_eq!(get(&svc.url("/-/ready")).await.0, 200);
+    let (status, page) = get(&svc.url("/")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<a href=\"/metrics\">"));
+    for p in PROBES {
+        assert!(page.contains(&format!("<td>{p}</td>")), "{p} listed");
+    }
+    assert_eq!(get(&svc.url("/nope")).await.0, 404);
+    let post = http().post(svc.url("/metrics")).send().await.unwrap();
+    assert_eq!(post.status(), 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_refuses_a_bad_config_and_a_busy_port_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "probes:\n  - name: x\n    target: nowhere\n    username: u\n    password: Secret-Jd88\n",
+    );
+    let out = tokio::process::Command::new(common::service::BIN)
+        .args(["run", "--config.file", bad.to_str().unwrap(), "--web.listen-address", "127.0.0.1:0"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml:3:5: probes[0].target: unknown target \"nowhere\" (no targets are defined)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Secret-Jd88"));
+
+    let (_sim, file) = four_probe_setup(dir.path()).await;
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out = tokio::process::Command::new(common::service::BIN)
+        .args(["run", "--config.file", file.to_str().unwrap(), "--web.listen-address", &addr])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
+}
