@@ -1,10 +1,11 @@
 //! What probe runs produced: per-probe run counts, latency histograms, skipped ticks and the last
 //! outcome, plus the scheduler's own figures.
 //!
-//! The scheduler is the only writer. Metrics and web pages only read, through cheap snapshots
-//! ([`ProbeResults::snapshot`]), so no reader ever holds a lock while it formats or does I/O.
+//! The scheduler is the only writer. Metrics and web pages only read, through snapshots
+//! ([`ProbeResults::snapshot`]) or a short look under the probe's lock ([`ProbeResults::read`]);
+//! no lock is ever held across I/O or an await.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
@@ -122,7 +123,7 @@ pub struct ProbeRecord {
     pub login: LatencyHistogram,
     /// Duration of each request, by the step it answered, indexed like [`STEP_ORDER`]. `None`
     /// until the probe can send or has sent that step, so a password-only probe carries one.
-    pub steps: [Option<LatencyHistogram>; STEP_ORDER.len()],
+    pub steps: [Option<Box<LatencyHistogram>>; STEP_ORDER.len()],
     /// The last finished run.
     pub last: Option<LastRun>,
     /// Finished runs since the last success.
@@ -144,12 +145,12 @@ fn result_slot(result: ResultClass) -> usize {
 
 impl ProbeRecord {
     fn new(probe: &Probe) -> Self {
-        let mut steps: [Option<LatencyHistogram>; STEP_ORDER.len()] = Default::default();
+        let mut steps: [Option<Box<LatencyHistogram>>; STEP_ORDER.len()] = Default::default();
         // The steps this probe sends on a healthy run exist from the start, so rate() over their
         // counts works from the first scrape; any other step appears when first seen.
         for (slot, step) in STEP_ORDER.iter().enumerate() {
             if *step == Step::BaseAuthentication || probe.login.can_answer(*step) {
-                steps[slot] = Some(Histogram::new(&LATENCY_BUCKETS));
+                steps[slot] = Some(Box::new(Histogram::new(&LATENCY_BUCKETS)));
             }
         }
         ProbeRecord {
@@ -186,8 +187,8 @@ pub struct ProbeResults {
     pub name: String,
     /// Target name.
     pub target: String,
-    /// Static labels.
-    pub labels: BTreeMap<String, String>,
+    /// Static labels, sorted by name.
+    pub labels: Vec<(String, String)>,
     /// Human description of the schedule.
     pub schedule: String,
     record: Mutex<ProbeRecord>,
@@ -196,7 +197,13 @@ pub struct ProbeResults {
 impl ProbeResults {
     /// A copy of the record, taken under a short lock.
     pub fn snapshot(&self) -> ProbeRecord {
-        self.record.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.read(ProbeRecord::clone)
+    }
+
+    /// Runs `f` on the record under its lock: for readers that only format, so that a scrape of
+    /// 10,000 probes needs no copy of them. `f` must not block.
+    pub fn read<R>(&self, f: impl FnOnce(&ProbeRecord) -> R) -> R {
+        f(&self.record.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn update(&self, f: impl FnOnce(&mut ProbeRecord)) {
@@ -214,7 +221,7 @@ impl ProbeResults {
             }
             for s in &outcome.steps {
                 r.steps[step_slot(s.step)]
-                    .get_or_insert_with(|| Histogram::new(&LATENCY_BUCKETS))
+                    .get_or_insert_with(|| Box::new(Histogram::new(&LATENCY_BUCKETS)))
                     .observe(s.duration.as_secs_f64());
             }
             if outcome.is_success() {

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
@@ -96,7 +97,7 @@ pub fn parse_str<T: DeserializeOwned>(path: &Path, text: &str) -> Result<Documen
         });
     }
     let value = serde_yaml_ng::from_str::<T>(text).map_err(|e| from_serde(path, &e))?;
-    Ok(Document { value, index: FieldIndex::build(text) })
+    Ok(Document { value, index: FieldIndex::lazy(text.to_owned()) })
 }
 
 fn from_serde(path: &Path, err: &serde_yaml_ng::Error) -> FileError {
@@ -121,28 +122,47 @@ fn from_serde(path: &Path, err: &serde_yaml_ng::Error) -> FileError {
 
 /// Map from dotted field path to the 1-based (line, column) where that field's key (or, for
 /// sequence items, the item) starts.
-#[derive(Debug, Default, Clone)]
+///
+/// Built on first use: a valid file never needs positions, and indexing a file of 10,000
+/// probes costs more memory than the configuration itself.
+#[derive(Debug, Default)]
 pub struct FieldIndex {
-    positions: HashMap<String, (usize, usize)>,
+    text: String,
+    positions: OnceLock<HashMap<String, (usize, usize)>>,
 }
 
 impl FieldIndex {
-    /// Indexes `text`. A document the event parser cannot read yields an empty index: positions
-    /// are a convenience for messages, never a reason to reject a file serde accepted.
+    /// Indexes `text` now.
     pub fn build(text: &str) -> Self {
-        let mut builder = IndexBuilder::default();
-        let mut parser = Parser::new_from_str(text);
-        if parser.load(&mut builder, false).is_err() {
-            return FieldIndex::default();
-        }
-        FieldIndex { positions: builder.positions }
+        let index = Self::lazy(text.to_owned());
+        index.positions();
+        index
+    }
+
+    /// An index of `text`, built when a position is first asked for.
+    pub fn lazy(text: String) -> Self {
+        FieldIndex { text, positions: OnceLock::new() }
+    }
+
+    /// A document the event parser cannot read yields an empty index: positions are a
+    /// convenience for messages, never a reason to reject a file serde accepted.
+    fn positions(&self) -> &HashMap<String, (usize, usize)> {
+        self.positions.get_or_init(|| {
+            let mut builder = IndexBuilder::default();
+            let mut parser = Parser::new_from_str(&self.text);
+            if parser.load(&mut builder, false).is_err() {
+                return HashMap::new();
+            }
+            builder.positions
+        })
     }
 
     /// Position of `field`, or of its nearest indexed ancestor.
     pub fn position(&self, field: &str) -> Option<(usize, usize)> {
+        let positions = self.positions();
         let mut path = field;
         loop {
-            if let Some(p) = self.positions.get(path) {
+            if let Some(p) = positions.get(path) {
                 return Some(*p);
             }
             let cut = path.rfind(['.', '['])?;

@@ -1,7 +1,7 @@
 //! The scheduler against real time: interval phases, overlap, the concurrency limit, panics, and
 //! cron probes on tokio-cron-scheduler for 30+ ticks with none lost.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,7 +16,7 @@ fn probe(name: &str, schedule: Schedule) -> Arc<Probe> {
         name: name.to_owned(),
         target: "t".to_owned(),
         schedule,
-        labels: BTreeMap::new(),
+        labels: Vec::new(),
         login: LoginSpec {
             base_url: "http://127.0.0.1:9/api".parse().unwrap(),
             app_key: "k".into(),

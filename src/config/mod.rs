@@ -179,8 +179,9 @@ pub struct Probe {
     pub target: String,
     /// When it runs.
     pub schedule: Schedule,
-    /// Static labels added to its series.
-    pub labels: BTreeMap<String, String>,
+    /// Static labels added to its series, sorted by name. (A vector: a `BTreeMap` node costs
+    /// half a kilobyte even for one label, times 10,000 probes.)
+    pub labels: Vec<(String, String)>,
     /// The login it performs.
     pub login: LoginSpec,
 }
@@ -383,7 +384,7 @@ impl Validator<'_> {
                     name: p.name,
                     target: target.name.clone(),
                     schedule,
-                    labels,
+                    labels: labels.into_iter().collect(),
                     login: LoginSpec {
                         base_url: target.base_url.clone(),
                         app_key: target.app_key.clone(),

@@ -4,7 +4,7 @@
 //! `prometheus` crate [`Registry`]. The per-probe families are written by hand from snapshots of
 //! the results: at 10,000 probes the registry's `gather()` would copy some 450,000 series into
 //! protobuf structures on every scrape. The body is produced in chunks, family by family, so a
-//! scrape never holds the whole text in memory.
+//! scrape never holds the whole text, nor a copy of the probes' records, in memory.
 //!
 //! Series per probe, deliberately: 7 last-run gauges (once the probe has run), 14 `runs_total`
 //! (one per result, from startup), 2 `skipped_total` (one per reason, from startup), 12 for the
@@ -21,7 +21,7 @@ use prometheus::{Encoder as _, IntGauge, IntGaugeVec, Opts, Registry, TextEncode
 
 use crate::protocol::{ResultClass, State};
 use crate::results::{
-    DelayHistogram, Histogram, ProbeRecord, Results, SkipReason, DELAY_BUCKETS, LATENCY_BUCKETS, STEP_ORDER,
+    DelayHistogram, Histogram, ProbeRecord, ProbeSet, Results, SkipReason, DELAY_BUCKETS, LATENCY_BUCKETS, STEP_ORDER,
 };
 use text::Value;
 
@@ -88,21 +88,21 @@ impl Metrics {
             tracing::error!(error = %e, "cannot encode process metrics");
             head.clear();
         }
-        let snaps = set
+        let labels = set
             .list
             .iter()
-            .map(|p| Snap {
-                labels: text::label_pairs(
+            .map(|p| {
+                text::label_pairs(
                     [("probe", p.name.as_str()), ("target", p.target.as_str())]
                         .into_iter()
                         .chain(p.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-                ),
-                record: p.snapshot(),
+                )
             })
             .collect();
         Exposition {
             head: Some(head),
-            snaps,
+            set,
+            labels,
             les: LATENCY_BUCKETS.iter().map(|b| text::le(*b)).collect(),
             family: 0,
             probe: 0,
@@ -116,16 +116,13 @@ impl Metrics {
     }
 }
 
-/// One probe's labels and record, frozen for one scrape.
-struct Snap {
-    labels: String,
-    record: ProbeRecord,
-}
-
-/// A scrape in progress: yields the body in chunks of about 64 KiB.
+/// A scrape in progress: yields the body in chunks of about 64 KiB. Each family of each probe
+/// is written under that probe's lock, briefly; nothing is copied per probe but its label set.
 pub struct Exposition {
     head: Option<Vec<u8>>,
-    snaps: Vec<Snap>,
+    set: Arc<ProbeSet>,
+    /// Rendered `probe="…",target="…",…` of each probe, in set order.
+    labels: Vec<String>,
     les: Vec<String>,
     family: usize,
     probe: usize,
@@ -145,18 +142,19 @@ impl Iterator for Exposition {
         while self.family < FAMILIES.len() && out.len() < CHUNK_BYTES {
             let family = FAMILIES[self.family];
             if self.probe == 0 {
-                if !self.snaps.iter().any(|s| family.present(&s.record)) {
+                if !self.set.list.iter().any(|p| p.read(|r| family.present(r))) {
                     self.family += 1;
                     continue;
                 }
                 let (name, kind, help) = family.meta();
                 text::header(&mut out, name, kind, help);
             }
-            while self.probe < self.snaps.len() && out.len() < CHUNK_BYTES {
-                family.write(&self.snaps[self.probe], &self.les, &mut out);
+            while self.probe < self.set.list.len() && out.len() < CHUNK_BYTES {
+                let labels = &self.labels[self.probe];
+                self.set.list[self.probe].read(|r| family.write(labels, r, &self.les, &mut out));
                 self.probe += 1;
             }
-            if self.probe == self.snaps.len() {
+            if self.probe == self.set.list.len() {
                 self.family += 1;
                 self.probe = 0;
             }
@@ -257,9 +255,8 @@ impl Family {
         }
     }
 
-    fn write(self, snap: &Snap, les: &[String], out: &mut Vec<u8>) {
+    fn write(self, labels: &str, r: &ProbeRecord, les: &[String], out: &mut Vec<u8>) {
         let (name, _, _) = self.meta();
-        let (labels, r) = (snap.labels.as_str(), &snap.record);
         let gauge = |out: &mut Vec<u8>, v: Value| text::sample(out, name, "", labels, &[], v);
         match self {
             Family::Runs => {
