@@ -465,3 +465,32 @@ async fn run_refuses_a_bad_config_and_a_busy_port_clearly() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_only_once_probes_are_scheduled() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use authprobe::metrics::Metrics;
+    use authprobe::results::Results;
+    use authprobe::web;
+
+    // The same router `run` serves, before `run` has scheduled anything.
+    let results = Arc::new(Results::new([]));
+    let ready = Arc::new(AtomicBool::new(false));
+    let state =
+        web::AppState { metrics: Arc::new(Metrics::new(results.clone()).unwrap()), results, ready: ready.clone() };
+    let listener = web::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(web::serve(listener, web::router(state), async move {
+        let _ = stopped.await;
+    }));
+    let (status, body) = get(&format!("{base}/-/ready")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(get(&format!("{base}/-/healthy")).await.0, 200, "healthy while not ready");
+    ready.store(true, Ordering::Release);
+    assert_eq!(get(&format!("{base}/-/ready")).await.0, 200);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
