@@ -1,12 +1,17 @@
 //! authprobe: a synthetic monitor for the ETNA Trader `/token` login path.
 //!
-//! Data flows one way: **config → protocol → outcome → report**.
+//! Data flows one way: **config → scheduler → protocol → results → metrics / web**.
 //!
 //! - [`config`]: probes.yaml, its validation, `${VAR}` and `*_file` secrets.
+//! - [`scheduler`]: when each probe runs (interval wheel, cron engine and its watchdog), with no
+//!   overlap, a concurrency limit and panics caught.
 //! - [`protocol`]: one login: the request steps, the pure classification of every answer, and
-//!   the [`protocol::Outcome`] it ends in. Knows nothing of serving or metrics.
+//!   the [`protocol::Outcome`] it ends in. Knows nothing of scheduling, serving or metrics.
+//! - [`results`]: what runs produced, per probe; written by the scheduler only.
+//! - [`metrics`]: the `/metrics` exposition, read from results.
+//! - [`web`]: the HTTP endpoints (axum), read from results and metrics.
 //! - [`simulator`]: a faithful `/token` server with per-account faults, for tests and the demo.
-//! - [`report`]: how an outcome is shown to a person (`probe` command text and JSON).
+//! - [`report`]: how an outcome is shown to a person (`probe` output, the per-run log line).
 //! - [`logging`]: logfmt or JSON log lines on stderr.
 //! - [`duration`], [`yaml`]: small shared pieces (Prometheus durations, located YAML errors).
 

@@ -28,8 +28,9 @@ use text::Value;
 /// `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Chunks of the body are about this large.
-const CHUNK_BYTES: usize = 64 * 1024;
+/// Chunks of the body are about this large: few enough writes for a 50 MB body, small enough
+/// that a scrape never holds more than half a megabyte of text.
+const CHUNK_BYTES: usize = 512 * 1024;
 
 /// Why metrics could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -99,10 +100,21 @@ impl Metrics {
                 )
             })
             .collect();
+        // Which families have samples at all (a family without any gets no header), in one look
+        // at each probe rather than one per family.
+        let (mut ran, mut stepped) = (false, false);
+        for p in &set.list {
+            p.read(|r| {
+                ran |= r.last.is_some();
+                stepped |= r.steps.iter().any(Option::is_some);
+            });
+        }
+        let present = FAMILIES.map(|f| f.present(ran, stepped, !set.list.is_empty()));
         Exposition {
             head: Some(head),
             set,
             labels,
+            present,
             les: LATENCY_BUCKETS.iter().map(|b| text::le(*b)).collect(),
             family: 0,
             probe: 0,
@@ -116,13 +128,15 @@ impl Metrics {
     }
 }
 
-/// A scrape in progress: yields the body in chunks of about 64 KiB. Each family of each probe
+/// A scrape in progress: yields the body in chunks of about 512 KiB. Each family of each probe
 /// is written under that probe's lock, briefly; nothing is copied per probe but its label set.
 pub struct Exposition {
     head: Option<Vec<u8>>,
     set: Arc<ProbeSet>,
     /// Rendered `probe="…",target="…",…` of each probe, in set order.
     labels: Vec<String>,
+    /// Whether each family has any sample.
+    present: [bool; FAMILIES.len()],
     les: Vec<String>,
     family: usize,
     probe: usize,
@@ -142,7 +156,7 @@ impl Iterator for Exposition {
         while self.family < FAMILIES.len() && out.len() < CHUNK_BYTES {
             let family = FAMILIES[self.family];
             if self.probe == 0 {
-                if !self.set.list.iter().any(|p| p.read(|r| family.present(r))) {
+                if !self.present[self.family] {
                     self.family += 1;
                     continue;
                 }
@@ -247,11 +261,13 @@ impl Family {
         }
     }
 
-    fn present(self, r: &ProbeRecord) -> bool {
+    /// Whether the family has samples, given whether any probe has run, has a step histogram,
+    /// and exists at all.
+    fn present(self, ran: bool, stepped: bool, any: bool) -> bool {
         match self {
-            Family::Runs | Family::Skipped | Family::Login => true,
-            Family::Steps => r.steps.iter().any(Option::is_some),
-            _ => r.last.is_some(),
+            Family::Runs | Family::Skipped | Family::Login => any,
+            Family::Steps => stepped,
+            _ => ran,
         }
     }
 
