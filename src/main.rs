@@ -268,17 +268,20 @@ async fn serve(config_file: &Path, listen_address: &str, concurrency: usize) -> 
         Box::pin(async move { prober.login(&probe.login).await })
     });
     let count = probes.len();
+    // In-flight runs may finish at shutdown: each ends by its own deadline.
+    let longest_timeout = probes.iter().map(|p| p.login.timeout).max().unwrap_or_default();
     let scheduler =
         Scheduler::start(probes, results, run, scheduler::Options { concurrency, ..Default::default() }).await?;
     ready.store(true, Ordering::Release);
     tracing::info!(probes = count, config = %config_file.display(), concurrency, "probes scheduled");
 
     let signal = shutdown_signal().await;
-    tracing::info!(signal, "shutting down");
+    tracing::info!(signal, "shutting down: no new runs; waiting for runs in flight");
+    // /-/ready turns 503 at once; /metrics keeps serving until the last run is recorded.
     ready.store(false, Ordering::Release);
-    scheduler.stop(SHUTDOWN_GRACE).await;
+    scheduler.stop(longest_timeout + RUN_GRACE).await;
     let _ = stop_web.send(());
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+    match tokio::time::timeout(SCRAPE_GRACE, server).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "metrics server ended with an error"),
         Err(_) => tracing::warn!("metrics server did not stop in time"),
         _ => {}
@@ -300,8 +303,10 @@ fn release_freed_memory() {
     }
 }
 
-/// How long shutdown waits for runs in flight and open scrapes.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Beyond the longest probe timeout, how long shutdown waits for runs in flight to be recorded.
+const RUN_GRACE: Duration = Duration::from_secs(1);
+/// How long shutdown waits for open scrapes once every run is recorded.
+const SCRAPE_GRACE: Duration = Duration::from_secs(5);
 
 /// Waits for SIGINT or SIGTERM and names it.
 async fn shutdown_signal() -> &'static str {

@@ -494,3 +494,46 @@ async fn ready_only_once_probes_are_scheduled() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_run_in_flight_finish_and_exits_0() {
+    let mut slow = Account::new("slow", "slow-pw");
+    slow.delay = Some(Duration::from_millis(2500));
+    let sim = simulator(vec![slow]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "probes.yaml",
+        &format!(
+            "targets: [{{name: sim, base_url: '{}', app_key: {APP_KEY}}}]\n\
+             probes: [{{name: slow, target: sim, username: slow, password: slow-pw, interval: 4s, timeout: 4s}}]\n",
+            sim.base_url()
+        ),
+    );
+    let mut svc =
+        Service::start(dir.path(), &["--log.level", "debug"], &["--config.file", file.to_str().unwrap()]).await;
+    // Wait for the login to reach the server, then ask the service to stop while it waits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.stats("slow").requests == 0 {
+        assert!(Instant::now() < deadline, "the probe never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent = Instant::now();
+    let pid = svc.pid();
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _) = get(&svc.url("/-/ready")).await;
+    assert_eq!(status, 503, "not ready while shutting down");
+    assert_eq!(get(&svc.url("/-/healthy")).await.0, 200);
+    let stderr_before_exit = svc.stderr();
+    assert!(!stderr_before_exit.contains("probe=slow target=sim result=success"), "run recorded too early");
+    let code = svc.wait().await;
+    let took = sent.elapsed();
+    assert_eq!(code, 0);
+    assert!(took >= Duration::from_millis(1500), "exited after {took:?}, before the run in flight finished");
+    assert!(took <= Duration::from_secs(5), "exited after {took:?}: more than timeout + 1 s");
+    let log = svc.stderr();
+    assert!(log.contains("msg=\"probe succeeded\" probe=slow"), "the run in flight was recorded:\n{log}");
+    assert!(!log.contains("abandoned"), "{log}");
+}

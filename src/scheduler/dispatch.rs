@@ -38,11 +38,19 @@ pub(super) struct Dispatcher {
     permits: Arc<Semaphore>,
     runs: TaskTracker,
     results: Arc<Results>,
+    /// Set at shutdown: runs still waiting for a slot do not start.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Dispatcher {
     pub fn new(run: RunFn, concurrency: usize, runs: TaskTracker, results: Arc<Results>) -> Self {
-        Dispatcher { run, permits: Arc::new(Semaphore::new(concurrency)), runs, results }
+        let permits = Arc::new(Semaphore::new(concurrency));
+        Dispatcher { run, permits, runs, results, stopping: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// No run starts from now on; runs already started go on.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
     }
 
     /// Starts a run of `entry` planned for `planned`, unless its previous run is still going, in
@@ -57,9 +65,14 @@ impl Dispatcher {
         let run = self.run.clone();
         let permits = self.permits.clone();
         let results = self.results.clone();
+        let stopping = self.stopping.clone();
         self.runs.spawn(async move {
             // The semaphore is never closed, so acquiring only waits.
             let _permit = permits.acquire_owned().await;
+            if stopping.load(Ordering::Acquire) {
+                entry.running.store(false, Ordering::Release);
+                return;
+            }
             let started = Instant::now();
             let started_wall = SystemTime::now();
             results.record_delay(started.saturating_duration_since(planned));

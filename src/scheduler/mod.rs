@@ -80,6 +80,7 @@ pub struct Scheduler {
     timer: JoinHandle<()>,
     cron: Option<tokio_cron_scheduler::JobScheduler>,
     runs: TaskTracker,
+    dispatcher: Arc<dispatch::Dispatcher>,
 }
 
 impl Scheduler {
@@ -110,13 +111,15 @@ impl Scheduler {
         let cron_engine =
             if options.cron_engine { cron::start_engine(&entries, &dispatcher, &results).await? } else { None };
         let (stop_timer, stopped) = oneshot::channel();
-        let timer = tokio::spawn(timer::run(entries, dispatcher, results, stopped));
-        Ok(Scheduler { stop_timer: Some(stop_timer), timer, cron: cron_engine, runs })
+        let timer = tokio::spawn(timer::run(entries, dispatcher.clone(), results, stopped));
+        Ok(Scheduler { stop_timer: Some(stop_timer), timer, cron: cron_engine, runs, dispatcher })
     }
 
-    /// Stops scheduling new runs and waits up to `grace` for runs in flight; those still going
-    /// after it are abandoned (their results are not recorded).
+    /// Stops scheduling new runs (runs still waiting for a concurrency slot do not start) and
+    /// waits up to `grace` for runs in flight to finish and be recorded; any still going after it
+    /// are abandoned, never half-recorded.
     pub async fn stop(mut self, grace: Duration) {
+        self.dispatcher.stop();
         if let Some(tx) = self.stop_timer.take() {
             let _ = tx.send(());
         }

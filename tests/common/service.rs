@@ -114,6 +114,20 @@ impl Service {
         }
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("still running") as i32
+    }
+
+    /// Waits for the child to exit (at most 10 s) and returns its exit code; the log stays readable.
+    pub async fn wait(&mut self) -> i32 {
+        let status =
+            tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.expect("exits within 10 s").unwrap();
+        // Let the stderr reader take the last lines.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status.code().unwrap_or(-1)
+    }
+
     /// SIGTERM, then the exit code (at most 10 s).
     pub async fn terminate(mut self) -> i32 {
         let pid = self.child.id().expect("still running") as i32;
