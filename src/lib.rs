@@ -10,6 +10,7 @@
 //! - [`results`]: what runs produced, per probe; written by the scheduler only.
 //! - [`metrics`]: the `/metrics` exposition, read from results.
 //! - [`web`]: the HTTP endpoints (axum), read from results and metrics.
+//! - [`service`]: reloading a running service's configuration.
 //! - [`simulator`]: a faithful `/token` server with per-account faults, for tests and the demo.
 //! - [`report`]: how an outcome is shown to a person (`probe` output, the per-run log line).
 //! - [`logging`]: logfmt or JSON log lines on stderr.
@@ -23,6 +24,7 @@ pub mod protocol;
 pub mod report;
 pub mod results;
 pub mod scheduler;
+pub mod service;
 pub mod simulator;
 pub mod web;
 pub mod yaml;

@@ -15,6 +15,7 @@ use authprobe::protocol::Prober;
 use authprobe::report::ProbeReport;
 use authprobe::results::Results;
 use authprobe::scheduler::{self, RunFn, Scheduler};
+use authprobe::service::Reloader;
 use authprobe::simulator::{Settings, Simulator};
 use authprobe::web;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -254,8 +255,22 @@ async fn serve(config_file: &Path, listen_address: &str, concurrency: usize) -> 
     let probes: Vec<Arc<Probe>> = config.probes.into_iter().map(Arc::new).collect();
     let results = Arc::new(Results::new(probes.iter().map(|p| p.as_ref())));
     let metrics = Arc::new(Metrics::new(results.clone())?);
+    let mut signals = Signals::register();
     let ready = Arc::new(AtomicBool::new(false));
-    let state = web::AppState { metrics, results: results.clone(), ready: ready.clone() };
+    let reloader: Arc<tokio::sync::OnceCell<Reloader>> = Arc::new(tokio::sync::OnceCell::new());
+    let reload: web::ReloadFn = {
+        let reloader = reloader.clone();
+        Arc::new(move || {
+            let reloader = reloader.clone();
+            Box::pin(async move {
+                match reloader.get() {
+                    Some(r) => r.reload().await.map_err(|e| e.to_string()),
+                    None => Err("not started yet".to_owned()),
+                }
+            })
+        })
+    };
+    let state = web::AppState { metrics, results: results.clone(), ready: ready.clone(), reload: Some(reload.clone()) };
     let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(web::serve(listener, web::router(state), async move {
         let _ = web_stopped.await;
@@ -268,18 +283,29 @@ async fn serve(config_file: &Path, listen_address: &str, concurrency: usize) -> 
         Box::pin(async move { prober.login(&probe.login).await })
     });
     let count = probes.len();
-    // In-flight runs may finish at shutdown: each ends by its own deadline.
-    let longest_timeout = probes.iter().map(|p| p.login.timeout).max().unwrap_or_default();
     let scheduler =
-        Scheduler::start(probes, results, run, scheduler::Options { concurrency, ..Default::default() }).await?;
+        Scheduler::start(probes, results.clone(), run, scheduler::Options { concurrency, ..Default::default() })
+            .await?;
+    let _ = reloader.set(Reloader::new(config_file.to_owned(), results, scheduler));
     ready.store(true, Ordering::Release);
     tracing::info!(probes = count, config = %config_file.display(), concurrency, "probes scheduled");
 
-    let signal = shutdown_signal().await;
+    let signal = loop {
+        match signals.next().await {
+            Signal::Reload => {
+                // The outcome is logged by the reloader.
+                let _ = reload().await;
+            }
+            Signal::Stop(name) => break name,
+        }
+    };
     tracing::info!(signal, "shutting down: no new runs; waiting for runs in flight");
     // /-/ready turns 503 at once; /metrics keeps serving until the last run is recorded.
     ready.store(false, Ordering::Release);
-    scheduler.stop(longest_timeout + RUN_GRACE).await;
+    if let Some(reloader) = reloader.get() {
+        // In-flight runs may finish: each ends by its own deadline.
+        reloader.stop(RUN_GRACE).await;
+    }
     let _ = stop_web.send(());
     match tokio::time::timeout(SCRAPE_GRACE, server).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "metrics server ended with an error"),
@@ -308,26 +334,62 @@ const RUN_GRACE: Duration = Duration::from_secs(1);
 /// How long shutdown waits for open scrapes once every run is recorded.
 const SCRAPE_GRACE: Duration = Duration::from_secs(5);
 
-/// Waits for SIGINT or SIGTERM and names it.
-async fn shutdown_signal() -> &'static str {
+/// What a signal asks of `run`.
+enum Signal {
+    /// SIGHUP: re-read the configuration.
+    Reload,
+    /// SIGINT or SIGTERM (named): shut down.
+    Stop(&'static str),
+}
+
+/// The signals `run` acts on, registered once so that none arriving between two waits is lost.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn register() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let register = |kind, name| {
+                signal(kind).map_err(|e| tracing::warn!(signal = name, error = %e, "cannot listen for signal")).ok()
+            };
+            Signals {
+                term: register(SignalKind::terminate(), "SIGTERM"),
+                hup: register(SignalKind::hangup(), "SIGHUP"),
             }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
+
+    /// Waits for the next signal.
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop("SIGINT"),
+                _ = recv(&mut self.term) => Signal::Stop("SIGTERM"),
+                _ = recv(&mut self.hup) => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop("Ctrl-C")
+        }
     }
 }
 

@@ -189,12 +189,26 @@ pub struct ProbeResults {
     pub target: String,
     /// Static labels, sorted by name.
     pub labels: Vec<(String, String)>,
-    /// Human description of the schedule.
-    pub schedule: String,
+    schedule: Mutex<String>,
     record: Mutex<ProbeRecord>,
 }
 
 impl ProbeResults {
+    fn new(p: &Probe) -> Self {
+        ProbeResults {
+            name: p.name.clone(),
+            target: p.target.clone(),
+            labels: p.labels.clone(),
+            schedule: Mutex::new(p.schedule.to_string()),
+            record: Mutex::new(ProbeRecord::new(p)),
+        }
+    }
+
+    /// Human description of the schedule.
+    pub fn schedule(&self) -> String {
+        self.schedule.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// A copy of the record, taken under a short lock.
     pub fn snapshot(&self) -> ProbeRecord {
         self.read(ProbeRecord::clone)
@@ -257,6 +271,16 @@ pub struct Results {
     probes: RwLock<Arc<ProbeSet>>,
     delay: Mutex<DelayHistogram>,
     cron_watchdog_runs: AtomicU64,
+    reload: Mutex<ReloadStatus>,
+}
+
+/// How the last configuration reload went.
+#[derive(Debug, Clone, Copy)]
+pub struct ReloadStatus {
+    /// Whether the last (re)load succeeded.
+    pub successful: bool,
+    /// When the configuration was last loaded successfully (startup counts).
+    pub last_success: SystemTime,
 }
 
 /// The probes' results in configuration order, with a name index.
@@ -277,22 +301,35 @@ impl ProbeSet {
 impl Results {
     /// Empty results for `probes`.
     pub fn new<'a>(probes: impl IntoIterator<Item = &'a Probe>) -> Self {
-        let mut set = ProbeSet::default();
-        for p in probes {
-            set.by_name.insert(p.name.clone(), set.list.len());
-            set.list.push(Arc::new(ProbeResults {
-                name: p.name.clone(),
-                target: p.target.clone(),
-                labels: p.labels.clone(),
-                schedule: p.schedule.to_string(),
-                record: Mutex::new(ProbeRecord::new(p)),
-            }));
-        }
-        Results {
-            probes: RwLock::new(Arc::new(set)),
+        let results = Results {
+            probes: RwLock::new(Arc::new(ProbeSet::default())),
             delay: Mutex::new(Histogram::new(&DELAY_BUCKETS)),
             cron_watchdog_runs: AtomicU64::new(0),
+            reload: Mutex::new(ReloadStatus { successful: true, last_success: SystemTime::now() }),
+        };
+        results.apply(probes);
+        results
+    }
+
+    /// Makes `probes` the probe set (a reload). A probe whose name, target and labels are
+    /// unchanged keeps its record: its series continue. Any other probe starts empty, and the
+    /// records of probes no longer listed are dropped, so all their series disappear.
+    pub fn apply<'a>(&self, probes: impl IntoIterator<Item = &'a Probe>) {
+        let old = self.probes();
+        let mut set = ProbeSet::default();
+        for p in probes {
+            let kept = old.get(&p.name).filter(|r| r.target == p.target && r.labels == p.labels).cloned();
+            let results = match kept {
+                Some(r) => {
+                    *r.schedule.lock().unwrap_or_else(PoisonError::into_inner) = p.schedule.to_string();
+                    r
+                }
+                None => Arc::new(ProbeResults::new(p)),
+            };
+            set.by_name.insert(p.name.clone(), set.list.len());
+            set.list.push(results);
         }
+        *self.probes.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
     }
 
     /// The current probe set (a cheap handle; the set itself is immutable).
@@ -318,6 +355,20 @@ impl Results {
     /// Counts a cron tick that the watchdog had to start because the engine did not.
     pub fn record_cron_watchdog_run(&self) {
         self.cron_watchdog_runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the outcome of a configuration reload.
+    pub fn record_reload(&self, successful: bool) {
+        let mut r = self.reload.lock().unwrap_or_else(PoisonError::into_inner);
+        r.successful = successful;
+        if successful {
+            r.last_success = SystemTime::now();
+        }
+    }
+
+    /// How the last configuration reload went.
+    pub fn reload_status(&self) -> ReloadStatus {
+        *self.reload.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Cron ticks started by the watchdog.

@@ -99,7 +99,7 @@ async fn interval_probes_run_on_their_wall_clock_phase_every_interval() {
     let names = ["alpha", "beta", "gamma"];
     let probes = names.iter().map(|n| probe(n, every(400))).collect();
     let started = Instant::now();
-    let (s, results) =
+    let (mut s, results) =
         start(probes, recording_run(journal.clone(), Duration::from_millis(5)), Options::default()).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     s.stop(Duration::from_secs(1)).await;
@@ -133,7 +133,7 @@ async fn interval_probes_run_on_their_wall_clock_phase_every_interval() {
 async fn a_tick_during_a_run_is_skipped_and_counted() {
     let journal = Arc::new(Journal::default());
     // Runs take 700 ms, ticks come every 200 ms: at most one run at a time, the rest skipped.
-    let (s, results) = start(
+    let (mut s, results) = start(
         vec![probe("slow", every(200))],
         recording_run(journal.clone(), Duration::from_millis(700)),
         Options::default(),
@@ -157,7 +157,7 @@ async fn the_concurrency_limit_holds_and_queued_runs_count_as_delay() {
     let journal = Arc::new(Journal::default());
     let probes = (0..12).map(|i| probe(&format!("p{i:02}"), every(1000))).collect();
     let options = Options { concurrency: 3, ..Options::default() };
-    let (s, results) = start(probes, recording_run(journal.clone(), Duration::from_millis(300)), options).await;
+    let (mut s, results) = start(probes, recording_run(journal.clone(), Duration::from_millis(300)), options).await;
     tokio::time::sleep(Duration::from_millis(2600)).await;
     s.stop(Duration::from_secs(3)).await;
     assert_eq!(journal.max_in_flight.load(Ordering::SeqCst), 3, "never more than 3 logins at once, and 3 reached");
@@ -173,7 +173,7 @@ async fn the_concurrency_limit_holds_and_queued_runs_count_as_delay() {
 async fn a_panicking_run_is_counted_and_the_schedule_goes_on() {
     let journal = Arc::new(Journal::default());
     let probes = vec![probe("panicky", every(300)), probe("steady", every(300))];
-    let (s, results) =
+    let (mut s, results) =
         start(probes, recording_run(journal.clone(), Duration::from_millis(10)), Options::default()).await;
     tokio::time::sleep(Duration::from_millis(1600)).await;
     s.stop(Duration::from_secs(1)).await;
@@ -199,7 +199,7 @@ async fn cron_probes_on_the_engine_lose_no_tick_in_32_seconds() {
         probe("every-second", Schedule::Cron("* * * * * *".into())),
         probe("every-2s", Schedule::Cron("*/2 * * * * *".into())),
     ];
-    let (s, results) =
+    let (mut s, results) =
         start(probes, recording_run(journal.clone(), Duration::from_millis(20)), Options::default()).await;
     tokio::time::sleep(Duration::from_secs(32)).await;
     s.stop(Duration::from_secs(1)).await;
@@ -234,7 +234,7 @@ async fn the_watchdog_alone_keeps_every_cron_tick() {
     // tokio-cron-scheduler were lost.
     let journal = Arc::new(Journal::default());
     let options = Options { cron_engine: false, ..Options::default() };
-    let (s, results) = start(
+    let (mut s, results) = start(
         vec![probe("orphan", Schedule::Cron("* * * * * *".into()))],
         recording_run(journal.clone(), Duration::ZERO),
         options,
@@ -251,4 +251,39 @@ async fn the_watchdog_alone_keeps_every_cron_tick() {
     let delay = results.delay();
     let mean = delay.sum / delay.count as f64;
     assert!((0.7..1.0).contains(&mean), "mean delay {mean} s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_unchanged_probes_on_their_ticks_and_applies_changes() {
+    let journal = Arc::new(Journal::default());
+    let a = probe("a", every(400));
+    let v1 = vec![a.clone(), probe("b", every(400)), probe("c", Schedule::Cron("* * * * * *".into()))];
+    let (mut s, results) =
+        start(v1, recording_run(journal.clone(), Duration::from_millis(5)), Options::default()).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+
+    // a: same settings (a new but equal Probe); b: slower; c: removed; d: new.
+    let v2 = vec![probe("a", every(400)), probe("b", every(1000)), probe("d", every(400))];
+    results.apply(v2.iter().map(|p| p.as_ref()));
+    let reloaded = Instant::now();
+    s.reload(v2).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    s.stop(Duration::from_secs(1)).await;
+
+    let a_starts = journal.starts_of("a");
+    assert!(a_starts.len() >= 10, "{} runs of a", a_starts.len());
+    for pair in a_starts.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(gap > Duration::from_millis(300) && gap < Duration::from_millis(500), "a's rhythm broke: {gap:?}");
+    }
+    let b_after: Vec<Instant> = journal.starts_of("b").iter().map(|(i, _)| *i).filter(|i| *i > reloaded).collect();
+    assert!((2..=3).contains(&b_after.len()), "b at its new 1 s interval: {} runs in 2.6 s", b_after.len());
+    assert!(b_after.windows(2).all(|w| w[1] - w[0] > Duration::from_millis(900)), "{b_after:?}");
+    let c_after = journal.starts_of("c").iter().filter(|(i, _)| *i > reloaded + Duration::from_millis(50)).count();
+    assert_eq!(c_after, 0, "the removed cron probe stopped");
+    assert!(!journal.starts_of("c").is_empty(), "c ran before the reload");
+    assert!(journal.starts_of("d").len() >= 5, "the new probe runs");
+    assert!(results.probe("c").is_none());
+    // a's record carried over the reload: every run is counted in one record.
+    assert_eq!(results.probe("a").unwrap().snapshot().total_runs(), a_starts.len() as u64);
 }

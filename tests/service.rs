@@ -478,8 +478,12 @@ async fn ready_only_once_probes_are_scheduled() {
     // The same router `run` serves, before `run` has scheduled anything.
     let results = Arc::new(Results::new([]));
     let ready = Arc::new(AtomicBool::new(false));
-    let state =
-        web::AppState { metrics: Arc::new(Metrics::new(results.clone()).unwrap()), results, ready: ready.clone() };
+    let state = web::AppState {
+        metrics: Arc::new(Metrics::new(results.clone()).unwrap()),
+        results,
+        ready: ready.clone(),
+        reload: None,
+    };
     let listener = web::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -536,4 +540,103 @@ async fn sigterm_lets_the_run_in_flight_finish_and_exits_0() {
     let log = svc.stderr();
     assert!(log.contains("msg=\"probe succeeded\" probe=slow"), "the run in flight was recorded:\n{log}");
     assert!(!log.contains("abandoned"), "{log}");
+}
+
+fn reload_config(base: &str, probes: &str) -> String {
+    format!("defaults: {{interval: 1s, timeout: 900ms}}\ntargets: [{{name: sim, base_url: '{base}', app_key: {APP_KEY}}}]\nprobes:\n{probes}")
+}
+
+async fn post(url: &str) -> (u16, String) {
+    let r = http().post(url).send().await.unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_diffs_by_probe_name_and_keeps_serving_on_bad_files() {
+    let sim = simulator(vec![
+        Account::new("keep", "keep-pw"),
+        Account::new("gone", "gone-pw"),
+        Account::new("fresh", "fresh-pw"),
+        Account::new("rot", "Old-Rot-Pw-Kc12"),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "rot.pw", "Old-Rot-Pw-Kc12\n");
+    let v1 = reload_config(
+        &sim.base_url(),
+        "  - {name: keep, target: sim, username: keep, password: keep-pw}\n\
+         \x20 - {name: gone, target: sim, username: gone, password: gone-pw}\n\
+         \x20 - {name: rot, target: sim, username: rot, password_file: rot.pw}\n",
+    );
+    let file = write(dir.path(), "probes.yaml", &v1);
+    let mut svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap()]).await;
+    let m =
+        svc.metrics_until(Duration::from_secs(10), |m| ["keep", "gone", "rot"].iter().all(|p| runs(m, p) >= 2.0)).await;
+    let keep_before = runs(&m, "keep");
+    assert_eq!(m.value("authprobe_config_last_reload_successful", &[]), 1.0);
+    assert_eq!(get(&svc.url("/-/reload")).await.0, 405);
+
+    // The password is rotated on the server and in the file; `gone` is removed, `fresh` added,
+    // `keep` slowed down to every 3 s.
+    assert!(sim.update_account("rot", |a| a.password = "New-Rot-Pw-Jw48".into()));
+    write(dir.path(), "rot.pw", "New-Rot-Pw-Jw48\n");
+    let v2 = reload_config(
+        &sim.base_url(),
+        "  - {name: keep, target: sim, username: keep, password: keep-pw, interval: 3s}\n\
+         \x20 - {name: fresh, target: sim, username: fresh, password: fresh-pw}\n\
+         \x20 - {name: rot, target: sim, username: rot, password_file: rot.pw}\n",
+    );
+    write(dir.path(), "probes.yaml", &v2);
+    let (status, body) = post(&svc.url("/-/reload")).await;
+    assert_eq!((status, body.as_str()), (200, "configuration reloaded: 3 probe(s)\n"));
+    let m = svc
+        .metrics_until(Duration::from_secs(10), |m| {
+            runs(m, "fresh") >= 1.0 && m.get("authprobe_probe_success", &[("probe", "rot")]) == Some(1.0)
+        })
+        .await;
+    assert!(m.series("authprobe_probe_runs_total", &[]).iter().all(|s| s.label("probe") != "gone"));
+    assert!(!m.text.contains("probe=\"gone\""), "every series of the removed probe is gone");
+    assert!(runs(&m, "keep") >= keep_before, "keep's counters continue: {} < {keep_before}", runs(&m, "keep"));
+    let keep_at = runs(&m, "keep");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let slower = runs(&svc.metrics().await, "keep") - keep_at;
+    assert!((1.0..=3.0).contains(&slower), "{slower} runs in 6 s at the new 3 s interval");
+    assert!(get(&svc.url("/")).await.1.contains("every 3s"));
+
+    // Bad files change nothing, and say why without secrets.
+    let bad_files = [
+        ("probes: [\n  - {name: x", "probes.yaml:"),
+        (
+            &*v2.replace("password: fresh-pw}", "password: fresh-pw, pasword: Typo-Secret-Qq71}"),
+            "unknown field `pasword`",
+        ),
+        (&*v2.replace("password_file: rot.pw", "password_file: missing.pw"), "probes[2].password_file"),
+    ];
+    for (text, want) in bad_files {
+        write(dir.path(), "probes.yaml", text);
+        let (status, body) = post(&svc.url("/-/reload")).await;
+        assert_eq!(status, 500, "{body}");
+        assert!(body.contains(want) && body.contains("nothing changed"), "{want:?} not in {body}");
+        assert!(!body.contains("Typo-Secret-Qq71") && !body.contains("New-Rot-Pw-Jw48"), "{body}");
+        let m = svc.metrics().await;
+        assert_eq!(m.value("authprobe_config_last_reload_successful", &[]), 0.0);
+        assert_eq!(m.series("authprobe_probe_runs_total", &[("result", "success")]).len(), 3, "the old probes stay");
+    }
+    let fresh_now = runs(&svc.metrics().await, "fresh");
+    svc.metrics_until(Duration::from_secs(5), |m| runs(m, "fresh") >= fresh_now + 2.0).await;
+
+    // SIGHUP reloads too.
+    write(dir.path(), "probes.yaml", &v2);
+    let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(svc.pid(), libc::SIGHUP) };
+    let m = svc
+        .metrics_until(Duration::from_secs(5), |m| m.get("authprobe_config_last_reload_successful", &[]) == Some(1.0))
+        .await;
+    assert!(m.value("authprobe_config_last_reload_success_timestamp_seconds", &[]) >= before - 1.0);
+    let log = svc.stderr();
+    for secret in ["Old-Rot-Pw-Kc12", "New-Rot-Pw-Jw48", "Typo-Secret-Qq71"] {
+        assert!(!log.contains(secret), "secret in the log");
+    }
+    assert_eq!(svc.wait_terminated().await, 0);
 }

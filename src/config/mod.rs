@@ -186,6 +186,35 @@ pub struct Probe {
     pub login: LoginSpec,
 }
 
+impl Probe {
+    /// Whether `other` is the same probe with the same settings and secrets (a reload keeps such
+    /// a probe's schedule untouched; a rotated password makes it a changed probe).
+    pub fn same_as(&self, other: &Probe) -> bool {
+        use secrecy::ExposeSecret as _;
+        let secret = |a: &SecretString, b: &SecretString| a.expose_secret() == b.expose_secret();
+        let optional = |a: &Option<SecretString>, b: &Option<SecretString>| match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => secret(a, b),
+            _ => false,
+        };
+        let (a, b) = (&self.login, &other.login);
+        self.name == other.name
+            && self.target == other.target
+            && self.schedule == other.schedule
+            && self.labels == other.labels
+            && a.base_url == b.base_url
+            && secret(&a.app_key, &b.app_key)
+            && a.username == b.username
+            && secret(&a.password, &b.password)
+            && optional(&a.pin, &b.pin)
+            && optional(&a.verification_code, &b.verification_code)
+            && a.expect == b.expect
+            && a.timeout == b.timeout
+            && a.max_steps == b.max_steps
+            && a.max_body_bytes == b.max_body_bytes
+    }
+}
+
 /// Parses a cron expression exactly as tokio-cron-scheduler does (seconds required, UTC; when
 /// both day-of-month and day-of-week are restricted, both must match).
 pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {

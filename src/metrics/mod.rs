@@ -21,7 +21,7 @@ use prometheus::{Encoder as _, IntGauge, IntGaugeVec, Opts, Registry, TextEncode
 
 use crate::protocol::{ResultClass, State};
 use crate::results::{
-    DelayHistogram, Histogram, ProbeRecord, ProbeSet, Results, SkipReason, DELAY_BUCKETS, LATENCY_BUCKETS, STEP_ORDER,
+    Histogram, ProbeRecord, ProbeSet, Results, SkipReason, DELAY_BUCKETS, LATENCY_BUCKETS, STEP_ORDER,
 };
 use text::Value;
 
@@ -118,7 +118,7 @@ impl Metrics {
             les: LATENCY_BUCKETS.iter().map(|b| text::le(*b)).collect(),
             family: 0,
             probe: 0,
-            tail: Some(scheduler_families(&self.results.delay(), self.results.cron_watchdog_runs())),
+            tail: Some(process_families(&self.results)),
         }
     }
 
@@ -342,8 +342,20 @@ fn histogram<const N: usize>(
     text::sample(out, name, "_count", labels, extra, Value::Int(h.count));
 }
 
-fn scheduler_families(delay: &DelayHistogram, watchdog_runs: u64) -> Vec<u8> {
+fn process_families(results: &Results) -> Vec<u8> {
+    let (delay, watchdog_runs, reload) = (results.delay(), results.cron_watchdog_runs(), results.reload_status());
     let mut out = Vec::new();
+    let name = "authprobe_config_last_reload_successful";
+    text::header(&mut out, name, "gauge", "Whether the last configuration reload succeeded.");
+    text::sample(&mut out, name, "", "", &[], Value::Int(u64::from(reload.successful)));
+    let name = "authprobe_config_last_reload_success_timestamp_seconds";
+    text::header(
+        &mut out,
+        name,
+        "gauge",
+        "When the configuration was last loaded successfully, in seconds since the Unix epoch.",
+    );
+    text::sample(&mut out, name, "", "", &[], Value::Float(unix_seconds(reload.last_success)));
     let name = "authprobe_scheduler_delay_seconds";
     text::header(
         &mut out,
@@ -352,7 +364,7 @@ fn scheduler_families(delay: &DelayHistogram, watchdog_runs: u64) -> Vec<u8> {
         "How late runs started against their plan (cron ticks included), all probes.",
     );
     let les: Vec<String> = DELAY_BUCKETS.iter().map(|b| text::le(*b)).collect();
-    histogram(&mut out, name, "", None, delay, &les);
+    histogram(&mut out, name, "", None, &delay, &les);
     let name = "authprobe_scheduler_cron_watchdog_runs_total";
     text::header(
         &mut out,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound as _, Utc};
 use tokio::time::Instant;
 use tokio_cron_scheduler::{Job, JobScheduler};
+use uuid::Uuid;
 
 use super::dispatch::{Dispatcher, Entry};
 use super::{SchedulerError, CRON_GRACE};
@@ -117,37 +118,36 @@ pub(super) fn watchdog_deadline(entry: &Entry) -> Instant {
     Instant::now() + until.min(Duration::from_secs(365 * 86_400)) + grace
 }
 
-/// Hands every cron probe to tokio-cron-scheduler and starts it; `None` without cron probes.
-pub(super) async fn start_engine(
-    entries: &[Arc<Entry>],
-    dispatcher: &Arc<Dispatcher>,
-    results: &Arc<Results>,
-) -> Result<Option<JobScheduler>, SchedulerError> {
-    let cron_entries: Vec<&Arc<Entry>> = entries.iter().filter(|e| e.cron.is_some()).collect();
-    if cron_entries.is_empty() {
-        return Ok(None);
-    }
-    let engine_error = |probe: &str, e: tokio_cron_scheduler::JobSchedulerError| SchedulerError::Cron {
-        probe: probe.to_owned(),
-        message: e.to_string(),
-    };
+/// A started tokio-cron-scheduler, for `jobs` cron probes at most at once.
+pub(super) async fn start_engine(jobs: usize) -> Result<JobScheduler, SchedulerError> {
     // Activations travel over broadcast channels that drop the oldest message when a receiver
     // lags (#61): size them for every job firing at once, several times over.
-    let engine = JobScheduler::new_with_channel_size((cron_entries.len() * 4).max(1024))
-        .await
-        .map_err(|e| engine_error("", e))?;
-    for entry in cron_entries {
-        let Schedule::Cron(expr) = &entry.probe.schedule else { continue };
-        let (entry_for_job, dispatcher, results) = (entry.clone(), dispatcher.clone(), results.clone());
-        let job = Job::new_async_tz(expr.as_str(), Utc, move |_id, _engine| {
-            let (entry, dispatcher, results) = (entry_for_job.clone(), dispatcher.clone(), results.clone());
-            Box::pin(async move { activate(&entry, &dispatcher, &results, Source::Engine) })
-        })
-        .map_err(|e| engine_error(&entry.probe.name, e))?;
-        engine.add(job).await.map_err(|e| engine_error(&entry.probe.name, e))?;
-    }
+    let engine = JobScheduler::new_with_channel_size((jobs * 4).max(1024)).await.map_err(|e| engine_error("", e))?;
     engine.start().await.map_err(|e| engine_error("", e))?;
-    Ok(Some(engine))
+    Ok(engine)
+}
+
+/// Hands a cron probe to the engine; the job's id, for removing it on reload.
+pub(super) async fn add_job(
+    engine: &JobScheduler,
+    entry: &Arc<Entry>,
+    dispatcher: &Arc<Dispatcher>,
+    results: &Arc<Results>,
+) -> Result<Uuid, SchedulerError> {
+    let Schedule::Cron(expr) = &entry.probe.schedule else {
+        return Err(engine_error(&entry.probe.name, tokio_cron_scheduler::JobSchedulerError::ParseSchedule));
+    };
+    let (entry_for_job, dispatcher, results) = (entry.clone(), dispatcher.clone(), results.clone());
+    let job = Job::new_async_tz(expr.as_str(), Utc, move |_id, _engine| {
+        let (entry, dispatcher, results) = (entry_for_job.clone(), dispatcher.clone(), results.clone());
+        Box::pin(async move { activate(&entry, &dispatcher, &results, Source::Engine) })
+    })
+    .map_err(|e| engine_error(&entry.probe.name, e))?;
+    engine.add(job).await.map_err(|e| engine_error(&entry.probe.name, e))
+}
+
+fn engine_error(probe: &str, e: tokio_cron_scheduler::JobSchedulerError) -> SchedulerError {
+    SchedulerError::Cron { probe: probe.to_owned(), message: e.to_string() }
 }
 
 #[cfg(test)]

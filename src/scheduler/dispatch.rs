@@ -20,15 +20,21 @@ use crate::results::{ProbeResults, Results, SkipReason};
 pub(super) struct Entry {
     pub probe: Arc<Probe>,
     pub results: Arc<ProbeResults>,
-    /// Set while a run is queued or in flight.
-    running: AtomicBool,
+    /// Set while a run is queued or in flight; shared with the entry's successors across
+    /// reloads, so a changed probe does not start while its previous version still runs.
+    running: Arc<AtomicBool>,
     /// For cron probes: which tick is due next.
     pub cron: Option<Mutex<CronClock>>,
 }
 
 impl Entry {
     pub fn new(probe: Arc<Probe>, results: Arc<ProbeResults>, cron: Option<CronClock>) -> Self {
-        Entry { probe, results, running: AtomicBool::new(false), cron: cron.map(Mutex::new) }
+        Entry { probe, results, running: Arc::new(AtomicBool::new(false)), cron: cron.map(Mutex::new) }
+    }
+
+    /// The next version of `self`, for a changed probe.
+    pub fn successor(&self, probe: Arc<Probe>, results: Arc<ProbeResults>, cron: Option<CronClock>) -> Self {
+        Entry { probe, results, running: self.running.clone(), cron: cron.map(Mutex::new) }
     }
 }
 

@@ -19,9 +19,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use std::collections::HashMap;
+
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
+use uuid::Uuid;
 
 use crate::config::{Probe, Schedule};
 use crate::protocol::Outcome;
@@ -76,11 +79,15 @@ pub enum SchedulerError {
 
 /// A running schedule. Dropping it does not stop it: call [`Scheduler::stop`].
 pub struct Scheduler {
-    stop_timer: Option<oneshot::Sender<()>>,
+    commands: mpsc::UnboundedSender<timer::Command>,
     timer: JoinHandle<()>,
     cron: Option<tokio_cron_scheduler::JobScheduler>,
+    cron_jobs: HashMap<String, Uuid>,
+    entries: HashMap<String, Arc<dispatch::Entry>>,
     runs: TaskTracker,
     dispatcher: Arc<dispatch::Dispatcher>,
+    results: Arc<Results>,
+    options: Options,
 }
 
 impl Scheduler {
@@ -96,9 +103,39 @@ impl Scheduler {
         }
         let runs = TaskTracker::new();
         let dispatcher = Arc::new(dispatch::Dispatcher::new(run, options.concurrency, runs.clone(), results.clone()));
-        let mut entries = Vec::with_capacity(probes.len());
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let timer = tokio::spawn(timer::run(Vec::new(), dispatcher.clone(), results.clone(), receiver));
+        let mut scheduler = Scheduler {
+            commands,
+            timer,
+            cron: None,
+            cron_jobs: HashMap::new(),
+            entries: HashMap::new(),
+            runs,
+            dispatcher,
+            results,
+            options,
+        };
+        scheduler.reload(probes).await?;
+        Ok(scheduler)
+    }
+
+    /// Schedules exactly `probes` from now on, by name: a probe whose settings are unchanged keeps
+    /// its schedule untouched; a changed probe runs with its new settings from its next tick (at
+    /// its new phase if its schedule changed; never while its previous version still runs); a
+    /// new probe starts; a removed probe stops (a run in flight finishes). Each probe must have an
+    /// entry in the scheduler's results.
+    pub async fn reload(&mut self, probes: Vec<Arc<Probe>>) -> Result<(), SchedulerError> {
+        let mut next: HashMap<String, Arc<dispatch::Entry>> = HashMap::with_capacity(probes.len());
+        let mut order = Vec::with_capacity(probes.len());
         for probe in probes {
-            let probe_results = results.probe(&probe.name).expect("results has every scheduled probe");
+            let old = self.entries.get(&probe.name);
+            if let Some(old) = old.filter(|o| o.probe.same_as(&probe)) {
+                next.insert(probe.name.clone(), old.clone());
+                order.push(old.clone());
+                continue;
+            }
+            let results = self.results.probe(&probe.name).expect("results has every scheduled probe");
             let cron = match &probe.schedule {
                 Schedule::Cron(expr) => Some(
                     cron::CronClock::new(expr)
@@ -106,23 +143,73 @@ impl Scheduler {
                 ),
                 Schedule::Interval(_) => None,
             };
-            entries.push(Arc::new(dispatch::Entry::new(probe, probe_results, cron)));
+            let entry = Arc::new(match old {
+                Some(old) => old.successor(probe.clone(), results, cron),
+                None => dispatch::Entry::new(probe.clone(), results, cron),
+            });
+            next.insert(probe.name.clone(), entry.clone());
+            order.push(entry);
         }
-        let cron_engine =
-            if options.cron_engine { cron::start_engine(&entries, &dispatcher, &results).await? } else { None };
-        let (stop_timer, stopped) = oneshot::channel();
-        let timer = tokio::spawn(timer::run(entries, dispatcher.clone(), results, stopped));
-        Ok(Scheduler { stop_timer: Some(stop_timer), timer, cron: cron_engine, runs, dispatcher })
+
+        // Cron jobs: every entry that is new or changed gets a new job; the old job goes.
+        let mut new_jobs = Vec::new();
+        if self.options.cron_engine {
+            let crons = order.iter().filter(|e| e.cron.is_some()).count();
+            for entry in order.iter().filter(|e| e.cron.is_some()) {
+                let kept = self.entries.get(&entry.probe.name).is_some_and(|old| Arc::ptr_eq(old, entry));
+                if kept {
+                    continue;
+                }
+                if self.cron.is_none() {
+                    self.cron = Some(cron::start_engine(crons).await?);
+                }
+                let engine = self.cron.as_ref().expect("started above");
+                new_jobs.push((
+                    entry.probe.name.clone(),
+                    cron::add_job(engine, entry, &self.dispatcher, &self.results).await?,
+                ));
+            }
+        }
+        let stale: Vec<Uuid> = self
+            .cron_jobs
+            .iter()
+            .filter(|(name, _)| {
+                !next.get(*name).is_some_and(|e| self.entries.get(*name).is_some_and(|o| Arc::ptr_eq(o, e)))
+            })
+            .map(|(_, id)| *id)
+            .collect();
+        if let Some(engine) = &self.cron {
+            for id in &stale {
+                if let Err(e) = engine.remove(id).await {
+                    tracing::warn!(error = %e, "cron scheduler could not remove a job");
+                }
+            }
+        }
+        self.cron_jobs.retain(|_, id| !stale.contains(id));
+        self.cron_jobs.extend(new_jobs);
+
+        let (done, applied) = oneshot::channel();
+        if self.commands.send(timer::Command::Replace(order, done)).is_ok() {
+            let _ = applied.await;
+        }
+        self.entries = next;
+        Ok(())
+    }
+
+    /// The longest login timeout among the scheduled probes: how long a run in flight may take.
+    pub fn longest_timeout(&self) -> Duration {
+        self.entries.values().map(|e| e.probe.login.timeout).max().unwrap_or_default()
     }
 
     /// Stops scheduling new runs (runs still waiting for a concurrency slot do not start) and
     /// waits up to `grace` for runs in flight to finish and be recorded; any still going after it
     /// are abandoned, never half-recorded.
-    pub async fn stop(mut self, grace: Duration) {
-        self.dispatcher.stop();
-        if let Some(tx) = self.stop_timer.take() {
-            let _ = tx.send(());
+    pub async fn stop(&mut self, grace: Duration) {
+        if self.runs.is_closed() {
+            return;
         }
+        self.dispatcher.stop();
+        let _ = self.commands.send(timer::Command::Stop);
         let _ = (&mut self.timer).await;
         if let Some(mut engine) = self.cron.take() {
             if let Err(e) = engine.shutdown().await {

@@ -1,11 +1,13 @@
 //! The timer wheel: interval probes at their phase, and the cron watchdog.
 
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_util::time::delay_queue::Key;
 use tokio_util::time::DelayQueue;
 
 use super::cron::{self, Source};
@@ -43,45 +45,119 @@ pub(super) fn until_first_tick(name: &str, interval: Duration, now: Duration) ->
     Duration::from_millis((offset + period - position) % period)
 }
 
-/// Runs the wheel until `stop` fires.
+/// What the wheel is asked to do besides ticking.
+pub(super) enum Command {
+    /// Schedule exactly these entries from now on (a reload). An entry that is the same `Arc` as
+    /// before keeps its place; a new entry under a known name with the same schedule takes over
+    /// its predecessor's next tick; any other entry is placed at its phase.
+    Replace(Vec<Arc<Entry>>, oneshot::Sender<()>),
+    /// Stop ticking.
+    Stop,
+}
+
+struct Slot {
+    entry: Arc<Entry>,
+    key: Key,
+}
+
+/// The wheel: entries in slots, the queue holding slot numbers.
+struct Wheel {
+    queue: DelayQueue<usize>,
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+}
+
+impl Wheel {
+    fn first_deadline(entry: &Entry) -> Instant {
+        match &entry.probe.schedule {
+            Schedule::Interval(every) => {
+                let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                Instant::now() + until_first_tick(&entry.probe.name, *every, wall)
+            }
+            Schedule::Cron(_) => cron::watchdog_deadline(entry),
+        }
+    }
+
+    fn add(&mut self, entry: Arc<Entry>) {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        let key = self.queue.insert_at(slot, Self::first_deadline(&entry));
+        self.slots[slot] = Some(Slot { entry, key });
+    }
+
+    fn replace(&mut self, entries: Vec<Arc<Entry>>) {
+        let mut by_name: HashMap<String, usize> = HashMap::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            if let Some(s) = slot {
+                by_name.insert(s.entry.probe.name.clone(), i);
+            }
+        }
+        for entry in entries {
+            match by_name.remove(&entry.probe.name) {
+                Some(i) => {
+                    let slot = self.slots[i].as_mut().expect("indexed slots are filled");
+                    if Arc::ptr_eq(&slot.entry, &entry) {
+                        continue;
+                    }
+                    if slot.entry.probe.schedule != entry.probe.schedule {
+                        self.queue.reset_at(&slot.key, Self::first_deadline(&entry));
+                    }
+                    slot.entry = entry;
+                }
+                None => self.add(entry),
+            }
+        }
+        // Names left over were removed from the configuration.
+        for (_, i) in by_name {
+            if let Some(slot) = self.slots[i].take() {
+                self.queue.remove(&slot.key);
+                self.free.push(i);
+            }
+        }
+    }
+}
+
+/// Runs the wheel until told to stop.
 pub(super) async fn run(
     entries: Vec<Arc<Entry>>,
     dispatcher: Arc<Dispatcher>,
     results: Arc<Results>,
-    mut stop: oneshot::Receiver<()>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let mut queue = DelayQueue::with_capacity(entries.len());
-    let now = Instant::now();
-    let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    for (i, e) in entries.iter().enumerate() {
-        match &e.probe.schedule {
-            Schedule::Interval(every) => queue.insert_at(i, now + until_first_tick(&e.probe.name, *every, wall)),
-            Schedule::Cron(_) => queue.insert_at(i, cron::watchdog_deadline(e)),
-        };
+    let mut wheel = Wheel { queue: DelayQueue::with_capacity(entries.len()), slots: Vec::new(), free: Vec::new() };
+    for entry in entries {
+        wheel.add(entry);
     }
     loop {
-        if queue.is_empty() {
-            let _ = (&mut stop).await;
-            return;
-        }
         let expired = tokio::select! {
-            _ = &mut stop => return,
-            expired = poll_fn(|cx| queue.poll_expired(cx)) => expired,
+            command = commands.recv() => match command {
+                Some(Command::Replace(entries, done)) => {
+                    wheel.replace(entries);
+                    let _ = done.send(());
+                    continue;
+                }
+                Some(Command::Stop) | None => return,
+            },
+            // An empty queue answers Ready(None) at once: only poll it when it holds something.
+            Some(expired) = poll_fn(|cx| wheel.queue.poll_expired(cx)), if !wheel.queue.is_empty() => expired,
         };
-        let Some(expired) = expired else { continue };
         let i = *expired.get_ref();
-        let entry = &entries[i];
-        match &entry.probe.schedule {
+        let Some(slot) = wheel.slots[i].as_mut() else { continue };
+        let entry = slot.entry.clone();
+        let next = match &entry.probe.schedule {
             Schedule::Interval(every) => {
                 let planned = expired.deadline();
-                dispatcher.dispatch(entry, planned);
-                queue.insert_at(i, next_tick(entry, planned, *every, Instant::now()));
+                dispatcher.dispatch(&entry, planned);
+                next_tick(&entry, planned, *every, Instant::now())
             }
             Schedule::Cron(_) => {
-                cron::activate(entry, &dispatcher, &results, Source::Watchdog);
-                queue.insert_at(i, cron::watchdog_deadline(entry));
+                cron::activate(&entry, &dispatcher, &results, Source::Watchdog);
+                cron::watchdog_deadline(&entry)
             }
-        }
+        };
+        slot.key = wheel.queue.insert_at(i, next);
     }
 }
 

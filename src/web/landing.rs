@@ -36,7 +36,7 @@ pub(super) async fn page(State(state): State<AppState>) -> Html<String> {
             "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&p.name),
             escape(&p.target),
-            escape(&p.schedule),
+            escape(&p.schedule()),
             result,
             detail,
             duration,

@@ -1,4 +1,4 @@
-//! The HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready` and the landing page `/`.
+//! The HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload` and the landing page `/`.
 //!
 //! Handlers only read: the exposition from [`Metrics`], probe states from [`Results`].
 
@@ -7,6 +7,7 @@ mod landing;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -25,7 +26,7 @@ use crate::results::Results;
 pub const DEFAULT_LISTEN: &str = ":9871";
 
 /// What the handlers read.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppState {
     /// The exposition.
     pub metrics: Arc<Metrics>,
@@ -33,7 +34,12 @@ pub struct AppState {
     pub results: Arc<Results>,
     /// Set once the configuration is loaded and every probe is scheduled.
     pub ready: Arc<AtomicBool>,
+    /// Re-reads the configuration for `POST /-/reload`: the number of probes, or the error.
+    pub reload: Option<ReloadFn>,
 }
+
+/// A configuration reload, as the web layer sees it.
+pub type ReloadFn = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<usize, String>> + Send>> + Send + Sync>;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
+        .route("/-/reload", post(reload))
         .fallback(not_found)
         .with_state(state)
 }
@@ -99,6 +106,16 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
         (StatusCode::OK, "authprobe is ready.\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "authprobe is not ready: probes are not scheduled yet.\n")
+    }
+}
+
+async fn reload(State(state): State<AppState>) -> (StatusCode, String) {
+    let Some(reload) = &state.reload else {
+        return (StatusCode::NOT_FOUND, "reloading is not available here\n".to_owned());
+    };
+    match reload().await {
+        Ok(probes) => (StatusCode::OK, format!("configuration reloaded: {probes} probe(s)\n")),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
 }
 

@@ -128,6 +128,13 @@ impl Service {
         status.code().unwrap_or(-1)
     }
 
+    /// SIGTERM, then the exit code (at most 10 s), keeping the service for its log.
+    pub async fn wait_terminated(&mut self) -> i32 {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        self.wait().await
+    }
+
     /// SIGTERM, then the exit code (at most 10 s).
     pub async fn terminate(mut self) -> i32 {
         let pid = self.child.id().expect("still running") as i32;
