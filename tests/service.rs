@@ -640,3 +640,62 @@ async fn reload_diffs_by_probe_name_and_keeps_serving_on_bad_files() {
     }
     assert_eq!(svc.wait_terminated().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_api_shows_state_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, file) = four_probe_setup(dir.path()).await;
+    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap()]).await;
+    svc.metrics_until(Duration::from_secs(10), |m| PROBES.iter().all(|p| runs(m, p) >= 3.0)).await;
+
+    let (status, body) = get(&svc.url("/api/v1/probes")).await;
+    assert_eq!(status, 200);
+    let all: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = all["probes"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, PROBES, "in configuration order");
+    let good = &all["probes"][0];
+    assert_eq!(good["target"], "sim");
+    assert_eq!(good["labels"]["team"], "brokers");
+    assert_eq!(good["schedule"], "every 1s");
+    assert_eq!(good["last"]["result"], "success");
+    assert_eq!(good["last"]["state"], "Succeeded");
+    assert_eq!(good["consecutive_failures"], 0);
+    assert!(good["last_success_unix"].as_f64().unwrap() > 1.7e9);
+    assert!(good.get("history").is_none(), "the list carries no history");
+
+    let (status, body) = get(&svc.url("/api/v1/probes/bad")).await;
+    assert_eq!(status, 200);
+    let bad: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(bad["last"]["reason"], "invalid_credentials");
+    assert_eq!(bad["last"]["reason_text"], "Invalid credentials");
+    assert_eq!(bad["last_success_unix"], serde_json::Value::Null);
+    let history = bad["history"].as_array().unwrap();
+    let total: u64 = bad["runs"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert!(history.len() as u64 >= 3 && history.len() as u64 <= total, "{} runs kept of {total}", history.len());
+    assert!(
+        history.windows(2).all(|w| w[0]["finished_unix"].as_u64() >= w[1]["finished_unix"].as_u64()),
+        "newest first"
+    );
+    for run in history {
+        assert_eq!(run["result"], "auth_failed");
+        assert_eq!(run["http_status"], 401);
+        assert_eq!(run["trigger"], "scheduled");
+        assert!(run["duration_seconds"].as_f64().unwrap() > 0.0);
+    }
+
+    let (status, body) = get(&svc.url("/api/v1/probes/nope%22%3Cx%3E")).await;
+    assert_eq!(status, 404);
+    let err: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["error"], "no probe named \"nope\\\"<x>\"");
+
+    let mut everything = String::new();
+    for p in PROBES {
+        everything.push_str(&get(&svc.url(&format!("/api/v1/probes/{p}"))).await.1);
+    }
+    for secret in [GOOD_PW, PIN_PW, PIN, WRONG_PW, APP_KEY] {
+        assert!(!everything.contains(secret), "secret in the API");
+    }
+    for token in ["good", "pinned"].iter().flat_map(|u| sim.issued_tokens(u)) {
+        assert!(!everything.contains(&token), "token in the API");
+    }
+}

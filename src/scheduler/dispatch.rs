@@ -14,7 +14,7 @@ use super::cron::CronClock;
 use super::RunFn;
 use crate::config::Probe;
 use crate::protocol::{Outcome, Reason, ResultClass, Step};
-use crate::results::{ProbeResults, Results, SkipReason};
+use crate::results::{ProbeResults, Results, SkipReason, Trigger};
 
 /// A scheduled probe and its run-time state.
 pub(super) struct Entry {
@@ -94,7 +94,7 @@ impl Dispatcher {
                 }
             };
             crate::report::log_run(&entry.probe.name, &entry.probe.target, &outcome);
-            entry.results.record_run(outcome, started_wall, SystemTime::now());
+            entry.results.record_run(outcome, started_wall, SystemTime::now(), Trigger::Scheduled);
             entry.running.store(false, Ordering::Release);
         });
     }

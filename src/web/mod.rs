@@ -1,7 +1,9 @@
-//! The HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload` and the landing page `/`.
+//! The HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, the JSON API
+//! `/api/v1/probes[/NAME]` and the landing page `/`.
 //!
 //! Handlers only read: the exposition from [`Metrics`], probe states from [`Results`].
 
+mod api;
 mod landing;
 
 use std::convert::Infallible;
@@ -79,6 +81,8 @@ pub fn router(state: AppState) -> Router {
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
+        .route("/api/v1/probes", get(api::probes))
+        .route("/api/v1/probes/{name}", get(api::probe))
         .fallback(not_found)
         .with_state(state)
 }

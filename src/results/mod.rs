@@ -5,6 +5,8 @@
 //! ([`ProbeResults::snapshot`]) or a short look under the probe's lock ([`ProbeResults::read`]);
 //! no lock is ever held across I/O or an await.
 
+mod history;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -12,6 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::Probe;
 use crate::protocol::{Outcome, Reason, ResultClass, State, Step};
+
+pub use history::{History, PastRun, Trigger, HISTORY_RUNS};
 
 /// Upper bounds of the login and step latency buckets, in seconds: tens of milliseconds up to the
 /// default 10 s timeout. Ten buckets (with `+Inf`) keep one histogram at twelve series.
@@ -191,6 +195,7 @@ pub struct ProbeResults {
     pub labels: Vec<(String, String)>,
     schedule: Mutex<String>,
     record: Mutex<ProbeRecord>,
+    history: Mutex<History>,
 }
 
 impl ProbeResults {
@@ -201,7 +206,13 @@ impl ProbeResults {
             labels: p.labels.clone(),
             schedule: Mutex::new(p.schedule.to_string()),
             record: Mutex::new(ProbeRecord::new(p)),
+            history: Mutex::new(History::default()),
         }
+    }
+
+    /// The last runs, newest first (at most [`HISTORY_RUNS`]).
+    pub fn history(&self) -> Vec<PastRun> {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner).runs()
     }
 
     /// Human description of the schedule.
@@ -225,7 +236,8 @@ impl ProbeResults {
     }
 
     /// Records a finished run.
-    pub fn record_run(&self, outcome: Outcome, started: SystemTime, finished: SystemTime) {
+    pub fn record_run(&self, outcome: Outcome, started: SystemTime, finished: SystemTime, trigger: Trigger) {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner).push(&outcome, finished, trigger);
         let outcome = Arc::new(outcome);
         self.update(|r| {
             r.runs[result_slot(outcome.result)] += 1;

@@ -1,0 +1,97 @@
+//! `/api/v1/probes` and `/api/v1/probes/NAME`: the probes' state and history as JSON.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use serde::Serialize;
+
+use super::AppState;
+use crate::protocol::{Reason, ResultClass, State as LoginState, Step};
+use crate::results::{PastRun, ProbeResults};
+
+/// One probe, as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct ProbeView {
+    name: String,
+    target: String,
+    labels: BTreeMap<String, String>,
+    schedule: String,
+    /// The last run, `null` before the first.
+    last: Option<LastView>,
+    /// When the last success finished (Unix seconds), `null` if none since startup.
+    last_success_unix: Option<f64>,
+    consecutive_failures: u64,
+    /// Runs by result since startup (or since the probe's target or labels last changed).
+    runs: BTreeMap<&'static str, u64>,
+    /// The last runs, newest first; only on `/api/v1/probes/NAME`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<PastRun>>,
+}
+
+#[derive(Debug, Serialize)]
+struct LastView {
+    finished_unix: f64,
+    result: ResultClass,
+    #[serde(serialize_with = "ser_state")]
+    state: Option<LoginState>,
+    step: Step,
+    reason: Reason,
+    reason_text: String,
+    http_status: u16,
+    duration_seconds: f64,
+    detail: String,
+}
+
+fn ser_state<S: serde::Serializer>(s: &Option<LoginState>, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(LoginState::label(*s))
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn view(p: &ProbeResults, with_history: bool) -> ProbeView {
+    let r = p.snapshot();
+    ProbeView {
+        name: p.name.clone(),
+        target: p.target.clone(),
+        labels: p.labels.iter().cloned().collect(),
+        schedule: p.schedule(),
+        last: r.last.as_ref().map(|l| LastView {
+            finished_unix: unix(l.finished),
+            result: l.result,
+            state: l.state,
+            step: l.step,
+            reason: l.reason,
+            reason_text: l.outcome.reason_text.clone(),
+            http_status: l.http_status,
+            duration_seconds: l.duration.as_secs_f64(),
+            detail: l.outcome.detail.clone(),
+        }),
+        last_success_unix: r.last_success.map(unix),
+        consecutive_failures: r.consecutive_failures,
+        runs: ResultClass::ALL.iter().map(|c| (c.as_str(), r.runs_of(*c))).collect(),
+        history: with_history.then(|| p.history()),
+    }
+}
+
+pub(super) async fn probes(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let set = state.results.probes();
+    let views: Vec<ProbeView> = set.list.iter().map(|p| view(p, false)).collect();
+    Json(serde_json::json!({ "probes": views }))
+}
+
+pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    match state.results.probe(&name) {
+        Some(p) => Json(view(&p, true)).into_response(),
+        None => {
+            // The name is echoed, bounded, inside JSON (escaped by the serialiser).
+            let shown: String = name.chars().take(128).collect();
+            (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no probe named {shown:?}") })))
+                .into_response()
+        }
+    }
+}
