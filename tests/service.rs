@@ -424,9 +424,26 @@ async fn endpoints_answer_as_documented() {
     let (status, page) = get(&svc.url("/")).await;
     assert_eq!(status, 200);
     assert!(page.contains("<a href=\"/metrics\">"));
+    assert!(page.contains(&format!("Version {}", authprobe::VERSION)) && page.contains("configuration loaded"));
     for p in PROBES {
-        assert!(page.contains(&format!("<td>{p}</td>")), "{p} listed");
+        assert!(page.contains(&format!("<a href=\"/probes/{p}\">{p}</a>")), "{p} listed with a link");
     }
+
+    // One probe's page: its runs and a sparkline, failures marked.
+    let m = svc.metrics_until(Duration::from_secs(10), |m| runs(m, "bad") >= 3.0).await;
+    let (status, bad) = get(&svc.url("/probes/bad")).await;
+    assert_eq!(status, 200);
+    assert!(bad.contains("<svg") && bad.contains("<path d=\"M"), "sparkline");
+    let dots = bad.matches("<circle").count();
+    let rows = bad.matches("<tr class=\"fail\">").count();
+    assert!(rows as f64 >= runs(&m, "bad") && dots == rows, "{rows} failed rows, {dots} red dots");
+    assert!(bad.contains("<td>Invalid credentials</td>") && bad.contains("<td>scheduled</td>"));
+    let (status, good) = get(&svc.url("/probes/good")).await;
+    assert_eq!(status, 200);
+    assert!(good.contains("<tr class=\"ok\">") && !good.contains("<circle"));
+    let (status, missing) = get(&svc.url("/probes/%3Cscript%3E")).await;
+    assert_eq!(status, 404);
+    assert!(missing.contains("&lt;script&gt;") && !missing.contains("<script>"), "{missing}");
     assert_eq!(get(&svc.url("/nope")).await.0, 404);
     let post = http().post(svc.url("/metrics")).send().await.unwrap();
     assert_eq!(post.status(), 405);

@@ -1,10 +1,10 @@
 //! The HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, the JSON API
-//! `/api/v1/probes[/NAME]` and the landing page `/`.
+//! `/api/v1/probes[/NAME]`, and the HTML pages `/` and `/probes/NAME`.
 //!
 //! Handlers only read: the exposition from [`Metrics`], probe states from [`Results`].
 
 mod api;
-mod landing;
+mod pages;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -76,7 +76,8 @@ pub async fn bind(address: &str) -> Result<TcpListener, WebError> {
 /// The routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(landing::page))
+        .route("/", get(pages::status))
+        .route("/probes/{name}", get(pages::probe))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))

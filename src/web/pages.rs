@@ -1,0 +1,196 @@
+//! The HTML pages: `/` (every probe at a glance) and `/probes/NAME` (one probe's last runs with a
+//! latency sparkline). Server-rendered, no scripts, no external assets.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+use super::AppState;
+use crate::protocol::{ResultClass, State as LoginState};
+use crate::results::PastRun;
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
+table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}\
+tr.ok td.result{color:#17752f;font-weight:600}tr.fail td.result{color:#b3261e;font-weight:600}\
+tr.fail{background:#fdf0ef}tr.pending td.result{color:#777}.muted{color:#777}";
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head>\n<body>\n{body}</body></html>\n",
+        escape(title)
+    )
+}
+
+/// `/`.
+pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
+    let set = state.results.probes();
+    let now = SystemTime::now();
+    let reload = state.results.reload_status();
+    let mut rows = String::new();
+    for p in &set.list {
+        let r = p.snapshot();
+        let (class, result, detail, duration, ran) = match &r.last {
+            None => ("pending", "pending", String::new(), "–".to_owned(), "never".to_owned()),
+            Some(last) => (
+                if last.result == ResultClass::Success { "ok" } else { "fail" },
+                last.result.as_str(),
+                format!(
+                    "{} / {} / {} / HTTP {}",
+                    or_dash(LoginState::label(last.state)),
+                    last.step,
+                    last.reason,
+                    last.http_status
+                ),
+                millis(last.duration),
+                ago(now, last.finished),
+            ),
+        };
+        let success = r.last_success.map_or_else(|| "never".to_owned(), |t| ago(now, t));
+        let _ = writeln!(
+            rows,
+            "<tr class=\"{class}\"><td><a href=\"/probes/{name}\">{name}</a></td><td>{}</td><td>{}</td>\
+             <td class=\"result\">{result}</td><td>{detail}</td><td>{duration}</td><td>{ran}</td><td>{success}</td>\
+             <td>{}</td></tr>",
+            escape(&p.target),
+            escape(&p.schedule()),
+            r.consecutive_failures,
+            name = escape(&p.name),
+        );
+    }
+    let reload_text = if reload.successful {
+        format!("configuration loaded {}", ago(now, reload.last_success))
+    } else {
+        format!(
+            "<strong style=\"color:#b3261e\">the last configuration reload failed</strong>; running the configuration loaded {} (see the log)",
+            ago(now, reload.last_success)
+        )
+    };
+    Html(page(
+        "authprobe",
+        &format!(
+            "<h1>authprobe</h1>\n<p>Synthetic monitor of the ETNA Trader <code>/token</code> login path. Version {} ({}); {reload_text}.</p>\n\
+             <p><a href=\"/metrics\">Metrics</a> · <a href=\"/api/v1/probes\">JSON</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
+             <h2>Probes ({})</h2>\n<table>\n<tr><th>Probe</th><th>Target</th><th>Schedule</th><th>Last result</th>\
+             <th>State / Step / Reason / Status</th><th>Duration</th><th>Last run</th><th>Last success</th><th>Consecutive failures</th></tr>\n{rows}</table>\n",
+            crate::VERSION,
+            escape(crate::REVISION),
+            set.list.len(),
+        ),
+    ))
+}
+
+/// `/probes/NAME`.
+pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    let Some(p) = state.results.probe(&name) else {
+        let shown: String = name.chars().take(128).collect();
+        let body = format!("<p>No probe named <code>{}</code>. <a href=\"/\">All probes</a>.</p>\n", escape(&shown));
+        return (StatusCode::NOT_FOUND, Html(page("Not found", &body))).into_response();
+    };
+    let runs = p.history();
+    let now = SystemTime::now();
+    let mut rows = String::new();
+    for run in &runs {
+        let class = if run.result == ResultClass::Success { "ok" } else { "fail" };
+        let _ = writeln!(
+            rows,
+            "<tr class=\"{class}\"><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            utc(run.finished_unix),
+            run.result,
+            or_dash(LoginState::label(run.state)),
+            run.step,
+            run.reason,
+            escape(&run.reason_text),
+            millis(Duration::from_secs_f64(run.duration_seconds)),
+            run.trigger.as_str(),
+        );
+    }
+    let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{}={}", escape(k), escape(v))).collect();
+    let body = format!(
+        "<p><a href=\"/\">All probes</a></p>\n<h1>{name}</h1>\n<p>Target {target} · {schedule}{labels} · {count} run(s) shown, newest first.</p>\n{svg}\n\
+         <table>\n<tr><th>Finished</th><th>Result</th><th>State</th><th>Step</th><th>Reason</th><th>Reason text</th><th>Duration</th><th>Trigger</th></tr>\n{rows}</table>\n\
+         <p class=\"muted\">Page rendered {}.</p>\n",
+        utc(now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())),
+        name = escape(&p.name),
+        target = escape(&p.target),
+        schedule = escape(&p.schedule()),
+        labels = if labels.is_empty() { String::new() } else { format!(" · {}", labels.join(", ")) },
+        count = runs.len(),
+        svg = sparkline(&runs),
+    );
+    Html(page(&format!("{} · authprobe", p.name), &body)).into_response()
+}
+
+/// Durations of `runs` (newest first) as a small inline SVG, oldest on the left; failed runs
+/// are red dots.
+fn sparkline(runs: &[PastRun]) -> String {
+    const W: f64 = 400.0;
+    const H: f64 = 60.0;
+    if runs.is_empty() {
+        return "<p class=\"muted\">No runs yet.</p>".to_owned();
+    }
+    let max = runs.iter().map(|r| r.duration_seconds).fold(0.0_f64, f64::max).max(1e-6);
+    let step = if runs.len() > 1 { W / (runs.len() - 1) as f64 } else { 0.0 };
+    let point = |i: usize, r: &PastRun| (i as f64 * step, H - 2.0 - (r.duration_seconds / max) * (H - 4.0));
+    let oldest_first: Vec<&PastRun> = runs.iter().rev().collect();
+    let mut path = String::new();
+    let mut dots = String::new();
+    for (i, r) in oldest_first.iter().enumerate() {
+        let (x, y) = point(i, r);
+        let _ = write!(path, "{}{x:.1},{y:.1}", if i == 0 { "M" } else { " L" });
+        if r.result != ResultClass::Success {
+            let _ = write!(dots, "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"#b3261e\"/>");
+        }
+    }
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" \
+         aria-label=\"login duration of the last {} runs, at most {}\"><path d=\"{path}\" fill=\"none\" stroke=\"#1f6feb\" stroke-width=\"1.5\"/>{dots}</svg>\
+         <p class=\"muted\">Duration of the last {} runs (oldest left); highest {}.</p>",
+        runs.len(),
+        millis(Duration::from_secs_f64(max)),
+        runs.len(),
+        millis(Duration::from_secs_f64(max)),
+    )
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "–"
+    } else {
+        s
+    }
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn ago(now: SystemTime, then: SystemTime) -> String {
+    match now.duration_since(then) {
+        Ok(d) => format!("{:.0} s ago", d.as_secs_f64()),
+        Err(_) => "just now".to_owned(),
+    }
+}
+
+fn utc(unix: u64) -> String {
+    chrono::DateTime::from_timestamp(i64::try_from(unix).unwrap_or(0), 0)
+        .map_or_else(|| unix.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+}
+
+/// Escapes text for HTML element content and attribute values.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
