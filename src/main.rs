@@ -15,7 +15,7 @@ use authprobe::protocol::Prober;
 use authprobe::report::ProbeReport;
 use authprobe::results::Results;
 use authprobe::scheduler::{self, RunFn, Scheduler};
-use authprobe::service::Reloader;
+use authprobe::service::{OnDemandError, Service};
 use authprobe::simulator::{Settings, Simulator};
 use authprobe::web;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -64,6 +64,9 @@ enum Command {
         #[arg(long = "probe.concurrency", default_value_t = authprobe::scheduler::DEFAULT_CONCURRENCY as u32,
               value_parser = clap::value_parser!(u32).range(1..=65_536))]
         concurrency: u32,
+        /// Least time between two on-demand runs (`GET /probe`) of one probe.
+        #[arg(long = "probe.on-demand-min-interval", default_value = "10s", value_parser = parse_duration)]
+        on_demand_min_interval: Duration,
     },
     /// Run probes once and print their outcome.
     Probe {
@@ -150,8 +153,8 @@ fn load_config(path: &Path) -> Result<Config, Failure> {
 
 async fn run(command: Command) -> Result<u8, Failure> {
     match command {
-        Command::Run { config_file, listen_address, concurrency } => {
-            serve(&config_file, &listen_address, concurrency as usize).await?;
+        Command::Run { config_file, listen_address, concurrency, on_demand_min_interval } => {
+            serve(&config_file, &listen_address, concurrency as usize, on_demand_min_interval).await?;
             Ok(0)
         }
         Command::CheckConfig { config_file } => {
@@ -245,7 +248,12 @@ async fn run(command: Command) -> Result<u8, Failure> {
 
 /// `authprobe run`: the embedded simulator if configured, the metrics server, the schedule; until
 /// SIGINT or SIGTERM.
-async fn serve(config_file: &Path, listen_address: &str, concurrency: usize) -> Result<(), Failure> {
+async fn serve(
+    config_file: &Path,
+    listen_address: &str,
+    concurrency: usize,
+    on_demand_min_interval: Duration,
+) -> Result<(), Failure> {
     let config = load_config(config_file)?;
     release_freed_memory();
     let simulator = start_embedded_simulator(&config).await?;
@@ -257,20 +265,38 @@ async fn serve(config_file: &Path, listen_address: &str, concurrency: usize) -> 
     let metrics = Arc::new(Metrics::new(results.clone())?);
     let mut signals = Signals::register();
     let ready = Arc::new(AtomicBool::new(false));
-    let reloader: Arc<tokio::sync::OnceCell<Reloader>> = Arc::new(tokio::sync::OnceCell::new());
+    let service: Arc<tokio::sync::OnceCell<Service>> = Arc::new(tokio::sync::OnceCell::new());
     let reload: web::ReloadFn = {
-        let reloader = reloader.clone();
+        let service = service.clone();
         Arc::new(move || {
-            let reloader = reloader.clone();
+            let service = service.clone();
             Box::pin(async move {
-                match reloader.get() {
+                match service.get() {
                     Some(r) => r.reload().await.map_err(|e| e.to_string()),
                     None => Err("not started yet".to_owned()),
                 }
             })
         })
     };
-    let state = web::AppState { metrics, results: results.clone(), ready: ready.clone(), reload: Some(reload.clone()) };
+    let on_demand: web::OnDemandFn = {
+        let service = service.clone();
+        Arc::new(move |name: String| {
+            let service = service.clone();
+            Box::pin(async move {
+                match service.get() {
+                    Some(s) => s.run_now(&name).await,
+                    None => Err(OnDemandError::Unknown(name)),
+                }
+            })
+        })
+    };
+    let state = web::AppState {
+        metrics,
+        results: results.clone(),
+        ready: ready.clone(),
+        reload: Some(reload.clone()),
+        on_demand: Some(on_demand),
+    };
     let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(web::serve(listener, web::router(state), async move {
         let _ = web_stopped.await;
@@ -286,14 +312,14 @@ async fn serve(config_file: &Path, listen_address: &str, concurrency: usize) -> 
     let scheduler =
         Scheduler::start(probes, results.clone(), run, scheduler::Options { concurrency, ..Default::default() })
             .await?;
-    let _ = reloader.set(Reloader::new(config_file.to_owned(), results, scheduler));
+    let _ = service.set(Service::new(config_file.to_owned(), results, scheduler, on_demand_min_interval));
     ready.store(true, Ordering::Release);
     tracing::info!(probes = count, config = %config_file.display(), concurrency, "probes scheduled");
 
     let signal = loop {
         match signals.next().await {
             Signal::Reload => {
-                // The outcome is logged by the reloader.
+                // The outcome is logged by the service.
                 let _ = reload().await;
             }
             Signal::Stop(name) => break name,
@@ -302,9 +328,9 @@ async fn serve(config_file: &Path, listen_address: &str, concurrency: usize) -> 
     tracing::info!(signal, "shutting down: no new runs; waiting for runs in flight");
     // /-/ready turns 503 at once; /metrics keeps serving until the last run is recorded.
     ready.store(false, Ordering::Release);
-    if let Some(reloader) = reloader.get() {
+    if let Some(service) = service.get() {
         // In-flight runs may finish: each ends by its own deadline.
-        reloader.stop(RUN_GRACE).await;
+        service.stop(RUN_GRACE).await;
     }
     let _ = stop_web.send(());
     match tokio::time::timeout(SCRAPE_GRACE, server).await {
@@ -333,6 +359,10 @@ fn release_freed_memory() {
 const RUN_GRACE: Duration = Duration::from_secs(1);
 /// How long shutdown waits for open scrapes once every run is recorded.
 const SCRAPE_GRACE: Duration = Duration::from_secs(5);
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    authprobe::duration::parse(text).map_err(|e| e.to_string())
+}
 
 /// What a signal asks of `run`.
 enum Signal {

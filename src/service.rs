@@ -1,13 +1,19 @@
-//! Reloading the configuration of a running service: validate the whole file first, then move
-//! results and schedule to it by probe name. Reloads are serialised.
+//! Controlling a running service: reloading its configuration (validate the whole file first,
+//! then move results and schedule to it by probe name; reloads are serialised) and running a
+//! probe on demand (at most once per probe per minimum interval).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::config::{Config, Probe};
+use crate::protocol::Outcome;
+use crate::results::ProbeResults;
 use crate::results::Results;
-use crate::scheduler::{Scheduler, SchedulerError};
+use crate::scheduler::{RunNowError, Scheduler, SchedulerError};
 use crate::yaml::FileErrors;
 
 /// Why a reload changed nothing (or, for the scheduler, not everything).
@@ -21,17 +27,75 @@ pub enum ReloadError {
     Schedule(#[from] SchedulerError),
 }
 
-/// Owns the schedule of a running service and re-reads its configuration on demand.
-pub struct Reloader {
+/// Why a run on demand did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OnDemandError {
+    /// No probe of that name.
+    #[error("no probe named {0:?}")]
+    Unknown(String),
+    /// Too soon after the last on-demand run of this probe, or a run of it is going: retry after.
+    #[error("probe {probe:?} ran {why}; retry in {retry_after:?}")]
+    TooSoon {
+        /// The probe.
+        probe: String,
+        /// In words.
+        why: &'static str,
+        /// When a retry can succeed.
+        retry_after: Duration,
+    },
+}
+
+/// Owns the schedule of a running service: reloads its configuration and runs probes on demand.
+pub struct Service {
     file: PathBuf,
     results: Arc<Results>,
     scheduler: tokio::sync::Mutex<Scheduler>,
+    on_demand_min_interval: Duration,
+    on_demand_last: Mutex<HashMap<String, Instant>>,
 }
 
-impl Reloader {
-    /// A reloader for `file`, whose probes `scheduler` runs into `results`.
-    pub fn new(file: PathBuf, results: Arc<Results>, scheduler: Scheduler) -> Self {
-        Reloader { file, results, scheduler: tokio::sync::Mutex::new(scheduler) }
+impl Service {
+    /// The service of `file`, whose probes `scheduler` runs into `results`; on-demand runs of a
+    /// probe are at least `on_demand_min_interval` apart.
+    pub fn new(file: PathBuf, results: Arc<Results>, scheduler: Scheduler, on_demand_min_interval: Duration) -> Self {
+        Service {
+            file,
+            results,
+            scheduler: tokio::sync::Mutex::new(scheduler),
+            on_demand_min_interval,
+            on_demand_last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs the probe called `name` now, protecting its account: at most one on-demand run per
+    /// minimum interval, and never beside a run already going.
+    pub async fn run_now(&self, name: &str) -> Result<(Outcome, Arc<ProbeResults>), OnDemandError> {
+        let unknown = || OnDemandError::Unknown(name.chars().take(128).collect());
+        let results = self.results.probe(name).ok_or_else(unknown)?;
+        {
+            let mut last = self.on_demand_last.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            if let Some(previous) = last.get(name) {
+                let since = now - *previous;
+                if since < self.on_demand_min_interval {
+                    return Err(OnDemandError::TooSoon {
+                        probe: name.to_owned(),
+                        why: "on demand too recently",
+                        retry_after: self.on_demand_min_interval - since,
+                    });
+                }
+            }
+            last.retain(|_, t| now - *t < self.on_demand_min_interval);
+            last.insert(name.to_owned(), now);
+        }
+        let run = self.scheduler.lock().await.run_now(name).map_err(|_| unknown())?;
+        match run.await {
+            Ok(outcome) => Ok((outcome, results)),
+            Err(RunNowError::Busy(within)) => {
+                Err(OnDemandError::TooSoon { probe: name.to_owned(), why: "is running now", retry_after: within })
+            }
+            Err(RunNowError::Unknown) => Err(unknown()),
+        }
     }
 
     /// Re-reads the file; returns the number of probes now scheduled. An invalid file changes

@@ -500,6 +500,7 @@ async fn ready_only_once_probes_are_scheduled() {
         results,
         ready: ready.clone(),
         reload: None,
+        on_demand: None,
     };
     let listener = web::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -715,4 +716,57 @@ async fn the_json_api_shows_state_and_history() {
     for token in ["good", "pinned"].iter().flat_map(|u| sim.issued_tokens(u)) {
         assert!(!everything.contains(&token), "token in the API");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_demand_probe_answers_with_that_runs_metrics_and_is_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, file) = four_probe_setup(dir.path()).await;
+    let svc = Service::start(
+        dir.path(),
+        &[],
+        &["--config.file", file.to_str().unwrap(), "--probe.on-demand-min-interval", "3s"],
+    )
+    .await;
+    assert_eq!(get(&svc.url("/probe")).await.0, 400);
+    let (status, body) = get(&svc.url("/probe?probe=nope")).await;
+    assert_eq!((status, body.as_str()), (404, "no probe named \"nope\"\n"));
+    assert_eq!(get(&svc.url("/probe?probe=good&debug=true")).await.0, 501);
+
+    let r = http().get(svc.url("/probe?probe=good")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let body = r.text().await.unwrap();
+    let m = Exposition::parse(&body);
+    assert_eq!(m.value("authprobe_probe_success", &[("probe", "good"), ("target", "sim"), ("team", "brokers")]), 1.0);
+    assert_eq!(m.value("authprobe_probe_http_status_code", &[]), 200.0);
+    assert!(m.value("authprobe_probe_duration_seconds", &[]) > 0.0);
+    assert_eq!(m.series("authprobe_probe_outcome", &[("result", "success"), ("state", "Succeeded")]).len(), 1);
+    let (code, report) = promtool_check_metrics(&body);
+    assert_eq!((code, report.as_str()), (0, ""), "promtool on /probe");
+
+    // Protect the account: a second run within 3 s is refused, with a Retry-After.
+    let r = http().get(svc.url("/probe?probe=good")).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3).contains(&retry), "Retry-After {retry}");
+
+    let (status, bad) = get(&svc.url("/probe?probe=bad")).await;
+    assert_eq!(status, 200);
+    assert_eq!(Exposition::parse(&bad).value("authprobe_probe_success", &[]), 0.0);
+    for secret in [GOOD_PW, WRONG_PW, APP_KEY] {
+        assert!(!body.contains(secret) && !bad.contains(secret), "secret in /probe");
+    }
+
+    // Counted apart from scheduled runs, and kept in the history with its trigger.
+    let m = svc.metrics().await;
+    assert_eq!(m.value("authprobe_probe_on_demand_runs_total", &[("probe", "good"), ("result", "success")]), 1.0);
+    assert_eq!(m.value("authprobe_probe_on_demand_runs_total", &[("probe", "bad"), ("result", "auth_failed")]), 1.0);
+    assert!(m.series("authprobe_probe_on_demand_runs_total", &[("probe", "pinned")]).is_empty());
+    let api: serde_json::Value = serde_json::from_str(&get(&svc.url("/api/v1/probes/good")).await.1).unwrap();
+    let triggers: Vec<&str> =
+        api["history"].as_array().unwrap().iter().map(|r| r["trigger"].as_str().unwrap()).collect();
+    assert_eq!(triggers.iter().filter(|t| **t == "on_demand").count(), 1, "{triggers:?}");
+    let (code, report) = promtool_check_metrics(&m.text);
+    assert_eq!((code, report.as_str()), (0, ""), "promtool with on-demand counters");
 }

@@ -102,14 +102,15 @@ impl Metrics {
             .collect();
         // Which families have samples at all (a family without any gets no header), in one look
         // at each probe rather than one per family.
-        let (mut ran, mut stepped) = (false, false);
+        let (mut ran, mut stepped, mut on_demand) = (false, false, false);
         for p in &set.list {
             p.read(|r| {
                 ran |= r.last.is_some();
                 stepped |= r.steps.iter().any(Option::is_some);
+                on_demand |= r.on_demand.iter().any(|n| *n > 0);
             });
         }
-        let present = FAMILIES.map(|f| f.present(ran, stepped, !set.list.is_empty()));
+        let present = FAMILIES.map(|f| f.present(ran, stepped, !set.list.is_empty(), on_demand));
         Exposition {
             head: Some(head),
             set,
@@ -193,12 +194,13 @@ enum Family {
     ConsecutiveFailures,
     Outcome,
     Runs,
+    OnDemand,
     Skipped,
     Login,
     Steps,
 }
 
-const FAMILIES: [Family; 11] = [
+const FAMILIES: [Family; 12] = [
     Family::Success,
     Family::Duration,
     Family::HttpStatus,
@@ -207,6 +209,7 @@ const FAMILIES: [Family; 11] = [
     Family::ConsecutiveFailures,
     Family::Outcome,
     Family::Runs,
+    Family::OnDemand,
     Family::Skipped,
     Family::Login,
     Family::Steps,
@@ -242,7 +245,12 @@ impl Family {
                 "gauge",
                 "Always 1: one series per probe, labelled with its last run's result, State, Step, Reason and HTTP status.",
             ),
-            Family::Runs => ("authprobe_probe_runs_total", "counter", "Finished runs of the probe, by result."),
+            Family::Runs => ("authprobe_probe_runs_total", "counter", "Finished scheduled runs of the probe, by result."),
+            Family::OnDemand => (
+                "authprobe_probe_on_demand_runs_total",
+                "counter",
+                "Runs of the probe made on demand (GET /probe), by result; a result appears when first seen.",
+            ),
             Family::Skipped => (
                 "authprobe_probe_skipped_total",
                 "counter",
@@ -263,8 +271,9 @@ impl Family {
 
     /// Whether the family has samples, given whether any probe has run, has a step histogram,
     /// and exists at all.
-    fn present(self, ran: bool, stepped: bool, any: bool) -> bool {
+    fn present(self, ran: bool, stepped: bool, any: bool, on_demand: bool) -> bool {
         match self {
+            Family::OnDemand => on_demand,
             Family::Runs | Family::Skipped | Family::Login => any,
             Family::Steps => stepped,
             _ => ran,
@@ -278,6 +287,13 @@ impl Family {
             Family::Runs => {
                 for (result, n) in ResultClass::ALL.iter().zip(r.runs) {
                     text::sample(out, name, "", labels, &[("result", result.as_str())], Value::Int(n));
+                }
+            }
+            Family::OnDemand => {
+                for (result, n) in ResultClass::ALL.iter().zip(r.on_demand) {
+                    if n > 0 {
+                        text::sample(out, name, "", labels, &[("result", result.as_str())], Value::Int(n));
+                    }
                 }
             }
             Family::Skipped => {
@@ -318,6 +334,37 @@ impl Family {
             }
         }
     }
+}
+
+/// The metrics of one on-demand run, for `GET /probe` (as blackbox_exporter's `/probe`): the
+/// last-run gauges of that run alone.
+pub fn render_run(probe: &crate::results::ProbeResults, outcome: &crate::protocol::Outcome) -> Vec<u8> {
+    let labels = text::label_pairs(
+        [("probe", probe.name.as_str()), ("target", probe.target.as_str())]
+            .into_iter()
+            .chain(probe.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+    );
+    let mut out = Vec::new();
+    let gauge = |out: &mut Vec<u8>, family: Family, v: Value| {
+        let (name, kind, help) = family.meta();
+        text::header(out, name, kind, help);
+        text::sample(out, name, "", &labels, &[], v);
+    };
+    gauge(&mut out, Family::Success, Value::Int(u64::from(outcome.is_success())));
+    gauge(&mut out, Family::Duration, Value::Float(outcome.duration.as_secs_f64()));
+    gauge(&mut out, Family::HttpStatus, Value::Int(u64::from(outcome.http_status)));
+    let (name, kind, help) = Family::Outcome.meta();
+    text::header(&mut out, name, kind, help);
+    let mut status = itoa::Buffer::new();
+    let extra = [
+        ("result", outcome.result.as_str()),
+        ("state", State::label(outcome.state)),
+        ("step", outcome.step.as_str()),
+        ("reason", outcome.reason.as_str()),
+        ("http_status", status.format(outcome.http_status)),
+    ];
+    text::sample(&mut out, name, "", &labels, &extra, Value::Int(1));
+    out
 }
 
 fn histogram<const N: usize>(

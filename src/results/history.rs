@@ -21,6 +21,8 @@ const TEXTS: usize = 8;
 pub enum Trigger {
     /// Its schedule.
     Scheduled,
+    /// `GET /probe`.
+    OnDemand,
 }
 
 impl Trigger {
@@ -28,6 +30,7 @@ impl Trigger {
     pub fn as_str(self) -> &'static str {
         match self {
             Trigger::Scheduled => "scheduled",
+            Trigger::OnDemand => "on_demand",
         }
     }
 }

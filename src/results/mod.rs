@@ -130,6 +130,8 @@ pub struct ProbeRecord {
     pub steps: [Option<Box<LatencyHistogram>>; STEP_ORDER.len()],
     /// The last finished run.
     pub last: Option<LastRun>,
+    /// Runs made on demand, by result, indexed like [`ResultClass::ALL`] (not in `runs`).
+    pub on_demand: [u64; ResultClass::ALL.len()],
     /// Finished runs since the last success.
     pub consecutive_failures: u64,
     /// When the last successful run finished.
@@ -163,6 +165,7 @@ impl ProbeRecord {
             login: Histogram::new(&LATENCY_BUCKETS),
             steps,
             last: None,
+            on_demand: [0; ResultClass::ALL.len()],
             consecutive_failures: 0,
             last_success: None,
         }
@@ -268,6 +271,13 @@ impl ProbeResults {
                 outcome: outcome.clone(),
             });
         });
+    }
+
+    /// Records a run made on demand: in the history, and in the on-demand counts only, so that
+    /// scheduled series stay the schedule's.
+    pub fn record_on_demand(&self, outcome: Outcome, _started: SystemTime, finished: SystemTime) {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner).push(&outcome, finished, Trigger::OnDemand);
+        self.update(|r| r.on_demand[result_slot(outcome.result)] += 1);
     }
 
     /// Records `n` skipped ticks.

@@ -100,6 +100,40 @@ impl Dispatcher {
     }
 }
 
+impl Dispatcher {
+    /// Runs `entry` now, outside its schedule, and returns the outcome; `None` if a run of it
+    /// is already going (a tick that comes meanwhile is skipped as an overlap). The run waits for
+    /// a concurrency slot like any other, and is recorded only in the probe's history and
+    /// on-demand counts.
+    pub async fn run_now(&self, entry: &Arc<Entry>) -> Option<Outcome> {
+        if self.stopping.load(Ordering::Acquire) || entry.running.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        // Released however this future ends, even if the client goes away and drops it.
+        struct Release<'a>(&'a AtomicBool);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _release = Release(&entry.running);
+        let _permit = self.permits.acquire().await.ok()?;
+        let (started, started_wall) = (Instant::now(), SystemTime::now());
+        let run = self.run.clone();
+        let probe = entry.probe.clone();
+        let outcome = match AssertUnwindSafe(async move { run(probe).await }).catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::error!(probe = %entry.probe.name, "on-demand run panicked; counted as internal_error");
+                internal_error(started.elapsed())
+            }
+        };
+        crate::report::log_run(&entry.probe.name, &entry.probe.target, &outcome);
+        entry.results.record_on_demand(outcome.clone(), started_wall, SystemTime::now());
+        Some(outcome)
+    }
+}
+
 fn internal_error(duration: Duration) -> Outcome {
     Outcome {
         result: ResultClass::InternalError,

@@ -77,6 +77,17 @@ pub enum SchedulerError {
     ZeroConcurrency,
 }
 
+/// Why a run on demand did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RunNowError {
+    /// No probe of that name is scheduled.
+    #[error("no such probe")]
+    Unknown,
+    /// A run of it is going (or the scheduler is stopping); it ends within this timeout.
+    #[error("a run of this probe is in progress")]
+    Busy(Duration),
+}
+
 /// A running schedule. Dropping it does not stop it: call [`Scheduler::stop`].
 pub struct Scheduler {
     commands: mpsc::UnboundedSender<timer::Command>,
@@ -194,6 +205,18 @@ impl Scheduler {
         }
         self.entries = next;
         Ok(())
+    }
+
+    /// A run of the probe called `name`, now, outside its schedule: it waits for a concurrency
+    /// slot like any other run and is recorded only in the probe's history and on-demand counts.
+    /// The future does not borrow the scheduler, so reloads and shutdown are not held up by it.
+    pub fn run_now(
+        &self,
+        name: &str,
+    ) -> Result<impl Future<Output = Result<Outcome, RunNowError>> + Send + 'static, RunNowError> {
+        let entry = self.entries.get(name).ok_or(RunNowError::Unknown)?.clone();
+        let dispatcher = self.dispatcher.clone();
+        Ok(async move { dispatcher.run_now(&entry).await.ok_or(RunNowError::Busy(entry.probe.login.timeout)) })
     }
 
     /// The longest login timeout among the scheduled probes: how long a run in flight may take.

@@ -22,7 +22,9 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::metrics::{Metrics, CONTENT_TYPE};
-use crate::results::Results;
+use crate::protocol::Outcome;
+use crate::results::{ProbeResults, Results};
+use crate::service::OnDemandError;
 
 /// Default of `--web.listen-address`: every interface, port 9871.
 pub const DEFAULT_LISTEN: &str = ":9871";
@@ -38,7 +40,16 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Re-reads the configuration for `POST /-/reload`: the number of probes, or the error.
     pub reload: Option<ReloadFn>,
+    /// Runs a probe for `GET /probe`.
+    pub on_demand: Option<OnDemandFn>,
 }
+
+/// A run on demand, as the web layer sees it.
+pub type OnDemandFn = Arc<
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<(Outcome, Arc<ProbeResults>), OnDemandError>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// A configuration reload, as the web layer sees it.
 pub type ReloadFn = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<usize, String>> + Send>> + Send + Sync>;
@@ -82,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
+        .route("/probe", get(probe))
         .route("/api/v1/probes", get(api::probes))
         .route("/api/v1/probes/{name}", get(api::probe))
         .fallback(not_found)
@@ -121,6 +133,43 @@ async fn reload(State(state): State<AppState>) -> (StatusCode, String) {
     match reload().await {
         Ok(probes) => (StatusCode::OK, format!("configuration reloaded: {probes} probe(s)\n")),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ProbeQuery {
+    probe: Option<String>,
+    debug: Option<String>,
+}
+
+async fn probe(
+    State(state): State<AppState>,
+    query: Result<axum::extract::Query<ProbeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let text = |status: StatusCode, body: String| (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body);
+    let Ok(axum::extract::Query(query)) = query else {
+        return text(StatusCode::BAD_REQUEST, "malformed query string\n".to_owned()).into_response();
+    };
+    let Some(name) = query.probe.filter(|n| !n.is_empty()) else {
+        return text(StatusCode::BAD_REQUEST, "missing parameter: probe=NAME\n".to_owned()).into_response();
+    };
+    if query.debug.as_deref().is_some_and(|d| d != "false") {
+        return text(StatusCode::NOT_IMPLEMENTED, "debug output is not implemented yet\n".to_owned()).into_response();
+    }
+    let Some(run) = &state.on_demand else {
+        return text(StatusCode::NOT_FOUND, "on-demand probing is not available here\n".to_owned()).into_response();
+    };
+    match run(name).await {
+        Ok((outcome, results)) => {
+            ([(header::CONTENT_TYPE, CONTENT_TYPE)], crate::metrics::render_run(&results, &outcome)).into_response()
+        }
+        Err(e @ OnDemandError::Unknown(_)) => text(StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
+        Err(e @ OnDemandError::TooSoon { retry_after, .. }) => {
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            let mut r = text(StatusCode::TOO_MANY_REQUESTS, format!("{e}\n")).into_response();
+            r.headers_mut().insert(header::RETRY_AFTER, seconds.max(1).into());
+            r
+        }
     }
 }
 
