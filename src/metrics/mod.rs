@@ -319,15 +319,7 @@ impl Family {
                     Family::LastSuccess => gauge(out, Value::Float(r.last_success.map_or(0.0, unix_seconds))),
                     Family::ConsecutiveFailures => gauge(out, Value::Int(r.consecutive_failures)),
                     Family::Outcome => {
-                        let mut status = itoa::Buffer::new();
-                        let extra = [
-                            ("result", last.result.as_str()),
-                            ("state", State::label(last.state)),
-                            ("step", last.step.as_str()),
-                            ("reason", last.reason.as_str()),
-                            ("http_status", status.format(last.http_status)),
-                        ];
-                        text::sample(out, name, "", labels, &extra, Value::Int(1));
+                        outcome_sample(out, labels, last.result, last.state, last.step, last.reason, last.http_status);
                     }
                     _ => unreachable!("handled above"),
                 }
@@ -355,16 +347,30 @@ pub fn render_run(probe: &crate::results::ProbeResults, outcome: &crate::protoco
     gauge(&mut out, Family::HttpStatus, Value::Int(u64::from(outcome.http_status)));
     let (name, kind, help) = Family::Outcome.meta();
     text::header(&mut out, name, kind, help);
+    let o = outcome;
+    outcome_sample(&mut out, &labels, o.result, o.state, o.step, o.reason, o.http_status);
+    out
+}
+
+/// The one `authprobe_probe_outcome` sample of a run.
+fn outcome_sample(
+    out: &mut Vec<u8>,
+    labels: &str,
+    result: ResultClass,
+    state: Option<State>,
+    step: crate::protocol::Step,
+    reason: crate::protocol::Reason,
+    http_status: u16,
+) {
     let mut status = itoa::Buffer::new();
     let extra = [
-        ("result", outcome.result.as_str()),
-        ("state", State::label(outcome.state)),
-        ("step", outcome.step.as_str()),
-        ("reason", outcome.reason.as_str()),
-        ("http_status", status.format(outcome.http_status)),
+        ("result", result.as_str()),
+        ("state", State::label(state)),
+        ("step", step.as_str()),
+        ("reason", reason.as_str()),
+        ("http_status", status.format(http_status)),
     ];
-    text::sample(&mut out, name, "", &labels, &extra, Value::Int(1));
-    out
+    text::sample(out, Family::Outcome.meta().0, "", labels, &extra, Value::Int(1));
 }
 
 fn histogram<const N: usize>(
