@@ -275,7 +275,7 @@ impl ProbeResults {
 
     /// Records a run made on demand: in the history, and in the on-demand counts only, so that
     /// scheduled series stay the schedule's.
-    pub fn record_on_demand(&self, outcome: Outcome, _started: SystemTime, finished: SystemTime) {
+    pub fn record_on_demand(&self, outcome: Outcome, finished: SystemTime) {
         self.history.lock().unwrap_or_else(PoisonError::into_inner).push(&outcome, finished, Trigger::OnDemand);
         self.update(|r| r.on_demand[result_slot(outcome.result)] += 1);
     }

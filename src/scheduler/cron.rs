@@ -78,7 +78,7 @@ pub(super) enum Source {
 }
 
 /// Runs the probe's due tick, if any.
-pub(super) fn activate(entry: &Arc<Entry>, dispatcher: &Dispatcher, results: &Results, source: Source) {
+pub(super) fn activate(entry: &Arc<Entry>, dispatcher: &Arc<Dispatcher>, results: &Results, source: Source) {
     let Some(clock) = &entry.cron else { return };
     let now = Utc::now();
     let due = clock.lock().unwrap_or_else(PoisonError::into_inner).take_due(now);

@@ -38,20 +38,36 @@ impl Entry {
     }
 }
 
-/// Starts runs: shared by the timer wheel, the cron engine and the watchdog.
+/// The claim on an entry's running flag; dropping it (the run finished, was refused, or its
+/// future was dropped) frees the probe for its next run.
+struct Running(Arc<AtomicBool>);
+
+impl Running {
+    /// Marks `entry` running; `None` if a run of it is already queued or in flight.
+    fn claim(entry: &Entry) -> Option<Self> {
+        (!entry.running.swap(true, Ordering::AcqRel)).then(|| Running(entry.running.clone()))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Starts runs: shared by the timer wheel, the cron engine, the watchdog and on-demand runs.
 pub(super) struct Dispatcher {
     run: RunFn,
-    permits: Arc<Semaphore>,
+    permits: Semaphore,
     runs: TaskTracker,
     results: Arc<Results>,
     /// Set at shutdown: runs still waiting for a slot do not start.
-    stopping: Arc<AtomicBool>,
+    stopping: AtomicBool,
 }
 
 impl Dispatcher {
     pub fn new(run: RunFn, concurrency: usize, runs: TaskTracker, results: Arc<Results>) -> Self {
-        let permits = Arc::new(Semaphore::new(concurrency));
-        Dispatcher { run, permits, runs, results, stopping: Arc::new(AtomicBool::new(false)) }
+        Dispatcher { run, permits: Semaphore::new(concurrency), runs, results, stopping: AtomicBool::new(false) }
     }
 
     /// No run starts from now on; runs already started go on.
@@ -61,76 +77,70 @@ impl Dispatcher {
 
     /// Starts a run of `entry` planned for `planned`, unless its previous run is still going, in
     /// which case the tick is skipped and counted.
-    pub fn dispatch(&self, entry: &Arc<Entry>, planned: Instant) {
-        if entry.running.swap(true, Ordering::AcqRel) {
+    pub fn dispatch(self: &Arc<Self>, entry: &Arc<Entry>, planned: Instant) {
+        let Some(running) = Running::claim(entry) else {
             entry.results.record_skip(SkipReason::Overlap, 1);
             tracing::debug!(probe = %entry.probe.name, "previous run still going; tick skipped");
             return;
-        }
-        let entry = entry.clone();
-        let run = self.run.clone();
-        let permits = self.permits.clone();
-        let results = self.results.clone();
-        let stopping = self.stopping.clone();
+        };
+        let (this, entry) = (self.clone(), entry.clone());
         self.runs.spawn(async move {
-            // The semaphore is never closed, so acquiring only waits.
-            let _permit = permits.acquire_owned().await;
-            if stopping.load(Ordering::Acquire) {
-                entry.running.store(false, Ordering::Release);
-                return;
+            let _running = running;
+            if let Some((outcome, started, finished)) = this.perform(&entry, Some(planned), Trigger::Scheduled).await {
+                entry.results.record_run(outcome, started, finished, Trigger::Scheduled);
             }
-            let started = Instant::now();
-            let started_wall = SystemTime::now();
-            results.record_delay(started.saturating_duration_since(planned));
-            let probe = entry.probe.clone();
-            // Calling `run` inside the future puts a panic in the closure itself under catch_unwind too.
-            let login = async move { run(probe).await };
-            let outcome = match AssertUnwindSafe(login).catch_unwind().await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    // The payload is not logged: it is free text from whatever panicked.
-                    tracing::error!(probe = %entry.probe.name, "probe run panicked; counted as internal_error");
-                    internal_error(started.elapsed())
-                }
-            };
-            crate::report::log_run(&entry.probe.name, &entry.probe.target, &outcome);
-            entry.results.record_run(outcome, started_wall, SystemTime::now(), Trigger::Scheduled);
-            entry.running.store(false, Ordering::Release);
         });
     }
-}
 
-impl Dispatcher {
     /// Runs `entry` now, outside its schedule, and returns the outcome; `None` if a run of it
-    /// is already going (a tick that comes meanwhile is skipped as an overlap). The run waits for
-    /// a concurrency slot like any other, and is recorded only in the probe's history and
-    /// on-demand counts.
+    /// is already going (a tick that comes meanwhile is skipped as an overlap) or the scheduler
+    /// is stopping. The run waits for a concurrency slot like any other, and is recorded only in
+    /// the probe's history and on-demand counts.
     pub async fn run_now(&self, entry: &Arc<Entry>) -> Option<Outcome> {
-        if self.stopping.load(Ordering::Acquire) || entry.running.swap(true, Ordering::AcqRel) {
+        if self.stopping.load(Ordering::Acquire) {
             return None;
         }
-        // Released however this future ends, even if the client goes away and drops it.
-        struct Release<'a>(&'a AtomicBool);
-        impl Drop for Release<'_> {
-            fn drop(&mut self) {
-                self.0.store(false, Ordering::Release);
-            }
-        }
-        let _release = Release(&entry.running);
+        let _running = Running::claim(entry)?;
+        let (outcome, _, finished) = self.perform(entry, None, Trigger::OnDemand).await?;
+        entry.results.record_on_demand(outcome.clone(), finished);
+        Some(outcome)
+    }
+
+    /// Waits for a concurrency slot and performs one login of `entry`, catching a panic as
+    /// `internal_error`: the outcome, when it started and when it finished; `None` if the
+    /// scheduler began stopping while the run waited. A scheduled run's start delay against
+    /// `planned` is recorded.
+    async fn perform(
+        &self,
+        entry: &Entry,
+        planned: Option<Instant>,
+        trigger: Trigger,
+    ) -> Option<(Outcome, SystemTime, SystemTime)> {
+        // The semaphore is never closed, so acquiring only waits.
         let _permit = self.permits.acquire().await.ok()?;
+        if self.stopping.load(Ordering::Acquire) {
+            return None;
+        }
         let (started, started_wall) = (Instant::now(), SystemTime::now());
-        let run = self.run.clone();
-        let probe = entry.probe.clone();
+        if let Some(planned) = planned {
+            self.results.record_delay(started.saturating_duration_since(planned));
+        }
+        let (run, probe) = (self.run.clone(), entry.probe.clone());
+        // Calling `run` inside the future puts a panic in the closure itself under catch_unwind too.
         let outcome = match AssertUnwindSafe(async move { run(probe).await }).catch_unwind().await {
             Ok(outcome) => outcome,
             Err(_) => {
-                tracing::error!(probe = %entry.probe.name, "on-demand run panicked; counted as internal_error");
+                // The payload is not logged: it is free text from whatever panicked.
+                tracing::error!(
+                    probe = %entry.probe.name,
+                    trigger = trigger.as_str(),
+                    "probe run panicked; counted as internal_error"
+                );
                 internal_error(started.elapsed())
             }
         };
         crate::report::log_run(&entry.probe.name, &entry.probe.target, &outcome);
-        entry.results.record_on_demand(outcome.clone(), started_wall, SystemTime::now());
-        Some(outcome)
+        Some((outcome, started_wall, SystemTime::now()))
     }
 }
 
