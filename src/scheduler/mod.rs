@@ -14,12 +14,11 @@ mod cron;
 mod dispatch;
 mod timer;
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::collections::HashMap;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -115,7 +114,7 @@ impl Scheduler {
         let runs = TaskTracker::new();
         let dispatcher = Arc::new(dispatch::Dispatcher::new(run, options.concurrency, runs.clone(), results.clone()));
         let (commands, receiver) = mpsc::unbounded_channel();
-        let timer = tokio::spawn(timer::run(Vec::new(), dispatcher.clone(), results.clone(), receiver));
+        let timer = tokio::spawn(timer::run(dispatcher.clone(), results.clone(), receiver));
         let mut scheduler = Scheduler {
             commands,
             timer,
@@ -139,9 +138,12 @@ impl Scheduler {
     pub async fn reload(&mut self, probes: Vec<Arc<Probe>>) -> Result<(), SchedulerError> {
         let mut next: HashMap<String, Arc<dispatch::Entry>> = HashMap::with_capacity(probes.len());
         let mut order = Vec::with_capacity(probes.len());
+        // Names whose entry carries over untouched (and with it, any cron job).
+        let mut kept = HashSet::new();
         for probe in probes {
             let old = self.entries.get(&probe.name);
             if let Some(old) = old.filter(|o| o.probe.same_as(&probe)) {
+                kept.insert(probe.name.clone());
                 next.insert(probe.name.clone(), old.clone());
                 order.push(old.clone());
                 continue;
@@ -166,11 +168,7 @@ impl Scheduler {
         let mut new_jobs = Vec::new();
         if self.options.cron_engine {
             let crons = order.iter().filter(|e| e.cron.is_some()).count();
-            for entry in order.iter().filter(|e| e.cron.is_some()) {
-                let kept = self.entries.get(&entry.probe.name).is_some_and(|old| Arc::ptr_eq(old, entry));
-                if kept {
-                    continue;
-                }
+            for entry in order.iter().filter(|e| e.cron.is_some() && !kept.contains(&e.probe.name)) {
                 if self.cron.is_none() {
                     self.cron = Some(cron::start_engine(crons).await?);
                 }
@@ -181,14 +179,8 @@ impl Scheduler {
                 ));
             }
         }
-        let stale: Vec<Uuid> = self
-            .cron_jobs
-            .iter()
-            .filter(|(name, _)| {
-                !next.get(*name).is_some_and(|e| self.entries.get(*name).is_some_and(|o| Arc::ptr_eq(o, e)))
-            })
-            .map(|(_, id)| *id)
-            .collect();
+        let stale: Vec<Uuid> =
+            self.cron_jobs.iter().filter(|(name, _)| !kept.contains(*name)).map(|(_, id)| *id).collect();
         if let Some(engine) = &self.cron {
             for id in &stale {
                 if let Err(e) = engine.remove(id).await {

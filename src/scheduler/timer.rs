@@ -119,17 +119,13 @@ impl Wheel {
     }
 }
 
-/// Runs the wheel until told to stop.
+/// Runs the wheel until told to stop; entries arrive by [`Command::Replace`].
 pub(super) async fn run(
-    entries: Vec<Arc<Entry>>,
     dispatcher: Arc<Dispatcher>,
     results: Arc<Results>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let mut wheel = Wheel { queue: DelayQueue::with_capacity(entries.len()), slots: Vec::new(), free: Vec::new() };
-    for entry in entries {
-        wheel.add(entry);
-    }
+    let mut wheel = Wheel { queue: DelayQueue::new(), slots: Vec::new(), free: Vec::new() };
     loop {
         let expired = tokio::select! {
             command = commands.recv() => match command {
