@@ -15,13 +15,13 @@
 mod text;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{Encoder as _, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::protocol::{ResultClass, State};
 use crate::results::{
-    Histogram, ProbeRecord, ProbeSet, Results, SkipReason, DELAY_BUCKETS, LATENCY_BUCKETS, STEP_ORDER,
+    unix_seconds, Histogram, ProbeRecord, ProbeResults, ProbeSet, Results, SkipReason, DELAY_BUCKETS, LATENCY_BUCKETS,
+    STEP_ORDER,
 };
 use text::Value;
 
@@ -89,17 +89,7 @@ impl Metrics {
             tracing::error!(error = %e, "cannot encode process metrics");
             head.clear();
         }
-        let labels = set
-            .list
-            .iter()
-            .map(|p| {
-                text::label_pairs(
-                    [("probe", p.name.as_str()), ("target", p.target.as_str())]
-                        .into_iter()
-                        .chain(p.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-                )
-            })
-            .collect();
+        let labels = set.list.iter().map(|p| probe_labels(p)).collect();
         // Which families have samples at all (a family without any gets no header), in one look
         // at each probe rather than one per family.
         let (mut ran, mut stepped, mut on_demand) = (false, false, false);
@@ -121,11 +111,6 @@ impl Metrics {
             probe: 0,
             tail: Some(process_families(&self.results)),
         }
-    }
-
-    /// The whole exposition in one buffer (for tests and small outputs).
-    pub fn render_to_vec(&self) -> Vec<u8> {
-        self.render().flatten().collect()
     }
 }
 
@@ -328,14 +313,19 @@ impl Family {
     }
 }
 
+/// `probe="…",target="…"` and the probe's static labels, rendered once per scrape.
+fn probe_labels(p: &ProbeResults) -> String {
+    text::label_pairs(
+        [("probe", p.name.as_str()), ("target", p.target.as_str())]
+            .into_iter()
+            .chain(p.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+    )
+}
+
 /// The metrics of one on-demand run, for `GET /probe` (as blackbox_exporter's `/probe`): the
 /// last-run gauges of that run alone.
-pub fn render_run(probe: &crate::results::ProbeResults, outcome: &crate::protocol::Outcome) -> Vec<u8> {
-    let labels = text::label_pairs(
-        [("probe", probe.name.as_str()), ("target", probe.target.as_str())]
-            .into_iter()
-            .chain(probe.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-    );
+pub fn render_run(probe: &ProbeResults, outcome: &crate::protocol::Outcome) -> Vec<u8> {
+    let labels = probe_labels(probe);
     let mut out = Vec::new();
     let gauge = |out: &mut Vec<u8>, family: Family, v: Value| {
         let (name, kind, help) = family.meta();
@@ -427,8 +417,4 @@ fn process_families(results: &Results) -> Vec<u8> {
     );
     text::sample(&mut out, name, "", "", &[], Value::Int(watchdog_runs));
     out
-}
-
-fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }

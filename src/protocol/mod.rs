@@ -390,7 +390,8 @@ impl Outcome {
     }
 }
 
-fn ser_state<S: serde::Serializer>(s: &Option<State>, ser: S) -> Result<S::Ok, S::Error> {
+/// Serialises an optional [`State`] as its label: the name, or `""` for none.
+pub(crate) fn ser_state<S: serde::Serializer>(s: &Option<State>, ser: S) -> Result<S::Ok, S::Error> {
     ser.serialize_str(State::label(*s))
 }
 

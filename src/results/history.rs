@@ -58,7 +58,7 @@ pub struct PastRun {
     /// Result class.
     pub result: ResultClass,
     /// Last `State` (`""` if none).
-    #[serde(serialize_with = "ser_state")]
+    #[serde(serialize_with = "crate::protocol::ser_state")]
     pub state: Option<State>,
     /// Step reached or failed.
     pub step: Step,
@@ -72,10 +72,6 @@ pub struct PastRun {
     pub duration_seconds: f64,
     /// What started it.
     pub trigger: Trigger,
-}
-
-fn ser_state<S: serde::Serializer>(s: &Option<State>, ser: S) -> Result<S::Ok, S::Error> {
-    ser.serialize_str(State::label(*s))
 }
 
 /// The last [`HISTORY_RUNS`] runs of one probe.
@@ -145,16 +141,6 @@ impl History {
                 trigger: e.trigger,
             })
             .collect()
-    }
-
-    /// Number of runs kept.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether no run is kept.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 

@@ -17,6 +17,11 @@ use crate::protocol::{Outcome, Reason, ResultClass, State, Step};
 
 pub use history::{History, PastRun, Trigger, HISTORY_RUNS};
 
+/// A time as exposed everywhere: seconds since the Unix epoch (0 before it).
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Upper bounds of the login and step latency buckets, in seconds: tens of milliseconds up to the
 /// default 10 s timeout. Ten buckets (with `+Inf`) keep one histogram at twelve series.
 pub const LATENCY_BUCKETS: [f64; 9] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];

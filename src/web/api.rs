@@ -1,7 +1,6 @@
 //! `/api/v1/probes` and `/api/v1/probes/NAME`: the probes' state and history as JSON.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,7 +9,7 @@ use serde::Serialize;
 
 use super::AppState;
 use crate::protocol::{Reason, ResultClass, State as LoginState, Step};
-use crate::results::{PastRun, ProbeResults};
+use crate::results::{unix_seconds, PastRun, ProbeResults};
 
 /// One probe, as the API shows it.
 #[derive(Debug, Serialize)]
@@ -35,7 +34,7 @@ pub struct ProbeView {
 struct LastView {
     finished_unix: f64,
     result: ResultClass,
-    #[serde(serialize_with = "ser_state")]
+    #[serde(serialize_with = "crate::protocol::ser_state")]
     state: Option<LoginState>,
     step: Step,
     reason: Reason,
@@ -43,14 +42,6 @@ struct LastView {
     http_status: u16,
     duration_seconds: f64,
     detail: String,
-}
-
-fn ser_state<S: serde::Serializer>(s: &Option<LoginState>, ser: S) -> Result<S::Ok, S::Error> {
-    ser.serialize_str(LoginState::label(*s))
-}
-
-fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn view(p: &ProbeResults, with_history: bool) -> ProbeView {
@@ -61,7 +52,7 @@ fn view(p: &ProbeResults, with_history: bool) -> ProbeView {
         labels: p.labels.iter().cloned().collect(),
         schedule: p.schedule(),
         last: r.last.as_ref().map(|l| LastView {
-            finished_unix: unix(l.finished),
+            finished_unix: unix_seconds(l.finished),
             result: l.result,
             state: l.state,
             step: l.step,
@@ -71,7 +62,7 @@ fn view(p: &ProbeResults, with_history: bool) -> ProbeView {
             duration_seconds: l.duration.as_secs_f64(),
             detail: l.outcome.detail.clone(),
         }),
-        last_success_unix: r.last_success.map(unix),
+        last_success_unix: r.last_success.map(unix_seconds),
         consecutive_failures: r.consecutive_failures,
         runs: ResultClass::ALL.iter().map(|c| (c.as_str(), r.runs_of(*c))).collect(),
         history: with_history.then(|| p.history()),
