@@ -70,7 +70,7 @@ impl Service {
     /// Runs the probe called `name` now, protecting its account: at most one on-demand run per
     /// minimum interval, and never beside a run already going.
     pub async fn run_now(&self, name: &str) -> Result<(Outcome, Arc<ProbeResults>), OnDemandError> {
-        let unknown = || OnDemandError::Unknown(name.chars().take(128).collect());
+        let unknown = || OnDemandError::Unknown(crate::config::bounded_name(name));
         let results = self.results.probe(name).ok_or_else(unknown)?;
         {
             let mut last = self.on_demand_last.lock().unwrap_or_else(PoisonError::into_inner);

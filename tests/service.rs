@@ -57,15 +57,24 @@ probes:
 
 const PROBES: [&str; 4] = ["good", "pinned", "bad", "chatty"];
 
+/// [`four_probe_setup`] served by `authprobe [global…] run --config.file … [args…]`. The
+/// directory is returned so that it lives as long as the service.
+async fn four_probe_service(global: &[&str], args: &[&str]) -> (tempfile::TempDir, Simulator, Service) {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, file) = four_probe_setup(dir.path()).await;
+    let mut all = vec!["--config.file", file.to_str().unwrap()];
+    all.extend(args);
+    let svc = Service::start(dir.path(), global, &all).await;
+    (dir, sim, svc)
+}
+
 fn runs(m: &Exposition, probe: &str) -> f64 {
     m.series("authprobe_probe_runs_total", &[("probe", probe)]).iter().map(|s| s.value).sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_contract_on_a_running_service() {
-    let dir = tempfile::tempdir().unwrap();
-    let (sim, file) = four_probe_setup(dir.path()).await;
-    let svc = Service::start(dir.path(), &["--log.level", "trace"], &["--config.file", file.to_str().unwrap()]).await;
+    let (_dir, sim, svc) = four_probe_service(&["--log.level", "trace"], &[]).await;
 
     // Counters exist from the first scrape, before any run.
     let first = svc.metrics().await;
@@ -226,9 +235,7 @@ async fn metrics_contract_on_a_running_service() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_outcome_series_is_replaced_when_the_outcome_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let (sim, file) = four_probe_setup(dir.path()).await;
-    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap()]).await;
+    let (_dir, sim, svc) = four_probe_service(&[], &[]).await;
     let good = [("probe", "good")];
     svc.metrics_until(Duration::from_secs(10), |m| m.get("authprobe_probe_success", &good) == Some(1.0)).await;
 
@@ -272,9 +279,7 @@ fn promtool_check_metrics(text: &str) -> (i32, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_finds_nothing_to_report() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_sim, file) = four_probe_setup(dir.path()).await;
-    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap()]).await;
+    let (_dir, _sim, svc) = four_probe_service(&[], &[]).await;
     // Before any run, and once every family is present.
     let (code, report) = promtool_check_metrics(&svc.metrics_text().await);
     assert_eq!((code, report.as_str()), (0, ""), "promtool on the first scrape");
@@ -353,9 +358,7 @@ fn sample_value(v: &serde_json::Value) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_and_answers_queries() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_sim, file) = four_probe_setup(dir.path()).await;
-    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap()]).await;
+    let (_dir, _sim, svc) = four_probe_service(&[], &[]).await;
     let mut prom = Prometheus::scraping(svc.base.trim_start_matches("http://")).await;
 
     let up = prom.query_until(r#"up{job="authprobe"} == 1"#, Duration::from_secs(20)).await;
@@ -416,9 +419,7 @@ async fn the_readme_first_command_serves_every_demo_probe() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_answer_as_documented() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_sim, file) = four_probe_setup(dir.path()).await;
-    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap()]).await;
+    let (_dir, _sim, svc) = four_probe_service(&[], &[]).await;
     assert_eq!(get(&svc.url("/-/healthy")).await.0, 200);
     assert_eq!(get(&svc.url("/-/ready")).await.0, 200);
     let (status, page) = get(&svc.url("/")).await;
@@ -661,9 +662,7 @@ async fn reload_diffs_by_probe_name_and_keeps_serving_on_bad_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_json_api_shows_state_and_history() {
-    let dir = tempfile::tempdir().unwrap();
-    let (sim, file) = four_probe_setup(dir.path()).await;
-    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap()]).await;
+    let (_dir, sim, svc) = four_probe_service(&[], &[]).await;
     svc.metrics_until(Duration::from_secs(10), |m| PROBES.iter().all(|p| runs(m, p) >= 3.0)).await;
 
     let (status, body) = get(&svc.url("/api/v1/probes")).await;
@@ -720,14 +719,7 @@ async fn the_json_api_shows_state_and_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_demand_probe_answers_with_that_runs_metrics_and_is_rate_limited() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_sim, file) = four_probe_setup(dir.path()).await;
-    let svc = Service::start(
-        dir.path(),
-        &[],
-        &["--config.file", file.to_str().unwrap(), "--probe.on-demand-min-interval", "3s"],
-    )
-    .await;
+    let (_dir, _sim, svc) = four_probe_service(&[], &["--probe.on-demand-min-interval", "3s"]).await;
     assert_eq!(get(&svc.url("/probe")).await.0, 400);
     let (status, body) = get(&svc.url("/probe?probe=nope")).await;
     assert_eq!((status, body.as_str()), (404, "no probe named \"nope\"\n"));

@@ -31,6 +31,15 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_STEPS: u32 = 3;
 /// Default body cap.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest probe or target name, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+
+/// A name that came from outside (a request), cut to the longest a real name can be, so that
+/// echoing it in an answer is bounded.
+pub fn bounded_name(text: &str) -> String {
+    text.chars().take(MAX_NAME_CHARS).collect()
+}
+
 /// Label names authprobe sets itself; static labels may not use them.
 pub const RESERVED_LABELS: &[&str] = &[
     "probe",
@@ -439,7 +448,7 @@ impl Validator<'_> {
 
     fn check_name(&mut self, field: &str, name: &str) {
         let ok = !name.is_empty()
-            && name.len() <= 128
+            && name.len() <= MAX_NAME_CHARS
             && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
         if !ok {

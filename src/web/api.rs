@@ -80,7 +80,7 @@ pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String
         Some(p) => Json(view(&p, true)).into_response(),
         None => {
             // The name is echoed, bounded, inside JSON (escaped by the serialiser).
-            let shown: String = name.chars().take(128).collect();
+            let shown = crate::config::bounded_name(&name);
             (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no probe named {shown:?}") })))
                 .into_response()
         }

@@ -85,7 +85,7 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
 /// `/probes/NAME`.
 pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     let Some(p) = state.results.probe(&name) else {
-        let shown: String = name.chars().take(128).collect();
+        let shown = crate::config::bounded_name(&name);
         let body = format!("<p>No probe named <code>{}</code>. <a href=\"/\">All probes</a>.</p>\n", escape(&shown));
         return (StatusCode::NOT_FOUND, Html(page("Not found", &body))).into_response();
     };
