@@ -44,10 +44,12 @@ enum LogFormat {
     Json,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     Text,
     Json,
+    /// Every request and answer (secrets and tokens redacted), then the text summary.
+    Trace,
 }
 
 #[derive(Subcommand)]
@@ -79,7 +81,8 @@ enum Command {
         /// The probes file.
         #[arg(long = "config.file", default_value = "probes.yaml")]
         config_file: PathBuf,
-        /// Output format: text, or one JSON object per probe and line.
+        /// Output format: text, one JSON object per probe and line, or a trace of every request
+        /// and answer (secrets and tokens redacted) before the text.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -204,15 +207,24 @@ async fn run(command: Command) -> Result<u8, Failure> {
             };
             let _simulator = start_embedded_simulator(&config).await?;
             let prober = Prober::new()?;
-            let outcomes = futures_util::future::join_all(selected.iter().map(|p| prober.login(&p.login))).await;
+            let runs = futures_util::future::join_all(selected.iter().map(|p| async {
+                if output == Output::Trace {
+                    let (outcome, trace) = prober.login_traced(&p.login).await;
+                    (outcome, Some(trace))
+                } else {
+                    (prober.login(&p.login).await, None)
+                }
+            }))
+            .await;
             let mut all_ok = true;
-            for (p, outcome) in selected.iter().zip(&outcomes) {
+            for (p, (outcome, trace)) in selected.iter().zip(&runs) {
                 all_ok &= outcome.is_success();
                 authprobe::report::log_run(&p.name, &p.target, outcome);
                 let report = ProbeReport { probe: &p.name, target: &p.target, outcome };
                 match output {
                     Output::Json => println!("{}", report.to_json()),
                     Output::Text => print!("{}", report.to_text()),
+                    Output::Trace => print!("{}", report.to_trace(trace.as_ref())),
                 }
             }
             Ok(if all_ok { 0 } else { EXIT_FAILED })
@@ -280,11 +292,11 @@ async fn serve(
     };
     let on_demand: web::OnDemandFn = {
         let service = service.clone();
-        Arc::new(move |name: String| {
+        Arc::new(move |name: String, traced: bool| {
             let service = service.clone();
             Box::pin(async move {
                 match service.get() {
-                    Some(s) => s.run_now(&name).await,
+                    Some(s) => s.run_now(&name, traced).await,
                     None => Err(OnDemandError::Unknown(name)),
                 }
             })
@@ -304,9 +316,16 @@ async fn serve(
     tracing::info!(%address, "serving metrics");
 
     let prober = Prober::new()?;
-    let run: RunFn = Arc::new(move |probe: Arc<Probe>| {
+    let run: RunFn = Arc::new(move |probe: Arc<Probe>, traced: bool| {
         let prober = prober.clone();
-        Box::pin(async move { prober.login(&probe.login).await })
+        Box::pin(async move {
+            if traced {
+                let (outcome, trace) = prober.login_traced(&probe.login).await;
+                scheduler::Run { outcome, trace: Some(trace) }
+            } else {
+                scheduler::Run { outcome: prober.login(&probe.login).await, trace: None }
+            }
+        })
     });
     let count = probes.len();
     let scheduler =

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::protocol::{Outcome, State};
+use crate::protocol::{Outcome, State, Trace};
 
 /// One run of one probe, as printed by `authprobe probe --output json` (one object per line).
 #[derive(Debug, Serialize)]
@@ -60,6 +60,22 @@ impl ProbeReport<'_> {
                 r.duration.as_secs_f64() * 1000.0
             );
         }
+        s
+    }
+}
+
+impl ProbeReport<'_> {
+    /// The debug output of the run: every request and answer of `trace` (secrets and tokens
+    /// redacted), then the summary of [`ProbeReport::to_text`].
+    pub fn to_trace(&self, trace: Option<&Trace>) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "Login of probe {} (target {})\n", self.probe, self.target);
+        match trace {
+            Some(t) => s.push_str(&t.render()),
+            None => s.push_str("No trace: the run failed inside authprobe (see the error log).\n\n"),
+        }
+        s.push_str("Result\n");
+        s.push_str(&self.to_text());
         s
     }
 }

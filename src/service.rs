@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::{Config, Probe};
-use crate::protocol::Outcome;
+use crate::protocol::{Outcome, Trace};
 use crate::results::ProbeResults;
 use crate::results::Results;
 use crate::scheduler::{RunNowError, Scheduler, SchedulerError};
@@ -45,6 +45,17 @@ pub enum OnDemandError {
     },
 }
 
+/// A finished run on demand.
+#[derive(Debug)]
+pub struct OnDemandRun {
+    /// How the login ended.
+    pub outcome: Outcome,
+    /// What it sent and received, if a trace was asked for and the run did not panic.
+    pub trace: Option<Trace>,
+    /// The probe's results, now holding this run.
+    pub probe: Arc<ProbeResults>,
+}
+
 /// Owns the schedule of a running service: reloads its configuration and runs probes on demand.
 pub struct Service {
     file: PathBuf,
@@ -68,8 +79,9 @@ impl Service {
     }
 
     /// Runs the probe called `name` now, protecting its account: at most one on-demand run per
-    /// minimum interval, and never beside a run already going.
-    pub async fn run_now(&self, name: &str) -> Result<(Outcome, Arc<ProbeResults>), OnDemandError> {
+    /// minimum interval, and never beside a run already going. With `traced`, the run records
+    /// a trace.
+    pub async fn run_now(&self, name: &str, traced: bool) -> Result<OnDemandRun, OnDemandError> {
         let unknown = || OnDemandError::Unknown(crate::config::bounded_name(name));
         let results = self.results.probe(name).ok_or_else(unknown)?;
         {
@@ -88,9 +100,9 @@ impl Service {
             last.retain(|_, t| now - *t < self.on_demand_min_interval);
             last.insert(name.to_owned(), now);
         }
-        let run = self.scheduler.lock().await.run_now(name).map_err(|_| unknown())?;
+        let run = self.scheduler.lock().await.run_now(name, traced).map_err(|_| unknown())?;
         match run.await {
-            Ok(outcome) => Ok((outcome, results)),
+            Ok(run) => Ok(OnDemandRun { outcome: run.outcome, trace: run.trace, probe: results }),
             Err(RunNowError::Busy(within)) => {
                 Err(OnDemandError::TooSoon { probe: name.to_owned(), why: "is running now", retry_after: within })
             }

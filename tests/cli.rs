@@ -136,6 +136,54 @@ async fn probe_json_output_and_exit_codes() {
     assert_eq!(authprobe(&["frobnicate"]).await.code, 2);
 }
 
+/// `--output trace` shows each exchange as far as it got: a stalled server, a cut connection,
+/// an HTML page, a body over the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_trace_shows_every_exchange_and_where_it_failed() {
+    let sim = simulator(vec![
+        fault_account("stall", Fault::Stall),
+        fault_account("html", Fault::Html),
+        fault_account("huge", Fault::Oversized),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "probes.yaml",
+        &format!(
+            "defaults: {{timeout: 700ms}}\ntargets: [{{name: sim, base_url: {}, app_key: {APP_KEY}}}]\nprobes:\n{}",
+            sim.base_url(),
+            ["stall", "html", "huge"]
+                .map(|u| format!("  - {{name: {u}, target: sim, username: {u}, password: pw}}\n"))
+                .concat()
+        ),
+    );
+    let trace = |name: &'static str| {
+        let cfg = file.to_str().unwrap().to_owned();
+        async move { authprobe(&["probe", name, "--config.file", &cfg, "--output", "trace"]).await }
+    };
+    let r = trace("stall").await;
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("> POST "), "{}", r.stdout);
+    assert!(!r.stdout.contains("< HTTP"), "no answer came:\n{}", r.stdout);
+    assert!(
+        r.stdout.contains("No complete answer: deadline exceeded while waiting for the response headers"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("stall (target sim): timeout in "), "{}", r.stdout);
+
+    let r = trace("html").await;
+    assert!(r.stdout.contains("< HTTP/1.1 200 OK\n< content-type: text/html"), "{}", r.stdout);
+    assert!(r.stdout.contains("| <!DOCTYPE html>") || r.stdout.contains("| <html"), "the page is shown:\n{}", r.stdout);
+    assert!(r.stdout.contains("html (target sim): invalid_response"), "{}", r.stdout);
+
+    let r = trace("huge").await;
+    assert!(r.stdout.contains("(abandoned at the size limit)"), "{}", r.stdout);
+    assert!(r.stdout.contains("more bytes not shown)"), "{}", r.stdout);
+    assert!(r.stdout.len() < 16 * 1024, "the body shown is bounded: {} bytes", r.stdout.len());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_lists_probes_without_probing() {
     let sim = simulator(vec![]).await;
@@ -325,7 +373,7 @@ async fn no_secret_or_token_in_any_output() {
     let cfg = file.to_str().unwrap();
     let mut outputs = String::new();
     for format in ["logfmt", "json"] {
-        for output in ["text", "json"] {
+        for output in ["text", "json", "trace"] {
             let r = authprobe(&[
                 "probe",
                 "--all",
@@ -359,7 +407,7 @@ async fn no_secret_or_token_in_any_output() {
     assert!(outputs.contains("success") && outputs.contains("auth_failed"));
     let mut needles: Vec<String> = ["bob-Pw-Zr77", "pin-7731", "wrong-Pw-Q4d1", APP_KEY].map(String::from).to_vec();
     needles.extend(sim.issued_tokens("bob"));
-    assert_eq!(sim.issued_tokens("bob").len(), 4);
+    assert_eq!(sim.issued_tokens("bob").len(), 6);
     needles
         .extend(sim.requests("bob").iter().filter_map(|r| r.header("authorization")).map(|b| b.replace("Bearer ", "")));
     for n in &needles {

@@ -71,7 +71,7 @@ impl Journal {
 
 /// A run that takes `work` and succeeds; panics for probes named `panic*`.
 fn recording_run(journal: Arc<Journal>, work: Duration) -> RunFn {
-    Arc::new(move |p: Arc<Probe>| {
+    Arc::new(move |p: Arc<Probe>, _traced: bool| {
         let journal = journal.clone();
         Box::pin(async move {
             journal.starts.lock().unwrap().push((p.name.clone(), Instant::now(), SystemTime::now()));
@@ -82,7 +82,7 @@ fn recording_run(journal: Arc<Journal>, work: Duration) -> RunFn {
             if p.name.starts_with("panic") {
                 panic!("deliberate test panic in {}", p.name);
             }
-            success(work)
+            authprobe::scheduler::Run { outcome: success(work), trace: None }
         })
     })
 }
@@ -102,6 +102,15 @@ async fn interval_probes_run_on_their_wall_clock_phase_every_interval() {
     let (mut s, results) =
         start(probes, recording_run(journal.clone(), Duration::from_millis(5)), Options::default()).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Each probe's next start is published for the status page: its next phase point.
+    for name in names {
+        let next = results.probe(name).unwrap().next_run().expect("next run published");
+        let ahead = next.duration_since(SystemTime::now()).unwrap_or_default();
+        assert!(ahead <= Duration::from_millis(400), "{name}: next run {ahead:?} ahead");
+        let pos = (next.duration_since(UNIX_EPOCH).unwrap().as_millis() % 400) as i64;
+        let want = phase_offset(name, Duration::from_millis(400)).as_millis() as i64;
+        assert!((pos - want).rem_euclid(400) <= 1, "{name}: next run off its phase point");
+    }
     s.stop(Duration::from_secs(1)).await;
 
     for name in names {
@@ -241,6 +250,11 @@ async fn the_watchdog_alone_keeps_every_cron_tick() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(5500)).await;
+    let next = results.probe("orphan").unwrap().next_run().expect("next tick published");
+    // The watchdog starts a tick 0.75 s after it is due, so the published tick may have passed.
+    let ahead = next.duration_since(SystemTime::now() - Duration::from_secs(1)).expect("due at most 1 s ago");
+    assert!(ahead <= Duration::from_millis(2050), "next tick {ahead:?} after one second ago");
+    assert_eq!(next.duration_since(UNIX_EPOCH).unwrap().subsec_millis(), 0, "cron ticks are whole seconds");
     s.stop(Duration::from_secs(1)).await;
     let seconds = start_seconds(&journal, "orphan");
     assert!(seconds.len() >= 4, "{seconds:?}");

@@ -428,7 +428,10 @@ async fn endpoints_answer_as_documented() {
     assert!(page.contains(&format!("Version {}", authprobe::VERSION)) && page.contains("configuration loaded"));
     for p in PROBES {
         assert!(page.contains(&format!("<a href=\"/probes/{p}\">{p}</a>")), "{p} listed with a link");
+        assert!(page.contains(&format!("<a href=\"/probe?probe={p}&amp;debug=true\"")), "{p} has a debug-run link");
     }
+    // Every probe runs each second, so the next run is at most a second away.
+    assert_eq!(page.matches("<td>in 1 s</td>").count() + page.matches("<td>in 0 s</td>").count(), 4, "{page}");
 
     // One probe's page: its runs and a sparkline, failures marked.
     let m = svc.metrics_until(Duration::from_secs(10), |m| runs(m, "bad") >= 3.0).await;
@@ -678,6 +681,9 @@ async fn the_json_api_shows_state_and_history() {
     assert_eq!(good["last"]["state"], "Succeeded");
     assert_eq!(good["consecutive_failures"], 0);
     assert!(good["last_success_unix"].as_f64().unwrap() > 1.7e9);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    let next = good["next_run_unix"].as_f64().unwrap();
+    assert!(next > now - 0.5 && next <= now + 1.1, "next run {next} vs now {now}: every 1s");
     assert!(good.get("history").is_none(), "the list carries no history");
 
     let (status, body) = get(&svc.url("/api/v1/probes/bad")).await;
@@ -719,11 +725,11 @@ async fn the_json_api_shows_state_and_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_demand_probe_answers_with_that_runs_metrics_and_is_rate_limited() {
-    let (_dir, _sim, svc) = four_probe_service(&[], &["--probe.on-demand-min-interval", "3s"]).await;
+    let (_dir, sim, svc) = four_probe_service(&[], &["--probe.on-demand-min-interval", "3s"]).await;
     assert_eq!(get(&svc.url("/probe")).await.0, 400);
     let (status, body) = get(&svc.url("/probe?probe=nope")).await;
     assert_eq!((status, body.as_str()), (404, "no probe named \"nope\"\n"));
-    assert_eq!(get(&svc.url("/probe?probe=good&debug=true")).await.0, 501);
+    assert_eq!(get(&svc.url("/probe?probe=good&debug=maybe")).await.0, 400);
 
     let r = http().get(svc.url("/probe?probe=good")).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -743,6 +749,42 @@ async fn on_demand_probe_answers_with_that_runs_metrics_and_is_rate_limited() {
     let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=3).contains(&retry), "Retry-After {retry}");
 
+    // The debug trace of a two-step login: every request and answer, no secret and no token.
+    let r = http().get(svc.url("/probe?probe=pinned&debug=true")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
+    let trace = r.text().await.unwrap();
+    let expected = [
+        "Login of probe pinned (target sim)".to_owned(),
+        "Request 1 (BaseAuthentication) at +".to_owned(),
+        format!("> POST {}/token", sim.base_url()),
+        "> username: pinned".to_owned(),
+        "> password: <redacted>".to_owned(),
+        "> et-app-key: <redacted>".to_owned(),
+        "< HTTP/1.1 202".to_owned(),
+        "< content-type: application/json".to_owned(),
+        "\"Step\":\"SecutityPin\"".to_owned(),
+        "Request 2 (SecutityPin) at +".to_owned(),
+        "> authorization: <redacted>".to_owned(),
+        "> pincode: <redacted>".to_owned(),
+        "< HTTP/1.1 200".to_owned(),
+        "\"State\":\"Succeeded\"".to_owned(),
+        "\"Token\":\"<redacted>\"".to_owned(),
+        "Result\npinned (target sim): success in ".to_owned(),
+        "  2. SecutityPin        -> HTTP 200 Succeeded".to_owned(),
+    ];
+    for want in &expected {
+        assert!(trace.contains(want.as_str()), "{want:?} missing from the trace:\n{trace}");
+    }
+    assert!(trace.contains(" after sending)") && trace.contains("bytes read (complete) by +"), "timings:\n{trace}");
+    assert_eq!(trace.matches("\"Token\":\"<redacted>\"").count(), 2, "the interim and the final token:\n{trace}");
+    let tokens = sim.issued_tokens("pinned");
+    assert!(!tokens.is_empty());
+    for secret in [PIN_PW, PIN, APP_KEY].into_iter().chain(tokens.iter().map(String::as_str)) {
+        assert!(!trace.contains(secret), "secret or token in the trace");
+    }
+    assert_eq!(get(&svc.url("/probe?probe=pinned&debug=true")).await.0, 429, "debug runs are rate limited too");
+
     let (status, bad) = get(&svc.url("/probe?probe=bad")).await;
     assert_eq!(status, 200);
     assert_eq!(Exposition::parse(&bad).value("authprobe_probe_success", &[]), 0.0);
@@ -754,7 +796,7 @@ async fn on_demand_probe_answers_with_that_runs_metrics_and_is_rate_limited() {
     let m = svc.metrics().await;
     assert_eq!(m.value("authprobe_probe_on_demand_runs_total", &[("probe", "good"), ("result", "success")]), 1.0);
     assert_eq!(m.value("authprobe_probe_on_demand_runs_total", &[("probe", "bad"), ("result", "auth_failed")]), 1.0);
-    assert!(m.series("authprobe_probe_on_demand_runs_total", &[("probe", "pinned")]).is_empty());
+    assert!(m.series("authprobe_probe_on_demand_runs_total", &[("probe", "chatty")]).is_empty());
     let api: serde_json::Value = serde_json::from_str(&get(&svc.url("/api/v1/probes/good")).await.1).unwrap();
     let triggers: Vec<&str> =
         api["history"].as_array().unwrap().iter().map(|r| r["trigger"].as_str().unwrap()).collect();

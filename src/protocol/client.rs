@@ -11,7 +11,7 @@ use reqwest::header::{
 use secrecy::{ExposeSecret, SecretString};
 
 use super::classify::{self, Answer, Context, Decision, Verdict};
-use super::{sanitize, LoginSpec, Outcome, Reason, ResultClass, Step, StepRecord};
+use super::{sanitize, LoginSpec, Outcome, Reason, ResultClass, Step, StepRecord, Trace};
 
 /// Why a [`Prober`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -60,11 +60,22 @@ impl Prober {
     /// Performs one login as described by `spec` and classifies it. Never panics on server
     /// input and always returns within `spec.timeout` (plus scheduling noise).
     pub async fn login(&self, spec: &LoginSpec) -> Outcome {
+        self.perform(spec, None).await
+    }
+
+    /// Like [`Prober::login`], also recording every request and answer (see [`Trace`]).
+    pub async fn login_traced(&self, spec: &LoginSpec) -> (Outcome, Trace) {
+        let mut trace = Trace::new(Instant::now(), &secrets_of(spec));
+        let outcome = self.perform(spec, Some(&mut trace)).await;
+        (outcome, trace)
+    }
+
+    async fn perform(&self, spec: &LoginSpec, trace: Option<&mut Trace>) -> Outcome {
         let start = Instant::now();
         let deadline = tokio::time::Instant::from_std(start + spec.timeout);
         let mut steps = Vec::new();
         let verdict = match self.client() {
-            Ok(client) => run_steps(&client, spec, deadline, &mut steps).await,
+            Ok(client) => run_steps(&client, spec, deadline, &mut steps, trace).await,
             Err(e) => failure_verdict(
                 Step::BaseAuthentication,
                 ResultClass::ConnectError,
@@ -115,6 +126,7 @@ async fn run_steps(
     spec: &LoginSpec,
     deadline: tokio::time::Instant,
     records: &mut Vec<StepRecord>,
+    mut trace: Option<&mut Trace>,
 ) -> Verdict {
     let url = spec.token_url();
     let mut sending = Step::BaseAuthentication;
@@ -131,7 +143,11 @@ async fn run_steps(
                 );
             }
         };
-        let received = exchange(client, &url, headers, spec.max_body_bytes, deadline, sending).await;
+        if let Some(t) = trace.as_deref_mut() {
+            t.request(sending, &url, &headers);
+        }
+        let received =
+            exchange(client, &url, headers, spec.max_body_bytes, deadline, sending, trace.as_deref_mut()).await;
         let (http_status, answer_state) = match &received {
             Ok(r) => (r.status, classify::answer_state(&r.answer())),
             Err(f) => (f.status.unwrap_or(0), None),
@@ -222,7 +238,14 @@ async fn exchange(
     cap: usize,
     deadline: tokio::time::Instant,
     step: Step,
+    mut trace: Option<&mut Trace>,
 ) -> Result<Received, Failure> {
+    let failed = |failure: Failure, trace: Option<&mut Trace>| {
+        if let Some(t) = trace {
+            t.failure(&failure.detail);
+        }
+        Err(failure)
+    };
     let timeout = |what: &str, status: Option<u16>| Failure {
         class: ResultClass::Timeout,
         detail: format!("deadline exceeded while {what} of the {step} request"),
@@ -230,10 +253,13 @@ async fn exchange(
     };
     let send = client.post(url.clone()).headers(headers).body(Vec::<u8>::new()).send();
     let mut response = match tokio::time::timeout_at(deadline, send).await {
-        Err(_) => return Err(timeout("waiting for the response headers", None)),
-        Ok(Err(e)) => return Err(transport_failure(e, "sending the request", None)),
+        Err(_) => return failed(timeout("waiting for the response headers", None), trace),
+        Ok(Err(e)) => return failed(transport_failure(e, "sending the request", None), trace),
         Ok(Ok(r)) => r,
     };
+    if let Some(t) = trace.as_deref_mut() {
+        t.response_head(response.version(), response.status().as_u16(), response.headers());
+    }
     let header = |name| {
         response
             .headers()
@@ -252,8 +278,14 @@ async fn exchange(
     } else {
         loop {
             match tokio::time::timeout_at(deadline, response.chunk()).await {
-                Err(_) => return Err(timeout("reading the body", Some(status))),
-                Ok(Err(e)) => return Err(transport_failure(e, "reading the body", Some(status))),
+                Err(_) => {
+                    record_body(trace.as_deref_mut(), &body, false);
+                    return failed(timeout("reading the body", Some(status)), trace);
+                }
+                Ok(Err(e)) => {
+                    record_body(trace.as_deref_mut(), &body, false);
+                    return failed(transport_failure(e, "reading the body", Some(status)), trace);
+                }
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(chunk))) => {
                     let room = cap - body.len();
@@ -269,7 +301,14 @@ async fn exchange(
     }
     // Dropping an unfinished response closes its connection, abandoning the rest of the body.
     drop(response);
+    record_body(trace, &body, complete);
     Ok(Received { status, content_type, location, body, complete })
+}
+
+fn record_body(trace: Option<&mut Trace>, body: &[u8], complete: bool) {
+    if let Some(t) = trace {
+        t.response_body(body, complete);
+    }
 }
 
 /// Classifies a transport error as TLS or connection trouble and describes it without the URL.

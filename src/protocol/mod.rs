@@ -8,6 +8,7 @@
 pub mod classify;
 pub mod client;
 mod text;
+pub mod trace;
 
 use std::fmt;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use url::Url;
 
 pub use client::{Prober, ProberError};
 pub use text::sanitize;
+pub use trace::Trace;
 
 /// How one login ended. Bounded: every value is a fixed label value in metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -9,19 +9,28 @@ pub const MAX_TEXT_CHARS: usize = 200;
 /// replaces any occurrence of one of `secrets` with `<redacted>` (a server echoing a password
 /// back must not make authprobe print it).
 pub fn sanitize(text: &str, secrets: &[&SecretString]) -> String {
-    let mut clean: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    for secret in secrets {
-        let s = secret.expose_secret();
-        if !s.is_empty() && clean.contains(s) {
-            clean = clean.replace(s, "<redacted>");
-        }
-    }
+    let clean: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let clean = redact(&clean, secrets);
     let trimmed = clean.trim();
     if trimmed.chars().count() <= MAX_TEXT_CHARS {
         return trimmed.to_owned();
     }
     let mut out: String = trimmed.chars().take(MAX_TEXT_CHARS - 1).collect();
     out.push('…');
+    out
+}
+
+/// `text` with every occurrence of one of `secrets` replaced by `<redacted>`.
+pub(crate) fn redact(text: &str, secrets: &[&SecretString]) -> String {
+    // Longest first: a secret inside another must not leave the rest of the longer one shown.
+    let mut ordered: Vec<&str> = secrets.iter().map(|s| s.expose_secret()).collect();
+    ordered.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.to_owned();
+    for s in ordered {
+        if !s.is_empty() && out.contains(s) {
+            out = out.replace(s, "<redacted>");
+        }
+    }
     out
 }
 

@@ -202,6 +202,8 @@ pub struct ProbeResults {
     /// Static labels, sorted by name.
     pub labels: Vec<(String, String)>,
     schedule: Mutex<String>,
+    /// When the scheduler next starts the probe, in Unix milliseconds; 0 when unknown.
+    next_run_ms: AtomicU64,
     record: Mutex<ProbeRecord>,
     history: Mutex<History>,
 }
@@ -213,6 +215,7 @@ impl ProbeResults {
             target: p.target.clone(),
             labels: p.labels.clone(),
             schedule: Mutex::new(p.schedule.to_string()),
+            next_run_ms: AtomicU64::new(0),
             record: Mutex::new(ProbeRecord::new(p)),
             history: Mutex::new(History::default()),
         }
@@ -226,6 +229,20 @@ impl ProbeResults {
     /// Human description of the schedule.
     pub fn schedule(&self) -> String {
         self.schedule.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// When the scheduler next starts the probe, if it said.
+    pub fn next_run(&self) -> Option<SystemTime> {
+        match self.next_run_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
+        }
+    }
+
+    /// Set by the scheduler whenever it plans the probe's next start.
+    pub fn set_next_run(&self, at: SystemTime) {
+        let ms = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+        self.next_run_ms.store(ms, Ordering::Relaxed);
     }
 
     /// A copy of the record, taken under a short lock.

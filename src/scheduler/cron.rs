@@ -81,7 +81,12 @@ pub(super) enum Source {
 pub(super) fn activate(entry: &Arc<Entry>, dispatcher: &Arc<Dispatcher>, results: &Results, source: Source) {
     let Some(clock) = &entry.cron else { return };
     let now = Utc::now();
-    let due = clock.lock().unwrap_or_else(PoisonError::into_inner).take_due(now);
+    let due = {
+        let mut clock = clock.lock().unwrap_or_else(PoisonError::into_inner);
+        let due = clock.take_due(now);
+        publish_next(entry, clock.next_due);
+        due
+    };
     let Some((planned, passed)) = due else { return };
     if passed > 0 {
         entry.results.record_skip(SkipReason::Missed, passed);
@@ -106,6 +111,7 @@ pub(super) fn watchdog_deadline(entry: &Entry) -> Instant {
     let (next_due, following) = match &entry.cron {
         Some(clock) => {
             let clock = clock.lock().unwrap_or_else(PoisonError::into_inner);
+            publish_next(entry, clock.next_due);
             (clock.next_due, clock.cron.find_next_occurrence(&clock.next_due, false).ok())
         }
         None => return Instant::now() + Duration::from_secs(3600),
@@ -116,6 +122,13 @@ pub(super) fn watchdog_deadline(entry: &Entry) -> Instant {
     let until = (next_due - Utc::now()).to_std().unwrap_or_default();
     // A year-bound expression with no future tick parks the watchdog far away.
     Instant::now() + until.min(Duration::from_secs(365 * 86_400)) + grace
+}
+
+/// Tells the probe's results when its next tick is due, for people.
+fn publish_next(entry: &Entry, due: DateTime<Utc>) {
+    if due < DateTime::<Utc>::MAX_UTC {
+        entry.results.set_next_run(due.into());
+    }
 }
 
 /// A started tokio-cron-scheduler, for `jobs` cron probes at most at once.

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use super::cron::CronClock;
-use super::RunFn;
+use super::{Run, RunFn};
 use crate::config::Probe;
 use crate::protocol::{Outcome, Reason, ResultClass, Step};
 use crate::results::{ProbeResults, Results, SkipReason, Trigger};
@@ -86,8 +86,8 @@ impl Dispatcher {
         let (this, entry) = (self.clone(), entry.clone());
         self.runs.spawn(async move {
             let _running = running;
-            if let Some((outcome, started, finished)) = this.perform(&entry, Some(planned), Trigger::Scheduled).await {
-                entry.results.record_run(outcome, started, finished, Trigger::Scheduled);
+            if let Some((run, started, finished)) = this.perform(&entry, Some(planned), false).await {
+                entry.results.record_run(run.outcome, started, finished, Trigger::Scheduled);
             }
         });
     }
@@ -95,27 +95,28 @@ impl Dispatcher {
     /// Runs `entry` now, outside its schedule, and returns the outcome; `None` if a run of it
     /// is already going (a tick that comes meanwhile is skipped as an overlap) or the scheduler
     /// is stopping. The run waits for a concurrency slot like any other, and is recorded only in
-    /// the probe's history and on-demand counts.
-    pub async fn run_now(&self, entry: &Arc<Entry>) -> Option<Outcome> {
+    /// the probe's history and on-demand counts. With `traced`, the run records a trace.
+    pub async fn run_now(&self, entry: &Arc<Entry>, traced: bool) -> Option<Run> {
         if self.stopping.load(Ordering::Acquire) {
             return None;
         }
         let _running = Running::claim(entry)?;
-        let (outcome, _, finished) = self.perform(entry, None, Trigger::OnDemand).await?;
-        entry.results.record_on_demand(outcome.clone(), finished);
-        Some(outcome)
+        let (run, _, finished) = self.perform(entry, None, traced).await?;
+        entry.results.record_on_demand(run.outcome.clone(), finished);
+        Some(run)
     }
 
     /// Waits for a concurrency slot and performs one login of `entry`, catching a panic as
-    /// `internal_error`: the outcome, when it started and when it finished; `None` if the
-    /// scheduler began stopping while the run waited. A scheduled run's start delay against
-    /// `planned` is recorded.
+    /// `internal_error`: the run, when it started and when it finished; `None` if the scheduler
+    /// began stopping while the run waited. A scheduled run (one with a `planned` start) has its
+    /// start delay recorded; any other is on demand.
     async fn perform(
         &self,
         entry: &Entry,
         planned: Option<Instant>,
-        trigger: Trigger,
-    ) -> Option<(Outcome, SystemTime, SystemTime)> {
+        traced: bool,
+    ) -> Option<(Run, SystemTime, SystemTime)> {
+        let trigger = if planned.is_some() { Trigger::Scheduled } else { Trigger::OnDemand };
         // The semaphore is never closed, so acquiring only waits.
         let _permit = self.permits.acquire().await.ok()?;
         if self.stopping.load(Ordering::Acquire) {
@@ -127,8 +128,8 @@ impl Dispatcher {
         }
         let (run, probe) = (self.run.clone(), entry.probe.clone());
         // Calling `run` inside the future puts a panic in the closure itself under catch_unwind too.
-        let outcome = match AssertUnwindSafe(async move { run(probe).await }).catch_unwind().await {
-            Ok(outcome) => outcome,
+        let run = match AssertUnwindSafe(async move { run(probe, traced).await }).catch_unwind().await {
+            Ok(run) => run,
             Err(_) => {
                 // The payload is not logged: it is free text from whatever panicked.
                 tracing::error!(
@@ -136,11 +137,11 @@ impl Dispatcher {
                     trigger = trigger.as_str(),
                     "probe run panicked; counted as internal_error"
                 );
-                internal_error(started.elapsed())
+                Run { outcome: internal_error(started.elapsed()), trace: None }
             }
         };
-        crate::report::log_run(&entry.probe.name, &entry.probe.target, &outcome);
-        Some((outcome, started_wall, SystemTime::now()))
+        crate::report::log_run(&entry.probe.name, &entry.probe.target, &run.outcome);
+        Some((run, started_wall, SystemTime::now()))
     }
 }
 

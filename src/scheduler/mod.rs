@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::config::{Probe, Schedule};
-use crate::protocol::Outcome;
+use crate::protocol::{Outcome, Trace};
 use crate::results::Results;
 
 pub use timer::phase_offset;
@@ -38,11 +38,21 @@ pub const CRON_GRACE: Duration = Duration::from_secs(1);
 /// Default of `--probe.concurrency`.
 pub const DEFAULT_CONCURRENCY: usize = 256;
 
-/// The future of one login.
-pub type RunFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+/// What one run produced.
+#[derive(Debug)]
+pub struct Run {
+    /// How the login ended.
+    pub outcome: Outcome,
+    /// What it sent and received, when a trace was asked for.
+    pub trace: Option<Trace>,
+}
 
-/// Performs one run of a probe: in production, a login with [`crate::protocol::Prober`].
-pub type RunFn = Arc<dyn Fn(Arc<Probe>) -> RunFuture + Send + Sync>;
+/// The future of one login.
+pub type RunFuture = Pin<Box<dyn Future<Output = Run> + Send>>;
+
+/// Performs one run of a probe, recording a trace if the flag is set: in production, a login
+/// with [`crate::protocol::Prober`].
+pub type RunFn = Arc<dyn Fn(Arc<Probe>, bool) -> RunFuture + Send + Sync>;
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]
@@ -201,14 +211,16 @@ impl Scheduler {
 
     /// A run of the probe called `name`, now, outside its schedule: it waits for a concurrency
     /// slot like any other run and is recorded only in the probe's history and on-demand counts.
-    /// The future does not borrow the scheduler, so reloads and shutdown are not held up by it.
+    /// With `traced`, the run records a [`Trace`]. The future does not borrow the scheduler, so
+    /// reloads and shutdown are not held up by it.
     pub fn run_now(
         &self,
         name: &str,
-    ) -> Result<impl Future<Output = Result<Outcome, RunNowError>> + Send + 'static, RunNowError> {
+        traced: bool,
+    ) -> Result<impl Future<Output = Result<Run, RunNowError>> + Send + 'static, RunNowError> {
         let entry = self.entries.get(name).ok_or(RunNowError::Unknown)?.clone();
         let dispatcher = self.dispatcher.clone();
-        Ok(async move { dispatcher.run_now(&entry).await.ok_or(RunNowError::Busy(entry.probe.login.timeout)) })
+        Ok(async move { dispatcher.run_now(&entry, traced).await.ok_or(RunNowError::Busy(entry.probe.login.timeout)) })
     }
 
     /// The longest login timeout among the scheduled probes: how long a run in flight may take.

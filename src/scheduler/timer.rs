@@ -83,7 +83,9 @@ impl Wheel {
             self.slots.push(None);
             self.slots.len() - 1
         });
-        let key = self.queue.insert_at(slot, Self::first_deadline(&entry));
+        let first = Self::first_deadline(&entry);
+        publish_next(&entry, first);
+        let key = self.queue.insert_at(slot, first);
         self.slots[slot] = Some(Slot { entry, key });
     }
 
@@ -104,6 +106,8 @@ impl Wheel {
                     if slot.entry.probe.schedule != entry.probe.schedule {
                         self.queue.reset_at(&slot.key, Self::first_deadline(&entry));
                     }
+                    // The results may be new (the probe's labels changed): tell them too.
+                    publish_next(&entry, self.queue.deadline(&slot.key));
                     slot.entry = entry;
                 }
                 None => self.add(entry),
@@ -153,7 +157,16 @@ pub(super) async fn run(
                 cron::watchdog_deadline(&entry)
             }
         };
+        publish_next(&entry, next);
         slot.key = wheel.queue.insert_at(i, next);
+    }
+}
+
+/// Tells an interval probe's results when its next start is planned, for people. A cron
+/// probe's wheel deadline is its watchdog's; the cron clock tells its planned start instead.
+fn publish_next(entry: &Entry, at: Instant) {
+    if matches!(entry.probe.schedule, Schedule::Interval(_)) {
+        entry.results.set_next_run(SystemTime::now() + at.saturating_duration_since(Instant::now()));
     }
 }
 

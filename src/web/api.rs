@@ -23,6 +23,8 @@ pub struct ProbeView {
     /// When the last success finished (Unix seconds), `null` if none since startup.
     last_success_unix: Option<f64>,
     consecutive_failures: u64,
+    /// When the scheduler next starts the probe (Unix seconds), `null` if not known.
+    next_run_unix: Option<f64>,
     /// Runs by result since startup (or since the probe's target or labels last changed).
     runs: BTreeMap<&'static str, u64>,
     /// The last runs, newest first; only on `/api/v1/probes/NAME`.
@@ -64,6 +66,7 @@ fn view(p: &ProbeResults, with_history: bool) -> ProbeView {
         }),
         last_success_unix: r.last_success.map(unix_seconds),
         consecutive_failures: r.consecutive_failures,
+        next_run_unix: p.next_run().map(unix_seconds),
         runs: ResultClass::ALL.iter().map(|c| (c.as_str(), r.runs_of(*c))).collect(),
         history: with_history.then(|| p.history()),
     }

@@ -22,9 +22,9 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::metrics::{Metrics, CONTENT_TYPE};
-use crate::protocol::Outcome;
-use crate::results::{ProbeResults, Results};
-use crate::service::OnDemandError;
+use crate::report::ProbeReport;
+use crate::results::Results;
+use crate::service::{OnDemandError, OnDemandRun};
 
 /// Default of `--web.listen-address`: every interface, port 9871.
 pub const DEFAULT_LISTEN: &str = ":9871";
@@ -44,12 +44,9 @@ pub struct AppState {
     pub on_demand: Option<OnDemandFn>,
 }
 
-/// A run on demand, as the web layer sees it.
-pub type OnDemandFn = Arc<
-    dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<(Outcome, Arc<ProbeResults>), OnDemandError>> + Send>>
-        + Send
-        + Sync,
->;
+/// A run on demand of the named probe, traced if the flag is set, as the web layer sees it.
+pub type OnDemandFn =
+    Arc<dyn Fn(String, bool) -> Pin<Box<dyn Future<Output = Result<OnDemandRun, OnDemandError>> + Send>> + Send + Sync>;
 
 /// A configuration reload, as the web layer sees it.
 pub type ReloadFn = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<usize, String>> + Send>> + Send + Sync>;
@@ -153,15 +150,23 @@ async fn probe(
     let Some(name) = query.probe.filter(|n| !n.is_empty()) else {
         return text(StatusCode::BAD_REQUEST, "missing parameter: probe=NAME\n".to_owned()).into_response();
     };
-    if query.debug.as_deref().is_some_and(|d| d != "false") {
-        return text(StatusCode::NOT_IMPLEMENTED, "debug output is not implemented yet\n".to_owned()).into_response();
-    }
+    let debug = match query.debug.as_deref() {
+        None | Some("false" | "0") => false,
+        Some("true" | "1" | "") => true,
+        Some(_) => {
+            return text(StatusCode::BAD_REQUEST, "debug must be true or false\n".to_owned()).into_response();
+        }
+    };
     let Some(run) = &state.on_demand else {
         return text(StatusCode::NOT_FOUND, "on-demand probing is not available here\n".to_owned()).into_response();
     };
-    match run(name).await {
-        Ok((outcome, results)) => {
-            ([(header::CONTENT_TYPE, CONTENT_TYPE)], crate::metrics::render_run(&results, &outcome)).into_response()
+    match run(name, debug).await {
+        Ok(OnDemandRun { outcome, trace, probe }) if debug => {
+            let report = ProbeReport { probe: &probe.name, target: &probe.target, outcome: &outcome };
+            text(StatusCode::OK, report.to_trace(trace.as_ref())).into_response()
+        }
+        Ok(OnDemandRun { outcome, probe, .. }) => {
+            ([(header::CONTENT_TYPE, CONTENT_TYPE)], crate::metrics::render_run(&probe, &outcome)).into_response()
         }
         Err(e @ OnDemandError::Unknown(_)) => text(StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
         Err(e @ OnDemandError::TooSoon { retry_after, .. }) => {

@@ -49,15 +49,19 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
             ),
         };
         let success = r.last_success.map_or_else(|| "never".to_owned(), |t| ago(now, t));
+        let next = p.next_run().map_or_else(|| "–".to_owned(), |t| until(now, t));
         let _ = writeln!(
             rows,
-            "<tr class=\"{class}\"><td><a href=\"/probes/{name}\">{name}</a></td><td>{}</td><td>{}</td>\
+            "<tr class=\"{class}\" data-probe=\"{name}\"><td><a href=\"/probes/{path}\">{name}</a></td><td>{}</td><td>{}</td>\
              <td class=\"result\">{result}</td><td>{detail}</td><td>{duration}</td><td>{ran}</td><td>{success}</td>\
-             <td>{}</td></tr>",
+             <td>{}</td><td>{next}</td><td><a href=\"/probe?probe={path}&amp;debug=true\" rel=\"nofollow\" \
+             title=\"runs a real login now (rate limited)\">debug run</a></td></tr>",
             escape(&p.target),
             escape(&p.schedule()),
             r.consecutive_failures,
+            // Names are letters, digits, '_', '-' and '.' (see config): safe in a URL as they are.
             name = escape(&p.name),
+            path = escape(&p.name),
         );
     }
     let reload_text = if reload.successful {
@@ -74,7 +78,7 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
             "<h1>authprobe</h1>\n<p>Synthetic monitor of the ETNA Trader <code>/token</code> login path. Version {} ({}); {reload_text}.</p>\n\
              <p><a href=\"/metrics\">Metrics</a> · <a href=\"/api/v1/probes\">JSON</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
              <h2>Probes ({})</h2>\n<table>\n<tr><th>Probe</th><th>Target</th><th>Schedule</th><th>Last result</th>\
-             <th>State / Step / Reason / Status</th><th>Duration</th><th>Last run</th><th>Last success</th><th>Consecutive failures</th></tr>\n{rows}</table>\n",
+             <th>State / Step / Reason / Status</th><th>Duration</th><th>Last run</th><th>Last success</th><th>Consecutive failures</th><th>Next run</th><th></th></tr>\n{rows}</table>\n",
             crate::VERSION,
             escape(crate::REVISION),
             set.list.len(),
@@ -171,6 +175,13 @@ fn ago(now: SystemTime, then: SystemTime) -> String {
     match now.duration_since(then) {
         Ok(d) => format!("{:.0} s ago", d.as_secs_f64()),
         Err(_) => "just now".to_owned(),
+    }
+}
+
+fn until(now: SystemTime, then: SystemTime) -> String {
+    match then.duration_since(now) {
+        Ok(d) => format!("in {:.0} s", d.as_secs_f64().ceil()),
+        Err(_) => "due now".to_owned(),
     }
 }
 
