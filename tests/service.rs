@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use authprobe::protocol::ResultClass;
 use authprobe::simulator::{Account, Fault, Simulator};
+use common::browser::{self, artifacts_dir};
 use common::service::{Exposition, Service};
 use common::*;
 
@@ -409,12 +410,65 @@ async fn the_readme_first_command_serves_every_demo_probe() {
     for (p, want) in [("alice-password", 1.0), ("bob-pin", 1.0), ("carol-sms-2fa", 1.0), ("dave-expired", 0.0)] {
         assert_eq!(m.value("authprobe_probe_success", &[("probe", p)]), want, "{p}");
     }
-    let (status, page) = get(&svc.url("/")).await;
-    assert_eq!(status, 200);
-    for p in demo {
-        assert!(page.contains(p), "{p} on the landing page");
+    // The status page as Chromium renders it; its screenshot is the README's.
+    let dom = browser::dump_dom(&svc.url("/")).await;
+    for (p, class) in [("alice-password", "ok"), ("bob-pin", "ok"), ("carol-sms-2fa", "ok"), ("dave-expired", "fail")] {
+        assert!(row_of(&dom, p).starts_with(&format!("<tr class=\"{class}\"")), "{p} row:\n{dom}");
     }
+    let shot = artifacts_dir().join("status-page.png");
+    browser::screenshot(&svc.url("/"), &shot, 1600, 420).await;
+    eprintln!("status page screenshot: {}", shot.display());
     assert_eq!(svc.terminate().await, 0);
+}
+
+/// The `<tr …>…</tr>` of `probe` in a status page.
+fn row_of<'a>(page: &'a str, probe: &str) -> &'a str {
+    let at = page.find(&format!("data-probe=\"{probe}\"")).unwrap_or_else(|| panic!("no row for {probe}:\n{page}"));
+    let start = page[..at].rfind("<tr ").expect("row start");
+    let end = at + page[at..].find("</tr>").expect("row end") + "</tr>".len();
+    &page[start..end]
+}
+
+/// The pages as a real browser builds and paints them: every probe's row with its result,
+/// failing rows tinted red, the sparkline drawn with failed runs as red dots. Screenshots are
+/// left in target/test-artifacts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_render_in_a_real_browser() {
+    let (_dir, _sim, svc) = four_probe_service(&[], &[]).await;
+    svc.metrics_until(Duration::from_secs(10), |m| PROBES.iter().all(|p| runs(m, p) >= 3.0)).await;
+
+    let dom = browser::dump_dom(&svc.url("/")).await;
+    for (probe, class, result) in [
+        ("good", "ok", "success"),
+        ("pinned", "ok", "success"),
+        ("bad", "fail", "auth_failed"),
+        ("chatty", "fail", "auth_failed"),
+    ] {
+        let row = row_of(&dom, probe);
+        assert!(row.starts_with(&format!("<tr class=\"{class}\" data-probe=\"{probe}\">")), "{row}");
+        assert!(row.contains(&format!("<td class=\"result\">{result}</td>")), "{row}");
+        assert!(row.contains(&format!("<a href=\"/probes/{probe}\">{probe}</a>")), "{row}");
+        assert!(row.contains(&format!("<a href=\"/probe?probe={probe}&amp;debug=true\"")), "{row}");
+    }
+    assert!(dom.contains("<span>2 succeeding</span><span>2 failing</span>"), "{dom}");
+
+    const FAIL_ROW: [u8; 3] = [0xfd, 0xf0, 0xef];
+    const GREEN: [u8; 3] = [0x17, 0x75, 0x2f];
+    const RED: [u8; 3] = [0xb3, 0x26, 0x1e];
+    const BLUE: [u8; 3] = [0x1f, 0x6f, 0xeb];
+    let page = browser::screenshot(&svc.url("/"), &artifacts_dir().join("status-page-test.png"), 1600, 400).await;
+    // Two failing rows of the table's width, on their tint; the succeeding results in green.
+    assert!(page.count_near(FAIL_ROW, 0) > 2 * 1000 * 15, "{} tinted pixels", page.count_near(FAIL_ROW, 0));
+    assert!(page.count_near(GREEN, 24) > 30, "{} green pixels", page.count_near(GREEN, 24));
+
+    let bad =
+        browser::screenshot(&svc.url("/probes/bad"), &artifacts_dir().join("probe-page-bad.png"), 1200, 400).await;
+    assert!(bad.count_near(BLUE, 24) > 100, "sparkline: {} blue pixels", bad.count_near(BLUE, 24));
+    assert!(bad.count_near(RED, 24) > 50, "red dots: {} red pixels", bad.count_near(RED, 24));
+    let good =
+        browser::screenshot(&svc.url("/probes/good"), &artifacts_dir().join("probe-page-good.png"), 1200, 400).await;
+    assert!(good.count_near(BLUE, 24) > 100, "sparkline: {} blue pixels", good.count_near(BLUE, 24));
+    assert_eq!(good.count_near(RED, 24), 0, "no failed run, nothing red");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

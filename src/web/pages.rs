@@ -12,8 +12,9 @@ use super::AppState;
 use crate::protocol::{ResultClass, State as LoginState};
 use crate::results::PastRun;
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
-table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}\
+const STYLE: &str = "body{font-family:system-ui,sans-serif;font-size:14px;margin:2em;color:#222}\
+table{border-collapse:collapse}td,th{padding:.3em .55em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}\
+td{white-space:nowrap}th{vertical-align:bottom}.summary span{margin-right:1.2em}\
 tr.ok td.result{color:#17752f;font-weight:600}tr.fail td.result{color:#b3261e;font-weight:600}\
 tr.fail{background:#fdf0ef}tr.pending td.result{color:#777}.muted{color:#777}";
 
@@ -30,15 +31,16 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
     let now = SystemTime::now();
     let reload = state.results.reload_status();
     let mut rows = String::new();
+    let mut counts = [0usize; 3];
     for p in &set.list {
         let r = p.snapshot();
         let (class, result, detail, duration, ran) = match &r.last {
-            None => ("pending", "pending", String::new(), "–".to_owned(), "never".to_owned()),
+            None => ("pending", "pending", "<td>–</td>".repeat(4), "–".to_owned(), "never".to_owned()),
             Some(last) => (
                 if last.result == ResultClass::Success { "ok" } else { "fail" },
                 last.result.as_str(),
                 format!(
-                    "{} / {} / {} / HTTP {}",
+                    "<td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
                     or_dash(LoginState::label(last.state)),
                     last.step,
                     last.reason,
@@ -48,12 +50,17 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
                 ago(now, last.finished),
             ),
         };
+        counts[match class {
+            "ok" => 0,
+            "fail" => 1,
+            _ => 2,
+        }] += 1;
         let success = r.last_success.map_or_else(|| "never".to_owned(), |t| ago(now, t));
         let next = p.next_run().map_or_else(|| "–".to_owned(), |t| until(now, t));
         let _ = writeln!(
             rows,
             "<tr class=\"{class}\" data-probe=\"{name}\"><td><a href=\"/probes/{path}\">{name}</a></td><td>{}</td><td>{}</td>\
-             <td class=\"result\">{result}</td><td>{detail}</td><td>{duration}</td><td>{ran}</td><td>{success}</td>\
+             <td class=\"result\">{result}</td>{detail}<td>{duration}</td><td>{ran}</td><td>{success}</td>\
              <td>{}</td><td>{next}</td><td><a href=\"/probe?probe={path}&amp;debug=true\" rel=\"nofollow\" \
              title=\"runs a real login now (rate limited)\">debug run</a></td></tr>",
             escape(&p.target),
@@ -77,11 +84,14 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
         &format!(
             "<h1>authprobe</h1>\n<p>Synthetic monitor of the ETNA Trader <code>/token</code> login path. Version {} ({}); {reload_text}.</p>\n\
              <p><a href=\"/metrics\">Metrics</a> · <a href=\"/api/v1/probes\">JSON</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
-             <h2>Probes ({})</h2>\n<table>\n<tr><th>Probe</th><th>Target</th><th>Schedule</th><th>Last result</th>\
-             <th>State / Step / Reason / Status</th><th>Duration</th><th>Last run</th><th>Last success</th><th>Consecutive failures</th><th>Next run</th><th></th></tr>\n{rows}</table>\n",
+             <h2>Probes ({})</h2>\n<p class=\"summary\"><span>{} succeeding</span><span>{} failing</span><span>{} not run yet</span></p>\n<table>\n<tr><th>Probe</th><th>Target</th><th>Schedule</th><th>Last result</th>\
+             <th>State</th><th>Step</th><th>Reason</th><th>HTTP</th><th>Duration</th><th>Last run</th><th>Last success</th><th>Failures<br>in a row</th><th>Next run</th><th></th></tr>\n{rows}</table>\n",
             crate::VERSION,
             escape(crate::REVISION),
             set.list.len(),
+            counts[0],
+            counts[1],
+            counts[2],
         ),
     ))
 }
@@ -136,8 +146,10 @@ fn sparkline(runs: &[PastRun]) -> String {
         return "<p class=\"muted\">No runs yet.</p>".to_owned();
     }
     let max = runs.iter().map(|r| r.duration_seconds).fold(0.0_f64, f64::max).max(1e-6);
-    let step = if runs.len() > 1 { W / (runs.len() - 1) as f64 } else { 0.0 };
-    let point = |i: usize, r: &PastRun| (i as f64 * step, H - 2.0 - (r.duration_seconds / max) * (H - 4.0));
+    // A margin of the dots' radius keeps the first and last dot whole.
+    const PAD: f64 = 3.0;
+    let step = if runs.len() > 1 { (W - 2.0 * PAD) / (runs.len() - 1) as f64 } else { 0.0 };
+    let point = |i: usize, r: &PastRun| (PAD + i as f64 * step, H - PAD - (r.duration_seconds / max) * (H - 2.0 * PAD));
     let oldest_first: Vec<&PastRun> = runs.iter().rev().collect();
     let mut path = String::new();
     let mut dots = String::new();

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration test binaries.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod service;
 
 use std::time::Duration;
