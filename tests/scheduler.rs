@@ -301,3 +301,34 @@ async fn reload_keeps_unchanged_probes_on_their_ticks_and_applies_changes() {
     // a's record carried over the reload: every run is counted in one record.
     assert_eq!(results.probe("a").unwrap().snapshot().total_runs(), a_starts.len() as u64);
 }
+
+/// A reload lets runs in flight finish; a run is recorded if its probe is still configured, and
+/// an unchanged probe keeps its history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_in_flight_finish_across_a_reload_and_count_only_for_kept_probes() {
+    let journal = Arc::new(Journal::default());
+    let v1 = vec![probe("kept", every(2000)), probe("dropped", every(2000))];
+    let (mut s, results) =
+        start(v1, recording_run(journal.clone(), Duration::from_millis(700)), Options::default()).await;
+    let kept = results.probe("kept").unwrap();
+    // Wait until both are in flight at once, then reload without `dropped`.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while journal.in_flight.load(Ordering::SeqCst) < 2 || journal.starts_of("kept").len() < 2 {
+        assert!(Instant::now() < deadline, "both probes never ran at once");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let v2 = vec![probe("kept", every(2000))];
+    results.apply(v2.iter().map(|p| p.as_ref()));
+    s.reload(v2).await.unwrap();
+    assert!(results.probe("dropped").is_none());
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(journal.in_flight.load(Ordering::SeqCst), 0, "the runs in flight were not cut short");
+    s.stop(Duration::from_secs(1)).await;
+
+    let starts = journal.starts_of("kept").len() as u64;
+    assert!(Arc::ptr_eq(&kept, &results.probe("kept").unwrap()), "the kept probe keeps its record");
+    assert_eq!(kept.snapshot().total_runs(), starts, "every run of the kept probe recorded, the one in flight too");
+    assert_eq!(kept.history().len() as u64, starts, "its history too");
+    let dropped_runs = journal.starts_of("dropped").len();
+    assert!(results.probes().list.iter().all(|p| p.name != "dropped"), "{dropped_runs} runs of dropped left no trace");
+}

@@ -710,6 +710,16 @@ async fn reload_diffs_by_probe_name_and_keeps_serving_on_bad_files() {
         .metrics_until(Duration::from_secs(5), |m| m.get("authprobe_config_last_reload_successful", &[]) == Some(1.0))
         .await;
     assert!(m.value("authprobe_config_last_reload_success_timestamp_seconds", &[]) >= before - 1.0);
+
+    // Concurrent reloads are serialised: each one succeeds, and the schedule ends up holding each
+    // probe once (a doubled probe would run twice as often).
+    let url = svc.url("/-/reload");
+    let answers = futures_util::future::join_all((0..8).map(|_| post(&url))).await;
+    assert!(answers.iter().all(|(status, _)| *status == 200), "{answers:?}");
+    let at = runs(&svc.metrics().await, "fresh");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let fresh_runs = runs(&svc.metrics().await, "fresh") - at;
+    assert!((3.0..=5.0).contains(&fresh_runs), "{fresh_runs} runs in 4 s at 1 s after 8 concurrent reloads");
     let log = svc.stderr();
     for secret in ["Old-Rot-Pw-Kc12", "New-Rot-Pw-Jw48", "Typo-Secret-Qq71"] {
         assert!(!log.contains(secret), "secret in the log");
