@@ -49,6 +49,9 @@ impl ProbeReport<'_> {
             let _ = writeln!(s, "  reason_text: {}", o.reason_text);
         }
         let _ = writeln!(s, "  detail: {}", o.detail);
+        if let Some(l) = &o.logout {
+            let _ = writeln!(s, "  logout: {} (HTTP {})", l.detail, l.http_status);
+        }
         for (i, r) in o.steps.iter().enumerate() {
             let _ = writeln!(
                 s,
@@ -112,5 +115,14 @@ pub fn log_run(probe: &str, target: &str, outcome: &Outcome) {
         run_event!(tracing::Level::DEBUG, "probe succeeded");
     } else {
         run_event!(tracing::Level::WARN, "probe failed");
+    }
+    if let Some(logout) = outcome.logout.as_ref().filter(|l| !l.ok) {
+        tracing::warn!(
+            probe,
+            target,
+            http_status = logout.http_status,
+            detail = logout.detail.as_str(),
+            "logout failed; the probe's session may stay open"
+        );
     }
 }

@@ -271,6 +271,16 @@ async fn config_errors_name_file_line_and_field() {
             ":10:15: probes[0].interval: invalid duration \"5x\"",
         ),
         (
+            "validate without a final token",
+            format!("{head}    password: pw-Sekr1t-CFG\n    expect: VerificationCode\n    validate: true\n"),
+            ":11:5: probes[0].validate: probe \"p1\" expects VerificationCode and never gets a final token to validate",
+        ),
+        (
+            "logout from defaults without a final token",
+            format!("defaults: {{logout: true}}\n{head}    password: pw-Sekr1t-CFG\n    expect: SecutityPin\n"),
+            ":1:12: defaults.logout: probe \"p1\" expects SecutityPin and never gets a final token to log out",
+        ),
+        (
             "bad cron",
             format!("{head}    password: pw-Sekr1t-CFG\n    schedule: \"* * *\"\n"),
             ":10:5: probes[0].schedule: invalid cron expression",
@@ -453,6 +463,8 @@ async fn simulate_serves_an_accounts_file() {
         timeout: Duration::from_secs(5),
         max_steps: 3,
         max_body_bytes: 65536,
+        validate: false,
+        logout: false,
     };
     let o = authprobe::protocol::Prober::new().unwrap().login(&spec).await;
     assert!(o.is_success(), "{}", o.detail);

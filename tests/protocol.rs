@@ -464,3 +464,98 @@ async fn each_run_opens_a_new_connection_and_steps_reuse_it() {
     let distinct: std::collections::HashSet<_> = peers.iter().collect();
     assert_eq!(distinct.len(), 3, "one connection per run, none pooled across runs: {peers:?}");
 }
+
+/// `validate` and `logout` on a PIN login: the final token (not the interim one) is checked
+/// against /users/@me/info, timed as the TokenValidation step, then its session is ended.
+#[tokio::test]
+async fn validation_checks_the_new_token_and_logout_revokes_it() {
+    let sim = simulator(vec![pin_account("bob", "bob-pw", "4321")]).await;
+    let mut s = spec(&sim, "bob", "bob-pw");
+    s.pin = Some("4321".into());
+    s.validate = true;
+    s.logout = true;
+    let o = login(&s).await;
+    check(&o, ResultClass::Success, Some(State::Succeeded), Step::SecutityPin, Reason::None, 200);
+    let steps: Vec<(Step, u16)> = o.steps.iter().map(|r| (r.step, r.http_status)).collect();
+    assert_eq!(steps, [(Step::BaseAuthentication, 202), (Step::SecutityPin, 200), (Step::TokenValidation, 200)]);
+    assert!(o.duration >= o.steps.iter().map(|r| r.duration).sum::<Duration>());
+    let logout = o.logout.as_ref().expect("logged out");
+    assert!(logout.ok && logout.http_status == 200, "{logout:?}");
+
+    let issued = sim.issued_tokens("bob");
+    assert_eq!(issued.len(), 1);
+    assert_eq!(sim.validated_tokens("bob"), issued, "the token validated is the one just issued");
+    assert_eq!(sim.revoked_tokens("bob"), issued, "and its session was ended");
+    let calls: Vec<(String, String)> = sim.requests("bob").iter().map(|r| (r.method.clone(), r.path.clone())).collect();
+    assert_eq!(
+        calls[2..],
+        [("GET".to_owned(), "/api/v1.0/users/@me/info".to_owned()), ("POST".to_owned(), "/api/logout".to_owned())]
+    );
+    let info = &sim.requests("bob")[2];
+    assert_eq!(info.header("authorization"), Some(format!("Bearer {}", issued[0]).as_str()));
+    assert_eq!(info.header("et-app-key"), Some(APP_KEY));
+
+    // The revoked token no longer works.
+    let r = http()
+        .get(format!("{}/v1.0/users/@me/info", sim.base_url()))
+        .header("et-app-key", APP_KEY)
+        .bearer_auth(&issued[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.text().await.unwrap(), r#"{"Message":"Authorization has been denied for this request."}"#);
+}
+
+#[tokio::test]
+async fn a_refused_token_fails_validation_and_a_failed_logout_does_not_fail_the_login() {
+    let sim = simulator(vec![
+        fault_account("refused", Fault::RejectTokens),
+        fault_account("sticky", Fault::LogoutError),
+        Account::new("slow", "pw"),
+    ])
+    .await;
+    sim.update_account("slow", |a| a.delay = Some(Duration::from_millis(300)));
+
+    let mut s = spec(&sim, "refused", "pw");
+    s.validate = true;
+    let o = login(&s).await;
+    check(
+        &o,
+        ResultClass::ValidationFailed,
+        Some(State::Succeeded),
+        Step::TokenValidation,
+        Reason::AuthorizationDenied,
+        401,
+    );
+    assert_eq!(o.reason_text, "Authorization has been denied for this request.");
+    assert!(o.detail.contains("HTTP 401, the new token was refused"), "{}", o.detail);
+    assert!(sim.validated_tokens("refused").is_empty());
+
+    let mut s = spec(&sim, "sticky", "pw");
+    s.validate = true;
+    s.logout = true;
+    let o = login(&s).await;
+    check(&o, ResultClass::Success, Some(State::Succeeded), Step::BaseAuthentication, Reason::None, 200);
+    let logout = o.logout.expect("logout attempted");
+    assert!(!logout.ok && logout.http_status == 500, "{logout:?}");
+    assert!(sim.revoked_tokens("sticky").is_empty());
+
+    // The whole run shares one deadline: a login of 300 ms leaves too little for validation.
+    let mut s = spec(&sim, "slow", "pw");
+    s.validate = true;
+    s.timeout = Duration::from_millis(450);
+    let started = Instant::now();
+    let o = login(&s).await;
+    assert!(started.elapsed() < Duration::from_millis(450) + Duration::from_secs(1));
+    check(&o, ResultClass::ValidationFailed, Some(State::Succeeded), Step::TokenValidation, Reason::None, 0);
+    assert!(o.detail.contains("deadline exceeded"), "{}", o.detail);
+
+    // Without validate or logout, nothing but /token is called.
+    let o = login(&spec(&sim, "sticky", "pw")).await;
+    assert_eq!((o.result, o.logout.is_none()), (ResultClass::Success, true));
+    assert!(
+        sim.requests("sticky").iter().filter(|r| r.path != "/api/token").count() == 2,
+        "only the first run's calls"
+    );
+}

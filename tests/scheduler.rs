@@ -28,6 +28,8 @@ fn probe(name: &str, schedule: Schedule) -> Arc<Probe> {
             timeout: Duration::from_secs(5),
             max_steps: 3,
             max_body_bytes: 65536,
+            validate: false,
+            logout: false,
         },
     })
 }
@@ -52,6 +54,7 @@ fn success(duration: Duration) -> Outcome {
             duration,
         }],
         detail: "login succeeded".to_owned(),
+        logout: None,
     }
 }
 

@@ -868,3 +868,88 @@ async fn on_demand_probe_answers_with_that_runs_metrics_and_is_rate_limited() {
     let (code, report) = promtool_check_metrics(&m.text);
     assert_eq!((code, report.as_str()), (0, ""), "promtool with on-demand counters");
 }
+
+/// `validate` and `logout` from the defaults on a running service: the TokenValidation step
+/// histogram from the first scrape, a refused token as `validation_failed`, failed logouts
+/// counted apart without failing the login, and every issued token validated and revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_and_logout_on_a_running_service() {
+    let sim = simulator(vec![
+        Account::new("checked", "checked-pw"),
+        fault_account("refused", Fault::RejectTokens),
+        fault_account("sticky", Fault::LogoutError),
+        code_account("sms", "sms-pw", "000000"),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "probes.yaml",
+        &format!(
+            "defaults: {{interval: 1s, timeout: 900ms, validate: true, logout: true}}\n\
+             targets: [{{name: sim, base_url: {}, app_key: {APP_KEY}}}]\n\
+             probes:\n\
+             \x20 - {{name: checked, target: sim, username: checked, password: checked-pw}}\n\
+             \x20 - {{name: refused, target: sim, username: refused, password: pw}}\n\
+             \x20 - {{name: sticky, target: sim, username: sticky, password: pw}}\n\
+             \x20 - {{name: sms, target: sim, username: sms, password: sms-pw, expect: VerificationCode, validate: false, logout: false}}\n",
+            sim.base_url()
+        ),
+    );
+    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap()]).await;
+    let first = svc.metrics().await;
+    let validation = [("probe", "checked"), ("step", "TokenValidation")];
+    // Present from the first scrape (a first run may already have happened).
+    assert!(first.get("authprobe_probe_step_duration_seconds_count", &validation).is_some());
+    assert!(first
+        .series("authprobe_probe_step_duration_seconds_count", &[("probe", "sms"), ("step", "TokenValidation")])
+        .is_empty());
+    assert!(first.get("authprobe_probe_logout_failures_total", &[("probe", "sticky")]).is_some());
+    assert!(
+        first.series("authprobe_probe_logout_failures_total", &[("probe", "sms")]).is_empty(),
+        "sms does not log out"
+    );
+
+    let m = svc
+        .metrics_until(Duration::from_secs(10), |m| {
+            ["checked", "refused", "sticky", "sms"].iter().all(|p| runs(m, p) >= 3.0)
+        })
+        .await;
+    let outcome = |p: &str| m.series("authprobe_probe_outcome", &[("probe", p)])[0].clone();
+    let refused = outcome("refused");
+    assert_eq!(
+        [
+            refused.label("result"),
+            refused.label("state"),
+            refused.label("step"),
+            refused.label("reason"),
+            refused.label("http_status")
+        ],
+        ["validation_failed", "Succeeded", "TokenValidation", "authorization_denied", "401"]
+    );
+    for p in ["checked", "sticky", "sms"] {
+        assert_eq!(outcome(p).label("result"), "success", "{p}");
+    }
+    assert_eq!(m.value("authprobe_probe_logout_failures_total", &[("probe", "checked")]), 0.0);
+    assert_eq!(m.value("authprobe_probe_logout_failures_total", &[("probe", "sticky")]), runs(&m, "sticky"));
+    let checked_runs = runs(&m, "checked");
+    assert_eq!(m.value("authprobe_probe_step_duration_seconds_count", &validation), checked_runs);
+
+    // At the server: every token issued to `checked` was validated and then revoked (the run in
+    // flight during this look may have done only part).
+    let (issued, validated, revoked) =
+        (sim.issued_tokens("checked"), sim.validated_tokens("checked"), sim.revoked_tokens("checked"));
+    assert!(issued.len() as f64 >= checked_runs && revoked.len() as f64 >= checked_runs);
+    assert!(
+        revoked.iter().all(|t| issued.contains(t) && validated.contains(t)),
+        "only issued, validated tokens revoked"
+    );
+    assert!(issued.len() - revoked.len() <= 1, "{} issued, {} revoked", issued.len(), revoked.len());
+    assert!(svc.stderr().contains("logout failed; the probe's session may stay open"));
+    let (code, report) = promtool_check_metrics(&m.text);
+    assert_eq!((code, report.as_str()), (0, ""), "promtool");
+    let everything = m.text.clone() + &svc.stderr();
+    for token in issued.iter().chain(&sim.issued_tokens("refused")).chain(&sim.issued_tokens("sticky")) {
+        assert!(!everything.contains(token.as_str()), "token in the output");
+    }
+}

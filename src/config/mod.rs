@@ -87,6 +87,10 @@ struct RawDefaults {
     max_steps: Option<u32>,
     #[serde(default)]
     max_body_bytes: Option<usize>,
+    #[serde(default)]
+    validate: Option<bool>,
+    #[serde(default)]
+    logout: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +134,10 @@ struct RawProbe {
     max_steps: Option<u32>,
     #[serde(default)]
     max_body_bytes: Option<usize>,
+    #[serde(default)]
+    validate: Option<bool>,
+    #[serde(default)]
+    logout: Option<bool>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
 }
@@ -413,6 +421,26 @@ impl Validator<'_> {
             if !(1024..=16 * 1024 * 1024).contains(&max_body_bytes) {
                 self.error(format!("{path}.max_body_bytes"), "must be between 1024 and 16777216");
             }
+            let validate = p.validate.or(d.validate).unwrap_or(false);
+            let logout = p.logout.or(d.logout).unwrap_or(false);
+            if let Some(Expect::Step(step)) = expect {
+                // Only a login that ends in Succeeded has a final token to check or log out.
+                for (on, field, verb, set_here) in [
+                    (validate, "validate", "validate", p.validate.is_some()),
+                    (logout, "logout", "log out", p.logout.is_some()),
+                ] {
+                    if on {
+                        let at = if set_here { format!("{path}.{field}") } else { format!("defaults.{field}") };
+                        self.error(
+                            at,
+                            format!(
+                                "probe {:?} expects {step} and never gets a final token to {verb}; set {field}: false for it",
+                                p.name
+                            ),
+                        );
+                    }
+                }
+            }
             let labels = self.labels(&path, p.labels);
 
             if let (Some(target), Some(username), Some(password), Some(expect), Some(schedule)) =
@@ -434,6 +462,8 @@ impl Validator<'_> {
                         timeout,
                         max_steps,
                         max_body_bytes,
+                        validate,
+                        logout,
                     },
                 });
             }

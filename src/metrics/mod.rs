@@ -6,11 +6,11 @@
 //! protobuf structures on every scrape. The body is produced in chunks, family by family, so a
 //! scrape never holds the whole text, nor a copy of the probes' records, in memory.
 //!
-//! Series per probe, deliberately: 7 last-run gauges (once the probe has run), 14 `runs_total`
+//! Series per probe, deliberately: 7 last-run gauges (once the probe has run), 15 `runs_total`
 //! (one per result, from startup), 2 `skipped_total` (one per reason, from startup), 12 for the
 //! login histogram, and 12 per step histogram: one for `BaseAuthentication`, one more for each
 //! step the probe holds a secret for, and one for any other step seen. A password-only probe
-//! has 47 series, a PIN probe 59.
+//! has 48 series, a PIN probe 60; `validate` adds a `TokenValidation` histogram, `logout` a counter.
 
 mod text;
 
@@ -92,15 +92,16 @@ impl Metrics {
         let labels = set.list.iter().map(|p| probe_labels(p)).collect();
         // Which families have samples at all (a family without any gets no header), in one look
         // at each probe rather than one per family.
-        let (mut ran, mut stepped, mut on_demand) = (false, false, false);
+        let mut seen = Seen { any: !set.list.is_empty(), ..Seen::default() };
         for p in &set.list {
             p.read(|r| {
-                ran |= r.last.is_some();
-                stepped |= r.steps.iter().any(Option::is_some);
-                on_demand |= r.on_demand.iter().any(|n| *n > 0);
+                seen.ran |= r.last.is_some();
+                seen.stepped |= r.steps.iter().any(Option::is_some);
+                seen.on_demand |= r.on_demand.iter().any(|n| *n > 0);
+                seen.logout |= r.logout_failures.is_some();
             });
         }
-        let present = FAMILIES.map(|f| f.present(ran, stepped, !set.list.is_empty(), on_demand));
+        let present = FAMILIES.map(|f| f.present(&seen));
         Exposition {
             head: Some(head),
             set,
@@ -168,6 +169,21 @@ impl Iterator for Exposition {
     }
 }
 
+/// What the probes have, to tell which families have samples at all.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Any probe exists.
+    any: bool,
+    /// Any probe has run.
+    ran: bool,
+    /// Any probe has a step histogram.
+    stepped: bool,
+    /// Any probe ran on demand.
+    on_demand: bool,
+    /// Any probe logs out (or failed to).
+    logout: bool,
+}
+
 /// The per-probe families, in exposition order.
 #[derive(Debug, Clone, Copy)]
 enum Family {
@@ -181,11 +197,12 @@ enum Family {
     Runs,
     OnDemand,
     Skipped,
+    LogoutFailures,
     Login,
     Steps,
 }
 
-const FAMILIES: [Family; 12] = [
+const FAMILIES: [Family; 13] = [
     Family::Success,
     Family::Duration,
     Family::HttpStatus,
@@ -196,6 +213,7 @@ const FAMILIES: [Family; 12] = [
     Family::Runs,
     Family::OnDemand,
     Family::Skipped,
+    Family::LogoutFailures,
     Family::Login,
     Family::Steps,
 ];
@@ -241,6 +259,11 @@ impl Family {
                 "counter",
                 "Scheduled ticks of the probe that started no run: overlap (previous run still going) or missed (tick passed while the scheduler could not act).",
             ),
+            Family::LogoutFailures => (
+                "authprobe_probe_logout_failures_total",
+                "counter",
+                "Runs of the probe whose POST /logout failed (the login itself is not failed by it); only for probes with logout: true.",
+            ),
             Family::Login => (
                 "authprobe_probe_login_duration_seconds",
                 "histogram",
@@ -254,14 +277,14 @@ impl Family {
         }
     }
 
-    /// Whether the family has samples, given whether any probe has run, has a step histogram,
-    /// and exists at all.
-    fn present(self, ran: bool, stepped: bool, any: bool, on_demand: bool) -> bool {
+    /// Whether the family has samples.
+    fn present(self, seen: &Seen) -> bool {
         match self {
-            Family::OnDemand => on_demand,
-            Family::Runs | Family::Skipped | Family::Login => any,
-            Family::Steps => stepped,
-            _ => ran,
+            Family::OnDemand => seen.on_demand,
+            Family::Runs | Family::Skipped | Family::Login => seen.any,
+            Family::Steps => seen.stepped,
+            Family::LogoutFailures => seen.logout,
+            _ => seen.ran,
         }
     }
 
@@ -284,6 +307,11 @@ impl Family {
             Family::Skipped => {
                 for (reason, n) in SkipReason::ALL.iter().zip(r.skipped) {
                     text::sample(out, name, "", labels, &[("reason", reason.as_str())], Value::Int(n));
+                }
+            }
+            Family::LogoutFailures => {
+                if let Some(n) = r.logout_failures {
+                    text::sample(out, name, "", labels, &[], Value::Int(n));
                 }
             }
             Family::Login => histogram(out, name, labels, None, &r.login, les),

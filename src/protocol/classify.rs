@@ -260,6 +260,40 @@ fn token_answer(object: &Map<String, Value>, status: u16, spec: &LoginSpec, ctx:
     }
 }
 
+/// The final token of a `Succeeded` answer, for validating it and ending its session.
+pub fn final_token(answer: &Answer) -> Option<SecretString> {
+    let object = json_object(answer)?;
+    if parse_state(get_str(&object, "State")?)? != State::Succeeded {
+        return None;
+    }
+    get_str(&object, "Token").filter(|t| !t.trim().is_empty()).map(|t| SecretString::from(t.to_owned()))
+}
+
+/// Why `GET {base}/v1.0/users/@me/info` refused a new token: the normalised reason, its raw
+/// text (server input: the caller sanitises it) and a detail; `None` when the answer is a user
+/// object, i.e. the token works.
+pub fn validation_failure(answer: &Answer) -> Option<(Reason, String, String)> {
+    let status = answer.status;
+    let object = if answer.body_complete { json_object(answer) } else { None };
+    if status == 200 {
+        let is_user = object
+            .as_ref()
+            .is_some_and(|o| o.keys().any(|k| k.eq_ignore_ascii_case("UserId") || k.eq_ignore_ascii_case("Login")));
+        return (!is_user).then(|| {
+            let shape = describe_body(answer);
+            (Reason::None, String::new(), format!("token validation: HTTP 200 without a user object ({shape})"))
+        });
+    }
+    let message = object.as_ref().and_then(error_message).unwrap_or_default();
+    let reason = if message.is_empty() { Reason::None } else { Reason::normalize(&message) };
+    let detail = if status == 401 {
+        "token validation: HTTP 401, the new token was refused".to_owned()
+    } else {
+        format!("token validation: unexpected HTTP {status} ({})", describe_body(answer))
+    };
+    Some((reason, message, detail))
+}
+
 fn is_protocol_status(status: u16) -> bool {
     matches!(status, 200 | 202 | 401)
 }
@@ -343,6 +377,8 @@ pub(crate) mod tests {
             timeout: Duration::from_secs(1),
             max_steps: 3,
             max_body_bytes: 65536,
+            validate: false,
+            logout: false,
         }
     }
 

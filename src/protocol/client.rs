@@ -8,10 +8,11 @@ use std::time::Instant;
 use reqwest::header::{
     HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION,
 };
+use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::classify::{self, Answer, Context, Decision, Verdict};
-use super::{sanitize, LoginSpec, Outcome, Reason, ResultClass, Step, StepRecord, Trace};
+use super::{sanitize, LoginSpec, LogoutOutcome, Outcome, Reason, ResultClass, Step, StepRecord, Trace};
 
 /// Why a [`Prober`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -70,12 +71,37 @@ impl Prober {
         (outcome, trace)
     }
 
-    async fn perform(&self, spec: &LoginSpec, trace: Option<&mut Trace>) -> Outcome {
+    async fn perform(&self, spec: &LoginSpec, mut trace: Option<&mut Trace>) -> Outcome {
         let start = Instant::now();
         let deadline = tokio::time::Instant::from_std(start + spec.timeout);
         let mut steps = Vec::new();
+        let mut logout = None;
+        let mut duration = None;
         let verdict = match self.client() {
-            Ok(client) => run_steps(&client, spec, deadline, &mut steps, trace).await,
+            Ok(client) => {
+                let (mut verdict, token) = run_steps(&client, spec, deadline, &mut steps, trace.as_deref_mut()).await;
+                if let Some(token) = token {
+                    if spec.validate {
+                        let refused = validate(&client, spec, &token, deadline, &mut steps, trace.as_deref_mut()).await;
+                        if let Some((reason, reason_text, detail)) = refused {
+                            verdict = Verdict {
+                                result: ResultClass::ValidationFailed,
+                                step: Step::TokenValidation,
+                                reason,
+                                reason_text,
+                                detail,
+                                ..verdict
+                            };
+                        }
+                    }
+                    // The login's duration is what a user waits for; ending the session is ours.
+                    duration = Some(start.elapsed());
+                    if spec.logout {
+                        logout = Some(end_session(&client, spec, &token, deadline, trace).await);
+                    }
+                }
+                verdict
+            }
             Err(e) => failure_verdict(
                 Step::BaseAuthentication,
                 ResultClass::ConnectError,
@@ -90,9 +116,10 @@ impl Prober {
             reason: verdict.reason,
             reason_text: sanitize(&verdict.reason_text, &secrets),
             http_status: steps.last().map_or(0, |s: &StepRecord| s.http_status),
-            duration: start.elapsed(),
+            duration: duration.unwrap_or_else(|| start.elapsed()),
             steps,
             detail: sanitize(&verdict.detail, &secrets),
+            logout: logout.map(|l| LogoutOutcome { detail: sanitize(&l.detail, &secrets), ..l }),
         }
     }
 
@@ -127,27 +154,21 @@ async fn run_steps(
     deadline: tokio::time::Instant,
     records: &mut Vec<StepRecord>,
     mut trace: Option<&mut Trace>,
-) -> Verdict {
+) -> (Verdict, Option<SecretString>) {
     let url = spec.token_url();
     let mut sending = Step::BaseAuthentication;
     let mut bearer: Option<SecretString> = None;
-    for request in 1..=spec.max_steps.max(1) {
+    for number in 1..=spec.max_steps.max(1) {
         let started = Instant::now();
         let headers = match request_headers(spec, sending, bearer.as_ref()) {
             Ok(h) => h,
             Err(field) => {
-                return failure_verdict(
-                    sending,
-                    ResultClass::InvalidResponse,
-                    format!("{field} cannot be sent as an HTTP header value"),
-                );
+                let detail = format!("{field} cannot be sent as an HTTP header value");
+                return (failure_verdict(sending, ResultClass::InvalidResponse, detail), None);
             }
         };
-        if let Some(t) = trace.as_deref_mut() {
-            t.request(sending, &url, &headers);
-        }
-        let received =
-            exchange(client, &url, headers, spec.max_body_bytes, deadline, sending, trace.as_deref_mut()).await;
+        let request = Request { method: Method::POST, url: &url, label: sending.as_str() };
+        let received = exchange(client, request, headers, spec.max_body_bytes, deadline, trace.as_deref_mut()).await;
         let (http_status, answer_state) = match &received {
             Ok(r) => (r.status, classify::answer_state(&r.answer())),
             Err(f) => (f.status.unwrap_or(0), None),
@@ -155,10 +176,15 @@ async fn run_steps(
         records.push(StepRecord { step: sending, http_status, state: answer_state, duration: started.elapsed() });
         let received = match received {
             Ok(r) => r,
-            Err(f) => return failure_verdict(sending, f.class, f.detail),
+            Err(f) => return (failure_verdict(sending, f.class, f.detail), None),
         };
-        match classify::classify(&received.answer(), spec, Context { sent: sending, request }) {
-            Decision::Finish(verdict) => return verdict,
+        match classify::classify(&received.answer(), spec, Context { sent: sending, request: number }) {
+            Decision::Finish(verdict) => {
+                // Only a final token is validated or logged out; an expected prompt has none.
+                let keep = verdict.result == ResultClass::Success && (spec.validate || spec.logout);
+                let token = if keep { classify::final_token(&received.answer()) } else { None };
+                return (verdict, token);
+            }
             Decision::Continue { step, token, .. } => {
                 sending = step;
                 bearer = Some(token);
@@ -167,16 +193,85 @@ async fn run_steps(
     }
     // classify() finishes with step_limit on the last allowed request; this is only reached
     // with max_steps = 0, which the configuration rejects.
-    failure_verdict(sending, ResultClass::StepLimit, "max_steps reached".to_owned())
+    (failure_verdict(sending, ResultClass::StepLimit, "max_steps reached".to_owned()), None)
+}
+
+/// Checks `token` with `GET {base}/v1.0/users/@me/info`, recorded as the `TokenValidation` step:
+/// `None` if it works, else the reason, its raw text and a detail.
+async fn validate(
+    client: &reqwest::Client,
+    spec: &LoginSpec,
+    token: &SecretString,
+    deadline: tokio::time::Instant,
+    records: &mut Vec<StepRecord>,
+    trace: Option<&mut Trace>,
+) -> Option<(Reason, String, String)> {
+    let started = Instant::now();
+    let Ok(headers) = api_headers(spec, token) else {
+        let detail = "token validation: the token cannot be sent as an HTTP header value".to_owned();
+        return Some((Reason::None, String::new(), detail));
+    };
+    let url = spec.user_info_url();
+    let request = Request { method: Method::GET, url: &url, label: Step::TokenValidation.as_str() };
+    let received = exchange(client, request, headers, spec.max_body_bytes, deadline, trace).await;
+    let http_status = match &received {
+        Ok(r) => r.status,
+        Err(f) => f.status.unwrap_or(0),
+    };
+    records.push(StepRecord { step: Step::TokenValidation, http_status, state: None, duration: started.elapsed() });
+    match received {
+        Ok(r) => classify::validation_failure(&r.answer()),
+        Err(f) => Some((Reason::None, String::new(), format!("token validation: {}", f.detail))),
+    }
+}
+
+/// Ends the session of `token` with `POST {base}/logout`.
+async fn end_session(
+    client: &reqwest::Client,
+    spec: &LoginSpec,
+    token: &SecretString,
+    deadline: tokio::time::Instant,
+    trace: Option<&mut Trace>,
+) -> LogoutOutcome {
+    let Ok(mut headers) = api_headers(spec, token) else {
+        return LogoutOutcome { ok: false, http_status: 0, detail: "the token cannot be sent as a header".to_owned() };
+    };
+    headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    let url = spec.logout_url();
+    let request = Request { method: Method::POST, url: &url, label: "Logout" };
+    match exchange(client, request, headers, spec.max_body_bytes, deadline, trace).await {
+        Ok(r) if (200..300).contains(&r.status) => {
+            LogoutOutcome { ok: true, http_status: r.status, detail: "session ended".to_owned() }
+        }
+        Ok(r) => {
+            LogoutOutcome { ok: false, http_status: r.status, detail: format!("logout answered HTTP {}", r.status) }
+        }
+        Err(f) => {
+            LogoutOutcome { ok: false, http_status: f.status.unwrap_or(0), detail: format!("logout: {}", f.detail) }
+        }
+    }
+}
+
+/// Headers of an API call made with the token: `Et-App-Key` and the Bearer token.
+fn api_headers(spec: &LoginSpec, token: &SecretString) -> Result<HeaderMap, &'static str> {
+    let mut h = HeaderMap::new();
+    h.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    h.insert(HeaderName::from_static("et-app-key"), secret_header(&spec.app_key, "app_key")?);
+    let bearer = SecretString::from(format!("Bearer {}", token.expose_secret()));
+    h.insert(AUTHORIZATION, secret_header(&bearer, "the token")?);
+    Ok(h)
+}
+
+/// A header value that never prints: [`HeaderValue::set_sensitive`].
+fn secret_header(value: &SecretString, name: &'static str) -> Result<HeaderValue, &'static str> {
+    let mut v = HeaderValue::from_str(value.expose_secret()).map_err(|_| name)?;
+    v.set_sensitive(true);
+    Ok(v)
 }
 
 /// Headers of one request. The credentials are repeated on every step, as the server expects.
 fn request_headers(spec: &LoginSpec, step: Step, bearer: Option<&SecretString>) -> Result<HeaderMap, &'static str> {
-    fn secret(value: &SecretString, name: &'static str) -> Result<HeaderValue, &'static str> {
-        let mut v = HeaderValue::from_str(value.expose_secret()).map_err(|_| name)?;
-        v.set_sensitive(true);
-        Ok(v)
-    }
+    let secret = secret_header;
     let mut h = HeaderMap::new();
     h.insert(ACCEPT, HeaderValue::from_static("application/json"));
     h.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
@@ -198,7 +293,7 @@ fn request_headers(spec: &LoginSpec, step: Step, bearer: Option<&SecretString>) 
                 h.insert(HeaderName::from_static("verificationcode"), secret(code, "verification_code")?);
             }
         }
-        Step::BaseAuthentication | Step::Other => {}
+        Step::BaseAuthentication | Step::TokenValidation | Step::Other => {}
     }
     Ok(h)
 }
@@ -231,15 +326,25 @@ struct Failure {
     status: Option<u16>,
 }
 
+/// What to send: the method, the URL and what to call the request in details and traces.
+struct Request<'a> {
+    method: Method,
+    url: &'a url::Url,
+    label: &'a str,
+}
+
 async fn exchange(
     client: &reqwest::Client,
-    url: &url::Url,
+    request: Request<'_>,
     headers: HeaderMap,
     cap: usize,
     deadline: tokio::time::Instant,
-    step: Step,
     mut trace: Option<&mut Trace>,
 ) -> Result<Received, Failure> {
+    if let Some(t) = trace.as_deref_mut() {
+        t.request(request.label, request.method.as_str(), request.url, &headers);
+    }
+    let step = request.label;
     let failed = |failure: Failure, trace: Option<&mut Trace>| {
         if let Some(t) = trace {
             t.failure(&failure.detail);
@@ -251,7 +356,11 @@ async fn exchange(
         detail: format!("deadline exceeded while {what} of the {step} request"),
         status,
     };
-    let send = client.post(url.clone()).headers(headers).body(Vec::<u8>::new()).send();
+    let mut builder = client.request(request.method.clone(), request.url.clone()).headers(headers);
+    if request.method == Method::POST {
+        builder = builder.body(Vec::<u8>::new());
+    }
+    let send = builder.send();
     let mut response = match tokio::time::timeout_at(deadline, send).await {
         Err(_) => return failed(timeout("waiting for the response headers", None), trace),
         Ok(Err(e)) => return failed(transport_failure(e, "sending the request", None), trace),

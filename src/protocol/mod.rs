@@ -41,6 +41,9 @@ pub enum ResultClass {
     UnexpectedStep,
     /// Still `Expecting` after `max_steps` requests.
     StepLimit,
+    /// The login succeeded but its token was refused by `GET {base}/v1.0/users/@me/info`, or
+    /// that request failed (probes with `validate: true`).
+    ValidationFailed,
     /// A redirect, a 5xx or another status the protocol does not use.
     HttpError,
     /// A protocol status whose body is not the documented shape.
@@ -58,7 +61,7 @@ pub enum ResultClass {
 
 impl ResultClass {
     /// Every class, in a stable order (for pre-initialised series and documentation).
-    pub const ALL: [ResultClass; 14] = [
+    pub const ALL: [ResultClass; 15] = [
         ResultClass::Success,
         ResultClass::AuthFailed,
         ResultClass::RateLimited,
@@ -67,6 +70,7 @@ impl ResultClass {
         ResultClass::AppKeyRejected,
         ResultClass::UnexpectedStep,
         ResultClass::StepLimit,
+        ResultClass::ValidationFailed,
         ResultClass::HttpError,
         ResultClass::InvalidResponse,
         ResultClass::Timeout,
@@ -86,6 +90,7 @@ impl ResultClass {
             ResultClass::AppKeyRejected => "app_key_rejected",
             ResultClass::UnexpectedStep => "unexpected_step",
             ResultClass::StepLimit => "step_limit",
+            ResultClass::ValidationFailed => "validation_failed",
             ResultClass::HttpError => "http_error",
             ResultClass::InvalidResponse => "invalid_response",
             ResultClass::Timeout => "timeout",
@@ -139,6 +144,9 @@ pub enum Step {
     SecutityPin,
     /// The code sent by email or SMS.
     VerificationCode,
+    /// Not a server step: authprobe's own check of the final token against
+    /// `GET {base}/v1.0/users/@me/info`.
+    TokenValidation,
     /// A step name nobody knows.
     #[serde(rename = "other")]
     Other,
@@ -154,12 +162,14 @@ impl Step {
             Step::BaseAuthentication => "BaseAuthentication",
             Step::SecutityPin => "SecutityPin",
             Step::VerificationCode => "VerificationCode",
+            Step::TokenValidation => "TokenValidation",
             Step::Other => "other",
         }
     }
 
     /// Recognises a server step name. Case is ignored, and `SecurityPin` is taken for the PIN
-    /// step too so that a server fixing its spelling does not break every probe.
+    /// step too so that a server fixing its spelling does not break every probe. Never
+    /// [`Step::TokenValidation`], which is ours, not the server's.
     pub fn parse(name: &str) -> Step {
         let n = name.trim();
         if n.eq_ignore_ascii_case("BaseAuthentication") {
@@ -203,6 +213,8 @@ pub enum Reason {
     TooManyRequests,
     /// "Application key is not defined or does not exist".
     AppKeyNotDefined,
+    /// "Authorization has been denied for this request.": a token refused by an API call.
+    AuthorizationDenied,
     /// No reason given.
     None,
     /// A reason text nobody knows.
@@ -211,7 +223,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in a stable order.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::InvalidCredentials,
         Reason::InvalidPin,
         Reason::InvalidVerificationCode,
@@ -221,6 +233,7 @@ impl Reason {
         Reason::PinNotInitialized,
         Reason::TooManyRequests,
         Reason::AppKeyNotDefined,
+        Reason::AuthorizationDenied,
         Reason::None,
         Reason::Other,
     ];
@@ -237,6 +250,7 @@ impl Reason {
             Reason::PinNotInitialized => "pin_not_initialized",
             Reason::TooManyRequests => "too_many_requests",
             Reason::AppKeyNotDefined => "app_key_not_defined",
+            Reason::AuthorizationDenied => "authorization_denied",
             Reason::None => "none",
             Reason::Other => "other",
         }
@@ -254,6 +268,7 @@ impl Reason {
             "corrupted ticket" => Reason::CorruptedTicket,
             "pin code is not init" | "pin code is not initialized" => Reason::PinNotInitialized,
             "application key is not defined or does not exist" => Reason::AppKeyNotDefined,
+            _ if t.starts_with("authorization has been denied") => Reason::AuthorizationDenied,
             _ if t.starts_with("too many login requests") => Reason::TooManyRequests,
             _ if t.contains("password has expired") => Reason::PasswordExpired,
             _ if t.starts_with("invalid") && (t.contains("verification code") || t.contains("confirmation code")) => {
@@ -324,13 +339,31 @@ pub struct LoginSpec {
     pub max_steps: u32,
     /// Bodies longer than this are abandoned.
     pub max_body_bytes: usize,
+    /// After `Succeeded`, check the token with `GET {base}/v1.0/users/@me/info`.
+    pub validate: bool,
+    /// After the login (and its validation), end the session with `POST {base}/logout`.
+    pub logout: bool,
 }
 
 impl LoginSpec {
     /// `{base_url}/token`, tolerating a trailing slash on the base.
     pub fn token_url(&self) -> Url {
+        self.api_url("token")
+    }
+
+    /// `{base_url}/v1.0/users/@me/info`: the current user, for token validation.
+    pub fn user_info_url(&self) -> Url {
+        self.api_url("v1.0/users/@me/info")
+    }
+
+    /// `{base_url}/logout`.
+    pub fn logout_url(&self) -> Url {
+        self.api_url("logout")
+    }
+
+    fn api_url(&self, tail: &str) -> Url {
         let mut url = self.base_url.clone();
-        let path = format!("{}/token", url.path().trim_end_matches('/'));
+        let path = format!("{}/{tail}", url.path().trim_end_matches('/'));
         url.set_path(&path);
         url
     }
@@ -340,7 +373,7 @@ impl LoginSpec {
         match step {
             Step::SecutityPin => self.pin.is_some(),
             Step::VerificationCode => self.verification_code.is_some(),
-            Step::BaseAuthentication | Step::Other => false,
+            Step::BaseAuthentication | Step::TokenValidation | Step::Other => false,
         }
     }
 }
@@ -382,6 +415,20 @@ pub struct Outcome {
     /// Every request made.
     pub steps: Vec<StepRecord>,
     /// Why the login got this result, in words (sanitised, bounded).
+    pub detail: String,
+    /// How ending the session went, for probes with `logout: true` that got a final token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logout: Option<LogoutOutcome>,
+}
+
+/// The result of `POST {base}/logout`. A failed logout never fails the login.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogoutOutcome {
+    /// Whether the server ended the session (a 2xx answer).
+    pub ok: bool,
+    /// HTTP status, 0 when no response arrived.
+    pub http_status: u16,
+    /// What happened, in words (sanitised, bounded).
     pub detail: String,
 }
 

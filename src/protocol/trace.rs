@@ -14,7 +14,6 @@ use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::text::redact;
-use super::Step;
 
 /// How much of each response body a trace shows.
 pub const BODY_SHOWN_BYTES: usize = 4096;
@@ -42,7 +41,8 @@ impl std::fmt::Debug for Trace {
 }
 
 struct Request {
-    step: Step,
+    label: String,
+    method: String,
     sent_at: Duration,
     url: String,
     headers: Vec<(String, String)>,
@@ -73,7 +73,7 @@ impl Trace {
 
     /// Records a request about to be sent. Sensitive header values (marked so by the client)
     /// are never copied.
-    pub(super) fn request(&mut self, step: Step, url: &url::Url, headers: &HeaderMap) {
+    pub(super) fn request(&mut self, label: &str, method: &str, url: &url::Url, headers: &HeaderMap) {
         let host = url.host_str().unwrap_or_default();
         let host = url.port().map_or_else(|| host.to_owned(), |port| format!("{host}:{port}"));
         let mut shown = vec![("host".to_owned(), host)];
@@ -83,7 +83,8 @@ impl Trace {
         }
         shown.push(("user-agent".to_owned(), super::client::USER_AGENT.to_owned()));
         self.requests.push(Request {
-            step,
+            label: label.to_owned(),
+            method: method.to_owned(),
             sent_at: self.started.elapsed(),
             url: url.as_str().to_owned(),
             headers: shown,
@@ -146,8 +147,8 @@ impl Trace {
     pub fn render(&self) -> String {
         let mut s = String::new();
         for (i, r) in self.requests.iter().enumerate() {
-            let _ = writeln!(s, "Request {} ({}) at +{}", i + 1, r.step, ms(r.sent_at));
-            let _ = writeln!(s, "> POST {}", r.url);
+            let _ = writeln!(s, "Request {} ({}) at +{}", i + 1, r.label, ms(r.sent_at));
+            let _ = writeln!(s, "> {} {}", r.method, r.url);
             for (name, value) in &r.headers {
                 let _ = writeln!(s, "> {name}: {value}");
             }
@@ -371,7 +372,7 @@ mod tests {
         v.set_sensitive(true);
         h.insert("password", v);
         h.insert("username", "alice".parse().unwrap());
-        t.request(Step::BaseAuthentication, &url, &h);
+        t.request("BaseAuthentication", "POST", &url, &h);
         let mut rh = HeaderMap::new();
         rh.insert("x-echo", "tok-ABC and pw-SECRET".parse().unwrap());
         rh.insert("set-cookie", "session=s3cr3t".parse().unwrap());

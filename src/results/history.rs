@@ -159,6 +159,7 @@ mod tests {
             duration: Duration::from_millis(ms),
             steps: Vec::new(),
             detail: String::new(),
+            logout: None,
         }
     }
 

@@ -141,10 +141,13 @@ pub struct ProbeRecord {
     pub consecutive_failures: u64,
     /// When the last successful run finished.
     pub last_success: Option<SystemTime>,
+    /// Failed logouts; `None` while the probe does not log out and never failed to.
+    pub logout_failures: Option<u64>,
 }
 
 /// Step histogram slots, in exposition order.
-pub const STEP_ORDER: [Step; 4] = [Step::BaseAuthentication, Step::SecutityPin, Step::VerificationCode, Step::Other];
+pub const STEP_ORDER: [Step; 5] =
+    [Step::BaseAuthentication, Step::SecutityPin, Step::VerificationCode, Step::TokenValidation, Step::Other];
 
 fn step_slot(step: Step) -> usize {
     STEP_ORDER.iter().position(|s| *s == step).expect("every step has a slot")
@@ -156,23 +159,37 @@ fn result_slot(result: ResultClass) -> usize {
 
 impl ProbeRecord {
     fn new(probe: &Probe) -> Self {
-        let mut steps: [Option<Box<LatencyHistogram>>; STEP_ORDER.len()] = Default::default();
-        // The steps this probe sends on a healthy run exist from the start, so rate() over their
-        // counts works from the first scrape; any other step appears when first seen.
-        for (slot, step) in STEP_ORDER.iter().enumerate() {
-            if *step == Step::BaseAuthentication || probe.login.can_answer(*step) {
-                steps[slot] = Some(Box::new(Histogram::new(&LATENCY_BUCKETS)));
-            }
-        }
-        ProbeRecord {
+        let mut record = ProbeRecord {
             runs: [0; ResultClass::ALL.len()],
             skipped: [0; SkipReason::ALL.len()],
             login: Histogram::new(&LATENCY_BUCKETS),
-            steps,
+            steps: Default::default(),
             last: None,
             on_demand: [0; ResultClass::ALL.len()],
             consecutive_failures: 0,
             last_success: None,
+            logout_failures: None,
+        };
+        record.expect(probe);
+        record
+    }
+
+    /// Makes the series `probe` produces on a healthy run exist from the start, so that rate()
+    /// over them works from the first scrape; anything else appears when first seen. Called
+    /// again when a reload changes the probe and keeps its record.
+    fn expect(&mut self, probe: &Probe) {
+        for (slot, step) in STEP_ORDER.iter().enumerate() {
+            let sent = match step {
+                Step::BaseAuthentication => true,
+                Step::TokenValidation => probe.login.validate,
+                _ => probe.login.can_answer(*step),
+            };
+            if sent && self.steps[slot].is_none() {
+                self.steps[slot] = Some(Box::new(Histogram::new(&LATENCY_BUCKETS)));
+            }
+        }
+        if probe.login.logout && self.logout_failures.is_none() {
+            self.logout_failures = Some(0);
         }
     }
 
@@ -275,6 +292,9 @@ impl ProbeResults {
                     .get_or_insert_with(|| Box::new(Histogram::new(&LATENCY_BUCKETS)))
                     .observe(s.duration.as_secs_f64());
             }
+            if outcome.logout.as_ref().is_some_and(|l| !l.ok) {
+                *r.logout_failures.get_or_insert(0) += 1;
+            }
             if outcome.is_success() {
                 r.consecutive_failures = 0;
                 r.last_success = Some(finished);
@@ -299,7 +319,12 @@ impl ProbeResults {
     /// scheduled series stay the schedule's.
     pub fn record_on_demand(&self, outcome: Outcome, finished: SystemTime) {
         self.history.lock().unwrap_or_else(PoisonError::into_inner).push(&outcome, finished, Trigger::OnDemand);
-        self.update(|r| r.on_demand[result_slot(outcome.result)] += 1);
+        self.update(|r| {
+            r.on_demand[result_slot(outcome.result)] += 1;
+            if outcome.logout.as_ref().is_some_and(|l| !l.ok) {
+                *r.logout_failures.get_or_insert(0) += 1;
+            }
+        });
     }
 
     /// Records `n` skipped ticks.
@@ -366,6 +391,7 @@ impl Results {
             let results = match kept {
                 Some(r) => {
                     *r.schedule.lock().unwrap_or_else(PoisonError::into_inner) = p.schedule.to_string();
+                    r.update(|record| record.expect(p));
                     r
                 }
                 None => Arc::new(ProbeResults::new(p)),

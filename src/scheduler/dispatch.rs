@@ -156,5 +156,6 @@ fn internal_error(duration: Duration) -> Outcome {
         duration,
         steps: Vec::new(),
         detail: "the run panicked inside authprobe (a bug; see the error log)".to_owned(),
+        logout: None,
     }
 }

@@ -54,12 +54,18 @@ pub enum Fault {
     /// Interim tokens are never remembered, as behind a load balancer whose nodes do not share
     /// tickets: every second step is answered "Corrupted ticket".
     ForgetTickets,
+    /// Logins succeed, but their tokens are refused by every other call (401 "Authorization has
+    /// been denied for this request."), as when sessions are not shared between nodes.
+    RejectTokens,
+    /// Logins succeed, `POST /logout` answers 500.
+    LogoutError,
 }
 
 impl Fault {
-    /// Faults that replace the whole answer; the others change the login state machine.
+    /// Faults that replace the whole answer of `/token`; the others change the login state
+    /// machine or the other endpoints.
     pub fn replaces_answer(self) -> bool {
-        !matches!(self, Fault::None | Fault::ForgetTickets)
+        !matches!(self, Fault::None | Fault::ForgetTickets | Fault::RejectTokens | Fault::LogoutError)
     }
 }
 

@@ -30,6 +30,10 @@ pub struct AccountStats {
     pub logins: u64,
     /// Final tokens issued.
     pub tokens_issued: u64,
+    /// Tokens accepted by `GET {base}/v1.0/users/@me/info`.
+    pub validations: u64,
+    /// Sessions ended by `POST {base}/logout`.
+    pub logouts: u64,
 }
 
 /// One request as the simulator received it, for tests. Holds secrets: never printed by the
@@ -128,6 +132,18 @@ impl Simulator {
     /// The final tokens issued to `username` (at most the last 100), oldest first.
     pub fn issued_tokens(&self, username: &str) -> Vec<String> {
         self.state.issued_tokens(username)
+    }
+
+    /// The final tokens `GET {base}/v1.0/users/@me/info` accepted for this account, oldest first
+    /// (the last 100).
+    pub fn validated_tokens(&self, username: &str) -> Vec<String> {
+        self.state.validated_tokens(username)
+    }
+
+    /// The tokens whose session `POST {base}/logout` ended for this account, oldest first (the
+    /// last 100).
+    pub fn revoked_tokens(&self, username: &str) -> Vec<String> {
+        self.state.revoked_tokens(username)
     }
 
     /// Changes an account while serving (e.g. break it, then fix it). Returns false if unknown.

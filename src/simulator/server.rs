@@ -28,6 +28,9 @@ const INVALID_CODE: &str = "Invalid verification code";
 const CORRUPTED_TICKET: &str = "Corrupted ticket";
 const PASSWORD_EXPIRED: &str = "Your Password has expired and must be changed";
 const TOO_MANY: &str = "Too many login requests. Please try again later.";
+const DENIED: &str = "Authorization has been denied for this request.";
+/// Open sessions remembered at most; the oldest is forgotten first (as if it expired).
+const MAX_SESSIONS: usize = 100_000;
 /// Interim tokens are good for one use within this time.
 const TICKET_LIFETIME: Duration = Duration::from_secs(300);
 /// Per-account memory of requests and tokens, for tests.
@@ -49,6 +52,10 @@ pub(crate) struct Shared {
 struct LoginState {
     tickets: HashMap<String, Ticket>,
     per_account: HashMap<String, PerAccount>,
+    /// Final token → username, for the calls made with it.
+    sessions: HashMap<String, String>,
+    /// Tokens in the order issued, to forget the oldest.
+    session_order: VecDeque<String>,
 }
 
 struct Ticket {
@@ -62,6 +69,8 @@ struct PerAccount {
     stats: AccountStats,
     requests: VecDeque<RecordedRequest>,
     tokens: VecDeque<String>,
+    validated: VecDeque<String>,
+    revoked: VecDeque<String>,
     recent_logins: VecDeque<Instant>,
 }
 
@@ -114,6 +123,71 @@ impl Shared {
         self.lock_state().per_account.get(username).map(|a| a.tokens.iter().cloned().collect()).unwrap_or_default()
     }
 
+    pub(crate) fn validated_tokens(&self, username: &str) -> Vec<String> {
+        self.lock_state().per_account.get(username).map(|a| a.validated.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    pub(crate) fn revoked_tokens(&self, username: &str) -> Vec<String> {
+        self.lock_state().per_account.get(username).map(|a| a.revoked.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The account whose open session `headers` carry (`Authorization: Bearer …`), after the app
+    /// key is checked: the answer to give instead when either is wrong.
+    fn session(&self, headers: &HeaderMap) -> Result<Account, (StatusCode, Value)> {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        if !text("et-app-key").is_some_and(|k| self.app_keys.iter().any(|a| a.expose_secret() == k)) {
+            return Err((self.app_key_error_status, json!({ "error": APP_KEY_ERROR })));
+        }
+        let denied = || (StatusCode::UNAUTHORIZED, json!({ "Message": DENIED }));
+        let token = bearer(headers).ok_or_else(denied)?;
+        let username = self.lock_state().sessions.get(&token).cloned().ok_or_else(denied)?;
+        let account = self.account(&username).ok_or_else(denied)?;
+        if account.fault == Fault::RejectTokens {
+            return Err(denied());
+        }
+        Ok(account)
+    }
+
+    /// `GET {base}/v1.0/users/@me/info`.
+    fn user_info(&self, headers: &HeaderMap) -> (StatusCode, Value) {
+        let account = match self.session(headers) {
+            Ok(a) => a,
+            Err(answer) => return answer,
+        };
+        let token = bearer(headers).unwrap_or_default();
+        let mut state = self.lock_state();
+        let per = state.per_account.entry(account.username.clone()).or_default();
+        per.stats.validations += 1;
+        push_bounded(&mut per.validated, token);
+        let user_id =
+            account.username.bytes().fold(1000u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 1_000_000;
+        (
+            StatusCode::OK,
+            json!({ "UserId": user_id, "Login": account.username, "FirstName": "Probe", "LastName": "Account", "Email": null }),
+        )
+    }
+
+    /// `POST {base}/logout`: ends the session of the Bearer token.
+    fn logout(&self, headers: &HeaderMap) -> (StatusCode, Value) {
+        let account = match self.session(headers) {
+            Ok(a) => a,
+            Err(answer) => return answer,
+        };
+        if account.fault == Fault::LogoutError {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({ "message": "An error occurred while processing your request", "error": "Unexpected server error" }),
+            );
+        }
+        let token = bearer(headers).unwrap_or_default();
+        let mut state = self.lock_state();
+        state.sessions.remove(&token);
+        let per = state.per_account.entry(account.username.clone()).or_default();
+        per.stats.logouts += 1;
+        push_bounded(&mut per.revoked, token);
+        (StatusCode::OK, json!({}))
+    }
+
     fn record(&self, account: Option<&Account>, peer: SocketAddr, method: &Method, uri: &Uri, headers: &HeaderMap) {
         // Unknown usernames are pooled under "" so a client cannot grow the map without bound.
         let key = account.map_or(String::new(), |a| a.username.clone());
@@ -143,10 +217,7 @@ impl Shared {
         let Some(account) = account.filter(|a| text("password") == Some(a.password.expose_secret())) else {
             return failed(Step::BaseAuthentication, INVALID_CREDENTIALS);
         };
-        let bearer = text("authorization").and_then(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
-        });
+        let bearer = bearer(headers);
         let pin = text("pincode");
         let code = text("verificationcode");
         let now = Instant::now();
@@ -198,7 +269,9 @@ impl Shared {
                 }
                 (Some(_), _) => wrong(&mut state, account, Step::VerificationCode, INVALID_CODE),
             },
-            Step::BaseAuthentication | Step::Other => failed(Step::BaseAuthentication, CORRUPTED_TICKET),
+            Step::BaseAuthentication | Step::TokenValidation | Step::Other => {
+                failed(Step::BaseAuthentication, CORRUPTED_TICKET)
+            }
         };
         with_extras(account, answer)
     }
@@ -233,6 +306,13 @@ fn advance(state: &mut LoginState, account: &Account, passed: Option<Step>) -> (
             let per = state.per_account.entry(account.username.clone()).or_default();
             per.stats.tokens_issued += 1;
             push_bounded(&mut per.tokens, token.clone());
+            if state.session_order.len() == MAX_SESSIONS {
+                if let Some(oldest) = state.session_order.pop_front() {
+                    state.sessions.remove(&oldest);
+                }
+            }
+            state.session_order.push_back(token.clone());
+            state.sessions.insert(token.clone(), account.username.clone());
             (StatusCode::OK, json!({ "State": "Succeeded", "Token": token }))
         }
     }
@@ -270,6 +350,13 @@ fn with_extras(account: &Account, (status, mut body): (StatusCode, Value)) -> (S
     (status, body)
 }
 
+/// The token of an `Authorization: Bearer …` header.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+}
+
 /// A fresh opaque token, unique per call.
 fn new_token() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -278,8 +365,62 @@ fn new_token() -> String {
 }
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    let token_path = format!("{}/token", shared.base_path);
-    Router::new().route(&token_path, any(token)).route("/_sim/stats", get(stats)).fallback(not_found).with_state(shared)
+    let base = &shared.base_path;
+    Router::new()
+        .route(&format!("{base}/token"), any(token))
+        .route(&format!("{base}/v1.0/users/@me/info"), any(user_info))
+        .route(&format!("{base}/logout"), any(logout))
+        .route("/_sim/stats", get(stats))
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+/// The answer to a method a route does not serve, as ASP.NET Web API gives it.
+fn method_not_allowed(method: &Method, allow: &'static str) -> Response {
+    let body = json!({ "Message": format!("The requested resource does not support http method '{method}'.") });
+    (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, allow)], Json(body)).into_response()
+}
+
+/// The account a session call is made for, for recording and delays: the token's owner.
+fn session_owner(shared: &Shared, headers: &HeaderMap) -> Option<Account> {
+    let token = bearer(headers)?;
+    let username = shared.lock_state().sessions.get(&token).cloned()?;
+    shared.account(&username)
+}
+
+async fn user_info(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let account = session_owner(&shared, &headers);
+    shared.record(account.as_ref(), peer, &method, &uri, &headers);
+    if method != Method::GET {
+        return method_not_allowed(&method, "GET");
+    }
+    if let Some(delay) = account.as_ref().and_then(|a| a.delay) {
+        tokio::time::sleep(delay).await;
+    }
+    let (status, body) = shared.user_info(&headers);
+    (status, Json(body)).into_response()
+}
+
+async fn logout(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let account = session_owner(&shared, &headers);
+    shared.record(account.as_ref(), peer, &method, &uri, &headers);
+    if method != Method::POST {
+        return method_not_allowed(&method, "POST");
+    }
+    let (status, body) = shared.logout(&headers);
+    (status, Json(body)).into_response()
 }
 
 async fn token(
@@ -292,8 +433,7 @@ async fn token(
     let account = headers.get("username").and_then(|v| v.to_str().ok()).and_then(|u| shared.account(u));
     shared.record(account.as_ref(), peer, &method, &uri, &headers);
     if method != Method::POST {
-        let body = json!({ "Message": format!("The requested resource does not support http method '{method}'.") });
-        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")], Json(body)).into_response();
+        return method_not_allowed(&method, "POST");
     }
     if let Some(delay) = account.as_ref().and_then(|a| a.delay) {
         tokio::time::sleep(delay).await;
@@ -323,7 +463,9 @@ fn raw(status: StatusCode, content_type: &'static str, body: impl Into<Body>) ->
 async fn fault(fault: Fault, headers: &HeaderMap, uri: &Uri) -> Response {
     const JSON: &str = "application/json; charset=utf-8";
     match fault {
-        Fault::None | Fault::ForgetTickets => unreachable!("filtered by the caller"),
+        Fault::None | Fault::ForgetTickets | Fault::RejectTokens | Fault::LogoutError => {
+            unreachable!("filtered by the caller")
+        }
         Fault::Stall => std::future::pending().await,
         Fault::Html => raw(
             StatusCode::OK,

@@ -56,6 +56,8 @@ pub fn spec(sim: &Simulator, username: &str, password: &str) -> LoginSpec {
         timeout: Duration::from_secs(5),
         max_steps: 3,
         max_body_bytes: 64 * 1024,
+        validate: false,
+        logout: false,
     }
 }
 
