@@ -465,6 +465,7 @@ async fn simulate_serves_an_accounts_file() {
         max_body_bytes: 65536,
         validate: false,
         logout: false,
+        retries: 0,
     };
     let o = authprobe::protocol::Prober::new().unwrap().login(&spec).await;
     assert!(o.is_success(), "{}", o.detail);

@@ -559,3 +559,86 @@ async fn a_refused_token_fails_validation_and_a_failed_logout_does_not_fail_the_
         "only the first run's calls"
     );
 }
+
+/// A TCP front for `target` that closes its first `drop_first` connections at once (a node
+/// restarting behind a load balancer) and relays the others. Stops when dropped.
+struct FlakyFront {
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FlakyFront {
+    async fn start(target: std::net::SocketAddr, drop_first: usize) -> FlakyFront {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            for n in 0.. {
+                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                if n < drop_first {
+                    drop(inbound);
+                    continue;
+                }
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        FlakyFront { addr, task }
+    }
+}
+
+impl Drop for FlakyFront {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn retries_cover_connections_that_fail_before_any_answer_and_nothing_else() {
+    let sim = simulator(vec![Account::new("alice", "pw"), fault_account("stall", Fault::Stall)]).await;
+    let through = |front: &FlakyFront, user: &str, pw: &str, retries: u32| {
+        let mut s = spec(&sim, user, pw);
+        s.base_url = format!("http://{}/api", front.addr).parse().unwrap();
+        s.retries = retries;
+        s
+    };
+
+    // Two connections closed at once, two retries: the third attempt logs in.
+    let front = FlakyFront::start(sim.addr(), 2).await;
+    let o = login(&through(&front, "alice", "pw", 2)).await;
+    check(&o, ResultClass::Success, Some(State::Succeeded), Step::BaseAuthentication, Reason::None, 200);
+    assert_eq!(o.retries, 2);
+    assert_eq!(o.steps.iter().map(|s| s.http_status).collect::<Vec<_>>(), [0, 0, 200]);
+    assert_eq!(sim.stats("alice").logins, 1);
+
+    // One retry is not enough for two closed connections.
+    let front = FlakyFront::start(sim.addr(), 2).await;
+    let o = login(&through(&front, "alice", "pw", 1)).await;
+    assert_eq!((o.result, o.retries), (ResultClass::ConnectError, 1), "{}", o.detail);
+
+    // What the server said is never retried: a wrong password is one request.
+    let front = FlakyFront::start(sim.addr(), 0).await;
+    let before = sim.stats("alice").requests;
+    let o = login(&through(&front, "alice", "wrong", 3)).await;
+    assert_eq!((o.result, o.retries), (ResultClass::AuthFailed, 0));
+    assert_eq!(sim.stats("alice").requests, before + 1);
+
+    // A refused port is retried, quickly, and still fails.
+    let mut s = spec(&sim, "alice", "pw");
+    s.base_url = format!("http://127.0.0.1:{}/api", closed_port()).parse().unwrap();
+    s.retries = 2;
+    let o = login(&s).await;
+    assert_eq!((o.result, o.retries), (ResultClass::ConnectError, 2), "{}", o.detail);
+    assert!(o.duration < Duration::from_secs(1));
+
+    // A server that accepts and never answers uses up the deadline: nothing is left to retry.
+    let mut s = spec(&sim, "stall", "pw");
+    s.timeout = Duration::from_millis(600);
+    s.retries = 2;
+    let started = Instant::now();
+    let o = login(&s).await;
+    assert_eq!((o.result, o.retries), (ResultClass::Timeout, 0), "{}", o.detail);
+    assert!(started.elapsed() < Duration::from_millis(600) + Duration::from_secs(1));
+}

@@ -30,6 +30,7 @@ fn probe(name: &str, schedule: Schedule) -> Arc<Probe> {
             max_body_bytes: 65536,
             validate: false,
             logout: false,
+            retries: 0,
         },
     })
 }
@@ -55,6 +56,7 @@ fn success(duration: Duration) -> Outcome {
         }],
         detail: "login succeeded".to_owned(),
         logout: None,
+        retries: 0,
     }
 }
 

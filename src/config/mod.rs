@@ -32,6 +32,9 @@ pub const DEFAULT_MAX_STEPS: u32 = 3;
 /// Default body cap.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest probe or target name, in characters.
+/// Most transport retries a probe may ask for.
+pub const MAX_RETRIES: u32 = 5;
+
 pub const MAX_NAME_CHARS: usize = 128;
 
 /// A name that came from outside (a request), cut to the longest a real name can be, so that
@@ -91,6 +94,8 @@ struct RawDefaults {
     validate: Option<bool>,
     #[serde(default)]
     logout: Option<bool>,
+    #[serde(default)]
+    retries: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +143,8 @@ struct RawProbe {
     validate: Option<bool>,
     #[serde(default)]
     logout: Option<bool>,
+    #[serde(default)]
+    retries: Option<u32>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
 }
@@ -441,6 +448,11 @@ impl Validator<'_> {
                     }
                 }
             }
+            let retries = p.retries.or(d.retries).unwrap_or(0);
+            if retries > MAX_RETRIES {
+                let at = if p.retries.is_some() { format!("{path}.retries") } else { "defaults.retries".to_owned() };
+                self.error(at, format!("must be between 0 and {MAX_RETRIES}"));
+            }
             let labels = self.labels(&path, p.labels);
 
             if let (Some(target), Some(username), Some(password), Some(expect), Some(schedule)) =
@@ -464,6 +476,7 @@ impl Validator<'_> {
                         max_body_bytes,
                         validate,
                         logout,
+                        retries,
                     },
                 });
             }

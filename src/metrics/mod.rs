@@ -99,6 +99,7 @@ impl Metrics {
                 seen.stepped |= r.steps.iter().any(Option::is_some);
                 seen.on_demand |= r.on_demand.iter().any(|n| *n > 0);
                 seen.logout |= r.logout_failures.is_some();
+                seen.retries |= r.retries.is_some();
             });
         }
         let present = FAMILIES.map(|f| f.present(&seen));
@@ -182,6 +183,8 @@ struct Seen {
     on_demand: bool,
     /// Any probe logs out (or failed to).
     logout: bool,
+    /// Any probe retries (or did).
+    retries: bool,
 }
 
 /// The per-probe families, in exposition order.
@@ -198,11 +201,12 @@ enum Family {
     OnDemand,
     Skipped,
     LogoutFailures,
+    Retries,
     Login,
     Steps,
 }
 
-const FAMILIES: [Family; 13] = [
+const FAMILIES: [Family; 14] = [
     Family::Success,
     Family::Duration,
     Family::HttpStatus,
@@ -214,6 +218,7 @@ const FAMILIES: [Family; 13] = [
     Family::OnDemand,
     Family::Skipped,
     Family::LogoutFailures,
+    Family::Retries,
     Family::Login,
     Family::Steps,
 ];
@@ -264,6 +269,11 @@ impl Family {
                 "counter",
                 "Runs of the probe whose POST /logout failed (the login itself is not failed by it); only for probes with logout: true.",
             ),
+            Family::Retries => (
+                "authprobe_probe_retries_total",
+                "counter",
+                "Login attempts of the probe made again after a connection failure or timeout before any answer; only for probes with retries.",
+            ),
             Family::Login => (
                 "authprobe_probe_login_duration_seconds",
                 "histogram",
@@ -284,6 +294,7 @@ impl Family {
             Family::Runs | Family::Skipped | Family::Login => seen.any,
             Family::Steps => seen.stepped,
             Family::LogoutFailures => seen.logout,
+            Family::Retries => seen.retries,
             _ => seen.ran,
         }
     }
@@ -309,8 +320,9 @@ impl Family {
                     text::sample(out, name, "", labels, &[("reason", reason.as_str())], Value::Int(n));
                 }
             }
-            Family::LogoutFailures => {
-                if let Some(n) = r.logout_failures {
+            Family::LogoutFailures | Family::Retries => {
+                let n = if matches!(self, Family::Retries) { r.retries } else { r.logout_failures };
+                if let Some(n) = n {
                     text::sample(out, name, "", labels, &[], Value::Int(n));
                 }
             }

@@ -379,6 +379,7 @@ pub(crate) mod tests {
             max_body_bytes: 65536,
             validate: false,
             logout: false,
+            retries: 0,
         }
     }
 

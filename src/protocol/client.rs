@@ -77,36 +77,54 @@ impl Prober {
         let mut steps = Vec::new();
         let mut logout = None;
         let mut duration = None;
-        let verdict = match self.client() {
-            Ok(client) => {
-                let (mut verdict, token) = run_steps(&client, spec, deadline, &mut steps, trace.as_deref_mut()).await;
-                if let Some(token) = token {
-                    if spec.validate {
-                        let refused = validate(&client, spec, &token, deadline, &mut steps, trace.as_deref_mut()).await;
-                        if let Some((reason, reason_text, detail)) = refused {
-                            verdict = Verdict {
-                                result: ResultClass::ValidationFailed,
-                                step: Step::TokenValidation,
-                                reason,
-                                reason_text,
-                                detail,
-                                ..verdict
-                            };
-                        }
-                    }
-                    // The login's duration is what a user waits for; ending the session is ours.
-                    duration = Some(start.elapsed());
-                    if spec.logout {
-                        logout = Some(end_session(&client, spec, &token, deadline, trace).await);
+        let mut retries = 0;
+        let verdict = loop {
+            // With retries, one attempt at connecting gets its share of the time left, so that
+            // a connection that cannot be made leaves time for the next attempt.
+            let attempts_left = spec.retries - retries + 1;
+            let connect_within = (spec.retries > 0)
+                .then(|| deadline.saturating_duration_since(tokio::time::Instant::now()) / attempts_left);
+            let client = match self.client(connect_within) {
+                Ok(client) => client,
+                Err(e) => {
+                    let detail = format!("cannot build HTTP client: {e}");
+                    break failure_verdict(Step::BaseAuthentication, ResultClass::ConnectError, detail);
+                }
+            };
+            let (mut verdict, token) = run_steps(&client, spec, deadline, &mut steps, trace.as_deref_mut()).await;
+            // Retried: a transport failure before any answer of the run, while time is left.
+            // Anything the server said, credentials above all, is final.
+            let unanswered = steps.iter().all(|s| s.http_status == 0);
+            let transport = matches!(verdict.result, ResultClass::ConnectError | ResultClass::Timeout);
+            if retries < spec.retries && unanswered && transport && tokio::time::Instant::now() < deadline {
+                retries += 1;
+                tracing::debug!(attempt = retries + 1, detail = %verdict.detail, "retrying the login");
+                if let Some(t) = trace.as_deref_mut() {
+                    t.note(&format!("Retry {retries} of {}: {}", spec.retries, verdict.detail));
+                }
+                continue;
+            }
+            if let Some(token) = token {
+                if spec.validate {
+                    let refused = validate(&client, spec, &token, deadline, &mut steps, trace.as_deref_mut()).await;
+                    if let Some((reason, reason_text, detail)) = refused {
+                        verdict = Verdict {
+                            result: ResultClass::ValidationFailed,
+                            step: Step::TokenValidation,
+                            reason,
+                            reason_text,
+                            detail,
+                            ..verdict
+                        };
                     }
                 }
-                verdict
+                // The login's duration is what a user waits for; ending the session is ours.
+                duration = Some(start.elapsed());
+                if spec.logout {
+                    logout = Some(end_session(&client, spec, &token, deadline, trace).await);
+                }
             }
-            Err(e) => failure_verdict(
-                Step::BaseAuthentication,
-                ResultClass::ConnectError,
-                format!("cannot build HTTP client: {e}"),
-            ),
+            break verdict;
         };
         let secrets = secrets_of(spec);
         Outcome {
@@ -120,13 +138,19 @@ impl Prober {
             steps,
             detail: sanitize(&verdict.detail, &secrets),
             logout: logout.map(|l| LogoutOutcome { detail: sanitize(&l.detail, &secrets), ..l }),
+            retries,
         }
     }
 
     /// A new client for each run: no connection is pooled across runs, so every probe pays what
     /// a new user pays (DNS, connect, TLS). Steps of one run may reuse the connection.
-    fn client(&self) -> reqwest::Result<reqwest::Client> {
-        reqwest::Client::builder()
+    fn client(&self, connect_within: Option<std::time::Duration>) -> reqwest::Result<reqwest::Client> {
+        let builder = reqwest::Client::builder();
+        let builder = match connect_within {
+            Some(d) => builder.connect_timeout(d),
+            None => builder,
+        };
+        builder
             .tls_backend_preconfigured((*self.tls).clone())
             .redirect(reqwest::redirect::Policy::none())
             .retry(reqwest::retry::never())
@@ -446,7 +470,14 @@ fn transport_failure(err: reqwest::Error, while_doing: &str, status: Option<u16>
         }
         current = next;
     }
-    let class = if tls { ResultClass::TlsError } else { ResultClass::ConnectError };
+    let class = if tls {
+        ResultClass::TlsError
+    } else if err.is_timeout() {
+        // A connection attempt that ran out of its share of the deadline (see `retries`).
+        ResultClass::Timeout
+    } else {
+        ResultClass::ConnectError
+    };
     Failure { class, detail: format!("{while_doing}: {}", parts.join(": ")), status }
 }
 

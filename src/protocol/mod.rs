@@ -343,6 +343,8 @@ pub struct LoginSpec {
     pub validate: bool,
     /// After the login (and its validation), end the session with `POST {base}/logout`.
     pub logout: bool,
+    /// Further attempts at a login that failed to connect or timed out before any answer.
+    pub retries: u32,
 }
 
 impl LoginSpec {
@@ -419,6 +421,8 @@ pub struct Outcome {
     /// How ending the session went, for probes with `logout: true` that got a final token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logout: Option<LogoutOutcome>,
+    /// Attempts made again after a transport failure before any answer (see `retries`).
+    pub retries: u32,
 }
 
 /// The result of `POST {base}/logout`. A failed logout never fails the login.

@@ -49,6 +49,8 @@ struct Request {
     response: Option<Response>,
     /// Why no complete answer arrived.
     failure: Option<String>,
+    /// Remarks after it.
+    notes: Vec<String>,
 }
 
 struct Response {
@@ -90,6 +92,7 @@ impl Trace {
             headers: shown,
             response: None,
             failure: None,
+            notes: Vec::new(),
         });
     }
 
@@ -133,6 +136,13 @@ impl Trace {
         response.body_len = body.len();
         response.body_at = Some(at);
         response.complete = complete;
+    }
+
+    /// Records a remark between requests (a retry, say).
+    pub(super) fn note(&mut self, text: &str) {
+        if let Some(request) = self.requests.last_mut() {
+            request.notes.push(text.to_owned());
+        }
     }
 
     /// Records why the last request got no complete answer.
@@ -189,6 +199,9 @@ impl Trace {
             }
             if let Some(why) = &r.failure {
                 let _ = writeln!(s, "No complete answer: {why}");
+            }
+            for note in &r.notes {
+                let _ = writeln!(s, "{note}");
             }
             s.push('\n');
         }

@@ -160,6 +160,7 @@ mod tests {
             steps: Vec::new(),
             detail: String::new(),
             logout: None,
+            retries: 0,
         }
     }
 

@@ -143,6 +143,9 @@ pub struct ProbeRecord {
     pub last_success: Option<SystemTime>,
     /// Failed logouts; `None` while the probe does not log out and never failed to.
     pub logout_failures: Option<u64>,
+    /// Login attempts made again after a transport failure; `None` while the probe has no
+    /// `retries` and never retried.
+    pub retries: Option<u64>,
 }
 
 /// Step histogram slots, in exposition order.
@@ -169,6 +172,7 @@ impl ProbeRecord {
             consecutive_failures: 0,
             last_success: None,
             logout_failures: None,
+            retries: None,
         };
         record.expect(probe);
         record
@@ -190,6 +194,19 @@ impl ProbeRecord {
         }
         if probe.login.logout && self.logout_failures.is_none() {
             self.logout_failures = Some(0);
+        }
+        if probe.login.retries > 0 && self.retries.is_none() {
+            self.retries = Some(0);
+        }
+    }
+
+    /// Counts what every run adds whatever its trigger: failed logouts and retries.
+    fn count_extras(&mut self, outcome: &Outcome) {
+        if outcome.logout.as_ref().is_some_and(|l| !l.ok) {
+            *self.logout_failures.get_or_insert(0) += 1;
+        }
+        if outcome.retries > 0 {
+            *self.retries.get_or_insert(0) += u64::from(outcome.retries);
         }
     }
 
@@ -292,9 +309,7 @@ impl ProbeResults {
                     .get_or_insert_with(|| Box::new(Histogram::new(&LATENCY_BUCKETS)))
                     .observe(s.duration.as_secs_f64());
             }
-            if outcome.logout.as_ref().is_some_and(|l| !l.ok) {
-                *r.logout_failures.get_or_insert(0) += 1;
-            }
+            r.count_extras(&outcome);
             if outcome.is_success() {
                 r.consecutive_failures = 0;
                 r.last_success = Some(finished);
@@ -321,9 +336,7 @@ impl ProbeResults {
         self.history.lock().unwrap_or_else(PoisonError::into_inner).push(&outcome, finished, Trigger::OnDemand);
         self.update(|r| {
             r.on_demand[result_slot(outcome.result)] += 1;
-            if outcome.logout.as_ref().is_some_and(|l| !l.ok) {
-                *r.logout_failures.get_or_insert(0) += 1;
-            }
+            r.count_extras(&outcome);
         });
     }
 

@@ -157,5 +157,6 @@ fn internal_error(duration: Duration) -> Outcome {
         steps: Vec::new(),
         detail: "the run panicked inside authprobe (a bug; see the error log)".to_owned(),
         logout: None,
+        retries: 0,
     }
 }

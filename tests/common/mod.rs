@@ -58,6 +58,7 @@ pub fn spec(sim: &Simulator, username: &str, password: &str) -> LoginSpec {
         max_body_bytes: 64 * 1024,
         validate: false,
         logout: false,
+        retries: 0,
     }
 }
 
