@@ -32,6 +32,7 @@ fn probe(name: &str, schedule: Schedule) -> Arc<Probe> {
             logout: false,
             retries: 0,
         },
+        lockout_guard: Default::default(),
     })
 }
 

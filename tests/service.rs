@@ -26,7 +26,8 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 /// Four probes at a 1 s interval: `good` (password), `pinned` (PIN step), `bad` (wrong
-/// password) and `chatty` (a server that sends a different 5 KB Reason every time).
+/// password) and `chatty` (a server that sends a different 5 KB Reason every time). The lockout
+/// guard is off: these tests want the failing probes to keep running every second.
 async fn four_probe_setup(dir: &Path) -> (Simulator, PathBuf) {
     let sim = simulator(vec![
         Account::new("good", GOOD_PW),
@@ -39,7 +40,7 @@ async fn four_probe_setup(dir: &Path) -> (Simulator, PathBuf) {
         dir,
         "probes.yaml",
         &format!(
-            r#"defaults: {{interval: 1s, timeout: 900ms}}
+            r#"defaults: {{interval: 1s, timeout: 900ms, lockout_guard: {{max_failures: 0}}}}
 targets:
   - name: sim
     base_url: {base}
@@ -97,6 +98,7 @@ async fn metrics_contract_on_a_running_service() {
         ("authprobe_probe_last_success_timestamp_seconds", "gauge"),
         ("authprobe_probe_consecutive_failures", "gauge"),
         ("authprobe_probe_skipped_total", "counter"),
+        ("authprobe_probe_backoff_seconds", "gauge"),
         ("authprobe_scheduler_delay_seconds", "histogram"),
         ("authprobe_probes_configured", "gauge"),
         ("authprobe_build_info", "gauge"),
@@ -130,7 +132,8 @@ async fn metrics_contract_on_a_running_service() {
         assert_eq!(results, ResultClass::ALL.iter().map(|r| r.as_str()).collect(), "{p}");
         let skipped: BTreeSet<&str> =
             m.series("authprobe_probe_skipped_total", &by).iter().map(|s| s.label("reason")).collect();
-        assert_eq!(skipped, ["missed", "overlap"].into(), "{p}");
+        assert_eq!(skipped, ["backoff", "missed", "overlap"].into(), "{p}");
+        assert_eq!(m.value("authprobe_probe_backoff_seconds", &by), 0.0, "{p}: the guard is off here");
         assert_eq!(m.series("authprobe_probe_outcome", &by).len(), 1, "{p}: exactly one outcome series");
         let last_run = m.value("authprobe_probe_last_run_timestamp_seconds", &by);
         assert!(now - last_run < 10.0 && last_run <= now + 1.0, "{p}: last run {last_run}, now {now}");
@@ -952,4 +955,86 @@ async fn validation_and_logout_on_a_running_service() {
     for token in issued.iter().chain(&sim.issued_tokens("refused")).chain(&sim.issued_tokens("sticky")) {
         assert!(!everything.contains(token.as_str()), "token in the output");
     }
+}
+
+/// The lockout guard: a failing account gets far fewer logins than an unguarded one, a
+/// rate-limited one backs off at once, and a success or new credentials lift the backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lockout_guard_cuts_down_logins_until_the_account_works() {
+    let mut throttled = Account::new("throttled", "old-pw");
+    throttled.rate_limit = Some(authprobe::simulator::RateLimit { max_logins: 1, window: Duration::from_secs(600) });
+    let sim =
+        simulator(vec![Account::new("locked", "right-pw"), Account::new("unguarded", "right-pw"), throttled]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = |throttled_pw: &str| {
+        format!(
+            "defaults: {{interval: 250ms, timeout: 200ms, lockout_guard: {{max_failures: 2, max_backoff: 2s}}}}\n\
+             targets: [{{name: sim, base_url: {}, app_key: {APP_KEY}}}]\n\
+             probes:\n\
+             \x20 - {{name: locked, target: sim, username: locked, password: wrong-pw}}\n\
+             \x20 - {{name: unguarded, target: sim, username: unguarded, password: wrong-pw, lockout_guard: {{max_failures: 0}}}}\n\
+             \x20 - {{name: throttled, target: sim, username: throttled, password: {throttled_pw}, lockout_guard: {{max_backoff: 1h}}}}\n",
+            sim.base_url()
+        )
+    };
+    let file = write(dir.path(), "probes.yaml", &config("old-pw"));
+    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap()]).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    let (locked, unguarded) = (sim.stats("locked").requests, sim.stats("unguarded").requests);
+    assert!(unguarded >= 18, "without the guard, a login every 250 ms: {unguarded} in 6 s");
+    assert!((3..=8).contains(&locked), "with the guard, {locked} logins in 6 s (unguarded: {unguarded})");
+    let throttled_logins = sim.stats("throttled").requests;
+    assert!(throttled_logins <= 6, "rate_limited backs off at once: {throttled_logins} logins in 6 s");
+    let m = svc.metrics().await;
+    let backoff = |p: &str| m.value("authprobe_probe_backoff_seconds", &[("probe", p)]);
+    assert_eq!(backoff("locked"), 1.75, "capped at 2 s between runs: 1.75 s more than the interval");
+    assert_eq!(backoff("unguarded"), 0.0);
+    assert!(backoff("throttled") >= 1.75, "{}", backoff("throttled"));
+    assert!(m.value("authprobe_probe_skipped_total", &[("probe", "locked"), ("reason", "backoff")]) >= 10.0);
+    assert_eq!(m.value("authprobe_probe_skipped_total", &[("probe", "unguarded"), ("reason", "backoff")]), 0.0);
+    let page = get(&svc.url("/")).await.1;
+    assert!(row_of(&page, "locked").contains("(backing off +1s750ms)"), "{}", row_of(&page, "locked"));
+    assert!(svc.stderr().contains("backing off to protect the account"));
+
+    // The account is fixed: the next run (within the 2 s cap) succeeds and lifts the backoff.
+    sim.update_account("locked", |a| a.password = "wrong-pw".into());
+    let m = svc
+        .metrics_until(Duration::from_secs(4), |m| {
+            m.get("authprobe_probe_success", &[("probe", "locked")]) == Some(1.0)
+        })
+        .await;
+    assert_eq!(m.value("authprobe_probe_backoff_seconds", &[("probe", "locked")]), 0.0);
+    let at = sim.stats("locked").requests;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(sim.stats("locked").requests - at >= 4, "back to a login every 250 ms");
+
+    // New credentials lift the backoff at once: the throttled probe, seconds into its backoff,
+    // runs at its next tick after the reload instead of at the end of the backoff.
+    sim.update_account("throttled", |a| {
+        a.password = "new-pw".into();
+        a.rate_limit = None;
+    });
+    write(dir.path(), "probes.yaml", &config("new-pw"));
+    // Reload only while the next run is more than 1.5 s away (the API's next run includes the
+    // backoff), so that running within 1 s can only be the reload's doing.
+    let waiting = Instant::now();
+    loop {
+        let api: serde_json::Value = serde_json::from_str(&get(&svc.url("/api/v1/probes/throttled")).await.1).unwrap();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+        if api["next_run_unix"].as_f64().unwrap() - now > 1.5 {
+            break;
+        }
+        assert!(waiting.elapsed() < Duration::from_secs(10), "throttled never backed off by more than 1.5 s: {api}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = sim.stats("throttled").requests;
+    let reloaded = Instant::now();
+    assert_eq!(post(&svc.url("/-/reload")).await.0, 200);
+    svc.metrics_until(Duration::from_secs(1), |m| {
+        m.get("authprobe_probe_success", &[("probe", "throttled")]) == Some(1.0)
+    })
+    .await;
+    assert!(reloaded.elapsed() < Duration::from_secs(1) && sim.stats("throttled").requests > before);
+    assert_eq!(svc.metrics().await.value("authprobe_probe_backoff_seconds", &[("probe", "throttled")]), 0.0);
 }

@@ -96,6 +96,17 @@ struct RawDefaults {
     logout: Option<bool>,
     #[serde(default)]
     retries: Option<u32>,
+    #[serde(default)]
+    lockout_guard: RawGuard,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGuard {
+    #[serde(default)]
+    max_failures: Option<u32>,
+    #[serde(default, with = "serde_prom::option")]
+    max_backoff: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +156,8 @@ struct RawProbe {
     logout: Option<bool>,
     #[serde(default)]
     retries: Option<u32>,
+    #[serde(default)]
+    lockout_guard: RawGuard,
     #[serde(default)]
     labels: BTreeMap<String, String>,
 }
@@ -208,34 +221,45 @@ pub struct Probe {
     pub labels: Vec<(String, String)>,
     /// The login it performs.
     pub login: LoginSpec,
+    /// When to back off so that failing logins do not lock the account.
+    pub lockout_guard: LockoutGuard,
+}
+
+/// Backing off a probe whose credentials keep failing, before the server locks the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutGuard {
+    /// Consecutive credential failures (`auth_failed`, `password_expired`,
+    /// `pin_not_initialized`) before the probe backs off; 0 turns the guard off.
+    pub max_failures: u32,
+    /// The longest time between two runs while backing off.
+    pub max_backoff: Duration,
+}
+
+impl Default for LockoutGuard {
+    fn default() -> Self {
+        LockoutGuard { max_failures: 3, max_backoff: Duration::from_secs(3600) }
+    }
 }
 
 impl Probe {
     /// Whether `other` is the same probe with the same settings and secrets (a reload keeps such
     /// a probe's schedule untouched; a rotated password makes it a changed probe).
     pub fn same_as(&self, other: &Probe) -> bool {
-        use secrecy::ExposeSecret as _;
-        let secret = |a: &SecretString, b: &SecretString| a.expose_secret() == b.expose_secret();
-        let optional = |a: &Option<SecretString>, b: &Option<SecretString>| match (a, b) {
-            (None, None) => true,
-            (Some(a), Some(b)) => secret(a, b),
-            _ => false,
-        };
         let (a, b) = (&self.login, &other.login);
         self.name == other.name
             && self.target == other.target
             && self.schedule == other.schedule
             && self.labels == other.labels
+            && self.lockout_guard == other.lockout_guard
             && a.base_url == b.base_url
-            && secret(&a.app_key, &b.app_key)
-            && a.username == b.username
-            && secret(&a.password, &b.password)
-            && optional(&a.pin, &b.pin)
-            && optional(&a.verification_code, &b.verification_code)
+            && a.same_credentials(b)
             && a.expect == b.expect
             && a.timeout == b.timeout
             && a.max_steps == b.max_steps
             && a.max_body_bytes == b.max_body_bytes
+            && a.validate == b.validate
+            && a.logout == b.logout
+            && a.retries == b.retries
     }
 }
 
@@ -453,6 +477,23 @@ impl Validator<'_> {
                 let at = if p.retries.is_some() { format!("{path}.retries") } else { "defaults.retries".to_owned() };
                 self.error(at, format!("must be between 0 and {MAX_RETRIES}"));
             }
+            let built_in = LockoutGuard::default();
+            let lockout_guard = LockoutGuard {
+                max_failures: p
+                    .lockout_guard
+                    .max_failures
+                    .or(d.lockout_guard.max_failures)
+                    .unwrap_or(built_in.max_failures),
+                max_backoff: p
+                    .lockout_guard
+                    .max_backoff
+                    .or(d.lockout_guard.max_backoff)
+                    .unwrap_or(built_in.max_backoff),
+            };
+            if lockout_guard.max_backoff.is_zero() {
+                let at = if p.lockout_guard.max_backoff.is_some() { path.clone() } else { "defaults".to_owned() };
+                self.error(format!("{at}.lockout_guard.max_backoff"), "must be greater than 0s");
+            }
             let labels = self.labels(&path, p.labels);
 
             if let (Some(target), Some(username), Some(password), Some(expect), Some(schedule)) =
@@ -478,6 +519,7 @@ impl Validator<'_> {
                         logout,
                         retries,
                     },
+                    lockout_guard,
                 });
             }
         }

@@ -7,10 +7,11 @@
 //! scrape never holds the whole text, nor a copy of the probes' records, in memory.
 //!
 //! Series per probe, deliberately: 7 last-run gauges (once the probe has run), 15 `runs_total`
-//! (one per result, from startup), 2 `skipped_total` (one per reason, from startup), 12 for the
+//! (one per result, from startup), 3 `skipped_total` (one per reason, from startup), 1
+//! `backoff_seconds`, 12 for the
 //! login histogram, and 12 per step histogram: one for `BaseAuthentication`, one more for each
 //! step the probe holds a secret for, and one for any other step seen. A password-only probe
-//! has 48 series, a PIN probe 60; `validate` adds a `TokenValidation` histogram, `logout` a counter.
+//! has 50 series, a PIN probe 62; `validate` adds a `TokenValidation` histogram, `logout` a counter.
 
 mod text;
 
@@ -202,11 +203,12 @@ enum Family {
     Skipped,
     LogoutFailures,
     Retries,
+    Backoff,
     Login,
     Steps,
 }
 
-const FAMILIES: [Family; 14] = [
+const FAMILIES: [Family; 15] = [
     Family::Success,
     Family::Duration,
     Family::HttpStatus,
@@ -219,6 +221,7 @@ const FAMILIES: [Family; 14] = [
     Family::Skipped,
     Family::LogoutFailures,
     Family::Retries,
+    Family::Backoff,
     Family::Login,
     Family::Steps,
 ];
@@ -274,6 +277,11 @@ impl Family {
                 "counter",
                 "Login attempts of the probe made again after a connection failure or timeout before any answer; only for probes with retries.",
             ),
+            Family::Backoff => (
+                "authprobe_probe_backoff_seconds",
+                "gauge",
+                "Extra delay between the probe's runs imposed by the lockout guard after repeated credential failures; 0 normally.",
+            ),
             Family::Login => (
                 "authprobe_probe_login_duration_seconds",
                 "histogram",
@@ -291,7 +299,7 @@ impl Family {
     fn present(self, seen: &Seen) -> bool {
         match self {
             Family::OnDemand => seen.on_demand,
-            Family::Runs | Family::Skipped | Family::Login => seen.any,
+            Family::Runs | Family::Skipped | Family::Backoff | Family::Login => seen.any,
             Family::Steps => seen.stepped,
             Family::LogoutFailures => seen.logout,
             Family::Retries => seen.retries,
@@ -326,6 +334,7 @@ impl Family {
                     text::sample(out, name, "", labels, &[], Value::Int(n));
                 }
             }
+            Family::Backoff => text::sample(out, name, "", labels, &[], Value::Float(r.backoff.as_secs_f64())),
             Family::Login => histogram(out, name, labels, None, &r.login, les),
             Family::Steps => {
                 for (step, h) in STEP_ORDER.iter().zip(&r.steps) {

@@ -353,6 +353,22 @@ impl LoginSpec {
         self.api_url("token")
     }
 
+    /// Whether `other` logs in as the same user with the same secrets.
+    pub fn same_credentials(&self, other: &LoginSpec) -> bool {
+        use secrecy::ExposeSecret as _;
+        let secret = |a: &SecretString, b: &SecretString| a.expose_secret() == b.expose_secret();
+        let optional = |a: &Option<SecretString>, b: &Option<SecretString>| match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => secret(a, b),
+            _ => false,
+        };
+        secret(&self.app_key, &other.app_key)
+            && self.username == other.username
+            && secret(&self.password, &other.password)
+            && optional(&self.pin, &other.pin)
+            && optional(&self.verification_code, &other.verification_code)
+    }
+
     /// `{base_url}/v1.0/users/@me/info`: the current user, for token validation.
     pub fn user_info_url(&self) -> Url {
         self.api_url("v1.0/users/@me/info")

@@ -39,17 +39,20 @@ pub enum SkipReason {
     /// The tick passed while the scheduler could not act (process suspended, clock jump, or the
     /// cron engine and its watchdog both late by more than a period).
     Missed,
+    /// The lockout guard holds the probe back after repeated credential failures.
+    Backoff,
 }
 
 impl SkipReason {
     /// Every reason, in the order of [`ProbeRecord::skipped`].
-    pub const ALL: [SkipReason; 2] = [SkipReason::Overlap, SkipReason::Missed];
+    pub const ALL: [SkipReason; 3] = [SkipReason::Overlap, SkipReason::Missed, SkipReason::Backoff];
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
             SkipReason::Overlap => "overlap",
             SkipReason::Missed => "missed",
+            SkipReason::Backoff => "backoff",
         }
     }
 }
@@ -146,6 +149,10 @@ pub struct ProbeRecord {
     /// Login attempts made again after a transport failure; `None` while the probe has no
     /// `retries` and never retried.
     pub retries: Option<u64>,
+    /// The lockout guard's extra delay between runs; zero when not backing off.
+    pub backoff: Duration,
+    /// While backing off: when the probe runs again.
+    pub resume_at: Option<SystemTime>,
 }
 
 /// Step histogram slots, in exposition order.
@@ -173,6 +180,8 @@ impl ProbeRecord {
             last_success: None,
             logout_failures: None,
             retries: None,
+            backoff: Duration::ZERO,
+            resume_at: None,
         };
         record.expect(probe);
         record
@@ -265,12 +274,24 @@ impl ProbeResults {
         self.schedule.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// When the scheduler next starts the probe, if it said.
+    /// When the scheduler next starts the probe, if it said: its next tick, or while the
+    /// lockout guard holds it back, the end of the backoff.
     pub fn next_run(&self) -> Option<SystemTime> {
-        match self.next_run_ms.load(Ordering::Relaxed) {
+        let tick = match self.next_run_ms.load(Ordering::Relaxed) {
             0 => None,
             ms => Some(SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
-        }
+        };
+        let resume = self.read(|r| r.resume_at);
+        tick.max(resume)
+    }
+
+    /// Set by the scheduler's lockout guard: the extra delay between runs now in force, and
+    /// when the probe runs again.
+    pub fn set_backoff(&self, extra: Duration, resume_at: Option<SystemTime>) {
+        self.update(|r| {
+            r.backoff = extra;
+            r.resume_at = resume_at;
+        });
     }
 
     /// Set by the scheduler whenever it plans the probe's next start.

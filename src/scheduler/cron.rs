@@ -35,6 +35,12 @@ impl CronClock {
         Self::starting(expr, Utc::now())
     }
 
+    /// The time from the next tick to the one after it: the schedule's period there.
+    pub fn period(&self) -> Option<Duration> {
+        let following = self.cron.find_next_occurrence(&self.next_due, false).ok()?;
+        (following - self.next_due).to_std().ok()
+    }
+
     fn starting(expr: &str, now: DateTime<Utc>) -> Result<Self, String> {
         let cron = crate::config::parse_cron(expr)?;
         let next_due = cron.find_next_occurrence(&whole_second(now), false).unwrap_or(DateTime::<Utc>::MAX_UTC);

@@ -2,7 +2,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt as _;
@@ -10,9 +10,10 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use super::backoff::Backoff;
 use super::cron::CronClock;
 use super::{Run, RunFn};
-use crate::config::Probe;
+use crate::config::{Probe, Schedule};
 use crate::protocol::{Outcome, Reason, ResultClass, Step};
 use crate::results::{ProbeResults, Results, SkipReason, Trigger};
 
@@ -25,16 +26,64 @@ pub(super) struct Entry {
     running: Arc<AtomicBool>,
     /// For cron probes: which tick is due next.
     pub cron: Option<Mutex<CronClock>>,
+    /// The lockout guard; shared with successors that log in with the same credentials.
+    backoff: Arc<Mutex<Backoff>>,
 }
 
 impl Entry {
     pub fn new(probe: Arc<Probe>, results: Arc<ProbeResults>, cron: Option<CronClock>) -> Self {
-        Entry { probe, results, running: Arc::new(AtomicBool::new(false)), cron: cron.map(Mutex::new) }
+        Entry {
+            probe,
+            results,
+            running: Arc::new(AtomicBool::new(false)),
+            cron: cron.map(Mutex::new),
+            backoff: Arc::default(),
+        }
     }
 
-    /// The next version of `self`, for a changed probe.
+    /// The next version of `self`, for a changed probe. New credentials start a fresh guard.
     pub fn successor(&self, probe: Arc<Probe>, results: Arc<ProbeResults>, cron: Option<CronClock>) -> Self {
-        Entry { probe, results, running: self.running.clone(), cron: cron.map(Mutex::new) }
+        let backoff =
+            if self.probe.login.same_credentials(&probe.login) { self.backoff.clone() } else { Arc::default() };
+        Entry { probe, results, running: self.running.clone(), cron: cron.map(Mutex::new), backoff }
+    }
+
+    /// Whether `self` carries on the guard state of `old`.
+    pub fn has_backoff_of(&self, old: Option<&Arc<Entry>>) -> bool {
+        old.is_some_and(|o| Arc::ptr_eq(&o.backoff, &self.backoff))
+    }
+
+    /// The time between two ticks of the probe's schedule (for cron, around its next tick).
+    fn period(&self) -> Duration {
+        match &self.probe.schedule {
+            Schedule::Interval(every) => *every,
+            Schedule::Cron(_) => self
+                .cron
+                .as_ref()
+                .and_then(|c| c.lock().unwrap_or_else(PoisonError::into_inner).period())
+                .unwrap_or(Duration::from_secs(60)),
+        }
+    }
+
+    /// Feeds a finished run to the lockout guard and publishes what it decided.
+    fn guard(&self, result: ResultClass, started: Instant) {
+        let period = self.period();
+        let extra = self.backoff.lock().unwrap_or_else(PoisonError::into_inner).after_run(
+            result,
+            &self.probe.lockout_guard,
+            period,
+            started,
+        );
+        if !extra.is_zero() {
+            tracing::warn!(
+                probe = %self.probe.name,
+                result = result.as_str(),
+                backoff_seconds = extra.as_secs_f64(),
+                "credential failures: backing off to protect the account"
+            );
+        }
+        let resume = (!extra.is_zero()).then(|| super::wall(started + period + extra));
+        self.results.set_backoff(extra, resume);
     }
 }
 
@@ -78,6 +127,11 @@ impl Dispatcher {
     /// Starts a run of `entry` planned for `planned`, unless its previous run is still going, in
     /// which case the tick is skipped and counted.
     pub fn dispatch(self: &Arc<Self>, entry: &Arc<Entry>, planned: Instant) {
+        if entry.backoff.lock().unwrap_or_else(PoisonError::into_inner).holds(planned) {
+            entry.results.record_skip(SkipReason::Backoff, 1);
+            tracing::debug!(probe = %entry.probe.name, "backing off; tick skipped");
+            return;
+        }
         let Some(running) = Running::claim(entry) else {
             entry.results.record_skip(SkipReason::Overlap, 1);
             tracing::debug!(probe = %entry.probe.name, "previous run still going; tick skipped");
@@ -87,6 +141,7 @@ impl Dispatcher {
         self.runs.spawn(async move {
             let _running = running;
             if let Some((run, started, finished)) = this.perform(&entry, Some(planned), false).await {
+                entry.guard(run.outcome.result, planned);
                 entry.results.record_run(run.outcome, started, finished, Trigger::Scheduled);
             }
         });
@@ -102,6 +157,7 @@ impl Dispatcher {
         }
         let _running = Running::claim(entry)?;
         let (run, _, finished) = self.perform(entry, None, traced).await?;
+        entry.guard(run.outcome.result, Instant::now());
         entry.results.record_on_demand(run.outcome.clone(), finished);
         Some(run)
     }

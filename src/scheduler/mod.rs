@@ -10,6 +10,7 @@
 //! under load, a watchdog on the same timer wheel starts any tick the engine has not delivered
 //! within [`CRON_GRACE`].
 
+mod backoff;
 mod cron;
 mod dispatch;
 mod timer;
@@ -53,6 +54,17 @@ pub type RunFuture = Pin<Box<dyn Future<Output = Run> + Send>>;
 /// Performs one run of a probe, recording a trace if the flag is set: in production, a login
 /// with [`crate::protocol::Prober`].
 pub type RunFn = Arc<dyn Fn(Arc<Probe>, bool) -> RunFuture + Send + Sync>;
+
+/// The wall-clock time of `at`, for people.
+fn wall(at: tokio::time::Instant) -> std::time::SystemTime {
+    let now = tokio::time::Instant::now();
+    let wall = std::time::SystemTime::now();
+    if at >= now {
+        wall + (at - now)
+    } else {
+        wall - (now - at)
+    }
+}
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]
@@ -170,6 +182,10 @@ impl Scheduler {
                 Some(old) => old.successor(probe.clone(), results, cron),
                 None => dispatch::Entry::new(probe.clone(), results, cron),
             });
+            if !entry.has_backoff_of(old) {
+                // New credentials (or a new probe): whatever failed before may work now.
+                entry.results.set_backoff(Duration::ZERO, None);
+            }
             next.insert(probe.name.clone(), entry.clone());
             order.push(entry);
         }

@@ -166,7 +166,7 @@ pub(super) async fn run(
 /// probe's wheel deadline is its watchdog's; the cron clock tells its planned start instead.
 fn publish_next(entry: &Entry, at: Instant) {
     if matches!(entry.probe.schedule, Schedule::Interval(_)) {
-        entry.results.set_next_run(SystemTime::now() + at.saturating_duration_since(Instant::now()));
+        entry.results.set_next_run(super::wall(at));
     }
 }
 

@@ -25,6 +25,8 @@ pub struct ProbeView {
     consecutive_failures: u64,
     /// When the scheduler next starts the probe (Unix seconds), `null` if not known.
     next_run_unix: Option<f64>,
+    /// The lockout guard's extra delay between runs; 0 when not backing off.
+    backoff_seconds: f64,
     /// Runs by result since startup (or since the probe's target or labels last changed).
     runs: BTreeMap<&'static str, u64>,
     /// The last runs, newest first; only on `/api/v1/probes/NAME`.
@@ -67,6 +69,7 @@ fn view(p: &ProbeResults, with_history: bool) -> ProbeView {
         last_success_unix: r.last_success.map(unix_seconds),
         consecutive_failures: r.consecutive_failures,
         next_run_unix: p.next_run().map(unix_seconds),
+        backoff_seconds: r.backoff.as_secs_f64(),
         runs: ResultClass::ALL.iter().map(|c| (c.as_str(), r.runs_of(*c))).collect(),
         history: with_history.then(|| p.history()),
     }

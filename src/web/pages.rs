@@ -14,7 +14,7 @@ use crate::results::PastRun;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;font-size:14px;margin:2em;color:#222}\
 table{border-collapse:collapse}td,th{padding:.3em .55em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}\
-td{white-space:nowrap}th{vertical-align:bottom}.summary span{margin-right:1.2em}\
+td{white-space:nowrap}th{vertical-align:bottom}.backoff{color:#a15c00;font-weight:600}.summary span{margin-right:1.2em}\
 tr.ok td.result{color:#17752f;font-weight:600}tr.fail td.result{color:#b3261e;font-weight:600}\
 tr.fail{background:#fdf0ef}tr.pending td.result{color:#777}.muted{color:#777}";
 
@@ -56,7 +56,14 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
             _ => 2,
         }] += 1;
         let success = r.last_success.map_or_else(|| "never".to_owned(), |t| ago(now, t));
-        let next = p.next_run().map_or_else(|| "–".to_owned(), |t| until(now, t));
+        let mut next = p.next_run().map_or_else(|| "–".to_owned(), |t| until(now, t));
+        if !r.backoff.is_zero() {
+            let _ = write!(
+                next,
+                " <span class=\"backoff\" title=\"repeated credential failures: the lockout guard spaces runs out\">(backing off +{})</span>",
+                crate::duration::format(r.backoff)
+            );
+        }
         let _ = writeln!(
             rows,
             "<tr class=\"{class}\" data-probe=\"{name}\"><td><a href=\"/probes/{path}\">{name}</a></td><td>{}</td><td>{}</td>\

@@ -1,0 +1,111 @@
+//! The lockout guard: a probe whose credentials keep failing runs less and less often, so that
+//! authprobe does not lock the real account it logs in with.
+//!
+//! After `max_failures` consecutive credential failures the gap between runs doubles with each
+//! further one (period × 2, × 4, …, at most `max_backoff`); a `rate_limited` answer backs off at
+//! once. Ticks that fall inside the gap are skipped and counted. A success resets it; so does a
+//! reload that changes the probe's credentials (the caller starts a fresh [`Backoff`]).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::LockoutGuard;
+use crate::protocol::ResultClass;
+
+/// One probe's guard state.
+#[derive(Debug, Default)]
+pub(super) struct Backoff {
+    /// Consecutive credential failures.
+    strikes: u32,
+    /// How many times the gap has doubled.
+    level: u32,
+    /// Ticks planned before this are skipped.
+    until: Option<Instant>,
+}
+
+impl Backoff {
+    /// Whether a tick planned at `planned` must be skipped.
+    pub fn holds(&self, planned: Instant) -> bool {
+        self.until.is_some_and(|until| planned < until)
+    }
+
+    /// Takes in the result of a run that started at `started` (a tick of a schedule whose period
+    /// is `period`) and returns the extra delay now in force: 0 when not backing off.
+    pub fn after_run(
+        &mut self,
+        result: ResultClass,
+        guard: &LockoutGuard,
+        period: Duration,
+        started: Instant,
+    ) -> Duration {
+        if guard.max_failures == 0 || result == ResultClass::Success {
+            *self = Backoff::default();
+            return Duration::ZERO;
+        }
+        match result {
+            ResultClass::AuthFailed | ResultClass::PasswordExpired | ResultClass::PinNotInitialized => {
+                self.strikes += 1;
+                if self.strikes >= guard.max_failures {
+                    self.level = self.strikes - guard.max_failures + 1;
+                }
+            }
+            ResultClass::RateLimited => self.level += 1,
+            // Other failures say nothing about the credentials: the guard stays as it is.
+            _ => {}
+        }
+        if self.level == 0 {
+            return Duration::ZERO;
+        }
+        let gap = gap(period, self.level, guard.max_backoff);
+        // Half a period early, so that the tick the gap ends on is not lost to timer jitter.
+        self.until = Some(started + gap - period / 2);
+        gap.saturating_sub(period)
+    }
+}
+
+/// Period × 2^level, at most `max` (but never less than one period).
+fn gap(period: Duration, level: u32, max: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(level.min(31));
+    period.saturating_mul(factor).min(max.max(period))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUARD: LockoutGuard = LockoutGuard { max_failures: 3, max_backoff: Duration::from_secs(3600) };
+
+    #[test]
+    fn backs_off_after_max_failures_doubling_up_to_the_cap() {
+        let period = Duration::from_secs(60);
+        let mut b = Backoff::default();
+        let t0 = Instant::now();
+        let extras: Vec<u64> =
+            (0..9).map(|i| b.after_run(ResultClass::AuthFailed, &GUARD, period, t0 + period * i).as_secs()).collect();
+        // Failures 1 and 2 change nothing; the 3rd doubles the gap, and so on up to an hour.
+        assert_eq!(extras, [0, 0, 60, 180, 420, 900, 1860, 3540, 3540]);
+        let last = t0 + period * 8;
+        assert!(b.holds(last + Duration::from_secs(3000)) && !b.holds(last + Duration::from_secs(3600)));
+        // A timeout keeps the guard as it is; a success lifts it.
+        assert_eq!(b.after_run(ResultClass::Timeout, &GUARD, period, last).as_secs(), 3540);
+        assert_eq!(b.after_run(ResultClass::Success, &GUARD, period, last), Duration::ZERO);
+        assert!(!b.holds(last));
+        assert_eq!(b.after_run(ResultClass::AuthFailed, &GUARD, period, last), Duration::ZERO, "strikes start over");
+    }
+
+    #[test]
+    fn rate_limited_backs_off_at_once_and_zero_turns_the_guard_off() {
+        let period = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let mut b = Backoff::default();
+        assert_eq!(b.after_run(ResultClass::RateLimited, &GUARD, period, t0).as_secs(), 10);
+        assert!(b.holds(t0 + period) && !b.holds(t0 + period * 2));
+        let off = LockoutGuard { max_failures: 0, ..GUARD };
+        let mut b = Backoff::default();
+        for _ in 0..10 {
+            assert_eq!(b.after_run(ResultClass::AuthFailed, &off, period, t0), Duration::ZERO);
+        }
+        assert!(!b.holds(t0));
+    }
+}
