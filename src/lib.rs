@@ -18,6 +18,8 @@
 
 pub mod config;
 pub mod duration;
+pub mod hash;
+pub mod instance;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use authprobe::config::{Config, Probe};
+use authprobe::instance::{Instance, InstanceError, Shard};
 use authprobe::logging;
 use authprobe::metrics::Metrics;
 use authprobe::protocol::Prober;
@@ -69,6 +70,18 @@ enum Command {
         /// Least time between two on-demand runs (`GET /probe`) of one probe.
         #[arg(long = "probe.on-demand-min-interval", default_value = "10s", value_parser = parse_duration)]
         on_demand_min_interval: Duration,
+        /// Run only the probes of this shard (0-based) of --shard.count.
+        #[arg(long = "shard.index", requires = "shard_count", conflicts_with = "shard_from_hostname")]
+        shard_index: Option<u32>,
+        /// Split the probes among this many instances by a stable hash of their names.
+        #[arg(long = "shard.count")]
+        shard_count: Option<u32>,
+        /// Take the shard index from the host name's trailing -N (a StatefulSet pod's ordinal).
+        #[arg(long = "shard.from-hostname", requires = "shard_count")]
+        shard_from_hostname: bool,
+        /// Add location="NAME" to every probe series (for the same probes run from several places).
+        #[arg(long = "location")]
+        location: Option<String>,
     },
     /// Run probes once and print their outcome.
     Probe {
@@ -150,14 +163,47 @@ fn main() -> ExitCode {
     }
 }
 
+/// This machine's host name (a StatefulSet pod's name), or "" if it cannot be read.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
 fn load_config(path: &Path) -> Result<Config, Failure> {
     Config::load(path).map_err(|e| Failure::Config(anyhow::anyhow!("invalid configuration:\n{e}")))
 }
 
 async fn run(command: Command) -> Result<u8, Failure> {
     match command {
-        Command::Run { config_file, listen_address, concurrency, on_demand_min_interval } => {
-            serve(&config_file, &listen_address, concurrency as usize, on_demand_min_interval).await?;
+        Command::Run {
+            config_file,
+            listen_address,
+            concurrency,
+            on_demand_min_interval,
+            shard_index,
+            shard_count,
+            shard_from_hostname,
+            location,
+        } => {
+            let usage = |e: InstanceError| Failure::Config(anyhow::anyhow!("{e}"));
+            let shard = match (shard_count, shard_index, shard_from_hostname) {
+                (None, ..) => None,
+                (Some(count), _, true) => Some(Shard::from_hostname(&hostname(), count).map_err(usage)?),
+                (Some(count), Some(index), false) => Some(Shard::new(index, count).map_err(usage)?),
+                (Some(_), None, false) => {
+                    return Err(Failure::Config(anyhow::anyhow!(
+                        "--shard.count needs --shard.index or --shard.from-hostname"
+                    )))
+                }
+            };
+            let instance = Instance::new(shard, location).map_err(usage)?;
+            serve(&config_file, &listen_address, concurrency as usize, on_demand_min_interval, instance).await?;
             Ok(0)
         }
         Command::CheckConfig { config_file } => {
@@ -265,6 +311,7 @@ async fn serve(
     listen_address: &str,
     concurrency: usize,
     on_demand_min_interval: Duration,
+    instance: Instance,
 ) -> Result<(), Failure> {
     let config = load_config(config_file)?;
     release_freed_memory();
@@ -272,7 +319,17 @@ async fn serve(
     let listener = web::bind(listen_address).await?;
     let address = listener.local_addr().context("reading the bound address")?;
 
-    let probes: Vec<Arc<Probe>> = config.probes.into_iter().map(Arc::new).collect();
+    let configured = config.probes.len();
+    let probes: Vec<Arc<Probe>> = instance.select(config.probes).into_iter().map(Arc::new).collect();
+    if let Some(shard) = instance.shard {
+        tracing::info!(
+            shard = shard.index(),
+            shards = shard.count(),
+            probes = probes.len(),
+            configured,
+            "running one shard of the probes"
+        );
+    }
     let results = Arc::new(Results::new(probes.iter().map(|p| p.as_ref())));
     let metrics = Arc::new(Metrics::new(results.clone())?);
     let mut signals = Signals::register();
@@ -308,6 +365,7 @@ async fn serve(
         ready: ready.clone(),
         reload: Some(reload.clone()),
         on_demand: Some(on_demand),
+        instance: instance.clone(),
     };
     let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(web::serve(listener, web::router(state), async move {
@@ -331,7 +389,7 @@ async fn serve(
     let scheduler =
         Scheduler::start(probes, results.clone(), run, scheduler::Options { concurrency, ..Default::default() })
             .await?;
-    let _ = service.set(Service::new(config_file.to_owned(), results, scheduler, on_demand_min_interval));
+    let _ = service.set(Service::new(config_file.to_owned(), instance, results, scheduler, on_demand_min_interval));
     ready.store(true, Ordering::Release);
     tracing::info!(probes = count, config = %config_file.display(), concurrency, "probes scheduled");
 

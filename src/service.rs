@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::{Config, Probe};
+use crate::instance::Instance;
 use crate::protocol::{Outcome, Trace};
 use crate::results::ProbeResults;
 use crate::results::Results;
@@ -59,6 +60,7 @@ pub struct OnDemandRun {
 /// Owns the schedule of a running service: reloads its configuration and runs probes on demand.
 pub struct Service {
     file: PathBuf,
+    instance: Instance,
     results: Arc<Results>,
     scheduler: tokio::sync::Mutex<Scheduler>,
     on_demand_min_interval: Duration,
@@ -66,11 +68,19 @@ pub struct Service {
 }
 
 impl Service {
-    /// The service of `file`, whose probes `scheduler` runs into `results`; on-demand runs of a
-    /// probe are at least `on_demand_min_interval` apart.
-    pub fn new(file: PathBuf, results: Arc<Results>, scheduler: Scheduler, on_demand_min_interval: Duration) -> Self {
+    /// The service of `file`, whose probes (those `instance` selects, as on every reload)
+    /// `scheduler` runs into `results`; on-demand runs of a probe are at least
+    /// `on_demand_min_interval` apart.
+    pub fn new(
+        file: PathBuf,
+        instance: Instance,
+        results: Arc<Results>,
+        scheduler: Scheduler,
+        on_demand_min_interval: Duration,
+    ) -> Self {
         Service {
             file,
+            instance,
             results,
             scheduler: tokio::sync::Mutex::new(scheduler),
             on_demand_min_interval,
@@ -116,7 +126,7 @@ impl Service {
         let mut scheduler = self.scheduler.lock().await;
         let outcome = async {
             let config = Config::load(&self.file).map_err(ReloadError::Config)?;
-            let probes: Vec<Arc<Probe>> = config.probes.into_iter().map(Arc::new).collect();
+            let probes: Vec<Arc<Probe>> = self.instance.select(config.probes).into_iter().map(Arc::new).collect();
             let count = probes.len();
             self.results.apply(probes.iter().map(|p| p.as_ref()));
             scheduler.reload(probes).await?;

@@ -562,6 +562,7 @@ async fn ready_only_once_probes_are_scheduled() {
         ready: ready.clone(),
         reload: None,
         on_demand: None,
+        instance: Default::default(),
     };
     let listener = web::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -1037,4 +1038,95 @@ async fn the_lockout_guard_cuts_down_logins_until_the_account_works() {
     .await;
     assert!(reloaded.elapsed() < Duration::from_secs(1) && sim.stats("throttled").requests > before);
     assert_eq!(svc.metrics().await.value("authprobe_probe_backoff_seconds", &[("probe", "throttled")]), 0.0);
+}
+
+/// Three instances over one configuration, each with its shard: every probe runs on exactly
+/// one of them (counted at the simulator), each serves only its own, and `--location` labels
+/// every series of its instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_split_the_probes_and_location_labels_them() {
+    let names: Vec<String> = (0..30).map(|i| format!("acct-{i:02}")).collect();
+    let sim = simulator(names.iter().map(|n| Account::new(n, "pw")).collect()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let probes: String =
+        names.iter().map(|n| format!("  - {{name: {n}, target: sim, username: {n}, password: pw}}\n")).collect();
+    let file = write(
+        dir.path(),
+        "probes.yaml",
+        &format!(
+            "defaults: {{interval: 1s, timeout: 900ms}}\ntargets: [{{name: sim, base_url: {}, app_key: {APP_KEY}}}]\nprobes:\n{probes}",
+            sim.base_url()
+        ),
+    );
+    let cfg = file.to_str().unwrap();
+    let mut instances = Vec::new();
+    for i in 0..3 {
+        let index = i.to_string();
+        let mut args = vec!["--config.file", cfg, "--shard.count", "3", "--shard.index", &index];
+        if i == 0 {
+            args.extend(["--location", "eu-west"]);
+        }
+        instances.push(Service::start(dir.path(), &[], &args).await);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Stop them, then compare what each recorded with what the simulator saw: nothing in flight.
+    let mut seen: Vec<BTreeSet<String>> = Vec::new();
+    let mut runs_by_probe = std::collections::BTreeMap::new();
+    for svc in &instances {
+        let m = svc.metrics().await;
+        let own: BTreeSet<String> =
+            m.series("authprobe_probe_runs_total", &[]).iter().map(|s| s.label("probe").to_owned()).collect();
+        for p in &own {
+            runs_by_probe.insert(p.clone(), runs(&m, p));
+        }
+        assert_eq!(m.value("authprobe_probes_configured", &[]), own.len() as f64);
+        seen.push(own);
+    }
+    for svc in instances {
+        assert_eq!(svc.terminate().await, 0);
+    }
+    let all: BTreeSet<String> = names.iter().cloned().collect();
+    assert_eq!(seen.iter().map(BTreeSet::len).sum::<usize>(), 30, "no probe on two instances: {seen:?}");
+    assert_eq!(seen.iter().flatten().cloned().collect::<BTreeSet<_>>(), all, "every probe on one");
+    assert!(seen.iter().all(|s| (4..=16).contains(&s.len())), "shards of sensible size: {seen:?}");
+    for n in &names {
+        let logins = sim.stats(n).requests as f64;
+        let recorded = runs_by_probe[n];
+        assert!(
+            logins >= 2.0 && logins <= recorded + 1.0,
+            "{n}: {logins} logins at the server, {recorded} runs recorded"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn location_labels_every_series_and_bad_shard_settings_are_refused() {
+    let (_dir, _sim, svc) = four_probe_service(&[], &["--location", "ap-south"]).await;
+    let m = svc.metrics_until(Duration::from_secs(10), |m| PROBES.iter().all(|p| runs(m, p) >= 1.0)).await;
+    let probe_series: Vec<_> = m.samples.iter().filter(|s| s.name.starts_with("authprobe_probe_")).collect();
+    assert!(probe_series.len() > 100);
+    assert!(probe_series.iter().all(|s| s.label("location") == "ap-south"), "every probe series has the location");
+    let api: serde_json::Value = serde_json::from_str(&get(&svc.url("/api/v1/probes")).await.1).unwrap();
+    assert_eq!(api["location"], "ap-south");
+    assert_eq!(api["probes"][0]["labels"]["location"], "ap-south");
+    assert!(get(&svc.url("/")).await.1.contains("Location <strong>ap-south</strong>."));
+    let (code, report) = promtool_check_metrics(&m.text);
+    assert_eq!((code, report.as_str()), (0, ""));
+
+    for (args, want) in [
+        (&["--shard.count", "3", "--shard.index", "3"][..], "shard index 3 is out of range for 3 shard(s): use 0 to 2"),
+        (&["--shard.count", "0", "--shard.index", "0"][..], "--shard.count must be at least 1"),
+        (&["--shard.count", "2"][..], "--shard.count needs --shard.index or --shard.from-hostname"),
+        (&["--location", ""][..], "--location must be 1 to 128 characters"),
+    ] {
+        let out = tokio::process::Command::new(common::service::BIN)
+            .args(["run", "--config.file", "/nonexistent.yaml", "--web.listen-address", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
 }

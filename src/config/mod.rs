@@ -31,10 +31,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_STEPS: u32 = 3;
 /// Default body cap.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
-/// Longest probe or target name, in characters.
 /// Most transport retries a probe may ask for.
 pub const MAX_RETRIES: u32 = 5;
-
+/// Longest probe or target name, in characters.
 pub const MAX_NAME_CHARS: usize = 128;
 
 /// A name that came from outside (a request), cut to the longest a real name can be, so that

@@ -18,16 +18,7 @@ use crate::results::{Results, SkipReason};
 /// Where in each interval a probe runs: a deterministic hash of its name, so that many probes
 /// with the same interval spread over it, and a restarted process keeps every probe's phase.
 pub fn phase_offset(name: &str, interval: Duration) -> Duration {
-    // FNV-1a is stable across Rust releases and platforms (std's hasher is not); the final
-    // mix spreads names that differ only in their last characters over the whole period.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
+    let h = crate::hash::stable_hash(name.as_bytes());
     let period = period_ms(interval);
     Duration::from_millis(h % period)
 }

@@ -78,7 +78,8 @@ fn view(p: &ProbeResults, with_history: bool) -> ProbeView {
 pub(super) async fn probes(State(state): State<AppState>) -> Json<serde_json::Value> {
     let set = state.results.probes();
     let views: Vec<ProbeView> = set.list.iter().map(|p| view(p, false)).collect();
-    Json(serde_json::json!({ "probes": views }))
+    let shard = state.instance.shard.map(|s| serde_json::json!({ "index": s.index(), "count": s.count() }));
+    Json(serde_json::json!({ "location": state.instance.location, "shard": shard, "probes": views }))
 }
 
 pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String>) -> Response {

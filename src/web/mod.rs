@@ -21,6 +21,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::instance::Instance;
 use crate::metrics::{Metrics, CONTENT_TYPE};
 use crate::report::ProbeReport;
 use crate::results::Results;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub reload: Option<ReloadFn>,
     /// Runs a probe for `GET /probe`.
     pub on_demand: Option<OnDemandFn>,
+    /// This instance's shard and location, for people.
+    pub instance: Instance,
 }
 
 /// A run on demand of the named probe, traced if the flag is set, as the web layer sees it.
