@@ -466,6 +466,8 @@ async fn simulate_serves_an_accounts_file() {
         validate: false,
         logout: false,
         retries: 0,
+        tls: Default::default(),
+        proxy: None,
     };
     let o = authprobe::protocol::Prober::new().unwrap().login(&spec).await;
     assert!(o.is_success(), "{}", o.detail);

@@ -642,3 +642,73 @@ async fn retries_cover_connections_that_fail_before_any_answer_and_nothing_else(
     assert_eq!((o.result, o.retries), (ResultClass::Timeout, 0), "{}", o.detail);
     assert!(started.elapsed() < Duration::from_millis(600) + Duration::from_secs(1));
 }
+
+fn trusting(ca: &rustls::pki_types::CertificateDer<'static>) -> std::sync::Arc<authprobe::protocol::TlsSettings> {
+    let mut tls = authprobe::protocol::TlsSettings::default();
+    tls.roots = Some(vec![ca.clone()]);
+    std::sync::Arc::new(tls)
+}
+
+/// HTTPS against the TLS simulator: the chain's earliest expiry and the version are reported,
+/// the handshake is timed as its own phase, and every way trust can fail is a `tls_error`.
+#[tokio::test]
+async fn https_targets_report_expiry_version_and_phases_and_fail_on_untrusted_certificates() {
+    let good = pki(&["127.0.0.1", "localhost"]);
+    let sim = tls_simulator(vec![Account::new("alice", "pw")], &good).await;
+    assert!(sim.base_url().starts_with("https://127.0.0.1:"));
+    let mut s = spec(&sim, "alice", "pw");
+    s.tls = trusting(&good.ca_der);
+    let o = login(&s).await;
+    check(&o, ResultClass::Success, Some(State::Succeeded), Step::BaseAuthentication, Reason::None, 200);
+    let tls = o.tls.expect("TLS facts for an https target");
+    assert_eq!(tls.version, Some("TLS 1.3"));
+    assert_eq!(tls.cert_not_after_unix, Some(good.chain_not_after), "the CA in the chain expires first");
+    let phases = o.phases.expect("phases");
+    assert!(phases.tls > Duration::ZERO && phases.connect > Duration::ZERO, "{phases:?}");
+    assert!(phases.processing.is_some() && phases.transfer.is_some(), "{phases:?}");
+    assert_eq!(phases.resolve, Duration::ZERO, "an IP address needs no resolving");
+    let total: Duration = phases.named().map(|(_, d)| d).sum();
+    assert!(total <= o.duration, "{total:?} > {:?}", o.duration);
+
+    // Through a name: resolving is timed too.
+    s.base_url = s.base_url.as_str().replace("127.0.0.1", "localhost").parse().unwrap();
+    let o = login(&s).await;
+    assert_eq!(o.result, ResultClass::Success, "{}", o.detail);
+    assert!(o.phases.unwrap().resolve > Duration::ZERO);
+
+    // A CA we do not trust (the system's roots, or another CA).
+    let other = pki(&["127.0.0.1"]);
+    let mut s = spec(&sim, "alice", "pw");
+    for tls in [std::sync::Arc::default(), trusting(&other.ca_der)] {
+        s.tls = tls;
+        let o = login(&s).await;
+        assert_eq!(o.result, ResultClass::TlsError, "{}", o.detail);
+        assert_eq!(o.tls.unwrap().cert_not_after_unix, Some(good.chain_not_after), "expiry noted even so");
+    }
+    // insecure_skip_verify accepts it.
+    let mut insecure = authprobe::protocol::TlsSettings::default();
+    insecure.insecure_skip_verify = true;
+    s.tls = std::sync::Arc::new(insecure);
+    assert_eq!(login(&s).await.result, ResultClass::Success);
+
+    // A certificate for another name: refused, unless server_name says that name is expected.
+    let wrong_name = pki(&["api.other.example"]);
+    let sim2 = tls_simulator(vec![Account::new("alice", "pw")], &wrong_name).await;
+    let mut s = spec(&sim2, "alice", "pw");
+    s.tls = trusting(&wrong_name.ca_der);
+    let o = login(&s).await;
+    assert_eq!(o.result, ResultClass::TlsError, "{}", o.detail);
+    assert!(o.detail.contains("certificate"), "{}", o.detail);
+    let mut named = authprobe::protocol::TlsSettings::default();
+    named.roots = Some(vec![wrong_name.ca_der.clone()]);
+    named.server_name = Some("api.other.example".try_into().unwrap());
+    s.tls = std::sync::Arc::new(named);
+    assert_eq!(login(&s).await.result, ResultClass::Success);
+
+    // TLS to a plain-HTTP port.
+    let plain = simulator(vec![Account::new("alice", "pw")]).await;
+    let mut s = spec(&plain, "alice", "pw");
+    s.base_url = plain.base_url().replace("http://", "https://").parse().unwrap();
+    let o = login(&s).await;
+    assert_eq!(o.result, ResultClass::TlsError, "{}", o.detail);
+}

@@ -31,6 +31,8 @@ fn probe(name: &str, schedule: Schedule) -> Arc<Probe> {
             validate: false,
             logout: false,
             retries: 0,
+            tls: Default::default(),
+            proxy: None,
         },
         lockout_guard: Default::default(),
     })
@@ -58,6 +60,8 @@ fn success(duration: Duration) -> Outcome {
         detail: "login succeeded".to_owned(),
         logout: None,
         retries: 0,
+        phases: None,
+        tls: None,
     }
 }
 

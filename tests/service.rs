@@ -105,6 +105,7 @@ async fn metrics_contract_on_a_running_service() {
         ("process_cpu_seconds_total", "counter"),
         ("process_resident_memory_bytes", "gauge"),
     ];
+    assert!(!m.types.contains_key("authprobe_probe_tls_version_info"), "no HTTPS target, no TLS family");
     for (name, kind) in want_types {
         assert_eq!(m.types.get(name).map(String::as_str), Some(kind), "# TYPE of {name}");
         assert!(m.helps.get(name).is_some_and(|h| !h.is_empty()), "# HELP of {name}");
@@ -112,7 +113,7 @@ async fn metrics_contract_on_a_running_service() {
 
     // Every probe series carries probe, target and the static labels, and only bounded ones.
     let allowed: BTreeSet<&str> =
-        ["probe", "target", "team", "result", "state", "step", "reason", "http_status", "le"].into();
+        ["probe", "target", "team", "result", "state", "step", "reason", "http_status", "phase", "le"].into();
     for s in m.samples.iter().filter(|s| s.name.starts_with("authprobe_probe_")) {
         assert!(PROBES.contains(&s.label("probe")), "{s:?}");
         assert_eq!(s.label("target"), "sim", "{s:?}");
@@ -135,6 +136,14 @@ async fn metrics_contract_on_a_running_service() {
         assert_eq!(skipped, ["backoff", "missed", "overlap"].into(), "{p}");
         assert_eq!(m.value("authprobe_probe_backoff_seconds", &by), 0.0, "{p}: the guard is off here");
         assert_eq!(m.series("authprobe_probe_outcome", &by).len(), 1, "{p}: exactly one outcome series");
+        let phases: BTreeSet<&str> =
+            m.series("authprobe_probe_phase_duration_seconds", &by).iter().map(|s| s.label("phase")).collect();
+        assert_eq!(phases, ["connect", "processing", "resolve", "tls", "transfer"].into(), "{p}");
+        assert_eq!(
+            m.value("authprobe_probe_phase_duration_seconds", &[("probe", p), ("phase", "tls")]),
+            0.0,
+            "plain HTTP"
+        );
         let last_run = m.value("authprobe_probe_last_run_timestamp_seconds", &by);
         assert!(now - last_run < 10.0 && last_run <= now + 1.0, "{p}: last run {last_run}, now {now}");
         assert!(m.value("authprobe_probe_duration_seconds", &by) > 0.0);

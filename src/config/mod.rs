@@ -17,7 +17,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::duration::{self, serde_prom};
-use crate::protocol::{Expect, LoginSpec};
+use crate::protocol::{Expect, LoginSpec, TlsSettings};
 use crate::simulator::{Settings, SimulatorFile, SimulatorSpec, DEFAULT_LISTEN};
 use crate::yaml::{self, FieldIndex, FileError, FileErrors};
 
@@ -117,6 +117,25 @@ struct RawTarget {
     app_key: Option<SecretString>,
     #[serde(default)]
     app_key_file: Option<PathBuf>,
+    #[serde(default)]
+    tls: Option<RawTls>,
+    #[serde(default)]
+    proxy_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    server_name: Option<String>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+    #[serde(default)]
+    cert_file: Option<PathBuf>,
+    #[serde(default)]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,6 +205,10 @@ pub struct Target {
     pub base_url: Url,
     /// `Et-App-Key`.
     pub app_key: SecretString,
+    /// How to trust it (HTTPS).
+    pub tls: Arc<TlsSettings>,
+    /// The proxy its requests go through, instead of `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`.
+    pub proxy: Option<Url>,
 }
 
 /// When a probe runs.
@@ -259,6 +282,8 @@ impl Probe {
             && a.validate == b.validate
             && a.logout == b.logout
             && a.retries == b.retries
+            && *a.tls == *b.tls
+            && a.proxy == b.proxy
     }
 }
 
@@ -343,8 +368,15 @@ impl Validator<'_> {
             }
             let base_url = self.base_url(&format!("{path}.base_url"), &t.base_url);
             let app_key = self.secret(&path, "app_key", t.app_key.as_ref(), t.app_key_file.as_ref(), true);
-            if let (Some(base_url), Some(app_key)) = (base_url, app_key) {
-                targets.push(Arc::new(Target { name: t.name, base_url, app_key }));
+            let tls = self.tls(&format!("{path}.tls"), t.tls.unwrap_or_default());
+            let proxy = t.proxy_url.as_deref().and_then(|raw| self.proxy_url(&format!("{path}.proxy_url"), raw));
+            if base_url.as_ref().is_some_and(|u| u.scheme() == "http")
+                && tls.as_ref().is_some_and(|t| **t != TlsSettings::default())
+            {
+                self.error(format!("{path}.tls"), "set for a target whose base_url is http, not https");
+            }
+            if let (Some(base_url), Some(app_key), Some(tls)) = (base_url, app_key, tls) {
+                targets.push(Arc::new(Target { name: t.name, base_url, app_key, tls, proxy }));
             }
         }
 
@@ -517,6 +549,8 @@ impl Validator<'_> {
                         validate,
                         logout,
                         retries,
+                        tls: target.tls.clone(),
+                        proxy: target.proxy.clone(),
                     },
                     lockout_guard,
                 });
@@ -561,6 +595,87 @@ impl Validator<'_> {
             Ok(u) => return Some(u),
         }
         None
+    }
+
+    /// A target's `tls:` block, its files read and checked now.
+    fn tls(&mut self, path: &str, raw: RawTls) -> Option<Arc<TlsSettings>> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        let before = self.errors.len();
+        let mut settings = TlsSettings::default();
+        settings.insecure_skip_verify = raw.insecure_skip_verify;
+        let certs = |v: &mut Self, field: &str, file: &Path| -> Option<Vec<CertificateDer<'static>>> {
+            let full = v.base_dir.join(file);
+            match CertificateDer::pem_file_iter(&full).and_then(|i| i.collect::<Result<Vec<_>, _>>()) {
+                Ok(c) if !c.is_empty() => Some(c),
+                Ok(_) => {
+                    v.error(format!("{path}.{field}"), format!("{} holds no PEM certificate", full.display()));
+                    None
+                }
+                Err(e) => {
+                    v.error(
+                        format!("{path}.{field}"),
+                        format!("cannot read certificates from {}: {e}", full.display()),
+                    );
+                    None
+                }
+            }
+        };
+        if let Some(file) = &raw.ca_file {
+            settings.roots = certs(self, "ca_file", file);
+        }
+        if let Some(name) = &raw.server_name {
+            match ServerName::try_from(name.clone()) {
+                Ok(n) => settings.server_name = Some(n),
+                Err(_) => self.error(format!("{path}.server_name"), format!("invalid server name {name:?}")),
+            }
+        }
+        match (&raw.cert_file, &raw.key_file) {
+            (None, None) => {}
+            (Some(cert), Some(key)) => {
+                let chain = certs(self, "cert_file", cert);
+                let full = self.base_dir.join(key);
+                // The key's file is named, never its content.
+                let key = match PrivateKeyDer::from_pem_file(&full) {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        self.error(
+                            format!("{path}.key_file"),
+                            format!("cannot read a private key from {}: {e}", full.display()),
+                        );
+                        None
+                    }
+                };
+                if let (Some(chain), Some(key)) = (chain, key) {
+                    settings.client_auth = Some((chain, key));
+                }
+            }
+            (Some(_), None) => self.error(format!("{path}.key_file"), "missing: cert_file needs key_file"),
+            (None, Some(_)) => self.error(format!("{path}.cert_file"), "missing: key_file needs cert_file"),
+        }
+        (self.errors.len() == before).then(|| Arc::new(settings))
+    }
+
+    fn proxy_url(&mut self, field: &str, raw: &str) -> Option<Url> {
+        let text = match expand_env(raw) {
+            Ok(t) => t,
+            Err(m) => {
+                self.error(field, m);
+                return None;
+            }
+        };
+        // Not echoed: a proxy URL may carry credentials.
+        match Url::parse(text.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https" | "socks5") && u.host().is_some() => Some(u),
+            Ok(_) => {
+                self.error(field, "must be an http://, https:// or socks5:// URL with a host");
+                None
+            }
+            Err(e) => {
+                self.error(field, format!("invalid URL: {e}"));
+                None
+            }
+        }
     }
 
     fn labels(&mut self, path: &str, raw: BTreeMap<String, String>) -> BTreeMap<String, String> {

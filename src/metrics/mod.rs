@@ -101,6 +101,7 @@ impl Metrics {
                 seen.on_demand |= r.on_demand.iter().any(|n| *n > 0);
                 seen.logout |= r.logout_failures.is_some();
                 seen.retries |= r.retries.is_some();
+                seen.tls |= r.last.as_ref().is_some_and(|l| l.outcome.tls.is_some());
             });
         }
         let present = FAMILIES.map(|f| f.present(&seen));
@@ -186,6 +187,8 @@ struct Seen {
     logout: bool,
     /// Any probe retries (or did).
     retries: bool,
+    /// Any probe's last run was against an HTTPS target.
+    tls: bool,
 }
 
 /// The per-probe families, in exposition order.
@@ -198,6 +201,9 @@ enum Family {
     LastSuccess,
     ConsecutiveFailures,
     Outcome,
+    Phase,
+    TlsNotAfter,
+    TlsVersion,
     Runs,
     OnDemand,
     Skipped,
@@ -208,7 +214,7 @@ enum Family {
     Steps,
 }
 
-const FAMILIES: [Family; 15] = [
+const FAMILIES: [Family; 18] = [
     Family::Success,
     Family::Duration,
     Family::HttpStatus,
@@ -216,6 +222,9 @@ const FAMILIES: [Family; 15] = [
     Family::LastSuccess,
     Family::ConsecutiveFailures,
     Family::Outcome,
+    Family::Phase,
+    Family::TlsNotAfter,
+    Family::TlsVersion,
     Family::Runs,
     Family::OnDemand,
     Family::Skipped,
@@ -255,6 +264,21 @@ impl Family {
                 "authprobe_probe_outcome",
                 "gauge",
                 "Always 1: one series per probe, labelled with its last run's result, State, Step, Reason and HTTP status.",
+            ),
+            Family::Phase => (
+                "authprobe_probe_phase_duration_seconds",
+                "gauge",
+                "Duration of each phase of the first request of the probe's last run: resolve, connect, tls, processing (connection ready to response headers), transfer (body); phases not reached are absent.",
+            ),
+            Family::TlsNotAfter => (
+                "authprobe_probe_tls_cert_not_after_timestamp_seconds",
+                "gauge",
+                "Earliest expiry (notAfter) in the certificate chain the target served on the probe's last run, in seconds since the Unix epoch; HTTPS targets only.",
+            ),
+            Family::TlsVersion => (
+                "authprobe_probe_tls_version_info",
+                "gauge",
+                "Always 1, labelled with the TLS version negotiated on the probe's last run; HTTPS targets only.",
             ),
             Family::Runs => ("authprobe_probe_runs_total", "counter", "Finished scheduled runs of the probe, by result."),
             Family::OnDemand => (
@@ -303,6 +327,7 @@ impl Family {
             Family::Steps => seen.stepped,
             Family::LogoutFailures => seen.logout,
             Family::Retries => seen.retries,
+            Family::TlsNotAfter | Family::TlsVersion => seen.tls,
             _ => seen.ran,
         }
     }
@@ -354,6 +379,21 @@ impl Family {
                     Family::ConsecutiveFailures => gauge(out, Value::Int(r.consecutive_failures)),
                     Family::Outcome => {
                         outcome_sample(out, labels, last.result, last.state, last.step, last.reason, last.http_status);
+                    }
+                    Family::Phase => {
+                        for (phase, d) in last.outcome.phases.iter().flat_map(|p| p.named()) {
+                            text::sample(out, name, "", labels, &[("phase", phase)], Value::Float(d.as_secs_f64()));
+                        }
+                    }
+                    Family::TlsNotAfter => {
+                        if let Some(t) = last.outcome.tls.and_then(|t| t.cert_not_after_unix) {
+                            gauge(out, Value::Float(t as f64));
+                        }
+                    }
+                    Family::TlsVersion => {
+                        if let Some(v) = last.outcome.tls.and_then(|t| t.version) {
+                            text::sample(out, name, "", labels, &[("version", v)], Value::Int(1));
+                        }
                     }
                     _ => unreachable!("handled above"),
                 }

@@ -380,6 +380,8 @@ pub(crate) mod tests {
             validate: false,
             logout: false,
             retries: 0,
+            tls: Default::default(),
+            proxy: None,
         }
     }
 

@@ -12,7 +12,12 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::classify::{self, Answer, Context, Decision, Verdict};
-use super::{sanitize, LoginSpec, LogoutOutcome, Outcome, Reason, ResultClass, Step, StepRecord, Trace};
+use super::timing::{HandshakeStart, RunClock, TimedConnectLayer, TimedResolver};
+use super::tls::{Noting, ServedChain};
+use super::{
+    sanitize, LoginSpec, LogoutOutcome, Outcome, Phases, Reason, ResultClass, Step, StepRecord, TlsFacts, TlsSettings,
+    Trace,
+};
 
 /// Why a [`Prober`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +30,8 @@ pub enum ProberError {
 /// Runs logins. Cheap to share: holds only the TLS configuration every run starts from.
 #[derive(Clone)]
 pub struct Prober {
-    tls: Arc<rustls::ClientConfig>,
+    /// The system's CA certificates, for targets without a CA file of their own.
+    roots: Arc<rustls::RootCertStore>,
 }
 
 impl std::fmt::Debug for Prober {
@@ -47,15 +53,11 @@ impl Prober {
             let _ = roots.add(cert);
         }
         if roots.is_empty() {
-            tracing::warn!("no system CA certificates found; HTTPS targets will fail with tls_error");
+            tracing::warn!("no system CA certificates found; HTTPS targets without ca_file will fail with tls_error");
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ProberError::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Prober { tls: Arc::new(config) })
+        // Fails early, not at the first run, if the crypto provider cannot make a configuration.
+        TlsSettings::default().build(&Arc::new(roots.clone())).map_err(ProberError::Tls)?;
+        Ok(Prober { roots: Arc::new(roots) })
     }
 
     /// Performs one login as described by `spec` and classifies it. Never panics on server
@@ -78,20 +80,27 @@ impl Prober {
         let mut logout = None;
         let mut duration = None;
         let mut retries = 0;
+        let mut clock: Arc<RunClock>;
+        let mut chain: Arc<ServedChain>;
+        let mut first = FirstExchange::default();
         let verdict = loop {
             // With retries, one attempt at connecting gets its share of the time left, so that
             // a connection that cannot be made leaves time for the next attempt.
             let attempts_left = spec.retries - retries + 1;
             let connect_within = (spec.retries > 0)
                 .then(|| deadline.saturating_duration_since(tokio::time::Instant::now()) / attempts_left);
-            let client = match self.client(connect_within) {
+            clock = Arc::default();
+            chain = Arc::default();
+            let client = match self.client(spec, connect_within, &clock, &chain) {
                 Ok(client) => client,
                 Err(e) => {
-                    let detail = format!("cannot build HTTP client: {e}");
-                    break failure_verdict(Step::BaseAuthentication, ResultClass::ConnectError, detail);
+                    let detail = format!("cannot set up the HTTP client: {e}");
+                    break failure_verdict(Step::BaseAuthentication, ResultClass::TlsError, detail);
                 }
             };
-            let (mut verdict, token) = run_steps(&client, spec, deadline, &mut steps, trace.as_deref_mut()).await;
+            first = FirstExchange::default();
+            let (mut verdict, token) =
+                run_steps(&client, spec, deadline, &mut steps, &mut first, trace.as_deref_mut()).await;
             // Retried: a transport failure before any answer of the run, while time is left.
             // Anything the server said, credentials above all, is final.
             let unanswered = steps.iter().all(|s| s.http_status == 0);
@@ -139,26 +148,73 @@ impl Prober {
             detail: sanitize(&verdict.detail, &secrets),
             logout: logout.map(|l| LogoutOutcome { detail: sanitize(&l.detail, &secrets), ..l }),
             retries,
+            phases: phases(&clock, &first),
+            tls: (spec.base_url.scheme() == "https").then(|| TlsFacts {
+                version: first.tls_version,
+                cert_not_after_unix: *chain.not_after.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+            }),
         }
     }
 
     /// A new client for each run: no connection is pooled across runs, so every probe pays what
     /// a new user pays (DNS, connect, TLS). Steps of one run may reuse the connection.
-    fn client(&self, connect_within: Option<std::time::Duration>) -> reqwest::Result<reqwest::Client> {
-        let builder = reqwest::Client::builder();
-        let builder = match connect_within {
-            Some(d) => builder.connect_timeout(d),
-            None => builder,
-        };
+    /// Its hooks time the first connection into `clock` and note the served certificates in
+    /// `chain`.
+    fn client(
+        &self,
+        spec: &LoginSpec,
+        connect_within: Option<std::time::Duration>,
+        clock: &Arc<RunClock>,
+        chain: &Arc<ServedChain>,
+    ) -> Result<reqwest::Client, String> {
+        let built = spec.tls.build(&self.roots)?;
+        let mut tls = built.config.clone();
+        tls.resumption = rustls::client::Resumption::store(Arc::new(HandshakeStart(clock.clone())));
+        tls.dangerous().set_certificate_verifier(Arc::new(Noting {
+            inner: built.verifier.clone(),
+            name: spec.tls.server_name.clone(),
+            seen: chain.clone(),
+        }));
+        let mut builder = reqwest::Client::builder();
+        if let Some(d) = connect_within {
+            builder = builder.connect_timeout(d);
+        }
+        if let Some(proxy) = &spec.proxy {
+            builder = builder.proxy(reqwest::Proxy::all(proxy.clone()).map_err(|e| format!("proxy_url: {e}"))?);
+        }
         builder
-            .tls_backend_preconfigured((*self.tls).clone())
+            .tls_backend_preconfigured(tls)
+            .tls_info(true)
+            .dns_resolver(Arc::new(TimedResolver(clock.clone())))
+            .connector_layer(TimedConnectLayer(clock.clone()))
             .redirect(reqwest::redirect::Policy::none())
             .retry(reqwest::retry::never())
             .referer(false)
             .http1_only()
             .user_agent(USER_AGENT)
             .build()
+            .map_err(|e| e.to_string())
     }
+}
+
+/// When the first request's answer arrived and its body ended, and the TLS version it came over.
+#[derive(Debug, Default, Clone, Copy)]
+struct FirstExchange {
+    headers_at: Option<Instant>,
+    body_at: Option<Instant>,
+    tls_version: Option<&'static str>,
+}
+
+/// The phases of the first request, from the connection hooks and the first exchange.
+fn phases(clock: &RunClock, first: &FirstExchange) -> Option<Phases> {
+    let (resolve, connect, tls) = clock.connection_phases()?;
+    let connected = clock.connected_at()?;
+    let processing = first.headers_at.map(|h| h.saturating_duration_since(connected));
+    let transfer = match (first.headers_at, first.body_at) {
+        (Some(h), Some(b)) => Some(b.saturating_duration_since(h)),
+        _ => None,
+    };
+    Some(Phases { resolve, connect, tls, processing, transfer })
 }
 
 fn secrets_of(spec: &LoginSpec) -> Vec<&SecretString> {
@@ -177,6 +233,7 @@ async fn run_steps(
     spec: &LoginSpec,
     deadline: tokio::time::Instant,
     records: &mut Vec<StepRecord>,
+    first: &mut FirstExchange,
     mut trace: Option<&mut Trace>,
 ) -> (Verdict, Option<SecretString>) {
     let url = spec.token_url();
@@ -192,7 +249,9 @@ async fn run_steps(
             }
         };
         let request = Request { method: Method::POST, url: &url, label: sending.as_str() };
-        let received = exchange(client, request, headers, spec.max_body_bytes, deadline, trace.as_deref_mut()).await;
+        let timing = (number == 1).then_some(&mut *first);
+        let received =
+            exchange(client, request, headers, spec.max_body_bytes, deadline, timing, trace.as_deref_mut()).await;
         let (http_status, answer_state) = match &received {
             Ok(r) => (r.status, classify::answer_state(&r.answer())),
             Err(f) => (f.status.unwrap_or(0), None),
@@ -237,7 +296,7 @@ async fn validate(
     };
     let url = spec.user_info_url();
     let request = Request { method: Method::GET, url: &url, label: Step::TokenValidation.as_str() };
-    let received = exchange(client, request, headers, spec.max_body_bytes, deadline, trace).await;
+    let received = exchange(client, request, headers, spec.max_body_bytes, deadline, None, trace).await;
     let http_status = match &received {
         Ok(r) => r.status,
         Err(f) => f.status.unwrap_or(0),
@@ -263,7 +322,7 @@ async fn end_session(
     headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
     let url = spec.logout_url();
     let request = Request { method: Method::POST, url: &url, label: "Logout" };
-    match exchange(client, request, headers, spec.max_body_bytes, deadline, trace).await {
+    match exchange(client, request, headers, spec.max_body_bytes, deadline, None, trace).await {
         Ok(r) if (200..300).contains(&r.status) => {
             LogoutOutcome { ok: true, http_status: r.status, detail: "session ended".to_owned() }
         }
@@ -363,6 +422,7 @@ async fn exchange(
     headers: HeaderMap,
     cap: usize,
     deadline: tokio::time::Instant,
+    mut first: Option<&mut FirstExchange>,
     mut trace: Option<&mut Trace>,
 ) -> Result<Received, Failure> {
     if let Some(t) = trace.as_deref_mut() {
@@ -390,6 +450,17 @@ async fn exchange(
         Ok(Err(e)) => return failed(transport_failure(e, "sending the request", None), trace),
         Ok(Ok(r)) => r,
     };
+    if let Some(f) = first.as_deref_mut() {
+        f.headers_at = Some(Instant::now());
+        f.tls_version =
+            response.extensions().get::<reqwest::tls::TlsInfo>().and_then(|i| i.version()).map(|v| match v {
+                reqwest::tls::Version::TLS_1_0 => "TLS 1.0",
+                reqwest::tls::Version::TLS_1_1 => "TLS 1.1",
+                reqwest::tls::Version::TLS_1_2 => "TLS 1.2",
+                reqwest::tls::Version::TLS_1_3 => "TLS 1.3",
+                _ => "other",
+            });
+    }
     if let Some(t) = trace.as_deref_mut() {
         t.response_head(response.version(), response.status().as_u16(), response.headers());
     }
@@ -434,6 +505,9 @@ async fn exchange(
     }
     // Dropping an unfinished response closes its connection, abandoning the rest of the body.
     drop(response);
+    if let Some(f) = first {
+        f.body_at = Some(Instant::now());
+    }
     record_body(trace, &body, complete);
     Ok(Received { status, content_type, location, body, complete })
 }

@@ -8,9 +8,12 @@
 pub mod classify;
 pub mod client;
 mod text;
+mod timing;
+pub mod tls;
 pub mod trace;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -19,6 +22,7 @@ use url::Url;
 
 pub use client::{Prober, ProberError};
 pub use text::sanitize;
+pub use tls::TlsSettings;
 pub use trace::Trace;
 
 /// How one login ended. Bounded: every value is a fixed label value in metrics.
@@ -345,6 +349,10 @@ pub struct LoginSpec {
     pub logout: bool,
     /// Further attempts at a login that failed to connect or timed out before any answer.
     pub retries: u32,
+    /// How to trust the server and what to present to it, for HTTPS targets.
+    pub tls: Arc<TlsSettings>,
+    /// The proxy to go through; without one, `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` apply.
+    pub proxy: Option<Url>,
 }
 
 impl LoginSpec {
@@ -439,6 +447,57 @@ pub struct Outcome {
     pub logout: Option<LogoutOutcome>,
     /// Attempts made again after a transport failure before any answer (see `retries`).
     pub retries: u32,
+    /// How long each phase of the first request took, as far as it got.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases: Option<Phases>,
+    /// What the TLS handshake of an HTTPS target showed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFacts>,
+}
+
+/// The phases of a run's first request, as blackbox_exporter reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Phases {
+    /// Name resolution (0 for an IP address).
+    #[serde(serialize_with = "ser_secs")]
+    pub resolve: Duration,
+    /// TCP connect.
+    #[serde(serialize_with = "ser_secs")]
+    pub connect: Duration,
+    /// TLS handshake (0 for plain HTTP).
+    #[serde(serialize_with = "ser_secs")]
+    pub tls: Duration,
+    /// From the connection being ready to the response headers: sending the request, the
+    /// server's work, the first byte.
+    #[serde(serialize_with = "ser_opt_secs")]
+    pub processing: Option<Duration>,
+    /// Reading the body.
+    #[serde(serialize_with = "ser_opt_secs")]
+    pub transfer: Option<Duration>,
+}
+
+impl Phases {
+    /// Phase names and durations, in order; phases not reached are left out.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, Duration)> {
+        [
+            ("resolve", Some(self.resolve)),
+            ("connect", Some(self.connect)),
+            ("tls", Some(self.tls)),
+            ("processing", self.processing),
+            ("transfer", self.transfer),
+        ]
+        .into_iter()
+        .filter_map(|(name, d)| Some((name, d?)))
+    }
+}
+
+/// The TLS facts of a run against an HTTPS target.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TlsFacts {
+    /// The negotiated version, e.g. `TLS 1.3`; `None` if the handshake did not finish.
+    pub version: Option<&'static str>,
+    /// The earliest `notAfter` in the chain the server served, in Unix seconds.
+    pub cert_not_after_unix: Option<i64>,
 }
 
 /// The result of `POST {base}/logout`. A failed logout never fails the login.
@@ -466,6 +525,13 @@ pub(crate) fn ser_state<S: serde::Serializer>(s: &Option<State>, ser: S) -> Resu
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, ser: S) -> Result<S::Ok, S::Error> {
     ser.serialize_f64(d.as_secs_f64())
+}
+
+fn ser_opt_secs<S: serde::Serializer>(d: &Option<Duration>, ser: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser.serialize_f64(d.as_secs_f64()),
+        None => ser.serialize_none(),
+    }
 }
 
 #[cfg(test)]

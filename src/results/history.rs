@@ -161,6 +161,8 @@ mod tests {
             detail: String::new(),
             logout: None,
             retries: 0,
+            phases: None,
+            tls: None,
         }
     }
 

@@ -214,5 +214,7 @@ fn internal_error(duration: Duration) -> Outcome {
         detail: "the run panicked inside authprobe (a bug; see the error log)".to_owned(),
         logout: None,
         retries: 0,
+        phases: None,
+        tls: None,
     }
 }

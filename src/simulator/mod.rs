@@ -9,6 +9,7 @@
 
 mod accounts;
 mod server;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -72,6 +73,7 @@ impl std::fmt::Debug for RecordedRequest {
 /// A running simulator. Stops when [`Simulator::shutdown`] is called or when dropped.
 pub struct Simulator {
     addr: SocketAddr,
+    scheme: &'static str,
     base_path: String,
     state: Arc<server::Shared>,
     stop: Option<oneshot::Sender<()>>,
@@ -87,21 +89,36 @@ impl Simulator {
 
     /// Serves `settings` on an already bound listener.
     pub fn serve(settings: Settings, listener: TcpListener) -> Simulator {
+        Self::serve_on(settings, listener, None)
+    }
+
+    /// Serves `settings` over HTTPS with `tls` (certificate and key) on a bound listener.
+    pub fn serve_tls(settings: Settings, listener: TcpListener, tls: Arc<rustls::ServerConfig>) -> Simulator {
+        Self::serve_on(settings, listener, Some(tls))
+    }
+
+    fn serve_on(settings: Settings, listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> Simulator {
         let addr = listener.local_addr().expect("bound listener has an address");
         let base_path = settings.base_path.clone();
         let state = Arc::new(server::Shared::new(settings));
-        let app = server::router(state.clone());
+        let app = server::router(state.clone()).into_make_service_with_connect_info::<tls::Peer>();
         let (stop, stopped) = oneshot::channel::<()>();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(async move {
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let stopped = async {
                 let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
+            };
+            let served = match tls {
+                None => axum::serve(listener, app).with_graceful_shutdown(stopped).await,
+                Some(config) => {
+                    axum::serve(tls::TlsListener::new(listener, config), app).with_graceful_shutdown(stopped).await
+                }
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "simulator stopped");
             }
         });
-        Simulator { addr, base_path, state, stop: Some(stop), task: Some(task) }
+        Simulator { addr, scheme, base_path, state, stop: Some(stop), task: Some(task) }
     }
 
     /// The bound address.
@@ -109,9 +126,10 @@ impl Simulator {
         self.addr
     }
 
-    /// The API base URL to configure targets with, e.g. `http://127.0.0.1:18080/api`.
+    /// The API base URL to configure targets with, e.g. `http://127.0.0.1:18080/api`
+    /// (`https://` when serving TLS).
     pub fn base_url(&self) -> String {
-        format!("http://{}{}", self.addr, self.base_path)
+        format!("{}://{}{}", self.scheme, self.addr, self.base_path)
     }
 
     /// Counters of one account (zero for an unknown one).

@@ -16,6 +16,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
+use super::tls::Peer;
 use super::{Account, AccountStats, Fault, Locked, RecordedRequest, Settings, WrongSecret};
 use crate::protocol::Step;
 
@@ -390,7 +391,7 @@ fn session_owner(shared: &Shared, headers: &HeaderMap) -> Option<Account> {
 
 async fn user_info(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -409,7 +410,7 @@ async fn user_info(
 
 async fn logout(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -425,7 +426,7 @@ async fn logout(
 
 async fn token(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,

@@ -59,6 +59,8 @@ pub fn spec(sim: &Simulator, username: &str, password: &str) -> LoginSpec {
         validate: false,
         logout: false,
         retries: 0,
+        tls: Default::default(),
+        proxy: None,
     }
 }
 
@@ -79,4 +81,48 @@ pub fn http() -> reqwest::Client {
 pub async fn get(url: &str) -> (u16, String) {
     let r = http().get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
     (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// A test certificate authority and a server certificate it issued, for the TLS simulator.
+pub struct TestPki {
+    /// The CA certificate, PEM.
+    pub ca_pem: String,
+    /// The CA certificate, DER.
+    pub ca_der: rustls::pki_types::CertificateDer<'static>,
+    /// The server's configuration: the leaf and the CA as its chain, and the leaf's key.
+    pub server: std::sync::Arc<rustls::ServerConfig>,
+    /// The earliest notAfter of the served chain (Unix seconds): the CA's, which expires first.
+    pub chain_not_after: i64,
+}
+
+/// A CA expiring on 2030-06-01 and a leaf for `names` expiring on 2031-01-15.
+pub fn pki(names: &[&str]) -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "authprobe test CA");
+    ca_params.not_after = rcgen::date_time_ymd(2030, 6, 1);
+    let chain_not_after = ca_params.not_after.unix_timestamp();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf_params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    leaf_params.not_after = rcgen::date_time_ymd(2031, 1, 15);
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+    let server =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
+            .unwrap();
+    TestPki { ca_pem: ca.pem(), ca_der: ca.der().clone(), server: std::sync::Arc::new(server), chain_not_after }
+}
+
+/// The simulator over HTTPS with `pki`'s server certificate, on a free loopback port.
+pub async fn tls_simulator(accounts: Vec<Account>, pki: &TestPki) -> Simulator {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Simulator::serve_tls(Settings::new(&[APP_KEY], accounts), listener, pki.server.clone())
 }
