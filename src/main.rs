@@ -314,6 +314,7 @@ async fn serve(
     instance: Instance,
 ) -> Result<(), Failure> {
     let config = load_config(config_file)?;
+    config.warn_insecure();
     release_freed_memory();
     let simulator = start_embedded_simulator(&config).await?;
     let listener = web::bind(listen_address).await?;

@@ -281,6 +281,29 @@ async fn config_errors_name_file_line_and_field() {
             ":1:12: defaults.logout: probe \"p1\" expects SecutityPin and never gets a final token to log out",
         ),
         (
+            "tls on an http target",
+            head.replace(
+                "app_key: appkey-Sekr1t-CFG",
+                "app_key: appkey-Sekr1t-CFG\n    tls: {insecure_skip_verify: true}",
+            ) + "    password: pw-Sekr1t-CFG\n",
+            ":5:11: targets[0].tls: set for a target whose base_url is http, not https",
+        ),
+        (
+            "missing CA file",
+            head.replace("http://127.0.0.1:9/api", "https://127.0.0.1:9/api").replace(
+                "app_key: appkey-Sekr1t-CFG",
+                "app_key: appkey-Sekr1t-CFG\n    tls: {ca_file: no-such-ca.pem}",
+            ) + "    password: pw-Sekr1t-CFG\n",
+            "targets[0].tls.ca_file: cannot read certificates from ",
+        ),
+        (
+            "key without certificate",
+            head.replace("http://127.0.0.1:9/api", "https://127.0.0.1:9/api")
+                .replace("app_key: appkey-Sekr1t-CFG", "app_key: appkey-Sekr1t-CFG\n    tls: {key_file: k.pem}")
+                + "    password: pw-Sekr1t-CFG\n",
+            "targets[0].tls.cert_file: missing: key_file needs cert_file",
+        ),
+        (
             "bad cron",
             format!("{head}    password: pw-Sekr1t-CFG\n    schedule: \"* * *\"\n"),
             ":10:5: probes[0].schedule: invalid cron expression",

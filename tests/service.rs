@@ -1139,3 +1139,71 @@ async fn location_labels_every_series_and_bad_shard_settings_are_refused() {
         assert!(stderr.contains(want), "{args:?}: {stderr}");
     }
 }
+
+/// HTTPS targets configured with `tls:`, and proxies, on the real binary: the TLS families and
+/// phases on /metrics, a wrong CA as `tls_error`, `insecure_skip_verify` warned about, and
+/// requests going through `proxy_url` or `HTTP_PROXY` to a host that only the proxy can reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_targets_and_proxies_on_a_running_service() {
+    let good = pki(&["127.0.0.1"]);
+    let other = pki(&["127.0.0.1"]);
+    let sim = tls_simulator(vec![Account::new("alice", "pw")], &good).await;
+    let plain = simulator(vec![Account::new("bob", "pw"), Account::new("carol", "pw")]).await;
+    let relay = Relay::start(plain.addr()).await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "ca.pem", &good.ca_pem);
+    write(dir.path(), "other-ca.pem", &other.ca_pem);
+    // Only the proxy can reach this host: `.invalid` never resolves.
+    let hidden = "http://etna.invalid:18080/api";
+    let file = write(
+        dir.path(),
+        "probes.yaml",
+        &format!(
+            "defaults: {{interval: 1s, timeout: 900ms}}\n\
+             targets:\n\
+             \x20 - {{name: tls, base_url: {base}, app_key: {APP_KEY}, tls: {{ca_file: ca.pem}}}}\n\
+             \x20 - {{name: wrong-ca, base_url: {base}, app_key: {APP_KEY}, tls: {{ca_file: other-ca.pem}}}}\n\
+             \x20 - {{name: insecure, base_url: {base}, app_key: {APP_KEY}, tls: {{insecure_skip_verify: true}}}}\n\
+             \x20 - {{name: proxied, base_url: {hidden}, app_key: {APP_KEY}, proxy_url: http://{relay}}}\n\
+             \x20 - {{name: env-proxied, base_url: {hidden}, app_key: {APP_KEY}}}\n\
+             probes:\n\
+             \x20 - {{name: tls, target: tls, username: alice, password: pw}}\n\
+             \x20 - {{name: wrong-ca, target: wrong-ca, username: alice, password: pw}}\n\
+             \x20 - {{name: insecure, target: insecure, username: alice, password: pw}}\n\
+             \x20 - {{name: proxied, target: proxied, username: bob, password: pw}}\n\
+             \x20 - {{name: env-proxied, target: env-proxied, username: carol, password: pw}}\n",
+            base = sim.base_url(),
+            relay = relay.addr,
+        ),
+    );
+    let cfg = file.to_str().unwrap();
+    let proxy = format!("http://{}", relay.addr);
+    let svc = Service::spawn_with_env(
+        dir.path(),
+        &["run", "--web.listen-address", "127.0.0.1:0", "--config.file", cfg],
+        // The metrics server and the HTTPS simulator are on 127.0.0.1, which NO_PROXY keeps direct.
+        &[("HTTP_PROXY", &proxy), ("NO_PROXY", "127.0.0.1")],
+    )
+    .await;
+    let names = ["tls", "wrong-ca", "insecure", "proxied", "env-proxied"];
+    let m = svc.metrics_until(Duration::from_secs(10), |m| names.iter().all(|p| runs(m, p) >= 2.0)).await;
+    let result = |p: &str| m.series("authprobe_probe_outcome", &[("probe", p)])[0].label("result").to_owned();
+    assert_eq!(names.map(result), ["success", "tls_error", "success", "success", "success"]);
+
+    let tls = [("probe", "tls")];
+    assert_eq!(m.value("authprobe_probe_tls_cert_not_after_timestamp_seconds", &tls), good.chain_not_after as f64);
+    assert_eq!(m.value("authprobe_probe_tls_version_info", &[("probe", "tls"), ("version", "TLS 1.3")]), 1.0);
+    assert!(m.value("authprobe_probe_phase_duration_seconds", &[("probe", "tls"), ("phase", "tls")]) > 0.0);
+    assert_eq!(
+        m.value("authprobe_probe_tls_cert_not_after_timestamp_seconds", &[("probe", "wrong-ca")]),
+        good.chain_not_after as f64,
+        "the expiry of an untrusted chain is reported too"
+    );
+    assert!(m.get("authprobe_probe_tls_version_info", &[("probe", "wrong-ca")]).is_none(), "no handshake finished");
+    assert!(m.series("authprobe_probe_tls_version_info", &[("probe", "proxied")]).is_empty(), "plain HTTP");
+    assert!(svc.stderr().contains("insecure_skip_verify"), "the insecure target is warned about");
+    assert!(relay.connections.load(std::sync::atomic::Ordering::SeqCst) >= 4, "both proxied probes went through it");
+    assert!(plain.stats("bob").tokens_issued >= 2 && plain.stats("carol").tokens_issued >= 2);
+    let (code, report) = promtool_check_metrics(&m.text);
+    assert_eq!((code, report.as_str()), (0, ""));
+}

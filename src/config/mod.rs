@@ -299,6 +299,16 @@ pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
 }
 
 impl Config {
+    /// Logs a warning for each target whose certificates are not verified.
+    pub fn warn_insecure(&self) {
+        for t in self.targets.iter().filter(|t| t.tls.insecure_skip_verify) {
+            tracing::warn!(
+                target = %t.name,
+                "insecure_skip_verify: the certificates of this target are not verified (for test environments only)"
+            );
+        }
+    }
+
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, FileErrors> {
         let doc = yaml::load_file::<RawConfig>(path)?;

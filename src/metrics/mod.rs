@@ -6,12 +6,13 @@
 //! protobuf structures on every scrape. The body is produced in chunks, family by family, so a
 //! scrape never holds the whole text, nor a copy of the probes' records, in memory.
 //!
-//! Series per probe, deliberately: 7 last-run gauges (once the probe has run), 15 `runs_total`
+//! Series per probe, deliberately: 7 last-run gauges and 5 phases (once the probe has run; 2 more
+//! TLS gauges for HTTPS targets), 15 `runs_total`
 //! (one per result, from startup), 3 `skipped_total` (one per reason, from startup), 1
 //! `backoff_seconds`, 12 for the
 //! login histogram, and 12 per step histogram: one for `BaseAuthentication`, one more for each
 //! step the probe holds a secret for, and one for any other step seen. A password-only probe
-//! has 50 series, a PIN probe 62; `validate` adds a `TokenValidation` histogram, `logout` a counter.
+//! has 55 series, a PIN probe 67; `validate` adds a `TokenValidation` histogram, `logout` a counter.
 
 mod text;
 

@@ -126,3 +126,41 @@ pub async fn tls_simulator(accounts: Vec<Account>, pki: &TestPki) -> Simulator {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     Simulator::serve_tls(Settings::new(&[APP_KEY], accounts), listener, pki.server.clone())
 }
+
+/// A TCP relay to `target` on a free loopback port, counting the connections it carried: an
+/// HTTP proxy for plain-HTTP requests (the simulator accepts their absolute-form target).
+/// Stops when dropped.
+pub struct Relay {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// Connections relayed so far.
+    pub connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Starts relaying to `target`.
+    pub async fn start(target: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Relay { addr, connections, task }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -33,8 +33,14 @@ impl Service {
 
     /// Starts the binary with exactly `argv` in `dir` and waits until it is ready.
     pub async fn spawn(dir: &Path, argv: &[&str]) -> Service {
+        Self::spawn_with_env(dir, argv, &[]).await
+    }
+
+    /// [`Service::spawn`] with these environment variables set for the child.
+    pub async fn spawn_with_env(dir: &Path, argv: &[&str], env: &[(&str, &str)]) -> Service {
         let mut child = Command::new(BIN)
             .args(argv)
+            .envs(env.iter().copied())
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
