@@ -712,3 +712,32 @@ async fn https_targets_report_expiry_version_and_phases_and_fail_on_untrusted_ce
     let o = login(&s).await;
     assert_eq!(o.result, ResultClass::TlsError, "{}", o.detail);
 }
+
+/// A server that demands a client certificate: refused without one, served with the one the
+/// target's cert_file/key_file give.
+#[tokio::test]
+async fn client_certificates_are_presented_when_configured() {
+    use rustls::pki_types::pem::PemObject as _;
+    let pki = pki(&["127.0.0.1"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = authprobe::simulator::Simulator::serve_tls(
+        Settings::new(&[APP_KEY], vec![Account::new("alice", "pw")]),
+        listener,
+        pki.server_with_client_auth.clone(),
+    );
+    let mut s = spec(&sim, "alice", "pw");
+    s.tls = trusting(&pki.ca_der);
+    let o = login(&s).await;
+    assert_eq!(o.result, ResultClass::TlsError, "{}", o.detail);
+
+    let mut tls = authprobe::protocol::TlsSettings::default();
+    tls.roots = Some(vec![pki.ca_der.clone()]);
+    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(pki.client_pem.0.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(pki.client_pem.1.as_bytes()).unwrap();
+    tls.client_auth = Some((chain, key));
+    s.tls = std::sync::Arc::new(tls);
+    let o = login(&s).await;
+    assert_eq!(o.result, ResultClass::Success, "{}", o.detail);
+}

@@ -973,8 +973,13 @@ async fn validation_and_logout_on_a_running_service() {
 async fn the_lockout_guard_cuts_down_logins_until_the_account_works() {
     let mut throttled = Account::new("throttled", "old-pw");
     throttled.rate_limit = Some(authprobe::simulator::RateLimit { max_logins: 1, window: Duration::from_secs(600) });
-    let sim =
-        simulator(vec![Account::new("locked", "right-pw"), Account::new("unguarded", "right-pw"), throttled]).await;
+    let sim = simulator(vec![
+        Account::new("locked", "right-pw"),
+        Account::new("unguarded", "right-pw"),
+        throttled,
+        Account::new("patient", "right-pw"),
+    ])
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let config = |throttled_pw: &str| {
         format!(
@@ -983,7 +988,8 @@ async fn the_lockout_guard_cuts_down_logins_until_the_account_works() {
              probes:\n\
              \x20 - {{name: locked, target: sim, username: locked, password: wrong-pw}}\n\
              \x20 - {{name: unguarded, target: sim, username: unguarded, password: wrong-pw, lockout_guard: {{max_failures: 0}}}}\n\
-             \x20 - {{name: throttled, target: sim, username: throttled, password: {throttled_pw}, lockout_guard: {{max_backoff: 1h}}}}\n",
+             \x20 - {{name: throttled, target: sim, username: throttled, password: {throttled_pw}, lockout_guard: {{max_backoff: 1h}}}}\n\
+             \x20 - {{name: patient, target: sim, username: patient, password: wrong-pw, lockout_guard: {{max_backoff: 1h}}}}\n",
             sim.base_url()
         )
     };
@@ -1028,16 +1034,7 @@ async fn the_lockout_guard_cuts_down_logins_until_the_account_works() {
     write(dir.path(), "probes.yaml", &config("new-pw"));
     // Reload only while the next run is more than 1.5 s away (the API's next run includes the
     // backoff), so that running within 1 s can only be the reload's doing.
-    let waiting = Instant::now();
-    loop {
-        let api: serde_json::Value = serde_json::from_str(&get(&svc.url("/api/v1/probes/throttled")).await.1).unwrap();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
-        if api["next_run_unix"].as_f64().unwrap() - now > 1.5 {
-            break;
-        }
-        assert!(waiting.elapsed() < Duration::from_secs(10), "throttled never backed off by more than 1.5 s: {api}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_next_run_is_far(&svc, "throttled").await;
     let before = sim.stats("throttled").requests;
     let reloaded = Instant::now();
     assert_eq!(post(&svc.url("/-/reload")).await.0, 200);
@@ -1047,6 +1044,12 @@ async fn the_lockout_guard_cuts_down_logins_until_the_account_works() {
     .await;
     assert!(reloaded.elapsed() < Duration::from_secs(1) && sim.stats("throttled").requests > before);
     assert_eq!(svc.metrics().await.value("authprobe_probe_backoff_seconds", &[("probe", "throttled")]), 0.0);
+
+    // A successful run on demand lifts the backoff too: `patient` is seconds from its next run.
+    sim.update_account("patient", |a| a.password = "wrong-pw".into());
+    until_next_run_is_far(&svc, "patient").await;
+    assert_eq!(get(&svc.url("/probe?probe=patient")).await.0, 200);
+    assert_eq!(svc.metrics().await.value("authprobe_probe_backoff_seconds", &[("probe", "patient")]), 0.0);
 }
 
 /// Three instances over one configuration, each with its shard: every probe runs on exactly
@@ -1206,4 +1209,19 @@ async fn https_targets_and_proxies_on_a_running_service() {
     assert!(plain.stats("bob").tokens_issued >= 2 && plain.stats("carol").tokens_issued >= 2);
     let (code, report) = promtool_check_metrics(&m.text);
     assert_eq!((code, report.as_str()), (0, ""));
+}
+
+/// Waits (at most 20 s) until `probe`'s next run, backoff included, is more than 1.5 s away.
+async fn until_next_run_is_far(svc: &Service, probe: &str) {
+    let waiting = Instant::now();
+    loop {
+        let api: serde_json::Value =
+            serde_json::from_str(&get(&svc.url(&format!("/api/v1/probes/{probe}"))).await.1).unwrap();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+        if api["next_run_unix"].as_f64().unwrap() - now > 1.5 {
+            return;
+        }
+        assert!(waiting.elapsed() < Duration::from_secs(20), "{probe} never backed off by more than 1.5 s: {api}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -93,6 +93,10 @@ pub struct TestPki {
     pub server: std::sync::Arc<rustls::ServerConfig>,
     /// The earliest notAfter of the served chain (Unix seconds): the CA's, which expires first.
     pub chain_not_after: i64,
+    /// A client certificate the CA issued and its key, PEM.
+    pub client_pem: (String, String),
+    /// A server configuration that demands a client certificate from the CA.
+    pub server_with_client_auth: std::sync::Arc<rustls::ServerConfig>,
 }
 
 /// A CA expiring on 2030-06-01 and a leaf for `names` expiring on 2031-01-15.
@@ -110,15 +114,29 @@ pub fn pki(names: &[&str]) -> TestPki {
     let mut leaf_params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     leaf_params.not_after = rcgen::date_time_ymd(2031, 1, 15);
     let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
-    let server =
-        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
+    let client_key = KeyPair::generate().unwrap();
+    let client = CertificateParams::new(Vec::<String>::new()).unwrap().signed_by(&client_key, &issuer).unwrap();
+    let key = || rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder =
+        || rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().unwrap();
+    let chain = vec![leaf.der().clone(), ca.der().clone()];
+    let server = builder().with_no_client_auth().with_single_cert(chain.clone(), key()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let client_verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), provider.clone())
+            .build()
             .unwrap();
-    TestPki { ca_pem: ca.pem(), ca_der: ca.der().clone(), server: std::sync::Arc::new(server), chain_not_after }
+    let with_client_auth = builder().with_client_cert_verifier(client_verifier).with_single_cert(chain, key()).unwrap();
+    TestPki {
+        ca_pem: ca.pem(),
+        ca_der: ca.der().clone(),
+        server: std::sync::Arc::new(server),
+        chain_not_after,
+        client_pem: (client.pem(), client_key.serialize_pem()),
+        server_with_client_auth: std::sync::Arc::new(with_client_auth),
+    }
 }
 
 /// The simulator over HTTPS with `pki`'s server certificate, on a free loopback port.
