@@ -584,14 +584,13 @@ impl Validator<'_> {
         }
     }
 
+    /// `raw` with `${VAR}` expanded, or an error at `field`.
+    fn expanded(&mut self, field: &str, raw: &str) -> Option<String> {
+        expand_env(raw).map_err(|m| self.error(field, m)).ok()
+    }
+
     fn base_url(&mut self, field: &str, raw: &str) -> Option<Url> {
-        let text = match expand_env(raw) {
-            Ok(t) => t,
-            Err(m) => {
-                self.error(field, m);
-                return None;
-            }
-        };
+        let text = self.expanded(field, raw)?;
         // The URL is not echoed: it might carry credentials, which are rejected below.
         match Url::parse(text.trim()) {
             Err(e) => self.error(field, format!("invalid URL: {e}")),
@@ -667,13 +666,7 @@ impl Validator<'_> {
     }
 
     fn proxy_url(&mut self, field: &str, raw: &str) -> Option<Url> {
-        let text = match expand_env(raw) {
-            Ok(t) => t,
-            Err(m) => {
-                self.error(field, m);
-                return None;
-            }
-        };
+        let text = self.expanded(field, raw)?;
         // Not echoed: a proxy URL may carry credentials.
         match Url::parse(text.trim()) {
             Ok(u) if matches!(u.scheme(), "http" | "https" | "socks5") && u.host().is_some() => Some(u),

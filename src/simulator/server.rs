@@ -377,7 +377,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// The answer to a method a route does not serve, as ASP.NET Web API gives it.
-fn method_not_allowed(method: &Method, allow: &'static str) -> Response {
+fn method_not_allowed(method: &Method, allow: &str) -> Response {
     let body = json!({ "Message": format!("The requested resource does not support http method '{method}'.") });
     (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, allow)], Json(body)).into_response()
 }
@@ -396,16 +396,8 @@ async fn user_info(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let account = session_owner(&shared, &headers);
-    shared.record(account.as_ref(), peer, &method, &uri, &headers);
-    if method != Method::GET {
-        return method_not_allowed(&method, "GET");
-    }
-    if let Some(delay) = account.as_ref().and_then(|a| a.delay) {
-        tokio::time::sleep(delay).await;
-    }
-    let (status, body) = shared.user_info(&headers);
-    (status, Json(body)).into_response()
+    let call = SessionCall { peer, method, uri, headers };
+    call.answer(&shared, Method::GET, Shared::user_info).await
 }
 
 async fn logout(
@@ -415,13 +407,38 @@ async fn logout(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let account = session_owner(&shared, &headers);
-    shared.record(account.as_ref(), peer, &method, &uri, &headers);
-    if method != Method::POST {
-        return method_not_allowed(&method, "POST");
+    let call = SessionCall { peer, method, uri, headers };
+    call.answer(&shared, Method::POST, Shared::logout).await
+}
+
+/// A call made with a final token (`/v1.0/users/@me/info`, `/logout`).
+struct SessionCall {
+    peer: SocketAddr,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl SessionCall {
+    /// Records the call under the token's owner, refuses another method than `allowed`, waits
+    /// the owner's delay and answers with `respond`.
+    async fn answer(
+        self,
+        shared: &Shared,
+        allowed: Method,
+        respond: fn(&Shared, &HeaderMap) -> (StatusCode, Value),
+    ) -> Response {
+        let account = session_owner(shared, &self.headers);
+        shared.record(account.as_ref(), self.peer, &self.method, &self.uri, &self.headers);
+        if self.method != allowed {
+            return method_not_allowed(&self.method, allowed.as_str());
+        }
+        if let Some(delay) = account.as_ref().and_then(|a| a.delay) {
+            tokio::time::sleep(delay).await;
+        }
+        let (status, body) = respond(shared, &self.headers);
+        (status, Json(body)).into_response()
     }
-    let (status, body) = shared.logout(&headers);
-    (status, Json(body)).into_response()
 }
 
 async fn token(
