@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use: prometheus (the server the end-to-end test scrapes with, and
-# promtool, which lints our /metrics) and chromium (the browser the page tests render in).
-packages=(prometheus chromium)
+# Debian packages the tests use: prometheus (the server the end-to-end tests scrape with, and
+# promtool, which lints our /metrics and tests the rules), prometheus-alertmanager (the alerting
+# test's Alertmanager, and amtool) and chromium (the browser the page tests render in).
+packages=(prometheus prometheus-alertmanager chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

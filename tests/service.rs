@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use authprobe::protocol::ResultClass;
 use authprobe::simulator::{Account, Fault, Simulator};
 use common::browser::{self, artifacts_dir};
+use common::prometheus::Prometheus;
 use common::service::{Exposition, Service};
 use common::*;
 
@@ -305,66 +306,6 @@ async fn promtool_finds_nothing_to_report() {
 }
 
 /// A Prometheus server from Debian's package, on a free loopback port with its own data dir.
-struct Prometheus {
-    child: tokio::process::Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    async fn scraping(target: &str) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let config = write(
-            dir.path(),
-            "prometheus.yml",
-            &format!(
-                "global: {{scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}}\n\
-                 scrape_configs:\n  - job_name: authprobe\n    static_configs: [{{targets: ['{target}']}}]\n"
-            ),
-        );
-        let port = closed_port();
-        let child = tokio::process::Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("prometheus from Debian's package (tests/run.sh installs it)");
-        let p = Prometheus { child, base: format!("http://127.0.0.1:{port}"), _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !matches!(http().get(format!("{}/-/ready", p.base)).send().await, Ok(r) if r.status() == 200) {
-            assert!(Instant::now() < deadline, "prometheus not ready within 30 s");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        p
-    }
-
-    /// An instant query's result vector.
-    async fn query(&self, promql: &str) -> Vec<serde_json::Value> {
-        let url = url::Url::parse_with_params(&format!("{}/api/v1/query", self.base), [("query", promql)]).unwrap();
-        let r = http().get(url).send().await.expect("query prometheus");
-        let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-        assert_eq!(body["status"], "success", "{promql}: {body}");
-        body["data"]["result"].as_array().cloned().unwrap_or_default()
-    }
-
-    /// Queries until the result is non-empty, at most `within`.
-    async fn query_until(&self, promql: &str, within: Duration) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + within;
-        loop {
-            let r = self.query(promql).await;
-            if !r.is_empty() {
-                return r;
-            }
-            assert!(Instant::now() < deadline, "{promql}: still empty after {within:?}");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-}
-
 fn sample_value(v: &serde_json::Value) -> f64 {
     v["value"][1].as_str().unwrap().parse().unwrap()
 }
@@ -372,7 +313,7 @@ fn sample_value(v: &serde_json::Value) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_and_answers_queries() {
     let (_dir, _sim, svc) = four_probe_service(&[], &[]).await;
-    let mut prom = Prometheus::scraping(svc.base.trim_start_matches("http://")).await;
+    let prom = Prometheus::scraping(svc.base.trim_start_matches("http://")).await;
 
     let up = prom.query_until(r#"up{job="authprobe"} == 1"#, Duration::from_secs(20)).await;
     assert_eq!(up.len(), 1);
@@ -398,7 +339,7 @@ async fn a_real_prometheus_scrapes_and_answers_queries() {
     let scraped = prom.query(r#"scrape_samples_scraped{job="authprobe"}"#).await;
     let served = svc.metrics().await.samples.len() as f64;
     assert!((sample_value(&scraped[0]) - served).abs() <= 2.0, "scraped {scraped:?}, served {served}");
-    let _ = prom.child.kill().await;
+    prom.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

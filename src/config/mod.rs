@@ -220,6 +220,25 @@ pub enum Schedule {
     Cron(String),
 }
 
+impl Schedule {
+    /// The time between two runs: the interval, or for cron the gap between its next two ticks
+    /// from now (a minute if the expression cannot be read or has no next ticks).
+    pub fn period(&self) -> Duration {
+        match self {
+            Schedule::Interval(d) => *d,
+            Schedule::Cron(expr) => {
+                let next_two = || -> Option<Duration> {
+                    let cron = parse_cron(expr).ok()?;
+                    let first = cron.find_next_occurrence(&chrono::Utc::now(), false).ok()?;
+                    let second = cron.find_next_occurrence(&first, false).ok()?;
+                    (second - first).to_std().ok()
+                };
+                next_two().unwrap_or(Duration::from_secs(60))
+            }
+        }
+    }
+}
+
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

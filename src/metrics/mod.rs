@@ -9,10 +9,10 @@
 //! Series per probe, deliberately: 7 last-run gauges and 5 phases (once the probe has run; 2 more
 //! TLS gauges for HTTPS targets), 15 `runs_total`
 //! (one per result, from startup), 3 `skipped_total` (one per reason, from startup), 1
-//! `backoff_seconds`, 12 for the
+//! `backoff_seconds`, 1 `interval_seconds`, 12 for the
 //! login histogram, and 12 per step histogram: one for `BaseAuthentication`, one more for each
 //! step the probe holds a secret for, and one for any other step seen. A password-only probe
-//! has 55 series, a PIN probe 67; `validate` adds a `TokenValidation` histogram, `logout` a counter.
+//! has 56 series, a PIN probe 68; `validate` adds a `TokenValidation` histogram, `logout` a counter.
 
 mod text;
 
@@ -210,12 +210,13 @@ enum Family {
     Skipped,
     LogoutFailures,
     Retries,
+    Interval,
     Backoff,
     Login,
     Steps,
 }
 
-const FAMILIES: [Family; 18] = [
+const FAMILIES: [Family; 19] = [
     Family::Success,
     Family::Duration,
     Family::HttpStatus,
@@ -231,6 +232,7 @@ const FAMILIES: [Family; 18] = [
     Family::Skipped,
     Family::LogoutFailures,
     Family::Retries,
+    Family::Interval,
     Family::Backoff,
     Family::Login,
     Family::Steps,
@@ -302,6 +304,11 @@ impl Family {
                 "counter",
                 "Login attempts of the probe made again after a connection failure or timeout before any answer; only for probes with retries.",
             ),
+            Family::Interval => (
+                "authprobe_probe_interval_seconds",
+                "gauge",
+                "Time between the probe's scheduled runs; for a cron schedule, between its next two ticks when it was configured.",
+            ),
             Family::Backoff => (
                 "authprobe_probe_backoff_seconds",
                 "gauge",
@@ -324,7 +331,7 @@ impl Family {
     fn present(self, seen: &Seen) -> bool {
         match self {
             Family::OnDemand => seen.on_demand,
-            Family::Runs | Family::Skipped | Family::Backoff | Family::Login => seen.any,
+            Family::Runs | Family::Skipped | Family::Interval | Family::Backoff | Family::Login => seen.any,
             Family::Steps => seen.stepped,
             Family::LogoutFailures => seen.logout,
             Family::Retries => seen.retries,
@@ -360,6 +367,7 @@ impl Family {
                     text::sample(out, name, "", labels, &[], Value::Int(n));
                 }
             }
+            Family::Interval => text::sample(out, name, "", labels, &[], Value::Float(r.interval.as_secs_f64())),
             Family::Backoff => text::sample(out, name, "", labels, &[], Value::Float(r.backoff.as_secs_f64())),
             Family::Login => histogram(out, name, labels, None, &r.login, les),
             Family::Steps => {

@@ -149,6 +149,9 @@ pub struct ProbeRecord {
     /// Login attempts made again after a transport failure; `None` while the probe has no
     /// `retries` and never retried.
     pub retries: Option<u64>,
+    /// The time between scheduled runs (for a cron schedule, between its next two ticks when
+    /// the probe was configured).
+    pub interval: Duration,
     /// The lockout guard's extra delay between runs; zero when not backing off.
     pub backoff: Duration,
     /// While backing off: when the probe runs again.
@@ -180,6 +183,7 @@ impl ProbeRecord {
             last_success: None,
             logout_failures: None,
             retries: None,
+            interval: Duration::ZERO,
             backoff: Duration::ZERO,
             resume_at: None,
         };
@@ -191,6 +195,7 @@ impl ProbeRecord {
     /// over them works from the first scrape; anything else appears when first seen. Called
     /// again when a reload changes the probe and keeps its record.
     fn expect(&mut self, probe: &Probe) {
+        self.interval = probe.schedule.period();
         for (slot, step) in STEP_ORDER.iter().enumerate() {
             let sent = match step {
                 Step::BaseAuthentication => true,

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use super::backoff::Backoff;
 use super::cron::CronClock;
 use super::{Run, RunFn};
-use crate::config::{Probe, Schedule};
+use crate::config::Probe;
 use crate::protocol::{Outcome, Reason, ResultClass, Step};
 use crate::results::{ProbeResults, Results, SkipReason, Trigger};
 
@@ -55,13 +55,13 @@ impl Entry {
 
     /// The time between two ticks of the probe's schedule (for cron, around its next tick).
     fn period(&self) -> Duration {
-        match &self.probe.schedule {
-            Schedule::Interval(every) => *every,
-            Schedule::Cron(_) => self
-                .cron
-                .as_ref()
-                .and_then(|c| c.lock().unwrap_or_else(PoisonError::into_inner).period())
-                .unwrap_or(Duration::from_secs(60)),
+        match &self.cron {
+            None => self.probe.schedule.period(),
+            Some(clock) => clock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .period()
+                .unwrap_or_else(|| self.probe.schedule.period()),
         }
     }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod prometheus;
 pub mod service;
 
 use std::time::Duration;
