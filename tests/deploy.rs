@@ -306,3 +306,138 @@ async fn a_failing_account_reaches_alertmanager_and_its_recovery_resolves_it() {
     sim.update_account("flaky", |a| a.password = "pw".into());
     notified(&inbox, "tickets", "AuthprobeLoginFailing", "flaky", "resolved", Duration::from_secs(60)).await;
 }
+
+/// Every PromQL expression of the dashboard (panels and variables) and of the Grafana alert
+/// rules, with the dashboard's variables substituted, against a real Prometheus that scrapes
+/// authprobe probing healthy, failing, PIN, validated and HTTPS accounts and evaluates the rules:
+/// each one returns data. And the files have the structure Grafana reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_grafana_query_returns_data_from_a_real_prometheus() {
+    let pki = pki(&["127.0.0.1"]);
+    let tls_sim = tls_simulator(vec![Account::new("secure", "pw")], &pki).await;
+    let sim = simulator(vec![
+        Account::new("good", "pw"),
+        pin_account("pinned", "pw", "1234"),
+        Account::new("victim", "pw"),
+        {
+            let mut a = Account::new("expired", "pw");
+            a.password_expired = true;
+            a
+        },
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).unwrap();
+    let file = dir.path().join("probes.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "defaults: {{interval: 1s, timeout: 900ms, lockout_guard: {{max_failures: 0}}}}\n\
+             targets:\n\
+             \x20 - {{name: plain, base_url: {plain}, app_key: {APP_KEY}}}\n\
+             \x20 - {{name: secure, base_url: {secure}, app_key: {APP_KEY}, tls: {{ca_file: ca.pem}}}}\n\
+             probes:\n\
+             \x20 - {{name: good, target: plain, username: good, password: pw, validate: true, logout: true}}\n\
+             \x20 - {{name: pinned, target: plain, username: pinned, password: pw, pin: '1234'}}\n\
+             \x20 - {{name: bad, target: plain, username: victim, password: wrong}}\n\
+             \x20 - {{name: expired, target: plain, username: expired, password: pw}}\n\
+             \x20 - {{name: secure, target: secure, username: secure, password: pw}}\n",
+            plain = sim.base_url(),
+            secure = tls_sim.base_url(),
+        ),
+    )
+    .unwrap();
+    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap(), "--location", "lab"]).await;
+    let prom = Prometheus::start(
+        &format!(
+            "global: {{scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}}\n\
+             rule_files: [authprobe.rules.yml]\n\
+             scrape_configs:\n  - job_name: authprobe\n    static_configs: [{{targets: ['{}']}}]\n",
+            svc.base.trim_start_matches("http://")
+        ),
+        &[("authprobe.rules.yml", &read(RULES))],
+    )
+    .await;
+    // Rates need a few scrapes, and the recording rules a few evaluations over them.
+    prom.query_until("target:authprobe_login_availability:ratio_rate1h", Duration::from_secs(30)).await;
+    prom.query_until(
+        r#"histogram_quantile(0.95, sum by (le) (rate(authprobe_probe_login_duration_seconds_bucket[10s])))"#,
+        Duration::from_secs(30),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let substitute = |expr: &str| {
+        expr.replace("$__rate_interval", "10s")
+            .replace("$__interval", "5s")
+            .replace("$__range", "1m")
+            .replace("$target", ".*")
+            .replace("$probe", ".*")
+            .replace("$location", ".*")
+            .replace("$job", ".*")
+    };
+
+    // The dashboard: the structure Grafana expects, then every query.
+    let dash: serde_json::Value = serde_json::from_str(&read("deploy/grafana/dashboards/authprobe.json")).unwrap();
+    assert_eq!(dash["uid"], "authprobe-logins");
+    assert!(dash["schemaVersion"].as_u64().unwrap() >= 36);
+    let vars: Vec<&str> =
+        dash["templating"]["list"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(vars, ["datasource", "job", "target", "location", "probe"]);
+    let mut exprs: Vec<(String, String)> = Vec::new();
+    let mut ids = BTreeSet::new();
+    for panel in dash["panels"].as_array().unwrap() {
+        assert!(ids.insert(panel["id"].as_u64().unwrap()), "panel ids are unique");
+        assert!(panel["gridPos"]["w"].as_u64().is_some() && panel["gridPos"]["h"].as_u64().is_some());
+        if panel["type"] == "row" {
+            continue;
+        }
+        let title = panel["title"].as_str().unwrap();
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title}");
+        assert!(panel["description"].as_str().is_some_and(|d| d.len() > 20), "{title}: a description");
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{title}: targets");
+        for t in targets {
+            assert!(t["refId"].is_string() && t["datasource"]["uid"] == "${datasource}", "{title}");
+            exprs.push((title.to_owned(), t["expr"].as_str().unwrap().to_owned()));
+        }
+    }
+    for v in dash["templating"]["list"].as_array().unwrap().iter().filter(|v| v["type"] == "query") {
+        // label_values(METRIC{…}, LABEL): the metric selector must find series with that label.
+        let q = v["query"]["query"].as_str().unwrap();
+        let inner = q.strip_prefix("label_values(").and_then(|r| r.strip_suffix(')')).unwrap();
+        let (selector, label) = inner.rsplit_once(',').unwrap();
+        exprs.push((format!("variable {}", v["name"]), format!("count by ({}) ({})", label.trim(), selector.trim())));
+    }
+    assert!(exprs.len() >= 25, "{} expressions", exprs.len());
+
+    // The Grafana alert rules and their provisioning.
+    let alerts = yaml("deploy/grafana/provisioning/alerting/authprobe-alerts.yaml");
+    let datasource = yaml("deploy/grafana/provisioning/datasources/prometheus.yaml");
+    let ds_uid = datasource["datasources"][0]["uid"].as_str().unwrap().to_owned();
+    let rules = alerts["groups"][0]["rules"].as_sequence().unwrap();
+    let titles: BTreeSet<&str> = rules.iter().map(|r| r["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["AuthprobeExporterDown", "AuthprobeLoginAvailabilityBurnRate", "AuthprobeTargetDown"].into());
+    for r in rules {
+        let title = r["title"].as_str().unwrap();
+        assert_eq!(r["labels"]["severity"], "page", "{title}: a paging alert");
+        let refs: Vec<&str> = r["data"].as_sequence().unwrap().iter().map(|d| d["refId"].as_str().unwrap()).collect();
+        assert!(refs.contains(&r["condition"].as_str().unwrap()), "{title}: condition names a query");
+        assert_eq!(r["data"][0]["datasourceUid"].as_str().unwrap(), ds_uid, "{title}");
+        assert!(r["annotations"]["runbook_url"].as_str().unwrap().starts_with("docs/runbook.md#"));
+        exprs.push((format!("Grafana alert {title}"), r["data"][0]["model"]["expr"].as_str().unwrap().to_owned()));
+    }
+    let policy_receiver = alerts["policies"][0]["receiver"].as_str().unwrap();
+    assert_eq!(alerts["contactPoints"][0]["name"].as_str().unwrap(), policy_receiver);
+    let provider = yaml("deploy/grafana/provisioning/dashboards/authprobe.yaml");
+    assert_eq!(provider["providers"][0]["type"], "file");
+
+    let mut empty = Vec::new();
+    for (what, expr) in &exprs {
+        let result = prom.query(&substitute(expr)).await;
+        if result.is_empty() {
+            empty.push(format!("{what}: {expr}"));
+        }
+    }
+    assert!(empty.is_empty(), "queries that returned nothing:\n{}", empty.join("\n"));
+}
