@@ -99,6 +99,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Exit 0 if a running authprobe answers its health endpoint (for container health checks,
+    /// where no curl is installed).
+    Healthcheck {
+        /// The address authprobe serves on.
+        #[arg(long = "web.listen-address", default_value = "127.0.0.1:9871")]
+        address: String,
+    },
     /// Validate the probes file without probing and list what would run.
     CheckConfig {
         /// The probes file.
@@ -163,6 +170,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// `GET /-/healthy` on `address` (`HOST:PORT`, or `:PORT` for this host) in plain HTTP/1.0,
+/// within 3 s.
+fn healthcheck(address: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let address = if address.starts_with(':') { format!("127.0.0.1{address}") } else { address.to_owned() };
+    let timeout = Duration::from_secs(3);
+    let target = address.to_socket_addrs()?.next().context("the address resolves to nothing")?;
+    let mut stream = std::net::TcpStream::connect_timeout(&target, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(b"GET /-/healthy HTTP/1.0\r\nHost: authprobe\r\n\r\n")?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    let status = String::from_utf8_lossy(&head[..n]);
+    let line = status.lines().next().unwrap_or_default();
+    anyhow::ensure!(line.split_whitespace().nth(1) == Some("200"), "answered {line:?}");
+    Ok(())
+}
+
 /// This machine's host name (a StatefulSet pod's name), or "" if it cannot be read.
 fn hostname() -> String {
     let mut buf = [0u8; 256];
@@ -206,6 +233,13 @@ async fn run(command: Command) -> Result<u8, Failure> {
             serve(&config_file, &listen_address, concurrency as usize, on_demand_min_interval, instance).await?;
             Ok(0)
         }
+        Command::Healthcheck { address } => match healthcheck(&address) {
+            Ok(()) => Ok(0),
+            Err(e) => {
+                eprintln!("authprobe at {address} is not healthy: {e}");
+                Ok(EXIT_FAILED)
+            }
+        },
         Command::CheckConfig { config_file } => {
             let config = load_config(&config_file)?;
             println!(

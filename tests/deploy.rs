@@ -441,3 +441,184 @@ async fn every_grafana_query_returns_data_from_a_real_prometheus() {
     }
     assert!(empty.is_empty(), "queries that returned nothing:\n{}", empty.join("\n"));
 }
+
+/// Python tools the packaging tests use, installed by tests/run.sh into target/pytools.
+fn pytool(name: &str) -> String {
+    let path = repo("target/pytools/bin").join(name);
+    assert!(path.exists(), "{} is missing: run `bash tests/run.sh`, which installs it", path.display());
+    path.display().to_string()
+}
+
+#[test]
+fn dockerfile_passes_hadolint_and_bakes_in_no_configuration() {
+    let (code, out) = tool(&pytool("hadolint"), &["Dockerfile"], &repo(""));
+    assert_eq!(code, 0, "hadolint:\n{out}");
+    let dockerfile = read("Dockerfile");
+    let last_stage = &dockerfile[dockerfile.rfind("\nFROM ").unwrap()..];
+    assert!(dockerfile.matches("\nFROM ").count() + usize::from(dockerfile.starts_with("FROM ")) >= 2, "multi-stage");
+    assert!(last_stage.contains("\nUSER 65532:65532\n"), "runs as non-root");
+    assert!(last_stage.contains("\nEXPOSE 9871\n"));
+    assert!(last_stage.contains("HEALTHCHECK") && last_stage.contains("\"healthcheck\""));
+    for baked in ["COPY probes.yaml", "COPY deploy", "secrets"] {
+        assert!(!last_stage.contains(baked), "{baked:?} in the runtime image");
+    }
+    assert!(read(".dockerignore").lines().any(|l| l == "target"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_healthcheck_command_answers_for_a_running_service() {
+    let sim = simulator(vec![Account::new("a", "pw")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("probes.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "targets: [{{name: t, base_url: {}, app_key: {APP_KEY}}}]\nprobes: [{{name: a, target: t, username: a, password: pw}}]\n",
+            sim.base_url()
+        ),
+    )
+    .unwrap();
+    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap()]).await;
+    let address = svc.base.trim_start_matches("http://").to_owned();
+    let (code, out) = tool(common::service::BIN, &["healthcheck", "--web.listen-address", &address], dir.path());
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = tool(
+        common::service::BIN,
+        &["healthcheck", "--web.listen-address", &format!("127.0.0.1:{}", closed_port())],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(out.contains("is not healthy: Connection refused"), "{out}");
+}
+
+#[test]
+fn systemd_unit_verifies_and_is_hardened() {
+    let unit = read("deploy/systemd/authprobe.service");
+    for setting in [
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "LoadCredential=",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ] {
+        assert!(unit.lines().any(|l| l.starts_with(setting)), "{setting} missing");
+    }
+    // systemd-analyze checks that the binary exists: point the unit at the one just built.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("authprobe.service");
+    std::fs::write(&copy, unit.replace("/usr/local/bin/authprobe", common::service::BIN)).unwrap();
+    let copy = copy.to_str().unwrap();
+    let (code, out) = tool("systemd-analyze", &["verify", copy], dir.path());
+    assert_eq!(code, 0, "systemd-analyze verify:\n{out}");
+    assert!(!out.contains("Unknown key") && !out.contains("Failed"), "{out}");
+    let (_, out) = tool("systemd-analyze", &["security", "--offline=yes", copy], dir.path());
+    let exposure: f64 = out
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for authprobe.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{out}"));
+    assert!(exposure <= 2.0, "exposure {exposure} (systemd's scale: 0 safe .. 10 unsafe)");
+}
+
+#[test]
+fn kubernetes_manifests_validate_and_match_the_rules_and_the_binary() {
+    let k8s = |f: &str| format!("deploy/kubernetes/{f}");
+    let core = ["statefulset.yaml", "deployment.yaml", "service.yaml"];
+    let (code, out) =
+        tool(&pytool("kubernetes-validate"), &[&["--strict"][..], &core[..]].concat(), &repo("deploy/kubernetes"));
+    assert_eq!(code, 0, "kubernetes-validate:\n{out}");
+    assert_eq!(out.matches(" passed for resource ").count(), core.len(), "{out}");
+
+    // The kustomization names files that exist.
+    let kustomization = yaml(&k8s("kustomization.yaml"));
+    let mut listed: Vec<String> =
+        kustomization["resources"].as_sequence().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect();
+    for generator in ["configMapGenerator", "secretGenerator"] {
+        for g in kustomization[generator].as_sequence().unwrap() {
+            listed.extend(g["files"].as_sequence().unwrap().iter().map(|f| f.as_str().unwrap().to_owned()));
+        }
+    }
+    for f in &listed {
+        assert!(repo(&k8s(f)).exists(), "kustomization names {f}, which is missing");
+    }
+
+    // The PrometheusRule is the rules file.
+    let rule = yaml(&k8s("prometheusrule.yaml"));
+    assert_eq!(
+        rule["spec"]["groups"],
+        yaml(RULES)["groups"],
+        "prometheusrule.yaml is out of date: see its first lines"
+    );
+
+    // The StatefulSet: as many shards as replicas, probes on the named port, hardened.
+    let ss = yaml(&k8s("statefulset.yaml"));
+    let pod = &ss["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let args: Vec<&str> = container["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let replicas = ss["spec"]["replicas"].as_u64().unwrap();
+    assert!(
+        args.contains(&format!("--shard.count={replicas}").as_str()) && args.contains(&"--shard.from-hostname"),
+        "{args:?}"
+    );
+    assert_eq!(container["ports"][0]["name"], "metrics");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/-/healthy");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/-/ready");
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert!(
+        container["resources"]["requests"]["memory"].is_string()
+            && container["resources"]["limits"]["memory"].is_string()
+    );
+    let monitor = yaml(&k8s("servicemonitor.yaml"));
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+
+    // The binary accepts the StatefulSet's arguments and the ConfigMap's probes file, with the
+    // Secret's files where the pod mounts them.
+    let dir = tempfile::tempdir().unwrap();
+    let probes =
+        read(&k8s("probes.yaml")).replace("/etc/authprobe/secrets/", &format!("{}/", repo(&k8s("secrets")).display()));
+    std::fs::write(dir.path().join("probes.yaml"), probes).unwrap();
+    let (code, out) = tool(common::service::BIN, &["check-config", "--config.file", "probes.yaml"], dir.path());
+    assert_eq!(code, 0, "{out}");
+    // Its arguments parse: the run stops at the configuration (or the host name), not at clap.
+    let run_args: Vec<&str> = args.iter().copied().filter(|a| !a.starts_with("--config.file")).collect();
+    let (code, out) = tool(
+        common::service::BIN,
+        &[&run_args[..], &["--config.file=/nonexistent/probes.yaml"][..]].concat(),
+        dir.path(),
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("host name") || out.contains("/nonexistent/probes.yaml"), "{out}");
+    assert!(!out.contains("unexpected argument") && !out.contains("invalid value"), "{out}");
+}
+
+/// No Docker here: the compose file is checked for what ties the stack together — every mounted
+/// path exists, and the names the configurations use are the services' names.
+#[test]
+fn compose_stack_wires_the_same_files_and_names() {
+    let compose = yaml("deploy/docker-compose.yml");
+    let services = compose["services"].as_mapping().unwrap();
+    let names: BTreeSet<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
+    assert_eq!(names, ["alertmanager", "authprobe", "grafana", "prometheus"].into());
+    for (name, service) in services {
+        for volume in service["volumes"].as_sequence().unwrap() {
+            let source = volume.as_str().unwrap().split(':').next().unwrap();
+            assert!(repo("deploy").join(source).exists(), "{name}: {source} does not exist");
+        }
+    }
+    assert_eq!(compose["services"]["authprobe"]["build"], "..");
+    let prometheus = yaml("deploy/prometheus/prometheus.yml");
+    assert_eq!(prometheus["scrape_configs"][0]["static_configs"][0]["targets"][0], "authprobe:9871");
+    assert_eq!(prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0], "alertmanager:9093");
+    let datasource = yaml("deploy/grafana/provisioning/datasources/prometheus.yaml");
+    assert_eq!(datasource["datasources"][0]["url"], "http://prometheus:9090");
+    let provider = yaml("deploy/grafana/provisioning/dashboards/authprobe.yaml");
+    let mounted = compose["services"]["grafana"]["volumes"][1].as_str().unwrap();
+    assert!(
+        mounted.ends_with(&format!(":{}:ro", provider["providers"][0]["options"]["path"].as_str().unwrap())),
+        "{mounted}"
+    );
+    // The demo configuration listens where the image exposes it.
+    assert!(read("Dockerfile").contains("EXPOSE 9871"));
+}

