@@ -604,7 +604,7 @@ fn compose_stack_wires_the_same_files_and_names() {
     for (name, service) in services {
         for volume in service["volumes"].as_sequence().unwrap() {
             let source = volume.as_str().unwrap().split(':').next().unwrap();
-            assert!(repo("deploy").join(source).exists(), "{name}: {source} does not exist");
+            assert!(repo("deploy").join(source).exists(), "{name:?}: {source} does not exist");
         }
     }
     assert_eq!(compose["services"]["authprobe"]["build"], "..");
