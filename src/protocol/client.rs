@@ -82,15 +82,17 @@ impl Prober {
         let mut retries = 0;
         let mut clock: Arc<RunClock>;
         let mut chain: Arc<ServedChain>;
-        let mut first = FirstExchange::default();
+        let mut first: FirstExchange;
         let verdict = loop {
             // With retries, one attempt at connecting gets its share of the time left, so that
             // a connection that cannot be made leaves time for the next attempt.
             let attempts_left = spec.retries - retries + 1;
             let connect_within = (spec.retries > 0)
                 .then(|| deadline.saturating_duration_since(tokio::time::Instant::now()) / attempts_left);
+            // Each attempt is timed afresh: the phases reported are those of the last attempt.
             clock = Arc::default();
             chain = Arc::default();
+            first = FirstExchange::default();
             let client = match self.client(spec, connect_within, &clock, &chain) {
                 Ok(client) => client,
                 Err(e) => {
@@ -98,7 +100,6 @@ impl Prober {
                     break failure_verdict(Step::BaseAuthentication, ResultClass::TlsError, detail);
                 }
             };
-            first = FirstExchange::default();
             let (mut verdict, token) =
                 run_steps(&client, spec, deadline, &mut steps, &mut first, trace.as_deref_mut()).await;
             // Retried: a transport failure before any answer of the run, while time is left.
@@ -340,9 +341,13 @@ fn api_headers(spec: &LoginSpec, token: &SecretString) -> Result<HeaderMap, &'st
     let mut h = HeaderMap::new();
     h.insert(ACCEPT, HeaderValue::from_static("application/json"));
     h.insert(HeaderName::from_static("et-app-key"), secret_header(&spec.app_key, "app_key")?);
-    let bearer = SecretString::from(format!("Bearer {}", token.expose_secret()));
-    h.insert(AUTHORIZATION, secret_header(&bearer, "the token")?);
+    h.insert(AUTHORIZATION, bearer_header(token, "the token")?);
     Ok(h)
+}
+
+/// `Authorization: Bearer <token>`, sensitive.
+fn bearer_header(token: &SecretString, name: &'static str) -> Result<HeaderValue, &'static str> {
+    secret_header(&SecretString::from(format!("Bearer {}", token.expose_secret())), name)
 }
 
 /// A header value that never prints: [`HeaderValue::set_sensitive`].
@@ -354,26 +359,24 @@ fn secret_header(value: &SecretString, name: &'static str) -> Result<HeaderValue
 
 /// Headers of one request. The credentials are repeated on every step, as the server expects.
 fn request_headers(spec: &LoginSpec, step: Step, bearer: Option<&SecretString>) -> Result<HeaderMap, &'static str> {
-    let secret = secret_header;
     let mut h = HeaderMap::new();
     h.insert(ACCEPT, HeaderValue::from_static("application/json"));
     h.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
-    h.insert(HeaderName::from_static("et-app-key"), secret(&spec.app_key, "app_key")?);
+    h.insert(HeaderName::from_static("et-app-key"), secret_header(&spec.app_key, "app_key")?);
     h.insert(HeaderName::from_static("username"), HeaderValue::from_str(&spec.username).map_err(|_| "username")?);
-    h.insert(HeaderName::from_static("password"), secret(&spec.password, "password")?);
+    h.insert(HeaderName::from_static("password"), secret_header(&spec.password, "password")?);
     if let Some(token) = bearer {
-        let value = SecretString::from(format!("Bearer {}", token.expose_secret()));
-        h.insert(AUTHORIZATION, secret(&value, "the interim Token")?);
+        h.insert(AUTHORIZATION, bearer_header(token, "the interim Token")?);
     }
     match step {
         Step::SecutityPin => {
             if let Some(pin) = &spec.pin {
-                h.insert(HeaderName::from_static("pincode"), secret(pin, "pin")?);
+                h.insert(HeaderName::from_static("pincode"), secret_header(pin, "pin")?);
             }
         }
         Step::VerificationCode => {
             if let Some(code) = &spec.verification_code {
-                h.insert(HeaderName::from_static("verificationcode"), secret(code, "verification_code")?);
+                h.insert(HeaderName::from_static("verificationcode"), secret_header(code, "verification_code")?);
             }
         }
         Step::BaseAuthentication | Step::TokenValidation | Step::Other => {}
