@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use authprobe::simulator::Account;
-use common::prometheus::Prometheus;
+use common::prometheus::{start_daemon, Prometheus};
 use common::service::Service;
 use common::*;
 
@@ -223,25 +223,16 @@ impl Alertmanager {
         }
         let file = dir.path().join("alertmanager.yml");
         std::fs::write(&file, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
-        let port = closed_port();
-        let child = tokio::process::Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", file.display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("prometheus-alertmanager from Debian's package (tests/run.sh installs it)");
-        let am = Alertmanager { _child: child, base: format!("127.0.0.1:{port}"), _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !matches!(http().get(format!("http://{}/-/ready", am.base)).send().await, Ok(r) if r.status() == 200) {
-            assert!(Instant::now() < deadline, "alertmanager not ready within 30 s");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        am
+        let (child, base) = start_daemon(
+            "prometheus-alertmanager",
+            &[
+                format!("--config.file={}", file.display()),
+                format!("--storage.path={}", dir.path().join("data").display()),
+                "--cluster.listen-address=".to_owned(),
+            ],
+        )
+        .await;
+        Alertmanager { _child: child, base: base.trim_start_matches("http://").to_owned(), _dir: dir }
     }
 }
 

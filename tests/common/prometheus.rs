@@ -37,24 +37,15 @@ impl Prometheus {
         }
         let config_file = dir.path().join("prometheus.yml");
         std::fs::write(&config_file, config).unwrap();
-        let port = closed_port();
-        let child = tokio::process::Command::new("prometheus")
-            .arg(format!("--config.file={}", config_file.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("prometheus from Debian's package (tests/run.sh installs it)");
-        let p = Prometheus { child, base: format!("http://127.0.0.1:{port}"), dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !matches!(http().get(format!("{}/-/ready", p.base)).send().await, Ok(r) if r.status() == 200) {
-            assert!(Instant::now() < deadline, "prometheus not ready within 30 s");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        p
+        let (child, base) = start_daemon(
+            "prometheus",
+            &[
+                format!("--config.file={}", config_file.display()),
+                format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            ],
+        )
+        .await;
+        Prometheus { child, base, dir }
     }
 
     /// Stops it now.
@@ -88,4 +79,27 @@ impl Prometheus {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+}
+
+/// Starts `program` (a daemon of the Prometheus ecosystem from Debian's packages) with `args` and
+/// `--web.listen-address` on a free loopback port, quiet and killed when dropped, and waits (at
+/// most 30 s) until its `/-/ready` answers 200. The child and `http://127.0.0.1:PORT`.
+pub async fn start_daemon(program: &str, args: &[String]) -> (tokio::process::Child, String) {
+    let port = closed_port();
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} from Debian's packages (tests/run.sh installs it): {e}"));
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(http().get(format!("{base}/-/ready")).send().await, Ok(r) if r.status() == 200) {
+        assert!(Instant::now() < deadline, "{program} not ready within 30 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (child, base)
 }
