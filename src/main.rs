@@ -53,6 +53,33 @@ enum Output {
     Trace,
 }
 
+/// How `run` serves its endpoints.
+#[derive(clap::Args)]
+struct WebArgs {
+    /// Address to serve metrics on: HOST:PORT, or :PORT for every interface.
+    #[arg(long = "web.listen-address", default_value = authprobe::web::DEFAULT_LISTEN)]
+    listen_address: String,
+    /// File with TLS and basic authentication settings (the Prometheus exporter-toolkit format),
+    /// applied to every endpoint; re-read when it changes.
+    #[arg(long = "web.config.file")]
+    web_config_file: Option<PathBuf>,
+    /// Enable POST /-/reload (SIGHUP reloads either way).
+    #[arg(long = "web.enable-lifecycle", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    enable_lifecycle: bool,
+    /// Enable GET /probe (runs a probe on demand; at most once per --probe.on-demand-min-interval).
+    #[arg(long = "web.enable-on-demand", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    enable_on_demand: bool,
+    /// Connections served at once; further clients wait.
+    #[arg(long = "web.max-connections", default_value_t = authprobe::web::server::DEFAULT_MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
+    /// Time a client has to send a request's headers or complete a TLS handshake.
+    #[arg(long = "web.read-header-timeout", default_value = "10s", value_parser = parse_duration)]
+    read_header_timeout: Duration,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Probe on schedule and serve metrics (the default command).
@@ -60,9 +87,8 @@ enum Command {
         /// The probes file.
         #[arg(long = "config.file", default_value = "probes.yaml")]
         config_file: PathBuf,
-        /// Address to serve metrics on: HOST:PORT, or :PORT for every interface.
-        #[arg(long = "web.listen-address", default_value = authprobe::web::DEFAULT_LISTEN)]
-        listen_address: String,
+        #[command(flatten)]
+        web: WebArgs,
         /// Logins in flight at most; further runs wait their turn.
         #[arg(long = "probe.concurrency", default_value_t = authprobe::scheduler::DEFAULT_CONCURRENCY as u32,
               value_parser = clap::value_parser!(u32).range(1..=65_536))]
@@ -99,8 +125,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// Exit 0 if a running authprobe answers its health endpoint (for container health checks,
-    /// where no curl is installed).
+    /// Exit 0 if a running authprobe answers its health endpoint over plain HTTP (for container
+    /// health checks, where no curl is installed); 401 from basic authentication counts as an
+    /// answer.
     Healthcheck {
         /// The address authprobe serves on.
         #[arg(long = "web.listen-address", default_value = "127.0.0.1:9871")]
@@ -186,7 +213,8 @@ fn healthcheck(address: &str) -> anyhow::Result<()> {
     let n = stream.read(&mut head)?;
     let status = String::from_utf8_lossy(&head[..n]);
     let line = status.lines().next().unwrap_or_default();
-    anyhow::ensure!(line.split_whitespace().nth(1) == Some("200"), "answered {line:?}");
+    // 401: the server answers, behind the basic authentication of --web.config.file.
+    anyhow::ensure!(matches!(line.split_whitespace().nth(1), Some("200" | "401")), "answered {line:?}");
     Ok(())
 }
 
@@ -210,7 +238,7 @@ async fn run(command: Command) -> Result<u8, Failure> {
     match command {
         Command::Run {
             config_file,
-            listen_address,
+            web,
             concurrency,
             on_demand_min_interval,
             shard_index,
@@ -230,7 +258,7 @@ async fn run(command: Command) -> Result<u8, Failure> {
                 }
             };
             let instance = Instance::new(shard, location).map_err(usage)?;
-            serve(&config_file, &listen_address, concurrency as usize, on_demand_min_interval, instance).await?;
+            serve(&config_file, &web, concurrency as usize, on_demand_min_interval, instance).await?;
             Ok(0)
         }
         Command::Healthcheck { address } => match healthcheck(&address) {
@@ -342,7 +370,7 @@ async fn run(command: Command) -> Result<u8, Failure> {
 /// SIGINT or SIGTERM.
 async fn serve(
     config_file: &Path,
-    listen_address: &str,
+    web_args: &WebArgs,
     concurrency: usize,
     on_demand_min_interval: Duration,
     instance: Instance,
@@ -351,7 +379,12 @@ async fn serve(
     config.warn_insecure();
     release_freed_memory();
     let simulator = start_embedded_simulator(&config).await?;
-    let listener = web::bind(listen_address).await?;
+    let web_config = match &web_args.web_config_file {
+        None => web::config::WebConfigSource::none(),
+        Some(path) => web::config::WebConfigSource::file(path)
+            .map_err(|e| Failure::Config(anyhow::anyhow!("invalid web configuration:\n{e}")))?,
+    };
+    let listener = web::bind(&web_args.listen_address).await?;
     let address = listener.local_addr().context("reading the bound address")?;
 
     let configured = config.probes.len();
@@ -398,12 +431,17 @@ async fn serve(
         metrics,
         results: results.clone(),
         ready: ready.clone(),
-        reload: Some(reload.clone()),
-        on_demand: Some(on_demand),
+        reload: web_args.enable_lifecycle.then(|| reload.clone()),
+        on_demand: web_args.enable_on_demand.then_some(on_demand),
         instance: instance.clone(),
     };
     let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(web::serve(listener, web::router(state), async move {
+    let options = web::ServeOptions {
+        max_connections: web_args.max_connections as usize,
+        read_header_timeout: web_args.read_header_timeout,
+        web_config: Arc::new(web_config),
+    };
+    let server = tokio::spawn(web::serve(listener, web::router(state), options, async move {
         let _ = web_stopped.await;
     }));
     tracing::info!(%address, "serving metrics");

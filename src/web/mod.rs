@@ -2,9 +2,15 @@
 //! `/api/v1/probes[/NAME]`, and the HTML pages `/` and `/probes/NAME`.
 //!
 //! Handlers only read: the exposition from [`Metrics`], probe states from [`Results`].
+//! [`server`] guards them all: connection limit, header deadline, TLS and basic authentication.
 
 mod api;
+mod auth;
+pub mod config;
 mod pages;
+pub mod server;
+
+pub use server::{serve, ServeOptions};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -40,8 +46,9 @@ pub struct AppState {
     /// Set once the configuration is loaded and every probe is scheduled.
     pub ready: Arc<AtomicBool>,
     /// Re-reads the configuration for `POST /-/reload`: the number of probes, or the error.
+    /// `None` unless `--web.enable-lifecycle`.
     pub reload: Option<ReloadFn>,
-    /// Runs a probe for `GET /probe`.
+    /// Runs a probe for `GET /probe`. `None` with `--web.enable-on-demand=false`.
     pub on_demand: Option<OnDemandFn>,
     /// This instance's shard and location, for people.
     pub instance: Instance,
@@ -100,15 +107,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
-}
-
 async fn metrics(State(state): State<AppState>) -> Response {
     let chunks = state.metrics.render().map(Ok::<_, Infallible>);
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], Body::from_stream(futures_util::stream::iter(chunks))).into_response()
@@ -128,7 +126,7 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
 
 async fn reload(State(state): State<AppState>) -> (StatusCode, String) {
     let Some(reload) = &state.reload else {
-        return (StatusCode::NOT_FOUND, "reloading is not available here\n".to_owned());
+        return (StatusCode::FORBIDDEN, "Lifecycle API is not enabled: start authprobe with --web.enable-lifecycle\n".to_owned());
     };
     match reload().await {
         Ok(probes) => (StatusCode::OK, format!("configuration reloaded: {probes} probe(s)\n")),
@@ -147,6 +145,10 @@ async fn probe(
     query: Result<axum::extract::Query<ProbeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let text = |status: StatusCode, body: String| (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body);
+    let Some(run) = &state.on_demand else {
+        return text(StatusCode::FORBIDDEN, "on-demand probing is disabled (--web.enable-on-demand=false)\n".to_owned())
+            .into_response();
+    };
     let Ok(axum::extract::Query(query)) = query else {
         return text(StatusCode::BAD_REQUEST, "malformed query string\n".to_owned()).into_response();
     };
@@ -159,9 +161,6 @@ async fn probe(
         Some(_) => {
             return text(StatusCode::BAD_REQUEST, "debug must be true or false\n".to_owned()).into_response();
         }
-    };
-    let Some(run) = &state.on_demand else {
-        return text(StatusCode::NOT_FOUND, "on-demand probing is not available here\n".to_owned()).into_response();
     };
     match run(name, debug).await {
         Ok(OnDemandRun { outcome, trace, probe }) if debug => {

@@ -98,6 +98,8 @@ pub struct TestPki {
     pub client_pem: (String, String),
     /// A server configuration that demands a client certificate from the CA.
     pub server_with_client_auth: std::sync::Arc<rustls::ServerConfig>,
+    /// The server's chain (leaf, CA) and key, PEM, for servers configured by file.
+    pub server_pem: (String, String),
 }
 
 /// A CA expiring on 2030-06-01 and a leaf for `names` expiring on 2031-01-15.
@@ -137,6 +139,7 @@ pub fn pki(names: &[&str]) -> TestPki {
         chain_not_after,
         client_pem: (client.pem(), client_key.serialize_pem()),
         server_with_client_auth: std::sync::Arc::new(with_client_auth),
+        server_pem: (format!("{}{}", leaf.pem(), ca.pem()), leaf_key.serialize_pem()),
     }
 }
 

@@ -73,6 +73,10 @@ impl Service {
         let service = Service { child, base: format!("http://{addr}"), stderr };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
+            // Served over TLS or behind a password, /-/ready is out of reach: the log tells.
+            if service.stderr().contains("msg=\"probes scheduled\"") {
+                break;
+            }
             if let Ok(r) = super::http().get(service.url("/-/ready")).send().await {
                 if r.status() == 200 {
                     break;

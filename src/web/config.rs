@@ -1,0 +1,332 @@
+//! `--web.config.file`: TLS and basic authentication for every endpoint, in the format of the
+//! Prometheus exporter-toolkit (so one file serves Prometheus, its exporters and authprobe).
+//!
+//! ```yaml
+//! tls_server_config:
+//!   cert_file: server.crt
+//!   key_file: server.key
+//!   min_version: TLS12            # TLS12 (default) or TLS13
+//!   client_auth_type: RequireAndVerifyClientCert
+//!   client_ca_file: clients.crt
+//! http_server_config:
+//!   headers: { Strict-Transport-Security: max-age=31536000 }
+//! basic_auth_users:
+//!   prometheus: $2y$10$…          # bcrypt hash (htpasswd -nBC 10 "" | tr -d ':\n')
+//! ```
+//!
+//! The file and the files it names are read again when any of them changes (checked on each
+//! new connection), as exporter-toolkit does; a change that does not load is logged and the
+//! previous settings stay.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use axum::http::{HeaderName, HeaderValue};
+use serde::Deserialize;
+
+use crate::yaml::{self, FileErrors};
+
+/// What the file configures, ready to serve with.
+#[derive(Default)]
+pub struct WebConfig {
+    /// TLS for every connection, if configured.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// User name → bcrypt hash; empty means no authentication.
+    pub users: BTreeMap<String, String>,
+    /// Headers added to every answer.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl std::fmt::Debug for WebConfig {
+    // Hashes are not secrets, but nothing gains from printing them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebConfig")
+            .field("tls", &self.tls.is_some())
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .field("headers", &self.headers)
+            .finish()
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    tls_server_config: Option<TlsFile>,
+    #[serde(default)]
+    http_server_config: Option<HttpFile>,
+    #[serde(default)]
+    basic_auth_users: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    #[serde(default)]
+    client_auth_type: Option<String>,
+    #[serde(default)]
+    client_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    min_version: Option<String>,
+    #[serde(default)]
+    max_version: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpFile {
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// Accepted for compatibility; HTTP/2 is not served (every Prometheus scrapes over HTTP/1.1).
+    #[serde(default)]
+    #[allow(dead_code)]
+    http2: Option<bool>,
+}
+
+/// TLS versions by their exporter-toolkit names; rustls implements 1.2 and 1.3 only.
+fn tls_version(name: &str) -> Result<&'static rustls::SupportedProtocolVersion, String> {
+    match name {
+        "TLS13" => Ok(&rustls::version::TLS13),
+        "TLS12" => Ok(&rustls::version::TLS12),
+        "TLS10" | "TLS11" => Err(format!("{name} is not supported (TLS12 and TLS13 are)")),
+        _ => Err(format!("unknown TLS version {name:?} (expected TLS12 or TLS13)")),
+    }
+}
+
+impl WebConfig {
+    /// Reads and checks `path`: every problem, located.
+    pub fn load(path: &Path) -> Result<WebConfig, FileErrors> {
+        // An empty file configures nothing, as for exporter-toolkit.
+        if std::fs::read_to_string(path).is_ok_and(|t| t.lines().all(|l| l.trim().is_empty() || l.trim().starts_with('#'))) {
+            return Ok(WebConfig::default());
+        }
+        let doc = yaml::load_file::<Option<File>>(path)?;
+        let file = doc.value.unwrap_or_default();
+        let mut errors = Vec::new();
+        let mut error = |field: &str, message: String| errors.push(doc.index.error(path, field, message));
+        let base = path.parent().unwrap_or(Path::new("."));
+
+        let mut users = BTreeMap::new();
+        for (user, hash) in file.basic_auth_users.unwrap_or_default() {
+            let field = format!("basic_auth_users.{user}");
+            if user.is_empty() || user.contains(':') {
+                error(&field, "a user name must be non-empty and without ':'".to_owned());
+            } else if bcrypt_cost(&hash).is_none() {
+                // The value may be a plain password by mistake: never echo it.
+                error(&field, "not a bcrypt hash ($2a$, $2b$ or $2y$ with a cost of 4 to 31)".to_owned());
+            } else {
+                users.insert(user, hash);
+            }
+        }
+
+        let mut headers = Vec::new();
+        for (name, value) in file.http_server_config.map(|h| h.headers).unwrap_or_default() {
+            let field = format!("http_server_config.headers.{name}");
+            match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+                (Ok(n), Ok(v)) => headers.push((n, v)),
+                (Err(_), _) => error(&field, "not a valid header name".to_owned()),
+                (_, Err(_)) => error(&field, "not a valid header value".to_owned()),
+            }
+        }
+
+        let tls = match file.tls_server_config {
+            None => None,
+            Some(t) => match tls_config(t, base) {
+                Ok(c) => Some(Arc::new(c)),
+                Err((field, message)) => {
+                    error(&format!("tls_server_config.{field}"), message);
+                    None
+                }
+            },
+        };
+        if errors.is_empty() {
+            Ok(WebConfig { tls, users, headers })
+        } else {
+            Err(FileErrors(errors))
+        }
+    }
+}
+
+/// The cost of a bcrypt hash, if `hash` is one.
+fn bcrypt_cost(hash: &str) -> Option<u32> {
+    let rest = hash.strip_prefix("$2a$").or_else(|| hash.strip_prefix("$2b$")).or_else(|| hash.strip_prefix("$2y$"))?;
+    let cost: u32 = rest.get(..2)?.parse().ok()?;
+    ((4..=31).contains(&cost) && rest.len() == 2 + 1 + 53 && rest.as_bytes()[2] == b'$').then_some(cost)
+}
+
+type FieldError = (&'static str, String);
+
+fn tls_config(t: TlsFile, base: &Path) -> Result<rustls::ServerConfig, FieldError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+    let cert_file = t.cert_file.ok_or(("cert_file", "required with tls_server_config".to_owned()))?;
+    let key_file = t.key_file.ok_or(("key_file", "required with tls_server_config".to_owned()))?;
+    let (cert_path, key_path) = (resolve(&cert_file), resolve(&key_file));
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|i| i.collect())
+        .map_err(|e| ("cert_file", format!("cannot read {}: {e}", cert_path.display())))?;
+    if chain.is_empty() {
+        return Err(("cert_file", format!("{} holds no certificate", cert_path.display())));
+    }
+    // The key's bytes never appear in a message.
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|_| ("key_file", format!("{} holds no readable PEM private key", key_path.display())))?;
+
+    let min = tls_version(t.min_version.as_deref().unwrap_or("TLS12")).map_err(|e| ("min_version", e))?;
+    let max = tls_version(t.max_version.as_deref().unwrap_or("TLS13")).map_err(|e| ("max_version", e))?;
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
+        [&rustls::version::TLS12, &rustls::version::TLS13]
+            .into_iter()
+            .filter(|v| (u16::from(min.version)..=u16::from(max.version)).contains(&u16::from(v.version)))
+            .collect();
+    if versions.is_empty() {
+        return Err(("max_version", "lower than min_version".to_owned()));
+    }
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| ("min_version", e.to_string()))?;
+    let auth_type = t.client_auth_type.as_deref().unwrap_or("NoClientCert");
+    let builder = match auth_type {
+        "NoClientCert" => builder.with_no_client_auth(),
+        "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven" => {
+            let ca = t.client_ca_file.ok_or(("client_ca_file", format!("required with {auth_type}")))?;
+            let ca_path = resolve(&ca);
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(&ca_path)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| ("client_ca_file", format!("cannot read {}: {e}", ca_path.display())))?;
+            for c in certs {
+                roots.add(c).map_err(|e| ("client_ca_file", format!("a CA certificate cannot be used: {e}")))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if auth_type == "VerifyClientCertIfGiven" {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            builder.with_client_cert_verifier(verifier.build().map_err(|e| ("client_ca_file", e.to_string()))?)
+        }
+        "RequestClientCert" | "RequireAnyClientCert" => {
+            return Err(("client_auth_type", format!("{auth_type} (unverified client certificates) is not supported; use VerifyClientCertIfGiven or RequireAndVerifyClientCert")))
+        }
+        other => {
+            return Err((
+                "client_auth_type",
+                format!("unknown value {other:?} (NoClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert)"),
+            ))
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| ("key_file", format!("does not match cert_file or cannot be used: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The web configuration of a running server: none, or a file re-read when it changes.
+pub struct WebConfigSource {
+    path: Option<PathBuf>,
+    state: Mutex<(Fingerprint, Arc<WebConfig>)>,
+}
+
+/// Modification times and sizes of the file and the files it names.
+type Fingerprint = Vec<Option<(SystemTime, u64)>>;
+
+impl WebConfigSource {
+    /// No TLS, no authentication.
+    pub fn none() -> WebConfigSource {
+        WebConfigSource { path: None, state: Mutex::new((Vec::new(), Arc::new(WebConfig::default()))) }
+    }
+
+    /// Loads `path`, which must be valid now.
+    pub fn file(path: &Path) -> Result<WebConfigSource, FileErrors> {
+        let config = WebConfig::load(path)?;
+        let fingerprint = fingerprint(path);
+        Ok(WebConfigSource { path: Some(path.to_owned()), state: Mutex::new((fingerprint, Arc::new(config))) })
+    }
+
+    /// The settings for a new connection: re-read first if a file changed.
+    pub fn current(&self) -> Arc<WebConfig> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(path) = &self.path else { return state.1.clone() };
+        let now = fingerprint(path);
+        if now != state.0 {
+            state.0 = now;
+            match WebConfig::load(path) {
+                Ok(c) => {
+                    tracing::info!(file = %path.display(), "web configuration reloaded");
+                    state.1 = Arc::new(c);
+                }
+                Err(e) => tracing::error!(error = %e, "web configuration invalid; the previous one stays"),
+            }
+        }
+        state.1.clone()
+    }
+}
+
+/// The file, then the certificate, key and CA files it names (read leniently: a file that does
+/// not parse is fingerprinted alone, so fixing it is noticed).
+fn fingerprint(path: &Path) -> Fingerprint {
+    let stat = |p: &Path| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+    let mut out = vec![stat(path)];
+    let named = yaml::load_file::<Option<File>>(path)
+        .ok()
+        .and_then(|d| d.value)
+        .and_then(|f| f.tls_server_config)
+        .map(|t| [t.cert_file, t.key_file, t.client_ca_file]);
+    let base = path.parent().unwrap_or(Path::new("."));
+    for p in named.into_iter().flatten().flatten() {
+        out.push(stat(&if p.is_absolute() { p } else { base.join(p) }));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<WebConfig, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.yml");
+        std::fs::write(&path, text).unwrap();
+        WebConfig::load(&path).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_file_means_nothing_configured() {
+        let c = load("").unwrap();
+        assert!(c.tls.is_none() && c.users.is_empty());
+    }
+
+    #[test]
+    fn a_plain_password_is_refused_without_being_echoed() {
+        let err = load("basic_auth_users:\n  alice: Hunter2-Plain-Secret\n").unwrap_err();
+        assert!(err.contains(":2:") && err.contains("basic_auth_users.alice: not a bcrypt hash"), "{err}");
+        assert!(!err.contains("Hunter2-Plain-Secret"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = load("tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n").unwrap_err();
+        assert!(err.contains("tls_server_config.cert_file: cannot read"), "{err}");
+        let err = load("tls_srever_config: {}\n").unwrap_err();
+        assert!(err.contains("unknown field `tls_srever_config`"), "{err}");
+        let err = load("http_server_config:\n  headers:\n    \"bad name\": x\n").unwrap_err();
+        assert!(err.contains("http_server_config.headers.bad name: not a valid header name"), "{err}");
+    }
+
+    #[test]
+    fn bcrypt_hashes_are_recognised() {
+        let hash = bcrypt::hash("x", 4).unwrap();
+        assert_eq!(bcrypt_cost(&hash), Some(4));
+        assert_eq!(bcrypt_cost("$2y$10$short"), None);
+        assert_eq!(bcrypt_cost("password"), None);
+    }
+}

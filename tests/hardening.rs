@@ -1,0 +1,284 @@
+//! Reliability and security of the running binary: what it does with clients it cannot trust
+//! (slow, oversized, unauthenticated), servers that misbehave in every way the matrix lists, and
+//! the secrets it handles.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authprobe::simulator::{Account, Simulator};
+use common::service::Service;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// One password probe every second against `sim`.
+fn one_probe_config(dir: &Path, sim: &Simulator, password: &str) -> PathBuf {
+    write(
+        dir,
+        "probes.yaml",
+        &format!(
+            "defaults: {{interval: 1s, timeout: 900ms}}\n\
+             targets: [{{name: sim, base_url: {}, app_key: {APP_KEY}}}]\n\
+             probes: [{{name: good, target: sim, username: good, password: {password}}}]\n",
+            sim.base_url()
+        ),
+    )
+}
+
+fn address(svc: &Service) -> SocketAddr {
+    svc.base.trim_start_matches("http://").parse().unwrap()
+}
+
+/// Sends `request` (a whole HTTP/1.0 request) over TLS restricted to `versions`, trusting `ca`;
+/// returns the raw answer, or why there was none.
+async fn https(
+    addr: SocketAddr,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    request: &str,
+) -> Result<String, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let exchange = async {
+        let mut tls = connector.connect(name, tcp).await.map_err(|e| format!("handshake: {e}"))?;
+        tls.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        // A server that closes without close_notify still gave its whole HTTP/1.0 answer.
+        let _ = tls.read_to_end(&mut out).await;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange).await.map_err(|_| "timed out".to_owned())?
+}
+
+fn get_request(path: &str, auth: Option<(&str, &str)>) -> String {
+    use base64::Engine as _;
+    let auth = auth
+        .map(|(u, p)| {
+            format!("Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")))
+        })
+        .unwrap_or_default();
+    format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n")
+}
+
+fn status_of(answer: &str) -> u16 {
+    answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+const SCRAPE_PW: &str = "Scrape-Pw-Qm72";
+const ROTATED_PW: &str = "Rotated-Scrape-Pw-Tc05";
+
+#[tokio::test]
+async fn web_config_serves_tls_only_and_every_endpoint_demands_basic_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator(vec![Account::new("good", "Probe-Pw-Web-Lk33")]).await;
+    let file = one_probe_config(dir.path(), &sim, "Probe-Pw-Web-Lk33");
+    let pki = pki(&["localhost"]);
+    write(dir.path(), "server.crt", &pki.server_pem.0);
+    write(dir.path(), "server.key", &pki.server_pem.1);
+    let web = |user: &str, password: &str| {
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS13\n\
+             http_server_config:\n  headers:\n    X-Frame-Options: deny\n\
+             basic_auth_users:\n  {user}: {}\n",
+            bcrypt::hash(password, 4).unwrap()
+        )
+    };
+    let web_file = write(dir.path(), "web.yml", &web("prometheus", SCRAPE_PW));
+    let svc = Service::start(
+        dir.path(),
+        &["--log.level", "debug"],
+        &["--config.file", file.to_str().unwrap(), "--web.config.file", web_file.to_str().unwrap()],
+    )
+    .await;
+    let addr = address(&svc);
+    let tls13 = [&rustls::version::TLS13];
+
+    // TLS only: plain HTTP gets no HTTP answer, and TLS 1.2 is below min_version.
+    let plain = async {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(get_request("/metrics", None).as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        out
+    };
+    let plain = tokio::time::timeout(Duration::from_secs(15), plain).await.expect("plain HTTP is dropped");
+    assert!(!plain.starts_with(b"HTTP/"), "plain HTTP was answered: {:?}", String::from_utf8_lossy(&plain));
+    let err = https(addr, &pki.ca_der, &[&rustls::version::TLS12], &get_request("/metrics", None)).await.unwrap_err();
+    assert!(err.starts_with("handshake"), "{err}");
+
+    // Every endpoint, known or not, asks for credentials first.
+    for path in ["/metrics", "/", "/-/healthy", "/-/ready", "/api/v1/probes", "/probe?probe=good", "/probes/good", "/nope"]
+    {
+        let answer = https(addr, &pki.ca_der, &tls13, &get_request(path, None)).await.unwrap();
+        assert_eq!(status_of(&answer), 401, "{path}: {answer}");
+        assert!(answer.contains("www-authenticate: Basic"), "{path}: {answer}");
+        let answer = https(addr, &pki.ca_der, &tls13, &get_request(path, Some(("prometheus", "wrong")))).await.unwrap();
+        assert_eq!(status_of(&answer), 401, "{path} with a wrong password");
+        let answer = https(addr, &pki.ca_der, &tls13, &get_request(path, Some(("nobody", SCRAPE_PW)))).await.unwrap();
+        assert_eq!(status_of(&answer), 401, "{path} as an unknown user");
+    }
+    let answer = https(addr, &pki.ca_der, &tls13, &get_request("/metrics", Some(("prometheus", SCRAPE_PW)))).await.unwrap();
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert!(answer.contains("x-frame-options: deny"), "configured headers are added");
+    assert!(answer.contains("authprobe_build_info{"), "{answer}");
+
+    // A broken edit keeps the running settings and says where the problem is.
+    write(dir.path(), "web.yml", "basic_auth_users:\n  prometheus: Plain-Text-Pw-Yw61\n");
+    let answer = https(addr, &pki.ca_der, &tls13, &get_request("/metrics", Some(("prometheus", SCRAPE_PW)))).await.unwrap();
+    assert_eq!(status_of(&answer), 200, "the previous settings stay: {answer}");
+    let log = svc.stderr();
+    assert!(log.contains("web.yml:2:") && log.contains("basic_auth_users.prometheus: not a bcrypt hash"), "{log}");
+
+    // A valid edit applies to the next connection.
+    write(dir.path(), "web.yml", &web("prometheus", ROTATED_PW));
+    let answer = https(addr, &pki.ca_der, &tls13, &get_request("/metrics", Some(("prometheus", SCRAPE_PW)))).await.unwrap();
+    assert_eq!(status_of(&answer), 401, "the old password no longer works");
+    let answer = https(addr, &pki.ca_der, &tls13, &get_request("/metrics", Some(("prometheus", ROTATED_PW)))).await.unwrap();
+    assert_eq!(status_of(&answer), 200, "{answer}");
+
+    let log = svc.stderr();
+    for secret in [SCRAPE_PW, ROTATED_PW, "Plain-Text-Pw-Yw61", "Probe-Pw-Web-Lk33"] {
+        assert!(!log.contains(secret), "{secret} logged:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_web_config_stops_the_start_with_the_place_of_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator(vec![Account::new("good", "pw")]).await;
+    let file = one_probe_config(dir.path(), &sim, "pw");
+    let web = write(dir.path(), "web.yml", "tls_server_config:\n  cert_file: none.crt\n  key_file: none.key\n");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authprobe"))
+        .args(["run", "--web.listen-address", "127.0.0.1:0", "--config.file"])
+        .arg(&file)
+        .arg("--web.config.file")
+        .arg(&web)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("invalid web configuration") && stderr.contains("web.yml:2:"), "{stderr}");
+    assert!(stderr.contains("tls_server_config.cert_file: cannot read"), "{stderr}");
+}
+
+#[tokio::test]
+async fn lifecycle_and_on_demand_endpoints_can_be_switched_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator(vec![Account::new("good", "pw")]).await;
+    let file = one_probe_config(dir.path(), &sim, "pw");
+    let config = file.to_str().unwrap();
+
+    // Defaults, as Prometheus's: no /-/reload; /probe on.
+    let svc = Service::start(dir.path(), &[], &["--config.file", config]).await;
+    let r = http().post(svc.url("/-/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("--web.enable-lifecycle"));
+    assert_eq!(get(&svc.url("/probe?probe=good")).await.0, 200);
+    drop(svc);
+
+    let args = ["--config.file", config, "--web.enable-lifecycle", "--web.enable-on-demand=false"];
+    let svc = Service::start(dir.path(), &[], &args).await;
+    assert_eq!(http().post(svc.url("/-/reload")).send().await.unwrap().status(), 200);
+    let (status, body) = get(&svc.url("/probe?probe=good")).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("--web.enable-on-demand"), "{body}");
+    let (status, body) = get(&svc.url("/probe?probe=good&debug=true")).await;
+    assert_eq!(status, 403, "{body}");
+}
+
+/// Writes `head` to a new connection, then one byte of a header every `every` until the server
+/// closes; returns how long the connection lived, or `None` if it still lived after `limit`.
+async fn slow_loris(addr: SocketAddr, every: Duration, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    while started.elapsed() < limit {
+        let mut buf = [0u8; 512];
+        tokio::select! {
+            n = s.read(&mut buf) => {
+                // Closed (0 bytes or reset), possibly after a 408 answer: either way, let go.
+                match n { Ok(0) | Err(_) => return Some(started.elapsed()), Ok(_) => {} }
+            }
+            () = tokio::time::sleep(every) => {
+                if s.write_all(b"a").await.is_err() {
+                    return Some(started.elapsed());
+                }
+            }
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_and_slow_clients_cannot_hold_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator(vec![Account::new("good", "pw")]).await;
+    let file = one_probe_config(dir.path(), &sim, "pw");
+    let args = ["--config.file", file.to_str().unwrap(), "--web.read-header-timeout", "1s", "--web.max-connections", "6"];
+    let svc = Service::start(dir.path(), &[], &args).await;
+    let addr = address(&svc);
+
+    for path in ["/nope", "/metrics/extra", "/api/v2/probes", "/probes/", "/probes/no-such-probe", "/api/v1/probes/none"] {
+        assert_eq!(get(&svc.url(path)).await.0, 404, "{path}");
+    }
+    let long = "x".repeat(5000);
+    for path in [format!("/metrics?q={long}"), format!("/probe?probe={long}"), format!("/?{long}")] {
+        let (status, body) = get(&svc.url(&path)).await;
+        assert_eq!((status, body.as_str()), (400, "query string longer than 4096 bytes\n"));
+    }
+    for query in ["probe=good&probe=good", "probe=good&debug=maybe", "probe=", "debug=true"] {
+        assert_eq!(get(&svc.url(&format!("/probe?{query}"))).await.0, 400, "{query}");
+    }
+
+    // Four clients dribble a header a byte at a time; each is cut off after the 1 s header
+    // deadline (generously: within 3 s), and meanwhile everyone else is served at once.
+    let loris: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(slow_loris(addr, Duration::from_millis(200), Duration::from_secs(8))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    assert_eq!(get(&svc.url("/metrics")).await.0, 200);
+    assert!(started.elapsed() < Duration::from_secs(1), "served in {:?} beside slow clients", started.elapsed());
+    for l in loris {
+        let lived = l.await.unwrap().expect("a slow client is dropped");
+        assert!(lived < Duration::from_secs(3), "a slow client lived {lived:?}");
+    }
+
+    // Six silent connections fill the limit: the seventh client waits until the deadline frees
+    // them, then is served.
+    let mut silent = Vec::new();
+    for _ in 0..6 {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let waited = tokio::time::timeout(Duration::from_millis(500), get(&svc.url("/-/healthy"))).await;
+    assert!(waited.is_err(), "served beyond --web.max-connections");
+    let (status, _) = get(&svc.url("/-/healthy")).await;
+    assert_eq!(status, 200);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "served {took:?} after the limit was reached");
+    for mut s in silent {
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await;
+        assert!(matches!(closed, Ok(Ok(0) | Err(_))), "a silent connection is closed: {closed:?}");
+    }
+}
