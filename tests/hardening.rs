@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authprobe::simulator::{Account, Simulator};
+use authprobe::simulator::{Account, Fault, Simulator};
 use common::service::Service;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -281,4 +281,130 @@ async fn bad_requests_are_refused_and_slow_clients_cannot_hold_the_server() {
         let closed = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await;
         assert!(matches!(closed, Ok(Ok(0) | Err(_))), "a silent connection is closed: {closed:?}");
     }
+}
+
+/// Every server behaviour the prober must survive, and the result class each must produce.
+/// Accounts of the plain simulator carry a [`Fault`]; the rest are targets that cannot work.
+const MATRIX: &[(&str, Option<Fault>, &str)] = &[
+    ("stall", Some(Fault::Stall), "timeout"),
+    ("slow_drip", Some(Fault::SlowDrip), "timeout"),
+    ("headers_then_stall", Some(Fault::HeadersThenStall), "timeout"),
+    ("close_without_response", Some(Fault::CloseWithoutResponse), "connect_error"),
+    ("reset_mid_body", Some(Fault::ResetMidBody), "connect_error"),
+    ("oversized", Some(Fault::Oversized), "invalid_response"),
+    ("truncated_json", Some(Fault::TruncatedJson), "invalid_response"),
+    ("json_array", Some(Fault::WrongShape), "invalid_response"),
+    ("json_string", Some(Fault::JsonString), "invalid_response"),
+    ("empty_object", Some(Fault::EmptyObject), "invalid_response"),
+    ("html", Some(Fault::Html), "invalid_response"),
+    ("redirect_loop", Some(Fault::RedirectLoop), "http_error"),
+    ("not_found", Some(Fault::NotFound), "http_error"),
+    ("server_error", Some(Fault::ServerError), "http_error"),
+    ("server_error_model", Some(Fault::ServerErrorModel), "http_error"),
+    ("unavailable", Some(Fault::Unavailable), "http_error"),
+    ("unknown_step", Some(Fault::UnknownStep), "unexpected_step"),
+    ("endless_202", Some(Fault::Endless202), "step_limit"),
+    ("random_reason", Some(Fault::RandomReason), "auth_failed"),
+    ("non_utf8", Some(Fault::NonUtf8), "invalid_response"),
+    ("refused", None, "connect_error"),
+    ("unresolvable", None, "connect_error"),
+    ("tls_to_plain", None, "tls_error"),
+    ("wrong_name", None, "tls_error"),
+    ("healthy", None, "success"),
+];
+
+/// The matrix's probe timeout; each run must end within it plus 1 s.
+const MATRIX_TIMEOUT: f64 = 1.5;
+
+#[tokio::test]
+async fn every_server_fault_gets_its_class_in_bounded_time_while_metrics_keep_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut accounts: Vec<Account> =
+        MATRIX.iter().filter_map(|(name, fault, _)| fault.map(|f| fault_account(name, f))).collect();
+    accounts.push(Account::new("healthy", "pw"));
+    let sim = simulator(accounts).await;
+    let pki = pki(&["some-other-host.example"]);
+    let wrong_name = tls_simulator(vec![Account::new("wrong_name", "pw")], &pki).await;
+    write(dir.path(), "ca.pem", &pki.ca_pem);
+    let plain = sim.addr();
+    let targets = format!(
+        "targets:\n\
+         \x20 - {{name: sim, base_url: {sim}, app_key: {APP_KEY}}}\n\
+         \x20 - {{name: refused, base_url: 'http://127.0.0.1:{closed}/api', app_key: {APP_KEY}}}\n\
+         \x20 - {{name: unresolvable, base_url: 'http://authprobe-matrix.invalid:{port}/api', app_key: {APP_KEY}}}\n\
+         \x20 - {{name: tls_to_plain, base_url: 'https://127.0.0.1:{port}/api', app_key: {APP_KEY}}}\n\
+         \x20 - {{name: wrong_name, base_url: 'https://localhost:{tls_port}/api', app_key: {APP_KEY}, tls: {{ca_file: ca.pem}}}}\n",
+        sim = sim.base_url(),
+        closed = closed_port(),
+        port = plain.port(),
+        tls_port = wrong_name.addr().port(),
+    );
+    let probes: String = MATRIX
+        .iter()
+        .map(|(name, fault, _)| {
+            let target = if fault.is_some() || *name == "healthy" { "sim" } else { name };
+            // Endless 202 alternates both steps: a probe that can answer both meets its step limit.
+            let steps = if *name == "endless_202" { ", pin: '1111', verification_code: '2222'" } else { "" };
+            format!("  - {{name: {name}, target: {target}, username: {name}, password: pw{steps}}}\n")
+        })
+        .collect();
+    let file = write(
+        dir.path(),
+        "probes.yaml",
+        &format!(
+            "defaults: {{interval: 2s, timeout: 1500ms, max_steps: 4, lockout_guard: {{max_failures: 0}}}}\n\
+             {targets}probes:\n{probes}"
+        ),
+    );
+    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap()]).await;
+
+    // For 9 s, /metrics answers every 250 ms, each within 1 s, whatever the probes are going through.
+    let until = Instant::now() + Duration::from_secs(9);
+    let mut scrapes = 0;
+    while Instant::now() < until {
+        let started = Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(1), http().get(svc.url("/metrics")).send()).await;
+        let r = r.unwrap_or_else(|_| panic!("a scrape took over 1 s after {scrapes} scrapes"));
+        assert_eq!(r.unwrap().status(), 200);
+        scrapes += 1;
+        tokio::time::sleep(Duration::from_millis(250).saturating_sub(started.elapsed())).await;
+    }
+
+    let mut wrong = Vec::new();
+    for (name, _, expected) in MATRIX {
+        let (status, body) = get(&svc.url(&format!("/api/v1/probes/{name}"))).await;
+        assert_eq!(status, 200, "{name}");
+        let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let runs = view["runs"].as_object().unwrap();
+        let total: u64 = runs.values().map(|v| v.as_u64().unwrap()).sum();
+        let of_class = runs[*expected].as_u64().unwrap();
+        if total < 2 || of_class != total {
+            let got: Vec<_> = runs.iter().filter(|(_, v)| v.as_u64() != Some(0)).collect();
+            wrong.push(format!("{name}: expected {total} × {expected}, got {got:?}; last: {}", view["last"]));
+        }
+        for run in view["history"].as_array().unwrap() {
+            let took = run["duration_seconds"].as_f64().unwrap();
+            assert!(took <= MATRIX_TIMEOUT + 1.0, "{name}: a run took {took} s");
+        }
+    }
+    assert!(wrong.is_empty(), "wrong classes:\n{}", wrong.join("\n"));
+
+    // Bounded afterwards: no series per server text, memory well short of the 20 MiB bodies
+    // having been kept.
+    let text = svc.metrics_text().await;
+    let series = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count();
+    assert!(series <= 70 * MATRIX.len() + 100, "{series} series");
+    for line in text.lines().filter(|l| l.contains("reason=\"")) {
+        let reason = line.split("reason=\"").nth(1).unwrap().split('"').next().unwrap();
+        assert!(reason.len() <= 40, "an unbounded reason label: {reason}");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", svc.pid())).unwrap();
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(rss_kb < 96 * 1024, "RSS {rss_kb} kB after the matrix");
+    println!("matrix: {scrapes} scrapes, {series} series, RSS {} MB", rss_kb / 1024);
 }

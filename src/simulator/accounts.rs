@@ -51,6 +51,16 @@ pub enum Fault {
     SlowDrip,
     /// 200 headers, then the body never comes.
     HeadersThenStall,
+    /// The connection is closed as soon as the request is read: no status line, no headers.
+    CloseWithoutResponse,
+    /// 200 with a Content-Length, half the body, then the connection is reset.
+    ResetMidBody,
+    /// 302 to the very URL requested, for ever.
+    RedirectLoop,
+    /// 200 with valid JSON of the wrong shape: a string.
+    JsonString,
+    /// 200 with valid JSON of the wrong shape: an empty object.
+    EmptyObject,
     /// Interim tokens are never remembered, as behind a load balancer whose nodes do not share
     /// tickets: every second step is answered "Corrupted ticket".
     ForgetTickets,

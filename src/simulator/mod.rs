@@ -9,7 +9,7 @@
 
 mod accounts;
 mod server;
-mod tls;
+mod listener;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -97,11 +97,11 @@ impl Simulator {
         Self::serve_on(settings, listener, Some(tls))
     }
 
-    fn serve_on(settings: Settings, listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> Simulator {
-        let addr = listener.local_addr().expect("bound listener has an address");
+    fn serve_on(settings: Settings, tcp: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> Simulator {
+        let addr = tcp.local_addr().expect("bound listener has an address");
         let base_path = settings.base_path.clone();
         let state = Arc::new(server::Shared::new(settings));
-        let app = server::router(state.clone()).into_make_service_with_connect_info::<tls::Peer>();
+        let app = server::router(state.clone()).into_make_service_with_connect_info::<listener::Peer>();
         let (stop, stopped) = oneshot::channel::<()>();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(async move {
@@ -109,9 +109,9 @@ impl Simulator {
                 let _ = stopped.await;
             };
             let served = match tls {
-                None => axum::serve(listener, app).with_graceful_shutdown(stopped).await,
+                None => axum::serve(listener::PlainListener(tcp), app).with_graceful_shutdown(stopped).await,
                 Some(config) => {
-                    axum::serve(tls::TlsListener::new(listener, config), app).with_graceful_shutdown(stopped).await
+                    axum::serve(listener::TlsListener::new(tcp, config), app).with_graceful_shutdown(stopped).await
                 }
             };
             if let Err(e) = served {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
@@ -16,7 +16,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use super::tls::Peer;
+use super::listener::{Cut, Peer};
 use super::{Account, AccountStats, Fault, Locked, RecordedRequest, Settings, WrongSecret};
 use crate::protocol::Step;
 
@@ -391,23 +391,23 @@ fn session_owner(shared: &Shared, headers: &HeaderMap) -> Option<Account> {
 
 async fn user_info(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    ConnectInfo(conn): ConnectInfo<Peer>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let call = SessionCall { peer, method, uri, headers };
+    let call = SessionCall { peer: conn.0, method, uri, headers };
     call.answer(&shared, Method::GET, Shared::user_info).await
 }
 
 async fn logout(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    ConnectInfo(conn): ConnectInfo<Peer>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let call = SessionCall { peer, method, uri, headers };
+    let call = SessionCall { peer: conn.0, method, uri, headers };
     call.answer(&shared, Method::POST, Shared::logout).await
 }
 
@@ -443,13 +443,13 @@ impl SessionCall {
 
 async fn token(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    ConnectInfo(conn): ConnectInfo<Peer>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     let account = headers.get("username").and_then(|v| v.to_str().ok()).and_then(|u| shared.account(u));
-    shared.record(account.as_ref(), peer, &method, &uri, &headers);
+    shared.record(account.as_ref(), conn.0, &method, &uri, &headers);
     if method != Method::POST {
         return method_not_allowed(&method, "POST");
     }
@@ -458,7 +458,7 @@ async fn token(
     }
     if let Some(account) = account.as_ref().filter(|a| a.fault.replaces_answer()) {
         tracing::debug!(username = %account.username, fault = ?account.fault, "simulator fault");
-        return fault(account.fault, &headers, &uri).await;
+        return fault(account.fault, &headers, &uri, &conn).await;
     }
     let (status, body) = shared.login(&headers, account.as_ref());
     (status, Json(body)).into_response()
@@ -478,7 +478,7 @@ fn raw(status: StatusCode, content_type: &'static str, body: impl Into<Body>) ->
     (status, [(header::CONTENT_TYPE, content_type)], body.into()).into_response()
 }
 
-async fn fault(fault: Fault, headers: &HeaderMap, uri: &Uri) -> Response {
+async fn fault(fault: Fault, headers: &HeaderMap, uri: &Uri, conn: &Peer) -> Response {
     const JSON: &str = "application/json; charset=utf-8";
     match fault {
         Fault::None | Fault::ForgetTickets | Fault::RejectTokens | Fault::LogoutError => {
@@ -546,6 +546,40 @@ async fn fault(fault: Fault, headers: &HeaderMap, uri: &Uri) -> Response {
             });
             raw(StatusCode::OK, JSON, Body::from_stream(stream))
         }
+        Fault::CloseWithoutResponse => {
+            conn.cut(Cut::Close);
+            raw(StatusCode::OK, JSON, "")
+        }
+        Fault::ResetMidBody => {
+            // Half the announced body, a pause so that it reaches the client, then RST.
+            let conn = conn.clone();
+            let half = Bytes::from(format!(r#"{{"State":"Succeeded","Token":"{}"#, "R".repeat(4096)));
+            let length = 2 * half.len();
+            let stream = futures_util::stream::unfold(0u8, move |i| {
+                let (conn, half) = (conn.clone(), half.clone());
+                async move {
+                    match i {
+                        0 => Some((Ok::<_, std::io::Error>(half), 1)),
+                        1 => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            conn.cut(Cut::Reset);
+                            Some((Ok(half), 2))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            let mut r = raw(StatusCode::OK, JSON, Body::from_stream(stream));
+            r.headers_mut().insert(header::CONTENT_LENGTH, length.into());
+            r
+        }
+        Fault::RedirectLoop => {
+            let mut r = raw(StatusCode::FOUND, "text/html; charset=utf-8", "");
+            r.headers_mut().insert(header::LOCATION, uri.path().parse().unwrap_or(HeaderValue::from_static("/")));
+            r
+        }
+        Fault::JsonString => raw(StatusCode::OK, JSON, r#""Succeeded""#),
+        Fault::EmptyObject => raw(StatusCode::OK, JSON, "{}"),
         Fault::HeadersThenStall => {
             let stream = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
             raw(StatusCode::OK, JSON, Body::from_stream(stream))
