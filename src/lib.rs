@@ -22,6 +22,7 @@ pub mod hash;
 pub mod instance;
 pub mod logging;
 pub mod metrics;
+pub mod panics;
 pub mod protocol;
 pub mod report;
 pub mod results;

@@ -177,6 +177,7 @@ fn main() -> ExitCode {
         LogFormat::Json => logging::Format::Json,
     };
     logging::init(&cli.log_level, format);
+    authprobe::panics::install();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -231,7 +232,9 @@ fn hostname() -> String {
 }
 
 fn load_config(path: &Path) -> Result<Config, Failure> {
-    Config::load(path).map_err(|e| Failure::Config(anyhow::anyhow!("invalid configuration:\n{e}")))
+    let config = Config::load(path).map_err(|e| Failure::Config(anyhow::anyhow!("invalid configuration:\n{e}")))?;
+    authprobe::panics::remember(config.secrets());
+    Ok(config)
 }
 
 async fn run(command: Command) -> Result<u8, Failure> {
@@ -450,6 +453,8 @@ async fn serve(
     let run: RunFn = Arc::new(move |probe: Arc<Probe>, traced: bool| {
         let prober = prober.clone();
         Box::pin(async move {
+            #[cfg(debug_assertions)]
+            inject_panic(&probe);
             if traced {
                 let (outcome, trace) = prober.login_traced(&probe.login).await;
                 scheduler::Run { outcome, trace: Some(trace) }
@@ -502,6 +507,24 @@ fn release_freed_memory() {
     // SAFETY: malloc_trim only returns free pages of the heap to the kernel.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// In debug builds only (the tests'), `AUTHPROBE_TEST_PANIC=NAME` makes every run of probe NAME
+/// panic with a message quoting its password, pin and app key: the seam through which the tests
+/// prove that a bug's panic is counted, logged, and leaks no secret.
+#[cfg(debug_assertions)]
+fn inject_panic(probe: &Probe) {
+    use secrecy::ExposeSecret as _;
+    if std::env::var("AUTHPROBE_TEST_PANIC").is_ok_and(|n| n == probe.name) {
+        let l = &probe.login;
+        let pin = l.pin.as_ref().map(|p| p.expose_secret().to_owned()).unwrap_or_default();
+        panic!(
+            "injected panic: password {} pin {pin} app key {} body {{\"Token\":\"{}\"}}",
+            l.password.expose_secret(),
+            l.app_key.expose_secret(),
+            l.password.expose_secret()
+        );
     }
 }
 

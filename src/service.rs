@@ -126,6 +126,7 @@ impl Service {
         let mut scheduler = self.scheduler.lock().await;
         let outcome = async {
             let config = Config::load(&self.file).map_err(ReloadError::Config)?;
+            crate::panics::remember(config.secrets());
             config.warn_insecure();
             let probes: Vec<Arc<Probe>> = self.instance.select(config.probes).into_iter().map(Arc::new).collect();
             let count = probes.len();

@@ -408,3 +408,141 @@ async fn every_server_fault_gets_its_class_in_bounded_time_while_metrics_keep_se
     assert!(rss_kb < 96 * 1024, "RSS {rss_kb} kB after the matrix");
     println!("matrix: {scrapes} scrapes, {series} series, RSS {} MB", rss_kb / 1024);
 }
+
+/// Distinctive secrets: none may appear in anything authprobe emits.
+const S_APP_KEY: &str = "App-Key-Secret-Jd93Lw";
+const S_PW: &str = "Pw-Secret-Hq47";
+const S_PIN_PW: &str = "Pin-Pw-Secret-Ma18";
+const S_PIN: &str = "Pin-Secret-6402";
+const S_CODE_PW: &str = "Code-Pw-Secret-Xe55";
+const S_CODE: &str = "Code-Secret-918273";
+const S_VALIDATE_PW: &str = "Validate-Pw-Secret-Rk02";
+const S_WRONG_PW: &str = "Wrong-Pw-Secret-Ny64";
+const S_PANIC_PW: &str = "Panic-Pw-Secret-Ub39";
+const S_PANIC_PIN: &str = "Panic-Pin-Secret-5550";
+const S_RELOAD_PW: &str = "Reload-Pw-Secret-Gv21";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = authprobe::simulator::Settings::new(
+        &[S_APP_KEY],
+        vec![
+            Account::new("plain", S_PW),
+            pin_account("pinned", S_PIN_PW, S_PIN),
+            code_account("coded", S_CODE_PW, S_CODE),
+            Account::new("validated", S_VALIDATE_PW),
+            Account::new("victim", "the-real-password"),
+            pin_account("panicky", S_PANIC_PW, S_PANIC_PIN),
+        ],
+    );
+    let sim = simulator_with(settings).await;
+    write(dir.path(), "pinned.pin", &format!("{S_PIN}\n"));
+    let good = format!(
+        "defaults: {{interval: 1s, timeout: 900ms, lockout_guard: {{max_failures: 0}}}}\n\
+         targets: [{{name: sim, base_url: {}, app_key: {S_APP_KEY}}}]\n\
+         probes:\n\
+         \x20 - {{name: plain, target: sim, username: plain, password: {S_PW}}}\n\
+         \x20 - {{name: pinned, target: sim, username: pinned, password: {S_PIN_PW}, pin_file: pinned.pin}}\n\
+         \x20 - {{name: coded, target: sim, username: coded, password: {S_CODE_PW}, verification_code: {S_CODE}}}\n\
+         \x20 - {{name: validated, target: sim, username: validated, password: {S_VALIDATE_PW}, validate: true, logout: true}}\n\
+         \x20 - {{name: wrong, target: sim, username: victim, password: {S_WRONG_PW}}}\n\
+         \x20 - {{name: panicky, target: sim, username: panicky, password: {S_PANIC_PW}, pin: {S_PANIC_PIN}}}\n",
+        sim.base_url()
+    );
+    let file = write(dir.path(), "probes.yaml", &good);
+    let cfg = file.to_str().unwrap();
+    let names = ["plain", "pinned", "coded", "validated", "wrong", "panicky"];
+    // Broken files whose problems sit next to secrets: a syntax error, an unknown field, a wrong type.
+    let broken = [
+        good.replace(&format!("password: {S_PW}}}"), &format!("password: \"{S_RELOAD_PW}}}")),
+        good.replace(&format!("password: {S_PW}"), &format!("passwrd: {S_RELOAD_PW}")),
+        good.replace(&format!("password: {S_PW}"), &format!("password: [{S_RELOAD_PW}]")),
+    ];
+    let mut emitted = String::new();
+
+    for format in ["logfmt", "json"] {
+        let global = ["--log.level", "trace", "--log.format", format];
+        let args = ["--config.file", cfg, "--web.enable-lifecycle", "--probe.on-demand-min-interval", "1ms"];
+        let argv: Vec<&str> =
+            global.iter().chain(&["run", "--web.listen-address", "127.0.0.1:0"]).chain(&args).copied().collect();
+        let svc = Service::spawn_with_env(dir.path(), &argv, &[("AUTHPROBE_TEST_PANIC", "panicky")]).await;
+        svc.metrics_until(Duration::from_secs(15), |m| {
+            names.iter().all(|n| {
+                m.series("authprobe_probe_runs_total", &[("probe", n)]).iter().map(|s| s.value).sum::<f64>() >= 2.0
+            })
+        })
+        .await;
+        let mut paths: Vec<String> = ["/metrics", "/", "/api/v1/probes", "/-/healthy", "/-/ready", "/nope"].map(String::from).into();
+        for n in names {
+            paths.extend([
+                format!("/probes/{n}"),
+                format!("/api/v1/probes/{n}"),
+                format!("/probe?probe={n}&debug=true"),
+                format!("/probe?probe={n}"),
+            ]);
+        }
+        for p in &paths {
+            let (_, body) = get(&svc.url(p)).await;
+            emitted += &body;
+        }
+        for bad in &broken {
+            write(dir.path(), "probes.yaml", bad);
+            let r = http().post(svc.url("/-/reload")).send().await.unwrap();
+            assert_eq!(r.status(), 500);
+            emitted += &r.text().await.unwrap();
+        }
+        write(dir.path(), "probes.yaml", &good);
+        assert_eq!(http().post(svc.url("/-/reload")).send().await.unwrap().status(), 200);
+        let metrics = svc.metrics().await;
+        assert!(
+            metrics.value("authprobe_probe_runs_total", &[("probe", "panicky"), ("result", "internal_error")]) >= 1.0,
+            "the injected panic is counted"
+        );
+        let (_, log) = svc.terminate_with_log().await;
+        assert!(log.contains("panicked") && log.contains("injected panic: password <redacted>"), "{log}");
+        assert!(log.contains("invalid configuration"), "reload errors are logged");
+        emitted += &log;
+
+        // The one-shot commands, on the good file and on each broken one.
+        for bad in &broken {
+            write(dir.path(), "probes.yaml", bad);
+            let out = cli(dir.path(), &[&global[..], &["check-config", "--config.file", cfg]].concat());
+            assert_eq!(out.0, Some(2), "{}", out.1);
+            emitted += &out.1;
+        }
+        write(dir.path(), "probes.yaml", &good);
+        emitted += &cli(dir.path(), &[&global[..], &["check-config", "--config.file", cfg]].concat()).1;
+        for output in ["text", "json", "trace"] {
+            let argv = [&global[..], &["probe", "--all", "--config.file", cfg, "--output", output]].concat();
+            emitted += &cli(dir.path(), &argv).1;
+        }
+    }
+    // Debug output of the loaded configuration.
+    let config = authprobe::config::Config::load(&file).unwrap();
+    emitted += &format!("{config:?}");
+
+    // Enough was emitted for the search to mean something.
+    for expected in ["authprobe_probe_success", "SecutityPin", "VerificationCode", "<redacted>", "auth_failed", "probes.yaml:"] {
+        assert!(emitted.contains(expected), "{expected} not in the outputs");
+    }
+    let mut needles: Vec<String> = [
+        S_APP_KEY, S_PW, S_PIN_PW, S_PIN, S_CODE_PW, S_CODE, S_VALIDATE_PW, S_WRONG_PW, S_PANIC_PW, S_PANIC_PIN, S_RELOAD_PW,
+    ]
+    .map(String::from)
+    .into();
+    for user in ["plain", "pinned", "coded", "validated", "victim", "panicky"] {
+        needles.extend(sim.issued_tokens(user));
+        let bearers = sim.requests(user).into_iter().filter_map(|r| r.header("authorization").map(str::to_owned));
+        needles.extend(bearers.map(|b| b.trim_start_matches("Bearer ").to_owned()));
+    }
+    assert!(needles.len() > 40, "tokens were issued: {}", needles.len());
+    let leaked: Vec<&String> = needles.iter().filter(|n| emitted.contains(n.as_str())).collect();
+    assert!(leaked.is_empty(), "leaked {leaked:?}");
+}
+
+/// Runs the binary to the end in `dir`: exit code and stdout + stderr.
+fn cli(dir: &Path, argv: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authprobe")).args(argv).current_dir(dir).output().unwrap();
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}

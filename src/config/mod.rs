@@ -318,6 +318,25 @@ pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
 }
 
 impl Config {
+    /// Every secret the file holds or names: app keys, passwords, pins and verification codes
+    /// of the probes and of the embedded simulator's accounts (for [`crate::panics`]).
+    pub fn secrets(&self) -> Vec<SecretString> {
+        let mut out: Vec<SecretString> = self.targets.iter().map(|t| t.app_key.clone()).collect();
+        for p in &self.probes {
+            let l = &p.login;
+            out.extend([l.app_key.clone(), l.password.clone()]);
+            out.extend(l.pin.iter().chain(&l.verification_code).cloned());
+        }
+        if let Some(sim) = &self.simulator {
+            out.extend(sim.settings.app_keys.iter().cloned());
+            for a in &sim.settings.accounts {
+                out.push(a.password.clone());
+                out.extend(a.pin.iter().chain(&a.verification_code).cloned());
+            }
+        }
+        out
+    }
+
     /// Logs a warning for each target whose certificates are not verified.
     pub fn warn_insecure(&self) {
         for t in self.targets.iter().filter(|t| t.tls.insecure_skip_verify) {

@@ -389,7 +389,8 @@ struct Received {
     status: u16,
     content_type: Option<String>,
     location: Option<String>,
-    body: Vec<u8>,
+    /// Wiped when dropped: login answers carry tokens.
+    body: zeroize::Zeroizing<Vec<u8>>,
     complete: bool,
 }
 
@@ -477,7 +478,7 @@ async fn exchange(
     let content_type = header(CONTENT_TYPE);
     let location = header(LOCATION);
     let status = response.status().as_u16();
-    let mut body = Vec::new();
+    let mut body = zeroize::Zeroizing::new(Vec::new());
     let mut complete = true;
     if response.content_length().is_some_and(|n| n > cap as u64) {
         // Announced as too large: do not read a byte of it.

@@ -23,7 +23,7 @@ use url::Url;
 pub use client::{Prober, ProberError};
 pub use text::sanitize;
 pub use tls::TlsSettings;
-pub use trace::Trace;
+pub use trace::{redact_sensitive_members, Trace};
 
 /// How one login ended. Bounded: every value is a fixed label value in metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

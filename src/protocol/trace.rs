@@ -329,7 +329,7 @@ fn collect_sensitive_values(text: &str, found: &mut Vec<SecretString>) {
 }
 
 /// `text` with the value of every sensitive member replaced by `<redacted>`.
-fn redact_sensitive_members(text: &str) -> String {
+pub fn redact_sensitive_members(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
     for m in scan_members(text).into_iter().filter(|m| m.sensitive && !m.value.is_empty()) {

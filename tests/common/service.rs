@@ -56,8 +56,11 @@ impl Service {
             let mut addr_tx = Some(addr_tx);
             let mut reader = BufReader::new(pipe).lines();
             while let Ok(Some(line)) = reader.next_line().await {
-                if line.contains("msg=\"serving metrics\"") {
-                    if let Some(addr) = line.split_whitespace().find_map(|f| f.strip_prefix("address=")) {
+                if line.contains("serving metrics") {
+                    // logfmt `address=…` or JSON `"address":"…"`.
+                    let logfmt = line.split_whitespace().find_map(|f| f.strip_prefix("address="));
+                    let json = line.split("\"address\":\"").nth(1).and_then(|r| r.split('"').next());
+                    if let Some(addr) = logfmt.or(json) {
                         if let Some(tx) = addr_tx.take() {
                             let _ = tx.send(addr.to_owned());
                         }
@@ -74,7 +77,7 @@ impl Service {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             // Served over TLS or behind a password, /-/ready is out of reach: the log tells.
-            if service.stderr().contains("msg=\"probes scheduled\"") {
+            if service.stderr().contains("probes scheduled") {
                 break;
             }
             if let Ok(r) = super::http().get(service.url("/-/ready")).send().await {
@@ -146,6 +149,16 @@ impl Service {
     }
 
     /// SIGTERM, then the exit code (at most 10 s).
+    /// [`Service::terminate`], then everything it logged, shutdown included.
+    pub async fn terminate_with_log(self) -> (i32, String) {
+        let lines = self.stderr.clone();
+        let code = self.terminate().await;
+        // The reader task sees the pipe close right after the exit.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let log = lines.lock().unwrap().join("\n");
+        (code, log)
+    }
+
     pub async fn terminate(mut self) -> i32 {
         let pid = self.child.id().expect("still running") as i32;
         // SAFETY: plain kill(2) on our own child.
