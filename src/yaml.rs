@@ -57,6 +57,23 @@ impl fmt::Display for FileErrors {
     }
 }
 
+impl FileErrors {
+    /// Replaces each of `values` (longest first) wherever a field or message quotes it.
+    pub fn redact(&mut self, values: &[String]) {
+        let mut values: Vec<&String> = values.iter().filter(|v| !v.is_empty()).collect();
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        for e in &mut self.0 {
+            for v in &values {
+                for text in [&mut e.field, &mut e.message] {
+                    if text.contains(v.as_str()) {
+                        *text = text.replace(v.as_str(), "<redacted>");
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl From<FileError> for FileErrors {
     fn from(e: FileError) -> Self {
         FileErrors(vec![e])

@@ -125,7 +125,8 @@ async fn web_config_serves_tls_only_and_every_endpoint_demands_basic_auth() {
     assert!(err.starts_with("handshake"), "{err}");
 
     // Every endpoint, known or not, asks for credentials first.
-    for path in ["/metrics", "/", "/-/healthy", "/-/ready", "/api/v1/probes", "/probe?probe=good", "/probes/good", "/nope"]
+    for path in
+        ["/metrics", "/", "/-/healthy", "/-/ready", "/api/v1/probes", "/probe?probe=good", "/probes/good", "/nope"]
     {
         let answer = https(addr, &pki.ca_der, &tls13, &get_request(path, None)).await.unwrap();
         assert_eq!(status_of(&answer), 401, "{path}: {answer}");
@@ -135,23 +136,27 @@ async fn web_config_serves_tls_only_and_every_endpoint_demands_basic_auth() {
         let answer = https(addr, &pki.ca_der, &tls13, &get_request(path, Some(("nobody", SCRAPE_PW)))).await.unwrap();
         assert_eq!(status_of(&answer), 401, "{path} as an unknown user");
     }
-    let answer = https(addr, &pki.ca_der, &tls13, &get_request("/metrics", Some(("prometheus", SCRAPE_PW)))).await.unwrap();
+    let answer =
+        https(addr, &pki.ca_der, &tls13, &get_request("/metrics", Some(("prometheus", SCRAPE_PW)))).await.unwrap();
     assert_eq!(status_of(&answer), 200, "{answer}");
     assert!(answer.contains("x-frame-options: deny"), "configured headers are added");
     assert!(answer.contains("authprobe_build_info{"), "{answer}");
 
     // A broken edit keeps the running settings and says where the problem is.
     write(dir.path(), "web.yml", "basic_auth_users:\n  prometheus: Plain-Text-Pw-Yw61\n");
-    let answer = https(addr, &pki.ca_der, &tls13, &get_request("/metrics", Some(("prometheus", SCRAPE_PW)))).await.unwrap();
+    let answer =
+        https(addr, &pki.ca_der, &tls13, &get_request("/metrics", Some(("prometheus", SCRAPE_PW)))).await.unwrap();
     assert_eq!(status_of(&answer), 200, "the previous settings stay: {answer}");
     let log = svc.stderr();
     assert!(log.contains("web.yml:2:") && log.contains("basic_auth_users.prometheus: not a bcrypt hash"), "{log}");
 
     // A valid edit applies to the next connection.
     write(dir.path(), "web.yml", &web("prometheus", ROTATED_PW));
-    let answer = https(addr, &pki.ca_der, &tls13, &get_request("/metrics", Some(("prometheus", SCRAPE_PW)))).await.unwrap();
+    let answer =
+        https(addr, &pki.ca_der, &tls13, &get_request("/metrics", Some(("prometheus", SCRAPE_PW)))).await.unwrap();
     assert_eq!(status_of(&answer), 401, "the old password no longer works");
-    let answer = https(addr, &pki.ca_der, &tls13, &get_request("/metrics", Some(("prometheus", ROTATED_PW)))).await.unwrap();
+    let answer =
+        https(addr, &pki.ca_der, &tls13, &get_request("/metrics", Some(("prometheus", ROTATED_PW)))).await.unwrap();
     assert_eq!(status_of(&answer), 200, "{answer}");
 
     let log = svc.stderr();
@@ -232,11 +237,14 @@ async fn bad_requests_are_refused_and_slow_clients_cannot_hold_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let sim = simulator(vec![Account::new("good", "pw")]).await;
     let file = one_probe_config(dir.path(), &sim, "pw");
-    let args = ["--config.file", file.to_str().unwrap(), "--web.read-header-timeout", "1s", "--web.max-connections", "6"];
+    let args =
+        ["--config.file", file.to_str().unwrap(), "--web.read-header-timeout", "1s", "--web.max-connections", "6"];
     let svc = Service::start(dir.path(), &[], &args).await;
     let addr = address(&svc);
 
-    for path in ["/nope", "/metrics/extra", "/api/v2/probes", "/probes/", "/probes/no-such-probe", "/api/v1/probes/none"] {
+    for path in
+        ["/nope", "/metrics/extra", "/api/v2/probes", "/probes/", "/probes/no-such-probe", "/api/v1/probes/none"]
+    {
         assert_eq!(get(&svc.url(path)).await.0, 404, "{path}");
     }
     let long = "x".repeat(5000);
@@ -250,9 +258,8 @@ async fn bad_requests_are_refused_and_slow_clients_cannot_hold_the_server() {
 
     // Four clients dribble a header a byte at a time; each is cut off after the 1 s header
     // deadline (generously: within 3 s), and meanwhile everyone else is served at once.
-    let loris: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(slow_loris(addr, Duration::from_millis(200), Duration::from_secs(8))))
-        .collect();
+    let loris: Vec<_> =
+        (0..4).map(|_| tokio::spawn(slow_loris(addr, Duration::from_millis(200), Duration::from_secs(8)))).collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     assert_eq!(get(&svc.url("/metrics")).await.0, 200);
@@ -473,7 +480,8 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
             })
         })
         .await;
-        let mut paths: Vec<String> = ["/metrics", "/", "/api/v1/probes", "/-/healthy", "/-/ready", "/nope"].map(String::from).into();
+        let mut paths: Vec<String> =
+            ["/metrics", "/", "/api/v1/probes", "/-/healthy", "/-/ready", "/nope"].map(String::from).into();
         for n in names {
             paths.extend([
                 format!("/probes/{n}"),
@@ -523,11 +531,23 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
     emitted += &format!("{config:?}");
 
     // Enough was emitted for the search to mean something.
-    for expected in ["authprobe_probe_success", "SecutityPin", "VerificationCode", "<redacted>", "auth_failed", "probes.yaml:"] {
+    for expected in
+        ["authprobe_probe_success", "SecutityPin", "VerificationCode", "<redacted>", "auth_failed", "probes.yaml:"]
+    {
         assert!(emitted.contains(expected), "{expected} not in the outputs");
     }
     let mut needles: Vec<String> = [
-        S_APP_KEY, S_PW, S_PIN_PW, S_PIN, S_CODE_PW, S_CODE, S_VALIDATE_PW, S_WRONG_PW, S_PANIC_PW, S_PANIC_PIN, S_RELOAD_PW,
+        S_APP_KEY,
+        S_PW,
+        S_PIN_PW,
+        S_PIN,
+        S_CODE_PW,
+        S_CODE,
+        S_VALIDATE_PW,
+        S_WRONG_PW,
+        S_PANIC_PW,
+        S_PANIC_PIN,
+        S_RELOAD_PW,
     ]
     .map(String::from)
     .into();

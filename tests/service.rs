@@ -599,7 +599,8 @@ async fn reload_diffs_by_probe_name_and_keeps_serving_on_bad_files() {
          \x20 - {name: rot, target: sim, username: rot, password_file: rot.pw}\n",
     );
     let file = write(dir.path(), "probes.yaml", &v1);
-    let mut svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap(), "--web.enable-lifecycle"]).await;
+    let mut svc =
+        Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap(), "--web.enable-lifecycle"]).await;
     let m =
         svc.metrics_until(Duration::from_secs(10), |m| ["keep", "gone", "rot"].iter().all(|p| runs(m, p) >= 2.0)).await;
     let keep_before = runs(&m, "keep");
@@ -935,7 +936,8 @@ async fn the_lockout_guard_cuts_down_logins_until_the_account_works() {
         )
     };
     let file = write(dir.path(), "probes.yaml", &config("old-pw"));
-    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap(), "--web.enable-lifecycle"]).await;
+    let svc =
+        Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap(), "--web.enable-lifecycle"]).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
 
     let (locked, unguarded) = (sim.stats("locked").requests, sim.stats("unguarded").requests);

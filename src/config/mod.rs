@@ -349,14 +349,23 @@ impl Config {
 
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, FileErrors> {
-        let doc = yaml::load_file::<RawConfig>(path)?;
-        Validator {
-            file: path,
-            base_dir: path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")),
-            index: &doc.index,
-            errors: Vec::new(),
-        }
-        .validate(doc.value)
+        let loaded = yaml::load_file::<RawConfig>(path).map_err(FileErrors::from).and_then(|doc| {
+            Validator {
+                file: path,
+                base_dir: path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")),
+                index: &doc.index,
+                errors: Vec::new(),
+            }
+            .validate(doc.value)
+        });
+        // A secret misplaced by an edit (pasted as a key, say) would be quoted by the parser's
+        // messages: remove every value the file gives a secret field.
+        loaded.map_err(|mut errors| {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                errors.redact(&secrets::values_in(&text));
+            }
+            errors
+        })
     }
 
     /// The probe called `name`.
@@ -778,3 +787,6 @@ impl Validator<'_> {
         Some(SimulatorSpec { listen: listen?, settings: settings? })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,8 +8,8 @@
 //! requests each account received so tests can assert what the prober sent.
 
 mod accounts;
-mod server;
 mod listener;
+mod server;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -101,7 +101,9 @@ impl WebConfig {
     /// Reads and checks `path`: every problem, located.
     pub fn load(path: &Path) -> Result<WebConfig, FileErrors> {
         // An empty file configures nothing, as for exporter-toolkit.
-        if std::fs::read_to_string(path).is_ok_and(|t| t.lines().all(|l| l.trim().is_empty() || l.trim().starts_with('#'))) {
+        if std::fs::read_to_string(path)
+            .is_ok_and(|t| t.lines().all(|l| l.trim().is_empty() || l.trim().starts_with('#')))
+        {
             return Ok(WebConfig::default());
         }
         let doc = yaml::load_file::<Option<File>>(path)?;
@@ -179,11 +181,10 @@ fn tls_config(t: TlsFile, base: &Path) -> Result<rustls::ServerConfig, FieldErro
 
     let min = tls_version(t.min_version.as_deref().unwrap_or("TLS12")).map_err(|e| ("min_version", e))?;
     let max = tls_version(t.max_version.as_deref().unwrap_or("TLS13")).map_err(|e| ("max_version", e))?;
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
-        [&rustls::version::TLS12, &rustls::version::TLS13]
-            .into_iter()
-            .filter(|v| (u16::from(min.version)..=u16::from(max.version)).contains(&u16::from(v.version)))
-            .collect();
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> = [&rustls::version::TLS12, &rustls::version::TLS13]
+        .into_iter()
+        .filter(|v| (u16::from(min.version)..=u16::from(max.version)).contains(&u16::from(v.version)))
+        .collect();
     if versions.is_empty() {
         return Err(("max_version", "lower than min_version".to_owned()));
     }

@@ -8,6 +8,7 @@ mod api;
 mod auth;
 pub mod config;
 mod pages;
+pub mod query;
 pub mod server;
 
 pub use server::{serve, ServeOptions};
@@ -126,7 +127,10 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
 
 async fn reload(State(state): State<AppState>) -> (StatusCode, String) {
     let Some(reload) = &state.reload else {
-        return (StatusCode::FORBIDDEN, "Lifecycle API is not enabled: start authprobe with --web.enable-lifecycle\n".to_owned());
+        return (
+            StatusCode::FORBIDDEN,
+            "Lifecycle API is not enabled: start authprobe with --web.enable-lifecycle\n".to_owned(),
+        );
     };
     match reload().await {
         Ok(probes) => (StatusCode::OK, format!("configuration reloaded: {probes} probe(s)\n")),
@@ -134,33 +138,18 @@ async fn reload(State(state): State<AppState>) -> (StatusCode, String) {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct ProbeQuery {
-    probe: Option<String>,
-    debug: Option<String>,
-}
-
-async fn probe(
-    State(state): State<AppState>,
-    query: Result<axum::extract::Query<ProbeQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
+async fn probe(State(state): State<AppState>, axum::extract::RawQuery(query): axum::extract::RawQuery) -> Response {
     let text = |status: StatusCode, body: String| (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body);
     let Some(run) = &state.on_demand else {
-        return text(StatusCode::FORBIDDEN, "on-demand probing is disabled (--web.enable-on-demand=false)\n".to_owned())
-            .into_response();
+        return text(
+            StatusCode::FORBIDDEN,
+            "on-demand probing is disabled (--web.enable-on-demand=false)\n".to_owned(),
+        )
+        .into_response();
     };
-    let Ok(axum::extract::Query(query)) = query else {
-        return text(StatusCode::BAD_REQUEST, "malformed query string\n".to_owned()).into_response();
-    };
-    let Some(name) = query.probe.filter(|n| !n.is_empty()) else {
-        return text(StatusCode::BAD_REQUEST, "missing parameter: probe=NAME\n".to_owned()).into_response();
-    };
-    let debug = match query.debug.as_deref() {
-        None | Some("false" | "0") => false,
-        Some("true" | "1" | "") => true,
-        Some(_) => {
-            return text(StatusCode::BAD_REQUEST, "debug must be true or false\n".to_owned()).into_response();
-        }
+    let (name, debug) = match query::parse_probe_query(query.as_deref()) {
+        Ok(r) => (r.probe, r.debug),
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
     match run(name, debug).await {
         Ok(OnDemandRun { outcome, trace, probe }) if debug => {

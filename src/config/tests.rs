@@ -1,0 +1,125 @@
+//! Properties of the loader: whatever the file holds, loading ends in a configuration or in
+//! located errors, never in a panic, and no error quotes a secret.
+
+use proptest::prelude::*;
+
+use super::Config;
+
+/// A file using most of the format, with a distinctive secret in every secret field.
+const VALID: &str = "\
+defaults:
+  interval: 30s
+  timeout: 5s
+  lockout_guard: {max_failures: 3, max_backoff: 1h}
+targets:
+  - name: sim
+    base_url: http://127.0.0.1:18080/api
+    app_key: Prop-App-Key-Xx91
+    tls: {insecure_skip_verify: false}
+probes:
+  - name: alice
+    target: sim
+    username: alice
+    password: Prop-Pw-Qq27
+    pin: Prop-Pin-4411
+    expect: Succeeded
+    labels: {team: brokers}
+  - name: bob
+    target: sim
+    username: bob
+    password: Prop-Pw2-Kk80
+    verification_code: Prop-Code-7710
+    schedule: '*/10 * * * * *'
+    validate: true
+    retries: 2
+";
+
+const SECRETS: [&str; 5] = ["Prop-App-Key-Xx91", "Prop-Pw-Qq27", "Prop-Pin-4411", "Prop-Pw2-Kk80", "Prop-Code-7710"];
+
+/// One edit of a file: delete a span, or insert text that matters to YAML.
+#[derive(Debug, Clone)]
+enum Edit {
+    Delete(usize, usize),
+    Insert(usize, &'static str),
+}
+
+fn edits() -> impl Strategy<Value = Vec<Edit>> {
+    let insert = prop::sample::select(vec![
+        ":", " ", "\n", "-", "{", "}", "[", "]", "'", "\"", "#", "&a", "*a", "!!str ", "\t", "0", "-1", "1e9", "null",
+        "\u{0}", "é", "  ", "\n  - ",
+    ]);
+    let edit = prop_oneof![
+        (0..VALID.len(), 0usize..20).prop_map(|(at, len)| Edit::Delete(at, len)),
+        (0..VALID.len(), insert).prop_map(|(at, text)| Edit::Insert(at, text)),
+    ];
+    prop::collection::vec(edit, 1..4)
+}
+
+fn apply(edits: &[Edit]) -> String {
+    let mut text = VALID.as_bytes().to_vec();
+    for e in edits {
+        match *e {
+            Edit::Delete(at, len) => {
+                let at = at.min(text.len());
+                let end = (at + len).min(text.len());
+                text.drain(at..end);
+            }
+            Edit::Insert(at, s) => {
+                let at = at.min(text.len());
+                text.splice(at..at, s.bytes());
+            }
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// Loads `text` as a file: the error text if it is refused.
+fn load(text: &str) -> Result<Config, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("probes.yaml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(&path).map_err(|e| {
+        let shown = e.to_string();
+        for line in shown.lines() {
+            assert!(line.starts_with(&path.display().to_string()), "an error without its file: {line}");
+        }
+        shown
+    })
+}
+
+#[test]
+fn the_base_file_is_valid() {
+    let config = load(VALID).unwrap();
+    assert_eq!(config.probes.len(), 2);
+    let debug = format!("{config:?}");
+    for s in SECRETS {
+        assert!(!debug.contains(s), "Debug shows {s}");
+    }
+}
+
+#[test]
+fn a_secret_pasted_as_a_key_is_not_quoted() {
+    let err = load(&format!("Prop-Pw-Qq27{VALID}")).unwrap_err();
+    assert!(err.contains("unknown field `<redacted>defaults`"), "{err}");
+    let flow = "targets: [{name: t, base_url: 'http://x/', app_key: Prop-App-Key-Xx91}]\nprobes:\n  - {name: a, target: t, username: u, password: 'Flow-Pw-Ee41', Flow-Pw-Ee41: 1}\n";
+    let err = load(flow).unwrap_err();
+    assert!(err.contains("<redacted>") && !err.contains("Flow-Pw-Ee41"), "{err}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_text_loads_or_is_refused_with_located_errors(text in "(?s).{0,400}") {
+        let _ = load(&text);
+    }
+
+    #[test]
+    fn edited_files_load_or_are_refused_without_secrets(edits in edits()) {
+        if let Err(e) = load(&apply(&edits)) {
+            for s in SECRETS {
+                prop_assert!(!e.contains(s), "the error quotes {}: {}", s, e);
+            }
+        }
+    }
+}
