@@ -21,52 +21,16 @@ SIM_PORT=${SIM_PORT:-18181}
 WEB_PORT=${WEB_PORT:-19871}
 ACCOUNTS=${ACCOUNTS:-100}
 
-command -v python3 >/dev/null || { echo "bench/scale.sh needs python3" >&2; exit 1; }
-command -v curl >/dev/null || { echo "bench/scale.sh needs curl (apt-get install curl)" >&2; exit 1; }
-
-cargo build --release --locked --quiet
-BIN=target/release/authprobe
-WORK=$(mktemp -d)
-cleanup() {
-    [ -n "${RUN_PID:-}" ] && kill "$RUN_PID" 2>/dev/null || true
-    [ -n "${SIM_PID:-}" ] && kill "$SIM_PID" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-python3 - "$WORK" "$PROBES" "$INTERVAL" "$ACCOUNTS" "$SIM_DELAY" "$SIM_PORT" <<'PY'
-import sys
-work, probes, interval, accounts, delay, port = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6]
-with open(f"{work}/accounts.yaml", "w") as f:
-    f.write("app_keys: [bench-app-key]\naccounts:\n")
-    for a in range(accounts):
-        f.write(f"  - {{username: user{a:04d}, password: pw{a:04d}, delay: {delay}}}\n")
-with open(f"{work}/probes.yaml", "w") as f:
-    f.write(f"defaults: {{interval: {interval}s, timeout: 10s}}\n")
-    f.write(f"targets:\n  - {{name: sim, base_url: 'http://127.0.0.1:{port}/api', app_key: bench-app-key}}\n")
-    f.write("probes:\n")
-    for p in range(probes):
-        a = p % accounts
-        f.write(f"  - {{name: probe-{p:05d}, target: sim, username: user{a:04d}, password: pw{a:04d}, labels: {{team: t{p % 10}}}}}\n")
-PY
-
-"$BIN" --log.level warn simulate --accounts "$WORK/accounts.yaml" --listen "127.0.0.1:$SIM_PORT" >/dev/null 2>"$WORK/sim.log" &
-SIM_PID=$!
-"$BIN" --log.level warn run --config.file "$WORK/probes.yaml" --web.listen-address "127.0.0.1:$WEB_PORT" 2>"$WORK/run.log" &
-RUN_PID=$!
-for _ in $(seq 1 200); do
-    curl -fs "http://127.0.0.1:$WEB_PORT/-/ready" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-curl -fs "http://127.0.0.1:$WEB_PORT/-/ready" >/dev/null || { echo "authprobe did not become ready" >&2; cat "$WORK/run.log" >&2; exit 1; }
+. bench/common.sh
+bench_init
+gen_config "$PROBES" "$INTERVAL" "$ACCOUNTS" "$SIM_DELAY" "$SIM_PORT"
+start_simulator "$SIM_PORT"
+start_authprobe "$WEB_PORT"
 
 echo "authprobe $($BIN --version | cut -d' ' -f2): $PROBES probes every ${INTERVAL}s, simulator delay $SIM_DELAY, $(nproc) cores"
 echo "warming up ${WARMUP}s (every probe runs once), then measuring ${DURATION}s"
 sleep "$WARMUP"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-sys_ticks() { awk '{print $15}' "/proc/$1/stat"; }
 scrape() { curl -fs "http://127.0.0.1:$WEB_PORT/metrics" -o "$1"; }
 
 scrape "$WORK/before.txt"
@@ -80,9 +44,9 @@ scrape "$WORK/after.txt"
 for _ in $(seq 1 10); do
     curl -fs -o /dev/null -w '%{time_total} %{size_download}\n' "http://127.0.0.1:$WEB_PORT/metrics" >>"$WORK/scrapes.txt"
 done
-HWM_KB=$(awk '/VmHWM/ {print $2}' "/proc/$RUN_PID/status")
-RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$RUN_PID/status")
-SIM_HWM_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SIM_PID/status")
+HWM_KB=$(hwm_kb "$RUN_PID")
+RSS_KB=$(rss_kb "$RUN_PID")
+SIM_HWM_KB=$(hwm_kb "$SIM_PID")
 
 python3 - "$WORK" "$RUN_T0" "$RUN_T1" "$SIM_T0" "$SIM_T1" "$W0" "$W1" "$(getconf CLK_TCK)" "$HWM_KB" "$RSS_KB" "$SIM_HWM_KB" "$PROBES" "$INTERVAL" "$RUN_S0" "$RUN_S1" <<'PY'
 import re, sys

@@ -514,5 +514,11 @@ fn process_families(results: &Results) -> Vec<u8> {
         "Cron ticks that tokio-cron-scheduler did not start within the grace period, started by authprobe's watchdog instead.",
     );
     text::sample(&mut out, name, "", "", &[], Value::Int(watchdog_runs));
+    // Tasks alive: flat in a healthy process, whatever it goes through; growth is a leak.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let name = "authprobe_runtime_alive_tasks";
+        text::header(&mut out, name, "gauge", "Tasks alive in authprobe's async runtime.");
+        text::sample(&mut out, name, "", "", &[], Value::Int(runtime.metrics().num_alive_tasks() as u64));
+    }
     out
 }
