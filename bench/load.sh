@@ -86,7 +86,7 @@ rows = [l.split() for l in open(f"{work}/reloads.txt")]
 codes = [r[0] for r in rows]
 times = sorted(float(r[1]) for r in rows)
 failed = sum(c != "200" for c in codes)
-print(f"reloads: {len(rows)} of {reloads}, {failed} not 200, each p50 {times[len(times) // 2] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms")
+print(f"reloads: {len(rows)} of {reloads} in {sum(times):.1f} s, {failed} not 200, each p50 {times[len(times) // 2] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms")
 def runs(path):
     out = {}
     for line in open(path):

@@ -21,6 +21,7 @@ pub mod duration;
 pub mod hash;
 pub mod instance;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod panics;
 pub mod protocol;

@@ -380,7 +380,7 @@ async fn serve(
 ) -> Result<(), Failure> {
     let config = load_config(config_file)?;
     config.warn_insecure();
-    release_freed_memory();
+    authprobe::memory::release_freed();
     let simulator = start_embedded_simulator(&config).await?;
     let web_config = match &web_args.web_config_file {
         None => web::config::WebConfigSource::none(),
@@ -497,17 +497,6 @@ async fn serve(
         sim.shutdown().await;
     }
     Ok(())
-}
-
-/// Hands memory freed after parsing back to the OS. The YAML parser holds every event of the
-/// document at once (some 25 MB for 10,000 probes); glibc keeps such freed memory in the heap,
-/// where it would count against the process's resident size for its whole life.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages of the heap to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// In debug builds only (the tests'), `AUTHPROBE_TEST_PANIC=NAME` makes every run of probe NAME

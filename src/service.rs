@@ -135,6 +135,7 @@ impl Service {
             Ok(count)
         }
         .await;
+        crate::memory::release_freed();
         match &outcome {
             Ok(count) => {
                 self.results.record_reload(true);
