@@ -192,3 +192,62 @@ async fn faults_can_be_switched_while_serving() {
     assert_eq!(post(&base, &creds).await.status, 200);
     assert!(!sim.update_account("nobody", |_| {}));
 }
+
+#[tokio::test]
+async fn the_server_measures_its_own_time_per_answer() {
+    let mut a = Account::new("timed", "pw");
+    a.delay = Some(std::time::Duration::from_millis(30));
+    let sim = simulator(vec![a]).await;
+    for _ in 0..3 {
+        let a = post(&sim.base_url(), &[("Et-App-Key", APP_KEY), ("Username", "timed"), ("Password", "pw")]).await;
+        assert_eq!(a.status, 200);
+    }
+    let times = sim.server_seconds("timed");
+    assert_eq!(times.len(), 3);
+    assert!(times.iter().all(|t| (0.030..0.5).contains(t)), "{times:?}");
+    let (status, raw) = get(&format!("http://{}/_sim/server-seconds/timed", sim.addr())).await;
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Vec<f64>>(&raw).unwrap(), times);
+}
+
+/// Sends a login for `user` over a raw connection and reads until the server closes it or 5 s
+/// pass: what arrived, and how the read ended.
+async fn raw_login(sim: &authprobe::simulator::Simulator, user: &str) -> (Vec<u8>, std::io::Result<usize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(sim.addr()).await.unwrap();
+    let request = format!(
+        "POST /api/token HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nEt-App-Key: {APP_KEY}\r\nUsername: {user}\r\nPassword: pw\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let end = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await {
+            Err(_) => panic!("the connection stayed open; got {} bytes", got.len()),
+            Ok(Ok(0)) => break Ok(0),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) => break Err(e),
+        }
+    };
+    (got, end)
+}
+
+#[tokio::test]
+async fn connection_faults_cut_the_connection_itself() {
+    let sim = simulator(vec![
+        fault_account("closer", Fault::CloseWithoutResponse),
+        fault_account("resetter", Fault::ResetMidBody),
+    ])
+    .await;
+    let (got, end) = raw_login(&sim, "closer").await;
+    assert!(got.is_empty() && end.is_ok(), "closed with nothing sent: {:?}", String::from_utf8_lossy(&got));
+
+    let (got, end) = raw_login(&sim, "resetter").await;
+    let text = String::from_utf8_lossy(&got);
+    let (head, body) = text.split_once("\r\n\r\n").expect("the head arrived");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let announced: usize =
+        head.lines().find_map(|l| l.strip_prefix("content-length: ")).expect("a Content-Length").parse().unwrap();
+    assert!(!body.is_empty() && body.len() < announced, "{} of {announced} bytes", body.len());
+    assert_eq!(end.expect_err("reset").kind(), std::io::ErrorKind::ConnectionReset);
+}

@@ -142,6 +142,12 @@ impl Simulator {
         self.state.all_stats()
     }
 
+    /// The simulator's own time over each well-behaved `/token` answer to `username` (the last
+    /// 10,000, oldest first; also `GET /_sim/server-seconds/USERNAME`).
+    pub fn server_seconds(&self, username: &str) -> Vec<f64> {
+        self.state.server_seconds(username)
+    }
+
     /// The last requests (at most 100) naming `username`, oldest first.
     pub fn requests(&self, username: &str) -> Vec<RecordedRequest> {
         self.state.requests(username)

@@ -36,6 +36,8 @@ const MAX_SESSIONS: usize = 100_000;
 const TICKET_LIFETIME: Duration = Duration::from_secs(300);
 /// Per-account memory of requests and tokens, for tests.
 const KEEP_PER_ACCOUNT: usize = 100;
+/// `/token` answer times kept per account: enough for a benchmark's rounds.
+const KEEP_SERVER_TIMES: usize = 10_000;
 /// Size of the body sent by [`Fault::Oversized`].
 const OVERSIZED_BYTES: usize = 20 * 1024 * 1024;
 
@@ -73,6 +75,7 @@ struct PerAccount {
     validated: VecDeque<String>,
     revoked: VecDeque<String>,
     recent_logins: VecDeque<Instant>,
+    server_seconds: VecDeque<f64>,
 }
 
 fn push_bounded<T>(q: &mut VecDeque<T>, v: T) {
@@ -106,6 +109,26 @@ impl Shared {
     pub(crate) fn update_account(&self, username: &str, change: impl FnOnce(&mut Account)) -> bool {
         let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
         accounts.get_mut(username).map(change).is_some()
+    }
+
+    /// How long the simulator took over each `/token` request of `username` (oldest first): the
+    /// server's own time, which benchmarks subtract from a client's to find the client's overhead.
+    pub(crate) fn server_seconds(&self, username: &str) -> Vec<f64> {
+        self.lock_state()
+            .per_account
+            .get(username)
+            .map(|a| a.server_seconds.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn record_server_time(&self, account: Option<&Account>, took: Duration) {
+        let Some(account) = account else { return };
+        let mut state = self.lock_state();
+        let times = &mut state.per_account.entry(account.username.clone()).or_default().server_seconds;
+        if times.len() == KEEP_SERVER_TIMES {
+            times.pop_front();
+        }
+        times.push_back(took.as_secs_f64());
     }
 
     pub(crate) fn stats(&self, username: &str) -> AccountStats {
@@ -372,6 +395,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(&format!("{base}/v1.0/users/@me/info"), any(user_info))
         .route(&format!("{base}/logout"), any(logout))
         .route("/_sim/stats", get(stats))
+        .route("/_sim/server-seconds/{username}", get(server_seconds))
         .fallback(not_found)
         .with_state(shared)
 }
@@ -448,6 +472,7 @@ async fn token(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    let started = Instant::now();
     let account = headers.get("username").and_then(|v| v.to_str().ok()).and_then(|u| shared.account(u));
     shared.record(account.as_ref(), conn.0, &method, &uri, &headers);
     if method != Method::POST {
@@ -461,7 +486,16 @@ async fn token(
         return fault(account.fault, &headers, &uri, &conn).await;
     }
     let (status, body) = shared.login(&headers, account.as_ref());
-    (status, Json(body)).into_response()
+    let response = (status, Json(body)).into_response();
+    shared.record_server_time(account.as_ref(), started.elapsed());
+    response
+}
+
+async fn server_seconds(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(username): axum::extract::Path<String>,
+) -> Json<Vec<f64>> {
+    Json(shared.server_seconds(&username))
 }
 
 async fn stats(State(shared): State<Arc<Shared>>) -> Json<HashMap<String, AccountStats>> {

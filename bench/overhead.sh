@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Measurement overhead: how much of a reported login time is the tool's own, against curl and
+# Debian's prometheus-blackbox-exporter, in one interleaved run on loopback.
+#
+#   bench/overhead.sh                 # 200 rounds, 50 ms server delay
+#   ROUNDS=500 bench/overhead.sh
+#
+# The simulator serves four identical accounts (one per tool) whose /token answers take a fixed
+# DELAY; it measures its own time over each answer (GET /_sim/server-seconds/USER). Each round runs,
+# one after another, one login by each tool:
+#   curl            curl -w '%{time_total}': one process, one fresh connection (the floor)
+#   authprobe probe `authprobe probe NAME --output json`: its duration_seconds
+#   authprobe run   GET /probe?probe=NAME on a running `authprobe run`: the exported
+#                   authprobe_probe_duration_seconds of that run
+#   blackbox        GET /probe of prometheus-blackbox-exporter with an http module sending the same
+#                   POST and headers: probe_duration_seconds
+# and subtracts the server's time for that very request. Prints median and p95 of each tool's
+# overhead and the ratios; writes the samples to $OUT (default target/bench/overhead.csv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-200}
+DELAY=${DELAY:-50ms}
+SIM_PORT=${SIM_PORT:-18185}
+WEB_PORT=${WEB_PORT:-19874}
+BB_PORT=${BB_PORT:-19875}
+OUT=${OUT:-target/bench/overhead.csv}
+
+if ! command -v prometheus-blackbox-exporter >/dev/null; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    echo "installing Debian's prometheus-blackbox-exporter"
+    $sudo apt-get install -y -qq --no-install-recommends prometheus-blackbox-exporter >/dev/null
+fi
+. bench/common.sh
+bench_init
+
+cat >"$WORK/accounts.yaml" <<YAML
+app_keys: [bench-app-key]
+accounts:
+  - {username: curl, password: pw, delay: $DELAY}
+  - {username: cli, password: pw, delay: $DELAY}
+  - {username: run, password: pw, delay: $DELAY}
+  - {username: blackbox, password: pw, delay: $DELAY}
+YAML
+cat >"$WORK/probes.yaml" <<YAML
+defaults: {interval: 24h, timeout: 5s}
+targets:
+  - {name: sim, base_url: 'http://127.0.0.1:$SIM_PORT/api', app_key: bench-app-key}
+probes:
+  - {name: cli, target: sim, username: cli, password: pw}
+  - {name: run, target: sim, username: run, password: pw}
+YAML
+cat >"$WORK/blackbox.yml" <<YAML
+modules:
+  etna_login:
+    prober: http
+    timeout: 5s
+    http:
+      method: POST
+      preferred_ip_protocol: ip4
+      valid_status_codes: [200]
+      headers:
+        Accept: application/json
+        Content-Length: "0"
+        Et-App-Key: bench-app-key
+        Username: blackbox
+        Password: pw
+YAML
+
+start_simulator "$SIM_PORT"
+start_authprobe "$WEB_PORT" --probe.on-demand-min-interval 1ms
+prometheus-blackbox-exporter --config.file "$WORK/blackbox.yml" --web.listen-address "127.0.0.1:$BB_PORT" \
+    --log.level warn 2>"$WORK/blackbox.log" &
+BENCH_PIDS+=("$!")
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$BB_PORT/-/healthy" >/dev/null 2>&1 && break; sleep 0.1; done
+
+echo "authprobe $($BIN --version | cut -d' ' -f2), $(curl --version | head -1 | cut -d' ' -f1-2)," \
+    "blackbox_exporter $(prometheus-blackbox-exporter --version 2>&1 | head -1 | awk '{print $3}'); $(nproc) cores"
+echo "$ROUNDS rounds of one login per tool, server delay $DELAY"
+mkdir -p "$(dirname "$OUT")"
+python3 - "$BIN" "$WORK" "$ROUNDS" "$SIM_PORT" "$WEB_PORT" "$BB_PORT" "$OUT" <<'PY'
+import json, re, statistics, subprocess, sys, urllib.request
+binary, work, rounds, sim, web, bb, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
+token_url = f"http://127.0.0.1:{sim}/api/token"
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read().decode()
+
+def server_time(user):
+    return json.loads(get(f"http://127.0.0.1:{sim}/_sim/server-seconds/{user}"))[-1]
+
+def metric(text, name):
+    m = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+    return float(m.group(1))
+
+def curl():
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-d", "", "-H", "Accept: application/json",
+                        "-H", "Et-App-Key: bench-app-key", "-H", "Username: curl", "-H", "Password: pw",
+                        "-w", "%{http_code} %{time_total}", token_url], capture_output=True, text=True, check=True)
+    code, took = r.stdout.split()
+    assert code == "200", r.stdout
+    return float(took)
+
+def cli():
+    r = subprocess.run([binary, "--log.level", "error", "probe", "cli", "--config.file", f"{work}/probes.yaml",
+                        "--output", "json"], capture_output=True, text=True)
+    v = json.loads(r.stdout)
+    assert v["result"] == "success", r.stdout
+    return v["duration_seconds"]
+
+def run():
+    text = get(f"http://127.0.0.1:{web}/probe?probe=run")
+    assert metric(text, "authprobe_probe_success") == 1.0, text
+    return metric(text, "authprobe_probe_duration_seconds")
+
+def blackbox():
+    text = get(f"http://127.0.0.1:{bb}/probe?module=etna_login&target={token_url}")
+    assert metric(text, "probe_success") == 1.0, text
+    return metric(text, "probe_duration_seconds")
+
+tools = [("curl", curl, "curl"), ("authprobe probe", cli, "cli"), ("authprobe run", run, "run"),
+         ("blackbox_exporter", blackbox, "blackbox")]
+for _, measure, user in tools:  # one warm-up login each
+    measure()
+samples = {name: [] for name, _, _ in tools}
+raw = {name: [] for name, _, _ in tools}
+server = []
+for i in range(rounds):
+    for name, measure, user in tools:
+        took = measure()
+        s = server_time(user)
+        samples[name].append(took - s)
+        raw[name].append(took)
+        server.append(s)
+
+def q(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(p * len(v)))]
+
+with open(out, "w") as f:
+    f.write("tool,round,reported_seconds,overhead_seconds\n")
+    for name in samples:
+        for i, (r, o) in enumerate(zip(raw[name], samples[name])):
+            f.write(f"{name},{i},{r:.6f},{o:.6f}\n")
+print(f"server's own time per login: median {statistics.median(server) * 1000:.3f} ms, p95 {q(server, 0.95) * 1000:.3f} ms")
+print(f"{'tool':<20}{'reported median':>16}{'overhead median':>17}{'overhead p95':>14}")
+for name in samples:
+    print(f"{name:<20}{statistics.median(raw[name]) * 1000:>13.3f} ms{statistics.median(samples[name]) * 1000:>14.3f} ms"
+          f"{q(samples[name], 0.95) * 1000:>11.3f} ms")
+m = {name: statistics.median(v) for name, v in samples.items()}
+for a in ("authprobe probe", "authprobe run"):
+    print(f"{a}: overhead {m[a] / m['curl']:.2f}× curl's, {m[a] / m['blackbox_exporter']:.2f}× blackbox_exporter's")
+print(f"samples: {out}")
+PY
