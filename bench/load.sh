@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Scrape load and reload under load on `authprobe run` with 10,000 probes (loopback only).
 #
-#   bench/load.sh                  # 10,000 probes at 60s; 30 s of load, then 70 s with reloads
+#   bench/load.sh                  # 10,000 probes at 60s; 30 s of load, then load with reloads
 #   PROBES=1000 bench/load.sh
 #
 # 1. Scrape load: CLIENTS (50) concurrent clients on /metrics for LOAD_SECONDS (30) with wrk
 #    (Debian's package): requests, errors (non-2xx and socket errors; must be 0), latency
 #    p50/p99.
-# 2. Reload under load: the same load for RELOAD_LOAD_SECONDS (70, more than one interval) while
-#    RELOADS (100) POST /-/reload run one after another, the file alternating between the probes
-#    and the probes plus one. Every reload must answer 200, no scrape may fail, and every probe
-#    must have run during the phase (none lost by a reload).
+# 2. Reload under load: the same load, kept on until RELOADS (100) POST /-/reload, run one after
+#    another, are done and at least one interval has passed, the file alternating between the probes
+#    and the probes plus one. Every reload must answer 200 before the load ends, no scrape may
+#    fail, and every probe must have run during the phase (none lost by a reload).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +18,6 @@ PROBES=${PROBES:-10000}
 INTERVAL=${INTERVAL:-60}
 CLIENTS=${CLIENTS:-50}
 LOAD_SECONDS=${LOAD_SECONDS:-30}
-RELOAD_LOAD_SECONDS=${RELOAD_LOAD_SECONDS:-70}
 RELOADS=${RELOADS:-100}
 WARMUP=${WARMUP:-$((INTERVAL + 5))}
 SIM_PORT=${SIM_PORT:-18182}
@@ -65,28 +64,36 @@ wrk -t2 -c"$CLIENTS" -d"${LOAD_SECONDS}s" --timeout 60s --latency "$URL/metrics"
 wrk_report "$WORK/wrk-load.txt" "scrape load ($((SIZE / 1000000)) MB per scrape)" || STATUS=1
 echo "RSS after the load: $(($(rss_kb "$RUN_PID") / 1024)) MB (peak $(($(hwm_kb "$RUN_PID") / 1024)) MB)"
 
-echo "--- reload under load: $RELOADS reloads during ${RELOAD_LOAD_SECONDS}s of the same load"
+echo "--- reload under load: $RELOADS reloads during the same load (kept on for at least ${INTERVAL}s)"
 curl -fs "$URL/metrics" -o "$WORK/before.txt"
-wrk -t2 -c"$CLIENTS" -d"${RELOAD_LOAD_SECONDS}s" --timeout 60s --latency "$URL/metrics" >"$WORK/wrk-reload.txt" &
-WRK_PID=$!
-sleep 2
 : >"$WORK/reloads.txt"
+# wrk runs until stopped (SIGINT makes it print its figures): through every reload, and at
+# least one interval, so that every probe is due once during the phase.
+wrk -t2 -c"$CLIENTS" -d600s --timeout 60s --latency "$URL/metrics" >"$WORK/wrk-reload.txt" &
+WRK_PID=$!
+PHASE_START=$(date +%s)
+sleep 2
 for i in $(seq 1 "$RELOADS"); do
     if [ $((i % 2)) -eq 1 ]; then cp "$WORK/probes-b.yaml" "$WORK/probes.yaml"; else cp "$WORK/probes-a.yaml" "$WORK/probes.yaml"; fi
-    curl -s -o /dev/null -X POST -w '%{http_code} %{time_total}\n' --max-time 60 "$URL/-/reload" >>"$WORK/reloads.txt" || echo "000 0" >>"$WORK/reloads.txt"
+    code_time=$(curl -s -o /dev/null -X POST -w '%{http_code} %{time_total}' --max-time 60 "$URL/-/reload") || true
+    echo "${code_time:-000 0} $(date +%s.%N)" >>"$WORK/reloads.txt"
 done
-RELOADS_DONE_AT=$(date +%s.%N)
-wait "$WRK_PID"
+while [ $(($(date +%s) - PHASE_START)) -lt $((INTERVAL + 5)) ]; do sleep 1; done
+kill -INT "$WRK_PID"
+wait "$WRK_PID" || true
+LOAD_ENDED=$(date +%s.%N)
 curl -fs "$URL/metrics" -o "$WORK/after.txt"
 wrk_report "$WORK/wrk-reload.txt" "scrapes during reloads" || STATUS=1
-python3 - "$WORK" "$PROBES" "$RELOADS" <<'PY' || STATUS=1
+python3 - "$WORK" "$PROBES" "$RELOADS" "$LOAD_ENDED" <<'PY' || STATUS=1
 import re, sys
-work, probes, reloads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+work, probes, reloads, load_ended = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 rows = [l.split() for l in open(f"{work}/reloads.txt")]
 codes = [r[0] for r in rows]
 times = sorted(float(r[1]) for r in rows)
 failed = sum(c != "200" for c in codes)
-print(f"reloads: {len(rows)} of {reloads} in {sum(times):.1f} s, {failed} not 200, each p50 {times[len(times) // 2] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms")
+late = sum(float(r[2]) > load_ended for r in rows)
+print(f"reloads: {len(rows)} of {reloads} in {sum(times):.1f} s, {failed} not 200, {late} after the load ended, "
+      f"each p50 {times[len(times) // 2] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms")
 def runs(path):
     out = {}
     for line in open(path):
@@ -99,7 +106,7 @@ kept = [p for p in after if p != "probe-extra"]
 stalled = [p for p in kept if after[p] <= before.get(p, 0.0)]
 print(f"probes after the reloads: {len(kept)} of {probes} (extra probe present: {'probe-extra' in after}), "
       f"{len(stalled)} without a run during the phase")
-sys.exit(1 if failed or len(kept) != probes or stalled or "probe-extra" in after else 0)
+sys.exit(1 if failed or late or len(rows) != reloads or len(kept) != probes or stalled or "probe-extra" in after else 0)
 PY
 echo "RSS at the end: $(($(rss_kb "$RUN_PID") / 1024)) MB (peak $(($(hwm_kb "$RUN_PID") / 1024)) MB)"
 exit "$STATUS"
