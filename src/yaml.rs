@@ -35,9 +35,11 @@ impl fmt::Display for FileError {
         }
         f.write_str(": ")?;
         if !self.field.is_empty() {
-            write!(f, "{}: ", self.field)?;
+            write_bounded(f, &self.field)?;
+            f.write_str(": ")?;
         }
-        f.write_str(&self.message)
+        // Cut when shown, not when made, so that redaction (which runs later) sees whole values.
+        write_bounded(f, &self.message)
     }
 }
 
@@ -134,7 +136,40 @@ fn from_serde(path: &Path, err: &serde_yaml_ng::Error) -> FileError {
             message = rest.to_owned();
         }
     }
-    FileError { file: path.to_owned(), position, field, message }
+    let message = unquote_strings(&message);
+    // A key can be any scalar, several lines long: the message quoting it stays one line.
+    FileError { file: path.to_owned(), position, field: escape_controls(&field), message: escape_controls(&message) }
+}
+
+/// serde's `invalid type: string "VALUE", expected …` without VALUE: an edit can put any value,
+/// a secret too, where another type belongs, and the type alone says what is wrong.
+fn unquote_strings(message: &str) -> String {
+    const QUOTE: &str = "string \"";
+    let Some(start) = message.find(QUOTE) else { return message.to_owned() };
+    let rest = &message[start + QUOTE.len()..];
+    // The value is written escaped, so its end is the first quote not preceded by a backslash.
+    let bytes = rest.as_bytes();
+    let end = (0..bytes.len()).find(|&i| bytes[i] == b'"' && (i == 0 || bytes[i - 1] != b'\\'));
+    match end {
+        Some(end) => format!("{}string{}", &message[..start], unquote_strings(&rest[end + 1..])),
+        None => format!("{}string", &message[..start]),
+    }
+}
+
+/// `text` with control characters written as escapes (`\n`, `\u{7}`).
+fn escape_controls(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
+/// Longest field or message shown, in characters: a quoted key may be as long as the file.
+const MAX_SHOWN_CHARS: usize = 300;
+
+/// Writes `text`, cut to [`MAX_SHOWN_CHARS`].
+fn write_bounded(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    match text.char_indices().nth(MAX_SHOWN_CHARS) {
+        Some((cut, _)) => write!(f, "{}…", &text[..cut]),
+        None => f.write_str(text),
+    }
 }
 
 /// Map from dotted field path to the 1-based (line, column) where that field's key (or, for

@@ -106,6 +106,16 @@ fn a_secret_pasted_as_a_key_is_not_quoted() {
     assert!(err.contains("<redacted>") && !err.contains("Flow-Pw-Ee41"), "{err}");
 }
 
+#[test]
+fn a_quoted_key_stays_on_one_bounded_line() {
+    // An edit can turn lines into one multi-line key, which the parser quotes.
+    let err = load("defaults:\n  lockout_guard: {max_failures: 3, ? \"a\\nb\" : 1}\n").unwrap_err();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("unknown field `a\\nb`"), "{err}");
+    let err = load(&format!("{}: 1\n", "k".repeat(1000))).unwrap_err();
+    assert!(err.len() < 800 && err.contains("…"), "{} characters", err.len());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
 
