@@ -358,7 +358,7 @@ async fn config_errors_name_file_line_and_field() {
         (
             "wrong type",
             format!("{head}    password: pw-Sekr1t-CFG\n    max_steps: many\n"),
-            ":10:16: probes[0].max_steps: invalid type: string \"many\"",
+            ":10:16: probes[0].max_steps: invalid type: string, expected u32",
         ),
         (
             "max_steps range",
