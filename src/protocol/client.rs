@@ -83,6 +83,9 @@ impl Prober {
         let mut clock: Arc<RunClock>;
         let mut chain: Arc<ServedChain>;
         let mut first: FirstExchange;
+        // Durations count from the first request, not from setting up the client: what the
+        // server and the network take, not what authprobe spends preparing (issue 9's overhead).
+        let mut sent: Option<Instant> = None;
         let verdict = loop {
             // With retries, one attempt at connecting gets its share of the time left, so that
             // a connection that cannot be made leaves time for the next attempt.
@@ -100,6 +103,7 @@ impl Prober {
                     break failure_verdict(Step::BaseAuthentication, ResultClass::TlsError, detail);
                 }
             };
+            let sent = *sent.get_or_insert_with(Instant::now);
             let (mut verdict, token) =
                 run_steps(&client, spec, deadline, &mut steps, &mut first, trace.as_deref_mut()).await;
             // Retried: a transport failure before any answer of the run, while time is left.
@@ -129,7 +133,7 @@ impl Prober {
                     }
                 }
                 // The login's duration is what a user waits for; ending the session is ours.
-                duration = Some(start.elapsed());
+                duration = Some(sent.elapsed());
                 if spec.logout {
                     logout = Some(end_session(&client, spec, &token, deadline, trace).await);
                 }
@@ -144,7 +148,7 @@ impl Prober {
             reason: verdict.reason,
             reason_text: sanitize(&verdict.reason_text, &secrets),
             http_status: steps.last().map_or(0, |s: &StepRecord| s.http_status),
-            duration: duration.unwrap_or_else(|| start.elapsed()),
+            duration: duration.unwrap_or_else(|| sent.unwrap_or(start).elapsed()),
             steps,
             detail: sanitize(&verdict.detail, &secrets),
             logout: logout.map(|l| LogoutOutcome { detail: sanitize(&l.detail, &secrets), ..l }),
