@@ -234,59 +234,69 @@ fn tls_config(t: TlsFile, base: &Path) -> Result<rustls::ServerConfig, FieldErro
 /// The web configuration of a running server: none, or a file re-read when it changes.
 pub struct WebConfigSource {
     path: Option<PathBuf>,
-    state: Mutex<(Fingerprint, Arc<WebConfig>)>,
+    state: Mutex<Watched>,
 }
 
-/// Modification times and sizes of the file and the files it names.
-type Fingerprint = Vec<Option<(SystemTime, u64)>>;
+/// The settings in force and what they were read from.
+struct Watched {
+    /// The files the configuration names (certificate, key, CA), found when the file last changed.
+    named: Vec<PathBuf>,
+    /// Modification time and size of the file, then of each named file.
+    fingerprint: Vec<Option<(SystemTime, u64)>>,
+    config: Arc<WebConfig>,
+}
 
 impl WebConfigSource {
     /// No TLS, no authentication.
     pub fn none() -> WebConfigSource {
-        WebConfigSource { path: None, state: Mutex::new((Vec::new(), Arc::new(WebConfig::default()))) }
+        let watched = Watched { named: Vec::new(), fingerprint: Vec::new(), config: Arc::default() };
+        WebConfigSource { path: None, state: Mutex::new(watched) }
     }
 
     /// Loads `path`, which must be valid now.
     pub fn file(path: &Path) -> Result<WebConfigSource, FileErrors> {
-        let config = WebConfig::load(path)?;
-        let fingerprint = fingerprint(path);
-        Ok(WebConfigSource { path: Some(path.to_owned()), state: Mutex::new((fingerprint, Arc::new(config))) })
+        let config = Arc::new(WebConfig::load(path)?);
+        let named = named_files(path);
+        let fingerprint = fingerprint(path, &named);
+        Ok(WebConfigSource { path: Some(path.to_owned()), state: Mutex::new(Watched { named, fingerprint, config }) })
     }
 
-    /// The settings for a new connection: re-read first if a file changed.
+    /// The settings for a new connection: re-read first if a file changed. Costs a few `stat`s
+    /// when nothing did.
     pub fn current(&self) -> Arc<WebConfig> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(path) = &self.path else { return state.1.clone() };
-        let now = fingerprint(path);
-        if now != state.0 {
-            state.0 = now;
+        let Some(path) = &self.path else { return state.config.clone() };
+        let now = fingerprint(path, &state.named);
+        if now != state.fingerprint {
+            state.named = named_files(path);
+            state.fingerprint = fingerprint(path, &state.named);
             match WebConfig::load(path) {
                 Ok(c) => {
                     tracing::info!(file = %path.display(), "web configuration reloaded");
-                    state.1 = Arc::new(c);
+                    state.config = Arc::new(c);
                 }
                 Err(e) => tracing::error!(error = %e, "web configuration invalid; the previous one stays"),
             }
         }
-        state.1.clone()
+        state.config.clone()
     }
 }
 
-/// The file, then the certificate, key and CA files it names (read leniently: a file that does
-/// not parse is fingerprinted alone, so fixing it is noticed).
-fn fingerprint(path: &Path) -> Fingerprint {
-    let stat = |p: &Path| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
-    let mut out = vec![stat(path)];
+/// The certificate, key and CA files `path` names, read leniently: a file that does not parse
+/// names none, and is watched alone until it is fixed.
+fn named_files(path: &Path) -> Vec<PathBuf> {
     let named = yaml::load_file::<Option<File>>(path)
         .ok()
         .and_then(|d| d.value)
         .and_then(|f| f.tls_server_config)
         .map(|t| [t.cert_file, t.key_file, t.client_ca_file]);
     let base = path.parent().unwrap_or(Path::new("."));
-    for p in named.into_iter().flatten().flatten() {
-        out.push(stat(&if p.is_absolute() { p } else { base.join(p) }));
-    }
-    out
+    named.into_iter().flatten().flatten().map(|p| if p.is_absolute() { p } else { base.join(p) }).collect()
+}
+
+fn fingerprint(path: &Path, named: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+    let stat = |p: &Path| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+    std::iter::once(path).chain(named.iter().map(PathBuf::as_path)).map(stat).collect()
 }
 
 #[cfg(test)]
