@@ -43,17 +43,9 @@ pub fn remember(secrets: impl IntoIterator<Item = SecretString>) {
 
 /// `text` with sensitive JSON members and every remembered secret replaced by `<redacted>`.
 pub fn redact(text: &str) -> String {
-    let mut out = crate::protocol::redact_sensitive_members(text);
     let known = SECRETS.read().unwrap_or_else(PoisonError::into_inner);
-    // Longest first, so that a secret containing another is replaced whole.
-    let mut secrets: Vec<&str> = known.iter().map(|s| s.expose_secret()).collect();
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    for s in secrets {
-        if out.contains(s) {
-            out = out.replace(s, "<redacted>");
-        }
-    }
-    out
+    let secrets: Vec<&SecretString> = known.iter().collect();
+    crate::protocol::redact(&crate::protocol::redact_sensitive_members(text), &secrets)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use serde::Serialize;
 use url::Url;
 
 pub use client::{Prober, ProberError};
+pub(crate) use text::redact;
 pub use text::sanitize;
 pub use tls::TlsSettings;
 pub use trace::{redact_sensitive_members, Trace};
