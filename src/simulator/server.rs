@@ -79,7 +79,12 @@ struct PerAccount {
 }
 
 fn push_bounded<T>(q: &mut VecDeque<T>, v: T) {
-    if q.len() == KEEP_PER_ACCOUNT {
+    push_within(q, v, KEEP_PER_ACCOUNT);
+}
+
+/// Appends `v`, dropping the oldest entry once `q` holds `limit`.
+fn push_within<T>(q: &mut VecDeque<T>, v: T, limit: usize) {
+    if q.len() == limit {
         q.pop_front();
     }
     q.push_back(v);
@@ -125,10 +130,7 @@ impl Shared {
         let Some(account) = account else { return };
         let mut state = self.lock_state();
         let times = &mut state.per_account.entry(account.username.clone()).or_default().server_seconds;
-        if times.len() == KEEP_SERVER_TIMES {
-            times.pop_front();
-        }
-        times.push_back(took.as_secs_f64());
+        push_within(times, took.as_secs_f64(), KEEP_SERVER_TIMES);
     }
 
     pub(crate) fn stats(&self, username: &str) -> AccountStats {
