@@ -306,6 +306,23 @@ impl Probe {
     }
 }
 
+/// The certificates of the PEM file `file`: at least one, or why not, naming the file.
+pub fn read_certificates(file: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    match rustls::pki_types::CertificateDer::pem_file_iter(file).and_then(|i| i.collect::<Result<Vec<_>, _>>()) {
+        Ok(c) if !c.is_empty() => Ok(c),
+        Ok(_) => Err(format!("{} holds no PEM certificate", file.display())),
+        Err(e) => Err(format!("cannot read certificates from {}: {e}", file.display())),
+    }
+}
+
+/// The private key of the PEM file `file`, or why not: the file is named, never its content.
+pub fn read_private_key(file: &Path) -> Result<rustls::pki_types::PrivateKeyDer<'static>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    rustls::pki_types::PrivateKeyDer::from_pem_file(file)
+        .map_err(|e| format!("cannot read a private key from {}: {e}", file.display()))
+}
+
 /// Parses a cron expression exactly as tokio-cron-scheduler does (seconds required, UTC; when
 /// both day-of-month and day-of-week are restricted, both must match).
 pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
@@ -655,27 +672,12 @@ impl Validator<'_> {
 
     /// A target's `tls:` block, its files read and checked now.
     fn tls(&mut self, path: &str, raw: RawTls) -> Option<Arc<TlsSettings>> {
-        use rustls::pki_types::pem::PemObject as _;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        use rustls::pki_types::{CertificateDer, ServerName};
         let before = self.errors.len();
         let mut settings = TlsSettings::default();
         settings.insecure_skip_verify = raw.insecure_skip_verify;
         let certs = |v: &mut Self, field: &str, file: &Path| -> Option<Vec<CertificateDer<'static>>> {
-            let full = v.base_dir.join(file);
-            match CertificateDer::pem_file_iter(&full).and_then(|i| i.collect::<Result<Vec<_>, _>>()) {
-                Ok(c) if !c.is_empty() => Some(c),
-                Ok(_) => {
-                    v.error(format!("{path}.{field}"), format!("{} holds no PEM certificate", full.display()));
-                    None
-                }
-                Err(e) => {
-                    v.error(
-                        format!("{path}.{field}"),
-                        format!("cannot read certificates from {}: {e}", full.display()),
-                    );
-                    None
-                }
-            }
+            read_certificates(&v.base_dir.join(file)).map_err(|e| v.error(format!("{path}.{field}"), e)).ok()
         };
         if let Some(file) = &raw.ca_file {
             settings.roots = certs(self, "ca_file", file);
@@ -690,18 +692,9 @@ impl Validator<'_> {
             (None, None) => {}
             (Some(cert), Some(key)) => {
                 let chain = certs(self, "cert_file", cert);
-                let full = self.base_dir.join(key);
-                // The key's file is named, never its content.
-                let key = match PrivateKeyDer::from_pem_file(&full) {
-                    Ok(k) => Some(k),
-                    Err(e) => {
-                        self.error(
-                            format!("{path}.key_file"),
-                            format!("cannot read a private key from {}: {e}", full.display()),
-                        );
-                        None
-                    }
-                };
+                let key = read_private_key(&self.base_dir.join(key))
+                    .map_err(|e| self.error(format!("{path}.key_file"), e))
+                    .ok();
                 if let (Some(chain), Some(key)) = (chain, key) {
                     settings.client_auth = Some((chain, key));
                 }

@@ -163,21 +163,12 @@ fn bcrypt_cost(hash: &str) -> Option<u32> {
 type FieldError = (&'static str, String);
 
 fn tls_config(t: TlsFile, base: &Path) -> Result<rustls::ServerConfig, FieldError> {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+    use crate::config::{read_certificates, read_private_key};
+    // Relative to the web configuration file; `join` keeps absolute paths as they are.
     let cert_file = t.cert_file.ok_or(("cert_file", "required with tls_server_config".to_owned()))?;
     let key_file = t.key_file.ok_or(("key_file", "required with tls_server_config".to_owned()))?;
-    let (cert_path, key_path) = (resolve(&cert_file), resolve(&key_file));
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .and_then(|i| i.collect())
-        .map_err(|e| ("cert_file", format!("cannot read {}: {e}", cert_path.display())))?;
-    if chain.is_empty() {
-        return Err(("cert_file", format!("{} holds no certificate", cert_path.display())));
-    }
-    // The key's bytes never appear in a message.
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .map_err(|_| ("key_file", format!("{} holds no readable PEM private key", key_path.display())))?;
+    let chain = read_certificates(&base.join(cert_file)).map_err(|e| ("cert_file", e))?;
+    let key = read_private_key(&base.join(key_file)).map_err(|e| ("key_file", e))?;
 
     let min = tls_version(t.min_version.as_deref().unwrap_or("TLS12")).map_err(|e| ("min_version", e))?;
     let max = tls_version(t.max_version.as_deref().unwrap_or("TLS13")).map_err(|e| ("max_version", e))?;
@@ -198,12 +189,8 @@ fn tls_config(t: TlsFile, base: &Path) -> Result<rustls::ServerConfig, FieldErro
         "NoClientCert" => builder.with_no_client_auth(),
         "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven" => {
             let ca = t.client_ca_file.ok_or(("client_ca_file", format!("required with {auth_type}")))?;
-            let ca_path = resolve(&ca);
             let mut roots = rustls::RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(&ca_path)
-                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| ("client_ca_file", format!("cannot read {}: {e}", ca_path.display())))?;
-            for c in certs {
+            for c in read_certificates(&base.join(ca)).map_err(|e| ("client_ca_file", e))? {
                 roots.add(c).map_err(|e| ("client_ca_file", format!("a CA certificate cannot be used: {e}")))?;
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
@@ -291,7 +278,7 @@ fn named_files(path: &Path) -> Vec<PathBuf> {
         .and_then(|f| f.tls_server_config)
         .map(|t| [t.cert_file, t.key_file, t.client_ca_file]);
     let base = path.parent().unwrap_or(Path::new("."));
-    named.into_iter().flatten().flatten().map(|p| if p.is_absolute() { p } else { base.join(p) }).collect()
+    named.into_iter().flatten().flatten().map(|p| base.join(p)).collect()
 }
 
 fn fingerprint(path: &Path, named: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
