@@ -34,12 +34,6 @@ async fn authprobe(args: &[&str]) -> Run {
     }
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 /// A probes file against a test simulator with two probes: `ok` (PIN flow) and `bad` (wrong password).
 fn probes_file(dir: &Path, base_url: &str) -> PathBuf {
     write(

@@ -15,12 +15,6 @@ use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 /// One password probe every second against `sim`.
 fn one_probe_config(dir: &Path, sim: &Simulator, password: &str) -> PathBuf {
     write(

@@ -20,12 +20,6 @@ const PIN_PW: &str = "Pin-Pw-Lq20";
 const PIN: &str = "Pin-7413-Zk";
 const WRONG_PW: &str = "Wrong-Pw-Vb57";
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 /// Four probes at a 1 s interval: `good` (password), `pinned` (PIN step), `bad` (wrong
 /// password) and `chatty` (a server that sends a different 5 KB Reason every time). The lockout
 /// guard is off: these tests want the failing probes to keep running every second.

@@ -65,6 +65,13 @@ pub fn spec(sim: &Simulator, username: &str, password: &str) -> LoginSpec {
     }
 }
 
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
 /// A loopback port nothing listens on (bound, then released).
 pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
