@@ -6,7 +6,8 @@
 #   ROUNDS=500 bench/overhead.sh
 #
 # The simulator serves four identical accounts (one per tool) whose /token answers take a fixed
-# DELAY; it measures its own time over each answer (GET /_sim/server-seconds/USER). Each round runs,
+# DELAY; it measures its own time over each answer at the socket, from the first byte of the
+# request read to the last byte of the answer written (GET /_sim/server-seconds/USER). Each round runs,
 # one after another, one login by each tool:
 #   curl            curl -w '%{time_total}': one process, one fresh connection (the floor)
 #   authprobe probe `authprobe probe NAME --output json`: its duration_seconds
@@ -79,7 +80,7 @@ echo "authprobe $($BIN --version | cut -d' ' -f2), $(curl --version | head -1 | 
 echo "$ROUNDS rounds of one login per tool, server delay $DELAY"
 mkdir -p "$(dirname "$OUT")"
 python3 - "$BIN" "$WORK" "$ROUNDS" "$SIM_PORT" "$WEB_PORT" "$BB_PORT" "$OUT" <<'PY'
-import json, re, statistics, subprocess, sys, urllib.request
+import json, re, statistics, subprocess, sys, time, urllib.request
 binary, work, rounds, sim, web, bb, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 token_url = f"http://127.0.0.1:{sim}/api/token"
 
@@ -87,8 +88,18 @@ def get(url):
     with urllib.request.urlopen(url, timeout=10) as r:
         return r.read().decode()
 
+seen = {}
+
 def server_time(user):
-    return json.loads(get(f"http://127.0.0.1:{sim}/_sim/server-seconds/{user}"))[-1]
+    # The simulator records an answer as its last byte is written, which can be a moment after
+    # the client has read it: wait for this login's entry.
+    for _ in range(200):
+        times = json.loads(get(f"http://127.0.0.1:{sim}/_sim/server-seconds/{user}"))
+        if len(times) > seen.get(user, 0):
+            seen[user] = len(times)
+            return times[-1]
+        time.sleep(0.005)
+    raise SystemExit(f"the simulator recorded no time for {user}'s login")
 
 def metric(text, name):
     m = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
@@ -123,6 +134,7 @@ tools = [("curl", curl, "curl"), ("authprobe probe", cli, "cli"), ("authprobe ru
          ("blackbox_exporter", blackbox, "blackbox")]
 for _, measure, user in tools:  # one warm-up login each
     measure()
+    server_time(user)
 samples = {name: [] for name, _, _ in tools}
 raw = {name: [] for name, _, _ in tools}
 server = []

@@ -194,7 +194,8 @@ async fn faults_can_be_switched_while_serving() {
 }
 
 #[tokio::test]
-async fn the_server_measures_its_own_time_per_answer() {
+async fn the_server_measures_its_own_time_per_answer_at_the_socket() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut a = Account::new("timed", "pw");
     a.delay = Some(std::time::Duration::from_millis(30));
     let sim = simulator(vec![a]).await;
@@ -202,9 +203,34 @@ async fn the_server_measures_its_own_time_per_answer() {
         let a = post(&sim.base_url(), &[("Et-App-Key", APP_KEY), ("Username", "timed"), ("Password", "pw")]).await;
         assert_eq!(a.status, 200);
     }
-    let times = sim.server_seconds("timed");
-    assert_eq!(times.len(), 3);
-    assert!(times.iter().all(|t| (0.030..0.5).contains(t)), "{times:?}");
+    // A request sent in two parts 200 ms apart, twice on one connection: each answer's time
+    // runs from its request's first byte to its answer's last, so it holds the gap.
+    let mut s = tokio::net::TcpStream::connect(sim.addr()).await.unwrap();
+    let request = format!("POST /api/token HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nEt-App-Key: {APP_KEY}\r\n");
+    for _ in 0..2 {
+        s.write_all(request.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        s.write_all(b"Username: timed\r\nPassword: pw\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("\"Succeeded\"") {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    // Recorded as the answer's last byte is written, which may be just after the client read it.
+    let mut times = sim.server_seconds("timed");
+    for _ in 0..100 {
+        if times.len() == 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        times = sim.server_seconds("timed");
+    }
+    assert_eq!(times.len(), 5, "{times:?}");
+    assert!(times[..3].iter().all(|t| (0.030..0.2).contains(t)), "{times:?}");
+    assert!(times[3..].iter().all(|t| (0.230..0.5).contains(t)), "{times:?}");
     let (status, raw) = get(&format!("http://{}/_sim/server-seconds/timed", sim.addr())).await;
     assert_eq!(status, 200);
     assert_eq!(serde_json::from_str::<Vec<f64>>(&raw).unwrap(), times);

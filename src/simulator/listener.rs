@@ -1,14 +1,17 @@
 //! The simulator's listeners, plain and TLS. Every connection they hand out can be cut by the
 //! handler serving it ([`Peer::cut`]), for the faults that live below HTTP: a connection closed
-//! with no answer, or reset half way through a body.
+//! with no answer, or reset half way through a body. Each also times its exchanges at the socket
+//! ([`Peer::when_answered`]): from the first byte of a request read to the last byte of its
+//! answer written, the server's whole share of a login, which benchmarks subtract from what a
+//! client measured.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
@@ -30,9 +33,65 @@ pub(crate) enum Cut {
     Reset = 2,
 }
 
+/// Called with the socket-level time of an exchange once its answer is written.
+type Answered = Box<dyn FnOnce(Duration) + Send>;
+
 /// Shared between a connection and the handlers serving its requests.
-#[derive(Debug, Default)]
-pub(crate) struct Control(AtomicU8);
+#[derive(Default)]
+pub(crate) struct Control {
+    cut: AtomicU8,
+    exchange: Mutex<Exchange>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control").field("cut", &self.cut).finish_non_exhaustive()
+    }
+}
+
+/// The exchange in progress on a connection, as its socket sees it.
+#[derive(Default)]
+struct Exchange {
+    /// When the first byte of the current request was read.
+    request_read: Option<Instant>,
+    /// When the last write since the handler asked to be told happened.
+    last_write: Option<Instant>,
+    answered: Option<Answered>,
+}
+
+impl Control {
+    fn exchange(&self) -> std::sync::MutexGuard<'_, Exchange> {
+        self.exchange.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read(&self, bytes: usize) {
+        if bytes > 0 {
+            self.exchange().request_read.get_or_insert_with(Instant::now);
+        }
+    }
+
+    fn wrote(&self, bytes: usize) {
+        if bytes > 0 {
+            let mut e = self.exchange();
+            if e.answered.is_some() {
+                e.last_write = Some(Instant::now());
+            }
+        }
+    }
+
+    /// The answer is out once hyper flushes after writing it (hyper writes a whole answer with
+    /// a known body, head and body, before one flush): report its time and start afresh.
+    fn flushed(&self) {
+        let mut e = self.exchange();
+        if let (Some(read), Some(written)) = (e.request_read, e.last_write) {
+            if let Some(answered) = e.answered.take() {
+                *e = Exchange::default();
+                drop(e);
+                answered(written.saturating_duration_since(read));
+            }
+        }
+    }
+}
 
 /// The peer of a connection (axum's `ConnectInfo` for both listeners), and a handle to cut it.
 #[derive(Debug, Clone)]
@@ -41,7 +100,16 @@ pub(crate) struct Peer(pub SocketAddr, Arc<Control>);
 impl Peer {
     /// Ends the connection at its next write: nothing more reaches the client.
     pub fn cut(&self, how: Cut) {
-        self.1 .0.store(how as u8, Ordering::Release);
+        self.1.cut.store(how as u8, Ordering::Release);
+    }
+
+    /// Once the answer the handler is about to return has been written, `answered` gets the
+    /// time from the first byte of its request read to the last byte of the answer written.
+    /// Not called if the answer is never written.
+    pub fn when_answered(&self, answered: impl FnOnce(Duration) + Send + 'static) {
+        let mut e = self.1.exchange();
+        e.answered = Some(Box::new(answered));
+        e.last_write = None;
     }
 }
 
@@ -57,7 +125,7 @@ impl Conn {
     }
 
     fn check(&self) -> io::Result<()> {
-        match self.control.0.load(Ordering::Acquire) {
+        match self.control.cut.load(Ordering::Acquire) {
             0 => Ok(()),
             how => {
                 if how == Cut::Reset as u8 {
@@ -72,14 +140,23 @@ impl Conn {
 
 impl AsyncRead for Conn {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.tcp).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            self.control.read(buf.filled().len() - before);
+        }
+        polled
     }
 }
 
 impl AsyncWrite for Conn {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.check()?;
-        Pin::new(&mut self.tcp).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.tcp).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.control.wrote(n);
+        }
+        polled
     }
 
     fn poll_write_vectored(
@@ -88,7 +165,11 @@ impl AsyncWrite for Conn {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.check()?;
-        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.control.wrote(n);
+        }
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -97,7 +178,11 @@ impl AsyncWrite for Conn {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.check()?;
-        Pin::new(&mut self.tcp).poll_flush(cx)
+        let polled = Pin::new(&mut self.tcp).poll_flush(cx);
+        if polled.is_ready() {
+            self.control.flushed();
+        }
+        polled
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -142,8 +142,9 @@ impl Simulator {
         self.state.all_stats()
     }
 
-    /// The simulator's own time over each well-behaved `/token` answer to `username` (the last
-    /// 10,000, oldest first; also `GET /_sim/server-seconds/USERNAME`).
+    /// The simulator's own time over each well-behaved `/token` answer to `username`, at the
+    /// socket: from the first byte of the request read to the last byte of the answer written
+    /// (the last 10,000, oldest first; also `GET /_sim/server-seconds/USERNAME`).
     pub fn server_seconds(&self, username: &str) -> Vec<f64> {
         self.state.server_seconds(username)
     }

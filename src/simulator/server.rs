@@ -126,10 +126,9 @@ impl Shared {
             .unwrap_or_default()
     }
 
-    fn record_server_time(&self, account: Option<&Account>, took: Duration) {
-        let Some(account) = account else { return };
+    fn record_server_time(&self, username: &str, took: Duration) {
         let mut state = self.lock_state();
-        let times = &mut state.per_account.entry(account.username.clone()).or_default().server_seconds;
+        let times = &mut state.per_account.entry(username.to_owned()).or_default().server_seconds;
         push_within(times, took.as_secs_f64(), KEEP_SERVER_TIMES);
     }
 
@@ -474,7 +473,6 @@ async fn token(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let started = Instant::now();
     let account = headers.get("username").and_then(|v| v.to_str().ok()).and_then(|u| shared.account(u));
     shared.record(account.as_ref(), conn.0, &method, &uri, &headers);
     if method != Method::POST {
@@ -488,9 +486,11 @@ async fn token(
         return fault(account.fault, &headers, &uri, &conn).await;
     }
     let (status, body) = shared.login(&headers, account.as_ref());
-    let response = (status, Json(body)).into_response();
-    shared.record_server_time(account.as_ref(), started.elapsed());
-    response
+    if let Some(username) = account.map(|a| a.username) {
+        let shared = shared.clone();
+        conn.when_answered(move |took| shared.record_server_time(&username, took));
+    }
+    (status, Json(body)).into_response()
 }
 
 async fn server_seconds(
