@@ -12,6 +12,7 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::classify::{self, Answer, Context, Decision, Verdict};
+use super::lanes::Lanes;
 use super::timing::{HandshakeStart, RunClock, TimedConnectLayer, TimedResolver};
 use super::tls::{Noting, ServedChain};
 use super::{
@@ -25,13 +26,18 @@ pub enum ProberError {
     /// The TLS configuration could not be assembled.
     #[error("cannot set up TLS: {0}")]
     Tls(String),
+    /// The threads logins run on could not be started.
+    #[error("cannot start the login threads: {0}")]
+    Threads(std::io::Error),
 }
 
-/// Runs logins. Cheap to share: holds only the TLS configuration every run starts from.
+/// Runs logins, on threads of their own (see [`Lanes`]). Cheap to share: clones share the
+/// threads and the TLS configuration every run starts from.
 #[derive(Clone)]
 pub struct Prober {
     /// The system's CA certificates, for targets without a CA file of their own.
     roots: Arc<rustls::RootCertStore>,
+    lanes: Arc<Lanes>,
 }
 
 impl std::fmt::Debug for Prober {
@@ -44,7 +50,7 @@ impl std::fmt::Debug for Prober {
 pub const USER_AGENT: &str = concat!("authprobe/", env!("CARGO_PKG_VERSION"));
 
 impl Prober {
-    /// A prober trusting the system's CA certificates.
+    /// A prober trusting the system's CA certificates, with one login thread per CPU.
     pub fn new() -> Result<Self, ProberError> {
         let mut roots = rustls::RootCertStore::empty();
         let found = rustls_native_certs::load_native_certs();
@@ -57,20 +63,28 @@ impl Prober {
         }
         // Fails early, not at the first run, if the crypto provider cannot make a configuration.
         TlsSettings::default().build(&Arc::new(roots.clone())).map_err(ProberError::Tls)?;
-        Ok(Prober { roots: Arc::new(roots) })
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let lanes = Lanes::start(threads).map_err(ProberError::Threads)?;
+        Ok(Prober { roots: Arc::new(roots), lanes: Arc::new(lanes) })
     }
 
     /// Performs one login as described by `spec` and classifies it. Never panics on server
     /// input and always returns within `spec.timeout` (plus scheduling noise).
     pub async fn login(&self, spec: &LoginSpec) -> Outcome {
-        self.perform(spec, None).await
+        let (prober, spec) = (self.clone(), spec.clone());
+        self.lanes.run(async move { prober.perform(&spec, None).await }).await
     }
 
     /// Like [`Prober::login`], also recording every request and answer (see [`Trace`]).
     pub async fn login_traced(&self, spec: &LoginSpec) -> (Outcome, Trace) {
-        let mut trace = Trace::new(Instant::now(), &secrets_of(spec));
-        let outcome = self.perform(spec, Some(&mut trace)).await;
-        (outcome, trace)
+        let (prober, spec) = (self.clone(), spec.clone());
+        self.lanes
+            .run(async move {
+                let mut trace = Trace::new(Instant::now(), &secrets_of(&spec));
+                let outcome = prober.perform(&spec, Some(&mut trace)).await;
+                (outcome, trace)
+            })
+            .await
     }
 
     async fn perform(&self, spec: &LoginSpec, mut trace: Option<&mut Trace>) -> Outcome {
