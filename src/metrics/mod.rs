@@ -111,7 +111,6 @@ impl Metrics {
             set,
             labels,
             present,
-            les: LATENCY_BUCKETS.iter().map(|b| text::le(*b)).collect(),
             family: 0,
             probe: 0,
             tail: Some(process_families(&self.results)),
@@ -128,7 +127,6 @@ pub struct Exposition {
     labels: Vec<String>,
     /// Whether each family has any sample.
     present: [bool; FAMILIES.len()],
-    les: Vec<String>,
     family: usize,
     probe: usize,
     tail: Option<Vec<u8>>,
@@ -156,7 +154,7 @@ impl Iterator for Exposition {
             }
             while self.probe < self.set.list.len() && out.len() < CHUNK_BYTES {
                 let labels = &self.labels[self.probe];
-                self.set.list[self.probe].read(|r| family.write(labels, r, &self.les, &mut out));
+                self.set.list[self.probe].read(|r| family.write(labels, r, &mut out));
                 self.probe += 1;
             }
             if self.probe == self.set.list.len() {
@@ -340,40 +338,41 @@ impl Family {
         }
     }
 
-    fn write(self, labels: &str, r: &ProbeRecord, les: &[String], out: &mut Vec<u8>) {
-        let (name, _, _) = self.meta();
-        let gauge = |out: &mut Vec<u8>, v: Value| text::sample(out, name, "", labels, &[], v);
+    fn write(self, labels: &str, r: &ProbeRecord, out: &mut Vec<u8>) {
+        let lines = lines();
+        let head = lines.heads[self as usize].as_str();
+        let gauge = |out: &mut Vec<u8>, v: Value| text::line(out, head, labels, "} ", v);
         match self {
             Family::Runs => {
-                for (result, n) in ResultClass::ALL.iter().zip(r.runs) {
-                    text::sample(out, name, "", labels, &[("result", result.as_str())], Value::Int(n));
+                for (tail, n) in lines.results.iter().zip(r.runs) {
+                    text::line(out, head, labels, tail, Value::Int(n));
                 }
             }
             Family::OnDemand => {
-                for (result, n) in ResultClass::ALL.iter().zip(r.on_demand) {
+                for (tail, n) in lines.results.iter().zip(r.on_demand) {
                     if n > 0 {
-                        text::sample(out, name, "", labels, &[("result", result.as_str())], Value::Int(n));
+                        text::line(out, head, labels, tail, Value::Int(n));
                     }
                 }
             }
             Family::Skipped => {
-                for (reason, n) in SkipReason::ALL.iter().zip(r.skipped) {
-                    text::sample(out, name, "", labels, &[("reason", reason.as_str())], Value::Int(n));
+                for (tail, n) in lines.skips.iter().zip(r.skipped) {
+                    text::line(out, head, labels, tail, Value::Int(n));
                 }
             }
             Family::LogoutFailures | Family::Retries => {
                 let n = if matches!(self, Family::Retries) { r.retries } else { r.logout_failures };
                 if let Some(n) = n {
-                    text::sample(out, name, "", labels, &[], Value::Int(n));
+                    gauge(out, Value::Int(n));
                 }
             }
-            Family::Interval => text::sample(out, name, "", labels, &[], Value::Float(r.interval.as_secs_f64())),
-            Family::Backoff => text::sample(out, name, "", labels, &[], Value::Float(r.backoff.as_secs_f64())),
-            Family::Login => histogram(out, name, labels, None, &r.login, les),
+            Family::Interval => gauge(out, Value::Float(r.interval.as_secs_f64())),
+            Family::Backoff => gauge(out, Value::Float(r.backoff.as_secs_f64())),
+            Family::Login => histogram_lines(out, &lines.login, labels, &r.login),
             Family::Steps => {
-                for (step, h) in STEP_ORDER.iter().zip(&r.steps) {
+                for (step_lines, h) in lines.steps.iter().zip(&r.steps) {
                     if let Some(h) = h {
-                        histogram(out, name, labels, Some(step.as_str()), h, les);
+                        histogram_lines(out, step_lines, labels, h);
                     }
                 }
             }
@@ -391,7 +390,8 @@ impl Family {
                     }
                     Family::Phase => {
                         for (phase, d) in last.outcome.phases.iter().flat_map(|p| p.named()) {
-                            text::sample(out, name, "", labels, &[("phase", phase)], Value::Float(d.as_secs_f64()));
+                            let tail = lines.phases.iter().find(|(p, _)| *p == phase).map_or("} ", |(_, t)| t);
+                            text::line(out, head, labels, tail, Value::Float(d.as_secs_f64()));
                         }
                     }
                     Family::TlsNotAfter => {
@@ -401,7 +401,7 @@ impl Family {
                     }
                     Family::TlsVersion => {
                         if let Some(v) = last.outcome.tls.and_then(|t| t.version) {
-                            text::sample(out, name, "", labels, &[("version", v)], Value::Int(1));
+                            text::sample(out, self.meta().0, "", labels, &[("version", v)], Value::Int(1));
                         }
                     }
                     _ => unreachable!("handled above"),
@@ -409,6 +409,71 @@ impl Family {
             }
         }
     }
+}
+
+/// The fixed parts of the per-probe lines, rendered once for the process's life.
+struct Lines {
+    /// `name{` of each family, indexed like [`FAMILIES`].
+    heads: [String; FAMILIES.len()],
+    /// `,result="…"} ` of each result, indexed like [`ResultClass::ALL`].
+    results: Vec<String>,
+    /// `,reason="…"} ` of each skip reason, indexed like [`SkipReason::ALL`].
+    skips: Vec<String>,
+    /// `,phase="…"} ` of each phase.
+    phases: Vec<(&'static str, String)>,
+    login: HistogramLines,
+    /// Indexed like [`STEP_ORDER`].
+    steps: Vec<HistogramLines>,
+}
+
+/// The fixed parts of one histogram's lines (one step's, for the step histogram).
+struct HistogramLines {
+    bucket: String,
+    sum: String,
+    count: String,
+    /// `…,le="…"} ` of each bound, `+Inf` last.
+    les: Vec<String>,
+    /// The tail of the sum and count lines.
+    end: String,
+}
+
+impl HistogramLines {
+    fn new(name: &str, step: Option<&str>) -> Self {
+        let step: Vec<(&str, &str)> = step.map(|s| ("step", s)).into_iter().collect();
+        let les = LATENCY_BUCKETS.iter().map(|b| text::le(*b)).chain(["+Inf".to_owned()]);
+        HistogramLines {
+            bucket: format!("{name}_bucket{{"),
+            sum: format!("{name}_sum{{"),
+            count: format!("{name}_count{{"),
+            les: les.map(|le| text::tail(&[step.as_slice(), &[("le", le.as_str())]].concat())).collect(),
+            end: text::tail(&step),
+        }
+    }
+}
+
+fn lines() -> &'static Lines {
+    static LINES: std::sync::OnceLock<Lines> = std::sync::OnceLock::new();
+    LINES.get_or_init(|| {
+        let steps_name = Family::Steps.meta().0;
+        Lines {
+            heads: FAMILIES.map(|f| format!("{}{{", f.meta().0)),
+            results: ResultClass::ALL.iter().map(|r| text::tail(&[("result", r.as_str())])).collect(),
+            skips: SkipReason::ALL.iter().map(|r| text::tail(&[("reason", r.as_str())])).collect(),
+            phases: ["resolve", "connect", "tls", "processing", "transfer"]
+                .map(|p| (p, text::tail(&[("phase", p)])))
+                .into(),
+            login: HistogramLines::new(Family::Login.meta().0, None),
+            steps: STEP_ORDER.iter().map(|s| HistogramLines::new(steps_name, Some(s.as_str()))).collect(),
+        }
+    })
+}
+
+fn histogram_lines<const N: usize>(out: &mut Vec<u8>, lines: &HistogramLines, labels: &str, h: &Histogram<N>) {
+    for (tail, n) in lines.les.iter().zip(h.cumulative().into_iter().chain([h.count])) {
+        text::line(out, &lines.bucket, labels, tail, Value::Int(n));
+    }
+    text::line(out, &lines.sum, labels, &lines.end, Value::Float(h.sum));
+    text::line(out, &lines.count, labels, &lines.end, Value::Int(h.count));
 }
 
 /// `probe="…",target="…"` and the probe's static labels, rendered once per scrape.
@@ -521,4 +586,17 @@ fn process_families(results: &Results) -> Vec<u8> {
         text::sample(&mut out, name, "", "", &[], Value::Int(runtime.metrics().num_alive_tasks() as u64));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_listed_in_declaration_order() {
+        // `Lines::heads` is indexed by a family's discriminant.
+        assert!(FAMILIES.iter().enumerate().all(|(i, f)| *f as usize == i));
+        assert_eq!(lines().heads[Family::Runs as usize], "authprobe_probe_runs_total{");
+        assert_eq!(lines().steps[1].les[0], ",step=\"SecutityPin\",le=\"0.025\"} ");
+    }
 }

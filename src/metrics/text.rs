@@ -48,6 +48,35 @@ pub(super) fn sample(out: &mut Vec<u8>, name: &str, suffix: &str, labels: &str, 
         out.push(b'}');
     }
     out.push(b' ');
+    value_line_end(out, value);
+}
+
+/// One sample line from parts rendered once: `head` is `{name}{suffix}{`, `labels` the probe's
+/// label pairs (never empty), `tail` the extra pairs and `} ` (see [`tail`]). Four copies per
+/// line instead of one per name, suffix, brace and pair: the per-probe families are most of a
+/// large exposition.
+pub(super) fn line(out: &mut Vec<u8>, head: &str, labels: &str, tail: &str, value: Value) {
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(labels.as_bytes());
+    out.extend_from_slice(tail.as_bytes());
+    value_line_end(out, value);
+}
+
+/// The end of a line after the given label pairs: `,k="v",…} `. Values must not need escaping.
+pub(super) fn tail(extra: &[(&str, &str)]) -> String {
+    let mut s = String::new();
+    for (k, v) in extra {
+        s.push(',');
+        s.push_str(k);
+        s.push_str("=\"");
+        s.push_str(v);
+        s.push('"');
+    }
+    s.push_str("} ");
+    s
+}
+
+fn value_line_end(out: &mut Vec<u8>, value: Value) {
     match value {
         Value::Int(v) => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
         Value::Float(v) => float(out, v),
@@ -110,5 +139,12 @@ mod tests {
             "m_total{probe=\"a\\\"b\\\\c\\nd\",target=\"t\",result=\"success\"} 3\ng +Inf\ng{le=\"1\"} 0.25\n"
         );
         assert_eq!(le(0.025), "0.025");
+        // The same lines from parts rendered once.
+        let mut parts = Vec::new();
+        line(&mut parts, "m_total{", &labels, &tail(&[("result", "success")]), Value::Int(3));
+        let mut whole = Vec::new();
+        sample(&mut whole, "m", "_total", &labels, &[("result", "success")], Value::Int(3));
+        assert_eq!(parts, whole);
+        assert_eq!(tail(&[]), "} ");
     }
 }

@@ -13,7 +13,6 @@ pub mod server;
 
 pub use server::{serve, ServeOptions};
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -108,9 +107,32 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Chunks rendered ahead of the socket, per scrape.
+const CHUNKS_AHEAD: usize = 2;
+
 async fn metrics(State(state): State<AppState>) -> Response {
-    let chunks = state.metrics.render().map(Ok::<_, Infallible>);
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], Body::from_stream(futures_util::stream::iter(chunks))).into_response()
+    // Rendered on a blocking thread, a little ahead of the socket: a large exposition (300 MB at
+    // 50,000 probes) holds no async worker, and its rendering overlaps its sending instead of
+    // waiting for the socket between chunks.
+    let (chunks, rendered) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(CHUNKS_AHEAD);
+    let metrics = state.metrics.clone();
+    tokio::task::spawn_blocking(move || {
+        let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for chunk in metrics.render() {
+                if chunks.blocking_send(Ok(chunk)).is_err() {
+                    return; // the client went away
+                }
+            }
+        }));
+        if finished.is_err() {
+            // An error item aborts the response, so a cut exposition is never taken as whole.
+            let _ = chunks.blocking_send(Err(std::io::Error::other("rendering the exposition failed")));
+        }
+    });
+    let body = futures_util::stream::unfold(rendered, |mut rendered| async move {
+        rendered.recv().await.map(|chunk| (chunk, rendered))
+    });
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], Body::from_stream(body)).into_response()
 }
 
 async fn healthy() -> &'static str {
