@@ -2,13 +2,17 @@
 # loopback, wait for readiness, read a process's resources, clean up. Source it; set WORK first
 # (bench_init does).
 
-# Builds the release binary and makes a work directory removed on exit, with every process the
-# script started.
+# Builds the release binary (or takes $AUTHPROBE_BIN, e.g. one built with frame pointers for
+# profiling) and makes a work directory removed on exit, with every process the script started.
 bench_init() {
     command -v python3 >/dev/null || { echo "$0 needs python3" >&2; exit 1; }
     command -v curl >/dev/null || { echo "$0 needs curl (apt-get install curl)" >&2; exit 1; }
-    cargo build --release --locked --quiet
-    BIN=target/release/authprobe
+    if [ -n "${AUTHPROBE_BIN:-}" ]; then
+        BIN=$AUTHPROBE_BIN
+    else
+        cargo build --release --locked --quiet
+        BIN=target/release/authprobe
+    fi
     WORK=$(mktemp -d)
     BENCH_PIDS=()
     trap bench_cleanup EXIT

@@ -16,7 +16,8 @@
 #   blackbox        GET /probe of prometheus-blackbox-exporter with an http module sending the same
 #                   POST and headers: probe_duration_seconds
 # and subtracts the server's time for that very request. Prints median and p95 of each tool's
-# overhead and the ratios; writes the samples to $OUT (default target/bench/overhead.csv).
+# overhead and the ratios; writes the samples to $OUT (default target/bench/overhead.csv) and,
+# with gnuplot (Debian's gnuplot-nox), the distributions to overhead.png beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,10 +28,13 @@ WEB_PORT=${WEB_PORT:-19874}
 BB_PORT=${BB_PORT:-19875}
 OUT=${OUT:-target/bench/overhead.csv}
 
-if ! command -v prometheus-blackbox-exporter >/dev/null; then
+missing=()
+command -v prometheus-blackbox-exporter >/dev/null || missing+=(prometheus-blackbox-exporter)
+command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
+if [ ${#missing[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-    echo "installing Debian's prometheus-blackbox-exporter"
-    $sudo apt-get install -y -qq --no-install-recommends prometheus-blackbox-exporter >/dev/null
+    echo "installing ${missing[*]}"
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 . bench/common.sh
 bench_init
@@ -163,5 +167,30 @@ for name in samples:
 m = {name: statistics.median(v) for name, v in samples.items()}
 for a in ("authprobe probe", "authprobe run"):
     print(f"{a}: overhead {m[a] / m['curl']:.2f}× curl's, {m[a] / m['blackbox_exporter']:.2f}× blackbox_exporter's")
+print(f"median overhead beyond curl's (the same fresh connection and request): "
+      + ", ".join(f"{a} {(m[a] - m['curl']) * 1000:+.3f} ms" for a in ("authprobe probe", "authprobe run", "blackbox_exporter")))
 print(f"samples: {out}")
+# Empirical distribution of each tool's overhead, for the plot.
+with open(out.replace(".csv", "-cdf.dat"), "w") as f:
+    for name in samples:
+        v = sorted(samples[name])
+        f.write(f'"{name}"\n')
+        for i, o in enumerate(v):
+            f.write(f"{o * 1000:.4f} {(i + 1) / len(v):.4f}\n")
+        f.write("\n\n")
 PY
+CDF=${OUT%.csv}-cdf.dat
+PNG=${OUT%.csv}.png
+gnuplot <<GP
+set terminal pngcairo size 900,520 font "sans,10"
+set output "$PNG"
+set title "Measurement overhead per login: reported time minus the server's own ($ROUNDS logins each, server delay $DELAY, loopback)"
+set xlabel "overhead (ms)"
+set ylabel "share of logins at or below"
+set xrange [0:2]
+set yrange [0:1]
+set grid
+set key right bottom
+plot for [i=0:3] "$CDF" index i using 1:2 with lines lw 2 title columnheader(1)
+GP
+echo "plot: $PNG"

@@ -1,60 +1,95 @@
 #!/usr/bin/env bash
-# Scale benchmark of `authprobe run`: N probes at one interval against the simulator running in
-# a separate process (so its cost is measured apart), on loopback only.
+# Scale benchmark of `authprobe run`: 1,000, 10,000 and 50,000 probes at one interval against the
+# simulator running in a separate process (its cost is measured apart), on loopback only.
 #
-#   bench/scale.sh                       # 10,000 probes at 60s, measured for 120 s after warm-up
-#   PROBES=1000 DURATION=60 bench/scale.sh
+#   bench/scale.sh                          # 1,000 / 10,000 / 50,000 probes at 60s, ~12 minutes
+#   COUNTS=10000 DURATION=60 bench/scale.sh # one count, shorter
+#   PROFILE=1 COUNTS=10000 bench/scale.sh   # also samples authprobe with perf (Debian's
+#                                           # linux-perf) while measuring; top functions printed,
+#                                           # the recording kept in $OUT_DIR/scale.perf.data
 #
-# Prints: authprobe CPU % of one core and the simulator's, peak RSS, scheduler delay p50/p99
-# (interpolated within buckets, as histogram_quantile does) and the share of starts within 5 ms,
-# /metrics render time and size, and logins per second achieved vs planned.
-# Targets at 10,000 probes (issue 4): CPU <= 5 %, RSS <= 64 MB, delay p99 <= 5 ms, /metrics <= 50 ms.
+# For each count: start both processes, warm up one interval and 5 s (every probe runs once),
+# then measure DURATION seconds:
+#   CPU % of one core (authprobe and, apart, the simulator), peak RSS, scheduler delay p50/p99
+#   (interpolated within buckets, as histogram_quantile does) and max (the highest bucket reached),
+#   logins per second achieved vs planned; then 10 scrapes of /metrics one after another: time
+#   (curl's, request to last byte), size, and authprobe's CPU per scrape.
+# Writes $OUT_DIR/scale.csv and, with gnuplot (Debian's gnuplot-nox), $OUT_DIR/scale.png.
+# Targets at 10,000 probes (issue 9): CPU <= 5 %, RSS <= 64 MB, delay p99 <= 5 ms, /metrics <= 50 ms.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PROBES=${PROBES:-10000}
+COUNTS=${COUNTS:-1000 10000 50000}
 INTERVAL=${INTERVAL:-60}
-DURATION=${DURATION:-120}
+DURATION=${DURATION:-170}
 WARMUP=${WARMUP:-$((INTERVAL + 5))}
 SIM_DELAY=${SIM_DELAY:-20ms}
 SIM_PORT=${SIM_PORT:-18181}
 WEB_PORT=${WEB_PORT:-19871}
 ACCOUNTS=${ACCOUNTS:-100}
+OUT_DIR=${OUT_DIR:-target/bench}
 
+install_missing() {
+    local missing=()
+    for pair in "$@"; do command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    echo "installing ${missing[*]}"
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+install_missing gnuplot:gnuplot-nox
+[ "${PROFILE:-0}" = 1 ] && install_missing perf:linux-perf
 . bench/common.sh
 bench_init
-gen_config "$PROBES" "$INTERVAL" "$ACCOUNTS" "$SIM_DELAY" "$SIM_PORT"
-start_simulator "$SIM_PORT"
-start_authprobe "$WEB_PORT"
-
-echo "authprobe $($BIN --version | cut -d' ' -f2): $PROBES probes every ${INTERVAL}s, simulator delay $SIM_DELAY, $(nproc) cores"
-echo "warming up ${WARMUP}s (every probe runs once), then measuring ${DURATION}s"
-sleep "$WARMUP"
+mkdir -p "$OUT_DIR"
+CSV=$OUT_DIR/scale.csv
+echo "probes,cpu_percent,user_percent,kernel_percent,sim_cpu_percent,peak_rss_mb,delay_p50_ms,delay_p99_ms,delay_max_ms,within_5ms_percent,metrics_ms,metrics_max_ms,metrics_mb,render_cpu_ms,logins_per_s,planned_per_s,success_percent,skipped" >"$CSV"
+echo "authprobe $($BIN --version | cut -d' ' -f2) on $(nproc) cores; probes every ${INTERVAL}s, simulator delay $SIM_DELAY;" \
+    "per count: ${WARMUP}s warm-up, ${DURATION}s measured"
 
 scrape() { curl -fs "http://127.0.0.1:$WEB_PORT/metrics" -o "$1"; }
 
-scrape "$WORK/before.txt"
-RUN_T0=$(cpu_ticks "$RUN_PID"); RUN_S0=$(sys_ticks "$RUN_PID"); SIM_T0=$(cpu_ticks "$SIM_PID"); W0=$(date +%s.%N)
-sleep "$DURATION"
-RUN_T1=$(cpu_ticks "$RUN_PID"); RUN_S1=$(sys_ticks "$RUN_PID"); SIM_T1=$(cpu_ticks "$SIM_PID"); W1=$(date +%s.%N)
-scrape "$WORK/after.txt"
+for PROBES in $COUNTS; do
+    echo
+    echo "== $PROBES probes"
+    gen_config "$PROBES" "$INTERVAL" "$ACCOUNTS" "$SIM_DELAY" "$SIM_PORT"
+    start_simulator "$SIM_PORT"
+    start_authprobe "$WEB_PORT"
+    sleep "$WARMUP"
 
-# /metrics render time: 10 scrapes, one after another.
-: >"$WORK/scrapes.txt"
-for _ in $(seq 1 10); do
-    curl -fs -o /dev/null -w '%{time_total} %{size_download}\n' "http://127.0.0.1:$WEB_PORT/metrics" >>"$WORK/scrapes.txt"
-done
-HWM_KB=$(hwm_kb "$RUN_PID")
-RSS_KB=$(rss_kb "$RUN_PID")
-SIM_HWM_KB=$(hwm_kb "$SIM_PID")
+    scrape "$WORK/before.txt"
+    RUN_T0=$(cpu_ticks "$RUN_PID"); RUN_S0=$(sys_ticks "$RUN_PID"); SIM_T0=$(cpu_ticks "$SIM_PID"); W0=$(date +%s.%N)
+    if [ "${PROFILE:-0}" = 1 ]; then
+        # cpu-clock: a software event, available where hardware counters are not (virtual machines).
+        perf record -q -e cpu-clock -F 997 -g -p "$RUN_PID" -o "$OUT_DIR/scale.perf.data" -- sleep "$DURATION" 2>/dev/null
+    else
+        sleep "$DURATION"
+    fi
+    RUN_T1=$(cpu_ticks "$RUN_PID"); RUN_S1=$(sys_ticks "$RUN_PID"); SIM_T1=$(cpu_ticks "$SIM_PID"); W1=$(date +%s.%N)
+    scrape "$WORK/after.txt"
 
-python3 - "$WORK" "$RUN_T0" "$RUN_T1" "$SIM_T0" "$SIM_T1" "$W0" "$W1" "$(getconf CLK_TCK)" "$HWM_KB" "$RSS_KB" "$SIM_HWM_KB" "$PROBES" "$INTERVAL" "$RUN_S0" "$RUN_S1" <<'PY'
+    # /metrics: 10 scrapes one after another, with authprobe's CPU over them.
+    : >"$WORK/scrapes.txt"
+    SCRAPE_T0=$(cpu_ticks "$RUN_PID"); SW0=$(date +%s.%N)
+    for _ in $(seq 1 10); do
+        curl -fs -o /dev/null -w '%{time_total} %{size_download}\n' "http://127.0.0.1:$WEB_PORT/metrics" >>"$WORK/scrapes.txt"
+    done
+    SCRAPE_T1=$(cpu_ticks "$RUN_PID"); SW1=$(date +%s.%N)
+    HWM_KB=$(hwm_kb "$RUN_PID")
+    SIM_HWM_KB=$(hwm_kb "$SIM_PID")
+    kill "$RUN_PID" "$SIM_PID"
+    wait "$RUN_PID" "$SIM_PID" 2>/dev/null || true
+
+    python3 - "$WORK" "$CSV" "$(getconf CLK_TCK)" "$PROBES" "$INTERVAL" "$HWM_KB" "$SIM_HWM_KB" \
+        "$RUN_T0" "$RUN_T1" "$RUN_S0" "$RUN_S1" "$SIM_T0" "$SIM_T1" "$W0" "$W1" \
+        "$SCRAPE_T0" "$SCRAPE_T1" "$SW0" "$SW1" <<'PY'
 import re, sys
-work = sys.argv[1]
-run_t0, run_t1, sim_t0, sim_t1 = map(int, sys.argv[2:6])
-w0, w1 = float(sys.argv[6]), float(sys.argv[7])
-hz, hwm, rss, sim_hwm, probes, interval = int(sys.argv[8]), int(sys.argv[9]), int(sys.argv[10]), int(sys.argv[11]), int(sys.argv[12]), float(sys.argv[13])
-run_s0, run_s1 = int(sys.argv[14]), int(sys.argv[15])
+work, csv = sys.argv[1], sys.argv[2]
+hz, probes, interval, hwm, sim_hwm = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+run_t0, run_t1, run_s0, run_s1, sim_t0, sim_t1 = map(int, sys.argv[8:14])
+w0, w1 = float(sys.argv[14]), float(sys.argv[15])
+scrape_t0, scrape_t1 = int(sys.argv[16]), int(sys.argv[17])
+sw0, sw1 = float(sys.argv[18]), float(sys.argv[19])
 wall = w1 - w0
 
 def parse(path):
@@ -86,19 +121,82 @@ def quantile(q):
         prev_le, prev_c = le, c
     return float("nan")
 
+# The highest bucket any start reached: the max is at most its bound.
+reached = [le for le, c, prev in zip(les, counts, [0.0] + counts) if c > prev]
+delay_max = reached[-1] if reached else 0.0
 within_5ms = counts[les.index(0.005)] / total if total else float("nan")
 runs = sum(r1.values()) - sum(r0.values())
 ok = r1.get("success", 0) - r0.get("success", 0)
 scrapes = [tuple(map(float, l.split())) for l in open(f"{work}/scrapes.txt")]
 times = sorted(t for t, _ in scrapes)
 size = scrapes[-1][1]
-print(f"measured over {wall:.0f} s")
 cpu = 100 * (run_t1 - run_t0) / hz / wall
 kernel = 100 * (run_s1 - run_s0) / hz / wall
-print(f"authprobe CPU:        {cpu:.2f} % of one core ({cpu - kernel:.2f} % user, {kernel:.2f} % kernel)   (target <= 5 %)")
-print(f"simulator CPU:        {100 * (sim_t1 - sim_t0) / hz / wall:.2f} % of one core   (apart; not authprobe's)")
-print(f"authprobe peak RSS:   {hwm / 1024:.1f} MB (now {rss / 1024:.1f} MB)   (target <= 64 MB); simulator {sim_hwm / 1024:.1f} MB")
-print(f"scheduler delay:      p50 {quantile(0.5) * 1000:.2f} ms, p99 {quantile(0.99) * 1000:.2f} ms, {100 * within_5ms:.2f} % within 5 ms over {total:.0f} starts   (target p99 <= 5 ms)")
-print(f"/metrics:             median {times[len(times) // 2] * 1000:.1f} ms, max {times[-1] * 1000:.1f} ms, {size / 1e6:.1f} MB   (target <= 50 ms)")
-print(f"logins:               {runs / wall:.1f}/s achieved vs {probes / interval:.1f}/s planned, {100 * ok / runs if runs else 0:.2f} % success, {s1 - s0:.0f} ticks skipped")
+sim_cpu = 100 * (sim_t1 - sim_t0) / hz / wall
+# authprobe's CPU over the scrapes, less what its logins used meanwhile.
+render_cpu = ((scrape_t1 - scrape_t0) / hz - cpu / 100 * (sw1 - sw0)) / len(scrapes)
+metrics_ms = times[len(times) // 2] * 1000
+target = probes == 10000
+def goal(text):
+    return f"   (target {text})" if target else ""
+print(f"authprobe CPU:      {cpu:.2f} % of one core ({cpu - kernel:.2f} % user, {kernel:.2f} % kernel){goal('<= 5 %')}")
+print(f"simulator CPU:      {sim_cpu:.2f} % of one core (apart; not authprobe's)")
+print(f"authprobe peak RSS: {hwm / 1024:.1f} MB{goal('<= 64 MB')}; simulator {sim_hwm / 1024:.1f} MB")
+print(f"scheduler delay:    p50 {quantile(0.5) * 1000:.2f} ms, p99 {quantile(0.99) * 1000:.2f} ms, max <= {delay_max * 1000:g} ms;"
+      f" {100 * within_5ms:.2f} % of {total:.0f} starts within 5 ms{goal('p99 <= 5 ms')}")
+print(f"/metrics:           median {metrics_ms:.1f} ms, max {times[-1] * 1000:.1f} ms, {size / 1e6:.1f} MB,"
+      f" authprobe CPU {render_cpu * 1000:.1f} ms per scrape{goal('<= 50 ms')}")
+print(f"logins:             {runs / wall:.1f}/s achieved vs {probes / interval:.1f}/s planned,"
+      f" {100 * ok / runs if runs else 0:.2f} % success, {s1 - s0:.0f} ticks skipped")
+with open(csv, "a") as f:
+    f.write(",".join(str(round(v, 4)) for v in [
+        probes, cpu, cpu - kernel, kernel, sim_cpu, hwm / 1024, quantile(0.5) * 1000, quantile(0.99) * 1000,
+        delay_max * 1000, 100 * within_5ms, metrics_ms, times[-1] * 1000, size / 1e6, render_cpu * 1000,
+        runs / wall, probes / interval, 100 * ok / runs if runs else 0, s1 - s0]) + "\n")
 PY
+    if [ "${PROFILE:-0}" = 1 ]; then
+        echo "profile (share of authprobe's samples, by function and by shared object):"
+        perf report -i "$OUT_DIR/scale.perf.data" --no-children --sort symbol --percent-limit 0.7 --stdio -g none 2>/dev/null \
+            | grep -E '^ +[0-9]' | cut -c1-150 | head -40
+        perf report -i "$OUT_DIR/scale.perf.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | head -8
+    fi
+done
+
+echo
+echo "growth (per 1,000 probes; flat or falling is linear or better):"
+python3 - "$CSV" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+print(f"{'probes':>8} {'CPU %':>7} {'RSS MB':>7} {'p99 ms':>7} {'/metrics ms':>12} {'CPU %/1k':>9} {'RSS MB/1k':>10} {'/metrics ms/1k':>15}")
+for r in rows:
+    k = float(r["probes"]) / 1000
+    print(f"{int(float(r['probes'])):>8} {float(r['cpu_percent']):>7.2f} {float(r['peak_rss_mb']):>7.1f} {float(r['delay_p99_ms']):>7.2f}"
+          f" {float(r['metrics_ms']):>12.1f} {float(r['cpu_percent']) / k:>9.3f} {float(r['peak_rss_mb']) / k:>10.2f}"
+          f" {float(r['metrics_ms']) / k:>15.2f}")
+PY
+if [ "$(wc -l <"$CSV")" -gt 2 ]; then
+    gnuplot <<GP
+set terminal pngcairo size 1100,760 font "sans,10"
+set output "$OUT_DIR/scale.png"
+set datafile separator ","
+set key autotitle columnhead
+set multiplot layout 2,2 title "authprobe run: cost vs probe count (probes every ${INTERVAL}s, $(nproc) cores; dashed: the target at 10,000 probes)"
+set logscale xy
+set xrange [700:70000]
+set xlabel "probes"
+set grid
+set style line 1 lw 2 pt 7 ps 1.2 lc rgb "#1f6feb"
+set style line 2 lw 1 dt 2 lc rgb "#cf222e"
+set title "CPU (% of one core)"
+plot "$CSV" using 1:2 with linespoints ls 1 title "authprobe", "$CSV" using 1:5 with linespoints lw 1 pt 6 lc rgb "#888888" title "simulator (apart)", 5 ls 2 notitle
+set title "peak RSS (MB)"
+plot "$CSV" using 1:6 with linespoints ls 1 notitle, 64 ls 2 notitle
+set title "scheduler delay p99 (ms)"
+plot "$CSV" using 1:8 with linespoints ls 1 notitle, 5 ls 2 notitle
+set title "/metrics scrape (ms) and size (MB)"
+plot "$CSV" using 1:11 with linespoints ls 1 title "scrape ms", "$CSV" using 1:13 with linespoints lw 1 pt 6 lc rgb "#888888" title "MB", 50 ls 2 notitle
+unset multiplot
+GP
+    echo "plot: $OUT_DIR/scale.png"
+fi
+echo "figures: $CSV"
