@@ -1,8 +1,8 @@
 //! The simulator's listeners, plain and TLS. Every connection they hand out can be cut by the
 //! handler serving it ([`Peer::cut`]), for the faults that live below HTTP: a connection closed
 //! with no answer, or reset half way through a body. Each also times its exchanges at the socket
-//! ([`Peer::when_answered`]): from the first byte of a request read to the last byte of its
-//! answer written, the server's whole share of a login, which benchmarks subtract from what a
+//! ([`Peer::when_answered`]): from the first byte of a request read to the write call that
+//! sends the last byte of its answer, the server's whole share of a login, which benchmarks subtract from what a
 //! client measured.
 
 use std::io;
@@ -70,11 +70,14 @@ impl Control {
         }
     }
 
-    fn wrote(&self, bytes: usize) {
+    /// `issued` is taken before the write call: the write wakes the client, which may preempt
+    /// this thread before it reads the clock again, and the client's time would then count as
+    /// the server's.
+    fn wrote(&self, bytes: usize, issued: Instant) {
         if bytes > 0 {
             let mut e = self.exchange();
             if e.answered.is_some() {
-                e.last_write = Some(Instant::now());
+                e.last_write = Some(issued);
             }
         }
     }
@@ -152,9 +155,10 @@ impl AsyncRead for Conn {
 impl AsyncWrite for Conn {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.check()?;
+        let issued = Instant::now();
         let polled = Pin::new(&mut self.tcp).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = polled {
-            self.control.wrote(n);
+            self.control.wrote(n, issued);
         }
         polled
     }
@@ -165,9 +169,10 @@ impl AsyncWrite for Conn {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.check()?;
+        let issued = Instant::now();
         let polled = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = polled {
-            self.control.wrote(n);
+            self.control.wrote(n, issued);
         }
         polled
     }
