@@ -139,6 +139,20 @@ impl Conn {
             }
         }
     }
+
+    /// A write unless cut, noted for the exchange's timing.
+    fn timed_write(
+        mut self: Pin<&mut Self>,
+        write: impl FnOnce(Pin<&mut TcpStream>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        self.check()?;
+        let issued = Instant::now();
+        let polled = write(Pin::new(&mut self.tcp));
+        if let Poll::Ready(Ok(n)) = polled {
+            self.control.wrote(n, issued);
+        }
+        polled
+    }
 }
 
 impl AsyncRead for Conn {
@@ -153,28 +167,16 @@ impl AsyncRead for Conn {
 }
 
 impl AsyncWrite for Conn {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.check()?;
-        let issued = Instant::now();
-        let polled = Pin::new(&mut self.tcp).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = polled {
-            self.control.wrote(n, issued);
-        }
-        polled
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.timed_write(|tcp| tcp.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.check()?;
-        let issued = Instant::now();
-        let polled = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = polled {
-            self.control.wrote(n, issued);
-        }
-        polled
+        self.timed_write(|tcp| tcp.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
