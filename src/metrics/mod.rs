@@ -459,9 +459,7 @@ fn lines() -> &'static Lines {
             heads: FAMILIES.map(|f| format!("{}{{", f.meta().0)),
             results: ResultClass::ALL.iter().map(|r| text::tail(&[("result", r.as_str())])).collect(),
             skips: SkipReason::ALL.iter().map(|r| text::tail(&[("reason", r.as_str())])).collect(),
-            phases: ["resolve", "connect", "tls", "processing", "transfer"]
-                .map(|p| (p, text::tail(&[("phase", p)])))
-                .into(),
+            phases: crate::protocol::Phases::NAMES.map(|p| (p, text::tail(&[("phase", p)]))).into(),
             login: HistogramLines::new(Family::Login.meta().0, None),
             steps: STEP_ORDER.iter().map(|s| HistogramLines::new(steps_name, Some(s.as_str()))).collect(),
         }
@@ -526,26 +524,14 @@ fn outcome_sample(
     text::sample(out, Family::Outcome.meta().0, "", labels, &extra, Value::Int(1));
 }
 
-fn histogram<const N: usize>(
-    out: &mut Vec<u8>,
-    name: &str,
-    labels: &str,
-    step: Option<&str>,
-    h: &Histogram<N>,
-    les: &[String],
-) {
+/// A histogram without labels of its own (the process-wide ones); the per-probe ones are
+/// written by [`histogram_lines`].
+fn histogram<const N: usize>(out: &mut Vec<u8>, name: &str, h: &Histogram<N>, les: &[String]) {
     for (le, n) in les.iter().map(String::as_str).chain(["+Inf"]).zip(h.cumulative().into_iter().chain([h.count])) {
-        match step {
-            Some(step) => text::sample(out, name, "_bucket", labels, &[("step", step), ("le", le)], Value::Int(n)),
-            None => text::sample(out, name, "_bucket", labels, &[("le", le)], Value::Int(n)),
-        }
+        text::sample(out, name, "_bucket", "", &[("le", le)], Value::Int(n));
     }
-    let extra: &[(&str, &str)] = match &step {
-        Some(step) => &[("step", step)],
-        None => &[],
-    };
-    text::sample(out, name, "_sum", labels, extra, Value::Float(h.sum));
-    text::sample(out, name, "_count", labels, extra, Value::Int(h.count));
+    text::sample(out, name, "_sum", "", &[], Value::Float(h.sum));
+    text::sample(out, name, "_count", "", &[], Value::Int(h.count));
 }
 
 fn process_families(results: &Results) -> Vec<u8> {
@@ -570,7 +556,7 @@ fn process_families(results: &Results) -> Vec<u8> {
         "How late runs started against their plan (cron ticks included), all probes.",
     );
     let les: Vec<String> = DELAY_BUCKETS.iter().map(|b| text::le(*b)).collect();
-    histogram(&mut out, name, "", None, &delay, &les);
+    histogram(&mut out, name, &delay, &les);
     let name = "authprobe_scheduler_cron_watchdog_runs_total";
     text::header(
         &mut out,

@@ -479,17 +479,13 @@ pub struct Phases {
 }
 
 impl Phases {
+    /// The phases' names (the `phase` label), in order.
+    pub const NAMES: [&'static str; 5] = ["resolve", "connect", "tls", "processing", "transfer"];
+
     /// Phase names and durations, in order; phases not reached are left out.
     pub fn named(&self) -> impl Iterator<Item = (&'static str, Duration)> {
-        [
-            ("resolve", Some(self.resolve)),
-            ("connect", Some(self.connect)),
-            ("tls", Some(self.tls)),
-            ("processing", self.processing),
-            ("transfer", self.transfer),
-        ]
-        .into_iter()
-        .filter_map(|(name, d)| Some((name, d?)))
+        let durations = [Some(self.resolve), Some(self.connect), Some(self.tls), self.processing, self.transfer];
+        Self::NAMES.into_iter().zip(durations).filter_map(|(name, d)| Some((name, d?)))
     }
 }
 
