@@ -2,6 +2,17 @@
 # loopback, wait for readiness, read a process's resources, clean up. Source it; set WORK first
 # (bench_init does).
 
+# install_missing COMMAND:PACKAGE…: installs, from Debian's packages, those whose command is
+# missing.
+install_missing() {
+    local missing=()
+    for pair in "$@"; do command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    echo "installing ${missing[*]}"
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 # Builds the release binary (or takes $AUTHPROBE_BIN, e.g. one built with frame pointers for
 # profiling) and makes a work directory removed on exit, with every process the script started.
 bench_init() {

@@ -28,15 +28,8 @@ WEB_PORT=${WEB_PORT:-19874}
 BB_PORT=${BB_PORT:-19875}
 OUT=${OUT:-target/bench/overhead.csv}
 
-missing=()
-command -v prometheus-blackbox-exporter >/dev/null || missing+=(prometheus-blackbox-exporter)
-command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
-if [ ${#missing[@]} -gt 0 ]; then
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-    echo "installing ${missing[*]}"
-    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
 . bench/common.sh
+install_missing prometheus-blackbox-exporter:prometheus-blackbox-exporter gnuplot:gnuplot-nox
 bench_init
 
 cat >"$WORK/accounts.yaml" <<YAML

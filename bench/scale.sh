@@ -29,17 +29,9 @@ WEB_PORT=${WEB_PORT:-19871}
 ACCOUNTS=${ACCOUNTS:-100}
 OUT_DIR=${OUT_DIR:-target/bench}
 
-install_missing() {
-    local missing=()
-    for pair in "$@"; do command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}"); done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-    echo "installing ${missing[*]}"
-    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
+. bench/common.sh
 install_missing gnuplot:gnuplot-nox
 [ "${PROFILE:-0}" = 1 ] && install_missing perf:linux-perf
-. bench/common.sh
 bench_init
 mkdir -p "$OUT_DIR"
 CSV=$OUT_DIR/scale.csv
