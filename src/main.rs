@@ -166,6 +166,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
+    authprobe::memory::limit_arenas();
     let mut cli = Cli::parse();
     if cli.command.is_none() {
         // No subcommand means `run` with its defaults; global flags given still apply.
