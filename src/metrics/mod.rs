@@ -16,7 +16,7 @@
 
 mod text;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use prometheus::{Encoder as _, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
@@ -47,6 +47,10 @@ pub struct Metrics {
     registry: Registry,
     probes_configured: IntGauge,
     results: Arc<Results>,
+    /// The label sets of the probe set last rendered: a set only changes on reload, and its
+    /// labels are some 100 bytes and an allocation per probe on every scrape otherwise. Weak,
+    /// so that a replaced set is not kept alive (and its address not reused while this holds).
+    labels: Mutex<(Weak<ProbeSet>, Arc<Vec<String>>)>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -78,7 +82,7 @@ impl Metrics {
         register("authprobe_probes_configured", Box::new(probes_configured.clone()))?;
         #[cfg(target_os = "linux")]
         register("process_*", Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-        Ok(Metrics { registry, probes_configured, results })
+        Ok(Metrics { registry, probes_configured, results, labels: Mutex::default() })
     }
 
     /// The exposition, as an iterator of body chunks.
@@ -91,7 +95,7 @@ impl Metrics {
             tracing::error!(error = %e, "cannot encode process metrics");
             head.clear();
         }
-        let labels = set.list.iter().map(|p| probe_labels(p)).collect();
+        let labels = self.labels_of(&set);
         // Which families have samples at all (a family without any gets no header), in one look
         // at each probe rather than one per family.
         let mut seen = Seen { any: !set.list.is_empty(), ..Seen::default() };
@@ -118,13 +122,24 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// The rendered label sets of the probes of `set`, in set order.
+    fn labels_of(&self, set: &Arc<ProbeSet>) -> Arc<Vec<String>> {
+        let mut cached = self.labels.lock().unwrap_or_else(PoisonError::into_inner);
+        if !std::ptr::eq(cached.0.as_ptr(), Arc::as_ptr(set)) {
+            *cached = (Arc::downgrade(set), Arc::new(set.list.iter().map(|p| probe_labels(p)).collect()));
+        }
+        cached.1.clone()
+    }
+}
+
 /// A scrape in progress: yields the body in chunks of about 512 KiB. Each family of each probe
 /// is written under that probe's lock, briefly; nothing is copied per probe but its label set.
 pub struct Exposition {
     head: Option<Vec<u8>>,
     set: Arc<ProbeSet>,
     /// Rendered `probe="…",target="…",…` of each probe, in set order.
-    labels: Vec<String>,
+    labels: Arc<Vec<String>>,
     /// Whether each family has any sample.
     present: [bool; FAMILIES.len()],
     family: usize,
@@ -584,5 +599,31 @@ mod tests {
         assert!(FAMILIES.iter().enumerate().all(|(i, f)| *f as usize == i));
         assert_eq!(lines().heads[Family::Runs as usize], "authprobe_probe_runs_total{");
         assert_eq!(lines().steps[1].les[0], ",step=\"SecutityPin\",le=\"0.025\"} ");
+    }
+
+    fn config(dir: &std::path::Path, team: &str) -> crate::config::Config {
+        let path = dir.join(format!("{team}.yaml"));
+        let text = format!(
+            "targets:\n  - {{name: t, base_url: 'http://127.0.0.1:9/api', app_key: k}}\n\
+             probes:\n  - {{name: p, target: t, username: u, password: pw, labels: {{team: {team}}}}}\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        crate::config::Config::load(&path).unwrap()
+    }
+
+    #[test]
+    fn labels_rendered_once_follow_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = Arc::new(Results::new(&config(dir.path(), "red").probes));
+        let metrics = Metrics::new(results.clone()).unwrap();
+        let text = |m: &Metrics| String::from_utf8(m.render().flatten().collect()).unwrap();
+        let red = |t: &str| t.matches(r#"{probe="p",target="t",team="red""#).count();
+        let first = text(&metrics);
+        assert!(first.contains(r#"authprobe_probe_interval_seconds{probe="p",target="t",team="red"} 60"#));
+        assert_eq!(red(&text(&metrics)), red(&first), "a second scrape of the same set has the same series");
+        results.apply(&config(dir.path(), "blue").probes);
+        let second = text(&metrics);
+        assert!(second.contains(r#"authprobe_probe_interval_seconds{probe="p",target="t",team="blue"} 60"#));
+        assert_eq!(red(&second), 0, "no series keeps the labels of the replaced set");
     }
 }
