@@ -2,7 +2,7 @@
 # Scale benchmark of `authprobe run`: 1,000, 10,000 and 50,000 probes at one interval against the
 # simulator running in a separate process (its cost is measured apart), on loopback only.
 #
-#   bench/scale.sh                          # 1,000 / 10,000 / 50,000 probes at 60s, ~12 minutes
+#   bench/scale.sh                          # 1,000 / 10,000 / 50,000 probes at 60s, ~13 minutes
 #   COUNTS=10000 DURATION=60 bench/scale.sh # one count, shorter
 #   PROFILE=1 COUNTS=10000 bench/scale.sh   # also samples authprobe with perf (Debian's
 #                                           # linux-perf) while measuring; top functions printed,
@@ -13,7 +13,9 @@
 #   CPU % of one core (authprobe and, apart, the simulator), peak RSS, scheduler delay p50/p99
 #   (interpolated within buckets, as histogram_quantile does) and max (the highest bucket reached),
 #   logins per second achieved vs planned; then 10 scrapes of /metrics one after another: time
-#   (curl's, request to last byte), size, and authprobe's CPU per scrape.
+#   (curl's, request to last byte), size, and authprobe's CPU per scrape; then, authprobe stopped,
+#   the floor: curl making the same logins at the same rate for FLOOR seconds, a fresh
+#   connection each, and the CPU it takes.
 # Writes $OUT_DIR/scale.csv and, with gnuplot (Debian's gnuplot-nox), $OUT_DIR/scale.png.
 # Targets at 10,000 probes (issue 9): CPU <= 5 %, RSS <= 64 MB, delay p99 <= 5 ms, /metrics <= 50 ms.
 set -euo pipefail
@@ -21,7 +23,8 @@ cd "$(dirname "$0")/.."
 
 COUNTS=${COUNTS:-1000 10000 50000}
 INTERVAL=${INTERVAL:-60}
-DURATION=${DURATION:-170}
+DURATION=${DURATION:-150}
+FLOOR=${FLOOR:-30}
 WARMUP=${WARMUP:-$((INTERVAL + 5))}
 SIM_DELAY=${SIM_DELAY:-20ms}
 SIM_PORT=${SIM_PORT:-18181}
@@ -35,7 +38,7 @@ install_missing gnuplot:gnuplot-nox
 bench_init
 mkdir -p "$OUT_DIR"
 CSV=$OUT_DIR/scale.csv
-echo "probes,cpu_percent,user_percent,kernel_percent,sim_cpu_percent,peak_rss_mb,delay_p50_ms,delay_p99_ms,delay_max_ms,within_5ms_percent,metrics_ms,metrics_max_ms,metrics_mb,render_cpu_ms,logins_per_s,planned_per_s,success_percent,skipped" >"$CSV"
+echo "probes,cpu_percent,user_percent,kernel_percent,sim_cpu_percent,peak_rss_mb,delay_p50_ms,delay_p99_ms,delay_max_ms,within_5ms_percent,metrics_ms,metrics_max_ms,metrics_mb,render_cpu_ms,logins_per_s,planned_per_s,success_percent,skipped,curl_cpu_percent" >"$CSV"
 echo "authprobe $($BIN --version | cut -d' ' -f2) on $(nproc) cores; probes every ${INTERVAL}s, simulator delay $SIM_DELAY;" \
     "per count: ${WARMUP}s warm-up, ${DURATION}s measured"
 
@@ -69,8 +72,38 @@ for PROBES in $COUNTS; do
     SCRAPE_T1=$(cpu_ticks "$RUN_PID"); SW1=$(date +%s.%N)
     HWM_KB=$(hwm_kb "$RUN_PID")
     SIM_HWM_KB=$(hwm_kb "$SIM_PID")
-    kill "$RUN_PID" "$SIM_PID"
-    wait "$RUN_PID" "$SIM_PID" 2>/dev/null || true
+    kill "$RUN_PID"
+    wait "$RUN_PID" 2>/dev/null || true
+
+    # The floor: curl making the same logins at the same rate, a fresh connection each
+    # (`Connection: close`: one curl process would otherwise keep its connection).
+    python3 - "$WORK" "$PROBES" "$INTERVAL" "$FLOOR" "$ACCOUNTS" "$SIM_PORT" >"$WORK/floor.txt" <<'PY'
+import math, resource, subprocess, sys, time
+work, probes, interval, seconds, accounts, port = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+rate = probes / interval
+# One login at a time per curl process (each waits for the server's delay): enough processes
+# that each makes at most 20 a second.
+procs = max(4, math.ceil(rate / 20))
+per_minute = max(1, round(60 * rate / procs))
+per_proc = math.ceil(per_minute / 60 * seconds)
+running = []
+start = time.monotonic()
+for i in range(procs):
+    cfg = f"{work}/curl{i}.cfg"
+    with open(cfg, "w") as f:
+        f.write(f'url = "http://127.0.0.1:{port}/api/token"\noutput = "/dev/null"\n' * per_proc)
+    a = i % accounts
+    running.append(subprocess.Popen(
+        ["curl", "-s", "--rate", f"{per_minute}/m", "-d", "", "-H", "Connection: close", "-H", "Accept: application/json",
+         "-H", "Et-App-Key: bench-app-key", "-H", f"Username: user{a:04d}", "-H", f"Password: pw{a:04d}", "-K", cfg]))
+for p in running:
+    p.wait()
+wall = time.monotonic() - start
+used = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(100 * (used.ru_utime + used.ru_stime) / wall, 100 * used.ru_stime / wall, procs * per_proc / wall)
+PY
+    kill "$SIM_PID"
+    wait "$SIM_PID" 2>/dev/null || true
 
     python3 - "$WORK" "$CSV" "$(getconf CLK_TCK)" "$PROBES" "$INTERVAL" "$HWM_KB" "$SIM_HWM_KB" \
         "$RUN_T0" "$RUN_T1" "$RUN_S0" "$RUN_S1" "$SIM_T0" "$SIM_T1" "$W0" "$W1" \
@@ -83,6 +116,7 @@ w0, w1 = float(sys.argv[14]), float(sys.argv[15])
 scrape_t0, scrape_t1 = int(sys.argv[16]), int(sys.argv[17])
 sw0, sw1 = float(sys.argv[18]), float(sys.argv[19])
 wall = w1 - w0
+curl_cpu, curl_kernel, curl_rate = map(float, open(f"{work}/floor.txt").read().split())
 
 def parse(path):
     buckets, runs, skipped = {}, {}, 0.0
@@ -132,6 +166,8 @@ target = probes == 10000
 def goal(text):
     return f"   (target {text})" if target else ""
 print(f"authprobe CPU:      {cpu:.2f} % of one core ({cpu - kernel:.2f} % user, {kernel:.2f} % kernel){goal('<= 5 %')}")
+print(f"curl, the floor:    {curl_cpu:.2f} % of one core ({curl_cpu - curl_kernel:.2f} % user, {curl_kernel:.2f} % kernel)"
+      f" for the same logins at {curl_rate:.1f}/s, a fresh connection each; authprobe {cpu / curl_cpu:.2f}× curl")
 print(f"simulator CPU:      {sim_cpu:.2f} % of one core (apart; not authprobe's)")
 print(f"authprobe peak RSS: {hwm / 1024:.1f} MB{goal('<= 64 MB')}; simulator {sim_hwm / 1024:.1f} MB")
 print(f"scheduler delay:    p50 {quantile(0.5) * 1000:.2f} ms, p99 {quantile(0.99) * 1000:.2f} ms, max <= {delay_max * 1000:g} ms;"
@@ -144,7 +180,7 @@ with open(csv, "a") as f:
     f.write(",".join(str(round(v, 4)) for v in [
         probes, cpu, cpu - kernel, kernel, sim_cpu, hwm / 1024, quantile(0.5) * 1000, quantile(0.99) * 1000,
         delay_max * 1000, 100 * within_5ms, metrics_ms, times[-1] * 1000, size / 1e6, render_cpu * 1000,
-        runs / wall, probes / interval, 100 * ok / runs if runs else 0, s1 - s0]) + "\n")
+        runs / wall, probes / interval, 100 * ok / runs if runs else 0, s1 - s0, curl_cpu]) + "\n")
 PY
     if [ "${PROFILE:-0}" = 1 ]; then
         echo "profile (share of authprobe's samples, by function and by shared object):"
@@ -180,7 +216,7 @@ set grid
 set style line 1 lw 2 pt 7 ps 1.2 lc rgb "#1f6feb"
 set style line 2 lw 1 dt 2 lc rgb "#cf222e"
 set title "CPU (% of one core)"
-plot "$CSV" using 1:2 with linespoints ls 1 title "authprobe", "$CSV" using 1:5 with linespoints lw 1 pt 6 lc rgb "#888888" title "simulator (apart)", 5 ls 2 notitle
+plot "$CSV" using 1:2 with linespoints ls 1 title "authprobe", "$CSV" using 1:19 with linespoints lw 1 pt 4 lc rgb "#2da44e" title "curl, the same logins", "$CSV" using 1:5 with linespoints lw 1 pt 6 lc rgb "#888888" title "simulator (apart)", 5 ls 2 notitle
 set title "peak RSS (MB)"
 plot "$CSV" using 1:6 with linespoints ls 1 notitle, 64 ls 2 notitle
 set title "scheduler delay p99 (ms)"
