@@ -120,9 +120,7 @@ impl Metrics {
             tail: Some(process_families(&self.results)),
         }
     }
-}
 
-impl Metrics {
     /// The rendered label sets of the probes of `set`, in set order.
     fn labels_of(&self, set: &Arc<ProbeSet>) -> Arc<Vec<String>> {
         let mut cached = self.labels.lock().unwrap_or_else(PoisonError::into_inner);
@@ -404,9 +402,11 @@ impl Family {
                         outcome_sample(out, labels, last.result, last.state, last.step, last.reason, last.http_status);
                     }
                     Family::Phase => {
-                        for (phase, d) in last.outcome.phases.iter().flat_map(|p| p.named()) {
-                            let tail = lines.phases.iter().find(|(p, _)| *p == phase).map_or("} ", |(_, t)| t);
-                            text::line(out, head, labels, tail, Value::Float(d.as_secs_f64()));
+                        let durations = last.outcome.phases.map(|p| p.durations()).unwrap_or_default();
+                        for (tail, d) in lines.phases.iter().zip(durations) {
+                            if let Some(d) = d {
+                                text::line(out, head, labels, tail, Value::Float(d.as_secs_f64()));
+                            }
                         }
                     }
                     Family::TlsNotAfter => {
@@ -434,8 +434,8 @@ struct Lines {
     results: Vec<String>,
     /// `,reason="…"} ` of each skip reason, indexed like [`SkipReason::ALL`].
     skips: Vec<String>,
-    /// `,phase="…"} ` of each phase.
-    phases: Vec<(&'static str, String)>,
+    /// `,phase="…"} ` of each phase, indexed like [`crate::protocol::Phases::NAMES`].
+    phases: Vec<String>,
     login: HistogramLines,
     /// Indexed like [`STEP_ORDER`].
     steps: Vec<HistogramLines>,
@@ -474,7 +474,7 @@ fn lines() -> &'static Lines {
             heads: FAMILIES.map(|f| format!("{}{{", f.meta().0)),
             results: ResultClass::ALL.iter().map(|r| text::tail(&[("result", r.as_str())])).collect(),
             skips: SkipReason::ALL.iter().map(|r| text::tail(&[("reason", r.as_str())])).collect(),
-            phases: crate::protocol::Phases::NAMES.map(|p| (p, text::tail(&[("phase", p)]))).into(),
+            phases: crate::protocol::Phases::NAMES.map(|p| text::tail(&[("phase", p)])).into(),
             login: HistogramLines::new(Family::Login.meta().0, None),
             steps: STEP_ORDER.iter().map(|s| HistogramLines::new(steps_name, Some(s.as_str()))).collect(),
         }
@@ -489,7 +489,8 @@ fn histogram_lines<const N: usize>(out: &mut Vec<u8>, lines: &HistogramLines, la
     text::line(out, &lines.count, labels, &lines.end, Value::Int(h.count));
 }
 
-/// `probe="…",target="…"` and the probe's static labels, rendered once per scrape.
+/// `probe="…",target="…"` and the probe's static labels: once per probe set for scrapes (see
+/// [`Metrics::labels_of`]), once per run for `GET /probe`.
 fn probe_labels(p: &ProbeResults) -> String {
     text::label_pairs(
         [("probe", p.name.as_str()), ("target", p.target.as_str())]

@@ -482,10 +482,14 @@ impl Phases {
     /// The phases' names (the `phase` label), in order.
     pub const NAMES: [&'static str; 5] = ["resolve", "connect", "tls", "processing", "transfer"];
 
+    /// Each phase's duration, indexed like [`Phases::NAMES`]; `None` for a phase not reached.
+    pub fn durations(&self) -> [Option<Duration>; 5] {
+        [Some(self.resolve), Some(self.connect), Some(self.tls), self.processing, self.transfer]
+    }
+
     /// Phase names and durations, in order; phases not reached are left out.
     pub fn named(&self) -> impl Iterator<Item = (&'static str, Duration)> {
-        let durations = [Some(self.resolve), Some(self.connect), Some(self.tls), self.processing, self.transfer];
-        Self::NAMES.into_iter().zip(durations).filter_map(|(name, d)| Some((name, d?)))
+        Self::NAMES.into_iter().zip(self.durations()).filter_map(|(name, d)| Some((name, d?)))
     }
 }
 
