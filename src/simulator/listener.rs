@@ -2,8 +2,8 @@
 //! handler serving it ([`Peer::cut`]), for the faults that live below HTTP: a connection closed
 //! with no answer, or reset half way through a body. Each also times its exchanges at the socket
 //! ([`Peer::when_answered`]): from the first byte of a request read to the write call that
-//! sends the last byte of its answer, the server's whole share of a login, which benchmarks subtract from what a
-//! client measured.
+//! sends the last byte of its answer. That is the server's whole share of a login, which
+//! benchmarks subtract from what a client measured.
 
 use std::io;
 use std::net::SocketAddr;
