@@ -711,6 +711,7 @@ async fn https_targets_report_expiry_version_and_phases_and_fail_on_untrusted_ce
     s.base_url = plain.base_url().replace("http://", "https://").parse().unwrap();
     let o = login(&s).await;
     assert_eq!(o.result, ResultClass::TlsError, "{}", o.detail);
+    assert!(o.detail.contains("is the port plain HTTP?"), "{}", o.detail);
 }
 
 /// A server that demands a client certificate: refused without one, served with the one the
@@ -740,4 +741,126 @@ async fn client_certificates_are_presented_when_configured() {
     s.tls = std::sync::Arc::new(tls);
     let o = login(&s).await;
     assert_eq!(o.result, ResultClass::Success, "{}", o.detail);
+}
+
+/// The simulator over HTTPS presenting `chain` (leaf first) with `key`, limited to `versions`.
+async fn sim_presenting(
+    chain: &std::path::Path,
+    key: &std::path::Path,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> authprobe::simulator::Simulator {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let settings = Settings::new(&[APP_KEY], vec![Account::new("alice", "pw")]);
+    authprobe::simulator::Simulator::serve_tls(settings, listener, common::openssl::server(chain, key, versions))
+}
+
+/// Certificates made by the openssl CLI the ways people make them, each presented by the
+/// simulator and judged twice: by curl (`--cacert`), the reference, and by a login trusting
+/// the same file through `ca_file`. The two agree on every one, and every refusal names its
+/// cause. A self-signed certificate with openssl's default `CA:TRUE` is trusted when it is in
+/// ca_file itself, while its name, validity and key usage are still checked.
+#[tokio::test]
+async fn openssl_made_certificates_get_the_result_curl_gives() {
+    use common::openssl::{certs, curl_exit, Openssl};
+    let o = Openssl::new();
+    let here = "IP:127.0.0.1";
+    let lab_default = o.self_signed("lab-default", "lab.example", here, &[]);
+    let lab_leaf = o.self_signed("lab-leaf", "lab.example", here, &["-addext", "basicConstraints=critical,CA:FALSE"]);
+    let client_only = o.self_signed("client-only", "lab.example", here, &["-addext", "extendedKeyUsage=clientAuth"]);
+    let other_name = o.self_signed("other-name", "other.example", "DNS:other.example", &[]);
+    let expired = o.expired("expired", "lab.example", here);
+    let root = o.self_signed("root", "Lab Root CA", "DNS:ca.lab.example", &[]);
+    let leaf = o.issued("leaf", "api.lab.example", here, &root, false);
+    let issuing = o.issued("issuing", "Lab Issuing CA", "", &root, true);
+    let deep_leaf = o.issued("deep-leaf", "api.lab.example", here, &issuing, false);
+    let full_chain = o.bundle("deep-chain.pem", &[&deep_leaf.cert, &issuing.cert]);
+    let several = o.bundle("several.pem", &[&root.cert, &lab_default.cert]);
+
+    // (what, chain served, its key, ca_file, None for trusted or a word the refusal must have)
+    let cases: Vec<(&str, &std::path::Path, &common::openssl::Made, &std::path::Path, Option<&str>)> = vec![
+        ("self-signed, openssl's default CA:TRUE", &lab_default.cert, &lab_default, &lab_default.cert, None),
+        ("self-signed, CA:FALSE", &lab_leaf.cert, &lab_leaf, &lab_leaf.cert, None),
+        ("self-signed CA:TRUE among several CAs", &lab_default.cert, &lab_default, &several, None),
+        ("a private CA's leaf", &leaf.cert, &leaf, &root.cert, None),
+        ("a leaf with its intermediate", &full_chain, &deep_leaf, &root.cert, None),
+        (
+            "a leaf without its intermediate",
+            &deep_leaf.cert,
+            &deep_leaf,
+            &root.cert,
+            Some("an intermediate CA missing"),
+        ),
+        ("self-signed, expired", &expired.cert, &expired, &expired.cert, Some("expired")),
+        ("self-signed for another name", &other_name.cert, &other_name, &other_name.cert, Some("not valid for name")),
+        (
+            "self-signed for clients only",
+            &client_only.cert,
+            &client_only,
+            &client_only.cert,
+            Some("does not allow a TLS server"),
+        ),
+        ("self-signed, not in ca_file", &lab_default.cert, &lab_default, &lab_leaf.cert, Some("self-signed")),
+        (
+            "a leaf of a CA not in ca_file",
+            &leaf.cert,
+            &leaf,
+            &lab_default.cert,
+            Some("neither in the target's ca_file"),
+        ),
+    ];
+    for (what, chain, made, ca_file, refusal) in cases {
+        let sim = sim_presenting(chain, &made.key, rustls::ALL_VERSIONS).await;
+        let headers = [("Et-App-Key", APP_KEY), ("Username", "alice"), ("Password", "pw")];
+        let curl = curl_exit(&sim.base_url(), ca_file, &headers).await;
+        assert_eq!(curl == 0, refusal.is_none(), "{what}: curl exits {curl}");
+        let mut tls = authprobe::protocol::TlsSettings::default();
+        tls.roots = Some(certs(ca_file));
+        let mut s = spec(&sim, "alice", "pw");
+        s.tls = std::sync::Arc::new(tls);
+        let o = login(&s).await;
+        match refusal {
+            None => assert_eq!(o.result, ResultClass::Success, "{what}: {}", o.detail),
+            Some(word) => {
+                assert_eq!(o.result, ResultClass::TlsError, "{what}: {}", o.detail);
+                assert!(o.detail.contains(word), "{what}: {word:?} not in {:?}", o.detail);
+            }
+        }
+    }
+}
+
+/// A server offering only TLS 1.2 or only TLS 1.3 is served in that version; one that shares no
+/// version, or no cipher suite and key exchange, with rustls fails with a detail saying which.
+#[tokio::test]
+async fn tls_versions_and_key_exchanges_servers_offer() {
+    use common::openssl::{certs, Openssl, SServer};
+    let o = Openssl::new();
+    let lab = o.self_signed("lab", "lab.example", "IP:127.0.0.1", &[]);
+    for (versions, name) in [(&[&rustls::version::TLS12][..], "TLS 1.2"), (&[&rustls::version::TLS13][..], "TLS 1.3")] {
+        let sim = sim_presenting(&lab.cert, &lab.key, versions).await;
+        let mut tls = authprobe::protocol::TlsSettings::default();
+        tls.roots = Some(certs(&lab.cert));
+        let mut s = spec(&sim, "alice", "pw");
+        s.tls = std::sync::Arc::new(tls);
+        let o = login(&s).await;
+        assert_eq!(o.result, ResultClass::Success, "{name}: {}", o.detail);
+        assert_eq!(o.tls.unwrap().version, Some(name));
+    }
+
+    let rsa = o.self_signed_rsa("rsa", "lab.example", "IP:127.0.0.1");
+    let cases: [(&str, &common::openssl::Made, &[&str], &str); 4] = [
+        ("TLS 1.1 only", &lab, &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"], "neither TLS 1.3 nor TLS 1.2"),
+        ("RSA key exchange only", &rsa, &["-tls1_2", "-cipher", "AES128-GCM-SHA256"], "RSA or finite-field DHE"),
+        ("finite-field DHE only", &rsa, &["-tls1_2", "-cipher", "DHE-RSA-AES128-GCM-SHA256"], "finite-field DHE"),
+        ("CBC ciphers only", &lab, &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA256"], "no CBC"),
+    ];
+    for (what, made, args, word) in cases {
+        let server = SServer::start(made, args);
+        let mut tls = authprobe::protocol::TlsSettings::default();
+        tls.roots = Some(certs(&made.cert));
+        let mut s = spec_at(&format!("https://127.0.0.1:{}/api", server.port), "alice", "pw");
+        s.tls = std::sync::Arc::new(tls);
+        let o = login(&s).await;
+        assert_eq!(o.result, ResultClass::TlsError, "{what}: {}", o.detail);
+        assert!(o.detail.contains(word), "{what}: {word:?} not in {:?}", o.detail);
+    }
 }

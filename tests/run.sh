@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use: prometheus (the server the end-to-end tests scrape with, and
 # promtool, which lints our /metrics and tests the rules), prometheus-alertmanager (the alerting
 # test's Alertmanager, and amtool), chromium (the browser the page tests render in) and systemd
-# (systemd-analyze checks the unit file).
-packages=(prometheus prometheus-alertmanager chromium systemd)
+# (systemd-analyze checks the unit file), openssl and curl (certificates made the ways people make
+# them, and curl's verdict on each, the reference for authprobe's TLS trust).
+packages=(prometheus prometheus-alertmanager chromium systemd openssl curl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

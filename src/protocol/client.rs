@@ -543,20 +543,18 @@ fn record_body(trace: Option<&mut Trace>, body: &[u8], complete: bool) {
 /// Classifies a transport error as TLS or connection trouble and describes it without the URL.
 fn transport_failure(err: reqwest::Error, while_doing: &str, status: Option<u16>) -> Failure {
     let err = err.without_url();
-    let mut tls = false;
+    let mut tls = None;
     let mut parts: Vec<String> = Vec::new();
     let mut current: Option<&(dyn StdError + 'static)> = Some(&err);
     while let Some(e) = current {
-        if e.is::<rustls::Error>() {
-            tls = true;
+        if let Some(t) = e.downcast_ref::<rustls::Error>() {
+            // The layers around a TLS error add no information; the detail is its words alone.
+            tls.get_or_insert(t);
         }
         let mut next = e.source();
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             // io::Error::source() skips the wrapped error itself; look at it directly.
             if let Some(inner) = io.get_ref() {
-                if inner.is::<rustls::Error>() {
-                    tls = true;
-                }
                 next = Some(inner);
             }
         }
@@ -566,9 +564,10 @@ fn transport_failure(err: reqwest::Error, while_doing: &str, status: Option<u16>
         }
         current = next;
     }
-    let class = if tls {
-        ResultClass::TlsError
-    } else if err.is_timeout() {
+    if let Some(t) = tls {
+        return Failure { class: ResultClass::TlsError, detail: format!("TLS: {}", super::tls::describe(t)), status };
+    }
+    let class = if err.is_timeout() {
         // A connection attempt that ran out of its share of the deadline (see `retries`).
         ResultClass::Timeout
     } else {

@@ -1,14 +1,19 @@
 //! TLS for HTTPS targets: the per-target settings (`tls:` in the configuration) made into a
-//! rustls client configuration once, and a certificate verifier that notes what the server
-//! served (the earliest expiry of its chain) before judging it.
+//! rustls client configuration once, a certificate verifier that notes what the server served
+//! (the earliest expiry of its chain) before judging it, and the words that say why a
+//! handshake failed.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::{
+    AlertDescription, CertificateError, DigitallySignedStruct, Error as TlsError, OtherError, PeerIncompatible,
+    SignatureScheme,
+};
 
 /// How to trust and present certificates to one target. Files are read when the configuration
 /// is loaded (so a reload picks up renewed ones); the rustls configuration is built from them
@@ -80,9 +85,10 @@ impl TlsSettings {
         let verifier: Arc<dyn ServerCertVerifier> = if self.insecure_skip_verify {
             Arc::new(AcceptAny(provider.clone()))
         } else {
-            rustls::client::WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+            let webpki = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
                 .build()
-                .map_err(|e| format!("cannot verify certificates: {e}"))?
+                .map_err(|e| format!("cannot verify certificates: {e}"))?;
+            Arc::new(Anchored { webpki, pinned: self.roots.clone().unwrap_or_default() })
         };
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -152,6 +158,224 @@ impl ServerCertVerifier for Noting {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+/// WebPKI verification, plus the one certificate curl and Go accept that webpki refuses: a
+/// server certificate that is itself, byte for byte, one of the target's `ca_file` certificates
+/// although it says `CA:TRUE` (what `openssl req -x509` makes unless told otherwise, so what
+/// most labs and staging hosts serve). OpenSSL and Go trust a certificate found in their trust
+/// store as it stands; so does this, after the checks a leaf gets all the same: validity period,
+/// extended key usage and name. Every other certificate goes through webpki unchanged, and a
+/// refusal it gives for want of an issuer is put in words that name the likely cause.
+#[derive(Debug)]
+struct Anchored {
+    webpki: Arc<WebPkiServerVerifier>,
+    /// The `ca_file` certificates; empty when the system's CAs are trusted.
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl Anchored {
+    /// What is trusted, in the words of a detail.
+    fn trusted(&self) -> &'static str {
+        if self.pinned.is_empty() {
+            "the system's CA certificates"
+        } else {
+            "the target's ca_file"
+        }
+    }
+
+    /// Checks a certificate found in `ca_file` as a leaf: validity, extended key usage, name.
+    fn verify_pinned(&self, cert: &CertificateDer<'_>, name: &ServerName<'_>, now: UnixTime) -> Result<(), TlsError> {
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert).map_err(|_| CertificateError::BadEncoding)?;
+        let validity = parsed.validity();
+        let (time, not_before, not_after) = (
+            now.as_secs(),
+            validity.not_before.timestamp().max(0).unsigned_abs(),
+            validity.not_after.timestamp().max(0).unsigned_abs(),
+        );
+        let at = |secs| UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
+        if time < not_before {
+            return Err(CertificateError::NotValidYetContext { time: now, not_before: at(not_before) }.into());
+        }
+        if time > not_after {
+            return Err(CertificateError::ExpiredContext { time: now, not_after: at(not_after) }.into());
+        }
+        let eku = parsed.extended_key_usage().map_err(|_| CertificateError::BadEncoding)?;
+        if eku.is_some_and(|e| !e.value.server_auth && !e.value.any) {
+            return Err(explained("the certificate's extended key usage does not allow a TLS server".to_owned()));
+        }
+        let leaf = webpki::EndEntityCert::try_from(cert).map_err(|_| CertificateError::BadEncoding)?;
+        leaf.verify_is_valid_for_subject_name(name).map_err(|e| match e {
+            webpki::Error::CertNotValidForName(c) => {
+                CertificateError::NotValidForNameContext { expected: c.expected, presented: c.presented }.into()
+            }
+            _ => TlsError::from(CertificateError::NotValidForName),
+        })
+    }
+
+    /// Words for a CA certificate served as the server's own that is not itself trusted.
+    fn ca_not_pinned(&self, end_entity: &CertificateDer<'_>) -> Option<TlsError> {
+        let (_, leaf) = x509_parser::parse_x509_certificate(end_entity).ok()?;
+        let text = if leaf.subject() == leaf.issuer() {
+            self_signed(&leaf, self.trusted())
+        } else {
+            format!("the server's certificate is a CA certificate (CA:TRUE) and not itself in {}", self.trusted())
+        };
+        Some(explained(text))
+    }
+
+    /// Words for "no issuer found": whether the server's certificate is self-signed, or which
+    /// issuer is neither trusted nor sent (an intermediate left out of the chain, most often).
+    fn unknown_issuer(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) -> TlsError {
+        let trusted = self.trusted();
+        let Ok((_, leaf)) = x509_parser::parse_x509_certificate(end_entity) else {
+            return CertificateError::UnknownIssuer.into();
+        };
+        let sent: Vec<_> = intermediates
+            .iter()
+            .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
+            .map(|(_, c)| c)
+            .collect();
+        let name = shown;
+        let text = if leaf.subject() == leaf.issuer() {
+            self_signed(&leaf, trusted)
+        } else {
+            // Follow what the server sent up to the last certificate it has an issuer for.
+            let mut top = &leaf;
+            for _ in 0..sent.len() {
+                match sent.iter().find(|c| c.subject() == top.issuer() && c.subject() != top.subject()) {
+                    Some(next) => top = next,
+                    None => break,
+                }
+            }
+            let issuer = name(top.issuer());
+            if std::ptr::eq(top, &leaf) {
+                format!(
+                    "issued by {issuer}, neither in {trusted} nor sent by the server: is an intermediate CA \
+                     missing from its chain? (curl and Go refuse this too)"
+                )
+            } else {
+                format!("the server's chain ends at {}, issued by {issuer}, not in {trusted}", name(top.subject()))
+            }
+        };
+        explained(text)
+    }
+}
+
+impl ServerCertVerifier for Anchored {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, TlsError> {
+        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(e) if is_ca_used_as_end_entity(&e) => {
+                if self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
+                    self.verify_pinned(end_entity, server_name, now).map(|()| ServerCertVerified::assertion())
+                } else {
+                    Err(self.ca_not_pinned(end_entity).unwrap_or(e))
+                }
+            }
+            Err(TlsError::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+                Err(self.unknown_issuer(end_entity, intermediates))
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+fn is_ca_used_as_end_entity(e: &TlsError) -> bool {
+    matches!(e, TlsError::InvalidCertificate(CertificateError::Other(OtherError(inner)))
+        if matches!(inner.downcast_ref::<webpki::Error>(), Some(webpki::Error::CaUsedAsEndEntity)))
+}
+
+/// A refusal in words of our own.
+#[derive(Debug)]
+struct Explained(String);
+
+impl fmt::Display for Explained {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Explained {}
+
+fn explained(text: String) -> TlsError {
+    CertificateError::Other(OtherError(Arc::new(Explained(text)))).into()
+}
+
+fn self_signed(cert: &x509_parser::certificate::X509Certificate<'_>, trusted: &str) -> String {
+    format!("the server's certificate is self-signed ({}) and not in {trusted}", shown(cert.subject()))
+}
+
+/// A name from a certificate, quoted and cut short: it is server input.
+fn shown(name: &x509_parser::x509::X509Name<'_>) -> String {
+    let cut: String = name.to_string().chars().take(60).collect();
+    format!("{cut:?}")
+}
+
+/// A TLS failure in words: rustls' text (our own refusals without their Debug wrapping), and
+/// what it means where that text does not say.
+pub(super) fn describe(e: &TlsError) -> String {
+    let text = match e {
+        TlsError::InvalidCertificate(CertificateError::Other(OtherError(inner))) => {
+            format!("invalid peer certificate: {inner}")
+        }
+        other => other.to_string(),
+    };
+    match explain(e) {
+        Some(words) => format!("{text}: {words}"),
+        None => text,
+    }
+}
+
+/// Plain words for the handshake failures whose rustls text does not say what to do: a server
+/// that shares no protocol version or no cipher suite with us, or that does not speak TLS.
+fn explain(e: &TlsError) -> Option<&'static str> {
+    const VERSIONS: &str = "no TLS version in common: the server offers neither TLS 1.3 nor TLS 1.2 (TLS 1.1 and \
+        older are refused, as by curl and Go)";
+    const SUITES: &str = "no cipher suite in common: authprobe offers ECDHE (X25519, P-256, P-384) with AES-GCM or \
+        ChaCha20 only, no RSA or finite-field DHE key exchange, no CBC";
+    match e {
+        TlsError::AlertReceived(AlertDescription::ProtocolVersion)
+        | TlsError::PeerIncompatible(
+            PeerIncompatible::ServerDoesNotSupportTls12Or13 | PeerIncompatible::ServerTlsVersionIsDisabledByOurConfig,
+        ) => Some(VERSIONS),
+        TlsError::AlertReceived(AlertDescription::HandshakeFailure | AlertDescription::InsufficientSecurity)
+        | TlsError::PeerIncompatible(
+            PeerIncompatible::NoCipherSuitesInCommon
+            | PeerIncompatible::NoKxGroupsInCommon
+            | PeerIncompatible::NoSignatureSchemesInCommon,
+        ) => Some(SUITES),
+        TlsError::InvalidMessage(_) => Some("the server did not answer in TLS (is the port plain HTTP?)"),
+        _ => None,
     }
 }
 

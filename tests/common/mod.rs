@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod openssl;
 pub mod prometheus;
 pub mod service;
 
@@ -46,8 +47,13 @@ pub fn code_account(username: &str, password: &str, code: &str) -> Account {
 
 /// A login spec for `username` against `sim`.
 pub fn spec(sim: &Simulator, username: &str, password: &str) -> LoginSpec {
+    spec_at(&sim.base_url(), username, password)
+}
+
+/// A login spec for `username` against the server at `base_url`.
+pub fn spec_at(base_url: &str, username: &str, password: &str) -> LoginSpec {
     LoginSpec {
-        base_url: sim.base_url().parse().unwrap(),
+        base_url: base_url.parse().unwrap(),
         app_key: APP_KEY.into(),
         username: username.to_owned(),
         password: password.into(),
