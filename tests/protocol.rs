@@ -864,3 +864,126 @@ async fn tls_versions_and_key_exchanges_servers_offer() {
         assert!(o.detail.contains(word), "{what}: {word:?} not in {:?}", o.detail);
     }
 }
+
+/// A server that answers every connection with `raw` (whatever the request) and then closes it:
+/// for framings the simulator does not produce. Stops when the returned task is dropped.
+async fn canned(raw: Vec<u8>) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/api", listener.local_addr().unwrap());
+    let raw = std::sync::Arc::new(raw);
+    let task = tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let raw = raw.clone();
+            tokio::spawn(async move {
+                // Read the request head (bodiless POST), then answer and close.
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = conn.write_all(&raw).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (base, task)
+}
+
+/// Framings and bodies real servers send, over real sockets: chunked bodies (split anywhere),
+/// HTTP/1.0 answers closed without a length, JSON under another Content-Type, a byte order mark,
+/// camelCase keys. A body cut short by the connection is a connection failure, not an answer.
+#[tokio::test]
+async fn framings_and_bodies_real_servers_send() {
+    use ResultClass::*;
+    let ok = r#"{"State":"Succeeded","Token":"t"}"#;
+    let chunked = |parts: &[&str], end: bool| {
+        let mut raw =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned();
+        for p in parts {
+            raw.push_str(&format!("{:x}\r\n{p}\r\n", p.len()));
+        }
+        if end {
+            raw.push_str("0\r\n\r\n");
+        }
+        raw.into_bytes()
+    };
+    let head =
+        |first: &str, headers: &str, body: &[u8]| [format!("{first}\r\n{headers}\r\n").as_bytes(), body].concat();
+    let cases: Vec<(&str, Vec<u8>, ResultClass, u16)> = vec![
+        ("chunked, one chunk", chunked(&[ok], true), Success, 200),
+        (
+            "chunked, split inside a key",
+            chunked(&[r#"{"Sta"#, r#"te":"Succeeded","#, r#""Token":"t"}"#], true),
+            Success,
+            200,
+        ),
+        (
+            "chunked, one byte a chunk",
+            chunked(&ok.split("").filter(|s| !s.is_empty()).collect::<Vec<_>>(), true),
+            Success,
+            200,
+        ),
+        ("chunked, cut before the last chunk", chunked(&[r#"{"State":"#], false), ConnectError, 200),
+        (
+            "HTTP/1.0, closed without a length",
+            head("HTTP/1.0 200 OK", "Content-Type: application/json\r\n", ok.as_bytes()),
+            Success,
+            200,
+        ),
+        (
+            "HTTP/1.1, Connection: close without a length",
+            head("HTTP/1.1 200 OK", "Connection: close\r\n", ok.as_bytes()),
+            Success,
+            200,
+        ),
+        (
+            "HTTP/1.0 failure, closed without a length",
+            head("HTTP/1.0 401 Unauthorized", "", br#"{"State":"Failed","Reason":"Invalid credentials"}"#),
+            AuthFailed,
+            401,
+        ),
+        (
+            "Content-Length longer than the body",
+            head("HTTP/1.1 200 OK", "Content-Length: 500\r\n", ok.as_bytes()),
+            ConnectError,
+            200,
+        ),
+        (
+            "text/plain JSON",
+            head(
+                "HTTP/1.1 200 OK",
+                &format!("Content-Type: text/plain\r\nContent-Length: {}\r\n", ok.len()),
+                ok.as_bytes(),
+            ),
+            Success,
+            200,
+        ),
+        ("byte order mark, chunked", chunked(&[std::str::from_utf8(b"\xEF\xBB\xBF").unwrap(), ok], true), Success, 200),
+        (
+            "camelCase keys",
+            head(
+                "HTTP/1.1 200 OK",
+                "Content-Type: application/json; charset=utf-8\r\n",
+                br#"{"state":"Succeeded","token":"t"}"#,
+            ),
+            Success,
+            200,
+        ),
+        (
+            "garbage before the JSON",
+            head("HTTP/1.0 200 OK", "", format!("while(1);{ok}").as_bytes()),
+            InvalidResponse,
+            200,
+        ),
+    ];
+    for (what, raw, want, status) in cases {
+        let (base, task) = canned(raw).await;
+        let o = login(&spec_at(&base, "alice", "pw")).await;
+        task.abort();
+        assert_eq!((o.result, o.http_status), (want, status), "{what}: {}", o.detail);
+    }
+}

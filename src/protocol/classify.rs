@@ -299,10 +299,16 @@ fn is_protocol_status(status: u16) -> bool {
 }
 
 fn json_object(answer: &Answer) -> Option<Map<String, Value>> {
-    match serde_json::from_slice::<Value>(answer.body) {
+    match serde_json::from_slice::<Value>(json_text(answer.body)) {
         Ok(Value::Object(map)) => Some(map),
         _ => None,
     }
+}
+
+/// The body without a UTF-8 byte order mark, which .NET servers may write before their JSON
+/// and browsers skip. Nothing else is skipped: other leading bytes are not JSON.
+fn json_text(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)
 }
 
 fn parse_state(text: &str) -> Option<State> {
@@ -339,7 +345,7 @@ fn error_message(object: &Map<String, Value>) -> Option<String> {
 /// A short description of a body that is not the expected JSON, for details.
 fn describe_body(answer: &Answer) -> String {
     let ct = answer.content_type.unwrap_or("").to_ascii_lowercase();
-    let body = answer.body;
+    let body = json_text(answer.body);
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     let len = body.len();
     if body.is_empty() {
@@ -502,6 +508,65 @@ pub(crate) mod tests {
             let v = verdict(*status, body);
             assert_eq!((v.result, v.reason), (*result, *reason), "HTTP {status} {body}: {}", v.detail);
         }
+    }
+
+    /// Where real servers vary and the protocol does not care, the reading is lenient: a byte
+    /// order mark, keys in another case, a `Content-Type` that is not JSON (or none). Where the
+    /// protocol is clear it is strict: anything else before the JSON is not the documented body.
+    #[test]
+    fn lenient_where_servers_vary_strict_where_the_protocol_is_clear() {
+        use ResultClass::*;
+        let bom = |json: &str| [b"\xEF\xBB\xBF".as_slice(), json.as_bytes()].concat();
+        let ok = r#"{"State":"Succeeded","Token":"t"}"#;
+        // (what, status, Content-Type, body, expected class)
+        type Case<'a> = (&'a str, u16, Option<&'a str>, Vec<u8>, ResultClass);
+        let cases: Vec<Case> = vec![
+            ("byte order mark", 200, Some("application/json"), bom(ok), Success),
+            (
+                "byte order mark, failure",
+                401,
+                None,
+                bom(r#"{"State":"Failed","Reason":"Invalid credentials"}"#),
+                AuthFailed,
+            ),
+            (
+                "byte order mark, app key",
+                403,
+                None,
+                bom(r#"{"error":"Application key is not defined"}"#),
+                AppKeyRejected,
+            ),
+            (
+                "camelCase keys",
+                200,
+                Some("application/json"),
+                br#"{"state":"Succeeded","token":"t"}"#.to_vec(),
+                Success,
+            ),
+            ("lower-case State value", 200, None, br#"{"State":"succeeded","Token":"t"}"#.to_vec(), Success),
+            ("text/plain", 200, Some("text/plain; charset=utf-8"), ok.as_bytes().to_vec(), Success),
+            ("text/html", 200, Some("text/html"), ok.as_bytes().to_vec(), Success),
+            ("no Content-Type", 200, None, ok.as_bytes().to_vec(), Success),
+            ("whitespace around", 200, None, format!("\r\n  {ok}\n").into_bytes(), Success),
+            ("two byte order marks", 200, None, bom(&String::from_utf8(bom(ok)).unwrap()), InvalidResponse),
+            ("UTF-16 byte order mark", 200, None, [b"\xFF\xFE".as_slice(), ok.as_bytes()].concat(), InvalidResponse),
+            ("garbage before", 200, None, format!(")]}}',\n{ok}").into_bytes(), InvalidResponse),
+            ("a prefix of a BOM", 200, None, [b"\xEF\xBB".as_slice(), ok.as_bytes()].concat(), InvalidResponse),
+            ("garbage after", 200, None, format!("{ok}x").into_bytes(), InvalidResponse),
+        ];
+        for (what, status, content_type, body, want) in cases {
+            let answer = Answer { status, content_type, location: None, body: &body, body_complete: true };
+            let ctx = Context { sent: Step::BaseAuthentication, request: 1 };
+            let got = match classify(&answer, &spec(), ctx) {
+                Decision::Finish(v) => v.result,
+                Decision::Continue { step, .. } => panic!("{what}: continues with {step}"),
+            };
+            assert_eq!(got, want, "{what}");
+        }
+        // A final token behind a byte order mark is found for validation and logout too.
+        let body = bom(ok);
+        let answer = Answer { status: 200, content_type: None, location: None, body: &body, body_complete: true };
+        assert!(final_token(&answer).is_some());
     }
 
     #[test]
