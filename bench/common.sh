@@ -10,6 +10,8 @@ install_missing() {
     [ ${#missing[@]} -eq 0 ] && return 0
     local sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
     echo "installing ${missing[*]}"
+    # A fresh machine has no package lists yet.
+    $sudo apt-get update -qq
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 

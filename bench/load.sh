@@ -5,7 +5,7 @@
 #   PROBES=1000 bench/load.sh
 #
 # 1. Scrape load: CLIENTS (50) concurrent clients on /metrics for LOAD_SECONDS (30) with wrk
-#    (Debian's package): requests, errors (non-2xx and socket errors; must be 0), latency
+#    (Debian's package, installed when missing): requests, errors (non-2xx and socket errors; must be 0), latency
 #    p50/p99.
 # 2. Reload under load: the same load, kept on until RELOADS (100) POST /-/reload, run one after
 #    another, are done and at least one interval has passed, the file alternating between the probes
@@ -23,8 +23,8 @@ WARMUP=${WARMUP:-$((INTERVAL + 5))}
 SIM_PORT=${SIM_PORT:-18182}
 WEB_PORT=${WEB_PORT:-19872}
 
-command -v wrk >/dev/null || { echo "bench/load.sh needs wrk (apt-get install wrk)" >&2; exit 1; }
 . bench/common.sh
+install_missing wrk:wrk
 bench_init
 gen_config "$PROBES" "$INTERVAL" 100 20ms "$SIM_PORT"
 cp "$WORK/probes.yaml" "$WORK/probes-a.yaml"

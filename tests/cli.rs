@@ -178,6 +178,43 @@ async fn probe_trace_shows_every_exchange_and_where_it_failed() {
     assert!(r.stdout.len() < 16 * 1024, "the body shown is bounded: {} bytes", r.stdout.len());
 }
 
+/// A one-character app key is redacted where it stands as a value, not as a letter of every
+/// word: the trace stays readable and still shows the key nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_character_app_key_leaves_the_trace_readable() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let settings = authprobe::simulator::Settings::new(&["k"], vec![pin_account("bob", "bob-Pw-Kk41", "4417")]);
+    let sim = authprobe::simulator::Simulator::serve(settings, listener);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "probes.yaml",
+        &format!(
+            "targets: [{{name: sim, base_url: {}, app_key: k}}]\n\
+             probes: [{{name: bob, target: sim, username: bob, password: bob-Pw-Kk41, pin: \"4417\"}}]\n",
+            sim.base_url()
+        ),
+    );
+    let r = authprobe(&["probe", "bob", "--config.file", file.to_str().unwrap(), "--output", "trace"]).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let trace = &r.stdout;
+    for readable in [
+        "> et-app-key: <redacted>",
+        "> password: <redacted>",
+        "> pincode: <redacted>",
+        "(SecutityPin)",
+        "bob (target sim): success",
+    ] {
+        assert!(trace.contains(readable), "{readable:?} in\n{trace}");
+    }
+    let words: Vec<&str> = trace.split(|c: char| !c.is_alphanumeric()).collect();
+    assert!(words.iter().filter(|w| w.contains('k')).count() > 3, "words with a k are left alone:\n{trace}");
+    for secret in ["k", "bob-Pw-Kk41", "4417"] {
+        assert!(!words.contains(&secret) && !trace.contains(&format!("{secret}\n")), "{secret:?} in\n{trace}");
+    }
+    assert!(!trace.contains("bob-Pw-Kk41") && !trace.contains("4417"), "{trace}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_lists_probes_without_probing() {
     let sim = simulator(vec![]).await;
