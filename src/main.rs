@@ -281,7 +281,8 @@ async fn run(command: Command) -> Result<u8, Failure> {
                 config.probes.len()
             );
             if let Some(sim) = &config.simulator {
-                println!("simulator: listen {} with {} account(s)", sim.listen, sim.settings.accounts.len());
+                let https = sim.tls.as_ref().map(|t| format!(" (and HTTPS on {})", t.listen)).unwrap_or_default();
+                println!("simulator: listen {}{https} with {} account(s)", sim.listen, sim.settings.accounts.len());
             }
             for p in &config.probes {
                 let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -342,11 +343,11 @@ async fn run(command: Command) -> Result<u8, Failure> {
             Ok(if all_ok { 0 } else { EXIT_FAILED })
         }
         Command::Simulate { listen, accounts, config_file } => {
-            let (settings, default_listen) = match accounts {
+            let (settings, default_listen, tls) = match accounts {
                 Some(path) => {
                     let settings = Settings::load(&path)
                         .map_err(|e| Failure::Config(anyhow::anyhow!("invalid accounts file:\n{e}")))?;
-                    (settings, authprobe::simulator::DEFAULT_LISTEN.parse().expect("valid default"))
+                    (settings, authprobe::simulator::DEFAULT_LISTEN.parse().expect("valid default"), None)
                 }
                 None => {
                     let config = load_config(&config_file)?;
@@ -356,15 +357,23 @@ async fn run(command: Command) -> Result<u8, Failure> {
                             config_file.display()
                         ))
                     })?;
-                    (sim.settings, sim.listen)
+                    (sim.settings, sim.listen, sim.tls)
                 }
             };
             let addr = listen.unwrap_or(default_listen);
             let sim = Simulator::start(settings, addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-            tracing::info!(address = %sim.addr(), base_url = %sim.base_url(), "simulator listening");
-            println!("simulator listening on {} (base_url {})", sim.addr(), sim.base_url());
+            let mut sims = vec![sim];
+            if let Some(tls) = tls {
+                sims.push(also_https(&sims[0], &tls).await?);
+            }
+            for sim in &sims {
+                tracing::info!(address = %sim.addr(), base_url = %sim.base_url(), "simulator listening");
+                println!("simulator listening on {} (base_url {})", sim.addr(), sim.base_url());
+            }
             tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-            sim.shutdown().await;
+            for sim in sims {
+                sim.shutdown().await;
+            }
             Ok(0)
         }
     }
@@ -494,7 +503,7 @@ async fn serve(
         Err(_) => tracing::warn!("metrics server did not stop in time"),
         _ => {}
     }
-    if let Some(sim) = simulator {
+    for sim in simulator {
         sim.shutdown().await;
     }
     Ok(())
@@ -586,19 +595,31 @@ impl Signals {
     }
 }
 
-/// Starts the file's `simulator:` block, if any. If its address is taken, another simulator
-/// (e.g. `authprobe simulate` or a running `authprobe run`) is assumed to serve it.
-async fn start_embedded_simulator(config: &Config) -> Result<Option<Simulator>, Failure> {
-    let Some(spec) = &config.simulator else { return Ok(None) };
-    match Simulator::start(spec.settings.clone(), spec.listen).await {
-        Ok(sim) => {
-            tracing::debug!(address = %sim.addr(), "embedded simulator started");
-            Ok(Some(sim))
-        }
+/// Starts the file's `simulator:` block, if any, on its address and, with `tls:`, on its HTTPS
+/// address too (one world on both). If its address is taken, another simulator (e.g.
+/// `authprobe simulate` or a running `authprobe run`) is assumed to serve it.
+async fn start_embedded_simulator(config: &Config) -> Result<Vec<Simulator>, Failure> {
+    let Some(spec) = &config.simulator else { return Ok(Vec::new()) };
+    let sim = match Simulator::start(spec.settings.clone(), spec.listen).await {
+        Ok(sim) => sim,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             tracing::warn!(address = %spec.listen, "simulator address in use; probing whatever serves it");
-            Ok(None)
+            return Ok(Vec::new());
         }
-        Err(e) => Err(Failure::Config(anyhow::anyhow!("simulator.listen {}: {e}", spec.listen))),
+        Err(e) => return Err(Failure::Config(anyhow::anyhow!("simulator.listen {}: {e}", spec.listen))),
+    };
+    tracing::debug!(address = %sim.addr(), "embedded simulator started");
+    let mut started = vec![sim];
+    if let Some(tls) = &spec.tls {
+        started.push(also_https(&started[0], tls).await.map_err(Failure::Config)?);
     }
+    Ok(started)
+}
+
+/// `sim`'s world served over HTTPS as `tls` says.
+async fn also_https(sim: &Simulator, tls: &authprobe::simulator::SimulatorTls) -> anyhow::Result<Simulator> {
+    let listener = tokio::net::TcpListener::bind(tls.listen)
+        .await
+        .with_context(|| format!("simulator.tls.listen {}", tls.listen))?;
+    Ok(sim.serve_tls_too(listener, tls.config.clone()))
 }

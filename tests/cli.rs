@@ -251,10 +251,52 @@ async fn demo_file_works_out_of_the_box() {
         ("bob-pin", "success"),
         ("carol-sms-2fa", "success"),
         ("dave-expired", "password_expired"),
+        ("erin-https", "success"),
     ];
     let want: Vec<(String, String)> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     assert_eq!(results, want, "stderr: {}", r.stderr);
     assert_eq!(r.code, 1, "the demo has one failing account");
+}
+
+/// `simulator.tls` makes its certificate once, where the targets' `ca_file` finds it, keeps it
+/// across loads, and reports files it cannot write and addresses it cannot parse where they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_makes_its_https_certificate_once_where_targets_trust_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let config = |cert: &str, listen: &str| {
+        format!(
+            "simulator:\n  listen: 127.0.0.1:{port}\n  app_keys: [k-Tls-91]\n  accounts: [{{username: u, password: pw-Tls-91}}]\n\
+             \x20 tls:\n    listen: {listen}\n    cert_file: {cert}\n    key_file: tls/sim.key\n\
+             targets: [{{name: t, base_url: 'https://{listen}/api', app_key: k-Tls-91, tls: {{ca_file: {cert}}}}}]\n\
+             probes: [{{name: p, target: t, username: u, password: pw-Tls-91}}]\n"
+        )
+    };
+    let listen = format!("127.0.0.1:{}", closed_port());
+    let file = write(dir.path(), "probes.yaml", &config("tls/sim.crt", &listen));
+    let cfg = file.to_str().unwrap();
+    let r = authprobe(&["check-config", "--config.file", cfg]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains(&format!("(and HTTPS on {listen})")), "{}", r.stdout);
+    let cert = std::fs::read_to_string(dir.path().join("tls/sim.crt")).unwrap();
+    let key_mode = std::fs::metadata(dir.path().join("tls/sim.key")).unwrap().permissions().mode();
+    assert_eq!(key_mode & 0o777, 0o600, "the key is private");
+    // Loaded again (a restart, a reload): the same certificate, and a login over it works.
+    let r = authprobe(&["probe", "p", "--config.file", cfg]).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("p (target t): success"), "{}", r.stdout);
+    assert_eq!(std::fs::read_to_string(dir.path().join("tls/sim.crt")).unwrap(), cert, "kept, not made again");
+
+    for (what, text, want) in [
+        ("unwritable", config("/proc/authprobe-no/sim.crt", &listen), "simulator.tls.cert_file: cannot write /proc/"),
+        ("bad address", config("tls/sim.crt", "localhost"), "simulator.tls.listen: invalid address \"localhost\""),
+    ] {
+        let file = write(dir.path(), "bad.yaml", &text);
+        let r = authprobe(&["check-config", "--config.file", file.to_str().unwrap()]).await;
+        assert_eq!(r.code, 2, "{what}: {}", r.stderr);
+        assert!(r.stderr.contains("bad.yaml:") && r.stderr.contains(want), "{what}: {}", r.stderr);
+    }
 }
 
 /// One broken file per case: the message names file, line and field, exits 2, shows no secret.

@@ -343,7 +343,7 @@ async fn the_readme_first_command_serves_every_demo_probe() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let svc = Service::spawn(repo, &[]).await;
     assert!(svc.base.ends_with(":9871"), "{}", svc.base);
-    let demo = ["alice-password", "bob-pin", "carol-sms-2fa", "dave-expired"];
+    let demo = ["alice-password", "bob-pin", "carol-sms-2fa", "dave-expired", "erin-https"];
     let m = svc.metrics().await;
     for p in demo {
         assert_eq!(m.series("authprobe_probe_runs_total", &[("probe", p)]).len(), ResultClass::ALL.len(), "{p}");
@@ -354,12 +354,27 @@ async fn the_readme_first_command_serves_every_demo_probe() {
             demo.iter().all(|p| m.get("authprobe_probe_success", &[("probe", p)]).is_some())
         })
         .await;
-    for (p, want) in [("alice-password", 1.0), ("bob-pin", 1.0), ("carol-sms-2fa", 1.0), ("dave-expired", 0.0)] {
+    for (p, want) in
+        [("alice-password", 1.0), ("bob-pin", 1.0), ("carol-sms-2fa", 1.0), ("dave-expired", 0.0), ("erin-https", 1.0)]
+    {
         assert_eq!(m.value("authprobe_probe_success", &[("probe", p)]), want, "{p}");
     }
+    // The HTTPS target, trusting the certificate the simulator made at start, fills the TLS
+    // series: its expiry (about 90 days ahead) and version, and the tls phase.
+    let expires_in = m.value("authprobe_probe_tls_cert_not_after_timestamp_seconds", &[("probe", "erin-https")])
+        - std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!((80.0 * 86_400.0..=91.0 * 86_400.0).contains(&expires_in), "expires in {expires_in} s");
+    assert_eq!(m.value("authprobe_probe_tls_version_info", &[("probe", "erin-https"), ("version", "TLS 1.3")]), 1.0);
+    assert!(m.get("authprobe_probe_phase_duration_seconds", &[("probe", "erin-https"), ("phase", "tls")]).is_some());
     // The status page as Chromium renders it; its screenshot is the README's.
     let dom = browser::dump_dom(&svc.url("/")).await;
-    for (p, class) in [("alice-password", "ok"), ("bob-pin", "ok"), ("carol-sms-2fa", "ok"), ("dave-expired", "fail")] {
+    for (p, class) in [
+        ("alice-password", "ok"),
+        ("bob-pin", "ok"),
+        ("carol-sms-2fa", "ok"),
+        ("dave-expired", "fail"),
+        ("erin-https", "ok"),
+    ] {
         assert!(row_of(&dom, p).starts_with(&format!("<tr class=\"{class}\"")), "{p} row:\n{dom}");
     }
     let shot = artifacts_dir().join("status-page.png");

@@ -18,7 +18,7 @@ use url::Url;
 
 use crate::duration::{self, serde_prom};
 use crate::protocol::{Expect, LoginSpec, TlsSettings};
-use crate::simulator::{Settings, SimulatorFile, SimulatorSpec, DEFAULT_LISTEN};
+use crate::simulator::{Settings, SimulatorFile, SimulatorSpec, SimulatorTls, SimulatorTlsFile, DEFAULT_LISTEN};
 use crate::yaml::{self, FieldIndex, FileError, FileErrors};
 
 pub use secrets::expand_env;
@@ -314,6 +314,17 @@ pub fn read_certificates(file: &Path) -> Result<Vec<rustls::pki_types::Certifica
         Ok(_) => Err(format!("{} holds no PEM certificate", file.display())),
         Err(e) => Err(format!("cannot read certificates from {}: {e}", file.display())),
     }
+}
+
+/// Writes `text` to `path` (replacing it), creating its folder, the file with `mode`.
+fn write_new(path: &Path, text: &str, mode: u32) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(path)?;
+    f.write_all(text.as_bytes())
 }
 
 /// The private key of the PEM file `file`, or why not: the file is named, never its content.
@@ -748,13 +759,8 @@ impl Validator<'_> {
 
     fn simulator(&mut self, mut block: SimulatorFile) -> Option<SimulatorSpec> {
         let listen_text = block.listen.take().unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen = match listen_text.parse::<SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                self.error("simulator.listen", format!("invalid address {listen_text:?}: expected IP:PORT"));
-                None
-            }
-        };
+        let listen = self.address("simulator.listen", &listen_text);
+        let tls = block.tls.take().map(|t| self.simulator_tls(t));
         let settings = match block.accounts_file.take() {
             Some(file) => {
                 let inline = block.app_keys.is_some()
@@ -777,7 +783,45 @@ impl Validator<'_> {
             }
             None => Some(Settings::from_fields(block, "simulator.", self.file, self.index, &mut self.errors)),
         };
-        Some(SimulatorSpec { listen: listen?, settings: settings? })
+        let tls = match tls {
+            Some(t) => Some(t?),
+            None => None,
+        };
+        Some(SimulatorSpec { listen: listen?, settings: settings?, tls })
+    }
+
+    fn address(&mut self, field: &str, text: &str) -> Option<SocketAddr> {
+        let parsed = text.parse::<SocketAddr>();
+        parsed.map_err(|_| self.error(field, format!("invalid address {text:?}: expected IP:PORT"))).ok()
+    }
+
+    /// `simulator.tls`: its certificate files, made first when either is missing or the
+    /// certificate expires within a day (so that targets' `ca_file` can name the certificate).
+    /// Made files are kept: a reload or a restart serves and trusts the same certificate.
+    fn simulator_tls(&mut self, raw: SimulatorTlsFile) -> Option<SimulatorTls> {
+        let listen = self.address("simulator.tls.listen", &raw.listen)?;
+        let (cert, key) = (self.base_dir.join(&raw.cert_file), self.base_dir.join(&raw.key_file));
+        let usable = cert.exists()
+            && key.exists()
+            && read_certificates(&cert).is_ok_and(|c| crate::simulator::certificate::valid_for(&c, 1));
+        if !usable {
+            let names = vec!["localhost".to_owned(), listen.ip().to_string()];
+            let written = crate::simulator::certificate::make(&names).and_then(|(cert_pem, key_pem)| {
+                write_new(&key, &key_pem, 0o600).map_err(|e| format!("cannot write {}: {e}", key.display()))?;
+                write_new(&cert, &cert_pem, 0o644).map_err(|e| format!("cannot write {}: {e}", cert.display()))
+            });
+            if let Err(e) = written {
+                self.error("simulator.tls.cert_file", e);
+                return None;
+            }
+            tracing::info!(cert_file = %cert.display(), "made a self-signed certificate for the simulator");
+        }
+        let chain = read_certificates(&cert).map_err(|e| self.error("simulator.tls.cert_file", e)).ok()?;
+        let key = read_private_key(&key).map_err(|e| self.error("simulator.tls.key_file", e)).ok()?;
+        let config = crate::simulator::certificate::server_config(chain, key)
+            .map_err(|e| self.error("simulator.tls", e))
+            .ok()?;
+        Some(SimulatorTls { listen, config })
     }
 }
 

@@ -170,7 +170,7 @@ impl Account {
     }
 }
 
-/// The simulator section as written in YAML: `listen` and `accounts_file` only make sense in the
+/// The simulator section as written in YAML: `listen`, `tls` and `accounts_file` only make sense in the
 /// `simulator:` block of probes.yaml; the rest may also be a file of its own.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -196,6 +196,30 @@ pub struct SimulatorFile {
     /// The users.
     #[serde(default)]
     pub accounts: Option<Vec<Account>>,
+    /// Also serve the same world over HTTPS.
+    #[serde(default)]
+    pub tls: Option<SimulatorTlsFile>,
+}
+
+/// `simulator.tls`: where to serve HTTPS and the certificate's files, made when missing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorTlsFile {
+    /// Address to serve HTTPS on.
+    pub listen: String,
+    /// The certificate (PEM): targets trust it with `tls: {ca_file: …}`.
+    pub cert_file: PathBuf,
+    /// Its private key (PEM).
+    pub key_file: PathBuf,
+}
+
+/// The simulator's HTTPS listener, ready to serve.
+#[derive(Debug, Clone)]
+pub struct SimulatorTls {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Certificate and key.
+    pub config: std::sync::Arc<rustls::ServerConfig>,
 }
 
 /// A validated simulator world.
@@ -220,6 +244,8 @@ pub struct SimulatorSpec {
     pub listen: SocketAddr,
     /// The world.
     pub settings: Settings,
+    /// Also over HTTPS, if set.
+    pub tls: Option<SimulatorTls>,
 }
 
 /// Default listen address of the embedded simulator.
@@ -241,7 +267,11 @@ impl Settings {
     pub fn load(path: &Path) -> Result<Settings, FileErrors> {
         let doc = yaml::load_file::<SimulatorFile>(path)?;
         let mut errors = Vec::new();
-        let block_only = [("listen", doc.value.listen.is_some()), ("accounts_file", doc.value.accounts_file.is_some())];
+        let block_only = [
+            ("listen", doc.value.listen.is_some()),
+            ("accounts_file", doc.value.accounts_file.is_some()),
+            ("tls", doc.value.tls.is_some()),
+        ];
         for (field, _) in block_only.into_iter().filter(|(_, set)| *set) {
             errors.push(doc.index.error(path, field, "only allowed in the simulator: block of the probes file"));
         }

@@ -8,6 +8,7 @@
 //! requests each account received so tests can assert what the prober sent.
 
 mod accounts;
+pub mod certificate;
 mod listener;
 mod server;
 
@@ -20,7 +21,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use accounts::{Account, Fault, RateLimit, Settings, SimulatorFile, SimulatorSpec, WrongSecret, DEFAULT_LISTEN};
+pub use accounts::{
+    Account, Fault, RateLimit, Settings, SimulatorFile, SimulatorSpec, SimulatorTls, SimulatorTlsFile, WrongSecret,
+    DEFAULT_LISTEN,
+};
 
 /// Requests one account received.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -97,10 +101,24 @@ impl Simulator {
         Self::serve_on(settings, listener, Some(tls))
     }
 
+    /// Serves the same world (accounts, tokens, counters, rate limits) over HTTPS with `tls` on
+    /// another bound listener, as one server answering on two ports would.
+    pub fn serve_tls_too(&self, listener: TcpListener, tls: Arc<rustls::ServerConfig>) -> Simulator {
+        Self::serve_state(self.state.clone(), self.base_path.clone(), listener, Some(tls))
+    }
+
     fn serve_on(settings: Settings, tcp: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> Simulator {
-        let addr = tcp.local_addr().expect("bound listener has an address");
         let base_path = settings.base_path.clone();
-        let state = Arc::new(server::Shared::new(settings));
+        Self::serve_state(Arc::new(server::Shared::new(settings)), base_path, tcp, tls)
+    }
+
+    fn serve_state(
+        state: Arc<server::Shared>,
+        base_path: String,
+        tcp: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Simulator {
+        let addr = tcp.local_addr().expect("bound listener has an address");
         let app = server::router(state.clone()).into_make_service_with_connect_info::<listener::Peer>();
         let (stop, stopped) = oneshot::channel::<()>();
         let scheme = if tls.is_some() { "https" } else { "http" };
