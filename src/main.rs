@@ -75,6 +75,11 @@ struct WebArgs {
     #[arg(long = "web.max-connections", default_value_t = authprobe::web::server::DEFAULT_MAX_CONNECTIONS as u32,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
+    /// Scrapes of /metrics rendered and sent at once; further scrapes wait their turn (memory
+    /// stays bounded however many scrapers there are).
+    #[arg(long = "web.max-concurrent-scrapes", default_value_t = authprobe::web::DEFAULT_MAX_CONCURRENT_SCRAPES as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    max_concurrent_scrapes: u32,
     /// Time a client has to send a request's headers or complete a TLS handshake.
     #[arg(long = "web.read-header-timeout", default_value = "10s", value_parser = parse_duration)]
     read_header_timeout: Duration,
@@ -447,6 +452,7 @@ async fn serve(
         reload: web_args.enable_lifecycle.then(|| reload.clone()),
         on_demand: web_args.enable_on_demand.then_some(on_demand),
         instance: instance.clone(),
+        scrapes: Arc::new(tokio::sync::Semaphore::new(web_args.max_concurrent_scrapes as usize)),
     };
     let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
     let options = web::ServeOptions {

@@ -560,3 +560,86 @@ fn cli(dir: &Path, argv: &[&str]) -> (Option<i32>, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_authprobe")).args(argv).current_dir(dir).output().unwrap();
     (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
+
+/// A process's peak resident memory (VmHWM), in kB.
+fn peak_rss_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// `--web.max-concurrent-scrapes`: while the bound is taken by a scraper that does not read, the
+/// next scrape waits (other endpoints do not) and is served once that scraper goes; and many
+/// scrapers at once are all served, one bound's worth at a time, without memory growing with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_beyond_the_bound_wait_their_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let probes: String = (0..4000)
+        .map(|i| {
+            format!(
+                "  - {{name: p{i:04}, target: nowhere, username: u{i}, password: pw, labels: {{team: t{}}}}}\n",
+                i % 7
+            )
+        })
+        .collect();
+    let file = write(
+        dir.path(),
+        "probes.yaml",
+        &format!(
+            "defaults: {{interval: 1h, timeout: 1s}}\n\
+             targets: [{{name: nowhere, base_url: 'http://127.0.0.1:{}/api', app_key: k}}]\nprobes:\n{probes}",
+            closed_port()
+        ),
+    );
+    let args = ["--config.file", file.to_str().unwrap(), "--web.max-concurrent-scrapes", "1"];
+    let svc = Service::start(dir.path(), &[], &args).await;
+    let addr = address(&svc);
+    let (status, whole) = get(&svc.url("/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(whole.len() > 8 << 20, "an exposition larger than the socket buffers: {} bytes", whole.len());
+
+    // A scraper that asks and stops reading holds the one place.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled.write_all(b"GET /metrics HTTP/1.1\r\nHost: authprobe\r\n\r\n").await.unwrap();
+    let mut head = [0u8; 512];
+    let n = stalled.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head[..n]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waited = tokio::time::timeout(Duration::from_secs(1), get(&svc.url("/metrics"))).await;
+    assert!(waited.is_err(), "a second scrape is served beyond the bound");
+    let started = Instant::now();
+    assert_eq!(get(&svc.url("/-/healthy")).await.0, 200);
+    assert!(started.elapsed() < Duration::from_secs(1), "other endpoints do not wait");
+    drop(stalled);
+    let started = Instant::now();
+    let (status, body) = get(&svc.url("/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(body.len() > 8 << 20);
+    assert!(started.elapsed() < Duration::from_secs(5), "served {:?} after the place was freed", started.elapsed());
+
+    // 50 scrapers at once: every one served whole, memory bounded by the one in flight.
+    let before = peak_rss_kb(svc.pid());
+    let scrapes = futures_util::future::join_all((0..50).map(|_| get_bytes(svc.url("/metrics")))).await;
+    for (status, len) in scrapes {
+        assert_eq!(status, 200);
+        assert!(len > 8 << 20, "{len} bytes");
+    }
+    let after = peak_rss_kb(svc.pid());
+    println!("50 scrapes of {} MB: peak RSS {} -> {} MB", whole.len() >> 20, before / 1024, after / 1024);
+    assert!(after < before + 24 * 1024, "peak RSS grew from {before} to {after} kB with 50 scrapers");
+}
+
+/// GET `url`: the status and the body's length, the body read and dropped as it comes.
+async fn get_bytes(url: String) -> (u16, usize) {
+    let mut r = http().get(&url).send().await.unwrap();
+    let status = r.status().as_u16();
+    let mut len = 0;
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        len += chunk.len();
+    }
+    (status, len)
+}

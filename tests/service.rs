@@ -524,6 +524,7 @@ async fn ready_only_once_probes_are_scheduled() {
         reload: None,
         on_demand: None,
         instance: Default::default(),
+        scrapes: Arc::new(tokio::sync::Semaphore::new(1)),
     };
     let listener = web::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

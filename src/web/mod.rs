@@ -52,7 +52,14 @@ pub struct AppState {
     pub on_demand: Option<OnDemandFn>,
     /// This instance's shard and location, for people.
     pub instance: Instance,
+    /// Scrapes of `/metrics` rendered and sent at once (`--web.max-concurrent-scrapes`); the
+    /// others wait their turn. Each one in flight holds a few chunks of the exposition, so
+    /// without a bound memory would grow with the number of scrapers.
+    pub scrapes: Arc<tokio::sync::Semaphore>,
 }
+
+/// Default of `--web.max-concurrent-scrapes`.
+pub const DEFAULT_MAX_CONCURRENT_SCRAPES: usize = 4;
 
 /// A run on demand of the named probe, traced if the flag is set, as the web layer sees it.
 pub type OnDemandFn =
@@ -111,6 +118,11 @@ pub fn router(state: AppState) -> Router {
 const CHUNKS_AHEAD: usize = 2;
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    // Held until the body is sent or the client goes away (the stream below owns it): a slow
+    // reader's chunks count against the bound too. A scraper that gave up stops waiting.
+    let Ok(permit) = state.scrapes.clone().acquire_owned().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    };
     // Rendered on a blocking thread, a little ahead of the socket: a large exposition (300 MB at
     // 50,000 probes) holds no async worker, and its rendering overlaps its sending instead of
     // waiting for the socket between chunks.
@@ -129,8 +141,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
             let _ = chunks.blocking_send(Err(std::io::Error::other("rendering the exposition failed")));
         }
     });
-    let body = futures_util::stream::unfold(rendered, |mut rendered| async move {
-        rendered.recv().await.map(|chunk| (chunk, rendered))
+    let body = futures_util::stream::unfold((rendered, permit), |(mut rendered, permit)| async move {
+        rendered.recv().await.map(|chunk| (chunk, (rendered, permit)))
     });
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], Body::from_stream(body)).into_response()
 }
