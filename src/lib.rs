@@ -14,12 +14,14 @@
 //! - [`simulator`]: a faithful `/token` server with per-account faults, for tests and the demo.
 //! - [`report`]: how an outcome is shown to a person (`probe` output, the per-run log line).
 //! - [`logging`]: logfmt or JSON log lines on stderr.
+//! - [`lanes`]: the single-threaded runtimes runs and logins execute on.
 //! - [`duration`], [`yaml`]: small shared pieces (Prometheus durations, located YAML errors).
 
 pub mod config;
 pub mod duration;
 pub mod hash;
 pub mod instance;
+pub mod lanes;
 pub mod logging;
 pub mod memory;
 pub mod metrics;

@@ -12,7 +12,6 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::classify::{self, Answer, Context, Decision, Verdict};
-use super::lanes::Lanes;
 use super::timing::{HandshakeStart, RunClock, TimedConnectLayer, TimedResolver};
 use super::tls::{Noting, ServedChain};
 use super::{
@@ -31,13 +30,13 @@ pub enum ProberError {
     Threads(std::io::Error),
 }
 
-/// Runs logins, on threads of their own (see [`Lanes`]). Cheap to share: clones share the
-/// threads and the TLS configuration every run starts from.
+/// Runs logins, on threads of their own (see [`crate::lanes`]). Cheap to share: clones share
+/// the threads and the TLS configuration every run starts from.
 #[derive(Clone)]
 pub struct Prober {
     /// The system's CA certificates, for targets without a CA file of their own.
     roots: Arc<rustls::RootCertStore>,
-    lanes: Arc<Lanes>,
+    lanes: &'static crate::lanes::Lanes,
 }
 
 impl std::fmt::Debug for Prober {
@@ -50,7 +49,7 @@ impl std::fmt::Debug for Prober {
 pub const USER_AGENT: &str = concat!("authprobe/", env!("CARGO_PKG_VERSION"));
 
 impl Prober {
-    /// A prober trusting the system's CA certificates, with one login thread per CPU.
+    /// A prober trusting the system's CA certificates, running logins on the process's lanes.
     pub fn new() -> Result<Self, ProberError> {
         let mut roots = rustls::RootCertStore::empty();
         let found = rustls_native_certs::load_native_certs();
@@ -63,9 +62,8 @@ impl Prober {
         }
         // Fails early, not at the first run, if the crypto provider cannot make a configuration.
         TlsSettings::default().build(&Arc::new(roots.clone())).map_err(ProberError::Tls)?;
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let lanes = Lanes::start(threads).map_err(ProberError::Threads)?;
-        Ok(Prober { roots: Arc::new(roots), lanes: Arc::new(lanes) })
+        let lanes = crate::lanes::Lanes::shared().map_err(ProberError::Threads)?;
+        Ok(Prober { roots: Arc::new(roots), lanes })
     }
 
     /// Performs one login as described by `spec` and classifies it. Never panics on server

@@ -7,7 +7,6 @@
 
 pub mod classify;
 pub mod client;
-mod lanes;
 mod text;
 mod timing;
 pub mod tls;

@@ -138,13 +138,19 @@ impl Dispatcher {
             return;
         };
         let (this, entry) = (self.clone(), entry.clone());
-        self.runs.spawn(async move {
+        let run = self.runs.track_future(async move {
             let _running = running;
             if let Some((run, started, finished)) = this.perform(&entry, Some(planned), false).await {
                 entry.guard(run.outcome.result, planned);
                 entry.results.record_run(run.outcome, started, finished, Trigger::Scheduled);
             }
         });
+        // The whole run on a login thread: the login it starts runs there too, and its outcome
+        // is recorded there, with no hop back to this runtime (see crate::lanes).
+        match crate::lanes::Lanes::shared() {
+            Ok(lanes) => lanes.spawn(run),
+            Err(_) => drop(tokio::spawn(run)),
+        }
     }
 
     /// Runs `entry` now, outside its schedule, and returns the outcome; `None` if a run of it
