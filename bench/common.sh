@@ -86,4 +86,6 @@ sys_ticks() { awk '{print $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 threads() { awk '/Threads/ {print $2}' "/proc/$1/status"; }
+# Context switches (voluntary and not) of every live thread of a process: its wake-ups.
+ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'; }
 open_fds() { ls "/proc/$1/fd" | wc -l; }

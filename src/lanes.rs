@@ -69,6 +69,11 @@ impl Lanes {
         Ok(Lanes { lanes, next: AtomicUsize::new(0) })
     }
 
+    /// Whether the calling thread is one of the lanes.
+    pub fn on_lane() -> bool {
+        ON_LANE.get()
+    }
+
     /// Runs `work` on the next thread and waits for it; on a lane already, right here. A panic
     /// in `work` resumes in the caller (where the scheduler counts it as `internal_error`);
     /// dropping the returned future aborts `work`.

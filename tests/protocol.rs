@@ -463,6 +463,23 @@ async fn each_run_opens_a_new_connection_and_steps_reuse_it() {
     }
     let distinct: std::collections::HashSet<_> = peers.iter().collect();
     assert_eq!(distinct.len(), 3, "one connection per run, none pooled across runs: {peers:?}");
+
+    // Password-only logins share their target's client: still a connection of its own for
+    // every run, one after another or ten at once, each run timing its own connection.
+    let sim = simulator(vec![Account::new("alice", "pw")]).await;
+    let s = spec(&sim, "alice", "pw");
+    assert!(s.single_request());
+    for _ in 0..3 {
+        assert!(prober.login(&s).await.is_success());
+    }
+    let runs = futures_util::future::join_all((0..10).map(|_| prober.login(&s))).await;
+    for o in &runs {
+        assert!(o.is_success(), "{}", o.detail);
+        let phases = o.phases.expect("each run times its own connection");
+        assert!(phases.connect > Duration::ZERO && phases.processing.is_some(), "{phases:?}");
+    }
+    let peers: std::collections::HashSet<_> = sim.requests("alice").iter().map(|r| r.peer.unwrap()).collect();
+    assert_eq!(peers.len(), 13, "a new connection for each of 13 runs");
 }
 
 /// `validate` and `logout` on a PIN login: the final token (not the interim one) is checked

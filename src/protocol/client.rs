@@ -1,8 +1,9 @@
 //! Performs one login over HTTP: a fresh client per run, one deadline over everything, capped
 //! bodies, no redirects, no retries.
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use reqwest::header::{
@@ -12,8 +13,8 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::classify::{self, Answer, Context, Decision, Verdict};
-use super::timing::{HandshakeStart, RunClock, TimedConnectLayer, TimedResolver};
-use super::tls::{Noting, ServedChain};
+use super::timing::{HandshakeStart, RunClock, RunHooks, TimedConnectLayer, TimedResolver};
+use super::tls::Noting;
 use super::{
     sanitize, LoginSpec, LogoutOutcome, Outcome, Phases, Reason, ResultClass, Step, StepRecord, TlsFacts, TlsSettings,
     Trace,
@@ -36,6 +37,8 @@ pub enum ProberError {
 pub struct Prober {
     /// The system's CA certificates, for targets without a CA file of their own.
     roots: Arc<rustls::RootCertStore>,
+    /// The clients of single-request logins, one per target's TLS settings and proxy.
+    shared: Arc<Mutex<SharedClients>>,
     lanes: &'static crate::lanes::Lanes,
 }
 
@@ -44,6 +47,13 @@ impl std::fmt::Debug for Prober {
         f.debug_struct("Prober").finish_non_exhaustive()
     }
 }
+
+/// A shared client's settings: the address of the target's TLS settings, and its proxy.
+type SharedKey = (usize, Option<url::Url>);
+
+/// The shared clients, each with the settings it was built from (to tell them from others that
+/// took their address after they were freed).
+type SharedClients = HashMap<SharedKey, (Weak<TlsSettings>, reqwest::Client)>;
 
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("authprobe/", env!("CARGO_PKG_VERSION"));
@@ -63,12 +73,16 @@ impl Prober {
         // Fails early, not at the first run, if the crypto provider cannot make a configuration.
         TlsSettings::default().build(&Arc::new(roots.clone())).map_err(ProberError::Tls)?;
         let lanes = crate::lanes::Lanes::shared().map_err(ProberError::Threads)?;
-        Ok(Prober { roots: Arc::new(roots), lanes })
+        Ok(Prober { roots: Arc::new(roots), shared: Arc::default(), lanes })
     }
 
     /// Performs one login as described by `spec` and classifies it. Never panics on server
     /// input and always returns within `spec.timeout` (plus scheduling noise).
     pub async fn login(&self, spec: &LoginSpec) -> Outcome {
+        if crate::lanes::Lanes::on_lane() {
+            // Where the scheduler runs it: no hop, and no copy of the spec to make one.
+            return self.perform(spec, None).await;
+        }
         let (prober, spec) = (self.clone(), spec.clone());
         self.lanes.run(async move { prober.perform(&spec, None).await }).await
     }
@@ -92,8 +106,7 @@ impl Prober {
         let mut logout = None;
         let mut duration = None;
         let mut retries = 0;
-        let mut clock: Arc<RunClock>;
-        let mut chain: Arc<ServedChain>;
+        let mut hooks: Arc<RunHooks>;
         let mut first: FirstExchange;
         // Durations count from the first request, not from setting up the client: what the
         // server and the network take, not what authprobe spends preparing (issue 9's overhead).
@@ -105,10 +118,9 @@ impl Prober {
             let connect_within = (spec.retries > 0)
                 .then(|| deadline.saturating_duration_since(tokio::time::Instant::now()) / attempts_left);
             // Each attempt is timed afresh: the phases reported are those of the last attempt.
-            clock = Arc::default();
-            chain = Arc::default();
+            hooks = Arc::new(RunHooks { connect_within, ..RunHooks::default() });
             first = FirstExchange::default();
-            let client = match self.client(spec, connect_within, &clock, &chain) {
+            let client = match self.client(spec) {
                 Ok(client) => client,
                 Err(e) => {
                     let detail = format!("cannot set up the HTTP client: {e}");
@@ -117,7 +129,7 @@ impl Prober {
             };
             let sent = *sent.get_or_insert_with(Instant::now);
             let (mut verdict, token) =
-                run_steps(&client, spec, deadline, &mut steps, &mut first, trace.as_deref_mut()).await;
+                hooks.scope(run_steps(&client, spec, deadline, &mut steps, &mut first, trace.as_deref_mut())).await;
             // Retried: a transport failure before any answer of the run, while time is left.
             // Anything the server said, credentials above all, is final.
             let unanswered = steps.iter().all(|s| s.http_status == 0);
@@ -132,7 +144,8 @@ impl Prober {
             }
             if let Some(token) = token {
                 if spec.validate {
-                    let refused = validate(&client, spec, &token, deadline, &mut steps, trace.as_deref_mut()).await;
+                    let refused =
+                        hooks.scope(validate(&client, spec, &token, deadline, &mut steps, trace.as_deref_mut())).await;
                     if let Some((reason, reason_text, detail)) = refused {
                         verdict = Verdict {
                             result: ResultClass::ValidationFailed,
@@ -147,7 +160,7 @@ impl Prober {
                 // The login's duration is what a user waits for; ending the session is ours.
                 duration = Some(sent.elapsed());
                 if spec.logout {
-                    logout = Some(end_session(&client, spec, &token, deadline, trace).await);
+                    logout = Some(hooks.scope(end_session(&client, spec, &token, deadline, trace)).await);
                 }
             }
             break verdict;
@@ -165,36 +178,50 @@ impl Prober {
             detail: sanitize(&verdict.detail, &secrets),
             logout: logout.map(|l| LogoutOutcome { detail: sanitize(&l.detail, &secrets), ..l }),
             retries,
-            phases: phases(&clock, &first),
+            phases: phases(&hooks.clock, &first),
             tls: (spec.base_url.scheme() == "https").then(|| TlsFacts {
                 version: first.tls_version,
-                cert_not_after_unix: *chain.not_after.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+                cert_not_after_unix: *hooks.chain.not_after.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
             }),
         }
     }
 
-    /// A new client for each run: no connection is pooled across runs, so every probe pays what
-    /// a new user pays (DNS, connect, TLS). Steps of one run may reuse the connection.
-    /// Its hooks time the first connection into `clock` and note the served certificates in
-    /// `chain`.
-    fn client(
-        &self,
-        spec: &LoginSpec,
-        connect_within: Option<std::time::Duration>,
-        clock: &Arc<RunClock>,
-        chain: &Arc<ServedChain>,
-    ) -> Result<reqwest::Client, String> {
+    /// The HTTP client for a run of `spec`. No connection is ever reused across runs, so every
+    /// run pays what a new user pays (DNS, connect, TLS). A login that can only make one request
+    /// (no pin, no verification code, no validation or logout) takes its target's shared client,
+    /// which keeps no connection at all; one that may make several gets a client of its own, so
+    /// that its steps share a connection as a user's would. Either way the hooks find the run
+    /// they time in [`RunHooks`].
+    fn client(&self, spec: &LoginSpec) -> Result<reqwest::Client, String> {
+        if !spec.single_request() {
+            return self.build_client(spec, true);
+        }
+        let key = (Arc::as_ptr(&spec.tls) as usize, spec.proxy.clone());
+        let mut shared = self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((tls, client)) = shared.get(&key) {
+            // The same settings, not others that took the address of freed ones.
+            if tls.upgrade().is_some_and(|t| Arc::ptr_eq(&t, &spec.tls)) {
+                return Ok(client.clone());
+            }
+        }
+        let client = self.build_client(spec, false)?;
+        // Targets of a replaced configuration are gone: their clients go with them.
+        shared.retain(|_, (tls, _)| tls.strong_count() > 0);
+        shared.insert(key, (Arc::downgrade(&spec.tls), client.clone()));
+        Ok(client)
+    }
+
+    fn build_client(&self, spec: &LoginSpec, keep_connections: bool) -> Result<reqwest::Client, String> {
         let built = spec.tls.build(&self.roots)?;
         let mut tls = built.config.clone();
-        tls.resumption = rustls::client::Resumption::store(Arc::new(HandshakeStart(clock.clone())));
+        tls.resumption = rustls::client::Resumption::store(Arc::new(HandshakeStart));
         tls.dangerous().set_certificate_verifier(Arc::new(Noting {
             inner: built.verifier.clone(),
             name: spec.tls.server_name.clone(),
-            seen: chain.clone(),
         }));
         let mut builder = reqwest::Client::builder();
-        if let Some(d) = connect_within {
-            builder = builder.connect_timeout(d);
+        if !keep_connections {
+            builder = builder.pool_max_idle_per_host(0);
         }
         if let Some(proxy) = &spec.proxy {
             builder = builder.proxy(reqwest::Proxy::all(proxy.clone()).map_err(|e| format!("proxy_url: {e}"))?);
@@ -202,8 +229,8 @@ impl Prober {
         builder
             .tls_backend_preconfigured(tls)
             .tls_info(true)
-            .dns_resolver(Arc::new(TimedResolver(clock.clone())))
-            .connector_layer(TimedConnectLayer(clock.clone()))
+            .dns_resolver(Arc::new(TimedResolver))
+            .connector_layer(TimedConnectLayer)
             .redirect(reqwest::redirect::Policy::none())
             .retry(reqwest::retry::never())
             .referer(false)

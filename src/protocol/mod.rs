@@ -395,6 +395,12 @@ impl LoginSpec {
         url
     }
 
+    /// Whether a login of this spec makes one request at most (plus retries of a connection
+    /// that failed): it can answer no step and neither validates nor ends its session.
+    pub fn single_request(&self) -> bool {
+        self.pin.is_none() && self.verification_code.is_none() && !self.validate && !self.logout
+    }
+
     /// Whether the probe holds the secret that answers `step`.
     pub fn can_answer(&self, step: Step) -> bool {
         match step {

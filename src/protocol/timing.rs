@@ -1,8 +1,11 @@
 //! Timing the phases of a run's first connection — name resolution, TCP connect, TLS handshake —
 //! from inside the HTTP client, through the hooks it offers: its DNS resolver, a layer around
 //! its connector, and rustls's session store, which rustls consults as it starts a handshake,
-//! i.e. the moment the TCP connection is up. Only the first connection of a run is timed (later
-//! steps normally reuse it).
+//! i.e. the moment the TCP connection is up. Only the first connection of a run is timed.
+//!
+//! The hooks belong to the client, which serves many runs at once (one client per target); each
+//! finds the run it works for in a task-local, [`RunHooks`], set around the run's requests and
+//! carried into the connection attempts they start.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,6 +19,41 @@ use rustls::client::{ClientSessionStore, Tls12ClientSessionValue, Tls13ClientSes
 use rustls::pki_types::ServerName;
 use rustls::NamedGroup;
 
+use super::tls::ServedChain;
+
+/// What one run's connection hooks write to and obey.
+#[derive(Debug, Default)]
+pub(super) struct RunHooks {
+    /// The moments of the run's first connection.
+    pub clock: RunClock,
+    /// What the run's server presented.
+    pub chain: ServedChain,
+    /// How long one connection attempt may take (its share of the deadline, with retries).
+    pub connect_within: Option<Duration>,
+}
+
+tokio::task_local! {
+    static RUN: Arc<RunHooks>;
+}
+
+impl RunHooks {
+    /// Runs `work` with these hooks in reach of the connections it makes.
+    pub async fn scope<F: Future>(self: &Arc<Self>, work: F) -> F::Output {
+        RUN.scope(self.clone(), work).await
+    }
+
+    /// The hooks of the run being served, if any.
+    pub fn current() -> Option<Arc<RunHooks>> {
+        RUN.try_with(Arc::clone).ok()
+    }
+
+    fn mark(f: impl FnOnce(&mut Marks)) {
+        if let Some(hooks) = Self::current() {
+            hooks.clock.mark(f);
+        }
+    }
+}
+
 /// The moments of the first connection of a run, as the hooks saw them.
 #[derive(Debug, Default, Clone, Copy)]
 struct Marks {
@@ -26,7 +64,7 @@ struct Marks {
     connect_end: Option<Instant>,
 }
 
-/// Shared by the hooks of one run's client.
+/// The moments of one run's first connection, as its hooks marked them.
 #[derive(Debug, Default)]
 pub(super) struct RunClock {
     marks: Mutex<Marks>,
@@ -58,20 +96,19 @@ impl RunClock {
 }
 
 /// The system resolver (through tokio), timed.
-pub(super) struct TimedResolver(pub Arc<RunClock>);
+pub(super) struct TimedResolver;
 
 impl Resolve for TimedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let clock = self.0.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
             let started = Instant::now();
-            clock.mark(|m| {
+            RunHooks::mark(|m| {
                 m.dns_start.get_or_insert(started);
             });
             let found = tokio::net::lookup_host((host.as_str(), 0)).await;
             let ended = Instant::now();
-            clock.mark(|m| {
+            RunHooks::mark(|m| {
                 if m.dns_start == Some(started) {
                     m.dns_end = Some(ended);
                 }
@@ -82,15 +119,17 @@ impl Resolve for TimedResolver {
     }
 }
 
-/// A connector layer that marks when the first connection starts and is ready.
+/// A connector layer that marks when the run's first connection starts and is ready, bounds
+/// each attempt by the run's `connect_within`, and carries the run's hooks into the attempt (the
+/// resolver and rustls's callbacks run inside it).
 #[derive(Clone)]
-pub(super) struct TimedConnectLayer(pub Arc<RunClock>);
+pub(super) struct TimedConnectLayer;
 
 impl<S> tower_layer::Layer<S> for TimedConnectLayer {
     type Service = TimedConnect<S>;
 
     fn layer(&self, inner: S) -> TimedConnect<S> {
-        TimedConnect { inner, clock: self.0.clone() }
+        TimedConnect { inner }
     }
 }
 
@@ -98,7 +137,6 @@ impl<S> tower_layer::Layer<S> for TimedConnectLayer {
 #[derive(Clone)]
 pub(super) struct TimedConnect<S> {
     inner: S,
-    clock: Arc<RunClock>,
 }
 
 impl<S, R> tower_service::Service<R> for TimedConnect<S>
@@ -106,7 +144,7 @@ where
     S: tower_service::Service<R>,
     S::Future: Send + 'static,
     S::Response: Send + 'static,
-    S::Error: Send + 'static,
+    S::Error: From<std::io::Error> + Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -117,19 +155,29 @@ where
     }
 
     fn call(&mut self, request: R) -> Self::Future {
+        let Some(hooks) = RunHooks::current() else {
+            return Box::pin(self.inner.call(request));
+        };
         let started = Instant::now();
         let first = {
-            let mut m = self.clock.marks.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut m = hooks.clock.marks.lock().unwrap_or_else(PoisonError::into_inner);
             let first = m.connect_start.is_none();
             m.connect_start.get_or_insert(started);
             first
         };
-        let clock = self.clock.clone();
-        let connecting = self.inner.call(request);
+        let connecting = RUN.sync_scope(hooks.clone(), || self.inner.call(request));
         Box::pin(async move {
-            let result = connecting.await;
+            let within = hooks.connect_within;
+            let connecting = RUN.scope(hooks.clone(), connecting);
+            let result = match within {
+                None => connecting.await,
+                Some(limit) => match tokio::time::timeout(limit, connecting).await {
+                    Ok(result) => result,
+                    Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out").into()),
+                },
+            };
             if first && result.is_ok() {
-                clock.mark(|m| m.connect_end = Some(Instant::now()));
+                hooks.clock.mark(|m| m.connect_end = Some(Instant::now()));
             }
             result
         })
@@ -140,7 +188,7 @@ where
 /// starts a handshake, which is when the TCP connection is up. It keeps nothing, so every
 /// handshake is a full one, as a new user's is.
 #[derive(Debug)]
-pub(super) struct HandshakeStart(pub Arc<RunClock>);
+pub(super) struct HandshakeStart;
 
 impl ClientSessionStore for HandshakeStart {
     fn set_kx_hint(&self, _: ServerName<'static>, _: NamedGroup) {}
@@ -161,7 +209,7 @@ impl ClientSessionStore for HandshakeStart {
 
     fn take_tls13_ticket(&self, _: &ServerName<'_>) -> Option<Tls13ClientSessionValue> {
         let now = Instant::now();
-        self.0.mark(|m| {
+        RunHooks::mark(|m| {
             m.tls_start.get_or_insert(now);
         });
         None

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use super::timing::RunHooks;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -111,12 +112,12 @@ pub(super) struct ServedChain {
     pub not_after: Mutex<Option<i64>>,
 }
 
-/// Notes the served chain, then lets `inner` judge it (for `name`, if set).
+/// Notes the served chain for the run being served (see [`RunHooks`]), then lets `inner`
+/// judge it (for `name`, if set).
 #[derive(Debug)]
 pub(super) struct Noting {
     pub inner: Arc<dyn ServerCertVerifier>,
     pub name: Option<ServerName<'static>>,
-    pub seen: Arc<ServedChain>,
 }
 
 impl ServerCertVerifier for Noting {
@@ -133,7 +134,9 @@ impl ServerCertVerifier for Noting {
             .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
             .map(|(_, cert)| cert.validity().not_after.timestamp())
             .min();
-        *self.seen.not_after.lock().unwrap_or_else(PoisonError::into_inner) = earliest;
+        if let Some(hooks) = RunHooks::current() {
+            *hooks.chain.not_after.lock().unwrap_or_else(PoisonError::into_inner) = earliest;
+        }
         let name = self.name.as_ref().unwrap_or(server_name);
         self.inner.verify_server_cert(end_entity, intermediates, name, ocsp_response, now)
     }
