@@ -4,9 +4,11 @@
 //! machine of BENCHMARKS.md), and a worker busy with something else (rendering a large
 //! `/metrics`) can leave an answer unread: both would be counted as the server's time.
 //!
-//! The scheduler starts each whole run on a lane (waiting for its slot, the login, recording the
-//! outcome), and a login asked for on a lane runs right there: one hop between threads per run
-//! instead of three, each hop a wake-up and a context switch.
+//! The scheduler's timer wheel runs on a lane too, and starts each whole run (waiting for its
+//! slot, the login, recording the outcome) on its own thread; a login asked for on a lane runs
+//! right there. So a scheduled login wakes one thread when it is due and that thread when its
+//! socket has news, as curl's loop does: each hop between threads would be one more wake-up
+//! and context switch.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -92,9 +94,13 @@ impl Lanes {
 }
 
 impl Lanes {
-    /// Starts `work` on the next thread without waiting for it.
-    pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
-        self.next_lane().spawn(work);
+    /// Starts `work` without waiting for it: on this thread if it is a lane (no wake-up of
+    /// another thread), else on the next lane.
+    pub fn spawn<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> JoinHandle<T> {
+        if ON_LANE.get() {
+            return tokio::spawn(work);
+        }
+        self.next_lane().spawn(work)
     }
 
     fn next_lane(&self) -> &Handle {
@@ -136,14 +142,17 @@ mod tests {
     #[tokio::test]
     async fn work_asked_for_on_a_lane_runs_right_there() {
         let lanes = std::sync::Arc::new(Lanes::start(2).unwrap());
-        let (tx, rx) = oneshot::channel();
         let inner = lanes.clone();
-        lanes.spawn(async move {
-            let outer = std::thread::current().id();
-            let ran_on = inner.run(async { std::thread::current().id() }).await;
-            let _ = tx.send(outer == ran_on);
-        });
-        assert!(rx.await.unwrap(), "a login asked for on a lane does not hop to another thread");
+        let same = lanes
+            .spawn(async move {
+                let outer = std::thread::current().id();
+                let ran_on = inner.run(async { std::thread::current().id() }).await;
+                let spawned_on = inner.spawn(async { std::thread::current().id() }).await.unwrap();
+                outer == ran_on && outer == spawned_on
+            })
+            .await
+            .unwrap();
+        assert!(same, "work asked for or started on a lane does not hop to another thread");
     }
 
     #[tokio::test]

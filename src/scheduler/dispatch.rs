@@ -145,12 +145,9 @@ impl Dispatcher {
                 entry.results.record_run(run.outcome, started, finished, Trigger::Scheduled);
             }
         });
-        // The whole run on a login thread: the login it starts runs there too, and its outcome
-        // is recorded there, with no hop back to this runtime (see crate::lanes).
-        match crate::lanes::Lanes::shared() {
-            Ok(lanes) => lanes.spawn(run),
-            Err(_) => drop(tokio::spawn(run)),
-        }
+        // The whole run on a login thread (this one, for the timer wheel's runs): the login it
+        // starts runs there too, and its outcome is recorded there (see crate::lanes).
+        spawn(run);
     }
 
     /// Runs `entry` now, outside its schedule, and returns the outcome; `None` if a run of it
@@ -204,6 +201,16 @@ impl Dispatcher {
         };
         crate::report::log_run(&entry.probe.name, &entry.probe.target, &run.outcome);
         Some((run, started_wall, SystemTime::now()))
+    }
+}
+
+/// Starts `work` on a lane (see [`crate::lanes`]), or here if the lanes could not be started.
+pub(super) fn spawn<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    match crate::lanes::Lanes::shared() {
+        Ok(lanes) => lanes.spawn(work),
+        Err(_) => tokio::spawn(work),
     }
 }
 

@@ -136,7 +136,8 @@ impl Scheduler {
         let runs = TaskTracker::new();
         let dispatcher = Arc::new(dispatch::Dispatcher::new(run, options.concurrency, runs.clone(), results.clone()));
         let (commands, receiver) = mpsc::unbounded_channel();
-        let timer = tokio::spawn(timer::run(dispatcher.clone(), results.clone(), receiver));
+        // On a login thread, where the runs it starts then begin without waking another.
+        let timer = dispatch::spawn(timer::run(dispatcher.clone(), results.clone(), receiver));
         let mut scheduler = Scheduler {
             commands,
             timer,
