@@ -325,6 +325,7 @@ async fn run(command: Command) -> Result<u8, Failure> {
             };
             let _simulator = start_embedded_simulator(&config).await?;
             let prober = Prober::new()?;
+            prober.warm_up().await;
             let runs = futures_util::future::join_all(selected.iter().map(|p| async {
                 if output == Output::Trace {
                     let (outcome, trace) = prober.login_traced(&p.login).await;

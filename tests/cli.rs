@@ -213,6 +213,8 @@ async fn a_one_character_app_key_leaves_the_trace_readable() {
         assert!(!words.contains(&secret) && !trace.contains(&format!("{secret}\n")), "{secret:?} in\n{trace}");
     }
     assert!(!trace.contains("bob-Pw-Kk41") && !trace.contains("4417"), "{trace}");
+    // The warm-up before the login sent nothing to the target: its two requests are the login's.
+    assert_eq!(sim.requests("bob").len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
