@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 /// A fixed set of login threads; logins are spread over them in turn. Dropping the set stops
 /// the threads (and abandons any login still on them).
-pub(super) struct Lanes {
+pub struct Lanes {
     lanes: Vec<Lane>,
     next: AtomicUsize,
 }

@@ -1,5 +1,5 @@
-//! Performs one login over HTTP: a fresh client per run, one deadline over everything, capped
-//! bodies, no redirects, no retries.
+//! Performs one login over HTTP: a fresh connection per run, one deadline over everything,
+//! capped bodies, no redirects, no retries but of connections that failed before any answer.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
