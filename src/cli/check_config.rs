@@ -1,0 +1,29 @@
+//! `authprobe check-config`: validate the probes file without probing, and list what would run.
+
+use std::path::Path;
+
+use super::{load_config, Failure};
+
+/// Loads `config_file` and prints its targets, simulator and probes.
+pub fn command(config_file: &Path) -> Result<u8, Failure> {
+    let config = load_config(config_file)?;
+    println!("{}: OK, {} target(s), {} probe(s)", config_file.display(), config.targets.len(), config.probes.len());
+    if let Some(sim) = &config.simulator {
+        let https = sim.tls.as_ref().map(|t| format!(" (and HTTPS on {})", t.listen)).unwrap_or_default();
+        println!("simulator: listen {}{https} with {} account(s)", sim.listen, sim.settings.accounts.len());
+    }
+    for p in &config.probes {
+        let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "probe {} target={} {} expect={} timeout={} max_steps={}{}",
+            p.name,
+            p.target,
+            p.schedule,
+            p.login.expect,
+            authprobe::duration::format(p.login.timeout),
+            p.login.max_steps,
+            if labels.is_empty() { String::new() } else { format!(" labels={{{}}}", labels.join(",")) }
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,198 @@
+//! The subcommands: their arguments (clap), and one module each for what they do.
+
+mod check_config;
+mod healthcheck;
+mod probe;
+mod serve;
+mod simulate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use authprobe::config::Config;
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit status: the probe ran and did not succeed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status: bad usage or bad configuration.
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "authprobe", version, about = "Synthetic monitor for the ETNA Trader /token login path")]
+pub struct Cli {
+    /// Only log messages at or above this level.
+    #[arg(long = "log.level", global = true, default_value = "info", value_parser = ["trace", "debug", "info", "warn", "error"])]
+    pub log_level: String,
+    /// Log line format.
+    #[arg(long = "log.format", global = true, value_enum, default_value_t = LogFormat::Logfmt)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+    /// Every request and answer (secrets and tokens redacted), then the text summary.
+    Trace,
+}
+
+/// How `run` serves its endpoints.
+#[derive(clap::Args)]
+pub struct WebArgs {
+    /// Address to serve metrics on: HOST:PORT, or :PORT for every interface.
+    #[arg(long = "web.listen-address", default_value = authprobe::web::DEFAULT_LISTEN)]
+    listen_address: String,
+    /// File with TLS and basic authentication settings (the Prometheus exporter-toolkit format),
+    /// applied to every endpoint; re-read when it changes.
+    #[arg(long = "web.config.file")]
+    web_config_file: Option<PathBuf>,
+    /// Enable POST /-/reload (SIGHUP reloads either way).
+    #[arg(long = "web.enable-lifecycle", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    enable_lifecycle: bool,
+    /// Enable GET /probe (runs a probe on demand; at most once per --probe.on-demand-min-interval).
+    #[arg(long = "web.enable-on-demand", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    enable_on_demand: bool,
+    /// Connections served at once; further clients wait.
+    #[arg(long = "web.max-connections", default_value_t = authprobe::web::server::DEFAULT_MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
+    /// Scrapes of /metrics rendered and sent at once; further scrapes wait their turn (memory
+    /// stays bounded however many scrapers there are).
+    #[arg(long = "web.max-concurrent-scrapes", default_value_t = authprobe::web::DEFAULT_MAX_CONCURRENT_SCRAPES as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    max_concurrent_scrapes: u32,
+    /// Time a client has to send a request's headers or complete a TLS handshake.
+    #[arg(long = "web.read-header-timeout", default_value = "10s", value_parser = parse_duration)]
+    read_header_timeout: Duration,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Probe on schedule and serve metrics (the default command).
+    Run {
+        /// The probes file.
+        #[arg(long = "config.file", default_value = "probes.yaml")]
+        config_file: PathBuf,
+        #[command(flatten)]
+        web: WebArgs,
+        /// Logins in flight at most; further runs wait their turn.
+        #[arg(long = "probe.concurrency", default_value_t = authprobe::scheduler::DEFAULT_CONCURRENCY as u32,
+              value_parser = clap::value_parser!(u32).range(1..=65_536))]
+        concurrency: u32,
+        /// Least time between two on-demand runs (`GET /probe`) of one probe.
+        #[arg(long = "probe.on-demand-min-interval", default_value = "10s", value_parser = parse_duration)]
+        on_demand_min_interval: Duration,
+        /// Run only the probes of this shard (0-based) of --shard.count.
+        #[arg(long = "shard.index", requires = "shard_count", conflicts_with = "shard_from_hostname")]
+        shard_index: Option<u32>,
+        /// Split the probes among this many instances by a stable hash of their names.
+        #[arg(long = "shard.count")]
+        shard_count: Option<u32>,
+        /// Take the shard index from the host name's trailing -N (a StatefulSet pod's ordinal).
+        #[arg(long = "shard.from-hostname", requires = "shard_count")]
+        shard_from_hostname: bool,
+        /// Add location="NAME" to every probe series (for the same probes run from several places).
+        #[arg(long = "location")]
+        location: Option<String>,
+    },
+    /// Run probes once and print their outcome.
+    Probe {
+        /// Probes to run (by name).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        names: Vec<String>,
+        /// Run every probe of the file.
+        #[arg(long)]
+        all: bool,
+        /// The probes file.
+        #[arg(long = "config.file", default_value = "probes.yaml")]
+        config_file: PathBuf,
+        /// Output format: text, one JSON object per probe and line, or a trace of every request
+        /// and answer (secrets and tokens redacted) before the text.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Exit 0 if a running authprobe answers its health endpoint over plain HTTP (for container
+    /// health checks, where no curl is installed); 401 from basic authentication counts as an
+    /// answer.
+    Healthcheck {
+        /// The address authprobe serves on.
+        #[arg(long = "web.listen-address", default_value = "127.0.0.1:9871")]
+        address: String,
+    },
+    /// Validate the probes file without probing and list what would run.
+    CheckConfig {
+        /// The probes file.
+        #[arg(long = "config.file", default_value = "probes.yaml")]
+        config_file: PathBuf,
+    },
+    /// Serve the simulated /token API.
+    Simulate {
+        /// Address to listen on (default: the simulator block's, or 127.0.0.1:18080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Accounts file; without it, the simulator: block of --config.file is served.
+        #[arg(long)]
+        accounts: Option<PathBuf>,
+        /// The probes file whose simulator: block to serve.
+        #[arg(long = "config.file", default_value = "probes.yaml")]
+        config_file: PathBuf,
+    },
+}
+
+/// An error that maps to an exit status.
+pub enum Failure {
+    Config(anyhow::Error),
+    Other(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Other(e.into())
+    }
+}
+
+/// Runs `command`: its exit status, or the failure that maps to one.
+pub async fn run(command: Command) -> Result<u8, Failure> {
+    match command {
+        Command::Run {
+            config_file,
+            web,
+            concurrency,
+            on_demand_min_interval,
+            shard_index,
+            shard_count,
+            shard_from_hostname,
+            location,
+        } => {
+            let instance = serve::instance(shard_index, shard_count, shard_from_hostname, location)?;
+            serve::serve(&config_file, &web, concurrency as usize, on_demand_min_interval, instance).await?;
+            Ok(0)
+        }
+        Command::Healthcheck { address } => Ok(healthcheck::command(&address)),
+        Command::CheckConfig { config_file } => check_config::command(&config_file),
+        Command::Probe { names, all, config_file, output } => probe::command(&names, all, &config_file, output).await,
+        Command::Simulate { listen, accounts, config_file } => {
+            simulate::command(listen, accounts.as_deref(), &config_file).await
+        }
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config, Failure> {
+    let config = Config::load(path).map_err(|e| Failure::Config(anyhow::anyhow!("invalid configuration:\n{e}")))?;
+    authprobe::panics::remember(config.secrets());
+    Ok(config)
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    authprobe::duration::parse(text).map_err(|e| e.to_string())
+}

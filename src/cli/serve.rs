@@ -1,0 +1,263 @@
+//! `authprobe run`: probe on schedule and serve metrics until SIGINT or SIGTERM; SIGHUP reloads.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use authprobe::config::Probe;
+use authprobe::instance::{Instance, InstanceError, Shard};
+use authprobe::metrics::Metrics;
+use authprobe::protocol::Prober;
+use authprobe::results::Results;
+use authprobe::scheduler::{self, RunFn, Scheduler};
+use authprobe::service::{OnDemandError, Service};
+use authprobe::web;
+
+use super::simulate::start_embedded_simulator;
+use super::{load_config, Failure, WebArgs};
+
+/// This instance's shard and location, from the flags.
+pub fn instance(
+    shard_index: Option<u32>,
+    shard_count: Option<u32>,
+    shard_from_hostname: bool,
+    location: Option<String>,
+) -> Result<Instance, Failure> {
+    let usage = |e: InstanceError| Failure::Config(anyhow::anyhow!("{e}"));
+    let shard = match (shard_count, shard_index, shard_from_hostname) {
+        (None, ..) => None,
+        (Some(count), _, true) => Some(Shard::from_hostname(&hostname(), count).map_err(usage)?),
+        (Some(count), Some(index), false) => Some(Shard::new(index, count).map_err(usage)?),
+        (Some(_), None, false) => {
+            return Err(Failure::Config(anyhow::anyhow!("--shard.count needs --shard.index or --shard.from-hostname")))
+        }
+    };
+    Instance::new(shard, location).map_err(usage)
+}
+
+/// This machine's host name (a StatefulSet pod's name), or "" if it cannot be read.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// `authprobe run`: the embedded simulator if configured, the metrics server, the schedule; until
+/// SIGINT or SIGTERM.
+pub async fn serve(
+    config_file: &Path,
+    web_args: &WebArgs,
+    concurrency: usize,
+    on_demand_min_interval: Duration,
+    instance: Instance,
+) -> Result<(), Failure> {
+    let config = load_config(config_file)?;
+    config.warn_insecure();
+    authprobe::memory::release_freed();
+    let simulator = start_embedded_simulator(&config).await?;
+    let web_config = match &web_args.web_config_file {
+        None => web::config::WebConfigSource::none(),
+        Some(path) => web::config::WebConfigSource::file(path)
+            .map_err(|e| Failure::Config(anyhow::anyhow!("invalid web configuration:\n{e}")))?,
+    };
+    let listener = web::bind(&web_args.listen_address).await?;
+    let address = listener.local_addr().context("reading the bound address")?;
+
+    let configured = config.probes.len();
+    let probes: Vec<Arc<Probe>> = instance.select(config.probes).into_iter().map(Arc::new).collect();
+    if let Some(shard) = instance.shard {
+        tracing::info!(
+            shard = shard.index(),
+            shards = shard.count(),
+            probes = probes.len(),
+            configured,
+            "running one shard of the probes"
+        );
+    }
+    let results = Arc::new(Results::new(probes.iter().map(|p| p.as_ref())));
+    let metrics = Arc::new(Metrics::new(results.clone())?);
+    let mut signals = Signals::register();
+    let ready = Arc::new(AtomicBool::new(false));
+    let service: Arc<tokio::sync::OnceCell<Service>> = Arc::new(tokio::sync::OnceCell::new());
+    let reload: web::ReloadFn = {
+        let service = service.clone();
+        Arc::new(move || {
+            let service = service.clone();
+            Box::pin(async move {
+                match service.get() {
+                    Some(r) => r.reload().await.map_err(|e| e.to_string()),
+                    None => Err("not started yet".to_owned()),
+                }
+            })
+        })
+    };
+    let on_demand: web::OnDemandFn = {
+        let service = service.clone();
+        Arc::new(move |name: String, traced: bool| {
+            let service = service.clone();
+            Box::pin(async move {
+                match service.get() {
+                    Some(s) => s.run_now(&name, traced).await,
+                    None => Err(OnDemandError::Unknown(name)),
+                }
+            })
+        })
+    };
+    let state = web::AppState {
+        metrics,
+        results: results.clone(),
+        ready: ready.clone(),
+        reload: web_args.enable_lifecycle.then(|| reload.clone()),
+        on_demand: web_args.enable_on_demand.then_some(on_demand),
+        instance: instance.clone(),
+        scrapes: Arc::new(tokio::sync::Semaphore::new(web_args.max_concurrent_scrapes as usize)),
+    };
+    let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = web::ServeOptions {
+        max_connections: web_args.max_connections as usize,
+        read_header_timeout: web_args.read_header_timeout,
+        web_config: Arc::new(web_config),
+    };
+    let server = tokio::spawn(web::serve(listener, web::router(state), options, async move {
+        let _ = web_stopped.await;
+    }));
+    tracing::info!(%address, "serving metrics");
+
+    let prober = Prober::new()?;
+    let run: RunFn = Arc::new(move |probe: Arc<Probe>, traced: bool| {
+        let prober = prober.clone();
+        Box::pin(async move {
+            #[cfg(debug_assertions)]
+            inject_panic(&probe);
+            if traced {
+                let (outcome, trace) = prober.login_traced(&probe.login).await;
+                scheduler::Run { outcome, trace: Some(trace) }
+            } else {
+                scheduler::Run { outcome: prober.login(&probe.login).await, trace: None }
+            }
+        })
+    });
+    let count = probes.len();
+    let scheduler =
+        Scheduler::start(probes, results.clone(), run, scheduler::Options { concurrency, ..Default::default() })
+            .await?;
+    let _ = service.set(Service::new(config_file.to_owned(), instance, results, scheduler, on_demand_min_interval));
+    ready.store(true, Ordering::Release);
+    tracing::info!(probes = count, config = %config_file.display(), concurrency, "probes scheduled");
+
+    let signal = loop {
+        match signals.next().await {
+            Signal::Reload => {
+                // The outcome is logged by the service.
+                let _ = reload().await;
+            }
+            Signal::Stop(name) => break name,
+        }
+    };
+    tracing::info!(signal, "shutting down: no new runs; waiting for runs in flight");
+    // /-/ready turns 503 at once; /metrics keeps serving until the last run is recorded.
+    ready.store(false, Ordering::Release);
+    if let Some(service) = service.get() {
+        // In-flight runs may finish: each ends by its own deadline.
+        service.stop(RUN_GRACE).await;
+    }
+    let _ = stop_web.send(());
+    match tokio::time::timeout(SCRAPE_GRACE, server).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "metrics server ended with an error"),
+        Err(_) => tracing::warn!("metrics server did not stop in time"),
+        _ => {}
+    }
+    for sim in simulator {
+        sim.shutdown().await;
+    }
+    Ok(())
+}
+
+/// In debug builds only (the tests'), `AUTHPROBE_TEST_PANIC=NAME` makes every run of probe NAME
+/// panic with a message quoting its password, pin and app key: the seam through which the tests
+/// prove that a bug's panic is counted, logged, and leaks no secret.
+#[cfg(debug_assertions)]
+fn inject_panic(probe: &Probe) {
+    use secrecy::ExposeSecret as _;
+    if std::env::var("AUTHPROBE_TEST_PANIC").is_ok_and(|n| n == probe.name) {
+        let l = &probe.login;
+        let pin = l.pin.as_ref().map(|p| p.expose_secret().to_owned()).unwrap_or_default();
+        panic!(
+            "injected panic: password {} pin {pin} app key {} body {{\"Token\":\"{}\"}}",
+            l.password.expose_secret(),
+            l.app_key.expose_secret(),
+            l.password.expose_secret()
+        );
+    }
+}
+
+/// Beyond the longest probe timeout, how long shutdown waits for runs in flight to be recorded.
+const RUN_GRACE: Duration = Duration::from_secs(1);
+/// How long shutdown waits for open scrapes once every run is recorded.
+const SCRAPE_GRACE: Duration = Duration::from_secs(5);
+
+/// What a signal asks of `run`.
+enum Signal {
+    /// SIGHUP: re-read the configuration.
+    Reload,
+    /// SIGINT or SIGTERM (named): shut down.
+    Stop(&'static str),
+}
+
+/// The signals `run` acts on, registered once so that none arriving between two waits is lost.
+struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn register() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let register = |kind, name| {
+                signal(kind).map_err(|e| tracing::warn!(signal = name, error = %e, "cannot listen for signal")).ok()
+            };
+            Signals {
+                term: register(SignalKind::terminate(), "SIGTERM"),
+                hup: register(SignalKind::hangup(), "SIGHUP"),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// Waits for the next signal.
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop("SIGINT"),
+                _ = recv(&mut self.term) => Signal::Stop("SIGTERM"),
+                _ = recv(&mut self.hup) => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop("Ctrl-C")
+        }
+    }
+}
