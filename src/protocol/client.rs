@@ -13,8 +13,7 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::classify::{self, Answer, Context, Decision, Verdict};
-use super::timing::{HandshakeStart, RunClock, RunHooks, TimedConnectLayer, TimedResolver};
-use super::tls::Noting;
+use super::timing::{RunClock, RunHooks, TimedConnectLayer, TimedResolver};
 use super::{
     sanitize, LoginSpec, LogoutOutcome, Outcome, Phases, Reason, ResultClass, Step, StepRecord, TlsFacts, TlsSettings,
     Trace,
@@ -262,13 +261,7 @@ impl Prober {
     }
 
     fn build_client(&self, spec: &LoginSpec, keep_connections: bool) -> Result<reqwest::Client, String> {
-        let built = spec.tls.build(&self.roots)?;
-        let mut tls = built.config.clone();
-        tls.resumption = rustls::client::Resumption::store(Arc::new(HandshakeStart));
-        tls.dangerous().set_certificate_verifier(Arc::new(Noting {
-            inner: built.verifier.clone(),
-            name: spec.tls.server_name.clone(),
-        }));
+        let tls = rustls::ClientConfig::clone(&*spec.tls.build(&self.roots)?);
         let mut builder = reqwest::Client::builder();
         if !keep_connections {
             builder = builder.pool_max_idle_per_host(0);

@@ -1,20 +1,21 @@
 //! TLS for HTTPS targets: the per-target settings (`tls:` in the configuration) made into a
-//! rustls client configuration once, a certificate verifier that notes what the server served
-//! (the earliest expiry of its chain) before judging it, and the words that say why a
+//! rustls client configuration once, with a certificate verifier that notes what the server
+//! served (the earliest expiry of its chain) before judging it, and the words that say why a
 //! handshake failed.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use super::timing::RunHooks;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::CryptoProvider;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     AlertDescription, CertificateError, DigitallySignedStruct, Error as TlsError, OtherError, PeerIncompatible,
     SignatureScheme,
 };
+
+use super::timing::{HandshakeStart, RunHooks};
 
 /// How to trust and present certificates to one target. Files are read when the configuration
 /// is loaded (so a reload picks up renewed ones); the rustls configuration is built from them
@@ -30,7 +31,7 @@ pub struct TlsSettings {
     pub insecure_skip_verify: bool,
     /// A client certificate chain and its key, for servers that ask for one.
     pub client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-    built: OnceLock<Result<Arc<Built>, String>>,
+    built: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
 }
 
 impl fmt::Debug for TlsSettings {
@@ -58,20 +59,15 @@ impl PartialEq for TlsSettings {
     }
 }
 
-/// A rustls configuration and the verifier it wraps.
-pub(super) struct Built {
-    pub config: rustls::ClientConfig,
-    pub verifier: Arc<dyn ServerCertVerifier>,
-}
-
 impl TlsSettings {
     /// The rustls configuration for these settings, built once; `system_roots` is used when no
-    /// CA file is given.
-    pub(super) fn build(&self, system_roots: &Arc<rustls::RootCertStore>) -> Result<Arc<Built>, String> {
+    /// CA file is given. Its verifier and session store are authprobe's hooks, which find the
+    /// run they serve in [`RunHooks`], so one configuration serves every run of the target.
+    pub(super) fn build(&self, system_roots: &Arc<rustls::RootCertStore>) -> Result<Arc<rustls::ClientConfig>, String> {
         self.built.get_or_init(|| self.make(system_roots).map(Arc::new)).clone()
     }
 
-    fn make(&self, system_roots: &Arc<rustls::RootCertStore>) -> Result<Built, String> {
+    fn make(&self, system_roots: &Arc<rustls::RootCertStore>) -> Result<rustls::ClientConfig, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let roots = match &self.roots {
             None => system_roots.clone(),
@@ -83,25 +79,31 @@ impl TlsSettings {
                 Arc::new(store)
             }
         };
-        let verifier: Arc<dyn ServerCertVerifier> = if self.insecure_skip_verify {
-            Arc::new(AcceptAny(provider.clone()))
+        let webpki = if self.insecure_skip_verify {
+            None
         } else {
-            let webpki = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
-                .build()
-                .map_err(|e| format!("cannot verify certificates: {e}"))?;
-            Arc::new(Anchored { webpki, pinned: self.roots.clone().unwrap_or_default() })
+            let webpki = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone()).build();
+            Some(webpki.map_err(|e| format!("cannot verify certificates: {e}"))?)
+        };
+        let verifier = Verifier {
+            webpki,
+            pinned: self.roots.clone().unwrap_or_default(),
+            name: self.server_name.clone(),
+            algorithms: provider.signature_verification_algorithms,
         };
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots);
-        let config = match &self.client_auth {
+        let mut config = match &self.client_auth {
             None => builder.with_no_client_auth(),
             Some((chain, key)) => builder
                 .with_client_auth_cert(chain.clone(), key.clone_key())
                 .map_err(|e| format!("the client certificate cannot be used: {e}"))?,
         };
-        Ok(Built { config, verifier })
+        config.resumption = rustls::client::Resumption::store(Arc::new(HandshakeStart));
+        config.dangerous().set_certificate_verifier(Arc::new(verifier));
+        Ok(config)
     }
 }
 
@@ -112,73 +114,31 @@ pub(super) struct ServedChain {
     pub not_after: Mutex<Option<i64>>,
 }
 
-/// Notes the served chain for the run being served (see [`RunHooks`]), then lets `inner`
-/// judge it (for `name`, if set).
+/// Judges the server's certificate for one target, after noting its chain's earliest expiry
+/// for the run being served (see [`RunHooks`]), even where it then refuses it.
+///
+/// The judgement is webpki's (for `name` instead of the URL's host, if set), plus the one
+/// certificate curl and Go accept that webpki refuses: a server certificate that is itself, byte
+/// for byte, one of the target's `ca_file` certificates although it says `CA:TRUE` (what
+/// `openssl req -x509` makes unless told otherwise, so what most labs and staging hosts serve).
+/// OpenSSL and Go trust a certificate found in their trust store as it stands; so does this,
+/// after the checks a leaf gets all the same: validity period, extended key usage and name. A
+/// refusal for want of an issuer is put in words that name the likely cause. With
+/// `insecure_skip_verify` (no webpki) any certificate passes, but the handshake's signatures are
+/// still checked: the server must hold the certificate's key.
 #[derive(Debug)]
-pub(super) struct Noting {
-    pub inner: Arc<dyn ServerCertVerifier>,
-    pub name: Option<ServerName<'static>>,
-}
-
-impl ServerCertVerifier for Noting {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let earliest = std::iter::once(end_entity)
-            .chain(intermediates)
-            .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
-            .map(|(_, cert)| cert.validity().not_after.timestamp())
-            .min();
-        if let Some(hooks) = RunHooks::current() {
-            *hooks.chain.not_after.lock().unwrap_or_else(PoisonError::into_inner) = earliest;
-        }
-        let name = self.name.as_ref().unwrap_or(server_name);
-        self.inner.verify_server_cert(end_entity, intermediates, name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// WebPKI verification, plus the one certificate curl and Go accept that webpki refuses: a
-/// server certificate that is itself, byte for byte, one of the target's `ca_file` certificates
-/// although it says `CA:TRUE` (what `openssl req -x509` makes unless told otherwise, so what
-/// most labs and staging hosts serve). OpenSSL and Go trust a certificate found in their trust
-/// store as it stands; so does this, after the checks a leaf gets all the same: validity period,
-/// extended key usage and name. Every other certificate goes through webpki unchanged, and a
-/// refusal it gives for want of an issuer is put in words that name the likely cause.
-#[derive(Debug)]
-struct Anchored {
-    webpki: Arc<WebPkiServerVerifier>,
+struct Verifier {
+    /// `None` with `insecure_skip_verify`.
+    webpki: Option<Arc<WebPkiServerVerifier>>,
     /// The `ca_file` certificates; empty when the system's CAs are trusted.
     pinned: Vec<CertificateDer<'static>>,
+    /// The name to verify instead of the URL's host.
+    name: Option<ServerName<'static>>,
+    /// The provider's signature algorithms, for the handshake's signatures (as webpki checks them).
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl Anchored {
+impl Verifier {
     /// What is trusted, in the words of a detail.
     fn trusted(&self) -> &'static str {
         if self.pinned.is_empty() {
@@ -266,7 +226,7 @@ impl Anchored {
     }
 }
 
-impl ServerCertVerifier for Anchored {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -275,7 +235,17 @@ impl ServerCertVerifier for Anchored {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
-        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+        let earliest = std::iter::once(end_entity)
+            .chain(intermediates)
+            .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
+            .map(|(_, cert)| cert.validity().not_after.timestamp())
+            .min();
+        if let Some(hooks) = RunHooks::current() {
+            *hooks.chain.not_after.lock().unwrap_or_else(PoisonError::into_inner) = earliest;
+        }
+        let Some(webpki) = &self.webpki else { return Ok(ServerCertVerified::assertion()) };
+        let server_name = self.name.as_ref().unwrap_or(server_name);
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(e) if is_ca_used_as_end_entity(&e) => {
                 if self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
                     self.verify_pinned(end_entity, server_name, now).map(|()| ServerCertVerified::assertion())
@@ -296,7 +266,7 @@ impl ServerCertVerifier for Anchored {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -305,11 +275,11 @@ impl ServerCertVerifier for Anchored {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
@@ -379,45 +349,5 @@ fn explain(e: &TlsError) -> Option<&'static str> {
         ) => Some(SUITES),
         TlsError::InvalidMessage(_) => Some("the server did not answer in TLS (is the port plain HTTP?)"),
         _ => None,
-    }
-}
-
-/// `insecure_skip_verify`: any certificate, but signatures still checked (the handshake must be
-/// with the holder of the certificate's key).
-#[derive(Debug)]
-struct AcceptAny(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
