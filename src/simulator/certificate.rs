@@ -8,7 +8,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// How long a made certificate is valid: long enough for any demo, short enough to be clearly
 /// not a production one.
-const VALID_DAYS: i64 = 90;
+const VALID_DAYS: u64 = 90;
 
 /// A new key and a self-signed certificate for `names` (DNS names or IP addresses), as PEM:
 /// `(certificate, private key)`.
@@ -18,7 +18,7 @@ pub fn make(names: &[String]) -> Result<(String, String), String> {
     params.distinguished_name.push(rcgen::DnType::CommonName, "authprobe simulator");
     let now = rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(unix_now());
     params.not_before = now - std::time::Duration::from_secs(3600);
-    params.not_after = now + std::time::Duration::from_secs(VALID_DAYS.unsigned_abs() * 86_400);
+    params.not_after = now + std::time::Duration::from_secs(VALID_DAYS * 86_400);
     let cert = params.self_signed(&key).map_err(|e| format!("cannot sign the certificate: {e}"))?;
     Ok((cert.pem(), key.serialize_pem()))
 }
