@@ -502,7 +502,7 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
             "the injected panic is counted"
         );
         let (_, log) = svc.terminate_with_log().await;
-        assert!(log.contains("panicked") && log.contains("injected panic: password <redacted>"), "{log}");
+        assert!(log.contains("panicked") && log.contains("injected panic: secrets <redacted>"), "{log}");
         assert!(log.contains("invalid configuration"), "reload errors are logged");
         emitted += &log;
 

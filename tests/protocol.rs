@@ -53,7 +53,7 @@ async fn trailing_slash_in_base_url_and_extra_fields() {
     a.extra_fields = true;
     let sim = simulator(vec![a]).await;
     let mut s = spec(&sim, "alice", "pw");
-    s.base_url = format!("{}/", sim.base_url()).parse().unwrap();
+    etna(&mut s).base_url = format!("{}/", sim.base_url()).parse().unwrap();
     let o = login(&s).await;
     assert_eq!(o.result, ResultClass::Success, "{}", o.detail);
     assert_eq!(sim.requests("alice")[0].path, "/api/token");
@@ -63,7 +63,7 @@ async fn trailing_slash_in_base_url_and_extra_fields() {
 async fn pin_step_continues_with_interim_token_and_repeated_credentials() {
     let sim = simulator(vec![pin_account("bob", "pw-bob", "4321")]).await;
     let mut s = spec(&sim, "bob", "pw-bob");
-    s.pin = Some("4321".into());
+    etna(&mut s).pin = Some("4321".into());
     let o = login(&s).await;
     check(&o, ResultClass::Success, Some(State::Succeeded), Step::SecutityPin, Reason::None, 200);
     let steps: Vec<_> = o.steps.iter().map(|r| (r.step, r.http_status, r.state)).collect();
@@ -95,15 +95,15 @@ async fn verification_code_step_and_pin_then_code() {
     let sim = simulator(vec![code_account("carol", "pw", "735190"), both]).await;
 
     let mut s = spec(&sim, "carol", "pw");
-    s.verification_code = Some("735190".into());
+    etna(&mut s).verification_code = Some("735190".into());
     let o = login(&s).await;
     check(&o, ResultClass::Success, Some(State::Succeeded), Step::VerificationCode, Reason::None, 200);
     assert_eq!(sim.requests("carol")[1].header("verificationcode"), Some("735190"));
     assert!(sim.requests("carol")[1].header("authorization").unwrap().starts_with("Bearer "));
 
     let mut s = spec(&sim, "dora", "pw");
-    s.pin = Some("1111".into());
-    s.verification_code = Some("909090".into());
+    etna(&mut s).pin = Some("1111".into());
+    etna(&mut s).verification_code = Some("909090".into());
     let o = login(&s).await;
     assert_eq!(o.result, ResultClass::Success, "{}", o.detail);
     let order: Vec<Step> = o.steps.iter().map(|r| r.step).collect();
@@ -116,7 +116,7 @@ async fn verification_code_step_and_pin_then_code() {
 async fn expected_verification_step_is_healthy() {
     let sim = simulator(vec![code_account("carol", "pw", "735190")]).await;
     let mut s = spec(&sim, "carol", "pw");
-    s.expect = Expect::Step(Step::VerificationCode);
+    etna(&mut s).expect = Expect::Step(Step::VerificationCode);
     let o = login(&s).await;
     check(
         &o,
@@ -132,7 +132,7 @@ async fn expected_verification_step_is_healthy() {
     // The same expectation against an account without 2FA: the step never comes.
     let sim = simulator(vec![Account::new("alice", "pw")]).await;
     let mut s = spec(&sim, "alice", "pw");
-    s.expect = Expect::Step(Step::VerificationCode);
+    etna(&mut s).expect = Expect::Step(Step::VerificationCode);
     check(
         &login(&s).await,
         ResultClass::UnexpectedStep,
@@ -162,19 +162,19 @@ async fn credential_failures() {
     check(&o, ResultClass::AuthFailed, Some(State::Failed), Step::BaseAuthentication, Reason::InvalidCredentials, 401);
 
     let mut s = spec(&sim, "bob", "pw");
-    s.pin = Some("0000".into());
+    etna(&mut s).pin = Some("0000".into());
     let o = login(&s).await;
     check(&o, ResultClass::AuthFailed, Some(State::Failed), Step::SecutityPin, Reason::InvalidPin, 401);
 
     // A server that asks for the pin again after a wrong one.
     let mut s = spec(&sim, "rita", "pw");
-    s.pin = Some("0000".into());
+    etna(&mut s).pin = Some("0000".into());
     let o = login(&s).await;
     check(&o, ResultClass::AuthFailed, Some(State::Expecting), Step::SecutityPin, Reason::InvalidPin, 202);
     assert_eq!(o.steps.len(), 2);
 
     let mut s = spec(&sim, "carol", "pw");
-    s.verification_code = Some("000000".into());
+    etna(&mut s).verification_code = Some("000000".into());
     let o = login(&s).await;
     check(
         &o,
@@ -192,7 +192,7 @@ async fn lost_ticket_is_corrupted_ticket() {
     a.fault = Fault::ForgetTickets;
     let sim = simulator(vec![a]).await;
     let mut s = spec(&sim, "bob", "pw");
-    s.pin = Some("4321".into());
+    etna(&mut s).pin = Some("4321".into());
     let o = login(&s).await;
     check(&o, ResultClass::AuthFailed, Some(State::Failed), Step::SecutityPin, Reason::CorruptedTicket, 401);
 }
@@ -241,11 +241,11 @@ async fn password_expired_and_pin_not_initialised() {
         202,
     );
     let mut s = spec(&sim, "erin", "pw");
-    s.expect = Expect::Step(Step::SecutityPin);
+    etna(&mut s).expect = Expect::Step(Step::SecutityPin);
     assert_eq!(login(&s).await.result, ResultClass::PinNotInitialized);
     // Even with a pin to send, the prompt itself says the PIN cannot be used.
-    s.expect = Expect::Succeeded;
-    s.pin = Some("1234".into());
+    etna(&mut s).expect = Expect::Succeeded;
+    etna(&mut s).pin = Some("1234".into());
     assert_eq!(login(&s).await.result, ResultClass::PinNotInitialized);
 }
 
@@ -253,7 +253,7 @@ async fn password_expired_and_pin_not_initialised() {
 async fn app_key_rejected_with_either_status() {
     let sim = simulator(vec![Account::new("alice", "pw")]).await;
     let mut s = spec(&sim, "alice", "pw");
-    s.app_key = "not-a-key".into();
+    etna(&mut s).app_key = "not-a-key".into();
     let o = login(&s).await;
     check(&o, ResultClass::AppKeyRejected, None, Step::BaseAuthentication, Reason::AppKeyNotDefined, 403);
     assert_eq!(o.reason_text, "Application key is not defined or does not exist");
@@ -262,7 +262,7 @@ async fn app_key_rejected_with_either_status() {
     settings.app_key_error_status = 401;
     let sim = simulator_with(settings).await;
     let mut s = spec(&sim, "alice", "pw");
-    s.app_key = "not-a-key".into();
+    etna(&mut s).app_key = "not-a-key".into();
     check(&login(&s).await, ResultClass::AppKeyRejected, None, Step::BaseAuthentication, Reason::AppKeyNotDefined, 401);
 }
 
@@ -289,9 +289,9 @@ async fn step_limit_bounds_the_number_of_requests() {
     let sim = simulator(vec![both, endless]).await;
 
     let mut s = spec(&sim, "dora", "pw");
-    s.pin = Some("1111".into());
-    s.verification_code = Some("909090".into());
-    s.max_steps = 2;
+    etna(&mut s).pin = Some("1111".into());
+    etna(&mut s).verification_code = Some("909090".into());
+    etna(&mut s).max_steps = 2;
     let o = login(&s).await;
     check(
         &o,
@@ -304,8 +304,8 @@ async fn step_limit_bounds_the_number_of_requests() {
     assert_eq!(sim.requests("dora").len(), 2);
 
     let mut s = spec(&sim, "eve", "pw");
-    s.pin = Some("1".into());
-    s.verification_code = Some("2".into());
+    etna(&mut s).pin = Some("1".into());
+    etna(&mut s).verification_code = Some("2".into());
     let o = login(&s).await;
     assert_eq!(o.result, ResultClass::StepLimit, "{}", o.detail);
     assert_eq!(sim.requests("eve").len(), 3, "max_steps=3 requests, then stop");
@@ -384,7 +384,7 @@ async fn deadline_covers_stalls_and_slow_bodies() {
 
     // One deadline for the whole login: two 700 ms steps do not fit in 1 s.
     let mut s = spec(&sim, "slowpin", "pw");
-    s.pin = Some("1".into());
+    etna(&mut s).pin = Some("1".into());
     s.timeout = Duration::from_secs(1);
     let o = login(&s).await;
     check(&o, ResultClass::Timeout, None, Step::SecutityPin, Reason::None, 0);
@@ -396,13 +396,13 @@ async fn deadline_covers_stalls_and_slow_bodies() {
 async fn connection_and_tls_failures() {
     let sim = simulator(vec![Account::new("alice", "pw")]).await;
     let mut s = spec(&sim, "alice", "pw");
-    s.base_url = format!("http://127.0.0.1:{}/api", closed_port()).parse().unwrap();
+    etna(&mut s).base_url = format!("http://127.0.0.1:{}/api", closed_port()).parse().unwrap();
     let o = login(&s).await;
     check(&o, ResultClass::ConnectError, None, Step::BaseAuthentication, Reason::None, 0);
     assert!(o.detail.to_lowercase().contains("refused"), "{}", o.detail);
 
     // TLS spoken to a plain-HTTP port.
-    s.base_url = format!("https://{}/api", sim.addr()).parse().unwrap();
+    etna(&mut s).base_url = format!("https://{}/api", sim.addr()).parse().unwrap();
     let o = login(&s).await;
     check(&o, ResultClass::TlsError, None, Step::BaseAuthentication, Reason::None, 0);
 }
@@ -425,7 +425,7 @@ async fn outcome_never_contains_secrets_or_tokens() {
     echo.fault = Fault::RandomReason;
     let sim = simulator(vec![pin_account("bob", "pw-Vb83-distinct", "pin-5518-distinct"), echo]).await;
     let mut s = spec(&sim, "bob", "pw-Vb83-distinct");
-    s.pin = Some("pin-5518-distinct".into());
+    etna(&mut s).pin = Some("pin-5518-distinct".into());
     let o = login(&s).await;
     assert!(o.is_success());
     let text = format!("{o:?} {} {s:?}", serde_json::to_string(&o).unwrap());
@@ -451,7 +451,7 @@ async fn outcome_never_contains_secrets_or_tokens() {
 async fn each_run_opens_a_new_connection_and_steps_reuse_it() {
     let sim = simulator(vec![pin_account("bob", "pw", "4321")]).await;
     let mut s = spec(&sim, "bob", "pw");
-    s.pin = Some("4321".into());
+    etna(&mut s).pin = Some("4321".into());
     let prober = Prober::new().unwrap();
     for _ in 0..3 {
         assert!(prober.login(&s).await.is_success());
@@ -488,9 +488,9 @@ async fn each_run_opens_a_new_connection_and_steps_reuse_it() {
 async fn validation_checks_the_new_token_and_logout_revokes_it() {
     let sim = simulator(vec![pin_account("bob", "bob-pw", "4321")]).await;
     let mut s = spec(&sim, "bob", "bob-pw");
-    s.pin = Some("4321".into());
-    s.validate = true;
-    s.logout = true;
+    etna(&mut s).pin = Some("4321".into());
+    etna(&mut s).validate = true;
+    etna(&mut s).logout = true;
     let o = login(&s).await;
     check(&o, ResultClass::Success, Some(State::Succeeded), Step::SecutityPin, Reason::None, 200);
     let steps: Vec<(Step, u16)> = o.steps.iter().map(|r| (r.step, r.http_status)).collect();
@@ -535,7 +535,7 @@ async fn a_refused_token_fails_validation_and_a_failed_logout_does_not_fail_the_
     sim.update_account("slow", |a| a.delay = Some(Duration::from_millis(300)));
 
     let mut s = spec(&sim, "refused", "pw");
-    s.validate = true;
+    etna(&mut s).validate = true;
     let o = login(&s).await;
     check(
         &o,
@@ -550,8 +550,8 @@ async fn a_refused_token_fails_validation_and_a_failed_logout_does_not_fail_the_
     assert!(sim.validated_tokens("refused").is_empty());
 
     let mut s = spec(&sim, "sticky", "pw");
-    s.validate = true;
-    s.logout = true;
+    etna(&mut s).validate = true;
+    etna(&mut s).logout = true;
     let o = login(&s).await;
     check(&o, ResultClass::Success, Some(State::Succeeded), Step::BaseAuthentication, Reason::None, 200);
     let logout = o.logout.expect("logout attempted");
@@ -560,7 +560,7 @@ async fn a_refused_token_fails_validation_and_a_failed_logout_does_not_fail_the_
 
     // The whole run shares one deadline: a login of 300 ms leaves too little for validation.
     let mut s = spec(&sim, "slow", "pw");
-    s.validate = true;
+    etna(&mut s).validate = true;
     s.timeout = Duration::from_millis(450);
     let started = Instant::now();
     let o = login(&s).await;
@@ -617,7 +617,7 @@ async fn retries_cover_connections_that_fail_before_any_answer_and_nothing_else(
     let sim = simulator(vec![Account::new("alice", "pw"), fault_account("stall", Fault::Stall)]).await;
     let through = |front: &FlakyFront, user: &str, pw: &str, retries: u32| {
         let mut s = spec(&sim, user, pw);
-        s.base_url = format!("http://{}/api", front.addr).parse().unwrap();
+        etna(&mut s).base_url = format!("http://{}/api", front.addr).parse().unwrap();
         s.retries = retries;
         s
     };
@@ -644,7 +644,7 @@ async fn retries_cover_connections_that_fail_before_any_answer_and_nothing_else(
 
     // A refused port is retried, quickly, and still fails.
     let mut s = spec(&sim, "alice", "pw");
-    s.base_url = format!("http://127.0.0.1:{}/api", closed_port()).parse().unwrap();
+    etna(&mut s).base_url = format!("http://127.0.0.1:{}/api", closed_port()).parse().unwrap();
     s.retries = 2;
     let o = login(&s).await;
     assert_eq!((o.result, o.retries), (ResultClass::ConnectError, 2), "{}", o.detail);
@@ -688,7 +688,7 @@ async fn https_targets_report_expiry_version_and_phases_and_fail_on_untrusted_ce
     assert!(total <= o.duration, "{total:?} > {:?}", o.duration);
 
     // Through a name: resolving is timed too.
-    s.base_url = s.base_url.as_str().replace("127.0.0.1", "localhost").parse().unwrap();
+    etna(&mut s).base_url = etna(&mut s).base_url.as_str().replace("127.0.0.1", "localhost").parse().unwrap();
     let o = login(&s).await;
     assert_eq!(o.result, ResultClass::Success, "{}", o.detail);
     assert!(o.phases.unwrap().resolve > Duration::ZERO);
@@ -725,7 +725,7 @@ async fn https_targets_report_expiry_version_and_phases_and_fail_on_untrusted_ce
     // TLS to a plain-HTTP port.
     let plain = simulator(vec![Account::new("alice", "pw")]).await;
     let mut s = spec(&plain, "alice", "pw");
-    s.base_url = plain.base_url().replace("http://", "https://").parse().unwrap();
+    etna(&mut s).base_url = plain.base_url().replace("http://", "https://").parse().unwrap();
     let o = login(&s).await;
     assert_eq!(o.result, ResultClass::TlsError, "{}", o.detail);
     assert!(o.detail.contains("is the port plain HTTP?"), "{}", o.detail);

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use authprobe::config::{Probe, Schedule};
-use authprobe::protocol::{Expect, LoginSpec, Outcome, Reason, ResultClass, State, Step, StepRecord};
+use authprobe::protocol::{EtnaLogin, Expect, Flow, LoginSpec, Outcome, Reason, ResultClass, State, Step, StepRecord};
 use authprobe::results::{Results, SkipReason};
 use authprobe::scheduler::{phase_offset, Options, RunFn, Scheduler};
 
@@ -18,18 +18,20 @@ fn probe(name: &str, schedule: Schedule) -> Arc<Probe> {
         schedule,
         labels: Vec::new(),
         login: LoginSpec {
-            base_url: "http://127.0.0.1:9/api".parse().unwrap(),
-            app_key: "k".into(),
-            username: name.to_owned(),
-            password: "p".into(),
-            pin: None,
-            verification_code: None,
-            expect: Expect::Succeeded,
+            flow: Flow::Etna(EtnaLogin {
+                base_url: "http://127.0.0.1:9/api".parse().unwrap(),
+                app_key: "k".into(),
+                username: name.to_owned(),
+                password: "p".into(),
+                pin: None,
+                verification_code: None,
+                expect: Expect::Succeeded,
+                max_steps: 3,
+                validate: false,
+                logout: false,
+            }),
             timeout: Duration::from_secs(5),
-            max_steps: 3,
             max_body_bytes: 65536,
-            validate: false,
-            logout: false,
             retries: 0,
             tls: Default::default(),
             proxy: None,
@@ -62,6 +64,7 @@ fn success(duration: Duration) -> Outcome {
         retries: 0,
         phases: None,
         tls: None,
+        token_expires_in: None,
     }
 }
 

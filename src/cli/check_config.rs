@@ -15,13 +15,11 @@ pub fn command(config_file: &Path) -> Result<u8, Failure> {
     for p in &config.probes {
         let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!(
-            "probe {} target={} {} expect={} timeout={} max_steps={}{}",
+            "probe {} target={} {} {}{}",
             p.name,
             p.target,
             p.schedule,
-            p.login.expect,
-            authprobe::duration::format(p.login.timeout),
-            p.login.max_steps,
+            p.login.summary(),
             if labels.is_empty() { String::new() } else { format!(" labels={{{}}}", labels.join(",")) }
         );
     }

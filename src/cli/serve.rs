@@ -187,14 +187,9 @@ pub async fn serve(
 fn inject_panic(probe: &Probe) {
     use secrecy::ExposeSecret as _;
     if std::env::var("AUTHPROBE_TEST_PANIC").is_ok_and(|n| n == probe.name) {
-        let l = &probe.login;
-        let pin = l.pin.as_ref().map(|p| p.expose_secret().to_owned()).unwrap_or_default();
-        panic!(
-            "injected panic: password {} pin {pin} app key {} body {{\"Token\":\"{}\"}}",
-            l.password.expose_secret(),
-            l.app_key.expose_secret(),
-            l.password.expose_secret()
-        );
+        let secrets: Vec<&str> = probe.login.secrets().into_iter().map(|s| s.expose_secret()).collect();
+        let first = secrets.first().copied().unwrap_or_default();
+        panic!("injected panic: secrets {} body {{\"Token\":\"{first}\"}}", secrets.join(" "));
     }
 }
 

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::duration::{self, serde_prom};
-use crate::protocol::{Expect, LoginSpec, TlsSettings};
+use crate::protocol::{EtnaLogin, Expect, Flow, LoginSpec, TlsSettings};
 use crate::simulator::{Settings, SimulatorFile, SimulatorSpec, SimulatorTls, SimulatorTlsFile, DEFAULT_LISTEN};
 use crate::yaml::{self, FieldIndex, FileError, FileErrors};
 
@@ -286,23 +286,12 @@ impl Probe {
     /// Whether `other` is the same probe with the same settings and secrets (a reload keeps such
     /// a probe's schedule untouched; a rotated password makes it a changed probe).
     pub fn same_as(&self, other: &Probe) -> bool {
-        let (a, b) = (&self.login, &other.login);
         self.name == other.name
             && self.target == other.target
             && self.schedule == other.schedule
             && self.labels == other.labels
             && self.lockout_guard == other.lockout_guard
-            && a.base_url == b.base_url
-            && a.same_credentials(b)
-            && a.expect == b.expect
-            && a.timeout == b.timeout
-            && a.max_steps == b.max_steps
-            && a.max_body_bytes == b.max_body_bytes
-            && a.validate == b.validate
-            && a.logout == b.logout
-            && a.retries == b.retries
-            && *a.tls == *b.tls
-            && a.proxy == b.proxy
+            && self.login.same_as(&other.login)
     }
 }
 
@@ -351,9 +340,7 @@ impl Config {
     pub fn secrets(&self) -> Vec<SecretString> {
         let mut out: Vec<SecretString> = self.targets.iter().map(|t| t.app_key.clone()).collect();
         for p in &self.probes {
-            let l = &p.login;
-            out.extend([l.app_key.clone(), l.password.clone()]);
-            out.extend(l.pin.iter().chain(&l.verification_code).cloned());
+            out.extend(p.login.secrets().into_iter().cloned());
         }
         if let Some(sim) = &self.simulator {
             out.extend(sim.settings.app_keys.iter().cloned());
@@ -621,18 +608,20 @@ impl Validator<'_> {
                     schedule,
                     labels: labels.into_iter().collect(),
                     login: LoginSpec {
-                        base_url: target.base_url.clone(),
-                        app_key: target.app_key.clone(),
-                        username,
-                        password,
-                        pin,
-                        verification_code,
-                        expect,
+                        flow: Flow::Etna(EtnaLogin {
+                            base_url: target.base_url.clone(),
+                            app_key: target.app_key.clone(),
+                            username,
+                            password,
+                            pin,
+                            verification_code,
+                            expect,
+                            max_steps,
+                            validate,
+                            logout,
+                        }),
                         timeout,
-                        max_steps,
                         max_body_bytes,
-                        validate,
-                        logout,
                         retries,
                         tls: target.tls.clone(),
                         proxy: target.proxy.clone(),

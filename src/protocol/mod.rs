@@ -1,12 +1,17 @@
-//! One login against `POST {base}/token`: the request sequence, the classification of every
-//! answer and the [`Outcome`] it ends in.
+//! One login, by whichever protocol family its target speaks, and the [`Outcome`] it ends in.
 //!
-//! This module knows nothing of scheduling, metrics or HTTP serving. [`classify`] is a pure
-//! function from one HTTP answer to a decision (finish with a result, or continue with the next
-//! step); [`client`] performs the requests, bounded in steps, time and body size.
+//! Each family has a folder of its own with a pure classifier of its answers: [`etna`] (ETNA
+//! Trader's `/token` with its `202 Expecting` steps). What they share sits here: the result
+//! taxonomy ([`ResultClass`], [`Step`], [`Reason`]), the [`Outcome`], the HTTP exchange with
+//! its deadline, body cap and timing, TLS, and the debug [`Trace`]. [`client`] runs a login of
+//! any family with retries and hooks; nothing outside this module asks which family it was.
+//!
+//! This module knows nothing of scheduling, metrics or HTTP serving.
 
-pub mod classify;
+mod answer;
 pub mod client;
+pub mod etna;
+mod exchange;
 mod text;
 mod timing;
 pub mod tls;
@@ -14,13 +19,15 @@ pub mod trace;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use serde::Serialize;
 use url::Url;
 
+pub use answer::Answer;
 pub use client::{Prober, ProberError};
+pub use etna::{EtnaLogin, Expect};
 pub(crate) use text::redact;
 pub use text::sanitize;
 pub use tls::TlsSettings;
@@ -42,12 +49,16 @@ pub enum ResultClass {
     PinNotInitialized,
     /// `{"error": "Application key is not defined or does not exist"}`.
     AppKeyRejected,
+    /// OAuth 2.0: the server refuses the client itself (`invalid_client`,
+    /// `unauthorized_client`, `unsupported_grant_type`), the twin of `app_key_rejected`.
+    ClientRejected,
     /// The server asked for a step the probe neither expects nor can answer, or an unknown step.
     UnexpectedStep,
     /// Still `Expecting` after `max_steps` requests.
     StepLimit,
-    /// The login succeeded but its token was refused by `GET {base}/v1.0/users/@me/info`, or
-    /// that request failed (probes with `validate: true`).
+    /// The login succeeded but its token did not pass the probe's `validate` check (ETNA:
+    /// `GET {base}/v1.0/users/@me/info`; OAuth 2.0: JWT, userinfo or introspection), or that
+    /// check's request failed.
     ValidationFailed,
     /// A redirect, a 5xx or another status the protocol does not use.
     HttpError,
@@ -66,13 +77,14 @@ pub enum ResultClass {
 
 impl ResultClass {
     /// Every class, in a stable order (for pre-initialised series and documentation).
-    pub const ALL: [ResultClass; 15] = [
+    pub const ALL: [ResultClass; 16] = [
         ResultClass::Success,
         ResultClass::AuthFailed,
         ResultClass::RateLimited,
         ResultClass::PasswordExpired,
         ResultClass::PinNotInitialized,
         ResultClass::AppKeyRejected,
+        ResultClass::ClientRejected,
         ResultClass::UnexpectedStep,
         ResultClass::StepLimit,
         ResultClass::ValidationFailed,
@@ -93,6 +105,7 @@ impl ResultClass {
             ResultClass::PasswordExpired => "password_expired",
             ResultClass::PinNotInitialized => "pin_not_initialized",
             ResultClass::AppKeyRejected => "app_key_rejected",
+            ResultClass::ClientRejected => "client_rejected",
             ResultClass::UnexpectedStep => "unexpected_step",
             ResultClass::StepLimit => "step_limit",
             ResultClass::ValidationFailed => "validation_failed",
@@ -149,9 +162,18 @@ pub enum Step {
     SecutityPin,
     /// The code sent by email or SMS.
     VerificationCode,
-    /// Not a server step: authprobe's own check of the final token against
-    /// `GET {base}/v1.0/users/@me/info`.
+    /// Not a server step: authprobe's own check of the final token (ETNA:
+    /// `GET {base}/v1.0/users/@me/info`; OAuth 2.0: JWT signature and claims, userinfo or
+    /// introspection).
     TokenValidation,
+    /// OAuth 2.0: fetching the discovery document and the JWKS, in a run that needed them.
+    Discovery,
+    /// OAuth 2.0: the token request of the probe's grant.
+    Token,
+    /// OAuth 2.0: redeeming the refresh token once.
+    Refresh,
+    /// OAuth 2.0: revoking what was issued (RFC 7009), like ETNA's logout.
+    Revocation,
     /// A step name nobody knows.
     #[serde(rename = "other")]
     Other,
@@ -168,13 +190,17 @@ impl Step {
             Step::SecutityPin => "SecutityPin",
             Step::VerificationCode => "VerificationCode",
             Step::TokenValidation => "TokenValidation",
+            Step::Discovery => "Discovery",
+            Step::Token => "Token",
+            Step::Refresh => "Refresh",
+            Step::Revocation => "Revocation",
             Step::Other => "other",
         }
     }
 
-    /// Recognises a server step name. Case is ignored, and `SecurityPin` is taken for the PIN
-    /// step too so that a server fixing its spelling does not break every probe. Never
-    /// [`Step::TokenValidation`], which is ours, not the server's.
+    /// Recognises an ETNA server step name. Case is ignored, and `SecurityPin` is taken for the
+    /// PIN step too so that a server fixing its spelling does not break every probe. Only the
+    /// three [`Step::KNOWN`] or [`Step::Other`]: the rest are ours, not the server's.
     pub fn parse(name: &str) -> Step {
         let n = name.trim();
         if n.eq_ignore_ascii_case("BaseAuthentication") {
@@ -220,6 +246,38 @@ pub enum Reason {
     AppKeyNotDefined,
     /// "Authorization has been denied for this request.": a token refused by an API call.
     AuthorizationDenied,
+    /// OAuth 2.0 `error`: `invalid_request` (RFC 6749 §5.2).
+    InvalidRequest,
+    /// OAuth 2.0 `error`: `invalid_client`.
+    InvalidClient,
+    /// OAuth 2.0 `error`: `invalid_grant` (wrong password, expired or revoked refresh token).
+    InvalidGrant,
+    /// OAuth 2.0 `error`: `unauthorized_client`.
+    UnauthorizedClient,
+    /// OAuth 2.0 `error`: `unsupported_grant_type`.
+    UnsupportedGrantType,
+    /// OAuth 2.0 `error`: `invalid_scope`.
+    InvalidScope,
+    /// OAuth 2.0 `error`: `temporarily_unavailable`.
+    TemporarilyUnavailable,
+    /// Token validation: the JWT's signature does not verify, or its algorithm is refused.
+    BadSignature,
+    /// Token validation: the JWT names a key the JWKS does not have, even after a refresh.
+    UnknownKey,
+    /// Token validation: the JWT has expired (`exp`).
+    Expired,
+    /// Token validation: the JWT is not valid yet (`nbf`, or `iat` in the future).
+    NotYetValid,
+    /// Token validation: `iss` is not the target's issuer.
+    WrongIssuer,
+    /// Token validation: `aud` does not name the expected audience.
+    WrongAudience,
+    /// Token validation: introspection says the token is not active.
+    Inactive,
+    /// Token validation: the userinfo endpoint refused the token or named no subject.
+    UserinfoDenied,
+    /// The discovery document or the JWKS could not be fetched or read.
+    DiscoveryFailed,
     /// No reason given.
     None,
     /// A reason text nobody knows.
@@ -228,7 +286,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in a stable order.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 28] = [
         Reason::InvalidCredentials,
         Reason::InvalidPin,
         Reason::InvalidVerificationCode,
@@ -239,6 +297,22 @@ impl Reason {
         Reason::TooManyRequests,
         Reason::AppKeyNotDefined,
         Reason::AuthorizationDenied,
+        Reason::InvalidRequest,
+        Reason::InvalidClient,
+        Reason::InvalidGrant,
+        Reason::UnauthorizedClient,
+        Reason::UnsupportedGrantType,
+        Reason::InvalidScope,
+        Reason::TemporarilyUnavailable,
+        Reason::BadSignature,
+        Reason::UnknownKey,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::WrongIssuer,
+        Reason::WrongAudience,
+        Reason::Inactive,
+        Reason::UserinfoDenied,
+        Reason::DiscoveryFailed,
         Reason::None,
         Reason::Other,
     ];
@@ -256,12 +330,28 @@ impl Reason {
             Reason::TooManyRequests => "too_many_requests",
             Reason::AppKeyNotDefined => "app_key_not_defined",
             Reason::AuthorizationDenied => "authorization_denied",
+            Reason::InvalidRequest => "invalid_request",
+            Reason::InvalidClient => "invalid_client",
+            Reason::InvalidGrant => "invalid_grant",
+            Reason::UnauthorizedClient => "unauthorized_client",
+            Reason::UnsupportedGrantType => "unsupported_grant_type",
+            Reason::InvalidScope => "invalid_scope",
+            Reason::TemporarilyUnavailable => "temporarily_unavailable",
+            Reason::BadSignature => "bad_signature",
+            Reason::UnknownKey => "unknown_key",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::WrongIssuer => "wrong_issuer",
+            Reason::WrongAudience => "wrong_audience",
+            Reason::Inactive => "inactive",
+            Reason::UserinfoDenied => "userinfo_denied",
+            Reason::DiscoveryFailed => "discovery_failed",
             Reason::None => "none",
             Reason::Other => "other",
         }
     }
 
-    /// Normalises a server reason text (case and surrounding space ignored).
+    /// Normalises an ETNA server reason text (case and surrounding space ignored).
     pub fn normalize(text: &str) -> Reason {
         let t = text.trim().to_ascii_lowercase();
         let t = t.trim_end_matches('.');
@@ -290,64 +380,16 @@ impl fmt::Display for Reason {
     }
 }
 
-/// Which outcome of the login counts as healthy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Expect {
-    /// A final token (`200 Succeeded`).
-    Succeeded,
-    /// Reaching this step (`202 Expecting <step>`): for accounts whose code arrives by SMS.
-    Step(Step),
-}
-
-impl Expect {
-    /// Parses `Succeeded` or a known step name.
-    pub fn parse(text: &str) -> Option<Expect> {
-        if text.trim().eq_ignore_ascii_case("Succeeded") {
-            return Some(Expect::Succeeded);
-        }
-        match Step::parse(text) {
-            Step::Other => None,
-            step => Some(Expect::Step(step)),
-        }
-    }
-}
-
-impl fmt::Display for Expect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Expect::Succeeded => f.write_str("Succeeded"),
-            Expect::Step(s) => f.write_str(s.as_str()),
-        }
-    }
-}
-
-/// Everything one login needs. Secrets stay inside [`SecretString`], which prints as redacted.
+/// Everything one login needs: its family's flow and what every family shares. Secrets stay
+/// inside [`SecretString`], which prints as redacted.
 #[derive(Debug, Clone)]
 pub struct LoginSpec {
-    /// API base, e.g. `https://host/api`; the token URL is `{base}/token`.
-    pub base_url: Url,
-    /// `Et-App-Key`.
-    pub app_key: SecretString,
-    /// `Username`.
-    pub username: String,
-    /// `Password`.
-    pub password: SecretString,
-    /// `PinCode`, sent when the server asks for `SecutityPin`.
-    pub pin: Option<SecretString>,
-    /// `VerificationCode`, sent when the server asks for `VerificationCode`.
-    pub verification_code: Option<SecretString>,
-    /// The healthy outcome.
-    pub expect: Expect,
+    /// What to send, by protocol family.
+    pub flow: Flow,
     /// Deadline for the whole login: connect, every step, every body.
     pub timeout: Duration,
-    /// Maximum number of requests in one login.
-    pub max_steps: u32,
     /// Bodies longer than this are abandoned.
     pub max_body_bytes: usize,
-    /// After `Succeeded`, check the token with `GET {base}/v1.0/users/@me/info`.
-    pub validate: bool,
-    /// After the login (and its validation), end the session with `POST {base}/logout`.
-    pub logout: bool,
     /// Further attempts at a login that failed to connect or timed out before any answer.
     pub retries: u32,
     /// How to trust the server and what to present to it, for HTTPS targets.
@@ -356,58 +398,123 @@ pub struct LoginSpec {
     pub proxy: Option<Url>,
 }
 
+/// A login's requests, by protocol family.
+#[derive(Debug, Clone)]
+pub enum Flow {
+    /// ETNA Trader's `/token`.
+    Etna(EtnaLogin),
+}
+
 impl LoginSpec {
-    /// `{base_url}/token`, tolerating a trailing slash on the base.
-    pub fn token_url(&self) -> Url {
-        self.api_url("token")
+    /// The URL the login starts at, for its scheme and host.
+    pub fn endpoint(&self) -> &Url {
+        match &self.flow {
+            Flow::Etna(e) => &e.base_url,
+        }
     }
 
-    /// Whether `other` logs in as the same user with the same secrets.
+    /// Whether `other` logs in as the same identity with the same secrets (the lockout guard
+    /// of one is the other's).
     pub fn same_credentials(&self, other: &LoginSpec) -> bool {
-        use secrecy::ExposeSecret as _;
-        let secret = |a: &SecretString, b: &SecretString| a.expose_secret() == b.expose_secret();
-        let optional = |a: &Option<SecretString>, b: &Option<SecretString>| match (a, b) {
-            (None, None) => true,
-            (Some(a), Some(b)) => secret(a, b),
-            _ => false,
+        match (&self.flow, &other.flow) {
+            (Flow::Etna(a), Flow::Etna(b)) => a.same_credentials(b),
+        }
+    }
+
+    /// Whether `other` is the same login with the same settings and secrets.
+    pub fn same_as(&self, other: &LoginSpec) -> bool {
+        let flow = match (&self.flow, &other.flow) {
+            (Flow::Etna(a), Flow::Etna(b)) => a.same_as(b),
         };
-        secret(&self.app_key, &other.app_key)
-            && self.username == other.username
-            && secret(&self.password, &other.password)
-            && optional(&self.pin, &other.pin)
-            && optional(&self.verification_code, &other.verification_code)
-    }
-
-    /// `{base_url}/v1.0/users/@me/info`: the current user, for token validation.
-    pub fn user_info_url(&self) -> Url {
-        self.api_url("v1.0/users/@me/info")
-    }
-
-    /// `{base_url}/logout`.
-    pub fn logout_url(&self) -> Url {
-        self.api_url("logout")
-    }
-
-    fn api_url(&self, tail: &str) -> Url {
-        let mut url = self.base_url.clone();
-        let path = format!("{}/{tail}", url.path().trim_end_matches('/'));
-        url.set_path(&path);
-        url
+        flow && self.timeout == other.timeout
+            && self.max_body_bytes == other.max_body_bytes
+            && self.retries == other.retries
+            && *self.tls == *other.tls
+            && self.proxy == other.proxy
     }
 
     /// Whether a login of this spec makes one request at most (plus retries of a connection
-    /// that failed): it can answer no step and neither validates nor ends its session.
+    /// that failed).
     pub fn single_request(&self) -> bool {
-        self.pin.is_none() && self.verification_code.is_none() && !self.validate && !self.logout
+        match &self.flow {
+            Flow::Etna(e) => e.single_request(),
+        }
     }
 
-    /// Whether the probe holds the secret that answers `step`.
-    pub fn can_answer(&self, step: Step) -> bool {
-        match step {
-            Step::SecutityPin => self.pin.is_some(),
-            Step::VerificationCode => self.verification_code.is_some(),
-            Step::BaseAuthentication | Step::TokenValidation | Step::Other => false,
+    /// Whether a healthy login of this spec sends a request of `step` (its series exist from
+    /// the start).
+    pub fn sends(&self, step: Step) -> bool {
+        match &self.flow {
+            Flow::Etna(e) => e.sends(step),
         }
+    }
+
+    /// Whether a login ends the session it opened (ETNA's logout, OAuth 2.0's revocation).
+    pub fn ends_session(&self) -> bool {
+        match &self.flow {
+            Flow::Etna(e) => e.logout,
+        }
+    }
+
+    /// The login's settings in one line, `name=value` separated by spaces (for `check-config`).
+    pub fn summary(&self) -> String {
+        let timeout = crate::duration::format(self.timeout);
+        match &self.flow {
+            Flow::Etna(e) => format!("expect={} timeout={timeout} max_steps={}", e.expect, e.max_steps),
+        }
+    }
+
+    /// Every secret the login sends.
+    pub fn secrets(&self) -> Vec<&SecretString> {
+        match &self.flow {
+            Flow::Etna(e) => e.secrets(),
+        }
+    }
+}
+
+/// Whether two secrets are equal.
+pub(crate) fn same_secret(a: &SecretString, b: &SecretString) -> bool {
+    use secrecy::ExposeSecret as _;
+    a.expose_secret() == b.expose_secret()
+}
+
+/// The final classification of a login. Texts are raw server input: the caller sanitises them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// Result class.
+    pub result: ResultClass,
+    /// The answer's `State`.
+    pub state: Option<State>,
+    /// The step reached or failed.
+    pub step: Step,
+    /// Normalised reason.
+    pub reason: Reason,
+    /// Raw reason (or error message) text.
+    pub reason_text: String,
+    /// Why, in words.
+    pub detail: String,
+}
+
+/// A verdict of a request that got no usable answer.
+pub(crate) fn failure_verdict(step: Step, result: ResultClass, detail: String) -> Verdict {
+    Verdict { result, state: None, step, reason: Reason::None, reason_text: String::new(), detail }
+}
+
+/// How one attempt of a family's flow ended.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) verdict: Verdict,
+    /// When the part a user waits for ended, before the session was ended; `None` for now.
+    pub(crate) login_done: Option<Instant>,
+    /// How ending the session went, when the probe ends it.
+    pub(crate) session_end: Option<LogoutOutcome>,
+    /// The lifetime the server granted the token.
+    pub(crate) token_expires_in: Option<Duration>,
+}
+
+impl From<Verdict> for Finished {
+    fn from(verdict: Verdict) -> Self {
+        Finished { verdict, login_done: None, session_end: None, token_expires_in: None }
     }
 }
 
@@ -449,7 +556,8 @@ pub struct Outcome {
     pub steps: Vec<StepRecord>,
     /// Why the login got this result, in words (sanitised, bounded).
     pub detail: String,
-    /// How ending the session went, for probes with `logout: true` that got a final token.
+    /// How ending the session went (ETNA's logout, OAuth 2.0's revocation), for probes that end
+    /// it and got a final token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logout: Option<LogoutOutcome>,
     /// Attempts made again after a transport failure before any answer (see `retries`).
@@ -460,6 +568,13 @@ pub struct Outcome {
     /// What the TLS handshake of an HTTPS target showed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFacts>,
+    /// The lifetime the server granted the token it issued (OAuth 2.0 `expires_in`).
+    #[serde(
+        rename = "token_expires_in_seconds",
+        serialize_with = "ser_opt_secs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub token_expires_in: Option<Duration>,
 }
 
 /// The phases of a run's first request, as blackbox_exporter reports them.
@@ -507,7 +622,8 @@ pub struct TlsFacts {
     pub cert_not_after_unix: Option<i64>,
 }
 
-/// The result of `POST {base}/logout`. A failed logout never fails the login.
+/// The result of ending the session: ETNA's `POST {base}/logout`, OAuth 2.0's revocation. A
+/// failure never fails the login.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogoutOutcome {
     /// Whether the server ended the session (a 2xx answer).
@@ -572,19 +688,15 @@ mod tests {
         assert_eq!(Step::parse("securitypin"), Step::SecutityPin);
         assert_eq!(Step::parse("VerificationCode"), Step::VerificationCode);
         assert_eq!(Step::parse("SecretQuestion"), Step::Other);
-        assert_eq!(Expect::parse("Succeeded"), Some(Expect::Succeeded));
-        assert_eq!(Expect::parse("VerificationCode"), Some(Expect::Step(Step::VerificationCode)));
-        assert_eq!(Expect::parse("Nope"), None);
+        assert_eq!(Step::parse("Token"), Step::Other, "our steps are not the server's");
     }
 
     #[test]
-    fn token_url_handles_trailing_slash() {
-        let mut spec = crate::protocol::classify::tests::spec();
-        for base in ["http://h/api", "http://h/api/"] {
-            spec.base_url = Url::parse(base).unwrap();
-            assert_eq!(spec.token_url().as_str(), "http://h/api/token");
-        }
-        spec.base_url = Url::parse("http://h").unwrap();
-        assert_eq!(spec.token_url().as_str(), "http://h/token");
+    fn every_name_is_distinct_snake_or_server_case() {
+        let reasons: std::collections::HashSet<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(reasons.len(), Reason::ALL.len());
+        let results: std::collections::HashSet<&str> = ResultClass::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(results.len(), ResultClass::ALL.len());
+        assert!(reasons.iter().chain(&results).all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
     }
 }

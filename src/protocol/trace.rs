@@ -46,6 +46,8 @@ struct Request {
     sent_at: Duration,
     url: String,
     headers: Vec<(String, String)>,
+    /// The form body, secret values already replaced.
+    body: Option<String>,
     response: Option<Response>,
     /// Why no complete answer arrived.
     failure: Option<String>,
@@ -90,10 +92,19 @@ impl Trace {
             sent_at: self.started.elapsed(),
             url: url.as_str().to_owned(),
             headers: shown,
+            body: None,
             response: None,
             failure: None,
             notes: Vec::new(),
         });
+    }
+
+    /// Records the form body of the last request, as the caller shows it (secret values
+    /// replaced by the caller, who alone knows which fields are secrets).
+    pub(super) fn request_body(&mut self, shown: &str) {
+        if let Some(request) = self.requests.last_mut() {
+            request.body = Some(shown.to_owned());
+        }
     }
 
     /// Records the status line and headers of the answer to the last request.
@@ -162,6 +173,9 @@ impl Trace {
             for (name, value) in &r.headers {
                 let _ = writeln!(s, "> {name}: {value}");
             }
+            if let Some(body) = &r.body {
+                let _ = writeln!(s, "> (form) {}", escape_controls(body));
+            }
             if let Some(a) = &r.response {
                 let _ = writeln!(
                     s,
@@ -221,7 +235,7 @@ fn is_credential_header(name: &str) -> bool {
 /// Whether a JSON member or header called `name` holds a token or a credential.
 fn is_sensitive_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["token", "password", "secret", "pincode", "verificationcode", "phrase", "app-key", "appkey"]
+    ["token", "password", "secret", "pincode", "verificationcode", "phrase", "app-key", "appkey", "assertion"]
         .iter()
         .any(|k| n.contains(k))
 }

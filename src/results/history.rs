@@ -163,6 +163,7 @@ mod tests {
             retries: 0,
             phases: None,
             tls: None,
+            token_expires_in: None,
         }
     }
 

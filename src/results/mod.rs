@@ -197,16 +197,11 @@ impl ProbeRecord {
     fn expect(&mut self, probe: &Probe) {
         self.interval = probe.schedule.period();
         for (slot, step) in STEP_ORDER.iter().enumerate() {
-            let sent = match step {
-                Step::BaseAuthentication => true,
-                Step::TokenValidation => probe.login.validate,
-                _ => probe.login.can_answer(*step),
-            };
-            if sent && self.steps[slot].is_none() {
+            if probe.login.sends(*step) && self.steps[slot].is_none() {
                 self.steps[slot] = Some(Box::new(Histogram::new(&LATENCY_BUCKETS)));
             }
         }
-        if probe.login.logout && self.logout_failures.is_none() {
+        if probe.login.ends_session() && self.logout_failures.is_none() {
             self.logout_failures = Some(0);
         }
         if probe.login.retries > 0 && self.retries.is_none() {

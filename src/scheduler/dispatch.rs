@@ -229,5 +229,6 @@ fn internal_error(duration: Duration) -> Outcome {
         retries: 0,
         phases: None,
         tls: None,
+        token_expires_in: None,
     }
 }

@@ -294,9 +294,7 @@ impl Shared {
                 }
                 (Some(_), _) => wrong(&mut state, account, Step::VerificationCode, INVALID_CODE),
             },
-            Step::BaseAuthentication | Step::TokenValidation | Step::Other => {
-                failed(Step::BaseAuthentication, CORRUPTED_TICKET)
-            }
+            _ => failed(Step::BaseAuthentication, CORRUPTED_TICKET),
         };
         with_extras(account, answer)
     }

@@ -8,7 +8,7 @@ pub mod service;
 
 use std::time::Duration;
 
-use authprobe::protocol::{Expect, LoginSpec};
+use authprobe::protocol::{EtnaLogin, Expect, Flow, LoginSpec};
 use authprobe::simulator::{Account, Settings, Simulator};
 
 /// The app key every test simulator accepts.
@@ -45,6 +45,15 @@ pub fn code_account(username: &str, password: &str, code: &str) -> Account {
     a
 }
 
+/// The ETNA part of an ETNA login spec, to change it.
+pub fn etna(spec: &mut LoginSpec) -> &mut EtnaLogin {
+    match &mut spec.flow {
+        Flow::Etna(e) => e,
+        #[allow(unreachable_patterns)]
+        _ => panic!("not an ETNA login"),
+    }
+}
+
 /// A login spec for `username` against `sim`.
 pub fn spec(sim: &Simulator, username: &str, password: &str) -> LoginSpec {
     spec_at(&sim.base_url(), username, password)
@@ -53,18 +62,20 @@ pub fn spec(sim: &Simulator, username: &str, password: &str) -> LoginSpec {
 /// A login spec for `username` against the server at `base_url`.
 pub fn spec_at(base_url: &str, username: &str, password: &str) -> LoginSpec {
     LoginSpec {
-        base_url: base_url.parse().unwrap(),
-        app_key: APP_KEY.into(),
-        username: username.to_owned(),
-        password: password.into(),
-        pin: None,
-        verification_code: None,
-        expect: Expect::Succeeded,
+        flow: Flow::Etna(EtnaLogin {
+            base_url: base_url.parse().unwrap(),
+            app_key: APP_KEY.into(),
+            username: username.to_owned(),
+            password: password.into(),
+            pin: None,
+            verification_code: None,
+            expect: Expect::Succeeded,
+            max_steps: 3,
+            validate: false,
+            logout: false,
+        }),
         timeout: Duration::from_secs(5),
-        max_steps: 3,
         max_body_bytes: 64 * 1024,
-        validate: false,
-        logout: false,
         retries: 0,
         tls: Default::default(),
         proxy: None,

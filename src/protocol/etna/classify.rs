@@ -1,4 +1,4 @@
-//! The pure heart of the prober: one HTTP answer of `/token` in, one decision out.
+//! The pure heart of the ETNA prober: one HTTP answer of `/token` in, one decision out.
 //!
 //! No I/O happens here, so every rule below is table-tested and fuzzed. The order of the rules
 //! matters and follows ../shared/PROTOCOL.md: a 3xx or 5xx is an HTTP error whatever its body
@@ -8,22 +8,9 @@
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
-use super::{Expect, LoginSpec, Reason, ResultClass, State, Step};
-
-/// One HTTP answer, as far as it was read.
-#[derive(Debug, Clone, Copy)]
-pub struct Answer<'a> {
-    /// HTTP status code.
-    pub status: u16,
-    /// `Content-Type`, if any.
-    pub content_type: Option<&'a str>,
-    /// `Location`, if any (for redirects).
-    pub location: Option<&'a str>,
-    /// The body, at most the configured cap.
-    pub body: &'a [u8],
-    /// False when the body was longer than the cap and abandoned.
-    pub body_complete: bool,
-}
+use super::{EtnaLogin, Expect};
+use crate::protocol::answer::{describe_body, get_str, json_object, Answer};
+use crate::protocol::{Reason, ResultClass, State, Step, Verdict};
 
 /// Where in the login the answer arrived.
 #[derive(Debug, Clone, Copy)]
@@ -50,30 +37,13 @@ pub enum Decision {
     },
 }
 
-/// The final classification of a login. Texts are raw server input: the caller sanitises them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Verdict {
-    /// Result class.
-    pub result: ResultClass,
-    /// The answer's `State`.
-    pub state: Option<State>,
-    /// The step reached or failed.
-    pub step: Step,
-    /// Normalised reason.
-    pub reason: Reason,
-    /// Raw reason (or error message) text.
-    pub reason_text: String,
-    /// Why, in words.
-    pub detail: String,
-}
-
 /// The `State` of an answer, if its body has the token shape. Used for step records.
 pub fn answer_state(answer: &Answer) -> Option<State> {
     json_object(answer).and_then(|o| parse_state(get_str(&o, "State")?))
 }
 
 /// Classifies one answer of the login described by `spec`.
-pub fn classify(answer: &Answer, spec: &LoginSpec, ctx: Context) -> Decision {
+pub fn classify(answer: &Answer, spec: &EtnaLogin, ctx: Context) -> Decision {
     let status = answer.status;
     let finish = |result, reason, reason_text: String, detail: String| {
         Decision::Finish(Verdict { result, state: None, step: ctx.sent, reason, reason_text, detail })
@@ -156,7 +126,7 @@ pub fn classify(answer: &Answer, spec: &LoginSpec, ctx: Context) -> Decision {
 }
 
 /// Rules for the documented `State`/`Step`/`Reason`/`Token` shape.
-fn token_answer(object: &Map<String, Value>, status: u16, spec: &LoginSpec, ctx: Context) -> Decision {
+fn token_answer(object: &Map<String, Value>, status: u16, spec: &EtnaLogin, ctx: Context) -> Decision {
     let state_text = get_str(object, "State").unwrap_or_default();
     let step_text = get_str(object, "Step");
     let reason_text = get_str(object, "Reason").unwrap_or_default().to_owned();
@@ -298,31 +268,9 @@ fn is_protocol_status(status: u16) -> bool {
     matches!(status, 200 | 202 | 401)
 }
 
-fn json_object(answer: &Answer) -> Option<Map<String, Value>> {
-    match serde_json::from_slice::<Value>(json_text(answer.body)) {
-        Ok(Value::Object(map)) => Some(map),
-        _ => None,
-    }
-}
-
-/// The body without a UTF-8 byte order mark, which .NET servers may write before their JSON
-/// and browsers skip. Nothing else is skipped: other leading bytes are not JSON.
-fn json_text(body: &[u8]) -> &[u8] {
-    body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)
-}
-
 fn parse_state(text: &str) -> Option<State> {
     let t = text.trim();
     [State::Succeeded, State::Expecting, State::Failed].into_iter().find(|s| s.as_str().eq_ignore_ascii_case(t))
-}
-
-/// Looks a key up regardless of case (the API is PascalCase, proxies and error pages are not);
-/// `null` and non-strings count as absent.
-fn get_str<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    object
-        .get(key)
-        .or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
-        .and_then(Value::as_str)
 }
 
 /// The human message of an error body, in any of the documented shapes.
@@ -342,37 +290,12 @@ fn error_message(object: &Map<String, Value>) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
-/// A short description of a body that is not the expected JSON, for details.
-fn describe_body(answer: &Answer) -> String {
-    let ct = answer.content_type.unwrap_or("").to_ascii_lowercase();
-    let body = json_text(answer.body);
-    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
-    let len = body.len();
-    if body.is_empty() {
-        "empty body".to_owned()
-    } else if ct.contains("html") || first == Some(b'<') {
-        format!("an HTML page of {len} bytes")
-    } else if std::str::from_utf8(body).is_err() {
-        format!("a body of {len} bytes that is not UTF-8")
-    } else {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(_)) => format!("a JSON object of {len} bytes"),
-            Ok(Value::Array(_)) => format!("a JSON array of {len} bytes"),
-            Ok(_) => format!("a JSON scalar of {len} bytes"),
-            Err(e) if e.is_eof() => format!("truncated JSON of {len} bytes"),
-            Err(_) if ct.contains("json") => format!("malformed JSON of {len} bytes"),
-            Err(_) => format!("a non-JSON body of {len} bytes"),
-        }
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::time::Duration;
 
-    pub(crate) fn spec() -> LoginSpec {
-        LoginSpec {
+    pub(crate) fn spec() -> EtnaLogin {
+        EtnaLogin {
             base_url: url::Url::parse("http://127.0.0.1:1/api").unwrap(),
             app_key: "k".into(),
             username: "u".into(),
@@ -380,18 +303,13 @@ pub(crate) mod tests {
             pin: Some("1111".into()),
             verification_code: Some("2222".into()),
             expect: Expect::Succeeded,
-            timeout: Duration::from_secs(1),
             max_steps: 3,
-            max_body_bytes: 65536,
             validate: false,
             logout: false,
-            retries: 0,
-            tls: Default::default(),
-            proxy: None,
         }
     }
 
-    fn run(status: u16, body: &str, spec: &LoginSpec, sent: Step, request: u32) -> Decision {
+    fn run(status: u16, body: &str, spec: &EtnaLogin, sent: Step, request: u32) -> Decision {
         let answer = Answer {
             status,
             content_type: Some("application/json"),
@@ -406,7 +324,7 @@ pub(crate) mod tests {
         verdict_with(status, body, &spec(), Step::BaseAuthentication, 1)
     }
 
-    fn verdict_with(status: u16, body: &str, spec: &LoginSpec, sent: Step, request: u32) -> Verdict {
+    fn verdict_with(status: u16, body: &str, spec: &EtnaLogin, sent: Step, request: u32) -> Verdict {
         match run(status, body, spec, sent, request) {
             Decision::Finish(v) => v,
             Decision::Continue { step, .. } => panic!("expected a verdict, got Continue({step})"),
