@@ -65,6 +65,7 @@ fn success(duration: Duration) -> Outcome {
         phases: None,
         tls: None,
         token_expires_in: None,
+        discovery: None,
     }
 }
 

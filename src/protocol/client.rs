@@ -11,8 +11,8 @@ use secrecy::SecretString;
 use super::exchange::{phases, FirstExchange, Run};
 use super::timing::{RunHooks, TimedConnectLayer, TimedResolver};
 use super::{
-    etna, failure_verdict, sanitize, Finished, Flow, LoginSpec, LogoutOutcome, Outcome, ResultClass, Step, StepRecord,
-    TlsFacts, TlsSettings, Trace,
+    etna, failure_verdict, oauth2, sanitize, Finished, Flow, LoginSpec, LogoutOutcome, Outcome, ResultClass, Step,
+    StepRecord, TlsFacts, TlsSettings, Trace,
 };
 
 /// Why a [`Prober`] could not be built.
@@ -196,7 +196,8 @@ impl Prober {
             (Some(done), Some(sent)) => done.saturating_duration_since(sent),
             _ => start.elapsed(),
         };
-        let secrets = spec.secrets();
+        let mut secrets = spec.secrets();
+        secrets.extend(finished.issued.iter());
         let verdict = finished.verdict;
         Outcome {
             result: verdict.result,
@@ -216,6 +217,7 @@ impl Prober {
                 cert_not_after_unix: *hooks.chain.not_after.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
             }),
             token_expires_in: finished.token_expires_in,
+            discovery: finished.discovery,
         }
     }
 
@@ -223,6 +225,7 @@ impl Prober {
     async fn flow(&self, run: &mut Run<'_>, spec: &LoginSpec) -> Finished {
         match &spec.flow {
             Flow::Etna(e) => etna::run(run, e).await,
+            Flow::OAuth2(o) => oauth2::run(run, o).await,
         }
     }
 

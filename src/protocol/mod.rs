@@ -1,7 +1,8 @@
 //! One login, by whichever protocol family its target speaks, and the [`Outcome`] it ends in.
 //!
 //! Each family has a folder of its own with a pure classifier of its answers: [`etna`] (ETNA
-//! Trader's `/token` with its `202 Expecting` steps). What they share sits here: the result
+//! Trader's `/token` with its `202 Expecting` steps) and [`oauth2`] (OAuth 2.0 and OpenID Connect
+//! token endpoints). What they share sits here: the result
 //! taxonomy ([`ResultClass`], [`Step`], [`Reason`]), the [`Outcome`], the HTTP exchange with
 //! its deadline, body cap and timing, TLS, and the debug [`Trace`]. [`client`] runs a login of
 //! any family with retries and hooks; nothing outside this module asks which family it was.
@@ -12,6 +13,7 @@ mod answer;
 pub mod client;
 pub mod etna;
 mod exchange;
+pub mod oauth2;
 mod text;
 mod timing;
 pub mod tls;
@@ -28,6 +30,7 @@ use url::Url;
 pub use answer::Answer;
 pub use client::{Prober, ProberError};
 pub use etna::{EtnaLogin, Expect};
+pub use oauth2::{OAuth2Login, OAuth2Target};
 pub(crate) use text::redact;
 pub use text::sanitize;
 pub use tls::TlsSettings;
@@ -403,6 +406,8 @@ pub struct LoginSpec {
 pub enum Flow {
     /// ETNA Trader's `/token`.
     Etna(EtnaLogin),
+    /// An OAuth 2.0 / OpenID Connect token endpoint.
+    OAuth2(OAuth2Login),
 }
 
 impl LoginSpec {
@@ -410,6 +415,7 @@ impl LoginSpec {
     pub fn endpoint(&self) -> &Url {
         match &self.flow {
             Flow::Etna(e) => &e.base_url,
+            Flow::OAuth2(o) => o.target.endpoint(),
         }
     }
 
@@ -418,6 +424,8 @@ impl LoginSpec {
     pub fn same_credentials(&self, other: &LoginSpec) -> bool {
         match (&self.flow, &other.flow) {
             (Flow::Etna(a), Flow::Etna(b)) => a.same_credentials(b),
+            (Flow::OAuth2(a), Flow::OAuth2(b)) => a.same_credentials(b),
+            _ => false,
         }
     }
 
@@ -425,6 +433,8 @@ impl LoginSpec {
     pub fn same_as(&self, other: &LoginSpec) -> bool {
         let flow = match (&self.flow, &other.flow) {
             (Flow::Etna(a), Flow::Etna(b)) => a.same_as(b),
+            (Flow::OAuth2(a), Flow::OAuth2(b)) => a.same_as(b),
+            _ => false,
         };
         flow && self.timeout == other.timeout
             && self.max_body_bytes == other.max_body_bytes
@@ -438,6 +448,7 @@ impl LoginSpec {
     pub fn single_request(&self) -> bool {
         match &self.flow {
             Flow::Etna(e) => e.single_request(),
+            Flow::OAuth2(o) => o.single_request(),
         }
     }
 
@@ -446,6 +457,7 @@ impl LoginSpec {
     pub fn sends(&self, step: Step) -> bool {
         match &self.flow {
             Flow::Etna(e) => e.sends(step),
+            Flow::OAuth2(o) => o.sends(step),
         }
     }
 
@@ -453,6 +465,7 @@ impl LoginSpec {
     pub fn ends_session(&self) -> bool {
         match &self.flow {
             Flow::Etna(e) => e.logout,
+            Flow::OAuth2(o) => o.revoke,
         }
     }
 
@@ -461,6 +474,14 @@ impl LoginSpec {
         let timeout = crate::duration::format(self.timeout);
         match &self.flow {
             Flow::Etna(e) => format!("expect={} timeout={timeout} max_steps={}", e.expect, e.max_steps),
+            Flow::OAuth2(o) => format!(
+                "protocol=oauth2 grant={} client_auth={} validate={} refresh={} revoke={} timeout={timeout}",
+                o.grant.name(),
+                o.target.client_auth.name(),
+                o.validate.name(),
+                o.refresh,
+                o.revoke
+            ),
         }
     }
 
@@ -468,6 +489,7 @@ impl LoginSpec {
     pub fn secrets(&self) -> Vec<&SecretString> {
         match &self.flow {
             Flow::Etna(e) => e.secrets(),
+            Flow::OAuth2(o) => o.secrets(),
         }
     }
 }
@@ -510,11 +532,22 @@ pub(crate) struct Finished {
     pub(crate) session_end: Option<LogoutOutcome>,
     /// The lifetime the server granted the token.
     pub(crate) token_expires_in: Option<Duration>,
+    /// How the target's discovery stands.
+    pub(crate) discovery: Option<DiscoveryFacts>,
+    /// Tokens and assertions the run received or made: redacted from every text it returns.
+    pub(crate) issued: Vec<SecretString>,
 }
 
 impl From<Verdict> for Finished {
     fn from(verdict: Verdict) -> Self {
-        Finished { verdict, login_done: None, session_end: None, token_expires_in: None }
+        Finished {
+            verdict,
+            login_done: None,
+            session_end: None,
+            token_expires_in: None,
+            discovery: None,
+            issued: Vec::new(),
+        }
     }
 }
 
@@ -575,6 +608,24 @@ pub struct Outcome {
         skip_serializing_if = "Option::is_none"
     )]
     pub token_expires_in: Option<Duration>,
+    /// How the target's discovery (document and keys) stands after this run, for targets that
+    /// discover or fetch keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<DiscoveryFacts>,
+}
+
+/// How a target's discovery stands: its last fetch, and the keys it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DiscoveryFacts {
+    /// Whether the last fetch (of the document, the keys or both) succeeded.
+    pub ok: bool,
+    /// How long the last fetch took.
+    #[serde(rename = "duration_seconds", serialize_with = "ser_secs")]
+    pub duration: Duration,
+    /// Keys in the cached JWKS, if one was fetched.
+    pub jwks_keys: Option<usize>,
+    /// When the key set last changed, in Unix seconds.
+    pub jwks_changed_unix: Option<i64>,
 }
 
 /// The phases of a run's first request, as blackbox_exporter reports them.

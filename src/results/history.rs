@@ -164,6 +164,7 @@ mod tests {
             phases: None,
             tls: None,
             token_expires_in: None,
+            discovery: None,
         }
     }
 

@@ -230,5 +230,6 @@ fn internal_error(duration: Duration) -> Outcome {
         phases: None,
         tls: None,
         token_expires_in: None,
+        discovery: None,
     }
 }

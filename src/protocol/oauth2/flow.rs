@@ -1,0 +1,361 @@
+//! The requests of one OAuth 2.0 run: discovery if needed, the token request by the probe's
+//! grant with the client authenticated, then the refresh, the check and the revocation its
+//! probe asks for. Every answer is read by [`super::classify`] or [`super::jwt`].
+
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
+use reqwest::Method;
+use secrecy::{ExposeSecret as _, SecretString};
+use url::Url;
+
+use super::classify::{self, Granted, Refusal};
+use super::discovery::{self, Resolved};
+use super::jwt::{self, Check, Expected};
+use super::{ClientAuth, Grant, OAuth2Login, Validate};
+use crate::protocol::exchange::{bearer_header, secret_header, Form, Request, Run};
+use crate::protocol::{failure_verdict, Finished, LogoutOutcome, Reason, ResultClass, Step, Verdict};
+
+/// How long a `private_key_jwt` assertion is valid.
+const ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// Performs one attempt at the login.
+pub(crate) async fn run(run: &mut Run<'_>, spec: &OAuth2Login) -> Finished {
+    let target = &spec.target;
+    let (resolved, mut facts) = discovery::resolve(run, target, spec.validate == Validate::Jwt).await;
+    let mut resolved = match resolved {
+        Ok(r) => r,
+        Err((class, detail)) => {
+            let verdict =
+                Verdict { reason: Reason::DiscoveryFailed, ..failure_verdict(Step::Discovery, class, detail) };
+            return Finished { discovery: facts, ..Finished::from(verdict) };
+        }
+    };
+    let mut issued = Vec::new();
+    let mut form = Form::default().field("grant_type", spec.grant.name());
+    if let Grant::Password { username, password } = &spec.grant {
+        form = form.field("username", username).secret("password", password);
+    }
+    for (name, value) in [("scope", &spec.scope), ("audience", &spec.audience), ("resource", &spec.resource)] {
+        if let Some(v) = value {
+            form = form.field(name, v);
+        }
+    }
+    let granted = token_request(run, spec, &resolved, form, Step::Token, &mut issued).await;
+    let mut granted = match granted {
+        Ok(g) => g,
+        Err(verdict) => return Finished { discovery: facts, issued, ..Finished::from(verdict) },
+    };
+    let token_expires_in = granted.expires_in;
+    let mut last_step = Step::Token;
+    let done = |verdict: Verdict, issued: Vec<SecretString>, facts| Finished {
+        token_expires_in,
+        discovery: facts,
+        issued,
+        ..Finished::from(verdict)
+    };
+
+    if spec.refresh {
+        let Some(refresh_token) = granted.refresh_token.clone() else {
+            let detail = "no refresh_token was issued to redeem (is the refresh_token grant allowed for the client, \
+                          or is a scope such as offline_access needed?)"
+                .to_owned();
+            return done(failure_verdict(Step::Refresh, ResultClass::InvalidResponse, detail), issued, facts);
+        };
+        let form = Form::default().field("grant_type", "refresh_token").secret("refresh_token", &refresh_token);
+        match token_request(run, spec, &resolved, form, Step::Refresh, &mut issued).await {
+            Ok(mut again) => {
+                // A server that does not rotate refresh tokens keeps the first one valid.
+                again.refresh_token = again.refresh_token.or(Some(refresh_token));
+                granted = again;
+                last_step = Step::Refresh;
+            }
+            Err(verdict) => return done(verdict, issued, facts),
+        }
+    }
+
+    if spec.validate != Validate::No {
+        let started = Instant::now();
+        let refused = match spec.validate {
+            Validate::Jwt => check_jwt(run, spec, &mut resolved, &granted, &mut facts).await,
+            Validate::Userinfo => userinfo(run, &resolved, &granted.access_token).await,
+            Validate::Introspection => match introspect(run, spec, &resolved, &granted.access_token).await {
+                Ok(true) => None,
+                Ok(false) => {
+                    Some((Reason::Inactive, String::new(), "introspection: the new token is not active".to_owned()))
+                }
+                Err(refusal) => Some(refusal),
+            },
+            Validate::No => None,
+        };
+        if spec.validate == Validate::Jwt && refused.is_none() {
+            // A JWT check makes no request unless keys were fetched again: its time is the
+            // verification's own.
+            run.records.push(crate::protocol::StepRecord {
+                step: Step::TokenValidation,
+                http_status: 0,
+                state: None,
+                duration: started.elapsed(),
+            });
+        }
+        if let Some((reason, reason_text, detail)) = refused {
+            let verdict = Verdict {
+                result: ResultClass::ValidationFailed,
+                state: None,
+                step: Step::TokenValidation,
+                reason,
+                reason_text,
+                detail,
+            };
+            return done(verdict, issued, facts);
+        }
+        last_step = Step::TokenValidation;
+    }
+
+    let verdict = Verdict {
+        result: ResultClass::Success,
+        state: None,
+        step: last_step,
+        reason: Reason::None,
+        reason_text: String::new(),
+        detail: "token issued".to_owned(),
+    };
+    let login_done = Some(Instant::now());
+    let session_end = if spec.revoke { Some(revoke(run, spec, &resolved, &granted).await) } else { None };
+    Finished { login_done, session_end, ..done(verdict, issued, facts) }
+}
+
+/// POSTs a token request and reads its answer; the tokens granted join `issued`.
+async fn token_request(
+    run: &mut Run<'_>,
+    spec: &OAuth2Login,
+    resolved: &Resolved,
+    form: Form,
+    step: Step,
+    issued: &mut Vec<SecretString>,
+) -> Result<Granted, Verdict> {
+    let started = Instant::now();
+    let (headers, form) = match authenticate(spec, resolved, form, issued) {
+        Ok(x) => x,
+        Err(detail) => return Err(failure_verdict(step, ResultClass::InvalidResponse, detail)),
+    };
+    let request =
+        Request { method: Method::POST, url: &resolved.token, label: step.as_str(), headers, form: Some(form) };
+    let received = run.exchange(request).await;
+    run.record(step, &received, None, started);
+    let received = received.map_err(|f| failure_verdict(step, f.class, f.detail))?;
+    let granted = classify::token_answer(&received.answer(), step)?;
+    issued.push(granted.access_token.clone());
+    issued.extend(granted.refresh_token.iter().cloned());
+    issued.extend(granted.id_token.iter().cloned());
+    Ok(granted)
+}
+
+/// The headers and form of a request the client authenticates, by its method.
+fn authenticate(
+    spec: &OAuth2Login,
+    resolved: &Resolved,
+    mut form: Form,
+    issued: &mut Vec<SecretString>,
+) -> Result<(HeaderMap, Form), String> {
+    let target = &spec.target;
+    let mut headers = HeaderMap::new();
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    let secret = || target.client_secret.clone().unwrap_or_else(|| SecretString::from(String::new()));
+    match &target.client_auth {
+        ClientAuth::ClientSecretBasic => {
+            use base64::Engine as _;
+            // RFC 6749 §2.3.1: both are form-encoded before being joined.
+            let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let pair = format!("{}:{}", enc(&target.client_id), enc(secret().expose_secret()));
+            let value = SecretString::from(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)));
+            let header = secret_header(&value, "the client credentials").map_err(|f| format!("{f} cannot be sent"))?;
+            headers.insert(AUTHORIZATION, header);
+        }
+        ClientAuth::ClientSecretPost => {
+            form = form.field("client_id", &target.client_id).secret("client_secret", &secret());
+        }
+        ClientAuth::None => form = form.field("client_id", &target.client_id),
+        ClientAuth::PrivateKeyJwt(key) => {
+            let assertion = assertion(&target.client_id, key, &resolved.token)?;
+            issued.push(assertion.clone());
+            form = form
+                .field("client_id", &target.client_id)
+                .field("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+                .secret("client_assertion", &assertion);
+        }
+    }
+    Ok((headers, form))
+}
+
+/// A `private_key_jwt` assertion (RFC 7523 §3) for the token endpoint, valid for a minute.
+fn assertion(client_id: &str, key: &super::SigningKey, audience: &Url) -> Result<SecretString, String> {
+    use rand::Rng as _;
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let jti: String = (0..16).map(|_| format!("{:02x}", rand::rng().random::<u8>())).collect();
+    let claims = serde_json::json!({
+        "iss": client_id, "sub": client_id, "aud": audience.as_str(), "jti": jti, "iat": now, "exp": now + ASSERTION_LIFETIME.as_secs(),
+    });
+    let mut header = jsonwebtoken::Header::new(key.algorithm);
+    header.kid = key.key_id.clone();
+    jsonwebtoken::encode(&header, &claims, &key.key)
+        .map(SecretString::from)
+        .map_err(|e| format!("cannot sign the client assertion: {e}"))
+}
+
+/// `validate: jwt`: the access token, or the ID token when the access token is opaque, verified
+/// against the JWKS (fetched again once when it names an unknown key).
+async fn check_jwt(
+    run: &mut Run<'_>,
+    spec: &OAuth2Login,
+    resolved: &mut Resolved,
+    granted: &Granted,
+    facts: &mut Option<crate::protocol::DiscoveryFacts>,
+) -> Option<Refusal> {
+    let access = granted.access_token.expose_secret();
+    let (token, audience, which) = if jwt::is_jwt(access) {
+        (access, spec.expected_audience(), "access token")
+    } else if let Some(id) = granted.id_token.as_ref().filter(|_| spec.asks_openid()) {
+        (id.expose_secret(), spec.target.client_id.as_str(), "ID token")
+    } else {
+        let detail = "the access token is opaque (not a JWT) and no ID token was issued: validate with \
+                      introspection or userinfo, or ask the openid scope";
+        return Some((Reason::None, String::new(), detail.to_owned()));
+    };
+    let issuer = resolved.issuer.clone().unwrap_or_default();
+    let leeway = spec.target.leeway.as_secs();
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let expected = Expected { issuer: &issuer, audience, leeway, now };
+    let keys = resolved.keys.clone()?;
+    let check = match jwt::verify(token, &keys, expected) {
+        Check::UnknownKey(kid) => {
+            let Some(jwks_uri) = resolved.jwks.clone() else {
+                return Some((Reason::UnknownKey, String::new(), format!("{which}: unknown key {kid:?}")));
+            };
+            run.note(&format!("The {which} names key {kid:?}, not in the cached JWKS: fetching it again"));
+            let (fetched, now_facts) = discovery::refetch_keys(run, &spec.target, &jwks_uri).await;
+            *facts = now_facts.or(*facts);
+            match fetched {
+                Ok(keys) => {
+                    resolved.keys = Some(keys.clone());
+                    jwt::verify(token, &keys, expected)
+                }
+                Err((_, detail)) => return Some((Reason::DiscoveryFailed, String::new(), detail)),
+            }
+        }
+        other => other,
+    };
+    match check {
+        Check::Valid => None,
+        Check::UnknownKey(kid) => Some((
+            Reason::UnknownKey,
+            String::new(),
+            format!("{which}: key {kid:?} is not in the JWKS, even fetched again"),
+        )),
+        Check::Refused(reason, detail) => Some((reason, String::new(), format!("{which}: {detail}"))),
+    }
+}
+
+/// `validate: userinfo`: the token must get the user's `sub`.
+async fn userinfo(run: &mut Run<'_>, resolved: &Resolved, token: &SecretString) -> Option<Refusal> {
+    let Some(url) = resolved.userinfo.clone() else {
+        return Some((Reason::UserinfoDenied, String::new(), "the server names no userinfo_endpoint".to_owned()));
+    };
+    let started = Instant::now();
+    let mut headers = HeaderMap::new();
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    match bearer_header(token, "the token") {
+        Ok(h) => headers.insert(AUTHORIZATION, h),
+        Err(_) => return Some((Reason::None, String::new(), "the token cannot be sent as a header".to_owned())),
+    };
+    let request = Request { method: Method::GET, url: &url, label: "Userinfo", headers, form: None };
+    let received = run.exchange(request).await;
+    run.record(Step::TokenValidation, &received, None, started);
+    match received {
+        Ok(r) => classify::userinfo(&r.answer()).err(),
+        Err(f) => Some((Reason::None, String::new(), format!("userinfo: {}", f.detail))),
+    }
+}
+
+/// RFC 7662 introspection of `token` with the client's credentials: whether it is active.
+async fn introspect(
+    run: &mut Run<'_>,
+    spec: &OAuth2Login,
+    resolved: &Resolved,
+    token: &SecretString,
+) -> Result<bool, Refusal> {
+    let Some(url) = resolved.introspection.clone() else {
+        return Err((Reason::None, String::new(), "the server names no introspection_endpoint".to_owned()));
+    };
+    let started = Instant::now();
+    let form = Form::default().secret("token", token).field("token_type_hint", "access_token");
+    let mut assertions = Vec::new();
+    let (headers, form) =
+        authenticate(spec, resolved, form, &mut assertions).map_err(|d| (Reason::None, String::new(), d))?;
+    let request = Request { method: Method::POST, url: &url, label: "Introspection", headers, form: Some(form) };
+    let received = run.exchange(request).await;
+    run.record(Step::TokenValidation, &received, None, started);
+    match received {
+        Ok(r) => classify::introspection(&r.answer()),
+        Err(f) => Err((Reason::None, String::new(), format!("introspection: {}", f.detail))),
+    }
+}
+
+/// Revokes what was issued: the refresh token (which ends the grant), then the access token.
+/// With `validate: introspection`, the access token is introspected again and must be inactive.
+async fn revoke(run: &mut Run<'_>, spec: &OAuth2Login, resolved: &Resolved, granted: &Granted) -> LogoutOutcome {
+    let Some(url) = resolved.revocation.clone() else {
+        return LogoutOutcome {
+            ok: false,
+            http_status: 0,
+            detail: "the server names no revocation_endpoint".to_owned(),
+        };
+    };
+    let mut tokens = Vec::new();
+    if let Some(r) = &granted.refresh_token {
+        tokens.push((r, "refresh_token"));
+    }
+    tokens.push((&granted.access_token, "access_token"));
+    let mut last_status = 0;
+    for (token, hint) in tokens {
+        let started = Instant::now();
+        let form = Form::default().secret("token", token).field("token_type_hint", hint);
+        let mut assertions = Vec::new();
+        let (headers, form) = match authenticate(spec, resolved, form, &mut assertions) {
+            Ok(x) => x,
+            Err(detail) => return LogoutOutcome { ok: false, http_status: 0, detail },
+        };
+        let request = Request { method: Method::POST, url: &url, label: "Revocation", headers, form: Some(form) };
+        let received = run.exchange(request).await;
+        run.record(Step::Revocation, &received, None, started);
+        match received {
+            Ok(r) => {
+                last_status = r.status;
+                let (ok, detail) = classify::revocation(&r.answer());
+                if !ok {
+                    return LogoutOutcome { ok, http_status: r.status, detail: format!("{hint}: {detail}") };
+                }
+            }
+            Err(f) => {
+                let detail = format!("revocation of the {hint}: {}", f.detail);
+                return LogoutOutcome { ok: false, http_status: f.status.unwrap_or(0), detail };
+            }
+        }
+    }
+    if spec.validate == Validate::Introspection {
+        match introspect(run, spec, resolved, &granted.access_token).await {
+            Ok(false) => {}
+            Ok(true) => {
+                let detail = "the access token is still active after its revocation".to_owned();
+                return LogoutOutcome { ok: false, http_status: last_status, detail };
+            }
+            Err((_, _, detail)) => return LogoutOutcome { ok: false, http_status: last_status, detail },
+        }
+        return LogoutOutcome {
+            ok: true,
+            http_status: last_status,
+            detail: "revoked; introspection confirms".to_owned(),
+        };
+    }
+    LogoutOutcome { ok: true, http_status: last_status, detail: "revoked".to_owned() }
+}

@@ -1,0 +1,325 @@
+//! The OAuth 2.0 / OpenID Connect family: a token request at the authorization server's
+//! `token_endpoint` by the probe's grant (client credentials or resource owner password), the
+//! client authenticated as its target says; optionally the refresh token redeemed once, the
+//! token checked (JWT against the JWKS, userinfo or introspection), and what was issued revoked.
+//!
+//! The endpoints come from the target or from discovery (`{issuer}/.well-known/openid-configuration`),
+//! fetched with the JWKS per target, cached, refreshed every `discovery_refresh` and on an
+//! unknown `kid` ([`discovery`]). [`classify`] and [`jwt`] are pure; [`flow`] makes the requests.
+
+pub mod classify;
+pub mod discovery;
+mod flow;
+pub mod jwt;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, EncodingKey};
+use secrecy::SecretString;
+use url::Url;
+
+pub(crate) use flow::run;
+
+/// How the client proves who it is (RFC 6749 §2.3, OpenID Connect Core §9).
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// HTTP Basic with the client id and secret.
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form.
+    ClientSecretPost,
+    /// A JWT assertion signed with the client's private key (RFC 7523).
+    PrivateKeyJwt(SigningKey),
+    /// A public client: `client_id` only.
+    None,
+}
+
+impl ClientAuth {
+    /// The configuration's name of the method.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientAuth::ClientSecretBasic => "client_secret_basic",
+            ClientAuth::ClientSecretPost => "client_secret_post",
+            ClientAuth::PrivateKeyJwt(_) => "private_key_jwt",
+            ClientAuth::None => "none",
+        }
+    }
+}
+
+/// The private key of a `private_key_jwt` client. Prints its algorithm and key id, never the key.
+#[derive(Clone)]
+pub struct SigningKey {
+    key: EncodingKey,
+    /// RS256 or ES256, from the key's type.
+    pub algorithm: Algorithm,
+    /// The `kid` of the assertions' header.
+    pub key_id: Option<String>,
+    /// The PEM it was read from: what tells two keys apart, and a secret to redact.
+    pem: SecretString,
+}
+
+impl SigningKey {
+    /// Reads a PEM private key: RSA (RS256) or P-256 (ES256). The error never quotes the key.
+    pub fn from_pem(pem: &str, key_id: Option<String>) -> Result<SigningKey, String> {
+        let (key, algorithm) = if let Ok(k) = EncodingKey::from_rsa_pem(pem.as_bytes()) {
+            (k, Algorithm::RS256)
+        } else if let Ok(k) = EncodingKey::from_ec_pem(pem.as_bytes()) {
+            (k, Algorithm::ES256)
+        } else {
+            return Err("not a PEM RSA or P-256 private key".to_owned());
+        };
+        Ok(SigningKey { key, algorithm, key_id, pem: SecretString::from(pem.to_owned()) })
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("algorithm", &self.algorithm)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The endpoints a target names itself; discovery fills in the others.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    /// `token_endpoint`: with it, no discovery document is fetched.
+    pub token: Option<Url>,
+    /// `jwks_uri`.
+    pub jwks: Option<Url>,
+    /// `userinfo_endpoint`.
+    pub userinfo: Option<Url>,
+    /// `introspection_endpoint`.
+    pub introspection: Option<Url>,
+    /// `revocation_endpoint`.
+    pub revocation: Option<Url>,
+}
+
+/// An authorization server and the client authprobe is at it. Shared by the probes of one
+/// target, with what discovery learnt of it.
+#[derive(Debug)]
+pub struct OAuth2Target {
+    /// The issuer: where discovery starts, and the `iss` tokens must carry.
+    pub issuer: Option<Url>,
+    /// Endpoints set in the configuration.
+    pub endpoints: Endpoints,
+    /// `client_id`.
+    pub client_id: String,
+    /// The client secret, for `client_secret_basic` and `client_secret_post`.
+    pub client_secret: Option<SecretString>,
+    /// How the client authenticates.
+    pub client_auth: ClientAuth,
+    /// How long a fetched discovery document and JWKS are used before being fetched again.
+    pub discovery_refresh: Duration,
+    /// Clock skew tolerated in `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+    /// What discovery learnt (runtime state, not configuration).
+    pub(crate) discovered: discovery::Cache,
+}
+
+impl OAuth2Target {
+    /// A target with nothing discovered yet.
+    pub fn new(
+        issuer: Option<Url>,
+        endpoints: Endpoints,
+        client_id: String,
+        client_secret: Option<SecretString>,
+        client_auth: ClientAuth,
+        discovery_refresh: Duration,
+        leeway: Duration,
+    ) -> Self {
+        OAuth2Target {
+            issuer,
+            endpoints,
+            client_id,
+            client_secret,
+            client_auth,
+            discovery_refresh,
+            leeway,
+            discovered: discovery::Cache::default(),
+        }
+    }
+
+    /// Whether the token endpoint comes from discovery.
+    pub fn discovers(&self) -> bool {
+        self.endpoints.token.is_none() && self.issuer.is_some()
+    }
+
+    /// The URL a login starts at: the issuer, else the token endpoint.
+    pub fn endpoint(&self) -> &Url {
+        self.issuer
+            .as_ref()
+            .or(self.endpoints.token.as_ref())
+            .expect("the configuration requires issuer or token_endpoint")
+    }
+
+    /// Whether `other` is the same server and client with the same secrets.
+    pub fn same_as(&self, other: &OAuth2Target) -> bool {
+        let key = |a: &ClientAuth| match a {
+            ClientAuth::PrivateKeyJwt(k) => Some((k.pem.clone(), k.key_id.clone())),
+            _ => None,
+        };
+        let keys_same = match (key(&self.client_auth), key(&other.client_auth)) {
+            (None, None) => true,
+            (Some((a, ka)), Some((b, kb))) => crate::protocol::same_secret(&a, &b) && ka == kb,
+            _ => false,
+        };
+        let secrets_same = match (&self.client_secret, &other.client_secret) {
+            (None, None) => true,
+            (Some(a), Some(b)) => crate::protocol::same_secret(a, b),
+            _ => false,
+        };
+        self.issuer == other.issuer
+            && self.endpoints == other.endpoints
+            && self.client_id == other.client_id
+            && self.client_auth.name() == other.client_auth.name()
+            && keys_same
+            && secrets_same
+            && self.discovery_refresh == other.discovery_refresh
+            && self.leeway == other.leeway
+    }
+
+    /// The client's secrets.
+    pub fn secrets(&self) -> Vec<&SecretString> {
+        let mut out: Vec<&SecretString> = self.client_secret.iter().collect();
+        if let ClientAuth::PrivateKeyJwt(k) = &self.client_auth {
+            out.push(&k.pem);
+        }
+        out
+    }
+}
+
+/// The grant a probe logs in with.
+#[derive(Debug, Clone)]
+pub enum Grant {
+    /// `client_credentials`: the client for itself.
+    ClientCredentials,
+    /// `password`: resource owner password credentials, for a user.
+    Password {
+        /// `username`.
+        username: String,
+        /// `password`.
+        password: SecretString,
+    },
+}
+
+impl Grant {
+    /// The configuration's name of the grant.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Grant::ClientCredentials => "client_credentials",
+            Grant::Password { .. } => "password",
+        }
+    }
+}
+
+/// How a probe checks the token it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validate {
+    /// Not at all.
+    No,
+    /// Verify the access token (or the ID token, when the access token is opaque) against the JWKS.
+    Jwt,
+    /// `GET userinfo_endpoint` with the token must answer a `sub`.
+    Userinfo,
+    /// RFC 7662 introspection must say `active: true`.
+    Introspection,
+}
+
+impl Validate {
+    /// The configuration's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Validate::No => "false",
+            Validate::Jwt => "jwt",
+            Validate::Userinfo => "userinfo",
+            Validate::Introspection => "introspection",
+        }
+    }
+}
+
+/// An OAuth 2.0 login: at which server, by which grant, and what to do with the token.
+#[derive(Debug, Clone)]
+pub struct OAuth2Login {
+    /// The server and client, shared with the other probes of the target.
+    pub target: Arc<OAuth2Target>,
+    /// The grant.
+    pub grant: Grant,
+    /// `scope`, space-separated.
+    pub scope: Option<String>,
+    /// `audience` (as Auth0 and others name the API a token is for).
+    pub audience: Option<String>,
+    /// `resource` (RFC 8707).
+    pub resource: Option<String>,
+    /// How the token is checked.
+    pub validate: Validate,
+    /// Redeem the refresh token once.
+    pub refresh: bool,
+    /// Revoke what was issued (RFC 7009).
+    pub revoke: bool,
+}
+
+impl OAuth2Login {
+    /// Whether `openid` is among the scopes asked.
+    pub fn asks_openid(&self) -> bool {
+        self.scope.as_deref().is_some_and(|s| s.split_whitespace().any(|w| w == "openid"))
+    }
+
+    /// The audience an access token must name: the probe's `audience` or `resource`, else the
+    /// client id.
+    pub fn expected_audience(&self) -> &str {
+        self.audience.as_deref().or(self.resource.as_deref()).unwrap_or(&self.target.client_id)
+    }
+
+    /// Whether `other` logs in as the same identity with the same secrets.
+    pub fn same_credentials(&self, other: &OAuth2Login) -> bool {
+        let grants = match (&self.grant, &other.grant) {
+            (Grant::ClientCredentials, Grant::ClientCredentials) => true,
+            (Grant::Password { username: a, password: pa }, Grant::Password { username: b, password: pb }) => {
+                a == b && crate::protocol::same_secret(pa, pb)
+            }
+            _ => false,
+        };
+        grants && self.target.same_as(&other.target)
+    }
+
+    /// Whether `other` is the same login with the same settings and secrets.
+    pub fn same_as(&self, other: &OAuth2Login) -> bool {
+        self.same_credentials(other)
+            && self.scope == other.scope
+            && self.audience == other.audience
+            && self.resource == other.resource
+            && self.validate == other.validate
+            && self.refresh == other.refresh
+            && self.revoke == other.revoke
+    }
+
+    /// Whether a login makes one request at most.
+    pub fn single_request(&self) -> bool {
+        !self.target.discovers() && self.validate == Validate::No && !self.refresh && !self.revoke
+    }
+
+    /// Whether a healthy login sends a request of `step`.
+    pub fn sends(&self, step: crate::protocol::Step) -> bool {
+        use crate::protocol::Step;
+        match step {
+            Step::Token => true,
+            Step::Discovery => self.target.discovers() || self.validate == Validate::Jwt,
+            Step::Refresh => self.refresh,
+            Step::TokenValidation => self.validate != Validate::No,
+            Step::Revocation => self.revoke,
+            _ => false,
+        }
+    }
+
+    /// The secrets a login sends.
+    pub fn secrets(&self) -> Vec<&SecretString> {
+        let mut out = self.target.secrets();
+        if let Grant::Password { password, .. } = &self.grant {
+            out.push(password);
+        }
+        out
+    }
+}
