@@ -17,7 +17,8 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::duration::{self, serde_prom};
-use crate::protocol::{EtnaLogin, Expect, Flow, LoginSpec, TlsSettings};
+use crate::protocol::oauth2::{ClientAuth, Endpoints, Grant, OAuth2Login, SigningKey, Validate};
+use crate::protocol::{EtnaLogin, Expect, Flow, LoginSpec, OAuth2Target, TlsSettings};
 use crate::simulator::{Settings, SimulatorFile, SimulatorSpec, SimulatorTls, SimulatorTlsFile, DEFAULT_LISTEN};
 use crate::yaml::{self, FieldIndex, FileError, FileErrors};
 
@@ -31,6 +32,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_STEPS: u32 = 3;
 /// Default body cap.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default age at which an OAuth 2.0 target's discovery document and JWKS are fetched again.
+pub const DEFAULT_DISCOVERY_REFRESH: Duration = Duration::from_secs(300);
+/// Default clock skew tolerated when checking a JWT's times.
+pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(60);
 /// Most transport retries a probe may ask for.
 pub const MAX_RETRIES: u32 = 5;
 /// Longest probe or target name, in characters.
@@ -112,7 +117,10 @@ struct RawGuard {
 #[serde(deny_unknown_fields)]
 struct RawTarget {
     name: String,
-    base_url: String,
+    #[serde(default)]
+    protocol: Option<String>,
+    #[serde(default)]
+    base_url: Option<String>,
     #[serde(default)]
     app_key: Option<SecretString>,
     #[serde(default)]
@@ -121,6 +129,42 @@ struct RawTarget {
     tls: Option<RawTls>,
     #[serde(default)]
     proxy_url: Option<String>,
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    token_endpoint: Option<String>,
+    #[serde(default)]
+    jwks_uri: Option<String>,
+    #[serde(default)]
+    userinfo_endpoint: Option<String>,
+    #[serde(default)]
+    introspection_endpoint: Option<String>,
+    #[serde(default)]
+    revocation_endpoint: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    client_secret: Option<SecretString>,
+    #[serde(default)]
+    client_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    client_auth: Option<String>,
+    #[serde(default)]
+    client_key_file: Option<PathBuf>,
+    #[serde(default)]
+    client_key_id: Option<String>,
+    #[serde(default, with = "serde_prom::option")]
+    discovery_refresh: Option<Duration>,
+    #[serde(default, with = "serde_prom::option")]
+    jwt_leeway: Option<Duration>,
+}
+
+/// `validate:` as written: a boolean (both families) or a method name (OAuth 2.0).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawValidate {
+    Flag(bool),
+    Method(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,7 +187,8 @@ struct RawTls {
 struct RawProbe {
     name: String,
     target: String,
-    username: String,
+    #[serde(default)]
+    username: Option<String>,
     #[serde(default)]
     password: Option<SecretString>,
     #[serde(default)]
@@ -169,7 +214,7 @@ struct RawProbe {
     #[serde(default)]
     max_body_bytes: Option<usize>,
     #[serde(default)]
-    validate: Option<bool>,
+    validate: Option<RawValidate>,
     #[serde(default)]
     logout: Option<bool>,
     #[serde(default)]
@@ -178,6 +223,18 @@ struct RawProbe {
     lockout_guard: RawGuard,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    #[serde(default)]
+    grant: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    audience: Option<String>,
+    #[serde(default)]
+    resource: Option<String>,
+    #[serde(default)]
+    refresh: Option<bool>,
+    #[serde(default)]
+    revoke: Option<bool>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -196,19 +253,31 @@ pub struct Config {
     pub probes: Vec<Probe>,
 }
 
-/// An ETNA API endpoint and the app key used with it.
+/// A server probes log in at: its protocol's settings, and how to reach it.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// Name, as referenced by probes and used as the `target` label.
     pub name: String,
-    /// API base URL.
-    pub base_url: Url,
-    /// `Et-App-Key`.
-    pub app_key: SecretString,
+    /// The protocol and what it needs.
+    pub kind: TargetKind,
     /// How to trust it (HTTPS).
     pub tls: Arc<TlsSettings>,
     /// The proxy its requests go through, instead of `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`.
     pub proxy: Option<Url>,
+}
+
+/// A target's protocol family and its settings.
+#[derive(Debug, Clone)]
+pub enum TargetKind {
+    /// `protocol: etna` (the default).
+    Etna {
+        /// API base URL.
+        base_url: Url,
+        /// `Et-App-Key`.
+        app_key: SecretString,
+    },
+    /// `protocol: oauth2`: the authorization server and the client.
+    OAuth2(Arc<OAuth2Target>),
 }
 
 /// When a probe runs.
@@ -338,7 +407,13 @@ impl Config {
     /// Every secret the file holds or names: app keys, passwords, pins and verification codes
     /// of the probes and of the embedded simulator's accounts (for [`crate::panics`]).
     pub fn secrets(&self) -> Vec<SecretString> {
-        let mut out: Vec<SecretString> = self.targets.iter().map(|t| t.app_key.clone()).collect();
+        let mut out: Vec<SecretString> = Vec::new();
+        for t in &self.targets {
+            match &t.kind {
+                TargetKind::Etna { app_key, .. } => out.push(app_key.clone()),
+                TargetKind::OAuth2(o) => out.extend(o.secrets().into_iter().cloned()),
+            }
+        }
         for p in &self.probes {
             out.extend(p.login.secrets().into_iter().cloned());
         }
@@ -422,7 +497,6 @@ impl Validator<'_> {
         let d = &raw.defaults;
         let default_interval = d.interval.unwrap_or(DEFAULT_INTERVAL);
         let default_timeout = d.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let default_max_steps = d.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
         let default_body = d.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if default_interval.is_zero() {
             self.error("defaults.interval", "must be greater than 0s");
@@ -432,29 +506,38 @@ impl Validator<'_> {
 
         let mut targets: Vec<Arc<Target>> = Vec::new();
         let mut target_names = HashSet::new();
-        for (i, t) in raw.targets.into_iter().enumerate() {
+        for (i, mut t) in raw.targets.into_iter().enumerate() {
             let path = format!("targets[{i}]");
             self.check_name(&format!("{path}.name"), &t.name);
             if !target_names.insert(t.name.clone()) {
                 self.error(format!("{path}.name"), format!("duplicate target name {:?}", t.name));
             }
-            let base_url = self.base_url(&format!("{path}.base_url"), &t.base_url);
-            let app_key = self.secret(&path, "app_key", t.app_key.as_ref(), t.app_key_file.as_ref(), true);
-            let tls = self.tls(&format!("{path}.tls"), t.tls.unwrap_or_default());
-            let proxy = t.proxy_url.as_deref().and_then(|raw| self.proxy_url(&format!("{path}.proxy_url"), raw));
-            if base_url.as_ref().is_some_and(|u| u.scheme() == "http")
-                && tls.as_ref().is_some_and(|t| **t != TlsSettings::default())
-            {
-                self.error(format!("{path}.tls"), "set for a target whose base_url is http, not https");
+            let tls = self.tls(&format!("{path}.tls"), t.tls.take().unwrap_or_default());
+            let proxy = t.proxy_url.take().and_then(|raw| self.proxy_url(&format!("{path}.proxy_url"), &raw));
+            let kind = match t.protocol.as_deref().map(str::trim) {
+                None | Some("etna") => self.etna_target(&path, &mut t),
+                Some("oauth2") => self.oauth2_target(&path, &mut t),
+                Some(other) => {
+                    self.error(format!("{path}.protocol"), format!("unknown protocol {other:?}: use etna or oauth2"));
+                    None
+                }
+            };
+            let plain = match &kind {
+                Some(TargetKind::Etna { base_url, .. }) => base_url.scheme() == "http",
+                Some(TargetKind::OAuth2(o)) => o.endpoint().scheme() == "http",
+                None => false,
+            };
+            if plain && tls.as_ref().is_some_and(|t| **t != TlsSettings::default()) {
+                self.error(format!("{path}.tls"), "set for a target whose URL is http, not https");
             }
-            if let (Some(base_url), Some(app_key), Some(tls)) = (base_url, app_key, tls) {
-                targets.push(Arc::new(Target { name: t.name, base_url, app_key, tls, proxy }));
+            if let (Some(kind), Some(tls)) = (kind, tls) {
+                targets.push(Arc::new(Target { name: t.name, kind, tls, proxy }));
             }
         }
 
         let mut probes = Vec::new();
         let mut probe_names = HashSet::new();
-        for (i, p) in raw.probes.into_iter().enumerate() {
+        for (i, mut p) in raw.probes.into_iter().enumerate() {
             let path = format!("probes[{i}]");
             self.check_name(&format!("{path}.name"), &p.name);
             if !probe_names.insert(p.name.clone()) {
@@ -470,43 +553,6 @@ impl Validator<'_> {
                 };
                 self.error(format!("{path}.target"), format!("unknown target {:?} ({known})", p.target));
             }
-            let username = match expand_env(&p.username) {
-                Ok(u) if u.is_empty() => {
-                    self.error(format!("{path}.username"), "must not be empty");
-                    None
-                }
-                Ok(u) if reqwest::header::HeaderValue::from_str(&u).is_err() => {
-                    self.error(format!("{path}.username"), "contains characters that cannot be sent in an HTTP header");
-                    None
-                }
-                Ok(u) => Some(u),
-                Err(m) => {
-                    self.error(format!("{path}.username"), m);
-                    None
-                }
-            };
-            let password = self.secret(&path, "password", p.password.as_ref(), p.password_file.as_ref(), true);
-            let pin = self.secret(&path, "pin", p.pin.as_ref(), p.pin_file.as_ref(), false);
-            let verification_code = self.secret(
-                &path,
-                "verification_code",
-                p.verification_code.as_ref(),
-                p.verification_code_file.as_ref(),
-                false,
-            );
-            let expect = match p.expect.as_deref() {
-                None => Some(Expect::Succeeded),
-                Some(text) => {
-                    let e = Expect::parse(text);
-                    if e.is_none() {
-                        self.error(
-                            format!("{path}.expect"),
-                            format!("unknown value {text:?}: use Succeeded, SecutityPin or VerificationCode"),
-                        );
-                    }
-                    e
-                }
-            };
             let schedule = match (p.interval, &p.schedule) {
                 (Some(_), Some(_)) => {
                     self.error(format!("{path}.schedule"), "set either interval or schedule, not both");
@@ -547,33 +593,9 @@ impl Validator<'_> {
                     );
                 }
             }
-            let max_steps = p.max_steps.unwrap_or(default_max_steps);
-            if !(1..=10).contains(&max_steps) {
-                self.error(format!("{path}.max_steps"), "must be between 1 and 10");
-            }
             let max_body_bytes = p.max_body_bytes.unwrap_or(default_body);
             if !(1024..=16 * 1024 * 1024).contains(&max_body_bytes) {
                 self.error(format!("{path}.max_body_bytes"), "must be between 1024 and 16777216");
-            }
-            let validate = p.validate.or(d.validate).unwrap_or(false);
-            let logout = p.logout.or(d.logout).unwrap_or(false);
-            if let Some(Expect::Step(step)) = expect {
-                // Only a login that ends in Succeeded has a final token to check or log out.
-                for (on, field, verb, set_here) in [
-                    (validate, "validate", "validate", p.validate.is_some()),
-                    (logout, "logout", "log out", p.logout.is_some()),
-                ] {
-                    if on {
-                        let at = if set_here { format!("{path}.{field}") } else { format!("defaults.{field}") };
-                        self.error(
-                            at,
-                            format!(
-                                "probe {:?} expects {step} and never gets a final token to {verb}; set {field}: false for it",
-                                p.name
-                            ),
-                        );
-                    }
-                }
             }
             let retries = p.retries.or(d.retries).unwrap_or(0);
             if retries > MAX_RETRIES {
@@ -597,29 +619,21 @@ impl Validator<'_> {
                 let at = if p.lockout_guard.max_backoff.is_some() { path.clone() } else { "defaults".to_owned() };
                 self.error(format!("{at}.lockout_guard.max_backoff"), "must be greater than 0s");
             }
-            let labels = self.labels(&path, p.labels);
+            let labels = self.labels(&path, std::mem::take(&mut p.labels));
 
-            if let (Some(target), Some(username), Some(password), Some(expect), Some(schedule)) =
-                (target, username, password, expect, schedule)
-            {
+            let flow = match target.as_ref().map(|t| &t.kind) {
+                Some(TargetKind::Etna { base_url, app_key }) => self.etna_probe(&path, &p, d, base_url, app_key),
+                Some(TargetKind::OAuth2(server)) => self.oauth2_probe(&path, &p, server),
+                None => None,
+            };
+            if let (Some(target), Some(flow), Some(schedule)) = (target, flow, schedule) {
                 probes.push(Probe {
                     name: p.name,
                     target: target.name.clone(),
                     schedule,
                     labels: labels.into_iter().collect(),
                     login: LoginSpec {
-                        flow: Flow::Etna(EtnaLogin {
-                            base_url: target.base_url.clone(),
-                            app_key: target.app_key.clone(),
-                            username,
-                            password,
-                            pin,
-                            verification_code,
-                            expect,
-                            max_steps,
-                            validate,
-                            logout,
-                        }),
+                        flow,
                         timeout,
                         max_body_bytes,
                         retries,
@@ -636,6 +650,438 @@ impl Validator<'_> {
         } else {
             Err(FileErrors(self.errors))
         }
+    }
+
+    /// Reports each of `fields` that is set as belonging to the other protocol.
+    fn foreign(&mut self, path: &str, fields: &[(&str, bool)], belongs: &str) {
+        for (name, set) in fields {
+            if *set {
+                self.error(format!("{path}.{name}"), format!("only for {belongs}"));
+            }
+        }
+    }
+
+    /// An ETNA target's own fields.
+    fn etna_target(&mut self, path: &str, t: &mut RawTarget) -> Option<TargetKind> {
+        let oauth2_only = [
+            ("issuer", t.issuer.is_some()),
+            ("token_endpoint", t.token_endpoint.is_some()),
+            ("jwks_uri", t.jwks_uri.is_some()),
+            ("userinfo_endpoint", t.userinfo_endpoint.is_some()),
+            ("introspection_endpoint", t.introspection_endpoint.is_some()),
+            ("revocation_endpoint", t.revocation_endpoint.is_some()),
+            ("client_id", t.client_id.is_some()),
+            ("client_secret", t.client_secret.is_some()),
+            ("client_secret_file", t.client_secret_file.is_some()),
+            ("client_auth", t.client_auth.is_some()),
+            ("client_key_file", t.client_key_file.is_some()),
+            ("client_key_id", t.client_key_id.is_some()),
+            ("discovery_refresh", t.discovery_refresh.is_some()),
+            ("jwt_leeway", t.jwt_leeway.is_some()),
+        ];
+        self.foreign(path, &oauth2_only, "protocol: oauth2 targets");
+        let base_url = match &t.base_url {
+            Some(raw) => self.base_url(&format!("{path}.base_url"), raw),
+            None => {
+                self.error(format!("{path}.base_url"), "missing: an ETNA target needs base_url");
+                None
+            }
+        };
+        let app_key = self.secret(path, "app_key", t.app_key.as_ref(), t.app_key_file.as_ref(), true);
+        Some(TargetKind::Etna { base_url: base_url?, app_key: app_key? })
+    }
+
+    /// An OAuth 2.0 target's own fields.
+    fn oauth2_target(&mut self, path: &str, t: &mut RawTarget) -> Option<TargetKind> {
+        let etna_only = [
+            ("base_url", t.base_url.is_some()),
+            ("app_key", t.app_key.is_some()),
+            ("app_key_file", t.app_key_file.is_some()),
+        ];
+        self.foreign(path, &etna_only, "protocol: etna targets");
+        let before = self.errors.len();
+        let url = |v: &mut Self, field: &str, raw: &Option<String>| {
+            raw.as_deref().and_then(|r| v.base_url(&format!("{path}.{field}"), r))
+        };
+        let issuer = url(self, "issuer", &t.issuer);
+        let endpoints = Endpoints {
+            token: url(self, "token_endpoint", &t.token_endpoint),
+            jwks: url(self, "jwks_uri", &t.jwks_uri),
+            userinfo: url(self, "userinfo_endpoint", &t.userinfo_endpoint),
+            introspection: url(self, "introspection_endpoint", &t.introspection_endpoint),
+            revocation: url(self, "revocation_endpoint", &t.revocation_endpoint),
+        };
+        if t.issuer.is_none() && t.token_endpoint.is_none() {
+            self.error(format!("{path}.issuer"), "missing: set issuer (for discovery) or token_endpoint");
+        }
+        let client_id = match t.client_id.as_deref().map(expand_env) {
+            None => {
+                self.error(format!("{path}.client_id"), "missing: an oauth2 target needs client_id");
+                None
+            }
+            Some(Ok(id)) if id.trim().is_empty() => {
+                self.error(format!("{path}.client_id"), "must not be empty");
+                None
+            }
+            Some(Ok(id)) => Some(id),
+            Some(Err(m)) => {
+                self.error(format!("{path}.client_id"), m);
+                None
+            }
+        };
+        let method = t.client_auth.as_deref().map(str::trim).unwrap_or("client_secret_basic");
+        let has_secret = t.client_secret.is_some() || t.client_secret_file.is_some();
+        let auth = match method {
+            "client_secret_basic" | "client_secret_post" => {
+                if t.client_key_file.is_some() {
+                    self.error(format!("{path}.client_key_file"), format!("not used with client_auth: {method}"));
+                }
+                Some(if method == "client_secret_basic" {
+                    ClientAuth::ClientSecretBasic
+                } else {
+                    ClientAuth::ClientSecretPost
+                })
+            }
+            "none" | "private_key_jwt" => {
+                if has_secret {
+                    let field = if t.client_secret.is_some() { "client_secret" } else { "client_secret_file" };
+                    self.error(format!("{path}.{field}"), format!("not used with client_auth: {method}"));
+                }
+                if method == "none" {
+                    if t.client_key_file.is_some() {
+                        self.error(format!("{path}.client_key_file"), "not used with client_auth: none");
+                    }
+                    Some(ClientAuth::None)
+                } else {
+                    match &t.client_key_file {
+                        None => {
+                            self.error(
+                                format!("{path}.client_key_file"),
+                                "missing: private_key_jwt needs client_key_file",
+                            );
+                            None
+                        }
+                        Some(file) => {
+                            let full = self.base_dir.join(file);
+                            let key = std::fs::read_to_string(&full)
+                                .map_err(|e| format!("cannot read {}: {e}", full.display()))
+                                .and_then(|pem| {
+                                    SigningKey::from_pem(&pem, t.client_key_id.clone())
+                                        .map_err(|e| format!("{}: {e}", full.display()))
+                                });
+                            match key {
+                                Ok(k) => Some(ClientAuth::PrivateKeyJwt(k)),
+                                Err(e) => {
+                                    self.error(format!("{path}.client_key_file"), e);
+                                    None
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            other => {
+                self.error(
+                    format!("{path}.client_auth"),
+                    format!("unknown method {other:?}: use client_secret_basic, client_secret_post, private_key_jwt or none"),
+                );
+                None
+            }
+        };
+        let needs_secret = matches!(auth, Some(ClientAuth::ClientSecretBasic | ClientAuth::ClientSecretPost));
+        let client_secret = if needs_secret {
+            self.secret(path, "client_secret", t.client_secret.as_ref(), t.client_secret_file.as_ref(), true)
+        } else {
+            None
+        };
+        if t.client_key_id.is_some() && !matches!(auth, Some(ClientAuth::PrivateKeyJwt(_))) {
+            self.error(format!("{path}.client_key_id"), "only with client_auth: private_key_jwt");
+        }
+        let discovery_refresh = t.discovery_refresh.unwrap_or(DEFAULT_DISCOVERY_REFRESH);
+        if discovery_refresh.is_zero() {
+            self.error(format!("{path}.discovery_refresh"), "must be greater than 0s");
+        }
+        let leeway = t.jwt_leeway.unwrap_or(DEFAULT_JWT_LEEWAY);
+        if self.errors.len() != before {
+            return None;
+        }
+        Some(TargetKind::OAuth2(Arc::new(OAuth2Target::new(
+            issuer,
+            endpoints,
+            client_id?,
+            client_secret,
+            auth?,
+            discovery_refresh,
+            leeway,
+        ))))
+    }
+
+    /// The ETNA part of a probe of an ETNA target.
+    fn etna_probe(
+        &mut self,
+        path: &str,
+        p: &RawProbe,
+        d: &RawDefaults,
+        base_url: &Url,
+        app_key: &SecretString,
+    ) -> Option<Flow> {
+        let oauth2_only = [
+            ("grant", p.grant.is_some()),
+            ("scope", p.scope.is_some()),
+            ("audience", p.audience.is_some()),
+            ("resource", p.resource.is_some()),
+            ("refresh", p.refresh.is_some()),
+            ("revoke", p.revoke.is_some()),
+        ];
+        self.foreign(path, &oauth2_only, "probes of protocol: oauth2 targets");
+        let Some(raw_username) = p.username.as_deref() else {
+            self.error(format!("{path}.username"), "missing: an ETNA probe needs username");
+            return None;
+        };
+        let username = match expand_env(raw_username) {
+            Ok(u) if u.is_empty() => {
+                self.error(format!("{path}.username"), "must not be empty");
+                None
+            }
+            Ok(u) if reqwest::header::HeaderValue::from_str(&u).is_err() => {
+                self.error(format!("{path}.username"), "contains characters that cannot be sent in an HTTP header");
+                None
+            }
+            Ok(u) => Some(u),
+            Err(m) => {
+                self.error(format!("{path}.username"), m);
+                None
+            }
+        };
+        let password = self.secret(path, "password", p.password.as_ref(), p.password_file.as_ref(), true);
+        let pin = self.secret(path, "pin", p.pin.as_ref(), p.pin_file.as_ref(), false);
+        let verification_code = self.secret(
+            path,
+            "verification_code",
+            p.verification_code.as_ref(),
+            p.verification_code_file.as_ref(),
+            false,
+        );
+        let expect = match p.expect.as_deref() {
+            None => Some(Expect::Succeeded),
+            Some(text) => {
+                let e = Expect::parse(text);
+                if e.is_none() {
+                    self.error(
+                        format!("{path}.expect"),
+                        format!("unknown value {text:?}: use Succeeded, SecutityPin or VerificationCode"),
+                    );
+                }
+                e
+            }
+        };
+
+        let max_steps = p.max_steps.or(d.max_steps).unwrap_or(DEFAULT_MAX_STEPS);
+        if !(1..=10).contains(&max_steps) {
+            self.error(format!("{path}.max_steps"), "must be between 1 and 10");
+        }
+        let validate = match &p.validate {
+            None => d.validate.unwrap_or(false),
+            Some(RawValidate::Flag(on)) => *on,
+            Some(RawValidate::Method(m)) => {
+                self.error(
+                    format!("{path}.validate"),
+                    format!("{m:?} is for oauth2 targets: an ETNA probe validates with true or false"),
+                );
+                false
+            }
+        };
+        let logout = p.logout.or(d.logout).unwrap_or(false);
+        if let Some(Expect::Step(step)) = expect {
+            // Only a login that ends in Succeeded has a final token to check or log out.
+            for (on, field, verb, set_here) in [
+                (validate, "validate", "validate", p.validate.is_some()),
+                (logout, "logout", "log out", p.logout.is_some()),
+            ] {
+                if on {
+                    let at = if set_here { format!("{path}.{field}") } else { format!("defaults.{field}") };
+                    self.error(
+                        at,
+                        format!(
+                            "probe {:?} expects {step} and never gets a final token to {verb}; set {field}: false for it",
+                            p.name
+                        ),
+                    );
+                }
+            }
+        }
+        Some(Flow::Etna(EtnaLogin {
+            base_url: base_url.clone(),
+            app_key: app_key.clone(),
+            username: username?,
+            password: password?,
+            pin,
+            verification_code,
+            expect: expect?,
+            max_steps,
+            validate,
+            logout,
+        }))
+    }
+
+    /// The OAuth 2.0 part of a probe of an oauth2 target.
+    fn oauth2_probe(&mut self, path: &str, p: &RawProbe, server: &Arc<OAuth2Target>) -> Option<Flow> {
+        let etna_only = [
+            ("pin", p.pin.is_some()),
+            ("pin_file", p.pin_file.is_some()),
+            ("verification_code", p.verification_code.is_some()),
+            ("verification_code_file", p.verification_code_file.is_some()),
+            ("expect", p.expect.is_some()),
+            ("max_steps", p.max_steps.is_some()),
+            ("logout", p.logout.is_some()),
+        ];
+        self.foreign(
+            path,
+            &etna_only,
+            "probes of protocol: etna targets (an oauth2 probe ends its session with revoke)",
+        );
+        let before = self.errors.len();
+        let grant = match p.grant.as_deref().map(str::trim) {
+            Some("client_credentials") => {
+                for (field, set) in [
+                    ("username", p.username.is_some()),
+                    ("password", p.password.is_some()),
+                    ("password_file", p.password_file.is_some()),
+                ] {
+                    if set {
+                        self.error(
+                            format!("{path}.{field}"),
+                            "not used with grant: client_credentials (the client logs in for itself)",
+                        );
+                    }
+                }
+                if p.refresh == Some(true) {
+                    self.error(
+                        format!("{path}.refresh"),
+                        "grant: client_credentials issues no refresh token (RFC 6749 §4.4.3); set refresh: false",
+                    );
+                }
+                Some(Grant::ClientCredentials)
+            }
+            Some("password") => {
+                let username = match p.username.as_deref().map(expand_env) {
+                    None => {
+                        self.error(format!("{path}.username"), "missing: grant: password needs username");
+                        None
+                    }
+                    Some(Ok(u)) if u.is_empty() => {
+                        self.error(format!("{path}.username"), "must not be empty");
+                        None
+                    }
+                    Some(Ok(u)) => Some(u),
+                    Some(Err(m)) => {
+                        self.error(format!("{path}.username"), m);
+                        None
+                    }
+                };
+                let password = self.secret(path, "password", p.password.as_ref(), p.password_file.as_ref(), true);
+                match (username, password) {
+                    (Some(username), Some(password)) => Some(Grant::Password { username, password }),
+                    _ => None,
+                }
+            }
+            Some(other) => {
+                self.error(
+                    format!("{path}.grant"),
+                    format!("unknown grant {other:?}: use client_credentials or password"),
+                );
+                None
+            }
+            None => {
+                self.error(
+                    format!("{path}.grant"),
+                    "missing: an oauth2 probe needs grant (client_credentials or password)",
+                );
+                None
+            }
+        };
+        let text = |v: &mut Self, field: &str, raw: &Option<String>| match raw.as_deref().map(expand_env) {
+            None => None,
+            Some(Ok(t)) if t.trim().is_empty() => {
+                v.error(format!("{path}.{field}"), "must not be empty");
+                None
+            }
+            Some(Ok(t)) => Some(t.trim().to_owned()),
+            Some(Err(m)) => {
+                v.error(format!("{path}.{field}"), m);
+                None
+            }
+        };
+        let scope = text(self, "scope", &p.scope);
+        let audience = text(self, "audience", &p.audience);
+        let resource = text(self, "resource", &p.resource);
+        if let Some(r) = &resource {
+            // RFC 8707 §2: an absolute URI without a fragment.
+            if Url::parse(r).map_or(true, |u| u.fragment().is_some()) {
+                self.error(format!("{path}.resource"), "must be an absolute URI without a fragment (RFC 8707)");
+            }
+        }
+        let validate = match &p.validate {
+            None | Some(RawValidate::Flag(false)) => Validate::No,
+            Some(RawValidate::Method(m)) if m.trim() == "jwt" => Validate::Jwt,
+            Some(RawValidate::Method(m)) if m.trim() == "userinfo" => Validate::Userinfo,
+            Some(RawValidate::Method(m)) if m.trim() == "introspection" => Validate::Introspection,
+            Some(RawValidate::Method(m)) if m.trim() == "false" => Validate::No,
+            Some(other) => {
+                let shown = match other {
+                    RawValidate::Flag(f) => f.to_string(),
+                    RawValidate::Method(m) => format!("{m:?}"),
+                };
+                self.error(
+                    format!("{path}.validate"),
+                    format!("{shown} is not a method: use jwt, userinfo, introspection or false"),
+                );
+                Validate::No
+            }
+        };
+        let discovers = server.discovers();
+        let openid = scope.as_deref().is_some_and(|s| s.split_whitespace().any(|w| w == "openid"));
+        let missing = |own: &Option<Url>| own.is_none() && !discovers;
+        match validate {
+            Validate::Userinfo if !openid => {
+                self.error(format!("{path}.validate"), "validate: userinfo needs the openid scope: add openid to scope")
+            }
+            Validate::Userinfo if missing(&server.endpoints.userinfo) => self.error(
+                format!("{path}.validate"),
+                "validate: userinfo, but the target has neither issuer discovery nor userinfo_endpoint",
+            ),
+            Validate::Introspection if missing(&server.endpoints.introspection) => self.error(
+                format!("{path}.validate"),
+                "validate: introspection, but the target has neither issuer discovery nor introspection_endpoint",
+            ),
+            Validate::Jwt if server.issuer.is_none() => self.error(
+                format!("{path}.validate"),
+                "validate: jwt needs the target's issuer (the iss every token must carry)",
+            ),
+            Validate::Jwt if missing(&server.endpoints.jwks) => self.error(
+                format!("{path}.validate"),
+                "validate: jwt, but the target has neither issuer discovery nor jwks_uri",
+            ),
+            _ => {}
+        }
+        let refresh = p.refresh.unwrap_or(false);
+        let revoke = p.revoke.unwrap_or(false);
+        if revoke && missing(&server.endpoints.revocation) {
+            self.error(format!("{path}.revoke"), "the target has neither issuer discovery nor revocation_endpoint");
+        }
+        if self.errors.len() != before {
+            return None;
+        }
+        Some(Flow::OAuth2(OAuth2Login {
+            target: server.clone(),
+            grant: grant?,
+            scope,
+            audience,
+            resource,
+            validate,
+            refresh,
+            revoke,
+        }))
     }
 
     fn check_name(&mut self, field: &str, name: &str) {
@@ -660,7 +1106,7 @@ impl Validator<'_> {
             Err(e) => self.error(field, format!("invalid URL: {e}")),
             Ok(u) if !matches!(u.scheme(), "http" | "https") => self.error(field, "scheme must be http or https"),
             Ok(u) if !u.username().is_empty() || u.password().is_some() => {
-                self.error(field, "must not contain credentials; use app_key, username and password")
+                self.error(field, "must not contain credentials; set them in their own fields")
             }
             Ok(u) if u.query().is_some() || u.fragment().is_some() => {
                 self.error(field, "must not have a query or fragment")
@@ -755,7 +1201,8 @@ impl Validator<'_> {
                 let inline = block.app_keys.is_some()
                     || block.accounts.is_some()
                     || block.base_path.is_some()
-                    || block.rate_limit.is_some();
+                    || block.rate_limit.is_some()
+                    || block.oauth2.is_some();
                 if inline {
                     self.error(
                         "simulator.accounts_file",

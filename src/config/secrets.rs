@@ -44,7 +44,7 @@ fn expand_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<St
 }
 
 /// Fields whose values are secrets, in the probes file and in the simulator's accounts.
-const SECRET_FIELDS: [&str; 5] = ["password", "pin", "verification_code", "app_key", "app_keys"];
+const SECRET_FIELDS: [&str; 6] = ["password", "pin", "verification_code", "app_key", "app_keys", "client_secret"];
 
 /// Values shorter than this are not searched for in messages.
 const MIN_REDACTED_CHARS: usize = 4;

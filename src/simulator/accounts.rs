@@ -199,6 +199,9 @@ pub struct SimulatorFile {
     /// Also serve the same world over HTTPS.
     #[serde(default)]
     pub tls: Option<SimulatorTlsFile>,
+    /// Also be an OAuth 2.0 / OpenID Connect authorization server (the accounts are its users).
+    #[serde(default)]
+    pub oauth2: Option<super::oauth2::OAuth2File>,
 }
 
 /// `simulator.tls`: where to serve HTTPS and the certificate's files, made when missing.
@@ -235,6 +238,8 @@ pub struct Settings {
     pub rate_limit: Option<RateLimit>,
     /// Accounts, usernames unique.
     pub accounts: Vec<Account>,
+    /// The OAuth 2.0 authorization server, if any.
+    pub oauth2: Option<super::oauth2::OAuth2Settings>,
 }
 
 /// Where the simulator runs and what it serves.
@@ -260,6 +265,7 @@ impl Settings {
             app_key_error_status: 403,
             rate_limit: None,
             accounts,
+            oauth2: None,
         }
     }
 
@@ -319,12 +325,23 @@ impl Settings {
         if file.rate_limit.is_some_and(RateLimit::is_empty) {
             errors.push(index.error(path, format!("{prefix}rate_limit"), RATE_LIMIT_MESSAGE));
         }
+        let base_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let oauth2 = file.oauth2.and_then(|o| match super::oauth2::OAuth2Settings::from_file(o, base_dir) {
+            Ok(s) => Some(s),
+            Err(problems) => {
+                for (field, message) in problems {
+                    errors.push(index.error(path, format!("{prefix}oauth2.{field}"), message));
+                }
+                None
+            }
+        });
         Settings {
             app_keys: file.app_keys.unwrap_or_default(),
             base_path: base_path.trim_end_matches('/').to_owned(),
             app_key_error_status,
             rate_limit: file.rate_limit,
             accounts,
+            oauth2,
         }
     }
 }

@@ -10,6 +10,7 @@
 mod accounts;
 pub mod certificate;
 mod listener;
+pub mod oauth2;
 mod server;
 
 use std::collections::HashMap;
@@ -119,9 +120,9 @@ impl Simulator {
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Simulator {
         let addr = tcp.local_addr().expect("bound listener has an address");
-        let app = server::router(state.clone()).into_make_service_with_connect_info::<listener::Peer>();
-        let (stop, stopped) = oneshot::channel::<()>();
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let app = server::router(state.clone(), scheme).into_make_service_with_connect_info::<listener::Peer>();
+        let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let stopped = async {
                 let _ = stopped.await;
@@ -192,6 +193,36 @@ impl Simulator {
     /// Changes an account while serving (e.g. break it, then fix it). Returns false if unknown.
     pub fn update_account(&self, username: &str, change: impl FnOnce(&mut Account)) -> bool {
         self.state.update_account(username, change)
+    }
+
+    /// The OAuth 2.0 issuer, e.g. `http://127.0.0.1:18080/oauth2`, when the OAuth 2.0 server is on.
+    pub fn issuer(&self) -> Option<String> {
+        let o = self.state.oauth2.as_ref()?;
+        Some(format!("{}://{}{}", self.scheme, self.addr, o.path()))
+    }
+
+    /// Requests the OAuth 2.0 server received (zeros when it is off).
+    pub fn oauth2_stats(&self) -> oauth2::OAuth2Stats {
+        self.state.oauth2.as_ref().map(|o| o.stats()).unwrap_or_default()
+    }
+
+    /// Signs new tokens with a new key, published beside the old ones.
+    pub fn rotate_oauth2_key(&self) {
+        if let Some(o) = &self.state.oauth2 {
+            o.rotate_key();
+        }
+    }
+
+    /// Sets the OAuth 2.0 server's server-wide faults.
+    pub fn set_oauth2_faults(&self, faults: oauth2::ServerFaults) {
+        if let Some(o) = &self.state.oauth2 {
+            o.set_faults(faults);
+        }
+    }
+
+    /// Changes an OAuth 2.0 client while serving. Returns false if unknown.
+    pub fn update_oauth2_client(&self, client_id: &str, change: impl FnOnce(&mut oauth2::SimClient)) -> bool {
+        self.state.oauth2.as_ref().is_some_and(|o| o.update_client(client_id, change))
     }
 
     /// Stops accepting, lets open requests finish (stalled ones are cut), and waits.

@@ -47,8 +47,10 @@ pub(crate) struct Shared {
     app_key_error_status: StatusCode,
     default_rate_limit: Option<super::RateLimit>,
     base_path: String,
-    accounts: Locked<HashMap<String, Account>>,
+    accounts: Arc<Locked<HashMap<String, Account>>>,
     state: Locked<LoginState>,
+    /// The OAuth 2.0 authorization server, when configured.
+    pub(crate) oauth2: Option<Arc<super::oauth2::Server>>,
 }
 
 #[derive(Default)]
@@ -92,14 +94,19 @@ fn push_within<T>(q: &mut VecDeque<T>, v: T, limit: usize) {
 
 impl Shared {
     pub(crate) fn new(settings: Settings) -> Self {
-        let accounts = settings.accounts.into_iter().map(|a| (a.username.clone(), a)).collect();
+        let accounts: Arc<Locked<HashMap<String, Account>>> =
+            Arc::new(Locked::new(settings.accounts.into_iter().map(|a| (a.username.clone(), a)).collect()));
+        let users = accounts.clone();
+        let lookup = move |name: &str| users.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
+        let oauth2 = settings.oauth2.as_ref().map(|o| Arc::new(super::oauth2::Server::new(o, Arc::new(lookup))));
         Shared {
             app_keys: settings.app_keys,
             app_key_error_status: StatusCode::from_u16(settings.app_key_error_status).unwrap_or(StatusCode::FORBIDDEN),
             default_rate_limit: settings.rate_limit,
             base_path: settings.base_path,
-            accounts: Locked::new(accounts),
+            accounts,
             state: Locked::new(LoginState::default()),
+            oauth2,
         }
     }
 
@@ -387,8 +394,9 @@ fn new_token() -> String {
     format!("SIM{}{n:x}", Alphanumeric.sample_string(&mut rand::rng(), 72))
 }
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+pub(crate) fn router(shared: Arc<Shared>, scheme: &'static str) -> Router {
     let base = &shared.base_path;
+    let oauth2 = shared.oauth2.as_ref().map(|o| o.router(scheme)).unwrap_or_default();
     Router::new()
         .route(&format!("{base}/token"), any(token))
         .route(&format!("{base}/v1.0/users/@me/info"), any(user_info))
@@ -397,6 +405,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/server-seconds/{username}", get(server_seconds))
         .fallback(not_found)
         .with_state(shared)
+        .merge(oauth2)
 }
 
 /// The answer to a method a route does not serve, as ASP.NET Web API gives it.

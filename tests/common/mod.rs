@@ -49,7 +49,6 @@ pub fn code_account(username: &str, password: &str, code: &str) -> Account {
 pub fn etna(spec: &mut LoginSpec) -> &mut EtnaLogin {
     match &mut spec.flow {
         Flow::Etna(e) => e,
-        #[allow(unreachable_patterns)]
         _ => panic!("not an ETNA login"),
     }
 }
@@ -208,5 +207,62 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// The secret of the test simulator's OAuth 2.0 clients.
+pub const CLIENT_SECRET: &str = "cs-Oq7-distinct-Vv3";
+
+/// Starts a simulator whose OAuth 2.0 server has `clients` and whose accounts are its users.
+pub async fn oauth2_simulator(
+    clients: Vec<authprobe::simulator::oauth2::SimClient>,
+    accounts: Vec<Account>,
+) -> Simulator {
+    let mut settings = Settings::new(&[APP_KEY], accounts);
+    settings.oauth2 = Some(authprobe::simulator::oauth2::OAuth2Settings::new(clients));
+    simulator_with(settings).await
+}
+
+/// An OAuth 2.0 target at the issuer `issuer` (discovery) for `client_id` with [`CLIENT_SECRET`].
+pub fn oauth2_target(issuer: &str, client_id: &str) -> authprobe::protocol::oauth2::OAuth2Target {
+    use authprobe::protocol::oauth2::{ClientAuth, Endpoints, OAuth2Target};
+    OAuth2Target::new(
+        Some(issuer.parse().unwrap()),
+        Endpoints::default(),
+        client_id.to_owned(),
+        Some(CLIENT_SECRET.into()),
+        ClientAuth::ClientSecretBasic,
+        Duration::from_secs(300),
+        Duration::from_secs(60),
+    )
+}
+
+/// A client_credentials login at `target`, validating nothing.
+pub fn oauth2_spec(target: authprobe::protocol::oauth2::OAuth2Target) -> LoginSpec {
+    use authprobe::protocol::oauth2::{Grant, OAuth2Login, Validate};
+    LoginSpec {
+        flow: Flow::OAuth2(OAuth2Login {
+            target: std::sync::Arc::new(target),
+            grant: Grant::ClientCredentials,
+            scope: None,
+            audience: None,
+            resource: None,
+            validate: Validate::No,
+            refresh: false,
+            revoke: false,
+        }),
+        timeout: Duration::from_secs(5),
+        max_body_bytes: 64 * 1024,
+        retries: 0,
+        tls: Default::default(),
+        proxy: None,
+    }
+}
+
+/// The OAuth 2.0 part of a login spec, to change it.
+pub fn oauth2(spec: &mut LoginSpec) -> &mut authprobe::protocol::oauth2::OAuth2Login {
+    match &mut spec.flow {
+        Flow::OAuth2(o) => o,
+        _ => panic!("not an OAuth 2.0 login"),
     }
 }

@@ -1,0 +1,341 @@
+//! The OAuth 2.0 / OpenID Connect family against the simulator's authorization server over real
+//! HTTP on 127.0.0.1: every grant and client authentication, every error and validation
+//! failure with its class and reason, discovery and key rotation, and the secrets of the new
+//! protocol kept out of every output.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authprobe::protocol::oauth2::{ClientAuth, Grant, SigningKey, Validate};
+use authprobe::protocol::{Outcome, Prober, Reason, ResultClass, Step};
+use authprobe::simulator::oauth2::{ClientFault, ServerFaults, SimClient};
+use authprobe::simulator::{Account, Simulator};
+use common::*;
+
+async fn login(spec: &authprobe::protocol::LoginSpec) -> Outcome {
+    Prober::new().unwrap().login(spec).await
+}
+
+#[track_caller]
+fn check(o: &Outcome, result: ResultClass, step: Step, reason: Reason) {
+    assert_eq!((o.result, o.step, o.reason), (result, step, reason), "detail: {}", o.detail);
+    assert_eq!(o.state, None, "OAuth 2.0 has no State");
+}
+
+fn steps(o: &Outcome) -> Vec<Step> {
+    o.steps.iter().map(|s| s.step).collect()
+}
+
+fn client(id: &str, grants: &[&str]) -> SimClient {
+    SimClient::new(id, CLIENT_SECRET, grants)
+}
+
+async fn world() -> Simulator {
+    let mut opaque = client("opaque", &["client_credentials", "password", "refresh_token"]);
+    opaque.opaque_access_tokens = true;
+    oauth2_simulator(
+        vec![client("svc", &["client_credentials"]), client("app", &["password", "refresh_token"]), opaque],
+        vec![Account::new("probe-user", "pw-User-Distinct-61")],
+    )
+    .await
+}
+
+fn password_spec(sim: &Simulator, client_id: &str) -> authprobe::protocol::LoginSpec {
+    let mut s = oauth2_spec(oauth2_target(&sim.issuer().unwrap(), client_id));
+    oauth2(&mut s).grant = Grant::Password { username: "probe-user".into(), password: "pw-User-Distinct-61".into() };
+    s
+}
+
+#[tokio::test]
+async fn client_credentials_with_jwt_validation_discovers_once() {
+    let sim = world().await;
+    let mut s = oauth2_spec(oauth2_target(&sim.issuer().unwrap(), "svc"));
+    oauth2(&mut s).validate = Validate::Jwt;
+    let prober = Prober::new().unwrap();
+    let o = prober.login(&s).await;
+    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    assert_eq!(steps(&o), [Step::Discovery, Step::Discovery, Step::Token, Step::TokenValidation]);
+    assert_eq!(o.token_expires_in, Some(Duration::from_secs(3600)));
+    let d = o.discovery.expect("discovery facts");
+    assert!(d.ok && d.jwks_keys == Some(1) && d.jwks_changed_unix.is_some(), "{d:?}");
+    // The second run uses the cached document and keys.
+    let o = prober.login(&s).await;
+    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    assert_eq!(steps(&o), [Step::Token, Step::TokenValidation]);
+    let stats = sim.oauth2_stats();
+    assert_eq!((stats.discovery, stats.jwks, stats.tokens_issued), (1, 1, 2));
+}
+
+#[tokio::test]
+async fn password_refresh_validate_and_revoke() {
+    let sim = world().await;
+    let mut s = password_spec(&sim, "app");
+    let o2 = oauth2(&mut s);
+    o2.scope = Some("openid api".into());
+    o2.refresh = true;
+    o2.validate = Validate::Jwt;
+    o2.revoke = true;
+    let o = login(&s).await;
+    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    assert_eq!(
+        steps(&o),
+        [
+            Step::Discovery,
+            Step::Discovery,
+            Step::Token,
+            Step::Refresh,
+            Step::TokenValidation,
+            Step::Revocation,
+            Step::Revocation
+        ]
+    );
+    let logout = o.logout.as_ref().expect("revocation recorded");
+    assert!(logout.ok, "{}", logout.detail);
+    let stats = sim.oauth2_stats();
+    assert_eq!((stats.refreshes, stats.revocations, stats.tokens_issued), (1, 2, 2));
+}
+
+#[tokio::test]
+async fn introspection_and_userinfo_validate_opaque_tokens() {
+    let sim = world().await;
+    let mut s = password_spec(&sim, "opaque");
+    let o2 = oauth2(&mut s);
+    o2.scope = Some("openid".into());
+    o2.validate = Validate::Introspection;
+    o2.revoke = true;
+    let o = login(&s).await;
+    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    let logout = o.logout.as_ref().unwrap();
+    assert!(logout.ok && logout.detail.contains("introspection confirms"), "{}", logout.detail);
+    assert_eq!(sim.oauth2_stats().introspections, 2, "active before, inactive after the revocation");
+
+    oauth2(&mut s).validate = Validate::Userinfo;
+    let o = login(&s).await;
+    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    assert_eq!(sim.oauth2_stats().userinfo, 1);
+
+    // An opaque access token cannot be checked as a JWT without an ID token.
+    oauth2(&mut s).scope = None;
+    oauth2(&mut s).validate = Validate::Jwt;
+    let o = login(&s).await;
+    check(&o, ResultClass::ValidationFailed, Step::TokenValidation, Reason::None);
+    assert!(o.detail.contains("opaque"), "{}", o.detail);
+    // With openid, the ID token is checked instead.
+    oauth2(&mut s).scope = Some("openid".into());
+    check(&login(&s).await, ResultClass::Success, Step::TokenValidation, Reason::None);
+
+    sim.update_oauth2_client("opaque", |c| c.fault = ClientFault::Inactive);
+    oauth2(&mut s).validate = Validate::Introspection;
+    check(&login(&s).await, ResultClass::ValidationFailed, Step::TokenValidation, Reason::Inactive);
+}
+
+#[tokio::test]
+async fn each_error_has_its_class_and_reason() {
+    let sim = world().await;
+    let issuer = sim.issuer().unwrap();
+    let mut bad_secret = oauth2_target(&issuer, "svc");
+    bad_secret.client_secret = Some("wrong-secret".into());
+    let o = login(&oauth2_spec(bad_secret)).await;
+    check(&o, ResultClass::ClientRejected, Step::Token, Reason::InvalidClient);
+    assert_eq!(o.http_status, 401);
+
+    let o = login(&oauth2_spec(oauth2_target(&issuer, "nobody"))).await;
+    check(&o, ResultClass::ClientRejected, Step::Token, Reason::InvalidClient);
+
+    // A client not allowed the grant.
+    let o = login(&password_spec(&sim, "svc")).await;
+    check(&o, ResultClass::ClientRejected, Step::Token, Reason::UnauthorizedClient);
+
+    let mut wrong_pw = password_spec(&sim, "app");
+    oauth2(&mut wrong_pw).grant = Grant::Password { username: "probe-user".into(), password: "nope".into() };
+    let o = login(&wrong_pw).await;
+    check(&o, ResultClass::AuthFailed, Step::Token, Reason::InvalidGrant);
+    assert_eq!(o.http_status, 400);
+    assert_eq!(o.reason_text, "invalid resource owner credentials", "error_description kept as text");
+
+    let mut s = oauth2_spec(oauth2_target(&issuer, "svc"));
+    oauth2(&mut s).scope = Some("admin".into());
+    check(&login(&s).await, ResultClass::AuthFailed, Step::Token, Reason::InvalidScope);
+
+    // Refresh asked of a grant without refresh tokens.
+    let mut s = oauth2_spec(oauth2_target(&issuer, "svc"));
+    oauth2(&mut s).refresh = true;
+    let o = login(&s).await;
+    check(&o, ResultClass::InvalidResponse, Step::Refresh, Reason::None);
+    assert!(o.detail.contains("no refresh_token"), "{}", o.detail);
+}
+
+#[tokio::test]
+async fn faults_of_the_token_endpoint() {
+    let sim = world().await;
+    let issuer = sim.issuer().unwrap();
+    let cases = [
+        (ClientFault::Html, ResultClass::InvalidResponse, Reason::None),
+        (ClientFault::ServerError, ResultClass::HttpError, Reason::Other),
+        (ClientFault::TemporarilyUnavailable, ResultClass::RateLimited, Reason::TemporarilyUnavailable),
+    ];
+    for (fault, class, reason) in cases {
+        sim.update_oauth2_client("svc", |c| c.fault = fault);
+        let o = login(&oauth2_spec(oauth2_target(&issuer, "svc"))).await;
+        check(&o, class, Step::Token, reason);
+    }
+    sim.update_oauth2_client("svc", |c| c.fault = ClientFault::StringExpiresIn);
+    let o = login(&oauth2_spec(oauth2_target(&issuer, "svc"))).await;
+    check(&o, ResultClass::Success, Step::Token, Reason::None);
+    assert_eq!(o.token_expires_in, Some(Duration::from_secs(3600)), "a numeric string is accepted");
+
+    sim.update_oauth2_client("svc", |c| c.fault = ClientFault::Stall);
+    let mut s = oauth2_spec(oauth2_target(&issuer, "svc"));
+    s.timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let o = login(&s).await;
+    check(&o, ResultClass::Timeout, Step::Token, Reason::None);
+    assert!(started.elapsed() < Duration::from_secs(2), "abandoned within timeout + 1 s");
+}
+
+#[tokio::test]
+async fn faults_of_the_token_itself_fail_validation() {
+    let sim = world().await;
+    let issuer = sim.issuer().unwrap();
+    let cases = [
+        (ClientFault::ExpiredToken, Reason::Expired),
+        (ClientFault::WrongAudience, Reason::WrongAudience),
+        (ClientFault::WrongKid, Reason::UnknownKey),
+    ];
+    for (fault, reason) in cases {
+        sim.update_oauth2_client("svc", |c| c.fault = fault);
+        let mut s = oauth2_spec(oauth2_target(&issuer, "svc"));
+        oauth2(&mut s).validate = Validate::Jwt;
+        let o = login(&s).await;
+        check(&o, ResultClass::ValidationFailed, Step::TokenValidation, reason);
+    }
+    // The unknown kid made the prober fetch the keys again before giving up.
+    assert!(sim.oauth2_stats().jwks >= 4, "{:?}", sim.oauth2_stats());
+}
+
+#[tokio::test]
+async fn key_rotation_is_picked_up_through_the_unknown_kid() {
+    let sim = world().await;
+    let mut s = oauth2_spec(oauth2_target(&sim.issuer().unwrap(), "svc"));
+    oauth2(&mut s).validate = Validate::Jwt;
+    let prober = Prober::new().unwrap();
+    let first = prober.login(&s).await;
+    check(&first, ResultClass::Success, Step::TokenValidation, Reason::None);
+    sim.rotate_oauth2_key();
+    let o = prober.login(&s).await;
+    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    assert_eq!(steps(&o), [Step::Token, Step::Discovery, Step::TokenValidation], "the JWKS fetched again");
+    let d = o.discovery.unwrap();
+    assert_eq!(d.jwks_keys, Some(2));
+    assert!(d.jwks_changed_unix >= first.discovery.unwrap().jwks_changed_unix);
+    assert_eq!(sim.oauth2_stats().jwks, 2);
+}
+
+#[tokio::test]
+async fn discovery_failures() {
+    let sim = world().await;
+    let issuer = sim.issuer().unwrap();
+    sim.set_oauth2_faults(ServerFaults { issuer_mismatch: true, ..Default::default() });
+    let o = login(&oauth2_spec(oauth2_target(&issuer, "svc"))).await;
+    check(&o, ResultClass::InvalidResponse, Step::Discovery, Reason::DiscoveryFailed);
+    assert!(o.detail.contains("issuer mismatch"), "{}", o.detail);
+    assert!(!o.discovery.unwrap().ok);
+
+    sim.set_oauth2_faults(ServerFaults { discovery_error: true, ..Default::default() });
+    let o = login(&oauth2_spec(oauth2_target(&issuer, "svc"))).await;
+    check(&o, ResultClass::HttpError, Step::Discovery, Reason::DiscoveryFailed);
+
+    sim.set_oauth2_faults(ServerFaults { jwks_delay: Some(Duration::from_secs(5)), ..Default::default() });
+    let mut s = oauth2_spec(oauth2_target(&issuer, "svc"));
+    oauth2(&mut s).validate = Validate::Jwt;
+    s.timeout = Duration::from_secs(1);
+    let o = login(&s).await;
+    check(&o, ResultClass::Timeout, Step::Discovery, Reason::DiscoveryFailed);
+
+    // A target without discovery (token_endpoint set) makes no discovery request at all.
+    sim.set_oauth2_faults(ServerFaults::default());
+    let mut t = oauth2_target(&issuer, "svc");
+    t.endpoints.token = Some(format!("{issuer}/token").parse().unwrap());
+    let before = sim.oauth2_stats().discovery;
+    let o = login(&oauth2_spec(t)).await;
+    check(&o, ResultClass::Success, Step::Token, Reason::None);
+    assert_eq!(steps(&o), [Step::Token]);
+    assert!(o.discovery.is_none());
+    assert_eq!(sim.oauth2_stats().discovery, before);
+
+    // The server gone: connect_error at the first request.
+    let issuer_gone = issuer.clone();
+    sim.shutdown().await;
+    let o = login(&oauth2_spec(oauth2_target(&issuer_gone, "svc"))).await;
+    check(&o, ResultClass::ConnectError, Step::Discovery, Reason::DiscoveryFailed);
+}
+
+#[tokio::test]
+async fn client_authentication_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    std::fs::write(dir.path().join("client.pub.pem"), pair.public_key_pem()).unwrap();
+    let mut keyed = SimClient::new("keyed", "unused", &["client_credentials"]);
+    keyed.client_secret = None;
+    keyed.public_key_file = Some(dir.path().join("client.pub.pem"));
+    let mut public = SimClient::new("public", "unused", &["password"]);
+    public.client_secret = None;
+    let mut settings = authprobe::simulator::Settings::new(&[APP_KEY], vec![Account::new("u", "pw-u")]);
+    let file = authprobe::simulator::oauth2::OAuth2File {
+        clients: vec![client("svc", &["client_credentials"]), keyed, public],
+        ..Default::default()
+    };
+    settings.oauth2 = Some(authprobe::simulator::oauth2::OAuth2Settings::from_file(file, dir.path()).unwrap());
+    let sim = simulator_with(settings).await;
+    let issuer = sim.issuer().unwrap();
+
+    let mut post = oauth2_target(&issuer, "svc");
+    post.client_auth = ClientAuth::ClientSecretPost;
+    check(&login(&oauth2_spec(post)).await, ResultClass::Success, Step::Token, Reason::None);
+
+    let mut jwt = oauth2_target(&issuer, "keyed");
+    jwt.client_secret = None;
+    jwt.client_auth =
+        ClientAuth::PrivateKeyJwt(SigningKey::from_pem(&pair.serialize_pem(), Some("k1".into())).unwrap());
+    let jwt = Arc::new(jwt);
+    let mut s = oauth2_spec(oauth2_target(&issuer, "x"));
+    oauth2(&mut s).target = jwt.clone();
+    check(&login(&s).await, ResultClass::Success, Step::Token, Reason::None);
+    // Each run signs a new assertion (a replayed jti would be refused).
+    check(&login(&s).await, ResultClass::Success, Step::Token, Reason::None);
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut wrong = oauth2_target(&issuer, "keyed");
+    wrong.client_secret = None;
+    wrong.client_auth = ClientAuth::PrivateKeyJwt(SigningKey::from_pem(&other.serialize_pem(), None).unwrap());
+    check(&login(&oauth2_spec(wrong)).await, ResultClass::ClientRejected, Step::Token, Reason::InvalidClient);
+
+    let mut none = oauth2_target(&issuer, "public");
+    none.client_secret = None;
+    none.client_auth = ClientAuth::None;
+    let mut s = oauth2_spec(none);
+    oauth2(&mut s).grant = Grant::Password { username: "u".into(), password: "pw-u".into() };
+    check(&login(&s).await, ResultClass::Success, Step::Token, Reason::None);
+}
+
+#[tokio::test]
+async fn no_secret_or_token_in_outcome_trace_or_debug() {
+    let sim = world().await;
+    let mut s = password_spec(&sim, "app");
+    let o2 = oauth2(&mut s);
+    o2.scope = Some("openid".into());
+    o2.refresh = true;
+    o2.validate = Validate::Jwt;
+    o2.revoke = true;
+    let (o, trace) = Prober::new().unwrap().login_traced(&s).await;
+    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    let text = format!("{}\n{}\n{:?}\n{:?}", serde_json::to_string(&o).unwrap(), trace.render(), o, s);
+    for secret in [CLIENT_SECRET, "pw-User-Distinct-61"] {
+        assert!(!text.contains(secret), "{secret} leaked:\n{text}");
+    }
+    // Tokens: JWTs start with eyJ, the simulator's refresh tokens with simrt-.
+    assert!(!text.contains("eyJ") && !text.contains("simrt-"), "a token leaked:\n{text}");
+    assert!(text.contains("> (form) grant_type=password&username=probe-user&password=<redacted>"), "{text}");
+    assert!(text.contains("> authorization: <redacted>"), "{text}");
+}
