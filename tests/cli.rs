@@ -422,7 +422,7 @@ async fn config_errors_name_file_line_and_field() {
         (
             "missing username",
             head.replace("    username: u1\n", "") + "    password: pw-Sekr1t-CFG\n",
-            ":6:5: probes[0]: missing field `username`",
+            ":6:5: probes[0].username: missing: an ETNA probe needs username",
         ),
         ("yaml syntax", format!("{head}    password: \"pw-Sekr1t-CFG\n"), ":10:1: found unexpected end of stream"),
         (
@@ -464,6 +464,67 @@ async fn config_errors_name_file_line_and_field() {
     let r = authprobe(&["check-config", "--config.file", "/nonexistent/probes.yaml"]).await;
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("/nonexistent/probes.yaml: cannot read file"), "{}", r.stderr);
+}
+
+/// OAuth 2.0 targets and probes: each unknown or contradictory field is a located error that
+/// exits 2 and quotes no secret; a valid file is listed with each probe's grant and checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_config_errors_name_file_line_and_field() {
+    const SECRETS: [&str; 2] = ["cs-Sekr1t-OAUTH", "pw-Sekr1t-OAUTH"];
+    let target = "targets:\n  - name: idp\n    protocol: oauth2\n    issuer: http://127.0.0.1:9/realms/main\n    client_id: authprobe\n    client_secret: cs-Sekr1t-OAUTH\n";
+    let probe = "probes:\n  - name: svc\n    target: idp\n    grant: client_credentials\n";
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, String, &str)] = &[
+        ("pin on an oauth2 probe", format!("{target}{probe}    pin: pw-Sekr1t-OAUTH\n"), ":11:5: probes[0].pin: only for probes of protocol: etna targets"),
+        ("app_key on an oauth2 target", target.replace("    client_id:", "    app_key: x1234\n    client_id:") + probe, ":5:5: targets[0].app_key: only for protocol: etna targets"),
+        (
+            "grant on an ETNA probe",
+            "targets:\n  - {name: t, base_url: 'http://127.0.0.1:9/api', app_key: k1234}\nprobes:\n  - {name: p, target: t, username: u, password: pw-Sekr1t-OAUTH, grant: password}\n".to_owned(),
+            ":4:66: probes[0].grant: only for probes of protocol: oauth2 targets",
+        ),
+        ("refresh with client_credentials", format!("{target}{probe}    refresh: true\n"), ":11:5: probes[0].refresh: grant: client_credentials issues no refresh token"),
+        ("userinfo without openid", format!("{target}{probe}    validate: userinfo\n"), ":11:5: probes[0].validate: validate: userinfo needs the openid scope"),
+        ("unknown validate method", format!("{target}{probe}    validate: signature\n"), ":11:5: probes[0].validate: \"signature\" is not a method"),
+        ("validate true on oauth2", format!("{target}{probe}    validate: true\n"), ":11:5: probes[0].validate: true is not a method"),
+        ("missing grant", target.to_owned() + "probes:\n  - name: svc\n    target: idp\n", ":8:5: probes[0].grant: missing: an oauth2 probe needs grant"),
+        ("unknown grant", format!("{target}{}", probe.replace("client_credentials", "implicit")), ":10:5: probes[0].grant: unknown grant \"implicit\""),
+        ("password grant without password", format!("{target}{}    username: u\n", probe.replace("client_credentials", "password")), ":8:5: probes[0].password: missing: set password or password_file"),
+        ("username with client_credentials", format!("{target}{probe}    username: u\n"), ":11:5: probes[0].username: not used with grant: client_credentials"),
+        ("unknown protocol", target.replace("protocol: oauth2", "protocol: saml") + probe, ":3:5: targets[0].protocol: unknown protocol \"saml\""),
+        ("neither issuer nor token endpoint", target.replace("    issuer: http://127.0.0.1:9/realms/main\n", "") + probe, "targets[0].issuer: missing: set issuer (for discovery) or token_endpoint"),
+        ("unknown client_auth", target.replace("    client_id:", "    client_auth: mtls\n    client_id:") + probe, ":5:5: targets[0].client_auth: unknown method \"mtls\""),
+        ("secret with private_key_jwt", target.replace("    client_id:", "    client_auth: private_key_jwt\n    client_key_file: nope.pem\n    client_id:") + probe, "targets[0].client_secret: not used with client_auth: private_key_jwt"),
+        ("unreadable client key", target.replace("    client_secret: cs-Sekr1t-OAUTH\n", "    client_auth: private_key_jwt\n    client_key_file: nope.pem\n") + probe, ":7:5: targets[0].client_key_file: cannot read "),
+        (
+            "introspection without an endpoint",
+            target.replace("    issuer: http://127.0.0.1:9/realms/main\n", "    token_endpoint: http://127.0.0.1:9/token\n") + probe + "    validate: introspection\n",
+            ":11:5: probes[0].validate: validate: introspection, but the target has neither issuer discovery nor introspection_endpoint",
+        ),
+        (
+            "jwt without an issuer",
+            target.replace("    issuer: http://127.0.0.1:9/realms/main\n", "    token_endpoint: http://127.0.0.1:9/token\n    jwks_uri: http://127.0.0.1:9/jwks\n") + probe + "    validate: jwt\n",
+            "probes[0].validate: validate: jwt needs the target's issuer",
+        ),
+        ("tls on an http issuer", target.replace("    client_id:", "    tls: {insecure_skip_verify: true}\n    client_id:") + probe, ":5:11: targets[0].tls: set for a target whose issuer is http, not https"),
+    ];
+    for (name, text, want) in cases {
+        let file = write(dir.path(), "probes.yaml", text);
+        let r = authprobe(&["check-config", "--config.file", file.to_str().unwrap()]).await;
+        assert_eq!(r.code, 2, "{name}: exit code; stderr {}", r.stderr);
+        assert!(r.stderr.contains(want), "{name}: want {want:?} in:\n{}", r.stderr);
+        for s in SECRETS {
+            assert!(!r.stderr.contains(s) && !r.stdout.contains(s), "{name}: secret {s} printed:\n{}", r.stderr);
+        }
+    }
+    let text = format!("{target}{probe}    scope: \"openid api\"\n    validate: jwt\n  - name: user\n    target: idp\n    grant: password\n    username: probe-user\n    password: pw-Sekr1t-OAUTH\n    refresh: true\n    revoke: true\n");
+    let file = write(dir.path(), "probes.yaml", &text);
+    let r = authprobe(&["check-config", "--config.file", file.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("probe svc target=idp every 1m protocol=oauth2 grant=client_credentials client_auth=client_secret_basic validate=jwt refresh=false revoke=false timeout=10s"), "{}", r.stdout);
+    assert!(r.stdout.contains("probe user target=idp every 1m protocol=oauth2 grant=password client_auth=client_secret_basic validate=false refresh=true revoke=true"), "{}", r.stdout);
+    for s in SECRETS {
+        assert!(!r.stdout.contains(s), "{}", r.stdout);
+    }
 }
 
 /// Distinctive secrets and the tokens the server issued appear in no output of any command,

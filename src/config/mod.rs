@@ -523,12 +523,16 @@ impl Validator<'_> {
                 }
             };
             let plain = match &kind {
-                Some(TargetKind::Etna { base_url, .. }) => base_url.scheme() == "http",
-                Some(TargetKind::OAuth2(o)) => o.endpoint().scheme() == "http",
-                None => false,
+                Some(TargetKind::Etna { base_url, .. }) => (base_url.scheme() == "http").then_some("base_url"),
+                Some(TargetKind::OAuth2(o)) => (o.endpoint().scheme() == "http").then_some(if o.issuer.is_some() {
+                    "issuer"
+                } else {
+                    "token_endpoint"
+                }),
+                None => None,
             };
-            if plain && tls.as_ref().is_some_and(|t| **t != TlsSettings::default()) {
-                self.error(format!("{path}.tls"), "set for a target whose URL is http, not https");
+            if let Some(field) = plain.filter(|_| tls.as_ref().is_some_and(|t| **t != TlsSettings::default())) {
+                self.error(format!("{path}.tls"), format!("set for a target whose {field} is http, not https"));
             }
             if let (Some(kind), Some(tls)) = (kind, tls) {
                 targets.push(Arc::new(Target { name: t.name, kind, tls, proxy }));

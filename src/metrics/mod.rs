@@ -99,6 +99,8 @@ impl Metrics {
         // Which families have samples at all (a family without any gets no header), in one look
         // at each probe rather than one per family.
         let mut seen = Seen { any: !set.list.is_empty(), ..Seen::default() };
+        // Per target, the discovery facts of its probes' newest run that reported them.
+        let mut discovery = std::collections::BTreeMap::new();
         for p in &set.list {
             p.read(|r| {
                 seen.ran |= r.last.is_some();
@@ -107,18 +109,21 @@ impl Metrics {
                 seen.logout |= r.logout_failures.is_some();
                 seen.retries |= r.retries.is_some();
                 seen.tls |= r.last.as_ref().is_some_and(|l| l.outcome.tls.is_some());
+                seen.lifetime |= r.last.as_ref().is_some_and(|l| l.outcome.token_expires_in.is_some());
+                if let Some(last) = &r.last {
+                    if let Some(facts) = last.outcome.discovery {
+                        let newest = discovery.entry(p.target.clone()).or_insert((last.finished, facts));
+                        if last.finished >= newest.0 {
+                            *newest = (last.finished, facts);
+                        }
+                    }
+                }
             });
         }
+        let mut tail = target_families(&discovery);
+        tail.extend_from_slice(&process_families(&self.results));
         let present = FAMILIES.map(|f| f.present(&seen));
-        Exposition {
-            head: Some(head),
-            set,
-            labels,
-            present,
-            family: 0,
-            probe: 0,
-            tail: Some(process_families(&self.results)),
-        }
+        Exposition { head: Some(head), set, labels, present, family: 0, probe: 0, tail: Some(tail) }
     }
 
     /// The rendered label sets of the probes of `set`, in set order.
@@ -201,6 +206,8 @@ struct Seen {
     retries: bool,
     /// Any probe's last run was against an HTTPS target.
     tls: bool,
+    /// Any probe's last run was granted a token lifetime.
+    lifetime: bool,
 }
 
 /// The per-probe families, in exposition order.
@@ -216,6 +223,7 @@ enum Family {
     Phase,
     TlsNotAfter,
     TlsVersion,
+    TokenExpiresIn,
     Runs,
     OnDemand,
     Skipped,
@@ -227,7 +235,7 @@ enum Family {
     Steps,
 }
 
-const FAMILIES: [Family; 19] = [
+const FAMILIES: [Family; 20] = [
     Family::Success,
     Family::Duration,
     Family::HttpStatus,
@@ -238,6 +246,7 @@ const FAMILIES: [Family; 19] = [
     Family::Phase,
     Family::TlsNotAfter,
     Family::TlsVersion,
+    Family::TokenExpiresIn,
     Family::Runs,
     Family::OnDemand,
     Family::Skipped,
@@ -294,6 +303,11 @@ impl Family {
                 "gauge",
                 "Always 1, labelled with the TLS version negotiated on the probe's last run; HTTPS targets only.",
             ),
+            Family::TokenExpiresIn => (
+                "authprobe_probe_token_expires_in_seconds",
+                "gauge",
+                "Lifetime of the token the probe's last run was granted (OAuth 2.0 expires_in); only when the server stated one.",
+            ),
             Family::Runs => ("authprobe_probe_runs_total", "counter", "Finished scheduled runs of the probe, by result."),
             Family::OnDemand => (
                 "authprobe_probe_on_demand_runs_total",
@@ -308,7 +322,7 @@ impl Family {
             Family::LogoutFailures => (
                 "authprobe_probe_logout_failures_total",
                 "counter",
-                "Runs of the probe whose POST /logout failed (the login itself is not failed by it); only for probes with logout: true.",
+                "Runs of the probe whose end of session failed (ETNA POST /logout, OAuth 2.0 revocation; the login itself is not failed by it); only for probes with logout: true or revoke: true.",
             ),
             Family::Retries => (
                 "authprobe_probe_retries_total",
@@ -347,6 +361,7 @@ impl Family {
             Family::LogoutFailures => seen.logout,
             Family::Retries => seen.retries,
             Family::TlsNotAfter | Family::TlsVersion => seen.tls,
+            Family::TokenExpiresIn => seen.lifetime,
             _ => seen.ran,
         }
     }
@@ -417,6 +432,11 @@ impl Family {
                     Family::TlsVersion => {
                         if let Some(v) = last.outcome.tls.and_then(|t| t.version) {
                             text::sample(out, self.meta().0, "", labels, &[("version", v)], Value::Int(1));
+                        }
+                    }
+                    Family::TokenExpiresIn => {
+                        if let Some(d) = last.outcome.token_expires_in {
+                            gauge(out, Value::Float(d.as_secs_f64()));
                         }
                     }
                     _ => unreachable!("handled above"),
@@ -548,6 +568,50 @@ fn histogram<const N: usize>(out: &mut Vec<u8>, name: &str, h: &Histogram<N>, le
     }
     text::sample(out, name, "_sum", "", &[], Value::Float(h.sum));
     text::sample(out, name, "_count", "", &[], Value::Int(h.count));
+}
+
+/// The per-target families of OAuth 2.0 discovery, from the newest facts of each target.
+fn target_families(
+    facts: &std::collections::BTreeMap<String, (std::time::SystemTime, crate::protocol::DiscoveryFacts)>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    if facts.is_empty() {
+        return out;
+    }
+    let labels: Vec<(String, &crate::protocol::DiscoveryFacts)> =
+        facts.iter().map(|(t, (_, f))| (text::label_pairs([("target", t.as_str())]), f)).collect();
+    type Pick = fn(&crate::protocol::DiscoveryFacts) -> Option<Value>;
+    let families: [(&str, &str, Pick); 4] = [
+        (
+            "authprobe_target_discovery_success",
+            "1 if the target's last fetch of its discovery document and JWKS succeeded, else 0 (runs go on with the copy fetched before).",
+            |f| Some(Value::Int(u64::from(f.ok))),
+        ),
+        (
+            "authprobe_target_discovery_duration_seconds",
+            "How long the target's last fetch of its discovery document and JWKS took.",
+            |f| Some(Value::Float(f.duration.as_secs_f64())),
+        ),
+        ("authprobe_target_jwks_keys", "Keys in the target's JWKS, as last fetched.", |f| {
+            f.jwks_keys.map(|n| Value::Int(n as u64))
+        }),
+        (
+            "authprobe_target_jwks_last_change_timestamp_seconds",
+            "When the target's JWKS was last seen to change (its first fetch included), in seconds since the Unix epoch: key rotations.",
+            |f| f.jwks_changed_unix.map(|t| Value::Float(t as f64)),
+        ),
+    ];
+    for (name, help, pick) in families {
+        let values: Vec<(&str, Value)> = labels.iter().filter_map(|(l, f)| Some((l.as_str(), pick(f)?))).collect();
+        if values.is_empty() {
+            continue;
+        }
+        text::header(&mut out, name, "gauge", help);
+        for (l, v) in values {
+            text::sample(&mut out, name, "", l, &[], v);
+        }
+    }
+    out
 }
 
 fn process_families(results: &Results) -> Vec<u8> {

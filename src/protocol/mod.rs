@@ -383,6 +383,39 @@ impl fmt::Display for Reason {
     }
 }
 
+/// What a run's result means to the lockout guard, whichever protocol produced it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lockout {
+    /// A success: the guard starts over.
+    Clear,
+    /// The server refused the credentials themselves (ETNA's bad password, pin or code, an
+    /// expired password; OAuth 2.0's `invalid_grant` and `invalid_client`): repeated, they
+    /// would lock the account.
+    Strike,
+    /// The server throttles logins.
+    Throttle,
+    /// Nothing about the credentials (a timeout, a 5xx, a bad scope).
+    Neutral,
+}
+
+impl Lockout {
+    /// The signal of a result with its reason.
+    pub fn of(result: ResultClass, reason: Reason) -> Lockout {
+        match result {
+            ResultClass::Success => Lockout::Clear,
+            ResultClass::PasswordExpired | ResultClass::PinNotInitialized => Lockout::Strike,
+            // A malformed request or an unknown scope is the probe's configuration, not its secret.
+            ResultClass::AuthFailed if matches!(reason, Reason::InvalidRequest | Reason::InvalidScope) => {
+                Lockout::Neutral
+            }
+            ResultClass::AuthFailed => Lockout::Strike,
+            ResultClass::ClientRejected if reason == Reason::InvalidClient => Lockout::Strike,
+            ResultClass::RateLimited => Lockout::Throttle,
+            _ => Lockout::Neutral,
+        }
+    }
+}
+
 /// Everything one login needs: its family's flow and what every family shares. Secrets stay
 /// inside [`SecretString`], which prints as redacted.
 #[derive(Debug, Clone)]
@@ -689,6 +722,11 @@ impl Outcome {
     /// Whether the result is `success`.
     pub fn is_success(&self) -> bool {
         self.result == ResultClass::Success
+    }
+
+    /// What the result means to the lockout guard.
+    pub fn lockout(&self) -> Lockout {
+        Lockout::of(self.result, self.reason)
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::LockoutGuard;
-use crate::protocol::ResultClass;
+use crate::protocol::Lockout;
 
 /// One probe's guard state.
 #[derive(Debug, Default)]
@@ -32,27 +32,21 @@ impl Backoff {
 
     /// Takes in the result of a run that started at `started` (a tick of a schedule whose period
     /// is `period`) and returns the extra delay now in force: 0 when not backing off.
-    pub fn after_run(
-        &mut self,
-        result: ResultClass,
-        guard: &LockoutGuard,
-        period: Duration,
-        started: Instant,
-    ) -> Duration {
-        if guard.max_failures == 0 || result == ResultClass::Success {
+    pub fn after_run(&mut self, signal: Lockout, guard: &LockoutGuard, period: Duration, started: Instant) -> Duration {
+        if guard.max_failures == 0 || signal == Lockout::Clear {
             *self = Backoff::default();
             return Duration::ZERO;
         }
-        match result {
-            ResultClass::AuthFailed | ResultClass::PasswordExpired | ResultClass::PinNotInitialized => {
+        match signal {
+            Lockout::Strike => {
                 self.strikes += 1;
                 if self.strikes >= guard.max_failures {
                     self.level = self.strikes - guard.max_failures + 1;
                 }
             }
-            ResultClass::RateLimited => self.level += 1,
+            Lockout::Throttle => self.level += 1,
             // Other failures say nothing about the credentials: the guard stays as it is.
-            _ => {}
+            Lockout::Clear | Lockout::Neutral => {}
         }
         if self.level == 0 {
             return Duration::ZERO;
@@ -73,6 +67,7 @@ fn gap(period: Duration, level: u32, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{Reason, ResultClass};
 
     const GUARD: LockoutGuard = LockoutGuard { max_failures: 3, max_backoff: Duration::from_secs(3600) };
 
@@ -81,17 +76,25 @@ mod tests {
         let period = Duration::from_secs(60);
         let mut b = Backoff::default();
         let t0 = Instant::now();
-        let extras: Vec<u64> =
-            (0..9).map(|i| b.after_run(ResultClass::AuthFailed, &GUARD, period, t0 + period * i).as_secs()).collect();
+        let extras: Vec<u64> = (0..9)
+            .map(|i| {
+                b.after_run(Lockout::of(ResultClass::AuthFailed, Reason::None), &GUARD, period, t0 + period * i)
+                    .as_secs()
+            })
+            .collect();
         // Failures 1 and 2 change nothing; the 3rd doubles the gap, and so on up to an hour.
         assert_eq!(extras, [0, 0, 60, 180, 420, 900, 1860, 3540, 3540]);
         let last = t0 + period * 8;
         assert!(b.holds(last + Duration::from_secs(3000)) && !b.holds(last + Duration::from_secs(3600)));
         // A timeout keeps the guard as it is; a success lifts it.
-        assert_eq!(b.after_run(ResultClass::Timeout, &GUARD, period, last).as_secs(), 3540);
-        assert_eq!(b.after_run(ResultClass::Success, &GUARD, period, last), Duration::ZERO);
+        assert_eq!(b.after_run(Lockout::of(ResultClass::Timeout, Reason::None), &GUARD, period, last).as_secs(), 3540);
+        assert_eq!(b.after_run(Lockout::of(ResultClass::Success, Reason::None), &GUARD, period, last), Duration::ZERO);
         assert!(!b.holds(last));
-        assert_eq!(b.after_run(ResultClass::AuthFailed, &GUARD, period, last), Duration::ZERO, "strikes start over");
+        assert_eq!(
+            b.after_run(Lockout::of(ResultClass::AuthFailed, Reason::None), &GUARD, period, last),
+            Duration::ZERO,
+            "strikes start over"
+        );
     }
 
     #[test]
@@ -99,13 +102,36 @@ mod tests {
         let period = Duration::from_secs(10);
         let t0 = Instant::now();
         let mut b = Backoff::default();
-        assert_eq!(b.after_run(ResultClass::RateLimited, &GUARD, period, t0).as_secs(), 10);
+        assert_eq!(b.after_run(Lockout::of(ResultClass::RateLimited, Reason::None), &GUARD, period, t0).as_secs(), 10);
         assert!(b.holds(t0 + period) && !b.holds(t0 + period * 2));
         let off = LockoutGuard { max_failures: 0, ..GUARD };
         let mut b = Backoff::default();
         for _ in 0..10 {
-            assert_eq!(b.after_run(ResultClass::AuthFailed, &off, period, t0), Duration::ZERO);
+            assert_eq!(
+                b.after_run(Lockout::of(ResultClass::AuthFailed, Reason::None), &off, period, t0),
+                Duration::ZERO
+            );
         }
         assert!(!b.holds(t0));
+    }
+
+    #[test]
+    fn oauth2_credential_refusals_strike_and_configuration_errors_do_not() {
+        let strike = |r, reason| Lockout::of(r, reason) == Lockout::Strike;
+        assert!(strike(ResultClass::AuthFailed, Reason::InvalidGrant));
+        assert!(strike(ResultClass::ClientRejected, Reason::InvalidClient));
+        assert!(!strike(ResultClass::ClientRejected, Reason::UnauthorizedClient));
+        assert!(!strike(ResultClass::AuthFailed, Reason::InvalidScope));
+        assert!(!strike(ResultClass::AuthFailed, Reason::InvalidRequest));
+        assert!(strike(ResultClass::AuthFailed, Reason::InvalidCredentials));
+        assert_eq!(Lockout::of(ResultClass::RateLimited, Reason::TemporarilyUnavailable), Lockout::Throttle);
+        let mut b = Backoff::default();
+        let (period, t0) = (Duration::from_secs(60), Instant::now());
+        for _ in 0..2 {
+            assert!(b
+                .after_run(Lockout::of(ResultClass::ClientRejected, Reason::InvalidClient), &GUARD, period, t0)
+                .is_zero());
+        }
+        assert!(!b.after_run(Lockout::of(ResultClass::AuthFailed, Reason::InvalidGrant), &GUARD, period, t0).is_zero());
     }
 }

@@ -66,10 +66,11 @@ impl Entry {
     }
 
     /// Feeds a finished run to the lockout guard and publishes what it decided.
-    fn guard(&self, result: ResultClass, started: Instant) {
+    fn guard(&self, outcome: &Outcome, started: Instant) {
+        let result = outcome.result;
         let period = self.period();
         let extra = self.backoff.lock().unwrap_or_else(PoisonError::into_inner).after_run(
-            result,
+            outcome.lockout(),
             &self.probe.lockout_guard,
             period,
             started,
@@ -141,7 +142,7 @@ impl Dispatcher {
         let run = self.runs.track_future(async move {
             let _running = running;
             if let Some((run, started, finished)) = this.perform(&entry, Some(planned), false).await {
-                entry.guard(run.outcome.result, planned);
+                entry.guard(&run.outcome, planned);
                 entry.results.record_run(run.outcome, started, finished, Trigger::Scheduled);
             }
         });
@@ -160,7 +161,7 @@ impl Dispatcher {
         }
         let _running = Running::claim(entry)?;
         let (run, _, finished) = self.perform(entry, None, traced).await?;
-        entry.guard(run.outcome.result, Instant::now());
+        entry.guard(&run.outcome, Instant::now());
         entry.results.record_on_demand(run.outcome.clone(), finished);
         Some(run)
     }
