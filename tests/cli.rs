@@ -254,6 +254,8 @@ async fn demo_file_works_out_of_the_box() {
         ("carol-sms-2fa", "success"),
         ("dave-expired", "password_expired"),
         ("erin-https", "success"),
+        ("service-account", "success"),
+        ("frank-oidc", "success"),
     ];
     let want: Vec<(String, String)> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     assert_eq!(results, want, "stderr: {}", r.stderr);

@@ -56,14 +56,15 @@ async fn client_credentials_with_jwt_validation_discovers_once() {
     let prober = Prober::new().unwrap();
     let o = prober.login(&s).await;
     check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
-    assert_eq!(steps(&o), [Step::Discovery, Step::Discovery, Step::Token, Step::TokenValidation]);
+    assert_eq!(steps(&o), [Step::Discovery, Step::Discovery, Step::Token], "a JWT is checked without a request");
+    assert_eq!(o.http_status, 200);
     assert_eq!(o.token_expires_in, Some(Duration::from_secs(3600)));
     let d = o.discovery.expect("discovery facts");
     assert!(d.ok && d.jwks_keys == Some(1) && d.jwks_changed_unix.is_some(), "{d:?}");
     // The second run uses the cached document and keys.
     let o = prober.login(&s).await;
     check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
-    assert_eq!(steps(&o), [Step::Token, Step::TokenValidation]);
+    assert_eq!(steps(&o), [Step::Token]);
     let stats = sim.oauth2_stats();
     assert_eq!((stats.discovery, stats.jwks, stats.tokens_issued), (1, 1, 2));
 }
@@ -81,15 +82,7 @@ async fn password_refresh_validate_and_revoke() {
     check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
     assert_eq!(
         steps(&o),
-        [
-            Step::Discovery,
-            Step::Discovery,
-            Step::Token,
-            Step::Refresh,
-            Step::TokenValidation,
-            Step::Revocation,
-            Step::Revocation
-        ]
+        [Step::Discovery, Step::Discovery, Step::Token, Step::Refresh, Step::Revocation, Step::Revocation]
     );
     let logout = o.logout.as_ref().expect("revocation recorded");
     assert!(logout.ok, "{}", logout.detail);
@@ -226,7 +219,7 @@ async fn key_rotation_is_picked_up_through_the_unknown_kid() {
     sim.rotate_oauth2_key();
     let o = prober.login(&s).await;
     check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
-    assert_eq!(steps(&o), [Step::Token, Step::Discovery, Step::TokenValidation], "the JWKS fetched again");
+    assert_eq!(steps(&o), [Step::Token, Step::Discovery], "the JWKS fetched again");
     let d = o.discovery.unwrap();
     assert_eq!(d.jwks_keys, Some(2));
     assert!(d.jwks_changed_unix >= first.discovery.unwrap().jwks_changed_unix);
@@ -337,5 +330,220 @@ async fn no_secret_or_token_in_outcome_trace_or_debug() {
     // Tokens: JWTs start with eyJ, the simulator's refresh tokens with simrt-.
     assert!(!text.contains("eyJ") && !text.contains("simrt-"), "a token leaked:\n{text}");
     assert!(text.contains("> (form) grant_type=password&username=probe-user&password=<redacted>"), "{text}");
-    assert!(text.contains("> authorization: <redacted>"), "{text}");
+    assert!(text.contains("> POST http://127.0.0.1:") && text.contains("\"token_type\":\"Bearer\""), "{text}");
+}
+
+// ------------------------------------------------------------------------------------------
+// Against oidc-provider, a certified OpenID Connect implementation from the npm registry.
+
+use common::oidc::{self, OidcProvider, Options};
+
+fn idp_target(p: &OidcProvider, client_id: &str) -> authprobe::protocol::oauth2::OAuth2Target {
+    let mut t = oauth2_target(&p.issuer, client_id);
+    t.client_secret = Some(oidc::SECRET.into());
+    t
+}
+
+fn idp_user(p: &OidcProvider, scope: &str) -> authprobe::protocol::LoginSpec {
+    let mut s = oauth2_spec(idp_target(p, "app"));
+    let o = oauth2(&mut s);
+    o.grant = Grant::Password { username: oidc::USER.into(), password: oidc::USER_PASSWORD.into() };
+    o.scope = Some(scope.into());
+    s
+}
+
+/// A P-256 key for the `keyed` client: its private PEM, and its public JWK written to a file.
+fn client_key(dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    use base64::Engine as _;
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let raw = pair.public_key_raw();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwk = serde_json::json!({"kty":"EC","crv":"P-256","alg":"ES256","kid":"keyed-1","use":"sig","x":b64(&raw[1..33]),"y":b64(&raw[33..65])});
+    let file = dir.join("client.jwk.json");
+    std::fs::write(&file, jwk.to_string()).unwrap();
+    (pair.serialize_pem(), file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_provider_grants_client_authentication_and_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key_pem, jwk_file) = client_key(dir.path());
+    let idp = OidcProvider::start(Options { client_key: Some(jwk_file), ..Default::default() }).await;
+    let prober = Prober::new().unwrap();
+
+    // client_credentials with client_secret_basic: an opaque token of its configured lifetime.
+    let o = prober.login(&oauth2_spec(idp_target(&idp, "svc"))).await;
+    check(&o, ResultClass::Success, Step::Token, Reason::None);
+    assert_eq!(o.token_expires_in, Some(Duration::from_secs(600)));
+    assert_eq!(steps(&o), [Step::Discovery, Step::Token]);
+
+    // client_secret_post.
+    let mut post = idp_target(&idp, "svc-post");
+    post.client_auth = ClientAuth::ClientSecretPost;
+    check(&prober.login(&oauth2_spec(post)).await, ResultClass::Success, Step::Token, Reason::None);
+
+    // A JWT access token for a resource (RFC 8707), verified against its JWKS: RS256, iss, aud.
+    let mut s = oauth2_spec(idp_target(&idp, "svc"));
+    oauth2(&mut s).resource = Some(oidc::API.into());
+    oauth2(&mut s).scope = Some("api".into());
+    oauth2(&mut s).validate = Validate::Jwt;
+    let o = prober.login(&s).await;
+    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    assert_eq!(o.discovery.unwrap().jwks_keys, Some(1));
+
+    // private_key_jwt, an ES256 assertion per run.
+    let mut keyed = oauth2_target(&idp.issuer, "keyed");
+    keyed.client_secret = None;
+    keyed.client_auth = ClientAuth::PrivateKeyJwt(SigningKey::from_pem(&key_pem, Some("keyed-1".into())).unwrap());
+    let keyed = oauth2_spec(keyed);
+    for _ in 0..2 {
+        check(&prober.login(&keyed).await, ResultClass::Success, Step::Token, Reason::None);
+    }
+
+    // The password grant (registered in server.mjs), refreshed, its ID token verified, revoked.
+    let mut s = idp_user(&idp, "openid offline_access");
+    let o2 = oauth2(&mut s);
+    o2.refresh = true;
+    o2.validate = Validate::Jwt;
+    o2.revoke = true;
+    let o = prober.login(&s).await;
+    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    assert_eq!(o.token_expires_in, Some(Duration::from_secs(3600)));
+    let logout = o.logout.as_ref().expect("revoked");
+    assert!(logout.ok, "{}", logout.detail);
+
+    // userinfo with the opaque access token.
+    let mut s = idp_user(&idp, "openid");
+    oauth2(&mut s).validate = Validate::Userinfo;
+    check(&prober.login(&s).await, ResultClass::Success, Step::TokenValidation, Reason::None);
+
+    // Introspection: active, then inactive once revoked.
+    let mut s = idp_user(&idp, "openid offline_access");
+    oauth2(&mut s).validate = Validate::Introspection;
+    oauth2(&mut s).revoke = true;
+    let o = prober.login(&s).await;
+    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    let logout = o.logout.as_ref().unwrap();
+    assert!(logout.ok && logout.detail.contains("introspection confirms"), "{}", logout.detail);
+    idp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_provider_errors_and_a_stopped_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, jwk_file) = client_key(dir.path());
+    let idp = OidcProvider::start(Options { client_key: Some(jwk_file), ..Default::default() }).await;
+
+    let mut bad = idp_target(&idp, "svc");
+    bad.client_secret = Some("not-the-secret".into());
+    let o = login(&oauth2_spec(bad)).await;
+    check(&o, ResultClass::ClientRejected, Step::Token, Reason::InvalidClient);
+    assert_eq!(o.http_status, 401);
+    check(
+        &login(&oauth2_spec(idp_target(&idp, "nobody"))).await,
+        ResultClass::ClientRejected,
+        Step::Token,
+        Reason::InvalidClient,
+    );
+    // An assertion signed with another key.
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut keyed = oauth2_target(&idp.issuer, "keyed");
+    keyed.client_secret = None;
+    keyed.client_auth =
+        ClientAuth::PrivateKeyJwt(SigningKey::from_pem(&other.serialize_pem(), Some("keyed-1".into())).unwrap());
+    check(&login(&oauth2_spec(keyed)).await, ResultClass::ClientRejected, Step::Token, Reason::InvalidClient);
+
+    let mut s = idp_user(&idp, "openid");
+    oauth2(&mut s).grant = Grant::Password { username: oidc::USER.into(), password: "wrong-password".into() };
+    let o = login(&s).await;
+    check(&o, ResultClass::AuthFailed, Step::Token, Reason::InvalidGrant);
+    assert_eq!(o.http_status, 400);
+
+    // A grant the client may not use: oidc-provider answers invalid_request, not the RFC's
+    // unauthorized_client; authprobe reports what the server said.
+    let mut s = idp_user(&idp, "openid");
+    oauth2(&mut s).target = Arc::new(idp_target(&idp, "svc"));
+    let o = login(&s).await;
+    check(&o, ResultClass::AuthFailed, Step::Token, Reason::InvalidRequest);
+    assert!(o.reason_text.contains("not allowed for this client"), "{}", o.reason_text);
+
+    let mut s = oauth2_spec(idp_target(&idp, "svc"));
+    oauth2(&mut s).scope = Some("admin".into());
+    check(&login(&s).await, ResultClass::AuthFailed, Step::Token, Reason::InvalidScope);
+
+    // An opaque access token and no openid: nothing to verify as a JWT.
+    let mut s = oauth2_spec(idp_target(&idp, "svc"));
+    oauth2(&mut s).validate = Validate::Jwt;
+    check(&login(&s).await, ResultClass::ValidationFailed, Step::TokenValidation, Reason::None);
+
+    // A JWT for another resource than the probe expects.
+    let mut s = oauth2_spec(idp_target(&idp, "svc"));
+    oauth2(&mut s).resource = Some(oidc::API.into());
+    oauth2(&mut s).audience = Some("https://other.authprobe.test".into());
+    oauth2(&mut s).validate = Validate::Jwt;
+    // (audience is sent too; oidc-provider ignores it and issues the token for the resource)
+    check(&login(&s).await, ResultClass::ValidationFailed, Step::TokenValidation, Reason::WrongAudience);
+
+    let issuer = idp.issuer.clone();
+    idp.stop().await;
+    let o = login(&oauth2_spec(oauth2_target(&issuer, "svc"))).await;
+    check(&o, ResultClass::ConnectError, Step::Discovery, Reason::DiscoveryFailed);
+
+    // A server without the password grant.
+    let idp = OidcProvider::start(Options { no_password_grant: true, ..Default::default() }).await;
+    check(
+        &login(&idp_user(&idp, "openid")).await,
+        ResultClass::ClientRejected,
+        Step::Token,
+        Reason::UnsupportedGrantType,
+    );
+    idp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_provider_key_rotation_is_picked_up_through_the_unknown_kid() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let idp = OidcProvider::start(Options { keys_file: Some(keys.clone()), ..Default::default() }).await;
+    let port = idp.port;
+    let mut s = oauth2_spec(idp_target(&idp, "svc"));
+    oauth2(&mut s).resource = Some(oidc::API.into());
+    oauth2(&mut s).validate = Validate::Jwt;
+    let prober = Prober::new().unwrap();
+    let first = prober.login(&s).await;
+    check(&first, ResultClass::Success, Step::TokenValidation, Reason::None);
+    idp.stop().await;
+    // The same server restarted with a new signing key first, the old one still published.
+    let idp =
+        OidcProvider::start(Options { port: Some(port), keys_file: Some(keys), rotate: true, ..Default::default() })
+            .await;
+    let o = prober.login(&s).await;
+    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    assert_eq!(steps(&o), [Step::Token, Step::Discovery], "the cached JWKS lacked the new kid: fetched again");
+    assert_eq!(o.discovery.unwrap().jwks_keys, Some(2));
+    idp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_provider_over_https_trusted_through_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_pem) = authprobe::simulator::certificate::make(&["localhost".into()]).unwrap();
+    let (cert, key) = (dir.path().join("idp.crt"), dir.path().join("idp.key"));
+    std::fs::write(&cert, &cert_pem).unwrap();
+    std::fs::write(&key, &key_pem).unwrap();
+    let idp = OidcProvider::start(Options { tls: Some((cert.clone(), key)), ..Default::default() }).await;
+    let mut s = oauth2_spec(idp_target(&idp, "svc"));
+    oauth2(&mut s).resource = Some(oidc::API.into());
+    oauth2(&mut s).validate = Validate::Jwt;
+    // Without trusting its certificate: tls_error at discovery.
+    let o = login(&s).await;
+    check(&o, ResultClass::TlsError, Step::Discovery, Reason::DiscoveryFailed);
+    let mut tls = authprobe::protocol::TlsSettings::default();
+    tls.roots = Some(common::openssl::certs(&cert));
+    s.tls = Arc::new(tls);
+    let o = login(&s).await;
+    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    let facts = o.tls.expect("TLS facts");
+    assert!(facts.version.is_some() && facts.cert_not_after_unix.is_some(), "{facts:?}");
+    idp.stop().await;
 }

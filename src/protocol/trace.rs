@@ -235,6 +235,11 @@ fn is_credential_header(name: &str) -> bool {
 /// Whether a JSON member or header called `name` holds a token or a credential.
 fn is_sensitive_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
+    // OAuth 2.0 names about tokens that hold none: token_type, token_endpoint, jwks_uri,
+    // token_endpoint_auth_methods_supported, token_type_hint.
+    if ["_type", "_endpoint", "_uri", "_hint"].iter().any(|s| n.ends_with(s)) || n.contains("_supported") {
+        return false;
+    }
     ["token", "password", "secret", "pincode", "verificationcode", "phrase", "app-key", "appkey", "assertion"]
         .iter()
         .any(|k| n.contains(k))
@@ -376,6 +381,16 @@ mod tests {
         collect_sensitive_values(body, &mut found);
         let found: Vec<&str> = found.iter().map(|s| s.expose_secret()).collect();
         assert_eq!(found, [r#"tok-Zq9\"x"#, "1234"]);
+    }
+
+    #[test]
+    fn oauth2_names_about_tokens_are_not_secrets_but_tokens_are() {
+        let body = r#"{"access_token":"at-Q1","token_type":"Bearer","refresh_token":"rt-Q2","id_token":"id-Q3","client_secret":"cs","token_endpoint":"http://h/token","jwks_uri":"http://h/jwks","client_assertion":"as"}"#;
+        let shown = redact_sensitive_members(body);
+        assert_eq!(
+            shown,
+            r#"{"access_token":"<redacted>","token_type":"Bearer","refresh_token":"<redacted>","id_token":"<redacted>","client_secret":"<redacted>","token_endpoint":"http://h/token","jwks_uri":"http://h/jwks","client_assertion":"<redacted>"}"#
+        );
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub(crate) async fn run(run: &mut Run<'_>, spec: &OAuth2Login) -> Finished {
     }
 
     if spec.validate != Validate::No {
-        let started = Instant::now();
+        // A JWT is verified here, without a request: no step is recorded for it.
         let refused = match spec.validate {
             Validate::Jwt => check_jwt(run, spec, &mut resolved, &granted, &mut facts).await,
             Validate::Userinfo => userinfo(run, &resolved, &granted.access_token).await,
@@ -88,16 +88,6 @@ pub(crate) async fn run(run: &mut Run<'_>, spec: &OAuth2Login) -> Finished {
             },
             Validate::No => None,
         };
-        if spec.validate == Validate::Jwt && refused.is_none() {
-            // A JWT check makes no request unless keys were fetched again: its time is the
-            // verification's own.
-            run.records.push(crate::protocol::StepRecord {
-                step: Step::TokenValidation,
-                http_status: 0,
-                state: None,
-                duration: started.elapsed(),
-            });
-        }
         if let Some((reason, reason_text, detail)) = refused {
             let verdict = Verdict {
                 result: ResultClass::ValidationFailed,

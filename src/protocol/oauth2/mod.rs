@@ -308,7 +308,8 @@ impl OAuth2Login {
             Step::Token => true,
             Step::Discovery => self.target.discovers() || self.validate == Validate::Jwt,
             Step::Refresh => self.refresh,
-            Step::TokenValidation => self.validate != Validate::No,
+            // A JWT is checked without a request.
+            Step::TokenValidation => matches!(self.validate, Validate::Userinfo | Validate::Introspection),
             Step::Revocation => self.revoke,
             _ => false,
         }
