@@ -1,17 +1,20 @@
-//! authprobe: a synthetic monitor for the ETNA Trader `/token` login path.
+//! authprobe: a synthetic monitor of login paths (ETNA Trader `/token`, OAuth 2.0 / OpenID Connect token
+//! endpoints), exporting Prometheus metrics.
 //!
 //! Data flows one way: **config → scheduler → protocol → results → metrics / web**.
 //!
 //! - [`config`]: probes.yaml, its validation, `${VAR}` and `*_file` secrets.
 //! - [`scheduler`]: when each probe runs (interval wheel, cron engine and its watchdog), with no
 //!   overlap, a concurrency limit and panics caught.
-//! - [`protocol`]: one login: the request steps, the pure classification of every answer, and
-//!   the [`protocol::Outcome`] it ends in. Knows nothing of scheduling, serving or metrics.
+//! - [`protocol`]: one login, by protocol family ([`protocol::etna`], [`protocol::oauth2`]), each
+//!   with a pure classifier of its answers over a shared HTTP, timing, TLS and trace core, and the
+//!   [`protocol::Outcome`] it ends in. Knows nothing of scheduling, serving or metrics.
 //! - [`results`]: what runs produced, per probe; written by the scheduler only.
 //! - [`metrics`]: the `/metrics` exposition, read from results.
 //! - [`web`]: the HTTP endpoints (axum), read from results and metrics.
 //! - [`service`]: reloading a running service's configuration.
-//! - [`simulator`]: a faithful `/token` server with per-account faults, for tests and the demo.
+//! - [`simulator`]: a faithful ETNA `/token` server and an OAuth 2.0 authorization server, with
+//!   faults, for tests and the demo.
 //! - [`report`]: how an outcome is shown to a person (`probe` output, the per-run log line).
 //! - [`logging`]: logfmt or JSON log lines on stderr.
 //! - [`lanes`]: the single-threaded runtimes runs and logins execute on.

@@ -343,7 +343,8 @@ async fn the_readme_first_command_serves_every_demo_probe() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let svc = Service::spawn(repo, &[]).await;
     assert!(svc.base.ends_with(":9871"), "{}", svc.base);
-    let demo = ["alice-password", "bob-pin", "carol-sms-2fa", "dave-expired", "erin-https"];
+    let demo =
+        ["alice-password", "bob-pin", "carol-sms-2fa", "dave-expired", "erin-https", "service-account", "frank-oidc"];
     let m = svc.metrics().await;
     for p in demo {
         assert_eq!(m.series("authprobe_probe_runs_total", &[("probe", p)]).len(), ResultClass::ALL.len(), "{p}");
@@ -354,10 +355,26 @@ async fn the_readme_first_command_serves_every_demo_probe() {
             demo.iter().all(|p| m.get("authprobe_probe_success", &[("probe", p)]).is_some())
         })
         .await;
-    for (p, want) in
-        [("alice-password", 1.0), ("bob-pin", 1.0), ("carol-sms-2fa", 1.0), ("dave-expired", 0.0), ("erin-https", 1.0)]
-    {
+    for (p, want) in [
+        ("alice-password", 1.0),
+        ("bob-pin", 1.0),
+        ("carol-sms-2fa", 1.0),
+        ("dave-expired", 0.0),
+        ("erin-https", 1.0),
+        ("service-account", 1.0),
+        ("frank-oidc", 1.0),
+    ] {
         assert_eq!(m.value("authprobe_probe_success", &[("probe", p)]), want, "{p}");
+        assert_eq!(m.value("authprobe_probe_runs_total", &[("probe", p), ("result", "internal_error")]), 0.0, "{p}");
+    }
+    // The OAuth 2.0 probes: the lifetime granted, and the discovery of their issuer's targets.
+    for p in ["service-account", "frank-oidc"] {
+        assert_eq!(m.value("authprobe_probe_token_expires_in_seconds", &[("probe", p)]), 3600.0, "{p}");
+        assert_eq!(m.value("authprobe_probe_logout_failures_total", &[("probe", "frank-oidc")]), 0.0);
+    }
+    for t in ["oidc-demo", "oidc-demo-app"] {
+        assert_eq!(m.value("authprobe_target_discovery_success", &[("target", t)]), 1.0, "{t}");
+        assert_eq!(m.value("authprobe_target_jwks_keys", &[("target", t)]), 1.0, "{t}");
     }
     // The HTTPS target, trusting the certificate the simulator made at start, fills the TLS
     // series: its expiry (about 90 days ahead) and version, and the tls phase.
@@ -374,11 +391,13 @@ async fn the_readme_first_command_serves_every_demo_probe() {
         ("carol-sms-2fa", "ok"),
         ("dave-expired", "fail"),
         ("erin-https", "ok"),
+        ("service-account", "ok"),
+        ("frank-oidc", "ok"),
     ] {
         assert!(row_of(&dom, p).starts_with(&format!("<tr class=\"{class}\"")), "{p} row:\n{dom}");
     }
     let shot = artifacts_dir().join("status-page.png");
-    browser::screenshot(&svc.url("/"), &shot, 1600, 420).await;
+    browser::screenshot(&svc.url("/"), &shot, 1600, 480).await;
     eprintln!("status page screenshot: {}", shot.display());
     assert_eq!(svc.terminate().await, 0);
 }

@@ -18,7 +18,11 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "authprobe", version, about = "Synthetic monitor for the ETNA Trader /token login path")]
+#[command(
+    name = "authprobe",
+    version,
+    about = "Synthetic monitor of login paths (ETNA Trader /token, OAuth 2.0 token endpoints)"
+)]
 pub struct Cli {
     /// Only log messages at or above this level.
     #[arg(long = "log.level", global = true, default_value = "info", value_parser = ["trace", "debug", "info", "warn", "error"])]

@@ -113,7 +113,17 @@ impl Metrics {
                 seen.lifetime |= r.last.as_ref().is_some_and(|l| l.outcome.token_expires_in.is_some());
                 if let Some(last) = &r.last {
                     if let Some(facts) = last.outcome.discovery {
-                        let newest = discovery.entry(p.target.clone()).or_insert((last.finished, facts));
+                        // The target's labels: its name, and the instance's location if set.
+                        let location = p
+                            .labels
+                            .iter()
+                            .find(|(k, _)| k == crate::instance::LOCATION_LABEL)
+                            .map(|(_, v)| v.as_str());
+                        let labels = text::label_pairs(
+                            std::iter::once(("target", p.target.as_str()))
+                                .chain(location.map(|l| (crate::instance::LOCATION_LABEL, l))),
+                        );
+                        let newest = discovery.entry(labels).or_insert((last.finished, facts));
                         if last.finished >= newest.0 {
                             *newest = (last.finished, facts);
                         }
@@ -571,7 +581,8 @@ fn histogram<const N: usize>(out: &mut Vec<u8>, name: &str, h: &Histogram<N>, le
     text::sample(out, name, "_count", "", &[], Value::Int(h.count));
 }
 
-/// The per-target families of OAuth 2.0 discovery, from the newest facts of each target.
+/// The per-target families of OAuth 2.0 discovery, from the newest facts of each target (keyed
+/// by the target's rendered labels).
 fn target_families(
     facts: &std::collections::BTreeMap<String, (std::time::SystemTime, crate::protocol::DiscoveryFacts)>,
 ) -> Vec<u8> {
@@ -579,8 +590,8 @@ fn target_families(
     if facts.is_empty() {
         return out;
     }
-    let labels: Vec<(String, &crate::protocol::DiscoveryFacts)> =
-        facts.iter().map(|(t, (_, f))| (text::label_pairs([("target", t.as_str())]), f)).collect();
+    let labels: Vec<(&str, &crate::protocol::DiscoveryFacts)> =
+        facts.iter().map(|(l, (_, f))| (l.as_str(), f)).collect();
     type Pick = fn(&crate::protocol::DiscoveryFacts) -> Option<Value>;
     let families: [(&str, &str, Pick); 4] = [
         (
@@ -603,7 +614,7 @@ fn target_families(
         ),
     ];
     for (name, help, pick) in families {
-        let values: Vec<(&str, Value)> = labels.iter().filter_map(|(l, f)| Some((l.as_str(), pick(f)?))).collect();
+        let values: Vec<(&str, Value)> = labels.iter().filter_map(|(l, f)| Some((*l, pick(f)?))).collect();
         if values.is_empty() {
             continue;
         }

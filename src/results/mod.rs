@@ -159,8 +159,17 @@ pub struct ProbeRecord {
 }
 
 /// Step histogram slots, in exposition order.
-pub const STEP_ORDER: [Step; 5] =
-    [Step::BaseAuthentication, Step::SecutityPin, Step::VerificationCode, Step::TokenValidation, Step::Other];
+pub const STEP_ORDER: [Step; 9] = [
+    Step::BaseAuthentication,
+    Step::SecutityPin,
+    Step::VerificationCode,
+    Step::Discovery,
+    Step::Token,
+    Step::Refresh,
+    Step::TokenValidation,
+    Step::Revocation,
+    Step::Other,
+];
 
 fn step_slot(step: Step) -> usize {
     STEP_ORDER.iter().position(|s| *s == step).expect("every step has a slot")
@@ -484,6 +493,35 @@ impl Results {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_step_has_a_histogram_slot() {
+        let every = [
+            Step::BaseAuthentication,
+            Step::SecutityPin,
+            Step::VerificationCode,
+            Step::TokenValidation,
+            Step::Discovery,
+            Step::Token,
+            Step::Refresh,
+            Step::Revocation,
+            Step::Other,
+        ];
+        for step in every {
+            // No wildcard: a new step does not compile here until it is listed above.
+            match step {
+                Step::BaseAuthentication
+                | Step::SecutityPin
+                | Step::VerificationCode
+                | Step::TokenValidation
+                | Step::Discovery
+                | Step::Token
+                | Step::Refresh
+                | Step::Revocation
+                | Step::Other => assert_eq!(STEP_ORDER[step_slot(step)], step),
+            }
+        }
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative_and_inclusive() {

@@ -5,7 +5,8 @@
 //! tokens that remember which steps were passed, `Corrupted ticket`, wrong pin or code, expired
 //! passwords, uninitialised PINs, rate limiting, and a unique final token per login. Per-account
 //! [`Fault`]s produce every misbehaviour the prober must classify. It counts and records the
-//! requests each account received so tests can assert what the prober sent.
+//! requests each account received so tests can assert what the prober sent. With `oauth2:` it
+//! is also an OAuth 2.0 / OpenID Connect authorization server ([`oauth2`]).
 
 mod accounts;
 pub mod certificate;

@@ -96,7 +96,7 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
     Html(page(
         "authprobe",
         &format!(
-            "<h1>authprobe</h1>\n<p>Synthetic monitor of the ETNA Trader <code>/token</code> login path. Version {} ({}); {reload_text}.{whereabouts}</p>\n\
+            "<h1>authprobe</h1>\n<p>Synthetic monitor of login paths: ETNA Trader <code>/token</code> and OAuth 2.0 token endpoints. Version {} ({}); {reload_text}.{whereabouts}</p>\n\
              <p><a href=\"/metrics\">Metrics</a> · <a href=\"/api/v1/probes\">JSON</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
              <h2>Probes ({})</h2>\n<p class=\"summary\"><span>{} succeeding</span><span>{} failing</span><span>{} not run yet</span></p>\n<table>\n<tr><th>Probe</th><th>Target</th><th>Schedule</th><th>Last result</th>\
              <th>State</th><th>Step</th><th>Reason</th><th>HTTP</th><th>Duration</th><th>Last run</th><th>Last success</th><th>Failures<br>in a row</th><th>Next run</th><th></th></tr>\n{rows}</table>\n",
