@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use authprobe::simulator::oauth2::SimClient;
 use authprobe::simulator::{Account, Fault, Simulator};
 use common::service::Service;
 use common::*;
@@ -422,6 +423,10 @@ const S_WRONG_PW: &str = "Wrong-Pw-Secret-Ny64";
 const S_PANIC_PW: &str = "Panic-Pw-Secret-Ub39";
 const S_PANIC_PIN: &str = "Panic-Pin-Secret-5550";
 const S_RELOAD_PW: &str = "Reload-Pw-Secret-Gv21";
+const S_CLIENT_SECRET: &str = "Client-Secret-Oauth-Jq48";
+const S_POST_SECRET: &str = "Post-Secret-Oauth-Zt73";
+const S_WRONG_CLIENT_SECRET: &str = "Wrong-Client-Secret-Hx19";
+const S_OIDC_PW: &str = "Oidc-User-Pw-Secret-Lm66";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
@@ -437,23 +442,62 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
             pin_account("panicky", S_PANIC_PW, S_PANIC_PIN),
         ],
     );
+    let mut settings = settings;
+    settings.accounts.push(Account::new("oidc-user", S_OIDC_PW));
+    // The OAuth 2.0 side: a client_secret_basic service, a client_secret_post app for the password
+    // grant, and a private_key_jwt client whose private key sits in a file next to probes.yaml.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let key_pem = key.serialize_pem();
+    write(dir.path(), "client.key", &key_pem);
+    write(dir.path(), "client.pub", &key.public_key_pem());
+    let mut keyed = SimClient::new("keyed", "unused", &["client_credentials"]);
+    keyed.client_secret = None;
+    keyed.public_key_file = Some(dir.path().join("client.pub"));
+    let clients = vec![
+        SimClient::new("svc", S_CLIENT_SECRET, &["client_credentials"]),
+        SimClient::new("app", S_POST_SECRET, &["password", "refresh_token"]),
+        keyed,
+    ];
+    let file = authprobe::simulator::oauth2::OAuth2File { clients, ..Default::default() };
+    settings.oauth2 = Some(authprobe::simulator::oauth2::OAuth2Settings::from_file(file, dir.path()).unwrap());
     let sim = simulator_with(settings).await;
     write(dir.path(), "pinned.pin", &format!("{S_PIN}\n"));
     let good = format!(
         "defaults: {{interval: 1s, timeout: 900ms, lockout_guard: {{max_failures: 0}}}}\n\
-         targets: [{{name: sim, base_url: {}, app_key: {S_APP_KEY}}}]\n\
+         targets:\n\
+         \x20 - {{name: sim, base_url: {}, app_key: {S_APP_KEY}}}\n\
+         \x20 - {{name: idp, protocol: oauth2, issuer: {issuer}, client_id: svc, client_secret: {S_CLIENT_SECRET}}}\n\
+         \x20 - {{name: idp-app, protocol: oauth2, issuer: {issuer}, client_id: app, client_secret: {S_POST_SECRET}, client_auth: client_secret_post}}\n\
+         \x20 - {{name: idp-keyed, protocol: oauth2, issuer: {issuer}, client_id: keyed, client_auth: private_key_jwt, client_key_file: client.key, client_key_id: k1}}\n\
+         \x20 - {{name: idp-wrong, protocol: oauth2, issuer: {issuer}, client_id: svc, client_secret: {S_WRONG_CLIENT_SECRET}}}\n\
          probes:\n\
          \x20 - {{name: plain, target: sim, username: plain, password: {S_PW}}}\n\
          \x20 - {{name: pinned, target: sim, username: pinned, password: {S_PIN_PW}, pin_file: pinned.pin}}\n\
          \x20 - {{name: coded, target: sim, username: coded, password: {S_CODE_PW}, verification_code: {S_CODE}}}\n\
          \x20 - {{name: validated, target: sim, username: validated, password: {S_VALIDATE_PW}, validate: true, logout: true}}\n\
          \x20 - {{name: wrong, target: sim, username: victim, password: {S_WRONG_PW}}}\n\
-         \x20 - {{name: panicky, target: sim, username: panicky, password: {S_PANIC_PW}, pin: {S_PANIC_PIN}}}\n",
-        sim.base_url()
+         \x20 - {{name: panicky, target: sim, username: panicky, password: {S_PANIC_PW}, pin: {S_PANIC_PIN}}}\n\
+         \x20 - {{name: oidc-svc, target: idp, grant: client_credentials, validate: jwt}}\n\
+         \x20 - {{name: oidc-user, target: idp-app, grant: password, username: oidc-user, password: {S_OIDC_PW}, scope: openid, refresh: true, validate: introspection, revoke: true}}\n\
+         \x20 - {{name: oidc-keyed, target: idp-keyed, grant: client_credentials, validate: jwt}}\n\
+         \x20 - {{name: oidc-wrong, target: idp-wrong, grant: client_credentials}}\n",
+        sim.base_url(),
+        issuer = sim.issuer().unwrap(),
     );
     let file = write(dir.path(), "probes.yaml", &good);
     let cfg = file.to_str().unwrap();
-    let names = ["plain", "pinned", "coded", "validated", "wrong", "panicky"];
+    let names = [
+        "plain",
+        "pinned",
+        "coded",
+        "validated",
+        "wrong",
+        "panicky",
+        "oidc-svc",
+        "oidc-user",
+        "oidc-keyed",
+        "oidc-wrong",
+    ];
     // Broken files whose problems sit next to secrets: a syntax error, an unknown field, a wrong type.
     let broken = [
         good.replace(&format!("password: {S_PW}}}"), &format!("password: \"{S_RELOAD_PW}}}")),
@@ -525,9 +569,19 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
     emitted += &format!("{config:?}");
 
     // Enough was emitted for the search to mean something.
-    for expected in
-        ["authprobe_probe_success", "SecutityPin", "VerificationCode", "<redacted>", "auth_failed", "probes.yaml:"]
-    {
+    for expected in [
+        "authprobe_probe_success",
+        "SecutityPin",
+        "VerificationCode",
+        "<redacted>",
+        "auth_failed",
+        "probes.yaml:",
+        "client_rejected",
+        "Revocation",
+        "client_secret=<redacted>",
+        "client_assertion=<redacted>",
+        "authprobe_target_jwks_keys",
+    ] {
         assert!(emitted.contains(expected), "{expected} not in the outputs");
     }
     let mut needles: Vec<String> = [
@@ -542,9 +596,18 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
         S_PANIC_PW,
         S_PANIC_PIN,
         S_RELOAD_PW,
+        S_CLIENT_SECRET,
+        S_POST_SECRET,
+        S_WRONG_CLIENT_SECRET,
+        S_OIDC_PW,
     ]
     .map(String::from)
     .into();
+    // The private key: each line of its PEM body.
+    needles.extend(key_pem.lines().filter(|l| !l.starts_with("-----") && l.len() > 20).map(String::from));
+    let oauth2_secrets = sim.oauth2_secrets_seen();
+    assert!(oauth2_secrets.len() > 20, "OAuth 2.0 tokens and assertions: {}", oauth2_secrets.len());
+    needles.extend(oauth2_secrets);
     for user in ["plain", "pinned", "coded", "validated", "victim", "panicky"] {
         needles.extend(sim.issued_tokens(user));
         let bearers = sim.requests(user).into_iter().filter_map(|r| r.header("authorization").map(str::to_owned));

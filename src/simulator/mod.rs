@@ -207,6 +207,12 @@ impl Simulator {
         self.state.oauth2.as_ref().map(|o| o.stats()).unwrap_or_default()
     }
 
+    /// Every token the OAuth 2.0 server issued and every client assertion it received (the last
+    /// thousand), for tests that search outputs for them.
+    pub fn oauth2_secrets_seen(&self) -> Vec<String> {
+        self.state.oauth2.as_ref().map(|o| o.secrets_seen()).unwrap_or_default()
+    }
+
     /// Signs new tokens with a new key, published beside the old ones.
     pub fn rotate_oauth2_key(&self) {
         if let Some(o) = &self.state.oauth2 {

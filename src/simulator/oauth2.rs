@@ -195,7 +195,13 @@ struct Inner {
     faults: ServerFaults,
     clients: HashMap<String, SimClient>,
     seen_assertions: HashSet<String>,
+    /// Every token issued (access, refresh, ID) and client assertion received, newest last: for
+    /// tests that search outputs for them.
+    secrets_seen: VecDeque<String>,
 }
+
+/// Tokens and assertions kept for [`Server::secrets_seen`].
+const KEEP_SECRETS: usize = 1000;
 
 /// The authorization server's state, shared by the HTTP and HTTPS listeners.
 pub(crate) struct Server {
@@ -311,6 +317,7 @@ impl Server {
                 faults: settings.faults,
                 clients: settings.clients.iter().map(|c| (c.client_id.clone(), c.clone())).collect(),
                 seen_assertions: HashSet::new(),
+                secrets_seen: VecDeque::new(),
             }),
         }
     }
@@ -332,6 +339,18 @@ impl Server {
 
     pub(crate) fn update_client(&self, client_id: &str, change: impl FnOnce(&mut SimClient)) -> bool {
         self.lock().clients.get_mut(client_id).map(change).is_some()
+    }
+
+    /// The tokens issued and the client assertions received (the last thousand).
+    pub(crate) fn secrets_seen(&self) -> Vec<String> {
+        self.lock().secrets_seen.iter().cloned().collect()
+    }
+
+    fn keep_secret(inner: &mut Inner, secret: &str) {
+        inner.secrets_seen.push_back(secret.to_owned());
+        while inner.secrets_seen.len() > KEEP_SECRETS {
+            inner.secrets_seen.pop_front();
+        }
     }
 
     pub(crate) fn path(&self) -> &str {
@@ -393,6 +412,7 @@ impl Server {
         let Some(client) = inner.clients.get(&id).cloned() else { return refused("unknown client") };
         drop(inner);
         if let Some(assertion) = form.get("client_assertion") {
+            Self::keep_secret(&mut self.lock(), assertion);
             let Some(key) = self.public_keys.get(&id) else { return refused("the client has no key") };
             let alg = jsonwebtoken::decode_header(assertion).map(|h| h.alg).unwrap_or(Algorithm::ES256);
             let mut v = Validation::new(alg);
@@ -479,6 +499,9 @@ impl Server {
             self.remember(&mut inner, r.clone(), record(true, None));
         }
         inner.stats.tokens_issued += 1;
+        for t in [Some(&access), refresh.as_ref(), id_token.as_ref()].into_iter().flatten() {
+            Self::keep_secret(&mut inner, t);
+        }
         let expires_in =
             if client.fault == ClientFault::StringExpiresIn { json!(lifetime.to_string()) } else { json!(lifetime) };
         let mut body = json!({"access_token":access,"token_type":"Bearer","expires_in":expires_in});
