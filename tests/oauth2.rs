@@ -368,7 +368,21 @@ fn client_key(dir: &std::path::Path) -> (String, std::path::PathBuf) {
 async fn oidc_provider_grants_client_authentication_and_checks() {
     let dir = tempfile::tempdir().unwrap();
     let (key_pem, jwk_file) = client_key(dir.path());
-    let idp = OidcProvider::start(Options { client_key: Some(jwk_file), ..Default::default() }).await;
+    // An RSA client key, as `openssl genpkey` makes one (PKCS#8), and its public half.
+    let rsa_key = dir.path().join("rsa.key");
+    let rsa_pub = dir.path().join("rsa.pub");
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", rsa_key.to_str().unwrap()]);
+    openssl(&["pkey", "-in", rsa_key.to_str().unwrap(), "-pubout", "-out", rsa_pub.to_str().unwrap()]);
+    let idp = OidcProvider::start(Options {
+        client_key: Some(jwk_file),
+        client_rsa_key: Some(rsa_pub),
+        ..Default::default()
+    })
+    .await;
     let prober = Prober::new().unwrap();
 
     // client_credentials with client_secret_basic: an opaque token of its configured lifetime.
@@ -399,6 +413,14 @@ async fn oidc_provider_grants_client_authentication_and_checks() {
     for _ in 0..2 {
         check(&prober.login(&keyed).await, ResultClass::Success, Step::Token, Reason::None);
     }
+    // private_key_jwt with RS256, from the PEM openssl wrote.
+    let mut keyed_rsa = oauth2_target(&idp.issuer, "keyed-rsa");
+    keyed_rsa.client_secret = None;
+    let pem = std::fs::read_to_string(&rsa_key).unwrap();
+    let signing = SigningKey::from_pem(&pem, Some("rsa-1".into())).unwrap();
+    assert_eq!(signing.algorithm, jsonwebtoken::Algorithm::RS256);
+    keyed_rsa.client_auth = ClientAuth::PrivateKeyJwt(signing);
+    check(&prober.login(&oauth2_spec(keyed_rsa)).await, ResultClass::Success, Step::Token, Reason::None);
 
     // The password grant (registered in server.mjs), refreshed, its ID token verified, revoked.
     let mut s = idp_user(&idp, "openid offline_access");

@@ -376,6 +376,9 @@ async fn the_readme_first_command_serves_every_demo_probe() {
         assert_eq!(m.value("authprobe_target_discovery_success", &[("target", t)]), 1.0, "{t}");
         assert_eq!(m.value("authprobe_target_jwks_keys", &[("target", t)]), 1.0, "{t}");
     }
+    // Both protocols' families together, the per-target ones included, are promtool-clean.
+    let (code, report) = promtool_check_metrics(&m.text);
+    assert_eq!((code, report.as_str()), (0, ""), "promtool on the demo's metrics");
     // The HTTPS target, trusting the certificate the simulator made at start, fills the TLS
     // series: its expiry (about 90 days ahead) and version, and the tls phase.
     let expires_in = m.value("authprobe_probe_tls_cert_not_after_timestamp_seconds", &[("probe", "erin-https")])

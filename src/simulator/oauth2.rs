@@ -295,6 +295,7 @@ fn now() -> u64 {
 
 impl Server {
     pub(crate) fn new(settings: &OAuth2Settings, accounts: Users) -> Self {
+        crate::protocol::oauth2::crypto::install();
         let public_keys = settings
             .public_keys
             .iter()

@@ -35,6 +35,8 @@ pub struct Options {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The public JWK of the `keyed` private_key_jwt client.
     pub client_key: Option<PathBuf>,
+    /// The public key (PEM) of the `keyed-rsa` private_key_jwt client.
+    pub client_rsa_key: Option<PathBuf>,
     /// Leave the password grant out.
     pub no_password_grant: bool,
 }
@@ -86,6 +88,9 @@ impl OidcProvider {
         }
         if let Some(k) = &options.client_key {
             cmd.env("CLIENT_KEY_FILE", k);
+        }
+        if let Some(k) = &options.client_rsa_key {
+            cmd.env("CLIENT_RSA_KEY_FILE", k);
         }
         let mut child = cmd.spawn().expect("start node");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

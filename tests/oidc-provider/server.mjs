@@ -4,10 +4,12 @@
 //   KEYS_FILE             its signing keys (private JWKS): made when missing; ROTATE=1 puts a
 //                         new key first (the one that signs) and keeps the others published
 //   TLS_CERT, TLS_KEY     serve HTTPS with this certificate and key
-//   CLIENT_KEY_FILE       the public JWK of the private_key_jwt client
+//   CLIENT_KEY_FILE       the public JWK of the private_key_jwt client `keyed`
+//   CLIENT_RSA_KEY_FILE   the public key (PEM) of the private_key_jwt client `keyed-rsa` (RS256)
 //   PASSWORD_GRANT=0      leave the password grant unregistered (unsupported_grant_type)
 // Prints "listening" on stdout once it accepts connections.
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { createPublicKey } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { generateKeyPair, exportJWK } from 'jose';
@@ -45,6 +47,14 @@ const clients = [
     scope: 'openid offline_access api',
   },
 ];
+if (env.CLIENT_RSA_KEY_FILE) {
+  const jwk = createPublicKey(readFileSync(env.CLIENT_RSA_KEY_FILE, 'utf8')).export({ format: 'jwk' });
+  clients.push({
+    client_id: 'keyed-rsa', grant_types: ['client_credentials'], response_types: [], redirect_uris: [], scope: 'api',
+    token_endpoint_auth_method: 'private_key_jwt', token_endpoint_auth_signing_alg: 'RS256',
+    jwks: { keys: [{ ...jwk, alg: 'RS256', use: 'sig', kid: 'rsa-1' }] },
+  });
+}
 if (clientKey) {
   clients.push({
     client_id: 'keyed', grant_types: ['client_credentials'], response_types: [], redirect_uris: [], scope: 'api',

@@ -180,6 +180,7 @@ fn authenticate(
 
 /// A `private_key_jwt` assertion (RFC 7523 §3) for the token endpoint, valid for a minute.
 fn assertion(client_id: &str, key: &super::SigningKey, audience: &Url) -> Result<SecretString, String> {
+    super::crypto::install();
     use rand::Rng as _;
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
     let jti: String = (0..16).map(|_| format!("{:02x}", rand::rng().random::<u8>())).collect();

@@ -55,6 +55,7 @@ fn header_json(token: &str) -> Option<serde_json::Map<String, Value>> {
 
 /// Checks `token` against `keys`.
 pub fn verify(token: &str, keys: &JwkSet, expected: Expected) -> Check {
+    super::crypto::install();
     let refused = |reason, detail: String| Check::Refused(reason, detail);
     let Some(header) = header_json(token) else {
         return refused(Reason::BadSignature, "not a JWT (no JSON header)".to_owned());
@@ -148,6 +149,7 @@ mod tests {
 
     /// A P-256 key pair made now: the PEM of its private key and its public JWK.
     fn key(kid: &str) -> (EncodingKey, JwkSet) {
+        super::super::crypto::install();
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let enc = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
         let raw = pair.public_key_raw();

@@ -8,6 +8,7 @@
 //! unknown `kid` ([`discovery`]). [`classify`] and [`jwt`] are pure; [`flow`] makes the requests.
 
 pub mod classify;
+pub mod crypto;
 pub mod discovery;
 mod flow;
 pub mod jwt;
