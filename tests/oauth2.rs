@@ -434,6 +434,15 @@ async fn oidc_provider_grants_client_authentication_and_checks() {
     let logout = o.logout.as_ref().expect("revoked");
     assert!(logout.ok, "{}", logout.detail);
 
+    // A public client (client_auth: none).
+    let mut public = oauth2_target(&idp.issuer, "public-app");
+    public.client_secret = None;
+    public.client_auth = ClientAuth::None;
+    let mut s = oauth2_spec(public);
+    oauth2(&mut s).grant = Grant::Password { username: oidc::USER.into(), password: oidc::USER_PASSWORD.into() };
+    oauth2(&mut s).scope = Some("openid".into());
+    check(&prober.login(&s).await, ResultClass::Success, Step::Token, Reason::None);
+
     // userinfo with the opaque access token.
     let mut s = idp_user(&idp, "openid");
     oauth2(&mut s).validate = Validate::Userinfo;
@@ -568,4 +577,99 @@ async fn oidc_provider_over_https_trusted_through_ca_file() {
     let facts = o.tls.expect("TLS facts");
     assert!(facts.version.is_some() && facts.cert_not_after_unix.is_some(), "{facts:?}");
     idp.stop().await;
+}
+
+/// Tokens signed the ways identity providers sign them — RS256 and PS256 by openssl, EdDSA by
+/// ring, ES256 by the simulator above — verify against their JWKS; a changed signature does not.
+#[test]
+fn jwt_algorithms_the_providers_sign_with_verify() {
+    use authprobe::protocol::oauth2::jwt::{self, Check, Expected};
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims =
+        b64(serde_json::json!({"iss":"http://idp","aud":"api","exp":now + 300,"iat":now}).to_string().as_bytes());
+    let expected = Expected { issuer: "http://idp", audience: "api", leeway: 60, now };
+    let dir = tempfile::tempdir().unwrap();
+    let openssl = |args: &[&str], input: Option<&[u8]>| -> Vec<u8> {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("openssl")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("openssl");
+        child.stdin.take().unwrap().write_all(input.unwrap_or_default()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}");
+        out.stdout
+    };
+    let key = dir.path().join("rsa.pem");
+    let key = key.to_str().unwrap();
+    openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key], None);
+    let modulus = String::from_utf8(openssl(&["rsa", "-in", key, "-noout", "-modulus"], None)).unwrap();
+    let n: Vec<u8> = (0..modulus.trim().len() - 8)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&modulus.trim()["Modulus=".len()..][i..i + 2], 16).unwrap())
+        .collect();
+    let rsa_jwk = serde_json::json!({"kty":"RSA","kid":"r1","n":b64(&n),"e":"AQAB"});
+    let ed = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+    let ed = ring::signature::Ed25519KeyPair::from_pkcs8(ed.as_ref()).unwrap();
+    use ring::signature::KeyPair as _;
+    let ed_jwk = serde_json::json!({"kty":"OKP","crv":"Ed25519","kid":"e1","x":b64(ed.public_key().as_ref())});
+    let keys: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_value(serde_json::json!({"keys":[rsa_jwk, ed_jwk]})).unwrap();
+
+    let signed = |alg: &str, kid: &str| -> (String, Vec<u8>) {
+        let input =
+            format!("{}.{claims}", b64(serde_json::json!({"alg":alg,"kid":kid,"typ":"JWT"}).to_string().as_bytes()));
+        let signature = match alg {
+            "RS256" => openssl(&["dgst", "-sha256", "-sign", key], Some(input.as_bytes())),
+            "PS256" => openssl(
+                &["dgst", "-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32", "-sign", key],
+                Some(input.as_bytes()),
+            ),
+            "EdDSA" => ed.sign(input.as_bytes()).as_ref().to_vec(),
+            _ => unreachable!(),
+        };
+        (input, signature)
+    };
+    for (alg, kid) in [("RS256", "r1"), ("PS256", "r1"), ("EdDSA", "e1")] {
+        let (input, mut signature) = signed(alg, kid);
+        assert_eq!(jwt::verify(&format!("{input}.{}", b64(&signature)), &keys, expected), Check::Valid, "{alg}");
+        signature[10] ^= 1;
+        let tampered = jwt::verify(&format!("{input}.{}", b64(&signature)), &keys, expected);
+        assert!(matches!(tampered, Check::Refused(Reason::BadSignature, _)), "{alg}: {tampered:?}");
+    }
+}
+
+/// The discovery document and keys are fetched again once `discovery_refresh` has passed, and a
+/// revocation the server refuses is counted without failing the run.
+#[tokio::test]
+async fn discovery_refresh_and_a_refused_revocation() {
+    let sim = world().await;
+    let issuer = sim.issuer().unwrap();
+    let mut t = oauth2_target(&issuer, "svc");
+    t.discovery_refresh = Duration::from_millis(300);
+    let mut s = oauth2_spec(t);
+    oauth2(&mut s).validate = Validate::Jwt;
+    let prober = Prober::new().unwrap();
+    assert_eq!(steps(&prober.login(&s).await), [Step::Discovery, Step::Discovery, Step::Token]);
+    assert_eq!(steps(&prober.login(&s).await), [Step::Token], "fresh: cached");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let o = prober.login(&s).await;
+    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    assert_eq!(steps(&o), [Step::Discovery, Step::Discovery, Step::Token], "stale: fetched again");
+    assert_eq!((sim.oauth2_stats().discovery, sim.oauth2_stats().jwks), (2, 2));
+
+    // A revocation endpoint that answers 404: the login succeeds, the revocation failed.
+    let mut t = oauth2_target(&issuer, "app");
+    t.endpoints.revocation = Some(format!("{issuer}/no-such-endpoint").parse().unwrap());
+    let mut s = oauth2_spec(t);
+    oauth2(&mut s).grant = Grant::Password { username: "probe-user".into(), password: "pw-User-Distinct-61".into() };
+    oauth2(&mut s).revoke = true;
+    let o = prober.login(&s).await;
+    check(&o, ResultClass::Success, Step::Token, Reason::None);
+    let logout = o.logout.expect("the revocation is reported");
+    assert!(!logout.ok && logout.http_status == 404 && logout.detail.contains("HTTP 404"), "{logout:?}");
 }

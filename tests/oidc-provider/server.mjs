@@ -47,6 +47,13 @@ const clients = [
     scope: 'openid offline_access api',
   },
 ];
+if (passwordGrant) {
+  // A public client (no secret): the password grant of a native app.
+  clients.push({
+    client_id: 'public-app', token_endpoint_auth_method: 'none', response_types: [], redirect_uris: [],
+    grant_types: ['password'], scope: 'openid',
+  });
+}
 if (env.CLIENT_RSA_KEY_FILE) {
   const jwk = createPublicKey(readFileSync(env.CLIENT_RSA_KEY_FILE, 'utf8')).export({ format: 'jwk' });
   clients.push({
