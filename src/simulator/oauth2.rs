@@ -436,6 +436,20 @@ impl Server {
         }
     }
 
+    /// The issuer a request reached, and its authenticated client or the 401 to answer.
+    fn client_of(
+        &self,
+        scheme: &str,
+        headers: &HeaderMap,
+        form: &HashMap<String, String>,
+    ) -> Result<(String, SimClient), Box<Response>> {
+        let issuer = self.issuer(scheme, headers);
+        match self.authenticate(&issuer, headers, form) {
+            Ok(client) => Ok((issuer, client)),
+            Err(why) => Err(Box::new(invalid_client(why))),
+        }
+    }
+
     fn remember(&self, inner: &mut Inner, token: String, issued: Issued) {
         inner.tokens.insert(token.clone(), issued);
         inner.order.push_back(token);
@@ -694,10 +708,9 @@ async fn introspect(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let issuer = server.issuer(scheme, &headers);
-    let client = match server.authenticate(&issuer, &headers, &form) {
-        Ok(c) => c,
-        Err(why) => return invalid_client(why),
+    let (issuer, client) = match server.client_of(scheme, &headers, &form) {
+        Ok(found) => found,
+        Err(refusal) => return *refusal,
     };
     server.lock().stats.introspections += 1;
     let token = form.get("token").cloned().unwrap_or_default();
@@ -714,10 +727,9 @@ async fn revoke(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let issuer = server.issuer(scheme, &headers);
-    let client = match server.authenticate(&issuer, &headers, &form) {
-        Ok(c) => c,
-        Err(why) => return invalid_client(why),
+    let (_, client) = match server.client_of(scheme, &headers, &form) {
+        Ok(found) => found,
+        Err(refusal) => return *refusal,
     };
     let token = form.get("token").cloned().unwrap_or_default();
     let mut inner = server.lock();
