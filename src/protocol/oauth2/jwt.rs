@@ -103,7 +103,13 @@ pub fn verify(token: &str, keys: &JwkSet, expected: Expected) -> Check {
     let mut validation = Validation::new(alg);
     validation.leeway = expected.leeway;
     validation.validate_nbf = true;
-    validation.set_issuer(&[expected.issuer]);
+    // The issuer as configured may differ from the token's by a trailing slash alone (a URL with
+    // no path is written both ways): the same issuer.
+    let other_form = match expected.issuer.strip_suffix('/') {
+        Some(bare) => bare.to_owned(),
+        None => format!("{}/", expected.issuer),
+    };
+    validation.set_issuer(&[expected.issuer, other_form.as_str()]);
     validation.set_audience(&[expected.audience]);
     validation.set_required_spec_claims(&["exp", "iss", "aud"]);
     let claims = match jsonwebtoken::decode::<Value>(token, &key, &validation) {
@@ -205,6 +211,9 @@ mod tests {
         for (change, want) in cases {
             assert_eq!(reason(verify(&claims(change), &keys, EXPECTED())), want);
         }
+        // A trailing slash is the same issuer; another host is not.
+        let slash = Expected { issuer: "http://idp/", ..EXPECTED() };
+        assert_eq!(verify(&sign(&enc, Some("k1"), good.clone()), &keys, slash), Check::Valid);
         // Within the leeway: a minute of skew is tolerated.
         assert_eq!(verify(&claims(&|c| c["exp"] = json!(t - 30)), &keys, EXPECTED()), Check::Valid);
     }
