@@ -684,3 +684,68 @@ async fn oversized_body_keeps_memory_bounded() {
         "peak RSS {big_kib} KiB for a 20 MiB body vs {small_kib} KiB for a normal login"
     );
 }
+
+/// `probe_files` splits targets and probes across files: globs relative to the main file, names
+/// unique across all files, references across files, `*_file` paths relative to their own file,
+/// and every error located in its own file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_files_split_the_configuration_across_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("probes.d/secrets")).unwrap();
+    let main = write(
+        d,
+        "probes.yaml",
+        "defaults: {interval: 30s}\nprobe_files: [probes.d/*.yaml, extra.yaml]\ntargets:\n  - {name: main, base_url: 'http://127.0.0.1:9/api', app_key: key-main}\n",
+    );
+    write(&d.join("probes.d"), "secrets/b.pw", "pw-Sekr1t-FILES\n");
+    let a = write(
+        &d.join("probes.d"),
+        "a.yaml",
+        "targets:\n  - {name: team-a, base_url: 'http://127.0.0.1:9/api', app_key: key-a}\nprobes:\n  - {name: pa, target: main, username: ua, password: pw-a}\n",
+    );
+    let b = write(
+        &d.join("probes.d"),
+        "b.yaml",
+        "probes:\n  - name: pb\n    target: team-a\n    username: ub\n    password_file: secrets/b.pw\n",
+    );
+    write(d, "extra.yaml", "probes:\n  - {name: pc, target: team-a, username: uc, password: pw-c}\n");
+    write(&d.join("probes.d"), "ignored.yml", "not: [a probes file");
+    let cfg = main.to_str().unwrap();
+    let r = authprobe(&["check-config", "--config.file", cfg]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("OK, 2 target(s), 3 probe(s)"), "{}", r.stdout);
+    for p in ["probe pa target=main", "probe pb target=team-a", "probe pc target=team-a"] {
+        assert!(r.stdout.contains(p), "{p} in {}", r.stdout);
+    }
+
+    // Each error in its own file, all at once.
+    std::fs::write(
+        &b,
+        "probes:\n  - name: pa\n    target: team-a\n    username: ub\n    password_file: secrets/b.pw\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &a,
+        "targets:\n  - {name: team-a, base_url: 'http://127.0.0.1:9/api', app_key: key-a, colour: red}\n",
+    )
+    .unwrap();
+    let r = authprobe(&["check-config", "--config.file", cfg]).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("probes.d/a.yaml:2:72: targets[0]: unknown field `colour`"), "{}", r.stderr);
+    std::fs::write(&a, "targets:\n  - {name: team-a, base_url: 'http://127.0.0.1:9/api', app_key: key-a}\nprobes:\n  - {name: pa, target: main, username: ua, password: pw-a}\n").unwrap();
+    let r = authprobe(&["check-config", "--config.file", cfg]).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let want = format!("probes.d/b.yaml:2:5: probes[0].name: duplicate probe name \"pa\" (also in {})", a.display());
+    assert!(r.stderr.contains(&want), "want {want} in {}", r.stderr);
+    assert!(!r.stderr.contains("pw-Sekr1t-FILES"), "{}", r.stderr);
+
+    // A probe file holds targets and probes only; a glob that cannot be read is located.
+    std::fs::write(&b, "defaults: {interval: 5s}\n").unwrap();
+    let r = authprobe(&["check-config", "--config.file", cfg]).await;
+    assert!(r.stderr.contains("probes.d/b.yaml:1:1: unknown field `defaults`"), "{}", r.stderr);
+    std::fs::write(&main, "probe_files: ['probes.d/[*.yaml']\n").unwrap();
+    let r = authprobe(&["check-config", "--config.file", cfg]).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("probes.yaml:1:15: probe_files[0]: invalid glob"), "{}", r.stderr);
+}

@@ -1202,3 +1202,59 @@ async fn until_next_run_is_far(svc: &Service, probe: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `--config.auto-reload-interval`: a probe file added, edited or broken is noticed and applied
+/// (or refused, the running probes untouched) without a signal; `probe_files` are re-read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_reload_applies_changed_probe_files_and_refuses_broken_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator(vec![Account::new("good", GOOD_PW), Account::new("other", "pw-other")]).await;
+    std::fs::create_dir(dir.path().join("probes.d")).unwrap();
+    let file = write(
+        dir.path(),
+        "probes.yaml",
+        &format!(
+            "defaults: {{interval: 1s, timeout: 900ms}}\nprobe_files: [probes.d/*.yaml]\ntargets:\n  - {{name: sim, base_url: {}, app_key: {APP_KEY}}}\n",
+            sim.base_url()
+        ),
+    );
+    write(
+        &dir.path().join("probes.d"),
+        "a.yaml",
+        &format!("probes:\n  - {{name: good, target: sim, username: good, password: {GOOD_PW}}}\n"),
+    );
+    let svc = Service::start(
+        dir.path(),
+        &[],
+        &["--config.file", file.to_str().unwrap(), "--config.auto-reload-interval", "200ms"],
+    )
+    .await;
+    svc.metrics_until(Duration::from_secs(10), |m| runs(m, "good") >= 1.0).await;
+
+    // A new file: its probe is scheduled, with no signal.
+    write(
+        &dir.path().join("probes.d"),
+        "b.yaml",
+        "probes:\n  - {name: other, target: sim, username: other, password: pw-other}\n",
+    );
+    let m = svc.metrics_until(Duration::from_secs(10), |m| runs(m, "other") >= 1.0).await;
+    assert_eq!(m.value("authprobe_probes_configured", &[]), 2.0);
+    assert_eq!(m.value("authprobe_config_last_reload_successful", &[]), 1.0);
+
+    // A broken edit is refused as a SIGHUP reload is: both probes keep running.
+    write(&dir.path().join("probes.d"), "b.yaml", "probes:\n  - {name: other, target: nowhere}\n");
+    let m = svc
+        .metrics_until(Duration::from_secs(10), |m| m.value("authprobe_config_last_reload_successful", &[]) == 0.0)
+        .await;
+    let before = runs(&m, "other");
+    let m = svc.metrics_until(Duration::from_secs(10), |m| runs(m, "other") >= before + 1.0).await;
+    assert_eq!(m.value("authprobe_probes_configured", &[]), 2.0);
+
+    // Removing the file applies too.
+    std::fs::remove_file(dir.path().join("probes.d/b.yaml")).unwrap();
+    let m = svc.metrics_until(Duration::from_secs(10), |m| m.value("authprobe_probes_configured", &[]) == 1.0).await;
+    assert_eq!(m.value("authprobe_config_last_reload_successful", &[]), 1.0);
+    assert!(m.series("authprobe_probe_runs_total", &[("probe", "other")]).is_empty(), "the removed probe's series go");
+    let (_, log) = svc.terminate_with_log().await;
+    assert!(log.contains("the configuration files changed: reloading"), "{log}");
+}

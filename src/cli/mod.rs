@@ -108,6 +108,10 @@ pub enum Command {
         /// Add location="NAME" to every probe series (for the same probes run from several places).
         #[arg(long = "location")]
         location: Option<String>,
+        /// Check the configuration files (the probes file and what its probe_files match) this
+        /// often and reload them when their content changed, as SIGHUP does. Off by default.
+        #[arg(long = "config.auto-reload-interval", value_parser = parse_duration)]
+        auto_reload_interval: Option<Duration>,
     },
     /// Run probes once and print their outcome.
     Probe {
@@ -177,9 +181,15 @@ pub async fn run(command: Command) -> Result<u8, Failure> {
             shard_count,
             shard_from_hostname,
             location,
+            auto_reload_interval,
         } => {
             let instance = serve::instance(shard_index, shard_count, shard_from_hostname, location)?;
-            serve::serve(&config_file, &web, concurrency as usize, on_demand_min_interval, instance).await?;
+            let options = serve::Options {
+                concurrency: concurrency as usize,
+                on_demand_min_interval,
+                auto_reload_interval: auto_reload_interval.filter(|d| !d.is_zero()),
+            };
+            serve::serve(&config_file, &web, options, instance).await?;
             Ok(0)
         }
         Command::Healthcheck { address } => Ok(healthcheck::command(&address)),

@@ -49,15 +49,26 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// How `run` schedules and reloads, from its flags.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Logins in flight at most.
+    pub concurrency: usize,
+    /// Least time between two on-demand runs of one probe.
+    pub on_demand_min_interval: Duration,
+    /// How often to check the configuration files for changes; `None`: never.
+    pub auto_reload_interval: Option<Duration>,
+}
+
 /// `authprobe run`: the embedded simulator if configured, the metrics server, the schedule; until
 /// SIGINT or SIGTERM.
 pub async fn serve(
     config_file: &Path,
     web_args: &WebArgs,
-    concurrency: usize,
-    on_demand_min_interval: Duration,
+    options: Options,
     instance: Instance,
 ) -> Result<(), Failure> {
+    let Options { concurrency, on_demand_min_interval, auto_reload_interval } = options;
     let config = load_config(config_file)?;
     config.warn_insecure();
     authprobe::memory::release_freed();
@@ -71,6 +82,7 @@ pub async fn serve(
     let address = listener.local_addr().context("reading the bound address")?;
 
     let configured = config.probes.len();
+    let config_files = config.files.len();
     let probes: Vec<Arc<Probe>> = instance.select(config.probes).into_iter().map(Arc::new).collect();
     if let Some(shard) = instance.shard {
         tracing::info!(
@@ -150,8 +162,36 @@ pub async fn serve(
             .await?;
     let _ = service.set(Service::new(config_file.to_owned(), instance, results, scheduler, on_demand_min_interval));
     ready.store(true, Ordering::Release);
-    tracing::info!(probes = count, config = %config_file.display(), concurrency, "probes scheduled");
+    tracing::info!(
+        probes = count,
+        config = %config_file.display(),
+        files = config_files,
+        concurrency,
+        "probes scheduled"
+    );
 
+    let watcher = auto_reload_interval.map(|every| {
+        let (reload, main) = (reload.clone(), config_file.to_owned());
+        tokio::spawn(async move {
+            let mut watched = tokio::task::spawn_blocking(move || authprobe::config::watch::Watched::new(&main))
+                .await
+                .expect("the first look at the files does not panic");
+            loop {
+                tokio::time::sleep(every).await;
+                let check = tokio::task::spawn_blocking(move || {
+                    let changed = watched.changed();
+                    (watched, changed)
+                });
+                let changed;
+                (watched, changed) = check.await.expect("a look at the files does not panic");
+                if changed {
+                    tracing::info!("the configuration files changed: reloading");
+                    // The outcome is logged by the service; a broken edit is refused as on SIGHUP.
+                    let _ = reload().await;
+                }
+            }
+        })
+    });
     let signal = loop {
         match signals.next().await {
             Signal::Reload => {
@@ -161,6 +201,9 @@ pub async fn serve(
             Signal::Stop(name) => break name,
         }
     };
+    if let Some(w) = watcher {
+        w.abort();
+    }
     tracing::info!(signal, "shutting down: no new runs; waiting for runs in flight");
     // /-/ready turns 503 at once; /metrics keeps serving until the last run is recorded.
     ready.store(false, Ordering::Release);

@@ -4,8 +4,9 @@
 //! every problem found, each naming the file, line and field, and never a secret's value.
 
 mod secrets;
+pub mod watch;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -81,6 +82,25 @@ struct RawConfig {
     targets: Vec<RawTarget>,
     #[serde(default)]
     probes: Vec<RawProbe>,
+    #[serde(default)]
+    probe_files: Vec<String>,
+}
+
+/// A file of `probe_files`: targets and probes only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbeFile {
+    #[serde(default)]
+    targets: Vec<RawTarget>,
+    #[serde(default)]
+    probes: Vec<RawProbe>,
+}
+
+/// A file the configuration was read from, for locating its errors.
+struct Place {
+    file: PathBuf,
+    base_dir: PathBuf,
+    index: FieldIndex,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -245,6 +265,8 @@ struct RawProbe {
 pub struct Config {
     /// The file it came from.
     pub file: PathBuf,
+    /// Every configuration file read: this one, then those `probe_files` matched, in order.
+    pub files: Vec<PathBuf>,
     /// The embedded simulator to start first, if any.
     pub simulator: Option<SimulatorSpec>,
     /// Targets by name order of the file.
@@ -403,6 +425,39 @@ pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The files `globs` match (relative to `base_dir`), each once, in the order of the globs and
+/// by name within one; never the main file itself. A glob that is not valid is an error at its
+/// place in the main file; one that matches nothing matches nothing, as Prometheus' rule_files.
+fn probe_files(
+    main: &Path,
+    base_dir: &Path,
+    globs: &[String],
+    place: &Place,
+    errors: &mut Vec<FileError>,
+) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    let main = std::fs::canonicalize(main).unwrap_or_else(|_| main.to_owned());
+    for (i, pattern) in globs.iter().enumerate() {
+        let full = base_dir.join(pattern);
+        let matched = match glob::glob(&full.to_string_lossy()) {
+            Ok(paths) => paths,
+            Err(e) => {
+                errors.push(place.index.error(&place.file, format!("probe_files[{i}]"), format!("invalid glob: {e}")));
+                continue;
+            }
+        };
+        let mut files: Vec<PathBuf> = matched.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+        files.sort();
+        for f in files {
+            let canonical = std::fs::canonicalize(&f).unwrap_or_else(|_| f.clone());
+            if canonical != main && !out.iter().any(|o| std::fs::canonicalize(o).is_ok_and(|c| c == canonical)) {
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
 impl Config {
     /// Every secret the file holds or names: app keys, passwords, pins and verification codes
     /// of the probes and of the embedded simulator's accounts (for [`crate::panics`]).
@@ -437,22 +492,35 @@ impl Config {
         }
     }
 
-    /// Reads and validates `path`.
+    /// Reads and validates `path` and the files its `probe_files` match.
     pub fn load(path: &Path) -> Result<Config, FileErrors> {
-        let loaded = yaml::load_file::<RawConfig>(path).map_err(FileErrors::from).and_then(|doc| {
-            Validator {
-                file: path,
-                base_dir: path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")),
-                index: &doc.index,
-                errors: Vec::new(),
+        let base_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
+        let mut texts = Vec::new();
+        let loaded = yaml::load_file::<RawConfig>(path).map_err(FileErrors::from).and_then(|mut doc| {
+            let main = Place { file: path.to_owned(), base_dir: base_dir.clone(), index: doc.index };
+            let (mut places, mut parts, mut errors) = (vec![main], Vec::new(), Vec::new());
+            let globs = std::mem::take(&mut doc.value.probe_files);
+            parts.push((std::mem::take(&mut doc.value.targets), std::mem::take(&mut doc.value.probes)));
+            for file in probe_files(path, &base_dir, &globs, &places[0], &mut errors) {
+                texts.extend(std::fs::read_to_string(&file).ok());
+                match yaml::load_file::<RawProbeFile>(&file) {
+                    Ok(d) => {
+                        let dir = file.parent().unwrap_or(Path::new(".")).to_owned();
+                        places.push(Place { file, base_dir: dir, index: d.index });
+                        parts.push((d.value.targets, d.value.probes));
+                    }
+                    Err(e) => errors.push(e),
+                }
             }
-            .validate(doc.value)
+            Validator { file: path, base_dir: &base_dir, index: &places[0].index, errors }
+                .validate(doc.value, &places, parts)
         });
         // A secret misplaced by an edit (pasted as a key, say) would be quoted by the parser's
-        // messages: remove every value the file gives a secret field.
+        // messages: remove every value the files give a secret field.
         loaded.map_err(|mut errors| {
-            if let Ok(text) = std::fs::read_to_string(path) {
-                errors.redact(&secrets::values_in(&text));
+            texts.extend(std::fs::read_to_string(path).ok());
+            for text in &texts {
+                errors.redact(&secrets::values_in(text));
             }
             errors
         })
@@ -471,7 +539,14 @@ struct Validator<'a> {
     errors: Vec<FileError>,
 }
 
-impl Validator<'_> {
+impl<'a> Validator<'a> {
+    /// Locates what follows in `place`'s file.
+    fn at(&mut self, place: &'a Place) {
+        self.file = &place.file;
+        self.base_dir = &place.base_dir;
+        self.index = &place.index;
+    }
+
     fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.errors.push(self.index.error(self.file, field, message));
     }
@@ -493,7 +568,12 @@ impl Validator<'_> {
         }
     }
 
-    fn validate(mut self, raw: RawConfig) -> Result<Config, FileErrors> {
+    fn validate(
+        mut self,
+        raw: RawConfig,
+        places: &'a [Place],
+        parts: Vec<(Vec<RawTarget>, Vec<RawProbe>)>,
+    ) -> Result<Config, FileErrors> {
         let d = &raw.defaults;
         let default_interval = d.interval.unwrap_or(DEFAULT_INTERVAL);
         let default_timeout = d.timeout.unwrap_or(DEFAULT_TIMEOUT);
@@ -504,13 +584,30 @@ impl Validator<'_> {
 
         let simulator = raw.simulator.map(|s| self.simulator(s));
 
+        let (mut raw_targets, mut raw_probes) = (Vec::new(), Vec::new());
+        for (place, (targets, probes)) in places.iter().zip(parts) {
+            raw_targets.extend(targets.into_iter().enumerate().map(|(i, t)| (place, i, t)));
+            raw_probes.extend(probes.into_iter().enumerate().map(|(i, p)| (place, i, p)));
+        }
+        // Where each name was first defined, to name it in a duplicate's error.
+        let elsewhere = |first: &Path, here: &Path| {
+            if first == here {
+                String::new()
+            } else {
+                format!(" (also in {})", first.display())
+            }
+        };
         let mut targets: Vec<Arc<Target>> = Vec::new();
-        let mut target_names = HashSet::new();
-        for (i, mut t) in raw.targets.into_iter().enumerate() {
+        let mut target_names: HashMap<String, &Path> = HashMap::new();
+        for (place, i, mut t) in raw_targets {
+            self.at(place);
             let path = format!("targets[{i}]");
             self.check_name(&format!("{path}.name"), &t.name);
-            if !target_names.insert(t.name.clone()) {
-                self.error(format!("{path}.name"), format!("duplicate target name {:?}", t.name));
+            if let Some(first) = target_names.get(&t.name).copied() {
+                let also = elsewhere(first, &place.file);
+                self.error(format!("{path}.name"), format!("duplicate target name {:?}{also}", t.name));
+            } else {
+                target_names.insert(t.name.clone(), &place.file);
             }
             let tls = self.tls(&format!("{path}.tls"), t.tls.take().unwrap_or_default());
             let proxy = t.proxy_url.take().and_then(|raw| self.proxy_url(&format!("{path}.proxy_url"), &raw));
@@ -540,15 +637,19 @@ impl Validator<'_> {
         }
 
         let mut probes = Vec::new();
-        let mut probe_names = HashSet::new();
-        for (i, mut p) in raw.probes.into_iter().enumerate() {
+        let mut probe_names: HashMap<String, &Path> = HashMap::new();
+        for (place, i, mut p) in raw_probes {
+            self.at(place);
             let path = format!("probes[{i}]");
             self.check_name(&format!("{path}.name"), &p.name);
-            if !probe_names.insert(p.name.clone()) {
-                self.error(format!("{path}.name"), format!("duplicate probe name {:?}", p.name));
+            if let Some(first) = probe_names.get(&p.name).copied() {
+                let also = elsewhere(first, &place.file);
+                self.error(format!("{path}.name"), format!("duplicate probe name {:?}{also}", p.name));
+            } else {
+                probe_names.insert(p.name.clone(), &place.file);
             }
             let target = targets.iter().find(|t| t.name == p.target).cloned();
-            if target.is_none() && !target_names.contains(&p.target) {
+            if target.is_none() && !target_names.contains_key(&p.target) {
                 let known: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
                 let known = if known.is_empty() {
                     "no targets are defined".to_owned()
@@ -650,7 +751,8 @@ impl Validator<'_> {
         }
 
         if self.errors.is_empty() {
-            Ok(Config { file: self.file.to_owned(), simulator: simulator.flatten(), targets, probes })
+            let files = places.iter().map(|p| p.file.clone()).collect();
+            Ok(Config { file: places[0].file.clone(), files, simulator: simulator.flatten(), targets, probes })
         } else {
             Err(FileErrors(self.errors))
         }
