@@ -399,8 +399,13 @@ async fn the_readme_first_command_serves_every_demo_probe() {
     ] {
         assert!(row_of(&dom, p).starts_with(&format!("<tr class=\"{class}\"")), "{p} row:\n{dom}");
     }
+    // The availability columns, per probe and per target.
+    assert!(dom.contains("<th>1h</th><th>24h</th><th>7d</th><th>30d</th>"), "{dom}");
+    assert!(row_of(&dom, "alice-password").contains("<td class=\"avail\">100%</td>"), "{dom}");
+    assert!(row_of(&dom, "dave-expired").contains("<td class=\"avail low\">0.0%</td>"), "{dom}");
+    assert!(dom.contains("<tr data-target=\"oidc-demo\"><td>oidc-demo</td><td class=\"avail\">100%</td>"), "{dom}");
     let shot = artifacts_dir().join("status-page.png");
-    browser::screenshot(&svc.url("/"), &shot, 1600, 480).await;
+    browser::screenshot(&svc.url("/"), &shot, 1900, 700).await;
     eprintln!("status page screenshot: {}", shot.display());
     assert_eq!(svc.terminate().await, 0);
 }
@@ -446,13 +451,26 @@ async fn the_pages_render_in_a_real_browser() {
     assert!(page.count_near(GREEN, 24) > 30, "{} green pixels", page.count_near(GREEN, 24));
 
     let bad =
-        browser::screenshot(&svc.url("/probes/bad"), &artifacts_dir().join("probe-page-bad.png"), 1200, 400).await;
+        browser::screenshot(&svc.url("/probes/bad"), &artifacts_dir().join("probe-page-bad.png"), 1200, 800).await;
     assert!(bad.count_near(BLUE, 24) > 100, "sparkline: {} blue pixels", bad.count_near(BLUE, 24));
     assert!(bad.count_near(RED, 24) > 50, "red dots: {} red pixels", bad.count_near(RED, 24));
+    // The hourly availability: the current hour's bar, full height (48 px) and red.
+    assert!(bad.count_near(RED, 8) > 48, "hourly bar: {} red pixels", bad.count_near(RED, 8));
     let good =
-        browser::screenshot(&svc.url("/probes/good"), &artifacts_dir().join("probe-page-good.png"), 1200, 400).await;
+        browser::screenshot(&svc.url("/probes/good"), &artifacts_dir().join("probe-page-good.png"), 1200, 800).await;
     assert!(good.count_near(BLUE, 24) > 100, "sparkline: {} blue pixels", good.count_near(BLUE, 24));
     assert_eq!(good.count_near(RED, 24), 0, "no failed run, nothing red");
+    // The hourly availability: the current hour's bar, full height (48 px) and green.
+    assert!(good.count_near(GREEN, 24) > 48, "hourly bar: {} green pixels", good.count_near(GREEN, 24));
+    // A badge as a browser draws it: the green of a perfect window.
+    let badge =
+        browser::screenshot(&svc.url("/badges/good/uptime/1h.svg"), &artifacts_dir().join("badge-good.png"), 200, 40)
+            .await;
+    assert!(
+        badge.count_near([0x44, 0xcc, 0x11], 24) > 200,
+        "{} badge-green pixels",
+        badge.count_near([0x44, 0xcc, 0x11], 24)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,9 +500,54 @@ async fn endpoints_answer_as_documented() {
     let rows = bad.matches("<tr class=\"fail\">").count();
     assert!(rows as f64 >= runs(&m, "bad") && dots == rows, "{rows} failed rows, {dots} red dots");
     assert!(bad.contains("<td>Invalid credentials</td>") && bad.contains("<td>scheduled</td>"));
+    // The failures kept apart, the hourly availability with the failed hour red and its results
+    // named, and the figures.
+    assert!(bad.matches("<tr class=\"fail kept\">").count() >= 3, "{bad}");
+    assert!(bad.contains("<g class=\"fail\">") && bad.contains("UTC: 0.0% of "), "{bad}");
+    assert!(bad.contains(" run(s) — auth_failed</title>"), "{bad}");
+    assert!(bad.contains("<td class=\"avail low\">0.0%</td>"), "{bad}");
     let (status, good) = get(&svc.url("/probes/good")).await;
     assert_eq!(status, 200);
     assert!(good.contains("<tr class=\"ok\">") && !good.contains("<circle"));
+    assert!(good.contains("<g class=\"ok\">") && good.contains("No failed run since startup."), "{good}");
+    // The start page: availability per probe and per target.
+    let (_, page) = get(&svc.url("/")).await;
+    assert!(page.contains("<th>1h</th><th>24h</th><th>7d</th><th>30d</th>"), "{page}");
+    assert!(row_of(&page, "good").contains("<td class=\"avail\">100%</td>"), "{page}");
+    assert!(row_of(&page, "bad").contains("<td class=\"avail low\">0.0%</td>"), "{page}");
+    assert!(page.contains("<tr data-target=\"sim\"><td>sim</td><td class=\"avail low\">"), "{page}");
+    // The JSON API: figures, per target too, and on a probe's own the hours and the failures.
+    let (_, api) = get(&svc.url("/api/v1/probes")).await;
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(api["targets"][0]["name"], "sim");
+    let good_api = api["probes"].as_array().unwrap().iter().find(|p| p["name"] == "good").unwrap();
+    assert_eq!(good_api["availability"]["1h"], 1.0);
+    assert_eq!(good_api["availability"]["30d"], 1.0);
+    let (_, bad_api) = get(&svc.url("/api/v1/probes/bad")).await;
+    let bad_api: serde_json::Value = serde_json::from_str(&bad_api).unwrap();
+    assert_eq!(bad_api["availability"]["24h"], 0.0);
+    assert_eq!(bad_api["hours"].as_array().unwrap().len(), 168);
+    assert!(bad_api["hours"][167]["runs"].as_u64().unwrap() >= 3);
+    assert_eq!(bad_api["failures"][0]["result"], "auth_failed");
+    // Badges: SVG, coloured by the figure; unknown probes and windows are 404s.
+    for (path, words, colour) in [
+        ("/badges/good/uptime/24h.svg", "uptime 24h: 100%", "#4c1"),
+        ("/badges/bad/uptime/1h.svg", "uptime 1h: 0.0%", "#e05d44"),
+        ("/badges/good/status.svg", "login: success", "#4c1"),
+        ("/badges/bad/status.svg", "login: auth_failed", "#e05d44"),
+    ] {
+        let r = http().get(svc.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["content-type"], "image/svg+xml; charset=utf-8", "{path}");
+        let svg = r.text().await.unwrap();
+        assert!(
+            svg.starts_with("<svg ") && svg.contains(&format!("<title>{words}</title>")) && svg.contains(colour),
+            "{svg}"
+        );
+    }
+    for path in ["/badges/nobody/status.svg", "/badges/good/uptime/2h.svg", "/badges/good/uptime/24h.png"] {
+        assert_eq!(get(&svc.url(path)).await.0, 404, "{path}");
+    }
     let (status, missing) = get(&svc.url("/probes/%3Cscript%3E")).await;
     assert_eq!(status, 404);
     assert!(missing.contains("&lt;script&gt;") && !missing.contains("<script>"), "{missing}");

@@ -12,6 +12,10 @@ use crate::protocol::{Outcome, Reason, ResultClass, State, Step};
 /// Runs kept per probe.
 pub const HISTORY_RUNS: usize = 100;
 
+/// Failed runs kept per probe apart from the last runs, so that a burst of successes never
+/// pushes out the failure someone is looking for (as blackbox_exporter keeps its failed probes).
+pub const HISTORY_FAILURES: usize = 20;
+
 /// Distinct reason texts kept per probe; a run whose text did not fit shows none.
 const TEXTS: usize = 8;
 
@@ -74,10 +78,12 @@ pub struct PastRun {
     pub trigger: Trigger,
 }
 
-/// The last [`HISTORY_RUNS`] runs of one probe.
+/// The last [`HISTORY_RUNS`] runs of one probe, and its last [`HISTORY_FAILURES`] failed ones.
 #[derive(Debug, Default)]
 pub struct History {
     entries: VecDeque<Entry>,
+    /// Allocated at the first failure: a probe that never failed pays nothing for it.
+    failures: VecDeque<Entry>,
     texts: Vec<Arc<str>>,
 }
 
@@ -91,7 +97,7 @@ impl History {
             self.entries.reserve_exact(HISTORY_RUNS);
         }
         let text = self.text_index(&o.reason_text);
-        self.entries.push_back(Entry {
+        let entry = Entry {
             finished_unix: finished
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
@@ -103,7 +109,16 @@ impl History {
             reason: o.reason,
             trigger,
             text,
-        });
+        };
+        self.entries.push_back(entry);
+        if o.result != ResultClass::Success {
+            if self.failures.len() == HISTORY_FAILURES {
+                self.failures.pop_front();
+            } else if self.failures.capacity() == 0 {
+                self.failures.reserve_exact(HISTORY_FAILURES);
+            }
+            self.failures.push_back(entry);
+        }
     }
 
     fn text_index(&mut self, text: &str) -> u8 {
@@ -123,7 +138,16 @@ impl History {
 
     /// Runs, newest first.
     pub fn runs(&self) -> Vec<PastRun> {
-        self.entries
+        self.shown(&self.entries)
+    }
+
+    /// Failed runs, newest first, however many successes came after them.
+    pub fn failures(&self) -> Vec<PastRun> {
+        self.shown(&self.failures)
+    }
+
+    fn shown(&self, entries: &VecDeque<Entry>) -> Vec<PastRun> {
+        entries
             .iter()
             .rev()
             .map(|e| PastRun {
@@ -166,6 +190,24 @@ mod tests {
             token_expires_in: None,
             discovery: None,
         }
+    }
+
+    #[test]
+    fn failures_outlive_a_burst_of_successes() {
+        let mut h = History::default();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(h.failures.capacity(), 0);
+        for i in 0..30u64 {
+            h.push(&outcome(ResultClass::AuthFailed, "Invalid credentials", i), t0, Trigger::Scheduled);
+        }
+        for i in 0..500u64 {
+            h.push(&outcome(ResultClass::Success, "", i), t0 + Duration::from_secs(i), Trigger::Scheduled);
+        }
+        assert!(h.runs().iter().all(|r| r.result == ResultClass::Success));
+        let failures = h.failures();
+        assert_eq!(failures.len(), HISTORY_FAILURES);
+        assert_eq!(failures[0].duration_seconds, 0.029, "newest first");
+        assert_eq!(failures[0].reason_text, "Invalid credentials");
     }
 
     #[test]

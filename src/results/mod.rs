@@ -5,6 +5,7 @@
 //! ([`ProbeResults::snapshot`]) or a short look under the probe's lock ([`ProbeResults::read`]);
 //! no lock is ever held across I/O or an await.
 
+pub mod availability;
 mod history;
 
 use std::collections::HashMap;
@@ -15,7 +16,8 @@ use std::time::{Duration, SystemTime};
 use crate::config::Probe;
 use crate::protocol::{Outcome, Reason, ResultClass, State, Step};
 
-pub use history::{History, PastRun, Trigger, HISTORY_RUNS};
+pub use availability::{Availability, Counts, Figures};
+pub use history::{History, PastRun, Trigger, HISTORY_FAILURES, HISTORY_RUNS};
 
 /// A time as exposed everywhere: seconds since the Unix epoch (0 before it).
 pub fn unix_seconds(t: SystemTime) -> f64 {
@@ -156,6 +158,8 @@ pub struct ProbeRecord {
     pub backoff: Duration,
     /// While backing off: when the probe runs again.
     pub resume_at: Option<SystemTime>,
+    /// Successful and all scheduled runs, per five minutes, hour and day.
+    pub availability: Availability,
 }
 
 /// Step histogram slots, in exposition order.
@@ -195,6 +199,7 @@ impl ProbeRecord {
             interval: Duration::ZERO,
             backoff: Duration::ZERO,
             resume_at: None,
+            availability: Availability::default(),
         };
         record.expect(probe);
         record
@@ -226,6 +231,11 @@ impl ProbeRecord {
         if outcome.retries > 0 {
             *self.retries.get_or_insert(0) += u64::from(outcome.retries);
         }
+    }
+
+    /// Availability over every window, ending at `now`.
+    pub fn availability_at(&self, now: SystemTime) -> Figures {
+        Figures::of(self.availability.all_counts(now))
     }
 
     /// Runs by result class.
@@ -276,6 +286,11 @@ impl ProbeResults {
     /// The last runs, newest first (at most [`HISTORY_RUNS`]).
     pub fn history(&self) -> Vec<PastRun> {
         self.history.lock().unwrap_or_else(PoisonError::into_inner).runs()
+    }
+
+    /// The last failed runs, newest first, kept apart from [`ProbeResults::history`].
+    pub fn failures(&self) -> Vec<PastRun> {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner).failures()
     }
 
     /// Human description of the schedule.
@@ -340,6 +355,7 @@ impl ProbeResults {
                     .observe(s.duration.as_secs_f64());
             }
             r.count_extras(&outcome);
+            r.availability.record(finished, outcome.is_success());
             if outcome.is_success() {
                 r.consecutive_failures = 0;
                 r.last_success = Some(finished);
@@ -407,6 +423,21 @@ impl ProbeSet {
     /// The probe called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<ProbeResults>> {
         self.by_name.get(name).map(|i| &self.list[*i])
+    }
+
+    /// Each target's availability figures: its probes' runs summed per window, ending at `now`;
+    /// targets by name.
+    pub fn target_availability(&self, now: SystemTime) -> Vec<(String, Figures)> {
+        let mut sums: std::collections::BTreeMap<&str, [Counts; 4]> = std::collections::BTreeMap::new();
+        for p in &self.list {
+            let counts = p.read(|r| r.availability.all_counts(now));
+            let sum = sums.entry(p.target.as_str()).or_default();
+            for (s, c) in sum.iter_mut().zip(counts) {
+                s.runs += c.runs;
+                s.successes += c.successes;
+            }
+        }
+        sums.into_iter().map(|(t, c)| (t.to_owned(), Figures::of(c))).collect()
     }
 }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::AppState;
 use crate::protocol::{Reason, ResultClass, State as LoginState, Step};
-use crate::results::{unix_seconds, PastRun, ProbeResults};
+use crate::results::{unix_seconds, Counts, Figures, PastRun, ProbeResults};
 
 /// One probe, as the API shows it.
 #[derive(Debug, Serialize)]
@@ -29,9 +29,27 @@ pub struct ProbeView {
     backoff_seconds: f64,
     /// Runs by result since startup (or since the probe's target or labels last changed).
     runs: BTreeMap<&'static str, u64>,
+    /// Successful scheduled runs ÷ scheduled runs over the last 1h, 24h, 7d and 30d; `null`
+    /// for a window without runs.
+    availability: Figures,
     /// The last runs, newest first; only on `/api/v1/probes/NAME`.
     #[serde(skip_serializing_if = "Option::is_none")]
     history: Option<Vec<PastRun>>,
+    /// The last failed runs, newest first, kept apart from `history`; only on
+    /// `/api/v1/probes/NAME`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failures: Option<Vec<PastRun>>,
+    /// Runs and successes per hour over the last 7 days, oldest first; only on
+    /// `/api/v1/probes/NAME`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hours: Option<Vec<HourView>>,
+}
+
+#[derive(Debug, Serialize)]
+struct HourView {
+    start_unix: u64,
+    #[serde(flatten)]
+    counts: Counts,
 }
 
 #[derive(Debug, Serialize)]
@@ -50,6 +68,7 @@ struct LastView {
 
 fn view(p: &ProbeResults, with_history: bool) -> ProbeView {
     let r = p.snapshot();
+    let now = std::time::SystemTime::now();
     ProbeView {
         name: p.name.clone(),
         target: p.target.clone(),
@@ -71,7 +90,12 @@ fn view(p: &ProbeResults, with_history: bool) -> ProbeView {
         next_run_unix: p.next_run().map(unix_seconds),
         backoff_seconds: r.backoff.as_secs_f64(),
         runs: ResultClass::ALL.iter().map(|c| (c.as_str(), r.runs_of(*c))).collect(),
+        availability: r.availability_at(now),
         history: with_history.then(|| p.history()),
+        failures: with_history.then(|| p.failures()),
+        hours: with_history.then(|| {
+            r.availability.hours(now).into_iter().map(|(start_unix, counts)| HourView { start_unix, counts }).collect()
+        }),
     }
 }
 
@@ -79,7 +103,17 @@ pub(super) async fn probes(State(state): State<AppState>) -> Json<serde_json::Va
     let set = state.results.probes();
     let views: Vec<ProbeView> = set.list.iter().map(|p| view(p, false)).collect();
     let shard = state.instance.shard.map(|s| serde_json::json!({ "index": s.index(), "count": s.count() }));
-    Json(serde_json::json!({ "location": state.instance.location, "shard": shard, "probes": views }))
+    let targets: Vec<serde_json::Value> = set
+        .target_availability(std::time::SystemTime::now())
+        .into_iter()
+        .map(|(name, availability)| serde_json::json!({ "name": name, "availability": availability }))
+        .collect();
+    Json(serde_json::json!({
+        "location": state.instance.location,
+        "shard": shard,
+        "targets": targets,
+        "probes": views,
+    }))
 }
 
 pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String>) -> Response {

@@ -6,6 +6,7 @@
 
 mod api;
 mod auth;
+mod badges;
 pub mod config;
 mod pages;
 pub mod query;
@@ -110,6 +111,8 @@ pub fn router(state: AppState) -> Router {
         .route("/probe", get(probe))
         .route("/api/v1/probes", get(api::probes))
         .route("/api/v1/probes/{name}", get(api::probe))
+        .route("/badges/{name}/status.svg", get(badges::status))
+        .route("/badges/{name}/uptime/{file}", get(badges::uptime))
         .fallback(not_found)
         .with_state(state)
 }

@@ -10,13 +10,33 @@ use axum::response::{Html, IntoResponse, Response};
 
 use super::AppState;
 use crate::protocol::{ResultClass, State as LoginState};
-use crate::results::PastRun;
+use crate::results::availability::Counts;
+use crate::results::{Figures, PastRun};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;font-size:14px;margin:2em;color:#222}\
 table{border-collapse:collapse}td,th{padding:.3em .55em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}\
 td{white-space:nowrap}th{vertical-align:bottom}.backoff{color:#a15c00;font-weight:600}.summary span{margin-right:1.2em}\
 tr.ok td.result{color:#17752f;font-weight:600}tr.fail td.result{color:#b3261e;font-weight:600}\
-tr.fail{background:#fdf0ef}tr.pending td.result{color:#777}.muted{color:#777}";
+tr.fail{background:#fdf0ef}tr.pending td.result{color:#777}.muted{color:#777}\
+td.avail{text-align:right;font-variant-numeric:tabular-nums}td.avail.low{color:#b3261e;font-weight:600}";
+
+/// One availability figure as a table cell: a percentage, red below 99 %, or a dash without runs.
+fn availability_cell(figure: Option<f64>) -> String {
+    match figure {
+        None => "<td class=\"avail muted\">–</td>".to_owned(),
+        Some(f) => {
+            let low = if f < 0.99 { " low" } else { "" };
+            format!("<td class=\"avail{low}\">{}</td>", super::badges::percent(f))
+        }
+    }
+}
+
+/// The four availability cells of `figures`.
+fn availability_cells(figures: &Figures) -> String {
+    [figures.hour, figures.day, figures.week, figures.month].into_iter().map(availability_cell).collect()
+}
+
+const AVAILABILITY_HEADERS: &str = "<th>1h</th><th>24h</th><th>7d</th><th>30d</th>";
 
 fn page(title: &str, body: &str) -> String {
     format!(
@@ -64,11 +84,12 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
                 crate::duration::format(r.backoff)
             );
         }
+        let availability = availability_cells(&r.availability_at(now));
         let _ = writeln!(
             rows,
             "<tr class=\"{class}\" data-probe=\"{name}\"><td><a href=\"/probes/{path}\">{name}</a></td><td>{}</td><td>{}</td>\
              <td class=\"result\">{result}</td>{detail}<td>{duration}</td><td>{ran}</td><td>{success}</td>\
-             <td>{}</td><td>{next}</td><td><a href=\"/probe?probe={path}&amp;debug=true\" rel=\"nofollow\" \
+             <td>{}</td><td>{next}</td>{availability}<td><a href=\"/probe?probe={path}&amp;debug=true\" rel=\"nofollow\" \
              title=\"runs a real login now (rate limited)\">debug run</a></td></tr>",
             escape(&p.target),
             escape(&p.schedule()),
@@ -85,6 +106,15 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
     if let Some(shard) = state.instance.shard {
         let _ = write!(whereabouts, " Running {shard} of the configured probes.");
     }
+    let mut targets = String::new();
+    for (target, figures) in set.target_availability(now) {
+        let _ = writeln!(
+            targets,
+            "<tr data-target=\"{name}\"><td>{name}</td>{}</tr>",
+            availability_cells(&figures),
+            name = escape(&target)
+        );
+    }
     let reload_text = if reload.successful {
         format!("configuration loaded {}", ago(now, reload.last_success))
     } else {
@@ -99,7 +129,9 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
             "<h1>authprobe</h1>\n<p>Synthetic monitor of login paths: ETNA Trader <code>/token</code> and OAuth 2.0 token endpoints. Version {} ({}); {reload_text}.{whereabouts}</p>\n\
              <p><a href=\"/metrics\">Metrics</a> · <a href=\"/api/v1/probes\">JSON</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
              <h2>Probes ({})</h2>\n<p class=\"summary\"><span>{} succeeding</span><span>{} failing</span><span>{} not run yet</span></p>\n<table>\n<tr><th>Probe</th><th>Target</th><th>Schedule</th><th>Last result</th>\
-             <th>State</th><th>Step</th><th>Reason</th><th>HTTP</th><th>Duration</th><th>Last run</th><th>Last success</th><th>Failures<br>in a row</th><th>Next run</th><th></th></tr>\n{rows}</table>\n",
+             <th>State</th><th>Step</th><th>Reason</th><th>HTTP</th><th>Duration</th><th>Last run</th><th>Last success</th><th>Failures<br>in a row</th><th>Next run</th>{AVAILABILITY_HEADERS}<th></th></tr>\n{rows}</table>\n\
+             <h2>Targets</h2>\n<p class=\"muted\">Availability: successful scheduled runs ÷ scheduled runs of the target's probes, over the last hour, day, week and month.</p>\n\
+             <table>\n<tr><th>Target</th>{AVAILABILITY_HEADERS}</tr>\n{targets}</table>\n",
             crate::VERSION,
             escape(crate::REVISION),
             set.list.len(),
@@ -118,7 +150,9 @@ pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String
         return (StatusCode::NOT_FOUND, Html(page("Not found", &body))).into_response();
     };
     let runs = p.history();
+    let failures = p.failures();
     let now = SystemTime::now();
+    let (figures, hours) = p.read(|r| (r.availability_at(now), r.availability.hours(now)));
     let mut rows = String::new();
     for run in &runs {
         let class = if run.result == ResultClass::Success { "ok" } else { "fail" };
@@ -135,10 +169,34 @@ pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String
             run.trigger.as_str(),
         );
     }
+    let mut failure_rows = String::new();
+    for run in &failures {
+        let _ = writeln!(
+            failure_rows,
+            "<tr class=\"fail kept\"><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            utc(run.finished_unix),
+            run.result,
+            run.step,
+            run.reason,
+            escape(&run.reason_text),
+            millis(Duration::from_secs_f64(run.duration_seconds)),
+            run.trigger.as_str(),
+        );
+    }
+    let failures_table = if failures.is_empty() {
+        "<p class=\"muted\">No failed run since startup.</p>".to_owned()
+    } else {
+        format!(
+            "<table>\n<tr><th>Finished</th><th>Result</th><th>Step</th><th>Reason</th><th>Reason text</th><th>Duration</th><th>Trigger</th></tr>\n{failure_rows}</table>"
+        )
+    };
     let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{}={}", escape(k), escape(v))).collect();
     let body = format!(
-        "<p><a href=\"/\">All probes</a></p>\n<h1>{name}</h1>\n<p>Target {target} · {schedule}{labels} · {count} run(s) shown, newest first.</p>\n{svg}\n\
+        "<p><a href=\"/\">All probes</a></p>\n<h1>{name}</h1>\n<p>Target {target} · {schedule}{labels}.</p>\n\
+         <h2>Availability</h2>\n<table class=\"availability\">\n<tr>{AVAILABILITY_HEADERS}</tr>\n<tr>{figures}</tr></table>\n{hourly}\n\
+         <h2>Last runs</h2>\n<p>{count} run(s) shown, newest first.</p>\n{svg}\n\
          <table>\n<tr><th>Finished</th><th>Result</th><th>State</th><th>Step</th><th>Reason</th><th>Reason text</th><th>Duration</th><th>Trigger</th></tr>\n{rows}</table>\n\
+         <h2>Last failures</h2>\n{failures_table}\n\
          <p class=\"muted\">Page rendered {}.</p>\n",
         utc(now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())),
         name = escape(&p.name),
@@ -147,8 +205,56 @@ pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String
         labels = if labels.is_empty() { String::new() } else { format!(" · {}", labels.join(", ")) },
         count = runs.len(),
         svg = sparkline(&runs),
+        figures = availability_cells(&figures),
+        hourly = hourly_chart(&hours, &failures),
     );
     Html(page(&format!("{} · authprobe", p.name), &body)).into_response()
+}
+
+/// Availability per hour over the last 7 days as an inline SVG, oldest on the left: a bar per
+/// hour as tall as its availability, green when every run succeeded, red otherwise and grey
+/// without runs; each failed hour names (in its tooltip) the results of the failures kept.
+fn hourly_chart(hours: &[(u64, Counts)], failures: &[PastRun]) -> String {
+    const W: f64 = 672.0;
+    const H: f64 = 48.0;
+    let bar = W / hours.len().max(1) as f64;
+    let mut bars = String::new();
+    for (i, (start, c)) in hours.iter().enumerate() {
+        let x = i as f64 * bar;
+        let w = (bar - 0.6).max(0.6);
+        let mut results: Vec<&str> =
+            failures.iter().filter(|f| f.finished_unix / 3600 == start / 3600).map(|f| f.result.as_str()).collect();
+        results.dedup();
+        let why = if results.is_empty() { String::new() } else { format!(" — {}", results.join(", ")) };
+        let figure = c.ratio().map_or_else(|| "no runs".to_owned(), super::badges::percent);
+        let title = format!("<title>{} UTC: {figure} of {} run(s){why}</title>", utc(*start), c.runs);
+        // A full-height bar: green for the share of runs that succeeded, red above it for the rest.
+        let (class, shapes) = match c.ratio() {
+            None => (
+                "none",
+                format!("<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"3\" fill=\"#ddd\"/>", H - 3.0),
+            ),
+            Some(r) => {
+                let green = H * r;
+                let class = if c.successes == c.runs { "ok" } else { "fail" };
+                (
+                    class,
+                    format!(
+                        "<rect x=\"{x:.1}\" y=\"0\" width=\"{w:.1}\" height=\"{:.1}\" fill=\"#b3261e\"/>\
+                         <rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{green:.1}\" fill=\"#17752f\"/>",
+                        H - green,
+                        H - green,
+                    ),
+                )
+            }
+        };
+        let _ = write!(bars, "<g class=\"{class}\">{title}{shapes}</g>");
+    }
+    format!(
+        "<figure><svg class=\"hourly\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" \
+         aria-label=\"availability per hour, last 7 days\">{bars}</svg><figcaption class=\"muted\">Availability per hour, last 7 days (UTC), oldest on the left; \
+         red hours had failures.</figcaption></figure>"
+    )
 }
 
 /// Durations of `runs` (newest first) as a small inline SVG, oldest on the left; failed runs
