@@ -911,15 +911,9 @@ impl<'a> Validator<'a> {
         if self.errors.len() != before {
             return None;
         }
-        Some(TargetKind::OAuth2(Arc::new(OAuth2Target::new(
-            issuer,
-            endpoints,
-            client_id?,
-            client_secret,
-            auth?,
-            discovery_refresh,
-            leeway,
-        ))))
+        let target = OAuth2Target::new(issuer, endpoints, client_id?, client_secret, auth?, discovery_refresh, leeway);
+        // Without an issuer or a token endpoint it was refused above, with its place.
+        target.ok().map(|t| TargetKind::OAuth2(Arc::new(t)))
     }
 
     /// The ETNA part of a probe of an ETNA target.

@@ -236,6 +236,7 @@ pub fn oauth2_target(issuer: &str, client_id: &str) -> authprobe::protocol::oaut
         Duration::from_secs(300),
         Duration::from_secs(60),
     )
+    .expect("an issuer")
 }
 
 /// A client_credentials login at `target`, validating nothing.

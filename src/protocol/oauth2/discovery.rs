@@ -148,7 +148,7 @@ pub(crate) async fn refetch_keys(
     learnt.last = Some((fetched.is_ok(), took));
     let facts = learnt.facts();
     match fetched {
-        Ok(()) => (Ok(learnt.jwks.as_ref().expect("just fetched").0.clone()), facts),
+        Ok(keys) => (Ok(keys), facts),
         Err(f) => (Err(f), facts),
     }
 }
@@ -162,7 +162,11 @@ async fn fetch_metadata(run: &mut Run<'_>, issuer: &Url, learnt: &mut Learnt) ->
     (result, took)
 }
 
-async fn fetch_jwks(run: &mut Run<'_>, url: &Url, learnt: &mut Learnt) -> (Result<(), FetchFailure>, Duration) {
+async fn fetch_jwks(
+    run: &mut Run<'_>,
+    url: &Url,
+    learnt: &mut Learnt,
+) -> (Result<Arc<JwkSet>, FetchFailure>, Duration) {
     let (result, took) = fetch(run, url, "JWKS", classify::jwks).await;
     let result = result.map(|(keys, fingerprint)| {
         if learnt.fingerprint != Some(fingerprint) {
@@ -170,7 +174,9 @@ async fn fetch_jwks(run: &mut Run<'_>, url: &Url, learnt: &mut Learnt) -> (Resul
             let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
             learnt.changed_unix = Some(now.as_secs() as i64);
         }
-        learnt.jwks = Some((Arc::new(keys), Instant::now()));
+        let keys = Arc::new(keys);
+        learnt.jwks = Some((keys.clone(), Instant::now()));
+        keys
     });
     (result, took)
 }

@@ -116,12 +116,20 @@ pub struct OAuth2Target {
     pub discovery_refresh: Duration,
     /// Clock skew tolerated in `exp`, `nbf` and `iat`.
     pub leeway: Duration,
+    /// Where a login starts: the issuer, else the token endpoint.
+    start: Url,
     /// What discovery learnt (runtime state, not configuration).
     pub(crate) discovered: discovery::Cache,
 }
 
+/// An OAuth 2.0 target with neither an issuer nor a token endpoint.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("an OAuth 2.0 target needs an issuer or a token endpoint")]
+pub struct NoEndpoint;
+
 impl OAuth2Target {
-    /// A target with nothing discovered yet.
+    /// A target with nothing discovered yet. It needs an issuer (for discovery) or a token
+    /// endpoint: without either there is nowhere to log in.
     pub fn new(
         issuer: Option<Url>,
         endpoints: Endpoints,
@@ -130,8 +138,9 @@ impl OAuth2Target {
         client_auth: ClientAuth,
         discovery_refresh: Duration,
         leeway: Duration,
-    ) -> Self {
-        OAuth2Target {
+    ) -> Result<Self, NoEndpoint> {
+        let start = issuer.clone().or_else(|| endpoints.token.clone()).ok_or(NoEndpoint)?;
+        Ok(OAuth2Target {
             issuer,
             endpoints,
             client_id,
@@ -139,8 +148,9 @@ impl OAuth2Target {
             client_auth,
             discovery_refresh,
             leeway,
+            start,
             discovered: discovery::Cache::default(),
-        }
+        })
     }
 
     /// Whether the token endpoint comes from discovery.
@@ -150,10 +160,7 @@ impl OAuth2Target {
 
     /// The URL a login starts at: the issuer, else the token endpoint.
     pub fn endpoint(&self) -> &Url {
-        self.issuer
-            .as_ref()
-            .or(self.endpoints.token.as_ref())
-            .expect("the configuration requires issuer or token_endpoint")
+        &self.start
     }
 
     /// Whether `other` is the same server and client with the same secrets.
