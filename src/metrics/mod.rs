@@ -106,7 +106,7 @@ impl Metrics {
             p.read(|r| {
                 seen.ran |= r.last.is_some();
                 seen.stepped |= r.steps.iter().any(Option::is_some);
-                seen.on_demand |= r.on_demand.iter().any(|n| *n > 0);
+                seen.on_demand |= r.on_demand.is_some();
                 seen.logout |= r.logout_failures.is_some();
                 seen.retries |= r.retries.is_some();
                 seen.tls |= r.last.as_ref().is_some_and(|l| l.outcome.tls.is_some());
@@ -388,9 +388,9 @@ impl Family {
                 }
             }
             Family::OnDemand => {
-                for (tail, n) in lines.results.iter().zip(r.on_demand) {
-                    if n > 0 {
-                        text::line(out, head, labels, tail, Value::Int(n));
+                for (tail, n) in lines.results.iter().zip(r.on_demand.iter().flat_map(|c| c.iter())) {
+                    if *n > 0 {
+                        text::line(out, head, labels, tail, Value::Int(*n));
                     }
                 }
             }

@@ -141,7 +141,9 @@ pub struct ProbeRecord {
     /// The last finished run.
     pub last: Option<LastRun>,
     /// Runs made on demand, by result, indexed like [`ResultClass::ALL`] (not in `runs`).
-    pub on_demand: [u64; ResultClass::ALL.len()],
+    /// Boxed and made at the first on-demand run: most probes never have one, and 16 counters
+    /// are 128 bytes, a megabyte at 10,000 probes.
+    pub on_demand: Option<Box<[u64; ResultClass::ALL.len()]>>,
     /// Finished runs since the last success.
     pub consecutive_failures: u64,
     /// When the last successful run finished.
@@ -191,7 +193,7 @@ impl ProbeRecord {
             login: Histogram::new(&LATENCY_BUCKETS),
             steps: Default::default(),
             last: None,
-            on_demand: [0; ResultClass::ALL.len()],
+            on_demand: None,
             consecutive_failures: 0,
             last_success: None,
             logout_failures: None,
@@ -381,7 +383,7 @@ impl ProbeResults {
     pub fn record_on_demand(&self, outcome: Outcome, finished: SystemTime) {
         self.history.lock().unwrap_or_else(PoisonError::into_inner).push(&outcome, finished, Trigger::OnDemand);
         self.update(|r| {
-            r.on_demand[result_slot(outcome.result)] += 1;
+            r.on_demand.get_or_insert_with(|| Box::new([0; ResultClass::ALL.len()]))[result_slot(outcome.result)] += 1;
             r.count_extras(&outcome);
         });
     }
