@@ -6,7 +6,7 @@
 mod secrets;
 pub mod watch;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -435,27 +435,27 @@ fn probe_files(
     place: &Place,
     errors: &mut Vec<FileError>,
 ) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = Vec::new();
-    let main = std::fs::canonicalize(main).unwrap_or_else(|_| main.to_owned());
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    // Files taken so far, the main one first, as canonical paths: each is read once.
+    let mut seen = HashSet::from([canonical(main)]);
+    let mut out = Vec::new();
     for (i, pattern) in globs.iter().enumerate() {
-        let full = base_dir.join(pattern);
-        let matched = match glob::glob(&full.to_string_lossy()) {
-            Ok(paths) => paths,
+        match glob_files(base_dir, pattern) {
+            Ok(files) => out.extend(files.into_iter().filter(|f| seen.insert(canonical(f)))),
             Err(e) => {
-                errors.push(place.index.error(&place.file, format!("probe_files[{i}]"), format!("invalid glob: {e}")));
-                continue;
-            }
-        };
-        let mut files: Vec<PathBuf> = matched.filter_map(Result::ok).filter(|p| p.is_file()).collect();
-        files.sort();
-        for f in files {
-            let canonical = std::fs::canonicalize(&f).unwrap_or_else(|_| f.clone());
-            if canonical != main && !out.iter().any(|o| std::fs::canonicalize(o).is_ok_and(|c| c == canonical)) {
-                out.push(f);
+                errors.push(place.index.error(&place.file, format!("probe_files[{i}]"), format!("invalid glob: {e}")))
             }
         }
     }
     out
+}
+
+/// The files `pattern` (relative to `base_dir`) matches now, sorted by name.
+pub(crate) fn glob_files(base_dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, glob::PatternError> {
+    let mut files: Vec<PathBuf> =
+        glob::glob(&base_dir.join(pattern).to_string_lossy())?.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+    files.sort();
+    Ok(files)
 }
 
 impl Config {
@@ -495,14 +495,15 @@ impl Config {
     /// Reads and validates `path` and the files its `probe_files` match.
     pub fn load(path: &Path) -> Result<Config, FileErrors> {
         let base_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
-        let mut texts = Vec::new();
+        // The files read besides the main one, to redact their secrets from errors.
+        let mut read = Vec::new();
         let loaded = yaml::load_file::<RawConfig>(path).map_err(FileErrors::from).and_then(|mut doc| {
             let main = Place { file: path.to_owned(), base_dir: base_dir.clone(), index: doc.index };
             let (mut places, mut parts, mut errors) = (vec![main], Vec::new(), Vec::new());
             let globs = std::mem::take(&mut doc.value.probe_files);
             parts.push((std::mem::take(&mut doc.value.targets), std::mem::take(&mut doc.value.probes)));
             for file in probe_files(path, &base_dir, &globs, &places[0], &mut errors) {
-                texts.extend(std::fs::read_to_string(&file).ok());
+                read.push(file.clone());
                 match yaml::load_file::<RawProbeFile>(&file) {
                     Ok(d) => {
                         let dir = file.parent().unwrap_or(Path::new(".")).to_owned();
@@ -518,9 +519,10 @@ impl Config {
         // A secret misplaced by an edit (pasted as a key, say) would be quoted by the parser's
         // messages: remove every value the files give a secret field.
         loaded.map_err(|mut errors| {
-            texts.extend(std::fs::read_to_string(path).ok());
-            for text in &texts {
-                errors.redact(&secrets::values_in(text));
+            for file in std::iter::once(path).chain(read.iter().map(PathBuf::as_path)) {
+                if let Ok(text) = std::fs::read_to_string(file) {
+                    errors.redact(&secrets::values_in(&text));
+                }
             }
             errors
         })

@@ -57,9 +57,7 @@ impl Watched {
         main_hash.hash(&mut h);
         let base = self.main.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         for pattern in &self.patterns {
-            let Ok(paths) = glob::glob(&base.join(pattern).to_string_lossy()) else { continue };
-            let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
-            files.sort();
+            let Ok(files) = super::glob_files(base, pattern) else { continue };
             for f in files {
                 hash_of(&f, std::fs::read(&f).ok().as_deref()).hash(&mut h);
             }
