@@ -220,6 +220,29 @@ impl Figures {
 }
 
 impl Availability {
+    /// The buckets as stored.
+    pub(super) fn saved(&self) -> super::saved::SavedAvailability {
+        let cells = match &self.cells {
+            Cells::Narrow(c) => c.iter().map(|[r, s]| [u32::from(*r), u32::from(*s)]).collect(),
+            Cells::Wide(c) => c.to_vec(),
+        };
+        super::saved::SavedAvailability { newest: self.newest, cells }
+    }
+
+    /// Stored buckets, narrow again where every count fits a byte.
+    pub(super) fn from_saved(saved: &super::saved::SavedAvailability) -> Result<Self, super::saved::RestoreError> {
+        if saved.cells.len() != CELLS {
+            return Err(super::saved::RestoreError::Buckets(saved.cells.len()));
+        }
+        let narrow = saved.cells.iter().all(|[r, s]| *r < u32::from(u8::MAX) && s <= r);
+        let cells = if narrow {
+            Cells::Narrow(saved.cells.iter().map(|[r, s]| [*r as u8, *s as u8]).collect())
+        } else {
+            Cells::Wide(saved.cells.iter().map(|[r, s]| [*r, (*s).min(*r)]).collect())
+        };
+        Ok(Availability { cells, newest: saved.newest })
+    }
+
     /// Counts over every window, ending at `now`.
     pub fn all_counts(&self, now: SystemTime) -> [Counts; 4] {
         WINDOWS.map(|w| self.counts(w, now))

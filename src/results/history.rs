@@ -85,6 +85,17 @@ impl Packed {
             | u32::from(self.trigger == Trigger::OnDemand) << 30
     }
 
+    /// As [`Packed::unpack`], `None` where a field holds no listed value.
+    fn try_unpack(bits: u32) -> Option<Packed> {
+        let field = |shift: u32, width: u32| ((bits >> shift) & ((1 << width) - 1)) as usize;
+        let fits = field(10, 5) < ResultClass::ALL.len()
+            && field(15, 5) < Reason::ALL.len()
+            && field(20, 4) < super::STEP_ORDER.len()
+            && field(28, 2) < STATES.len()
+            && bits >> 31 == 0;
+        fits.then(|| Packed::unpack(bits))
+    }
+
     fn unpack(bits: u32) -> Packed {
         let field = |shift: u32, width: u32| ((bits >> shift) & ((1 << width) - 1)) as usize;
         Packed {
@@ -182,6 +193,74 @@ impl History {
         }
         // A server inventing a new text every time: only the first few are kept.
         0
+    }
+
+    /// What the packed fields mean: a hash of every name each field can take, in order. A
+    /// history saved under another layout cannot be read.
+    pub fn layout() -> u64 {
+        use std::hash::{Hash, Hasher};
+        // FNV-1a: stable across releases and platforms, unlike std's DefaultHasher.
+        struct Fnv(u64);
+        impl Hasher for Fnv {
+            fn finish(&self) -> u64 {
+                self.0
+            }
+            fn write(&mut self, bytes: &[u8]) {
+                for b in bytes {
+                    self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+                }
+            }
+        }
+        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+        let names = ResultClass::ALL.iter().map(|r| r.as_str()).chain(["|"]);
+        let names = names.chain(Reason::ALL.iter().map(|r| r.as_str())).chain(["|"]);
+        let names = names.chain(super::STEP_ORDER.iter().map(|s| s.as_str())).chain(["|"]);
+        let names = names.chain(STATES.iter().map(|s| State::label(*s))).chain(["|", "trigger:scheduled,on_demand"]);
+        for name in names {
+            name.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// The history as stored.
+    pub(super) fn saved(&self) -> super::saved::SavedHistory {
+        let raw = |entries: &VecDeque<Entry>| -> Vec<[u32; 3]> {
+            entries.iter().map(|e| [e.finished_unix, e.duration_micros, e.packed]).collect()
+        };
+        super::saved::SavedHistory {
+            layout: Self::layout(),
+            runs: raw(&self.entries),
+            failures: raw(&self.failures),
+            texts: self.texts.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    /// A stored history; `None` if it was packed under another layout or does not hold together.
+    pub(super) fn from_saved(saved: &super::saved::SavedHistory) -> Option<History> {
+        if saved.layout != Self::layout() || saved.texts.len() > TEXTS {
+            return None;
+        }
+        let entries = |raw: &[[u32; 3]], bound: usize| -> Option<VecDeque<Entry>> {
+            let skip = raw.len().saturating_sub(bound);
+            let mut out = VecDeque::new();
+            if !raw.is_empty() {
+                out.reserve_exact(bound);
+            }
+            for [finished_unix, duration_micros, packed] in raw[skip..].iter().copied() {
+                // Every field must unpack to a listed value and point to a kept text.
+                let p = Packed::try_unpack(packed)?;
+                if usize::from(p.text) > saved.texts.len() {
+                    return None;
+                }
+                out.push_back(Entry { finished_unix, duration_micros, packed });
+            }
+            Some(out)
+        };
+        Some(History {
+            entries: entries(&saved.runs, HISTORY_RUNS)?,
+            failures: entries(&saved.failures, HISTORY_FAILURES)?,
+            texts: saved.texts.iter().map(|t| Arc::from(t.as_str())).collect(),
+        })
     }
 
     /// Runs, newest first.

@@ -7,9 +7,10 @@
 
 pub mod availability;
 mod history;
+mod saved;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -18,6 +19,7 @@ use crate::protocol::{Outcome, Reason, ResultClass, State, Step};
 
 pub use availability::{Availability, Counts, Figures};
 pub use history::{History, PastRun, Trigger, HISTORY_FAILURES, HISTORY_RUNS};
+pub use saved::{GuardState, ProbeState, RestoreError};
 
 /// A time as exposed everywhere: seconds since the Unix epoch (0 before it).
 pub fn unix_seconds(t: SystemTime) -> f64 {
@@ -160,6 +162,8 @@ pub struct ProbeRecord {
     pub backoff: Duration,
     /// While backing off: when the probe runs again.
     pub resume_at: Option<SystemTime>,
+    /// The lockout guard's state, as the scheduler last published it (or as restored).
+    pub guard: GuardState,
     /// Successful and all scheduled runs, per five minutes, hour and day.
     pub availability: Availability,
 }
@@ -201,6 +205,7 @@ impl ProbeRecord {
             interval: Duration::ZERO,
             backoff: Duration::ZERO,
             resume_at: None,
+            guard: GuardState::default(),
             availability: Availability::default(),
         };
         record.expect(probe);
@@ -270,6 +275,8 @@ pub struct ProbeResults {
     next_run_ms: AtomicU64,
     record: Mutex<ProbeRecord>,
     history: Mutex<History>,
+    /// Set when anything a restart keeps has changed since the store last took it.
+    dirty: AtomicBool,
 }
 
 impl ProbeResults {
@@ -282,7 +289,24 @@ impl ProbeResults {
             next_run_ms: AtomicU64::new(0),
             record: Mutex::new(ProbeRecord::new(p)),
             history: Mutex::new(History::default()),
+            dirty: AtomicBool::new(false),
         }
+    }
+
+    /// Notes that the state a restart keeps has changed.
+    fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Whether the state a restart keeps changed since the last call, clearing the mark: the
+    /// store's question before it takes [`ProbeResults::saved_state`].
+    pub fn take_dirty(&self) -> bool {
+        self.dirty.swap(false, Ordering::AcqRel)
+    }
+
+    /// Marks the state changed again, for a store that could not write it.
+    pub fn keep_dirty(&self) {
+        self.mark_dirty();
     }
 
     /// The last runs, newest first (at most [`HISTORY_RUNS`]).
@@ -311,13 +335,24 @@ impl ProbeResults {
         tick.max(resume)
     }
 
-    /// Set by the scheduler's lockout guard: the extra delay between runs now in force, and
-    /// when the probe runs again.
-    pub fn set_backoff(&self, extra: Duration, resume_at: Option<SystemTime>) {
-        self.update(|r| {
+    /// Set by the scheduler's lockout guard: the extra delay between runs now in force, when
+    /// the probe runs again, and the guard's state.
+    pub fn set_backoff(&self, extra: Duration, resume_at: Option<SystemTime>, guard: GuardState) {
+        let changed = self.update(|r| {
+            let changed = r.guard != guard || r.backoff != extra;
             r.backoff = extra;
             r.resume_at = resume_at;
+            r.guard = guard;
+            changed
         });
+        if changed {
+            self.mark_dirty();
+        }
+    }
+
+    /// The lockout guard's state, as last published or restored.
+    pub fn guard(&self) -> GuardState {
+        self.read(|r| r.guard)
     }
 
     /// Set by the scheduler whenever it plans the probe's next start.
@@ -337,8 +372,8 @@ impl ProbeResults {
         f(&self.record.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn update(&self, f: impl FnOnce(&mut ProbeRecord)) {
-        f(&mut self.record.lock().unwrap_or_else(PoisonError::into_inner));
+    fn update<R>(&self, f: impl FnOnce(&mut ProbeRecord) -> R) -> R {
+        f(&mut self.record.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Records a finished run.
@@ -376,6 +411,7 @@ impl ProbeResults {
                 outcome: outcome.clone(),
             });
         });
+        self.mark_dirty();
     }
 
     /// Records a run made on demand: in the history, and in the on-demand counts only, so that
@@ -386,6 +422,7 @@ impl ProbeResults {
             r.on_demand.get_or_insert_with(|| Box::new([0; ResultClass::ALL.len()]))[result_slot(outcome.result)] += 1;
             r.count_extras(&outcome);
         });
+        self.mark_dirty();
     }
 
     /// Records `n` skipped ticks.

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::config::LockoutGuard;
 use crate::protocol::Lockout;
+use crate::results::GuardState;
 
 /// One probe's guard state.
 #[derive(Debug, Default)]
@@ -25,6 +26,23 @@ pub(super) struct Backoff {
 }
 
 impl Backoff {
+    /// The guard as published, its end in wall-clock time so that it survives a restart.
+    pub fn state(&self) -> GuardState {
+        let until_unix_ms = self.until.map_or(0, |u| {
+            let wall = super::wall(u).duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            u64::try_from(wall.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        GuardState { strikes: self.strikes, level: self.level, until_unix_ms }
+    }
+
+    /// The guard a saved state describes: strikes and level as they were, and the skipping
+    /// of ticks until the saved end if it is still ahead.
+    pub fn restored(state: GuardState) -> Self {
+        let end = std::time::UNIX_EPOCH + Duration::from_millis(state.until_unix_ms);
+        let left = end.duration_since(std::time::SystemTime::now()).ok().filter(|_| state.until_unix_ms != 0);
+        Backoff { strikes: state.strikes, level: state.level, until: left.map(|l| Instant::now() + l) }
+    }
+
     /// Whether a tick planned at `planned` must be skipped.
     pub fn holds(&self, planned: Instant) -> bool {
         self.until.is_some_and(|until| planned < until)
@@ -95,6 +113,27 @@ mod tests {
             Duration::ZERO,
             "strikes start over"
         );
+    }
+
+    #[test]
+    fn a_restored_guard_holds_until_the_same_wall_clock_time() {
+        let period = Duration::from_secs(60);
+        let mut b = Backoff::default();
+        let t0 = Instant::now();
+        for i in 0..4 {
+            b.after_run(Lockout::of(ResultClass::AuthFailed, Reason::None), &GUARD, period, t0 + period * i);
+        }
+        let state = b.state();
+        assert_eq!((state.strikes, state.level), (4, 2));
+        let r = Backoff::restored(state);
+        assert_eq!((r.strikes, r.level), (4, 2));
+        let (a, b) = (b.until.unwrap(), r.until.unwrap());
+        assert!(a.max(b) - a.min(b) < Duration::from_millis(50), "{a:?} vs {b:?}");
+        // An end already passed holds nothing; the strikes stay.
+        let past = GuardState { until_unix_ms: 1, ..state };
+        let r = Backoff::restored(past);
+        assert!(r.until.is_none() && r.strikes == 4);
+        assert!(Backoff::restored(GuardState::default()).until.is_none());
     }
 
     #[test]

@@ -31,14 +31,11 @@ pub(super) struct Entry {
 }
 
 impl Entry {
+    /// A probe's first entry. Its guard starts where its results say: clear, or as restored
+    /// from before a restart.
     pub fn new(probe: Arc<Probe>, results: Arc<ProbeResults>, cron: Option<CronClock>) -> Self {
-        Entry {
-            probe,
-            results,
-            running: Arc::new(AtomicBool::new(false)),
-            cron: cron.map(Mutex::new),
-            backoff: Arc::default(),
-        }
+        let backoff = Arc::new(Mutex::new(Backoff::restored(results.guard())));
+        Entry { probe, results, running: Arc::new(AtomicBool::new(false)), cron: cron.map(Mutex::new), backoff }
     }
 
     /// The next version of `self`, for a changed probe. New credentials start a fresh guard.
@@ -69,12 +66,11 @@ impl Entry {
     fn guard(&self, outcome: &Outcome, started: Instant) {
         let result = outcome.result;
         let period = self.period();
-        let extra = self.backoff.lock().unwrap_or_else(PoisonError::into_inner).after_run(
-            outcome.lockout(),
-            &self.probe.lockout_guard,
-            period,
-            started,
-        );
+        let (extra, state) = {
+            let mut backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
+            let extra = backoff.after_run(outcome.lockout(), &self.probe.lockout_guard, period, started);
+            (extra, backoff.state())
+        };
         if !extra.is_zero() {
             tracing::warn!(
                 probe = %self.probe.name,
@@ -84,7 +80,7 @@ impl Entry {
             );
         }
         let resume = (!extra.is_zero()).then(|| super::wall(started + period + extra));
-        self.results.set_backoff(extra, resume);
+        self.results.set_backoff(extra, resume, state);
     }
 }
 

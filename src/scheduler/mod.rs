@@ -183,9 +183,10 @@ impl Scheduler {
                 Some(old) => old.successor(probe.clone(), results, cron),
                 None => dispatch::Entry::new(probe.clone(), results, cron),
             });
-            if !entry.has_backoff_of(old) {
-                // New credentials (or a new probe): whatever failed before may work now.
-                entry.results.set_backoff(Duration::ZERO, None);
+            if old.is_some() && !entry.has_backoff_of(old) {
+                // New credentials: whatever failed before may work now. (A new entry took its
+                // guard from its results: clear, or as restored after a restart.)
+                entry.results.set_backoff(Duration::ZERO, None, Default::default());
             }
             next.insert(probe.name.clone(), entry.clone());
             order.push(entry);

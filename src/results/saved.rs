@@ -1,0 +1,439 @@
+//! What of a probe's results survives a restart, as plain serde data: its history and failures,
+//! availability buckets, last outcome, the gauges derived from it, and the lockout guard.
+//! Counters and histograms are not in it: they restart at zero, which Prometheus reads as a
+//! counter reset; restored totals a few runs short of what was scraped would read as a reset too,
+//! followed by a jump of the whole total.
+//!
+//! Where bytes go to is the store's business; this module only says what a probe's state is and
+//! how it goes in and out of [`ProbeResults`]. Enum values are kept by name, so that a release
+//! that adds a result or reason still reads what an older one wrote.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::availability::Availability;
+use super::history::History;
+use super::{LastRun, ProbeResults, STEP_ORDER};
+use crate::protocol::{
+    DiscoveryFacts, LogoutOutcome, Outcome, Phases, Reason, ResultClass, State, Step, StepRecord, TlsFacts,
+};
+
+/// The lockout guard of a probe, in wall-clock time so that it means the same after a restart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardState {
+    /// Consecutive credential failures.
+    pub strikes: u32,
+    /// How many times the gap between runs has doubled.
+    pub level: u32,
+    /// Ticks planned before this (Unix milliseconds) are skipped; 0 for none.
+    pub until_unix_ms: u64,
+}
+
+impl GuardState {
+    /// Whether the guard holds nothing: no strike, no backoff.
+    pub fn is_clear(&self) -> bool {
+        *self == GuardState::default()
+    }
+}
+
+/// The part of one probe's results that a restart keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeState {
+    /// The target the probe had: state is restored only to a probe of the same target and
+    /// labels, as a reload keeps a record only for those.
+    pub target: String,
+    /// Static labels, sorted by name.
+    pub labels: Vec<(String, String)>,
+    /// The last runs and failures.
+    pub history: SavedHistory,
+    /// Availability buckets.
+    pub availability: SavedAvailability,
+    /// The last scheduled run.
+    pub last: Option<SavedRun>,
+    /// Finished runs since the last success.
+    pub consecutive_failures: u64,
+    /// When the last successful run finished (Unix milliseconds).
+    pub last_success_unix_ms: Option<u64>,
+    /// The lockout guard.
+    pub guard: GuardState,
+    /// The extra delay between runs the guard had in force (milliseconds).
+    pub backoff_ms: u64,
+}
+
+/// [`History`] as stored: its entries as they are packed in memory, with the layout of the
+/// packing, so that a release whose enums differ drops a history it cannot read instead of
+/// misreading it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SavedHistory {
+    /// [`History::layout`] of the writer.
+    pub layout: u64,
+    /// Last runs, oldest first: finished (Unix seconds), duration (µs), packed fields.
+    pub runs: Vec<[u32; 3]>,
+    /// Last failures, oldest first, as `runs`.
+    pub failures: Vec<[u32; 3]>,
+    /// Reason texts the entries point to.
+    pub texts: Vec<String>,
+}
+
+/// [`Availability`] as stored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SavedAvailability {
+    /// The newest bucket of each ring.
+    pub newest: [u32; 3],
+    /// Runs and successes of every bucket, in ring order.
+    pub cells: Vec<[u32; 2]>,
+}
+
+/// A finished run as stored: [`LastRun`] and its [`Outcome`], enums by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedRun {
+    result: String,
+    state: String,
+    step: String,
+    reason: String,
+    reason_text: String,
+    http_status: u16,
+    duration_us: u64,
+    started_unix_ms: u64,
+    finished_unix_ms: u64,
+    steps: Vec<(String, u16, String, u64)>,
+    detail: String,
+    logout: Option<(bool, u16, String)>,
+    retries: u32,
+    phases: Option<[Option<u64>; 5]>,
+    tls: Option<(Option<String>, Option<i64>)>,
+    token_expires_in_ms: Option<u64>,
+    discovery: Option<(bool, u64, Option<u64>, Option<i64>)>,
+}
+
+/// Why a stored state could not be taken back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// A name this release does not know (written by a newer one).
+    #[error("unknown {what} {value:?}")]
+    Unknown {
+        /// What kind of value.
+        what: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// Bucket counts of the wrong size.
+    #[error("availability of {0} buckets")]
+    Buckets(usize),
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn from_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn named<T: Copy>(
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+    what: &'static str,
+    value: &str,
+) -> Result<T, RestoreError> {
+    all.iter()
+        .copied()
+        .find(|v| name(*v) == value)
+        .ok_or_else(|| RestoreError::Unknown { what, value: value.to_owned() })
+}
+
+fn result_named(v: &str) -> Result<ResultClass, RestoreError> {
+    named(&ResultClass::ALL, ResultClass::as_str, "result", v)
+}
+
+fn reason_named(v: &str) -> Result<Reason, RestoreError> {
+    named(&Reason::ALL, Reason::as_str, "reason", v)
+}
+
+fn step_named(v: &str) -> Result<Step, RestoreError> {
+    named(&STEP_ORDER, Step::as_str, "step", v)
+}
+
+fn state_named(v: &str) -> Result<Option<State>, RestoreError> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    named(&[State::Succeeded, State::Expecting, State::Failed], State::as_str, "state", v).map(Some)
+}
+
+/// TLS versions as [`TlsFacts::version`] names them.
+const TLS_VERSIONS: [&str; 4] = ["TLS 1.0", "TLS 1.1", "TLS 1.2", "TLS 1.3"];
+
+impl SavedRun {
+    fn of(last: &LastRun) -> Self {
+        let o = &*last.outcome;
+        SavedRun {
+            result: o.result.as_str().to_owned(),
+            state: State::label(o.state).to_owned(),
+            step: o.step.as_str().to_owned(),
+            reason: o.reason.as_str().to_owned(),
+            reason_text: o.reason_text.clone(),
+            http_status: o.http_status,
+            duration_us: micros(o.duration),
+            started_unix_ms: ms(last.started),
+            finished_unix_ms: ms(last.finished),
+            steps: o
+                .steps
+                .iter()
+                .map(|s| {
+                    (s.step.as_str().to_owned(), s.http_status, State::label(s.state).to_owned(), micros(s.duration))
+                })
+                .collect(),
+            detail: o.detail.clone(),
+            logout: o.logout.as_ref().map(|l| (l.ok, l.http_status, l.detail.clone())),
+            retries: o.retries,
+            phases: o.phases.map(|p| p.durations().map(|d| d.map(micros))),
+            tls: o.tls.map(|t| (t.version.map(str::to_owned), t.cert_not_after_unix)),
+            token_expires_in_ms: o.token_expires_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            discovery: o
+                .discovery
+                .map(|d| (d.ok, micros(d.duration), d.jwks_keys.map(|k| k as u64), d.jwks_changed_unix)),
+        }
+    }
+
+    fn last_run(&self) -> Result<LastRun, RestoreError> {
+        let us = Duration::from_micros;
+        let steps = self
+            .steps
+            .iter()
+            .map(|(step, status, state, d)| {
+                Ok(StepRecord {
+                    step: step_named(step)?,
+                    http_status: *status,
+                    state: state_named(state)?,
+                    duration: us(*d),
+                })
+            })
+            .collect::<Result<Vec<_>, RestoreError>>()?;
+        let outcome = Outcome {
+            result: result_named(&self.result)?,
+            state: state_named(&self.state)?,
+            step: step_named(&self.step)?,
+            reason: reason_named(&self.reason)?,
+            reason_text: self.reason_text.clone(),
+            http_status: self.http_status,
+            duration: us(self.duration_us),
+            steps,
+            detail: self.detail.clone(),
+            logout: self.logout.as_ref().map(|(ok, http_status, detail)| LogoutOutcome {
+                ok: *ok,
+                http_status: *http_status,
+                detail: detail.clone(),
+            }),
+            retries: self.retries,
+            phases: self.phases.map(|[resolve, connect, tls, processing, transfer]| Phases {
+                resolve: us(resolve.unwrap_or(0)),
+                connect: us(connect.unwrap_or(0)),
+                tls: us(tls.unwrap_or(0)),
+                processing: processing.map(us),
+                transfer: transfer.map(us),
+            }),
+            tls: self.tls.as_ref().map(|(version, not_after)| TlsFacts {
+                version: version.as_deref().and_then(|v| TLS_VERSIONS.into_iter().find(|k| *k == v)),
+                cert_not_after_unix: *not_after,
+            }),
+            token_expires_in: self.token_expires_in_ms.map(Duration::from_millis),
+            discovery: self.discovery.map(|(ok, d, keys, changed)| DiscoveryFacts {
+                ok,
+                duration: us(d),
+                jwks_keys: keys.map(|k| usize::try_from(k).unwrap_or(usize::MAX)),
+                jwks_changed_unix: changed,
+            }),
+        };
+        Ok(LastRun {
+            result: outcome.result,
+            state: outcome.state,
+            step: outcome.step,
+            reason: outcome.reason,
+            http_status: outcome.http_status,
+            duration: outcome.duration,
+            started: from_ms(self.started_unix_ms),
+            finished: from_ms(self.finished_unix_ms),
+            outcome: outcome.into(),
+        })
+    }
+}
+
+impl ProbeResults {
+    /// The state a restart keeps, taken under the probe's locks.
+    pub fn saved_state(&self) -> ProbeState {
+        let history = self.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner).saved();
+        self.read(|r| ProbeState {
+            target: self.target.clone(),
+            labels: self.labels.clone(),
+            history,
+            availability: r.availability.saved(),
+            last: r.last.as_ref().map(SavedRun::of),
+            consecutive_failures: r.consecutive_failures,
+            last_success_unix_ms: r.last_success.map(ms),
+            guard: r.guard,
+            backoff_ms: u64::try_from(r.backoff.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// Takes back a saved state: the probe's series come back with their last values, its
+    /// history, failures and availability as they were, and its lockout guard where it was.
+    /// Nothing is changed when any part cannot be read. Returns whether the history was kept
+    /// (a history packed by a release with other enums is dropped).
+    pub fn restore(&self, state: &ProbeState) -> Result<bool, RestoreError> {
+        let availability = Availability::from_saved(&state.availability)?;
+        let last = state.last.as_ref().map(SavedRun::last_run).transpose()?;
+        let history = History::from_saved(&state.history);
+        let kept = history.is_some();
+        if let Some(history) = history {
+            *self.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = history;
+        }
+        let now = SystemTime::now();
+        let until = (state.guard.until_unix_ms != 0).then(|| from_ms(state.guard.until_unix_ms));
+        self.update(|r| {
+            r.availability = availability;
+            r.last = last;
+            r.consecutive_failures = state.consecutive_failures;
+            r.last_success = state.last_success_unix_ms.map(from_ms);
+            r.guard = state.guard;
+            // A backoff whose end has passed is over: what remains is the strikes.
+            if until.is_some_and(|u| u > now) {
+                r.backoff = Duration::from_millis(state.backoff_ms);
+                r.resume_at = until;
+            }
+        });
+        self.mark_dirty();
+        Ok(kept)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::results::{Results, Trigger};
+
+    fn outcome(result: ResultClass) -> Outcome {
+        Outcome {
+            result,
+            state: Some(State::Failed),
+            step: Step::SecutityPin,
+            reason: Reason::InvalidCredentials,
+            reason_text: "Invalid pin".to_owned(),
+            http_status: 401,
+            duration: Duration::from_micros(123_456),
+            steps: vec![StepRecord {
+                step: Step::BaseAuthentication,
+                http_status: 202,
+                state: Some(State::Expecting),
+                duration: Duration::from_micros(50_000),
+            }],
+            detail: "refused".to_owned(),
+            logout: Some(LogoutOutcome { ok: false, http_status: 500, detail: "logout failed".to_owned() }),
+            retries: 2,
+            phases: Some(Phases {
+                resolve: Duration::ZERO,
+                connect: Duration::from_micros(100),
+                tls: Duration::from_micros(2_000),
+                processing: Some(Duration::from_micros(40_000)),
+                transfer: None,
+            }),
+            tls: Some(TlsFacts { version: Some("TLS 1.3"), cert_not_after_unix: Some(1_900_000_000) }),
+            token_expires_in: Some(Duration::from_secs(300)),
+            discovery: Some(DiscoveryFacts {
+                ok: true,
+                duration: Duration::from_micros(7_000),
+                jwks_keys: Some(2),
+                jwks_changed_unix: Some(1_800_000_000),
+            }),
+        }
+    }
+
+    fn results() -> Results {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("probes.yaml");
+        let text = "targets:\n  - {name: t, base_url: 'http://127.0.0.1:9/api', app_key: k}\n\
+                    probes:\n  - {name: p, target: t, username: u, password: pw}\n";
+        std::fs::write(&path, text).unwrap();
+        Results::new(&Config::load(&path).unwrap().probes)
+    }
+
+    #[test]
+    fn a_probe_comes_back_as_it_was() {
+        let before = results();
+        let p = before.probe("p").unwrap();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for i in 0..130u64 {
+            let result = if i % 10 == 3 { ResultClass::AuthFailed } else { ResultClass::Success };
+            p.record_run(
+                outcome(result),
+                t0 + Duration::from_secs(i),
+                t0 + Duration::from_secs(i) + Duration::from_millis(123),
+                Trigger::Scheduled,
+            );
+        }
+        p.record_run(
+            outcome(ResultClass::AuthFailed),
+            t0 + Duration::from_secs(200),
+            t0 + Duration::from_secs(201),
+            Trigger::Scheduled,
+        );
+        let until = SystemTime::now() + Duration::from_secs(600);
+        p.set_backoff(
+            Duration::from_secs(60),
+            Some(until),
+            GuardState { strikes: 4, level: 2, until_unix_ms: ms(until) },
+        );
+        let state = p.saved_state();
+        let encoded = postcard::to_stdvec(&state).unwrap();
+        let decoded: ProbeState = postcard::from_bytes(&encoded).unwrap();
+        assert_eq!(decoded, state);
+
+        let after = results();
+        let q = after.probe("p").unwrap();
+        assert_eq!(q.restore(&decoded), Ok(true));
+        assert_eq!(q.history(), p.history());
+        assert_eq!(q.failures(), p.failures());
+        assert_eq!(q.failures().len(), 14);
+        let (a, b) = (p.snapshot(), q.snapshot());
+        let now = t0 + Duration::from_secs(300);
+        assert_eq!(a.availability.all_counts(now), b.availability.all_counts(now));
+        assert_eq!(a.availability.hours(now), b.availability.hours(now));
+        assert_eq!(b.last.as_ref().unwrap().outcome, a.last.as_ref().unwrap().outcome);
+        assert_eq!(b.last.as_ref().unwrap().started, a.last.as_ref().unwrap().started);
+        assert_eq!((b.consecutive_failures, b.last_success), (1, a.last_success));
+        assert_eq!((b.guard, b.backoff, b.resume_at.map(ms)), (a.guard, a.backoff, Some(ms(until))));
+        // Counters restart at zero.
+        assert_eq!((b.total_runs(), b.login.count), (0, 0));
+        assert_eq!(q.saved_state(), state);
+    }
+
+    #[test]
+    fn unknown_names_and_foreign_layouts_are_refused_without_a_change() {
+        let r = results();
+        let p = r.probe("p").unwrap();
+        p.record_run(outcome(ResultClass::Success), UNIX_EPOCH, UNIX_EPOCH, Trigger::Scheduled);
+        let mut state = p.saved_state();
+        state.last.as_mut().unwrap().reason = "from_the_future".to_owned();
+        let fresh = results();
+        let q = fresh.probe("p").unwrap();
+        assert_eq!(
+            q.restore(&state),
+            Err(RestoreError::Unknown { what: "reason", value: "from_the_future".to_owned() })
+        );
+        assert!(q.snapshot().last.is_none());
+        let mut state = p.saved_state();
+        state.availability.cells.pop();
+        assert_eq!(q.restore(&state), Err(RestoreError::Buckets(209)));
+        let mut state = p.saved_state();
+        state.history.layout ^= 1;
+        assert_eq!(q.restore(&state), Ok(false), "the rest comes back, the history does not");
+        assert!(q.history().is_empty());
+        assert!(q.snapshot().last.is_some());
+    }
+}
