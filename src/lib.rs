@@ -12,6 +12,7 @@
 //! - [`results`]: what runs produced, per probe; written by the scheduler only.
 //! - [`metrics`]: the `/metrics` exposition, read from results.
 //! - [`web`]: the HTTP endpoints (axum), read from results and metrics.
+//! - [`store`]: the state a restart keeps, in a SQLite file written in batches off the probe path.
 //! - [`service`]: reloading a running service's configuration.
 //! - [`simulator`]: a faithful ETNA `/token` server and an OAuth 2.0 authorization server, with
 //!   faults, for tests and the demo.
@@ -35,6 +36,7 @@ pub mod results;
 pub mod scheduler;
 pub mod service;
 pub mod simulator;
+pub mod store;
 pub mod web;
 pub mod yaml;
 

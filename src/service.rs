@@ -65,7 +65,11 @@ pub struct Service {
     scheduler: tokio::sync::Mutex<Scheduler>,
     on_demand_min_interval: Duration,
     on_demand_last: Mutex<HashMap<String, Instant>>,
+    on_applied: Option<AppliedFn>,
 }
+
+/// Told the probes a reload scheduled (the state store keeps their credential digests).
+pub type AppliedFn = Box<dyn Fn(&[Arc<Probe>]) + Send + Sync>;
 
 impl Service {
     /// The service of `file`, whose probes (those `instance` selects, as on every reload)
@@ -85,7 +89,14 @@ impl Service {
             scheduler: tokio::sync::Mutex::new(scheduler),
             on_demand_min_interval,
             on_demand_last: Mutex::new(HashMap::new()),
+            on_applied: None,
         }
+    }
+
+    /// Calls `f` with the probes of every successful reload, once they are scheduled.
+    pub fn on_applied(mut self, f: AppliedFn) -> Self {
+        self.on_applied = Some(f);
+        self
     }
 
     /// Runs the probe called `name` now, protecting its account: at most one on-demand run per
@@ -131,7 +142,10 @@ impl Service {
             let probes: Vec<Arc<Probe>> = self.instance.select(config.probes).into_iter().map(Arc::new).collect();
             let count = probes.len();
             self.results.apply(probes.iter().map(|p| p.as_ref()));
-            scheduler.reload(probes).await?;
+            scheduler.reload(probes.clone()).await?;
+            if let Some(f) = &self.on_applied {
+                f(&probes);
+            }
             Ok(count)
         }
         .await;

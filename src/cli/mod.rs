@@ -112,6 +112,15 @@ pub enum Command {
         /// often and reload them when their content changed, as SIGHUP does. Off by default.
         #[arg(long = "config.auto-reload-interval", value_parser = parse_duration)]
         auto_reload_interval: Option<Duration>,
+        /// Keep what a restart should not lose (history, failures, availability, lockout
+        /// backoff, last outcomes) in this directory, created if missing; "" keeps it in
+        /// memory only.
+        #[arg(long = "storage.path", default_value = "data/")]
+        storage_path: PathBuf,
+        /// Write changed state to the storage path this often (and at shutdown): at most this
+        /// much is lost when the process is killed.
+        #[arg(long = "storage.write-interval", default_value = "5s", value_parser = parse_write_interval)]
+        storage_write_interval: Duration,
     },
     /// Run probes once and print their outcome.
     Probe {
@@ -182,12 +191,16 @@ pub async fn run(command: Command) -> Result<u8, Failure> {
             shard_from_hostname,
             location,
             auto_reload_interval,
+            storage_path,
+            storage_write_interval,
         } => {
             let instance = serve::instance(shard_index, shard_count, shard_from_hostname, location)?;
             let options = serve::Options {
                 concurrency: concurrency as usize,
                 on_demand_min_interval,
                 auto_reload_interval: auto_reload_interval.filter(|d| !d.is_zero()),
+                storage_path: (!storage_path.as_os_str().is_empty()).then_some(storage_path),
+                storage_write_interval,
             };
             serve::serve(&config_file, &web, options, instance).await?;
             Ok(0)
@@ -205,6 +218,15 @@ fn load_config(path: &Path) -> Result<Config, Failure> {
     let config = Config::load(path).map_err(|e| Failure::Config(anyhow::anyhow!("invalid configuration:\n{e}")))?;
     authprobe::panics::remember(config.secrets());
     Ok(config)
+}
+
+/// A write interval: a duration of at least 100 ms, so that the writer never spins.
+fn parse_write_interval(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < Duration::from_millis(100) {
+        return Err(format!("{text:?} is shorter than 100ms"));
+    }
+    Ok(d)
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -1,6 +1,6 @@
 //! `authprobe run`: probe on schedule and serve metrics until SIGINT or SIGTERM; SIGHUP reloads.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,8 +49,8 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// How `run` schedules and reloads, from its flags.
-#[derive(Debug, Clone, Copy)]
+/// How `run` schedules, reloads and keeps its state, from its flags.
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Logins in flight at most.
     pub concurrency: usize,
@@ -58,6 +58,10 @@ pub struct Options {
     pub on_demand_min_interval: Duration,
     /// How often to check the configuration files for changes; `None`: never.
     pub auto_reload_interval: Option<Duration>,
+    /// Where state survives a restart; `None`: in memory only.
+    pub storage_path: Option<PathBuf>,
+    /// How often changed state is written.
+    pub storage_write_interval: Duration,
 }
 
 /// `authprobe run`: the embedded simulator if configured, the metrics server, the schedule; until
@@ -68,7 +72,8 @@ pub async fn serve(
     options: Options,
     instance: Instance,
 ) -> Result<(), Failure> {
-    let Options { concurrency, on_demand_min_interval, auto_reload_interval } = options;
+    let Options { concurrency, on_demand_min_interval, auto_reload_interval, storage_path, storage_write_interval } =
+        options;
     let config = load_config(config_file)?;
     config.warn_insecure();
     authprobe::memory::release_freed();
@@ -94,6 +99,17 @@ pub async fn serve(
         );
     }
     let results = Arc::new(Results::new(probes.iter().map(|p| p.as_ref())));
+    // Restored before anything reads the results or schedules a run: the lockout guard resumes.
+    let writer = match &storage_path {
+        Some(dir) => {
+            let (dir, results, probes) = (dir.clone(), results.clone(), probes.clone());
+            tokio::task::spawn_blocking(move || open_storage(&dir, results, &probes, storage_write_interval))
+                .await
+                .context("opening the state store")?
+        }
+        None => None,
+    };
+    let writer = writer.map(Arc::new);
     let metrics = Arc::new(Metrics::new(results.clone())?);
     let mut signals = Signals::register();
     let ready = Arc::new(AtomicBool::new(false));
@@ -160,7 +176,12 @@ pub async fn serve(
     let scheduler =
         Scheduler::start(probes, results.clone(), run, scheduler::Options { concurrency, ..Default::default() })
             .await?;
-    let _ = service.set(Service::new(config_file.to_owned(), instance, results, scheduler, on_demand_min_interval));
+    let mut new_service = Service::new(config_file.to_owned(), instance, results, scheduler, on_demand_min_interval);
+    if let Some(writer) = &writer {
+        let writer = writer.clone();
+        new_service = new_service.on_applied(Box::new(move |probes| writer.set_probes(probes)));
+    }
+    let _ = service.set(new_service);
     ready.store(true, Ordering::Release);
     tracing::info!(
         probes = count,
@@ -211,6 +232,10 @@ pub async fn serve(
         // In-flight runs may finish: each ends by its own deadline.
         service.stop(RUN_GRACE).await;
     }
+    if let Some(writer) = writer {
+        // The service's hook holds the other handle; a last write does not need it gone.
+        tokio::task::spawn_blocking(move || writer.stop()).await.context("writing the state store at shutdown")?;
+    }
     let _ = stop_web.send(());
     match tokio::time::timeout(SCRAPE_GRACE, server).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "metrics server ended with an error"),
@@ -221,6 +246,64 @@ pub async fn serve(
         sim.shutdown().await;
     }
     Ok(())
+}
+
+/// Opens the state store in `dir`, restores what it holds into `results`, and starts its
+/// writer. Any failure is logged and the service goes on with its state in memory only.
+fn open_storage(
+    dir: &Path,
+    results: Arc<Results>,
+    probes: &[Arc<Probe>],
+    interval: Duration,
+) -> Option<authprobe::store::writer::Writer> {
+    use authprobe::store::{writer::Writer, Store};
+    let started = std::time::Instant::now();
+    let unusable = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "state store unusable: state is kept in memory only and will not survive a restart");
+        results.update_storage(|s| s.up = false);
+    };
+    let (mut store, moved) = match Store::open(dir) {
+        Ok(opened) => opened,
+        Err(e) => {
+            unusable(&e);
+            return None;
+        }
+    };
+    if let Some(moved) = moved {
+        tracing::warn!(
+            path = %store.path().display(),
+            moved_to = %moved.to.display(),
+            why = %moved.why,
+            "state store file unusable: moved aside; starting with no saved state"
+        );
+    }
+    let restored = match store.restore(&results, probes) {
+        Ok(r) => r,
+        Err(e) => {
+            unusable(&e);
+            return None;
+        }
+    };
+    tracing::info!(
+        path = %store.path().display(),
+        restored = restored.probes,
+        dropped = restored.dropped,
+        unreadable = restored.unreadable,
+        guards_reset = restored.credentials_changed,
+        took_ms = started.elapsed().as_millis() as u64,
+        "state restored"
+    );
+    results.update_storage(|s| {
+        s.up = true;
+        s.restored_probes = restored.probes as u64;
+    });
+    match Writer::start(store, results.clone(), probes, interval) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            unusable(&e);
+            None
+        }
+    }
 }
 
 /// In debug builds only (the tests'), `AUTHPROBE_TEST_PANIC=NAME` makes every run of probe NAME

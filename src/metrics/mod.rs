@@ -626,6 +626,47 @@ fn target_families(
     out
 }
 
+/// The state store's series, present unless state is kept in memory only.
+fn storage_families(out: &mut Vec<u8>, s: &crate::results::StorageStatus) {
+    let families: [(&str, &str, &str, Value); 6] = [
+        (
+            "authprobe_storage_up",
+            "gauge",
+            "Whether probe state is being saved to the storage path (0: the store could not be opened; state will not survive a restart).",
+            Value::Int(u64::from(s.up)),
+        ),
+        (
+            "authprobe_storage_restored_probes",
+            "gauge",
+            "Probes whose state (history, availability, lockout guard, last outcome) was restored at start.",
+            Value::Int(s.restored_probes),
+        ),
+        ("authprobe_storage_writes_total", "counter", "Batches of changed probe state written.", Value::Int(s.writes)),
+        (
+            "authprobe_storage_write_failures_total",
+            "counter",
+            "Batches of probe state that could not be written (disk full, I/O errors); they are tried again with the next batch.",
+            Value::Int(s.write_failures),
+        ),
+        (
+            "authprobe_storage_last_write_success_timestamp_seconds",
+            "gauge",
+            "When a batch of probe state was last written, in seconds since the Unix epoch (0: not yet).",
+            Value::Float(s.last_write_success.map_or(0.0, unix_seconds)),
+        ),
+        (
+            "authprobe_storage_last_write_duration_seconds",
+            "gauge",
+            "How long the last batch of probe state took to write.",
+            Value::Float(s.last_write_duration.as_secs_f64()),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        text::header(out, name, kind, help);
+        text::sample(out, name, "", "", &[], value);
+    }
+}
+
 fn process_families(results: &Results) -> Vec<u8> {
     let (delay, watchdog_runs, reload) = (results.delay(), results.cron_watchdog_runs(), results.reload_status());
     let mut out = Vec::new();
@@ -657,6 +698,9 @@ fn process_families(results: &Results) -> Vec<u8> {
         "Cron ticks that tokio-cron-scheduler did not start within the grace period, started by authprobe's watchdog instead.",
     );
     text::sample(&mut out, name, "", "", &[], Value::Int(watchdog_runs));
+    if let Some(storage) = results.storage() {
+        storage_families(&mut out, &storage);
+    }
     // Tasks alive: flat in a healthy process, whatever it goes through; growth is a leak.
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         let name = "authprobe_runtime_alive_tasks";

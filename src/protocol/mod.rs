@@ -462,6 +462,34 @@ impl LoginSpec {
         }
     }
 
+    /// A digest of what [`LoginSpec::same_credentials`] compares, salted: equal for the same
+    /// credentials under the same salt, so that a lockout guard saved before a restart is
+    /// resumed only for the credentials it was earned with. 64 bits of a salted SHA-256: enough
+    /// to tell a change, too few to confirm a guessed password with.
+    pub fn credentials_digest(&self, salt: &[u8]) -> u64 {
+        use sha2::{Digest as _, Sha256};
+        let parts = match &self.flow {
+            Flow::Etna(e) => e.credential_parts(),
+            Flow::OAuth2(o) => o.credential_parts(),
+        };
+        let mut h = Sha256::new();
+        h.update(salt);
+        h.update([u8::from(matches!(self.flow, Flow::OAuth2(_)))]);
+        for part in parts {
+            // Length-prefixed, with absence apart from emptiness: no two lists feed the same bytes.
+            match part {
+                None => h.update([0]),
+                Some(p) => {
+                    h.update([1]);
+                    h.update((p.len() as u64).to_le_bytes());
+                    h.update(p.as_bytes());
+                }
+            }
+        }
+        let digest = h.finalize();
+        u64::from_le_bytes(digest[..8].try_into().expect("SHA-256 has 32 bytes"))
+    }
+
     /// Whether `other` is the same login with the same settings and secrets.
     pub fn same_as(&self, other: &LoginSpec) -> bool {
         let flow = match (&self.flow, &other.flow) {

@@ -198,28 +198,19 @@ impl History {
     /// What the packed fields mean: a hash of every name each field can take, in order. A
     /// history saved under another layout cannot be read.
     pub fn layout() -> u64 {
-        use std::hash::{Hash, Hasher};
-        // FNV-1a: stable across releases and platforms, unlike std's DefaultHasher.
-        struct Fnv(u64);
-        impl Hasher for Fnv {
-            fn finish(&self) -> u64 {
-                self.0
-            }
-            fn write(&mut self, bytes: &[u8]) {
-                for b in bytes {
-                    self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-                }
-            }
+        let mut names = String::new();
+        let lists: [Vec<&str>; 5] = [
+            ResultClass::ALL.iter().map(|r| r.as_str()).collect(),
+            Reason::ALL.iter().map(|r| r.as_str()).collect(),
+            super::STEP_ORDER.iter().map(|s| s.as_str()).collect(),
+            STATES.iter().map(|s| State::label(*s)).collect(),
+            vec!["scheduled", "on_demand"],
+        ];
+        for list in lists {
+            names.push_str(&list.join(","));
+            names.push('|');
         }
-        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-        let names = ResultClass::ALL.iter().map(|r| r.as_str()).chain(["|"]);
-        let names = names.chain(Reason::ALL.iter().map(|r| r.as_str())).chain(["|"]);
-        let names = names.chain(super::STEP_ORDER.iter().map(|s| s.as_str())).chain(["|"]);
-        let names = names.chain(STATES.iter().map(|s| State::label(*s))).chain(["|", "trigger:scheduled,on_demand"]);
-        for name in names {
-            name.hash(&mut h);
-        }
-        h.finish()
+        crate::hash::stable_hash(names.as_bytes())
     }
 
     /// The history as stored.

@@ -439,6 +439,27 @@ pub struct Results {
     delay: Mutex<DelayHistogram>,
     cron_watchdog_runs: AtomicU64,
     reload: Mutex<ReloadStatus>,
+    storage: Mutex<Option<StorageStatus>>,
+}
+
+/// How the state store stands, as it last said: what the storage metrics show.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StorageStatus {
+    /// Whether state is being saved: false when the store could not be opened.
+    pub up: bool,
+    /// Probes whose state was restored at start.
+    pub restored_probes: u64,
+    /// Batches written.
+    pub writes: u64,
+    /// Batches that could not be written (disk full, I/O errors); their probes are written
+    /// again with the next batch.
+    pub write_failures: u64,
+    /// When a batch was last written.
+    pub last_write_success: Option<SystemTime>,
+    /// How long the last batch took to write.
+    pub last_write_duration: Duration,
+    /// Probes in the last batch.
+    pub last_write_probes: u64,
 }
 
 /// How the last configuration reload went.
@@ -488,6 +509,7 @@ impl Results {
             delay: Mutex::new(Histogram::new(&DELAY_BUCKETS)),
             cron_watchdog_runs: AtomicU64::new(0),
             reload: Mutex::new(ReloadStatus { successful: true, last_success: SystemTime::now() }),
+            storage: Mutex::new(None),
         };
         results.apply(probes);
         results
@@ -552,6 +574,16 @@ impl Results {
     /// How the last configuration reload went.
     pub fn reload_status(&self) -> ReloadStatus {
         *self.reload.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Updates the state store's status (and with it, makes the storage series exist).
+    pub fn update_storage(&self, f: impl FnOnce(&mut StorageStatus)) {
+        f(self.storage.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert_with(StorageStatus::default));
+    }
+
+    /// The state store's status; `None` when state is kept in memory only.
+    pub fn storage(&self) -> Option<StorageStatus> {
+        *self.storage.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Cron ticks started by the watchdog.

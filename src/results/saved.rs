@@ -307,7 +307,6 @@ impl ProbeResults {
                 r.resume_at = until;
             }
         });
-        self.mark_dirty();
         Ok(kept)
     }
 }

@@ -99,19 +99,25 @@ impl EtnaLogin {
         url
     }
 
+    /// What identifies the account and proves it is this login's: app key, user, password,
+    /// PIN and code.
+    pub(crate) fn credential_parts(&self) -> Vec<Option<&str>> {
+        use secrecy::ExposeSecret as _;
+        fn secret(s: &Option<SecretString>) -> Option<&str> {
+            s.as_ref().map(|s| s.expose_secret())
+        }
+        vec![
+            Some(self.app_key.expose_secret()),
+            Some(self.username.as_str()),
+            Some(self.password.expose_secret()),
+            secret(&self.pin),
+            secret(&self.verification_code),
+        ]
+    }
+
     /// Whether `other` logs in as the same user with the same secrets.
     pub fn same_credentials(&self, other: &EtnaLogin) -> bool {
-        use super::same_secret as same;
-        let optional = |a: &Option<SecretString>, b: &Option<SecretString>| match (a, b) {
-            (None, None) => true,
-            (Some(a), Some(b)) => same(a, b),
-            _ => false,
-        };
-        same(&self.app_key, &other.app_key)
-            && self.username == other.username
-            && same(&self.password, &other.password)
-            && optional(&self.pin, &other.pin)
-            && optional(&self.verification_code, &other.verification_code)
+        self.credential_parts() == other.credential_parts()
     }
 
     /// Whether `other` is the same login with the same settings and secrets.

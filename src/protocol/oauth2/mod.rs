@@ -293,6 +293,35 @@ impl OAuth2Login {
         grants && self.target.same_as(&other.target)
     }
 
+    /// What identifies the client and user and proves them: grant, user and password, the
+    /// server, client id, how it authenticates and with which secret or key.
+    pub(crate) fn credential_parts(&self) -> Vec<Option<&str>> {
+        use secrecy::ExposeSecret as _;
+        let t = &*self.target;
+        let (grant, user, password) = match &self.grant {
+            Grant::ClientCredentials => ("client_credentials", None, None),
+            Grant::Password { username, password } => {
+                ("password", Some(username.as_str()), Some(password.expose_secret()))
+            }
+        };
+        let (pem, key_id) = match &t.client_auth {
+            ClientAuth::PrivateKeyJwt(k) => (Some(k.pem.expose_secret()), k.key_id.as_deref()),
+            _ => (None, None),
+        };
+        vec![
+            Some(grant),
+            user,
+            password,
+            t.issuer.as_ref().map(Url::as_str),
+            t.endpoints.token.as_ref().map(Url::as_str),
+            Some(t.client_id.as_str()),
+            Some(t.client_auth.name()),
+            t.client_secret.as_ref().map(|s| s.expose_secret()),
+            pem,
+            key_id,
+        ]
+    }
+
     /// Whether `other` is the same login with the same settings and secrets.
     pub fn same_as(&self, other: &OAuth2Login) -> bool {
         self.same_credentials(other)
