@@ -115,7 +115,7 @@ pub enum Command {
         /// Keep what a restart should not lose (history, failures, availability, lockout
         /// backoff, last outcomes) in this directory, created if missing; "" keeps it in
         /// memory only.
-        #[arg(long = "storage.path", default_value = "data/")]
+        #[arg(long = "storage.path", default_value = "data/", value_parser = parse_storage_path)]
         storage_path: PathBuf,
         /// Write changed state to the storage path this often (and at shutdown): at most this
         /// much is lost when the process is killed.
@@ -218,6 +218,11 @@ fn load_config(path: &Path) -> Result<Config, Failure> {
     let config = Config::load(path).map_err(|e| Failure::Config(anyhow::anyhow!("invalid configuration:\n{e}")))?;
     authprobe::panics::remember(config.secrets());
     Ok(config)
+}
+
+/// A storage path; "" (memory only) included, which clap's path parser refuses.
+fn parse_storage_path(text: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(text))
 }
 
 /// A write interval: a duration of at least 100 ms, so that the writer never spins.

@@ -94,9 +94,9 @@ pub struct SavedRun {
     reason: String,
     reason_text: String,
     http_status: u16,
-    duration_us: u64,
-    started_unix_ms: u64,
-    finished_unix_ms: u64,
+    duration_ns: u64,
+    started_unix_ns: u64,
+    finished_unix_ns: u64,
     steps: Vec<(String, u16, String, u64)>,
     detail: String,
     logout: Option<(bool, u16, String)>,
@@ -131,8 +131,12 @@ fn from_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, nanos)
 }
 
 fn named<T: Copy>(
@@ -179,30 +183,30 @@ impl SavedRun {
             reason: o.reason.as_str().to_owned(),
             reason_text: o.reason_text.clone(),
             http_status: o.http_status,
-            duration_us: micros(o.duration),
-            started_unix_ms: ms(last.started),
-            finished_unix_ms: ms(last.finished),
+            duration_ns: nanos(o.duration),
+            started_unix_ns: unix_ns(last.started),
+            finished_unix_ns: unix_ns(last.finished),
             steps: o
                 .steps
                 .iter()
                 .map(|s| {
-                    (s.step.as_str().to_owned(), s.http_status, State::label(s.state).to_owned(), micros(s.duration))
+                    (s.step.as_str().to_owned(), s.http_status, State::label(s.state).to_owned(), nanos(s.duration))
                 })
                 .collect(),
             detail: o.detail.clone(),
             logout: o.logout.as_ref().map(|l| (l.ok, l.http_status, l.detail.clone())),
             retries: o.retries,
-            phases: o.phases.map(|p| p.durations().map(|d| d.map(micros))),
+            phases: o.phases.map(|p| p.durations().map(|d| d.map(nanos))),
             tls: o.tls.map(|t| (t.version.map(str::to_owned), t.cert_not_after_unix)),
             token_expires_in_ms: o.token_expires_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             discovery: o
                 .discovery
-                .map(|d| (d.ok, micros(d.duration), d.jwks_keys.map(|k| k as u64), d.jwks_changed_unix)),
+                .map(|d| (d.ok, nanos(d.duration), d.jwks_keys.map(|k| k as u64), d.jwks_changed_unix)),
         }
     }
 
     fn last_run(&self) -> Result<LastRun, RestoreError> {
-        let us = Duration::from_micros;
+        let ns = Duration::from_nanos;
         let steps = self
             .steps
             .iter()
@@ -211,7 +215,7 @@ impl SavedRun {
                     step: step_named(step)?,
                     http_status: *status,
                     state: state_named(state)?,
-                    duration: us(*d),
+                    duration: ns(*d),
                 })
             })
             .collect::<Result<Vec<_>, RestoreError>>()?;
@@ -222,7 +226,7 @@ impl SavedRun {
             reason: reason_named(&self.reason)?,
             reason_text: self.reason_text.clone(),
             http_status: self.http_status,
-            duration: us(self.duration_us),
+            duration: Duration::from_nanos(self.duration_ns),
             steps,
             detail: self.detail.clone(),
             logout: self.logout.as_ref().map(|(ok, http_status, detail)| LogoutOutcome {
@@ -232,11 +236,11 @@ impl SavedRun {
             }),
             retries: self.retries,
             phases: self.phases.map(|[resolve, connect, tls, processing, transfer]| Phases {
-                resolve: us(resolve.unwrap_or(0)),
-                connect: us(connect.unwrap_or(0)),
-                tls: us(tls.unwrap_or(0)),
-                processing: processing.map(us),
-                transfer: transfer.map(us),
+                resolve: ns(resolve.unwrap_or(0)),
+                connect: ns(connect.unwrap_or(0)),
+                tls: ns(tls.unwrap_or(0)),
+                processing: processing.map(ns),
+                transfer: transfer.map(ns),
             }),
             tls: self.tls.as_ref().map(|(version, not_after)| TlsFacts {
                 version: version.as_deref().and_then(|v| TLS_VERSIONS.into_iter().find(|k| *k == v)),
@@ -245,7 +249,7 @@ impl SavedRun {
             token_expires_in: self.token_expires_in_ms.map(Duration::from_millis),
             discovery: self.discovery.map(|(ok, d, keys, changed)| DiscoveryFacts {
                 ok,
-                duration: us(d),
+                duration: ns(d),
                 jwks_keys: keys.map(|k| usize::try_from(k).unwrap_or(usize::MAX)),
                 jwks_changed_unix: changed,
             }),
@@ -257,8 +261,8 @@ impl SavedRun {
             reason: outcome.reason,
             http_status: outcome.http_status,
             duration: outcome.duration,
-            started: from_ms(self.started_unix_ms),
-            finished: from_ms(self.finished_unix_ms),
+            started: UNIX_EPOCH + Duration::from_nanos(self.started_unix_ns),
+            finished: UNIX_EPOCH + Duration::from_nanos(self.finished_unix_ns),
             outcome: outcome.into(),
         })
     }

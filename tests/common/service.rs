@@ -38,9 +38,15 @@ impl Service {
 
     /// [`Service::spawn`] with these environment variables set for the child.
     pub async fn spawn_with_env(dir: &Path, argv: &[&str], env: &[(&str, &str)]) -> Service {
-        let mut child = Command::new(BIN)
-            .args(argv)
-            .envs(env.iter().copied())
+        let mut command = Command::new(BIN);
+        command.args(argv).envs(env.iter().copied());
+        Self::spawn_command(dir, command).await
+    }
+
+    /// Starts `command` (which runs the binary, perhaps through a wrapper) in `dir` and waits
+    /// until it is ready.
+    pub async fn spawn_command(dir: &Path, mut command: Command) -> Service {
+        let mut child = command
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -127,6 +133,12 @@ impl Service {
         }
     }
 
+    /// SIGKILL: the process gets no chance to save anything. Returns once it is gone.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("SIGKILL");
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.expect("gone within 10 s");
+    }
+
     /// The child's process id.
     pub fn pid(&self) -> i32 {
         self.child.id().expect("still running") as i32
@@ -148,7 +160,6 @@ impl Service {
         self.wait().await
     }
 
-    /// SIGTERM, then the exit code (at most 10 s).
     /// [`Service::terminate`], then everything it logged, shutdown included.
     pub async fn terminate_with_log(self) -> (i32, String) {
         let lines = self.stderr.clone();
@@ -159,6 +170,7 @@ impl Service {
         (code, log)
     }
 
+    /// SIGTERM, then the exit code (at most 10 s).
     pub async fn terminate(mut self) -> i32 {
         let pid = self.child.id().expect("still running") as i32;
         // SAFETY: plain kill(2) on our own child.
