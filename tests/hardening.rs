@@ -564,6 +564,13 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
             emitted += &cli(dir.path(), &argv).1;
         }
     }
+    // What the state store kept on disk (the service ran in `dir`, with the default data/).
+    let mut stored = String::new();
+    for entry in std::fs::read_dir(dir.path().join("data")).unwrap() {
+        stored += &String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(stored.contains("invalid_credentials") && stored.contains("oidc-user"), "the store holds the state");
+    emitted += &stored;
     // Debug output of the loaded configuration.
     let config = authprobe::config::Config::load(&file).unwrap();
     emitted += &format!("{config:?}");
