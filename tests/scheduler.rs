@@ -46,13 +46,7 @@ fn every(ms: u64) -> Schedule {
 
 fn success(duration: Duration) -> Outcome {
     Outcome {
-        result: ResultClass::Success,
         state: Some(State::Succeeded),
-        step: Step::BaseAuthentication,
-        reason: Reason::None,
-        reason_text: String::new(),
-        http_status: 200,
-        duration,
         steps: vec![StepRecord {
             step: Step::BaseAuthentication,
             http_status: 200,
@@ -60,12 +54,7 @@ fn success(duration: Duration) -> Outcome {
             duration,
         }],
         detail: "login succeeded".to_owned(),
-        logout: None,
-        retries: 0,
-        phases: None,
-        tls: None,
-        token_expires_in: None,
-        discovery: None,
+        ..Outcome::bare(ResultClass::Success, Reason::None, 200, duration)
     }
 }
 

@@ -1097,19 +1097,9 @@ async fn the_lockout_guard_cuts_down_logins_until_the_account_works() {
 /// every series of its instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_split_the_probes_and_location_labels_them() {
-    let names: Vec<String> = (0..30).map(|i| format!("acct-{i:02}")).collect();
-    let sim = simulator(names.iter().map(|n| Account::new(n, "pw")).collect()).await;
     let dir = tempfile::tempdir().unwrap();
-    let probes: String =
-        names.iter().map(|n| format!("  - {{name: {n}, target: sim, username: {n}, password: pw}}\n")).collect();
-    let file = write(
-        dir.path(),
-        "probes.yaml",
-        &format!(
-            "defaults: {{interval: 1s, timeout: 900ms}}\ntargets: [{{name: sim, base_url: {}, app_key: {APP_KEY}}}]\nprobes:\n{probes}",
-            sim.base_url()
-        ),
-    );
+    let (sim, file) = common::many_probes(dir.path(), "acct", 30, "{interval: 1s, timeout: 900ms}").await;
+    let names: Vec<String> = (0..30).map(|i| format!("acct-{i:03}")).collect();
     let cfg = file.to_str().unwrap();
     let mut instances = Vec::new();
     for i in 0..3 {

@@ -747,6 +747,28 @@ pub struct LogoutOutcome {
 }
 
 impl Outcome {
+    /// An outcome of only a result, reason, final status and duration: no state, steps, texts
+    /// or facts. For runs that made no request (a panic inside authprobe), and a base for tests.
+    pub fn bare(result: ResultClass, reason: Reason, http_status: u16, duration: Duration) -> Outcome {
+        Outcome {
+            result,
+            state: None,
+            step: Step::BaseAuthentication,
+            reason,
+            reason_text: String::new(),
+            http_status,
+            duration,
+            steps: Vec::new(),
+            detail: String::new(),
+            logout: None,
+            retries: 0,
+            phases: None,
+            tls: None,
+            token_expires_in: None,
+            discovery: None,
+        }
+    }
+
     /// Whether the result is `success`.
     pub fn is_success(&self) -> bool {
         self.result == ResultClass::Success

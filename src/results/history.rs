@@ -295,21 +295,9 @@ mod tests {
 
     fn outcome(result: ResultClass, text: &str, ms: u64) -> Outcome {
         Outcome {
-            result,
             state: Some(State::Failed),
-            step: Step::BaseAuthentication,
-            reason: Reason::Other,
             reason_text: text.to_owned(),
-            http_status: 401,
-            duration: Duration::from_millis(ms),
-            steps: Vec::new(),
-            detail: String::new(),
-            logout: None,
-            retries: 0,
-            phases: None,
-            tls: None,
-            token_expires_in: None,
-            discovery: None,
+            ..Outcome::bare(result, Reason::Other, 401, Duration::from_millis(ms))
         }
     }
 

@@ -127,6 +127,23 @@ pub struct LastRun {
     pub outcome: Arc<Outcome>,
 }
 
+impl LastRun {
+    /// The last run that ended in `outcome`.
+    pub fn of(outcome: Arc<Outcome>, started: SystemTime, finished: SystemTime) -> Self {
+        LastRun {
+            result: outcome.result,
+            state: outcome.state,
+            step: outcome.step,
+            reason: outcome.reason,
+            http_status: outcome.http_status,
+            duration: outcome.duration,
+            started,
+            finished,
+            outcome,
+        }
+    }
+}
+
 /// Everything recorded for one probe. Cloning it is cheap (no strings but one `Arc`).
 #[derive(Debug, Clone)]
 pub struct ProbeRecord {
@@ -399,17 +416,7 @@ impl ProbeResults {
             } else {
                 r.consecutive_failures += 1;
             }
-            r.last = Some(LastRun {
-                result: outcome.result,
-                state: outcome.state,
-                step: outcome.step,
-                reason: outcome.reason,
-                http_status: outcome.http_status,
-                duration: outcome.duration,
-                started,
-                finished,
-                outcome: outcome.clone(),
-            });
+            r.last = Some(LastRun::of(outcome.clone(), started, finished));
         });
         self.mark_dirty();
     }

@@ -59,6 +59,8 @@ pub struct ProbeState {
     pub guard: GuardState,
     /// The extra delay between runs the guard had in force (milliseconds).
     pub backoff_ms: u64,
+    /// While backing off: when the probe runs again (Unix milliseconds).
+    pub resume_at_unix_ms: Option<u64>,
 }
 
 /// [`History`] as stored: its entries as they are packed in memory, with the layout of the
@@ -254,17 +256,8 @@ impl SavedRun {
                 jwks_changed_unix: changed,
             }),
         };
-        Ok(LastRun {
-            result: outcome.result,
-            state: outcome.state,
-            step: outcome.step,
-            reason: outcome.reason,
-            http_status: outcome.http_status,
-            duration: outcome.duration,
-            started: UNIX_EPOCH + Duration::from_nanos(self.started_unix_ns),
-            finished: UNIX_EPOCH + Duration::from_nanos(self.finished_unix_ns),
-            outcome: outcome.into(),
-        })
+        let at = |ns| UNIX_EPOCH + Duration::from_nanos(ns);
+        Ok(LastRun::of(outcome.into(), at(self.started_unix_ns), at(self.finished_unix_ns)))
     }
 }
 
@@ -282,6 +275,7 @@ impl ProbeResults {
             last_success_unix_ms: r.last_success.map(ms),
             guard: r.guard,
             backoff_ms: u64::try_from(r.backoff.as_millis()).unwrap_or(u64::MAX),
+            resume_at_unix_ms: r.resume_at.map(ms),
         })
     }
 
@@ -298,7 +292,7 @@ impl ProbeResults {
             *self.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = history;
         }
         let now = SystemTime::now();
-        let until = (state.guard.until_unix_ms != 0).then(|| from_ms(state.guard.until_unix_ms));
+        let resume_at = state.resume_at_unix_ms.map(from_ms);
         self.update(|r| {
             r.availability = availability;
             r.last = last;
@@ -306,9 +300,9 @@ impl ProbeResults {
             r.last_success = state.last_success_unix_ms.map(from_ms);
             r.guard = state.guard;
             // A backoff whose end has passed is over: what remains is the strikes.
-            if until.is_some_and(|u| u > now) {
+            if resume_at.is_some_and(|at| at > now) {
                 r.backoff = Duration::from_millis(state.backoff_ms);
-                r.resume_at = until;
+                r.resume_at = resume_at;
             }
         });
         Ok(kept)
@@ -411,6 +405,7 @@ mod tests {
         assert_eq!(b.last.as_ref().unwrap().started, a.last.as_ref().unwrap().started);
         assert_eq!((b.consecutive_failures, b.last_success), (1, a.last_success));
         assert_eq!((b.guard, b.backoff, b.resume_at.map(ms)), (a.guard, a.backoff, Some(ms(until))));
+        assert_eq!(b.resume_at.map(ms), a.resume_at.map(ms));
         // Counters restart at zero.
         assert_eq!((b.total_runs(), b.login.count), (0, 0));
         assert_eq!(q.saved_state(), state);

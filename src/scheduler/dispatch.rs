@@ -14,7 +14,7 @@ use super::backoff::Backoff;
 use super::cron::CronClock;
 use super::{Run, RunFn};
 use crate::config::Probe;
-use crate::protocol::{Outcome, Reason, ResultClass, Step};
+use crate::protocol::{Outcome, Reason, ResultClass};
 use crate::results::{ProbeResults, Results, SkipReason, Trigger};
 
 /// A scheduled probe and its run-time state.
@@ -213,20 +213,7 @@ pub(super) fn spawn<T: Send + 'static>(
 
 fn internal_error(duration: Duration) -> Outcome {
     Outcome {
-        result: ResultClass::InternalError,
-        state: None,
-        step: Step::BaseAuthentication,
-        reason: Reason::None,
-        reason_text: String::new(),
-        http_status: 0,
-        duration,
-        steps: Vec::new(),
         detail: "the run panicked inside authprobe (a bug; see the error log)".to_owned(),
-        logout: None,
-        retries: 0,
-        phases: None,
-        tls: None,
-        token_expires_in: None,
-        discovery: None,
+        ..Outcome::bare(ResultClass::InternalError, Reason::None, 0, duration)
     }
 }

@@ -227,6 +227,7 @@ impl Store {
                     tracing::info!(probe = %name, "credentials changed since the state was saved: the lockout guard starts fresh");
                     state.guard = Default::default();
                     state.backoff_ms = 0;
+                    state.resume_at_unix_ms = None;
                     report.credentials_changed += 1;
                 }
                 match probe.restore(&state) {

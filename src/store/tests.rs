@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::config::Config;
-use crate::protocol::{Outcome, Reason, ResultClass, Step};
+use crate::protocol::{Outcome, Reason, ResultClass};
 use crate::results::{GuardState, Trigger};
 
 fn probes(dir: &Path, password: &str, names: &[&str]) -> Vec<Arc<Probe>> {
@@ -22,23 +22,9 @@ fn results(probes: &[Arc<Probe>]) -> Arc<Results> {
 }
 
 fn outcome(result: ResultClass) -> Outcome {
-    Outcome {
-        result,
-        state: None,
-        step: Step::BaseAuthentication,
-        reason: if result == ResultClass::Success { Reason::None } else { Reason::InvalidCredentials },
-        reason_text: String::new(),
-        http_status: if result == ResultClass::Success { 200 } else { 401 },
-        duration: Duration::from_millis(40),
-        steps: Vec::new(),
-        detail: String::new(),
-        logout: None,
-        retries: 0,
-        phases: None,
-        tls: None,
-        token_expires_in: None,
-        discovery: None,
-    }
+    let ok = result == ResultClass::Success;
+    let (reason, status) = if ok { (Reason::None, 200) } else { (Reason::InvalidCredentials, 401) };
+    Outcome::bare(result, reason, status, Duration::from_millis(40))
 }
 
 /// Runs `a` and `b` once (`b` fails and backs off) and writes them.

@@ -89,6 +89,25 @@ pub fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBu
     p
 }
 
+/// `n` accounts `{prefix}-000`… (password `pw`) on a new simulator, and `dir/probes.yaml` with
+/// a probe of each, of the same name, with `defaults`.
+pub async fn many_probes(
+    dir: &std::path::Path,
+    prefix: &str,
+    n: usize,
+    defaults: &str,
+) -> (Simulator, std::path::PathBuf) {
+    let names: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:03}")).collect();
+    let sim = simulator(names.iter().map(|n| Account::new(n, "pw")).collect()).await;
+    let probes: String =
+        names.iter().map(|n| format!("  - {{name: {n}, target: sim, username: {n}, password: pw}}\n")).collect();
+    let text = format!(
+        "defaults: {defaults}\ntargets: [{{name: sim, base_url: {}, app_key: {APP_KEY}}}]\nprobes:\n{probes}",
+        sim.base_url()
+    );
+    (sim, write(dir, "probes.yaml", &text))
+}
+
 /// A loopback port nothing listens on (bound, then released).
 pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
