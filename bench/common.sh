@@ -64,12 +64,16 @@ start_simulator() {
     BENCH_PIDS+=("$SIM_PID")
 }
 
-# start_authprobe WEB_PORT [ARGS…]: `authprobe run` on $WORK/probes.yaml, waits until ready
-# (20 s at most); sets RUN_PID.
+# start_authprobe WEB_PORT [ARGS…]: `authprobe run` on $WORK/probes.yaml, its state store in
+# $WORK/data unless ARGS name another, waits until ready (20 s at most); sets RUN_PID.
 start_authprobe() {
     local port=$1
     shift
-    "$BIN" --log.level warn run --config.file "$WORK/probes.yaml" --web.listen-address "127.0.0.1:$port" "$@" 2>"$WORK/run.log" &
+    # The state store goes in the work directory (not the checkout's data/) unless asked for.
+    local storage=(--storage.path "$WORK/data")
+    case " $* " in *" --storage.path "*) storage=() ;; esac
+    "$BIN" --log.level warn run --config.file "$WORK/probes.yaml" --web.listen-address "127.0.0.1:$port" \
+        "${storage[@]}" "$@" 2>"$WORK/run.log" &
     RUN_PID=$!
     BENCH_PIDS+=("$RUN_PID")
     for _ in $(seq 1 200); do

@@ -198,19 +198,23 @@ impl History {
     /// What the packed fields mean: a hash of every name each field can take, in order. A
     /// history saved under another layout cannot be read.
     pub fn layout() -> u64 {
-        let mut names = String::new();
-        let lists: [Vec<&str>; 5] = [
-            ResultClass::ALL.iter().map(|r| r.as_str()).collect(),
-            Reason::ALL.iter().map(|r| r.as_str()).collect(),
-            super::STEP_ORDER.iter().map(|s| s.as_str()).collect(),
-            STATES.iter().map(|s| State::label(*s)).collect(),
-            vec!["scheduled", "on_demand"],
-        ];
-        for list in lists {
-            names.push_str(&list.join(","));
-            names.push('|');
-        }
-        crate::hash::stable_hash(names.as_bytes())
+        // Asked once per probe of every batch the store writes: worked out once.
+        static LAYOUT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        *LAYOUT.get_or_init(|| {
+            let mut names = String::new();
+            let lists: [Vec<&str>; 5] = [
+                ResultClass::ALL.iter().map(|r| r.as_str()).collect(),
+                Reason::ALL.iter().map(|r| r.as_str()).collect(),
+                super::STEP_ORDER.iter().map(|s| s.as_str()).collect(),
+                STATES.iter().map(|s| State::label(*s)).collect(),
+                vec!["scheduled", "on_demand"],
+            ];
+            for list in lists {
+                names.push_str(&list.join(","));
+                names.push('|');
+            }
+            crate::hash::stable_hash(names.as_bytes())
+        })
     }
 
     /// The history as stored.

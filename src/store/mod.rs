@@ -244,28 +244,36 @@ impl Store {
             }
         }
         report.dropped = gone.len();
-        self.write(&[], &gone).map_err(sqlite)?;
+        self.write(std::iter::empty::<(String, i64, Vec<u8>)>(), &gone).map_err(sqlite)?;
         Ok(report)
     }
 
-    /// Writes `states` (name, credentials digest, encoded state) and deletes `removed`, in one
-    /// transaction.
-    pub fn write(&mut self, states: &[(String, i64, Vec<u8>)], removed: &[String]) -> Result<(), rusqlite::Error> {
+    /// Writes `states` (name, credentials digest, encoded state), taken one at a time so that
+    /// no batch is ever held whole, and deletes `removed`, in one transaction. Returns the rows
+    /// written.
+    pub fn write<S: AsRef<[u8]>>(
+        &mut self,
+        states: impl IntoIterator<Item = (String, i64, S)>,
+        removed: &[String],
+    ) -> Result<usize, rusqlite::Error> {
         let tx = self.conn.transaction()?;
+        let mut written = 0;
         {
             let now = crate::results::unix_seconds(SystemTime::now()) as i64;
             let mut put = tx.prepare_cached(
                 "INSERT OR REPLACE INTO probes (name, credentials, saved_unix, state) VALUES (?1, ?2, ?3, ?4)",
             )?;
             for (name, credentials, state) in states {
-                put.execute(params![name, credentials, now, state])?;
+                put.execute(params![name, credentials, now, state.as_ref()])?;
+                written += 1;
             }
             let mut delete = tx.prepare_cached("DELETE FROM probes WHERE name = ?1")?;
             for name in removed {
                 delete.execute([name])?;
             }
         }
-        tx.commit()
+        tx.commit()?;
+        Ok(written)
     }
 
     /// Names of the probes with saved state.

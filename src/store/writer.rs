@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::Store;
 use crate::config::Probe;
-use crate::results::Results;
+use crate::results::{ProbeSet, Results};
 
 /// While writes keep failing, how often the failure is logged again.
 const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -44,7 +44,8 @@ impl Writer {
         let credentials = store.credentials(probes);
         let salt = store.salt.clone();
         let known = store.names().unwrap_or_default();
-        let mut state = Batches { store, results, credentials, known, failing_since: None, warned: None };
+        let mut state =
+            Batches { store, results, credentials, known, last_set: None, failing_since: None, warned: None };
         let thread = std::thread::Builder::new().name("authprobe-store".to_owned()).spawn(move || {
             let mut next = Instant::now() + interval;
             loop {
@@ -94,6 +95,8 @@ struct Batches {
     credentials: HashMap<String, i64>,
     /// Names with a row in the file.
     known: HashSet<String>,
+    /// The probe set of the last batch: rows can only have become stale when it changed.
+    last_set: Option<Arc<ProbeSet>>,
     failing_since: Option<Instant>,
     warned: Option<Instant>,
 }
@@ -102,33 +105,38 @@ impl Batches {
     /// Writes every dirty probe and deletes the rows of probes no longer configured.
     fn write(&mut self) {
         let set = self.results.probes();
-        let removed: Vec<String> = self.known.iter().filter(|n| set.get(n).is_none()).cloned().collect();
-        let mut batch = Vec::new();
-        for p in &set.list {
-            if !p.take_dirty() {
-                continue;
-            }
-            match postcard::to_stdvec(&p.saved_state()) {
-                Ok(bytes) => batch.push((p.name.clone(), self.credentials.get(&p.name).copied().unwrap_or(0), bytes)),
-                Err(e) => tracing::error!(probe = %p.name, error = %e, "cannot encode the probe's state"),
-            }
-        }
-        if batch.is_empty() && removed.is_empty() {
-            return;
-        }
+        let reloaded = !self.last_set.as_ref().is_some_and(|last| Arc::ptr_eq(last, &set));
+        let removed: Vec<String> =
+            if reloaded { self.known.iter().filter(|n| set.get(n).is_none()).cloned().collect() } else { Vec::new() };
+        // Probes whose mark was taken, to mark again if the batch fails.
+        let mut taken = Vec::new();
         let started = Instant::now();
-        match self.store.write(&batch, &removed) {
-            Ok(()) => {
+        let credentials = &self.credentials;
+        // Encoded one at a time as SQLite takes them: a batch is never held whole.
+        let states = set.list.iter().enumerate().filter(|(_, p)| p.take_dirty()).filter_map(|(i, p)| {
+            taken.push(i);
+            match postcard::to_stdvec(&p.saved_state()) {
+                Ok(bytes) => Some((p.name.clone(), credentials.get(&p.name).copied().unwrap_or(0), bytes)),
+                Err(e) => {
+                    tracing::error!(probe = %p.name, error = %e, "cannot encode the probe's state");
+                    None
+                }
+            }
+        });
+        let outcome = self.store.write(states, &removed);
+        match outcome {
+            Ok(0) if removed.is_empty() => {}
+            Ok(written) => {
                 for name in &removed {
                     self.known.remove(name);
                 }
-                self.known.extend(batch.iter().map(|(n, ..)| n.clone()));
+                self.known.extend(taken.iter().map(|i| set.list[*i].name.clone()));
                 let took = started.elapsed();
                 self.results.update_storage(|s| {
                     s.writes += 1;
                     s.last_write_success = Some(SystemTime::now());
                     s.last_write_duration = took;
-                    s.last_write_probes = batch.len() as u64;
+                    s.last_write_probes = written as u64;
                 });
                 if let Some(since) = self.failing_since.take() {
                     tracing::info!(
@@ -140,10 +148,8 @@ impl Batches {
                 self.warned = None;
             }
             Err(e) => {
-                for (name, ..) in &batch {
-                    if let Some(p) = set.get(name) {
-                        p.keep_dirty();
-                    }
+                for i in &taken {
+                    set.list[*i].keep_dirty();
                 }
                 self.results.update_storage(|s| s.write_failures += 1);
                 self.failing_since.get_or_insert(started);
@@ -152,11 +158,14 @@ impl Batches {
                     tracing::error!(
                         path = %self.store.path().display(),
                         error = %e,
-                        probes = batch.len(),
+                        probes = taken.len(),
                         "cannot write the state store; probing goes on and the state is kept in memory, to be written when the disk allows"
                     );
                 }
+                // Deletions are tried again with the next batch.
+                return;
             }
         }
+        self.last_set = Some(set);
     }
 }
