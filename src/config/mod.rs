@@ -822,21 +822,8 @@ impl<'a> Validator<'a> {
         if t.issuer.is_none() && t.token_endpoint.is_none() {
             self.error(format!("{path}.issuer"), "missing: set issuer (for discovery) or token_endpoint");
         }
-        let client_id = match t.client_id.as_deref().map(expand_env) {
-            None => {
-                self.error(format!("{path}.client_id"), "missing: an oauth2 target needs client_id");
-                None
-            }
-            Some(Ok(id)) if id.trim().is_empty() => {
-                self.error(format!("{path}.client_id"), "must not be empty");
-                None
-            }
-            Some(Ok(id)) => Some(id),
-            Some(Err(m)) => {
-                self.error(format!("{path}.client_id"), m);
-                None
-            }
-        };
+        let client_id =
+            self.required_text(path, "client_id", t.client_id.as_deref(), "an oauth2 target needs client_id", false);
         let method = t.client_auth.as_deref().map(str::trim).unwrap_or("client_secret_basic");
         let has_secret = t.client_secret.is_some() || t.client_secret_file.is_some();
         let auth = match method {
@@ -936,25 +923,9 @@ impl<'a> Validator<'a> {
             ("revoke", p.revoke.is_some()),
         ];
         self.foreign(path, &oauth2_only, "probes of protocol: oauth2 targets");
-        let Some(raw_username) = p.username.as_deref() else {
-            self.error(format!("{path}.username"), "missing: an ETNA probe needs username");
-            return None;
-        };
-        let username = match expand_env(raw_username) {
-            Ok(u) if u.is_empty() => {
-                self.error(format!("{path}.username"), "must not be empty");
-                None
-            }
-            Ok(u) if reqwest::header::HeaderValue::from_str(&u).is_err() => {
-                self.error(format!("{path}.username"), "contains characters that cannot be sent in an HTTP header");
-                None
-            }
-            Ok(u) => Some(u),
-            Err(m) => {
-                self.error(format!("{path}.username"), m);
-                None
-            }
-        };
+        // ETNA sends it in a header of its own.
+        let username =
+            self.required_text(path, "username", p.username.as_deref(), "an ETNA probe needs username", true);
         let password = self.secret(path, "password", p.password.as_ref(), p.password_file.as_ref(), true);
         let pin = self.secret(path, "pin", p.pin.as_ref(), p.pin_file.as_ref(), false);
         let verification_code = self.secret(
@@ -1066,21 +1037,13 @@ impl<'a> Validator<'a> {
                 Some(Grant::ClientCredentials)
             }
             Some("password") => {
-                let username = match p.username.as_deref().map(expand_env) {
-                    None => {
-                        self.error(format!("{path}.username"), "missing: grant: password needs username");
-                        None
-                    }
-                    Some(Ok(u)) if u.is_empty() => {
-                        self.error(format!("{path}.username"), "must not be empty");
-                        None
-                    }
-                    Some(Ok(u)) => Some(u),
-                    Some(Err(m)) => {
-                        self.error(format!("{path}.username"), m);
-                        None
-                    }
-                };
+                let username = self.required_text(
+                    path,
+                    "username",
+                    p.username.as_deref(),
+                    "grant: password needs username",
+                    false,
+                );
                 let password = self.secret(path, "password", p.password.as_ref(), p.password_file.as_ref(), true);
                 match (username, password) {
                     (Some(username), Some(password)) => Some(Grant::Password { username, password }),
@@ -1184,6 +1147,33 @@ impl<'a> Validator<'a> {
             refresh,
             revoke,
         }))
+    }
+
+    /// The required text `field` of the item at `path`, `${VAR}` expanded. Missing (`needed`
+    /// says why it is needed), blank, or with `header`, unsendable in an HTTP header: a located
+    /// error and `None`.
+    fn required_text(
+        &mut self,
+        path: &str,
+        field: &str,
+        value: Option<&str>,
+        needed: &str,
+        header: bool,
+    ) -> Option<String> {
+        let at = format!("{path}.{field}");
+        let Some(raw) = value else {
+            self.error(at, format!("missing: {needed}"));
+            return None;
+        };
+        match expand_env(raw) {
+            Ok(v) if v.trim().is_empty() => self.error(at, "must not be empty"),
+            Ok(v) if header && reqwest::header::HeaderValue::from_str(&v).is_err() => {
+                self.error(at, "contains characters that cannot be sent in an HTTP header")
+            }
+            Ok(v) => return Some(v),
+            Err(m) => self.error(at, m),
+        }
+        None
     }
 
     fn check_name(&mut self, field: &str, name: &str) {

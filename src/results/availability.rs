@@ -184,6 +184,26 @@ impl Availability {
     }
 }
 
+/// Counts over every window summed per target, as probes are read one after the other: each
+/// probe's buckets are read once, for its own figures and its target's.
+#[derive(Debug, Default)]
+pub struct TargetSums<'a>(std::collections::BTreeMap<&'a str, [Counts; 4]>);
+
+impl<'a> TargetSums<'a> {
+    /// Adds a probe of `target` whose counts are `counts`.
+    pub fn add(&mut self, target: &'a str, counts: [Counts; 4]) {
+        let sum = self.0.entry(target).or_default();
+        for (s, c) in sum.iter_mut().zip(counts) {
+            s.add(c);
+        }
+    }
+
+    /// Each target's figures, targets by name.
+    pub fn figures(self) -> Vec<(String, Figures)> {
+        self.0.into_iter().map(|(t, c)| (t.to_owned(), Figures::of(c))).collect()
+    }
+}
+
 /// Availability over every window of [`WINDOWS`], as pages and the API show it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Figures {

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use crate::config::Probe;
 use crate::protocol::{Outcome, Reason, ResultClass, State, Step};
 
-pub use availability::{Availability, Counts, Figures};
+pub use availability::{Availability, Counts, Figures, TargetSums};
 pub use history::{History, PastRun, Trigger, HISTORY_FAILURES, HISTORY_RUNS};
 pub use saved::{GuardState, ProbeState, RestoreError};
 
@@ -495,16 +495,11 @@ impl ProbeSet {
     /// Each target's availability figures: its probes' runs summed per window, ending at `now`;
     /// targets by name.
     pub fn target_availability(&self, now: SystemTime) -> Vec<(String, Figures)> {
-        let mut sums: std::collections::BTreeMap<&str, [Counts; 4]> = std::collections::BTreeMap::new();
+        let mut sums = TargetSums::default();
         for p in &self.list {
-            let counts = p.read(|r| r.availability.all_counts(now));
-            let sum = sums.entry(p.target.as_str()).or_default();
-            for (s, c) in sum.iter_mut().zip(counts) {
-                s.runs += c.runs;
-                s.successes += c.successes;
-            }
+            sums.add(&p.target, p.read(|r| r.availability.all_counts(now)));
         }
-        sums.into_iter().map(|(t, c)| (t.to_owned(), Figures::of(c))).collect()
+        sums.figures()
     }
 }
 

@@ -52,6 +52,7 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
     let reload = state.results.reload_status();
     let mut rows = String::new();
     let mut counts = [0usize; 3];
+    let mut sums = crate::results::TargetSums::default();
     for p in &set.list {
         let r = p.snapshot();
         let (class, result, detail, duration, ran) = match &r.last {
@@ -84,7 +85,9 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
                 crate::duration::format(r.backoff)
             );
         }
-        let availability = availability_cells(&r.availability_at(now));
+        let own = r.availability.all_counts(now);
+        sums.add(&p.target, own);
+        let availability = availability_cells(&Figures::of(own));
         let _ = writeln!(
             rows,
             "<tr class=\"{class}\" data-probe=\"{name}\"><td><a href=\"/probes/{path}\">{name}</a></td><td>{}</td><td>{}</td>\
@@ -107,7 +110,7 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
         let _ = write!(whereabouts, " Running {shard} of the configured probes.");
     }
     let mut targets = String::new();
-    for (target, figures) in set.target_availability(now) {
+    for (target, figures) in sums.figures() {
         let _ = writeln!(
             targets,
             "<tr data-target=\"{name}\"><td>{name}</td>{}</tr>",
