@@ -60,6 +60,14 @@ impl fmt::Display for FileErrors {
 }
 
 impl FileErrors {
+    /// Passes every field and message through `f` (a redaction).
+    pub fn map_texts(&mut self, f: impl Fn(&str) -> String) {
+        for e in &mut self.0 {
+            e.field = f(&e.field);
+            e.message = f(&e.message);
+        }
+    }
+
     /// Replaces each of `values` (longest first) wherever a field or message quotes it.
     pub fn redact(&mut self, values: &[String]) {
         let mut values: Vec<&String> = values.iter().filter(|v| !v.is_empty()).collect();

@@ -517,13 +517,16 @@ impl Config {
                 .validate(doc.value, &places, parts)
         });
         // A secret misplaced by an edit (pasted as a key, say) would be quoted by the parser's
-        // messages: remove every value the files give a secret field.
+        // messages: remove every value the files give a secret field. An edit can also cut a
+        // secret from its key (the value then reads as part of another field's): on a reload,
+        // the secrets of the configuration running are removed as well.
         loaded.map_err(|mut errors| {
             for file in std::iter::once(path).chain(read.iter().map(PathBuf::as_path)) {
                 if let Ok(text) = std::fs::read_to_string(file) {
                     errors.redact(&secrets::values_in(&text));
                 }
             }
+            errors.map_texts(crate::panics::redact);
             errors
         })
     }
