@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use authprobe::config::Config;
 use authprobe::protocol::{Outcome, Reason, ResultClass, State, Step, StepRecord};
-use authprobe::results::{GuardState, Results, Trigger, HISTORY_RUNS};
+use authprobe::results::{unix_millis, GuardState, Results, Trigger, HISTORY_RUNS};
 use authprobe::store::{writer::Writer, Store};
 
 fn outcome(ok: bool, i: usize) -> Outcome {
@@ -48,18 +48,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         if n % 20 == 0 {
             let until = now + Duration::from_secs(1800);
-            let ms = until.duration_since(SystemTime::UNIX_EPOCH)?.as_millis() as u64;
             p.set_backoff(
                 Duration::from_secs(900),
                 Some(until),
-                GuardState { strikes: 5, level: 4, until_unix_ms: ms },
+                GuardState { strikes: 5, level: 4, until_unix_ms: unix_millis(until) },
             );
         }
     }
     let (mut store, _) = Store::open(dir.as_ref())?;
-    store.restore(&results, &probes)?;
+    let credentials = store.credentials(&probes);
+    store.restore(&results, &credentials)?;
     let started = Instant::now();
-    let writer = Writer::start(store, results.clone(), &probes, Duration::from_secs(3600))?;
+    let writer = Writer::start(store, results.clone(), credentials, Duration::from_secs(3600))?;
     writer.stop();
     let status = results.storage().unwrap_or_default();
     let bytes = std::fs::metadata(std::path::Path::new(dir).join(authprobe::store::FILE))?.len();

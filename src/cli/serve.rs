@@ -277,7 +277,9 @@ fn open_storage(
             "state store file unusable: moved aside; starting with no saved state"
         );
     }
-    let restored = match store.restore(&results, probes) {
+    // Worked out once (a SHA-256 a probe): the restore compares them, the writer keeps them.
+    let credentials = store.credentials(probes);
+    let restored = match store.restore(&results, &credentials) {
         Ok(r) => r,
         Err(e) => {
             unusable(&e);
@@ -297,7 +299,7 @@ fn open_storage(
         s.up = true;
         s.restored_probes = restored.probes as u64;
     });
-    match Writer::start(store, results.clone(), probes, interval) {
+    match Writer::start(store, results.clone(), credentials, interval) {
         Ok(w) => Some(w),
         Err(e) => {
             unusable(&e);

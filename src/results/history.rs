@@ -72,6 +72,11 @@ fn index_of<T: PartialEq>(all: &[T], value: &T) -> u32 {
     all.iter().position(|v| v == value).expect("every value is listed") as u32
 }
 
+/// The `width` bits of `bits` from bit `shift` on.
+fn field(bits: u32, shift: u32, width: u32) -> usize {
+    ((bits >> shift) & ((1 << width) - 1)) as usize
+}
+
 impl Packed {
     fn pack(self) -> u32 {
         // A status beyond three digits is not HTTP; it shows as 0, as no answer would.
@@ -87,7 +92,7 @@ impl Packed {
 
     /// As [`Packed::unpack`], `None` where a field holds no listed value.
     fn try_unpack(bits: u32) -> Option<Packed> {
-        let field = |shift: u32, width: u32| ((bits >> shift) & ((1 << width) - 1)) as usize;
+        let field = |shift, width| field(bits, shift, width);
         let fits = field(10, 5) < ResultClass::ALL.len()
             && field(15, 5) < Reason::ALL.len()
             && field(20, 4) < super::STEP_ORDER.len()
@@ -97,7 +102,7 @@ impl Packed {
     }
 
     fn unpack(bits: u32) -> Packed {
-        let field = |shift: u32, width: u32| ((bits >> shift) & ((1 << width) - 1)) as usize;
+        let field = |shift, width| field(bits, shift, width);
         Packed {
             http_status: field(0, 10) as u16,
             result: ResultClass::ALL[field(10, 5)],

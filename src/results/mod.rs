@@ -26,6 +26,17 @@ pub fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// A time as published to the scheduler's readers and saved: milliseconds since the Unix epoch
+/// (0 before it).
+pub fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The time `ms` milliseconds after the Unix epoch: the inverse of [`unix_millis`].
+pub fn from_unix_millis(ms: u64) -> SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_millis(ms)
+}
+
 /// Upper bounds of the login and step latency buckets, in seconds: tens of milliseconds up to the
 /// default 10 s timeout. Ten buckets (with `+Inf`) keep one histogram at twelve series.
 pub const LATENCY_BUCKETS: [f64; 9] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -310,8 +321,9 @@ impl ProbeResults {
         }
     }
 
-    /// Notes that the state a restart keeps has changed.
-    fn mark_dirty(&self) {
+    /// Notes that the state a restart keeps has changed: after every change here, and by a
+    /// store that could not write it.
+    pub fn mark_dirty(&self) {
         self.dirty.store(true, Ordering::Release);
     }
 
@@ -319,11 +331,6 @@ impl ProbeResults {
     /// store's question before it takes [`ProbeResults::saved_state`].
     pub fn take_dirty(&self) -> bool {
         self.dirty.swap(false, Ordering::AcqRel)
-    }
-
-    /// Marks the state changed again, for a store that could not write it.
-    pub fn keep_dirty(&self) {
-        self.mark_dirty();
     }
 
     /// The last runs, newest first (at most [`HISTORY_RUNS`]).
@@ -346,7 +353,7 @@ impl ProbeResults {
     pub fn next_run(&self) -> Option<SystemTime> {
         let tick = match self.next_run_ms.load(Ordering::Relaxed) {
             0 => None,
-            ms => Some(SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
+            ms => Some(from_unix_millis(ms)),
         };
         let resume = self.read(|r| r.resume_at);
         tick.max(resume)
@@ -374,8 +381,7 @@ impl ProbeResults {
 
     /// Set by the scheduler whenever it plans the probe's next start.
     pub fn set_next_run(&self, at: SystemTime) {
-        let ms = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
-        self.next_run_ms.store(ms, Ordering::Relaxed);
+        self.next_run_ms.store(unix_millis(at), Ordering::Relaxed);
     }
 
     /// A copy of the record, taken under a short lock.

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::availability::Availability;
 use super::history::History;
-use super::{LastRun, ProbeResults, STEP_ORDER};
+use super::{from_unix_millis, unix_millis, LastRun, ProbeResults, STEP_ORDER};
 use crate::protocol::{
     DiscoveryFacts, LogoutOutcome, Outcome, Phases, Reason, ResultClass, State, Step, StepRecord, TlsFacts,
 };
@@ -123,14 +123,6 @@ pub enum RestoreError {
     /// Bucket counts of the wrong size.
     #[error("availability of {0} buckets")]
     Buckets(usize),
-}
-
-fn ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn from_ms(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -272,10 +264,10 @@ impl ProbeResults {
             availability: r.availability.saved(),
             last: r.last.as_ref().map(SavedRun::of),
             consecutive_failures: r.consecutive_failures,
-            last_success_unix_ms: r.last_success.map(ms),
+            last_success_unix_ms: r.last_success.map(unix_millis),
             guard: r.guard,
             backoff_ms: u64::try_from(r.backoff.as_millis()).unwrap_or(u64::MAX),
-            resume_at_unix_ms: r.resume_at.map(ms),
+            resume_at_unix_ms: r.resume_at.map(unix_millis),
         })
     }
 
@@ -292,12 +284,12 @@ impl ProbeResults {
             *self.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = history;
         }
         let now = SystemTime::now();
-        let resume_at = state.resume_at_unix_ms.map(from_ms);
+        let resume_at = state.resume_at_unix_ms.map(from_unix_millis);
         self.update(|r| {
             r.availability = availability;
             r.last = last;
             r.consecutive_failures = state.consecutive_failures;
-            r.last_success = state.last_success_unix_ms.map(from_ms);
+            r.last_success = state.last_success_unix_ms.map(from_unix_millis);
             r.guard = state.guard;
             // A backoff whose end has passed is over: what remains is the strikes.
             if resume_at.is_some_and(|at| at > now) {
@@ -384,7 +376,7 @@ mod tests {
         p.set_backoff(
             Duration::from_secs(60),
             Some(until),
-            GuardState { strikes: 4, level: 2, until_unix_ms: ms(until) },
+            GuardState { strikes: 4, level: 2, until_unix_ms: unix_millis(until) },
         );
         let state = p.saved_state();
         let encoded = postcard::to_stdvec(&state).unwrap();
@@ -404,8 +396,8 @@ mod tests {
         assert_eq!(b.last.as_ref().unwrap().outcome, a.last.as_ref().unwrap().outcome);
         assert_eq!(b.last.as_ref().unwrap().started, a.last.as_ref().unwrap().started);
         assert_eq!((b.consecutive_failures, b.last_success), (1, a.last_success));
-        assert_eq!((b.guard, b.backoff, b.resume_at.map(ms)), (a.guard, a.backoff, Some(ms(until))));
-        assert_eq!(b.resume_at.map(ms), a.resume_at.map(ms));
+        assert_eq!((b.guard, b.backoff, b.resume_at.map(unix_millis)), (a.guard, a.backoff, Some(unix_millis(until))));
+        assert_eq!(b.resume_at.map(unix_millis), a.resume_at.map(unix_millis));
         // Counters restart at zero.
         assert_eq!((b.total_runs(), b.login.count), (0, 0));
         assert_eq!(q.saved_state(), state);

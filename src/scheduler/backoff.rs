@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::config::LockoutGuard;
 use crate::protocol::Lockout;
-use crate::results::GuardState;
+use crate::results::{from_unix_millis, unix_millis, GuardState};
 
 /// One probe's guard state.
 #[derive(Debug, Default)]
@@ -28,17 +28,15 @@ pub(super) struct Backoff {
 impl Backoff {
     /// The guard as published, its end in wall-clock time so that it survives a restart.
     pub fn state(&self) -> GuardState {
-        let until_unix_ms = self.until.map_or(0, |u| {
-            let wall = super::wall(u).duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            u64::try_from(wall.as_millis()).unwrap_or(u64::MAX).max(1)
-        });
+        // 0 means "none": an end at the epoch itself (a clock far off) still counts as one.
+        let until_unix_ms = self.until.map_or(0, |u| unix_millis(super::wall(u)).max(1));
         GuardState { strikes: self.strikes, level: self.level, until_unix_ms }
     }
 
     /// The guard a saved state describes: strikes and level as they were, and the skipping
     /// of ticks until the saved end if it is still ahead.
     pub fn restored(state: GuardState) -> Self {
-        let end = std::time::UNIX_EPOCH + Duration::from_millis(state.until_unix_ms);
+        let end = from_unix_millis(state.until_unix_ms);
         let left = end.duration_since(std::time::SystemTime::now()).ok().filter(|_| state.until_unix_ms != 0);
         Backoff { strikes: state.strikes, level: state.level, until: left.map(|l| Instant::now() + l) }
     }

@@ -192,10 +192,10 @@ impl Store {
     }
 
     /// Takes back the saved state of every probe in `results` that is still configured with
-    /// the same target and labels; a probe whose credentials changed gets its state without its
-    /// lockout guard. The state of every other probe is deleted.
-    pub fn restore(&mut self, results: &Results, probes: &[Arc<Probe>]) -> Result<Restored, StoreError> {
-        let digests = self.credentials(probes);
+    /// the same target and labels; a probe whose credentials changed (its digest in
+    /// `credentials`, from [`Store::credentials`], is not the saved one) gets its state without
+    /// its lockout guard. The state of every other probe is deleted.
+    pub fn restore(&mut self, results: &Results, credentials: &HashMap<String, i64>) -> Result<Restored, StoreError> {
         let set = results.probes();
         let mut report = Restored::default();
         let mut gone = Vec::new();
@@ -206,7 +206,7 @@ impl Store {
             let mut rows = rows.query([]).map_err(sqlite)?;
             while let Some(row) = rows.next().map_err(sqlite)? {
                 let name: String = row.get(0).map_err(sqlite)?;
-                let credentials: i64 = row.get(1).map_err(sqlite)?;
+                let saved_credentials: i64 = row.get(1).map_err(sqlite)?;
                 let Some(probe) = set.get(&name) else {
                     gone.push(name);
                     continue;
@@ -224,7 +224,7 @@ impl Store {
                     gone.push(name);
                     continue;
                 }
-                if digests.get(&name) != Some(&credentials) && !state.guard.is_clear() {
+                if credentials.get(&name) != Some(&saved_credentials) && !state.guard.is_clear() {
                     tracing::info!(probe = %name, "credentials changed since the state was saved: the lockout guard starts fresh");
                     state.guard = Default::default();
                     state.backoff_ms = 0;

@@ -33,18 +33,15 @@ fn write_two(dir: &Path, store_dir: &Path) -> Vec<Arc<Probe>> {
     let r = results(&ps);
     let (mut store, moved) = Store::open(store_dir).unwrap();
     assert_eq!(moved, None);
-    assert_eq!(store.restore(&r, &ps).unwrap(), Restored::default());
+    let credentials = store.credentials(&ps);
+    assert_eq!(store.restore(&r, &credentials).unwrap(), Restored::default());
     let now = SystemTime::now();
     r.probe("a").unwrap().record_run(outcome(ResultClass::Success), now, now, Trigger::Scheduled);
     r.probe("b").unwrap().record_run(outcome(ResultClass::AuthFailed), now, now, Trigger::Scheduled);
     let until = now + Duration::from_secs(600);
-    let guard = GuardState {
-        strikes: 3,
-        level: 1,
-        until_unix_ms: until.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64,
-    };
+    let guard = GuardState { strikes: 3, level: 1, until_unix_ms: crate::results::unix_millis(until) };
     r.probe("b").unwrap().set_backoff(Duration::from_secs(60), Some(until), guard);
-    let writer = writer::Writer::start(store, r.clone(), &ps, Duration::from_secs(3600)).unwrap();
+    let writer = writer::Writer::start(store, r.clone(), credentials, Duration::from_secs(3600)).unwrap();
     writer.stop();
     assert_eq!(r.storage().map(|s| (s.writes, s.last_write_probes)), Some((1, 2)));
     ps
@@ -64,7 +61,7 @@ fn state_comes_back_and_removed_probes_go() {
     let ps = probes(dir.path(), "pw", &["b", "c"]);
     let r = results(&ps);
     let (mut store, _) = Store::open(&store_dir).unwrap();
-    let report = store.restore(&r, &ps).unwrap();
+    let report = store.restore(&r, &store.credentials(&ps)).unwrap();
     assert_eq!(report, Restored { probes: 1, credentials_changed: 0, dropped: 1, unreadable: 0 });
     let b = r.probe("b").unwrap().snapshot();
     assert_eq!(b.last.as_ref().map(|l| l.result), Some(ResultClass::AuthFailed));
@@ -83,7 +80,7 @@ fn changed_credentials_start_a_fresh_guard() {
     let ps = probes(dir.path(), "a-new-password", &["a", "b"]);
     let r = results(&ps);
     let (mut store, _) = Store::open(&store_dir).unwrap();
-    let report = store.restore(&r, &ps).unwrap();
+    let report = store.restore(&r, &store.credentials(&ps)).unwrap();
     assert_eq!((report.probes, report.credentials_changed), (2, 1));
     let b = r.probe("b").unwrap().snapshot();
     assert!(b.guard.is_clear() && b.backoff.is_zero() && b.resume_at.is_none());
@@ -105,7 +102,7 @@ fn a_file_that_is_not_ours_is_moved_aside_and_a_fresh_one_made() {
     assert_eq!(moved.why, "not a SQLite database");
     assert!(moved.to.file_name().unwrap().to_str().unwrap().starts_with("authprobe.db.broken-"));
     assert!(std::fs::read(&moved.to).unwrap().starts_with(b"this is not"), "kept for a person to look at");
-    assert_eq!(store.restore(&results(&ps), &ps).unwrap(), Restored::default());
+    assert_eq!(store.restore(&results(&ps), &store.credentials(&ps)).unwrap(), Restored::default());
     drop(store);
 
     // Another application's SQLite file.
@@ -125,7 +122,7 @@ fn a_file_that_is_not_ours_is_moved_aside_and_a_fresh_one_made() {
     let (mut store, moved) = Store::open(&store_dir).unwrap();
     assert!(moved.is_some(), "a truncated file is moved aside");
     let r = results(&ps);
-    assert_eq!(store.restore(&r, &ps).unwrap(), Restored::default());
+    assert_eq!(store.restore(&r, &store.credentials(&ps)).unwrap(), Restored::default());
 
     // Ours, with the probes table's page (the 4th: meta and its index come first) overwritten.
     let _ = std::fs::remove_dir_all(&store_dir);
@@ -151,7 +148,7 @@ fn an_unreadable_row_starts_its_probe_fresh_and_the_others_come_back() {
     let r = results(&ps);
     let (mut store, moved) = Store::open(&store_dir).unwrap();
     assert_eq!(moved, None);
-    let report = store.restore(&r, &ps).unwrap();
+    let report = store.restore(&r, &store.credentials(&ps)).unwrap();
     assert_eq!((report.probes, report.unreadable), (1, 1));
     assert!(r.probe("a").unwrap().snapshot().last.is_none());
     assert!(r.probe("b").unwrap().snapshot().last.is_some());

@@ -32,16 +32,15 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts writing `results` into `store` every `interval`; `probes` are the configured
-    /// probes, whose credential digests are kept beside their state.
+    /// Starts writing `results` into `store` every `interval`; `credentials` are the configured
+    /// probes' digests ([`Store::credentials`]), kept beside their state.
     pub fn start(
         store: Store,
         results: Arc<Results>,
-        probes: &[Arc<Probe>],
+        credentials: HashMap<String, i64>,
         interval: Duration,
     ) -> std::io::Result<Writer> {
         let (commands, inbox) = mpsc::channel();
-        let credentials = store.credentials(probes);
         let salt = store.salt.clone();
         let known = store.names().unwrap_or_default();
         let mut state =
@@ -149,7 +148,7 @@ impl Batches {
             }
             Err(e) => {
                 for i in &taken {
-                    set.list[*i].keep_dirty();
+                    set.list[*i].mark_dirty();
                 }
                 self.results.update_storage(|s| s.write_failures += 1);
                 self.failing_since.get_or_insert(started);
