@@ -120,9 +120,18 @@ async fn web_config_serves_tls_only_and_every_endpoint_demands_basic_auth() {
     assert!(err.starts_with("handshake"), "{err}");
 
     // Every endpoint, known or not, asks for credentials first.
-    for path in
-        ["/metrics", "/", "/-/healthy", "/-/ready", "/api/v1/probes", "/probe?probe=good", "/probes/good", "/nope"]
-    {
+    for path in [
+        "/metrics",
+        "/",
+        "/-/healthy",
+        "/-/ready",
+        "/api/v1/probes",
+        "/probe?probe=good",
+        "/probes/good",
+        "/badges/good/status.svg",
+        "/badges/good/uptime/30d.svg",
+        "/nope",
+    ] {
         let answer = https(addr, &pki.ca_der, &tls13, &get_request(path, None)).await.unwrap();
         assert_eq!(status_of(&answer), 401, "{path}: {answer}");
         assert!(answer.contains("www-authenticate: Basic"), "{path}: {answer}");
