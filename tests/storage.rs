@@ -294,3 +294,32 @@ async fn a_full_disk_is_logged_and_counted_and_probing_goes_on() {
     assert!(!errors.is_empty() && errors[0].contains("full"), "{log}");
     assert!(errors.len() <= 3, "logged once a minute while failing, not every batch: {errors:?}");
 }
+
+/// A store written by the release before protocol families (tests/fixtures/store-0.1.0, made by
+/// its make.sh) comes back whole: every probe's history and failures, its last outcome and the
+/// gauges derived from it, as that release's own API and /metrics showed them before it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_the_previous_release_is_restored() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-0.1.0");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("expected.json")).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::copy(fixture.join("authprobe.db"), dir.path().join("data/authprobe.db")).unwrap();
+    let file = dir.path().join("probes.yaml");
+    std::fs::copy(fixture.join("probes.yaml"), &file).unwrap();
+    let svc = start(dir.path(), &file, &["--storage.path", dir.path().join("data").to_str().unwrap()]).await;
+    assert!(svc.stderr().contains("restored=9"), "{}", svc.stderr());
+    assert!(!svc.stderr().contains("written by another release"), "{}", svc.stderr());
+    for (name, want) in expected["probes"].as_object().unwrap() {
+        let got = probe_json(&svc, name).await;
+        for field in ["last", "consecutive_failures", "history", "failures"] {
+            assert_eq!(got[field], want[field], "{name}: {field}");
+        }
+    }
+    let metrics = svc.metrics_text().await;
+    for line in expected["metrics"].as_array().unwrap() {
+        let line = line.as_str().unwrap();
+        assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
+    }
+}
