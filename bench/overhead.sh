@@ -15,13 +15,18 @@
 #                   authprobe_probe_duration_seconds of that run
 #   blackbox        GET /probe of prometheus-blackbox-exporter with an http module sending the same
 #                   POST and headers: probe_duration_seconds
-# and subtracts the server's time for that very request. Prints median and p95 of each tool's
+# and subtracts the server's time for that very request. Then, as an operator runs it, for
+# SCHEDULED seconds (default 120): a second `authprobe run` logs in on schedule once a second
+# (its runs' durations read from /api/v1/probes/NAME), and curl logs in once a second half a
+# second away from it, both idle in between; each login's server time is subtracted again. Prints median and p95 of each tool's
 # overhead and the ratios; writes the samples to $OUT (default target/bench/overhead.csv) and,
 # with gnuplot (Debian's gnuplot-nox), the distributions to overhead.png beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-200}
+SCHEDULED=${SCHEDULED:-120}
+SCHED_WEB_PORT=${SCHED_WEB_PORT:-19876}
 DELAY=${DELAY:-50ms}
 SIM_PORT=${SIM_PORT:-18185}
 WEB_PORT=${WEB_PORT:-19874}
@@ -39,6 +44,8 @@ accounts:
   - {username: cli, password: pw, delay: $DELAY}
   - {username: run, password: pw, delay: $DELAY}
   - {username: blackbox, password: pw, delay: $DELAY}
+  - {username: sched, password: pw, delay: $DELAY}
+  - {username: curl-sched, password: pw, delay: $DELAY}
 YAML
 cat >"$WORK/probes.yaml" <<YAML
 defaults: {interval: 24h, timeout: 5s}
@@ -172,6 +179,71 @@ with open(out.replace(".csv", "-cdf.dat"), "w") as f:
             f.write(f"{o * 1000:.4f} {(i + 1) / len(v):.4f}\n")
         f.write("\n\n")
 PY
+
+if [ "$SCHEDULED" -gt 0 ]; then
+    # Scheduled runs, as an operator has them: another instance, one probe every second.
+    ON_DEMAND_PID=$RUN_PID
+    sed -e 's/interval: 24h, timeout: 5s/interval: 1s, timeout: 900ms/' -e '/name: cli\|name: run/d' "$WORK/probes.yaml" >"$WORK/sched.yaml"
+    echo "  - {name: sched, target: sim, username: sched, password: pw}" >>"$WORK/sched.yaml"
+    kill "$ON_DEMAND_PID" 2>/dev/null || true
+    cp "$WORK/sched.yaml" "$WORK/probes.yaml"
+    start_authprobe "$SCHED_WEB_PORT" --storage.path "$WORK/data-sched"
+    echo "scheduled: ${SCHEDULED}s of one login a second by authprobe run and by curl, half a second apart"
+    python3 - "$WORK" "$SIM_PORT" "$SCHED_WEB_PORT" "$SCHEDULED" "${OUT%.csv}-scheduled.csv" <<'PY'
+import json, statistics, subprocess, sys, time, urllib.request
+work, sim, web, seconds, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+get = lambda url: json.loads(urllib.request.urlopen(url, timeout=10).read().decode())
+token_url = f"http://127.0.0.1:{sim}/api/token"
+def runs():
+    return get(f"http://127.0.0.1:{web}/api/v1/probes/sched")["history"]
+# Wait for the first scheduled run: its second's fraction is the probe's phase.
+deadline = time.time() + 10
+while not runs():
+    assert time.time() < deadline, "no scheduled run"
+    time.sleep(0.05)
+# The probe's runs land at a fixed fraction of each second (its phase): seen as the moment a new
+# run appears; curl goes half a second after it.
+last_seen = runs()[0]
+offset = None
+while offset is None:
+    h = runs()
+    if h[0] != last_seen:
+        offset = (time.time() % 1.0) + 0.5
+    time.sleep(0.01)
+curl_times = []
+end = time.time() + seconds
+while time.time() < end:
+    now = time.time()
+    wait = (offset - now % 1.0) % 1.0
+    time.sleep(wait)
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-d", "", "-H", "Accept: application/json",
+                        "-H", "Et-App-Key: bench-app-key", "-H", "Username: curl-sched", "-H", "Password: pw",
+                        "-w", "%{http_code} %{time_total}", token_url], capture_output=True, text=True, check=True)
+    code, took = r.stdout.split()
+    assert code == "200", r.stdout
+    curl_times.append(float(took))
+time.sleep(1.5)
+history = list(reversed(runs()))  # oldest first, at most 100
+server = get(f"http://127.0.0.1:{sim}/_sim/server-seconds/sched")
+assert all(r["result"] == "success" for r in history)
+# The last len(history) logins the simulator answered for sched are these runs, in order.
+server = server[-len(history):]
+ap = [r["duration_seconds"] - s for r, s in zip(history, server)]
+cs = get(f"http://127.0.0.1:{sim}/_sim/server-seconds/curl-sched")[-len(curl_times):]
+cu = [t - s for t, s in zip(curl_times, cs)]
+def q(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(p * len(v)))]
+with open(out, "w") as f:
+    f.write("tool,overhead_seconds\n")
+    for name, v in (("authprobe run (scheduled)", ap), ("curl (once a second)", cu)):
+        for o in v:
+            f.write(f"{name},{o:.6f}\n")
+for name, v in (("curl, once a second", cu), ("authprobe run, scheduled", ap)):
+    print(f"{name:<26} {len(v):>4} logins: overhead median {statistics.median(v) * 1000:.3f} ms, p95 {q(v, 0.95) * 1000:.3f} ms")
+print(f"scheduled authprobe run: overhead {statistics.median(ap) / statistics.median(cu):.2f}× curl's (median); samples: {out}")
+PY
+fi
 CDF=${OUT%.csv}-cdf.dat
 PNG=${OUT%.csv}.png
 gnuplot <<GP
