@@ -10,23 +10,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use authprobe::config::Config;
-use authprobe::protocol::{Outcome, Reason, ResultClass, State, Step, StepRecord};
+use authprobe::protocol::{etna, http, Outcome, Reason, ResultClass, StepRecord, Summary};
 use authprobe::results::{unix_millis, GuardState, Results, Trigger, HISTORY_RUNS};
 use authprobe::store::{writer::Writer, Store};
 
 fn outcome(ok: bool, i: usize) -> Outcome {
     let duration = Duration::from_micros(20_000 + (i as u64 * 7919) % 30_000);
     let (result, reason, status, state) = if ok {
-        (ResultClass::Success, Reason::None, 200, State::Succeeded)
+        (ResultClass::Success, Reason::NONE, 200, etna::State::Succeeded)
     } else {
-        (ResultClass::AuthFailed, Reason::InvalidCredentials, 401, State::Failed)
+        (ResultClass::AuthFailed, etna::INVALID_CREDENTIALS, 401, etna::State::Failed)
     };
+    let state = Some(state.into());
+    let summary = Summary { state, reason, status, ..Summary::of(result, etna::BASE_AUTHENTICATION) };
     Outcome {
-        state: Some(state),
         reason_text: if ok { String::new() } else { "Invalid username or password".to_owned() },
-        steps: vec![StepRecord { step: Step::BaseAuthentication, http_status: status, state: Some(state), duration }],
+        steps: vec![StepRecord { step: etna::BASE_AUTHENTICATION, status, state, duration }],
         detail: if ok { "login succeeded".to_owned() } else { "login failed at BaseAuthentication".to_owned() },
-        ..Outcome::bare(result, reason, status, duration)
+        ..Outcome::bare(summary, &http::STATUS, duration)
     }
 }
 

@@ -3,17 +3,21 @@
 //!
 //! Data flows one way: **config → scheduler → protocol → results → metrics / web**.
 //!
-//! - [`config`]: probes.yaml, its validation, `${VAR}` and `*_file` secrets.
+//! - [`config`]: probes.yaml: what every target and probe has, its validation, `${VAR}` and
+//!   `*_file` secrets; each family's own fields handed to the family.
 //! - [`scheduler`]: when each probe runs (interval wheel, cron engine and its watchdog), with no
 //!   overlap, a concurrency limit and panics caught.
-//! - [`protocol`]: one login, by protocol family ([`protocol::etna`], [`protocol::oauth2`]), each
-//!   with a pure classifier of its answers over a shared HTTP, timing, TLS and trace core, and the
-//!   [`protocol::Outcome`] it ends in. Knows nothing of scheduling, serving or metrics.
+//! - [`protocol`]: one login, by protocol family ([`protocol::etna`], [`protocol::oauth2`]), each a
+//!   folder behind one interface ([`protocol::Family`]) registered in one line, over a
+//!   transport-neutral run core (deadline, retries, timing, TLS facts, trace) and an HTTP layer
+//!   for the HTTP families, and the [`protocol::Outcome`] it ends in. Knows nothing of
+//!   scheduling, serving or metrics.
 //! - [`results`]: what runs produced, per probe; written by the scheduler only.
 //! - [`metrics`]: the `/metrics` exposition, read from results.
 //! - [`web`]: the HTTP endpoints (axum), read from results and metrics.
 //! - [`store`]: the state a restart keeps, in a SQLite file written in batches off the probe path.
-//! - [`service`]: reloading a running service's configuration.
+//! - [`service`]: a running service: its schedule and the prober its runs go through, reloads
+//!   and on-demand runs.
 //! - [`simulator`]: a faithful ETNA `/token` server and an OAuth 2.0 authorization server, with
 //!   faults, for tests and the demo.
 //! - [`report`]: how an outcome is shown to a person (`probe` output, the per-run log line).

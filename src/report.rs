@@ -13,8 +13,8 @@ pub struct ProbeReport<'a> {
     pub probe: &'a str,
     /// Target name.
     pub target: &'a str,
-    /// Everything else: result, state, step, reason, reason_text, http_status,
-    /// duration_seconds, steps, detail.
+    /// Everything else: result, state, step, reason, reason_text, the final status
+    /// (`http_status` for HTTP families), duration_seconds, steps, detail.
     #[serde(flatten)]
     pub outcome: &'a Outcome,
 }
@@ -28,37 +28,40 @@ impl ProbeReport<'_> {
     /// A short human summary with one line per request.
     pub fn to_text(&self) -> String {
         let o = self.outcome;
+        let (summary, scheme) = (&o.summary, o.scheme);
         let mut s = String::new();
         let _ = writeln!(
             s,
             "{} (target {}): {} in {:.1} ms",
             self.probe,
             self.target,
-            o.result,
+            summary.result,
             o.duration.as_secs_f64() * 1000.0
         );
         let _ = writeln!(
             s,
-            "  state={} step={} reason={} http_status={}",
-            display_or_dash(State::label(o.state)),
-            o.step,
-            o.reason,
-            o.http_status
+            "  state={} step={} reason={} {}={}",
+            display_or_dash(State::label(summary.state)),
+            summary.step,
+            summary.reason,
+            scheme.label,
+            summary.status
         );
         if !o.reason_text.is_empty() {
             let _ = writeln!(s, "  reason_text: {}", o.reason_text);
         }
         let _ = writeln!(s, "  detail: {}", o.detail);
         if let Some(l) = &o.logout {
-            let _ = writeln!(s, "  logout: {} (HTTP {})", l.detail, l.http_status);
+            let _ = writeln!(s, "  logout: {} ({})", l.detail, scheme.show(l.status));
         }
         for (i, r) in o.steps.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "  {}. {:<18} -> HTTP {:<3} {:<9} {:.1} ms",
+                "  {}. {:<18} -> {} {:<3} {:<9} {:.1} ms",
                 i + 1,
                 r.step.as_str(),
-                r.http_status,
+                scheme.name,
+                r.status,
                 display_or_dash(State::label(r.state)),
                 r.duration.as_secs_f64() * 1000.0
             );
@@ -92,23 +95,34 @@ fn display_or_dash(s: &str) -> &str {
 }
 
 /// Logs one line for a finished run: debug for a success, warn otherwise. Bounded fields only,
-/// plus the sanitised detail; never a secret or token.
+/// plus the sanitised detail; never a secret or token. The status is `http_status` for HTTP
+/// families, `status` (`LDAP 49`, say) for others.
 pub fn log_run(probe: &str, target: &str, outcome: &Outcome) {
-    // tracing needs the level at compile time, so the one field list is expanded per level.
+    let s = &outcome.summary;
+    let http = outcome.scheme.label == "http_status";
+    // tracing needs the level and the field names at compile time, so the one field list is
+    // expanded per level and status field.
     macro_rules! run_event {
-        ($level:expr, $message:literal) => {
+        ($level:expr, $message:literal, $status:ident = $value:expr) => {
             tracing::event!(
                 $level,
                 probe,
                 target,
-                result = outcome.result.as_str(),
-                step = outcome.step.as_str(),
-                reason = outcome.reason.as_str(),
-                http_status = outcome.http_status,
+                result = s.result.as_str(),
+                step = s.step.as_str(),
+                reason = s.reason.as_str(),
+                $status = $value,
                 duration_seconds = outcome.duration.as_secs_f64(),
                 detail = outcome.detail.as_str(),
                 $message
             )
+        };
+        ($level:expr, $message:literal) => {
+            if http {
+                run_event!($level, $message, http_status = s.status)
+            } else {
+                run_event!($level, $message, status = outcome.scheme.show(s.status).as_str())
+            }
         };
     }
     if outcome.is_success() {
@@ -117,12 +131,11 @@ pub fn log_run(probe: &str, target: &str, outcome: &Outcome) {
         run_event!(tracing::Level::WARN, "probe failed");
     }
     if let Some(logout) = outcome.logout.as_ref().filter(|l| !l.ok) {
-        tracing::warn!(
-            probe,
-            target,
-            http_status = logout.http_status,
-            detail = logout.detail.as_str(),
-            "logout failed; the probe's session may stay open"
-        );
+        let (detail, message) = (logout.detail.as_str(), "logout failed; the probe's session may stay open");
+        if http {
+            tracing::warn!(probe, target, http_status = logout.status, detail, "{message}");
+        } else {
+            tracing::warn!(probe, target, status = outcome.scheme.show(logout.status).as_str(), detail, "{message}");
+        }
     }
 }

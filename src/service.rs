@@ -1,5 +1,6 @@
-//! Controlling a running service: reloading its configuration (validate the whole file first,
-//! then move results and schedule to it by probe name; reloads are serialised) and running a
+//! A running service: the schedule of its probes and the prober that performs their runs,
+//! scheduled or on demand; reloading its configuration (validate the whole file first, then move
+//! results, schedule and state store to it by probe name; reloads are serialised) and running a
 //! probe on demand (at most once per probe per minimum interval).
 
 use std::collections::HashMap;
@@ -11,10 +12,11 @@ use tokio::time::Instant;
 
 use crate::config::{Config, Probe};
 use crate::instance::Instance;
-use crate::protocol::{Outcome, Trace};
+use crate::protocol::{Outcome, Prober, Trace};
 use crate::results::ProbeResults;
 use crate::results::Results;
-use crate::scheduler::{RunNowError, Scheduler, SchedulerError};
+use crate::scheduler::{self, RunNowError, Scheduler, SchedulerError};
+use crate::store::writer::Writer;
 use crate::yaml::FileErrors;
 
 /// Why a reload changed nothing (or, for the scheduler, not everything).
@@ -57,7 +59,8 @@ pub struct OnDemandRun {
     pub probe: Arc<ProbeResults>,
 }
 
-/// Owns the schedule of a running service: reloads its configuration and runs probes on demand.
+/// A running service: owns the schedule and the prober its runs go through, reloads its
+/// configuration and runs probes on demand.
 pub struct Service {
     file: PathBuf,
     instance: Instance,
@@ -65,38 +68,44 @@ pub struct Service {
     scheduler: tokio::sync::Mutex<Scheduler>,
     on_demand_min_interval: Duration,
     on_demand_last: Mutex<HashMap<String, Instant>>,
-    on_applied: Option<AppliedFn>,
+    /// The state store's writer, told the probes of every reload (it keeps their credential
+    /// digests and drops the state of removed ones).
+    store: Option<Arc<Writer>>,
 }
 
-/// Told the probes a reload scheduled (the state store keeps their credential digests).
-pub type AppliedFn = Box<dyn Fn(&[Arc<Probe>]) + Send + Sync>;
+/// How a [`Service`] runs its probes.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Logins in flight at most.
+    pub concurrency: usize,
+    /// Least time between two on-demand runs of one probe.
+    pub on_demand_min_interval: Duration,
+}
 
 impl Service {
-    /// The service of `file`, whose probes (those `instance` selects, as on every reload)
-    /// `scheduler` runs into `results`; on-demand runs of a probe are at least
-    /// `on_demand_min_interval` apart.
-    pub fn new(
+    /// Starts the service of `file`: schedules `probes` (those `instance` selects, as on every
+    /// reload), whose runs `prober` performs and records into `results`, the state store
+    /// `store` (if any) told of every reload.
+    pub async fn start(
         file: PathBuf,
         instance: Instance,
+        probes: Vec<Arc<Probe>>,
         results: Arc<Results>,
-        scheduler: Scheduler,
-        on_demand_min_interval: Duration,
-    ) -> Self {
-        Service {
+        prober: Prober,
+        store: Option<Arc<Writer>>,
+        options: Options,
+    ) -> Result<Service, SchedulerError> {
+        let schedule = scheduler::Options { concurrency: options.concurrency, ..Default::default() };
+        let scheduler = Scheduler::start(probes, results.clone(), prober, schedule).await?;
+        Ok(Service {
             file,
             instance,
             results,
             scheduler: tokio::sync::Mutex::new(scheduler),
-            on_demand_min_interval,
+            on_demand_min_interval: options.on_demand_min_interval,
             on_demand_last: Mutex::new(HashMap::new()),
-            on_applied: None,
-        }
-    }
-
-    /// Calls `f` with the probes of every successful reload, once they are scheduled.
-    pub fn on_applied(mut self, f: AppliedFn) -> Self {
-        self.on_applied = Some(f);
-        self
+            store,
+        })
     }
 
     /// Runs the probe called `name` now, protecting its account: at most one on-demand run per
@@ -132,19 +141,25 @@ impl Service {
     }
 
     /// Re-reads the file; returns the number of probes now scheduled. An invalid file changes
-    /// nothing and marks the reload failed. The `simulator:` block is not restarted.
+    /// nothing and marks the reload failed. The `simulator:` block is validated but not
+    /// restarted.
     pub async fn reload(&self) -> Result<usize, ReloadError> {
         let mut scheduler = self.scheduler.lock().await;
         let outcome = async {
-            let config = Config::load(&self.file).map_err(ReloadError::Config)?;
+            let simulator = crate::simulator::SimulatorBlock::load(&self.file);
+            let config = match (Config::load(&self.file), simulator) {
+                (Ok(config), Ok(_)) => config,
+                (Ok(_), Err(e)) => return Err(ReloadError::Config(e)),
+                (Err(e), sim) => return Err(ReloadError::Config(e.merged(sim.err()))),
+            };
             crate::panics::remember(config.secrets());
             config.warn_insecure();
             let probes: Vec<Arc<Probe>> = self.instance.select(config.probes).into_iter().map(Arc::new).collect();
             let count = probes.len();
             self.results.apply(probes.iter().map(|p| p.as_ref()));
             scheduler.reload(probes.clone()).await?;
-            if let Some(f) = &self.on_applied {
-                f(&probes);
+            if let Some(store) = &self.store {
+                store.set_probes(&probes);
             }
             Ok(count)
         }

@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed};
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
@@ -84,6 +84,19 @@ impl FileErrors {
     }
 }
 
+impl FileErrors {
+    /// These errors and those of `other` not among them (two readers of one file both find its
+    /// syntax error).
+    pub fn merged(mut self, other: Option<FileErrors>) -> FileErrors {
+        for e in other.map(|o| o.0).unwrap_or_default() {
+            if !self.0.contains(&e) {
+                self.0.push(e);
+            }
+        }
+        self
+    }
+}
+
 impl From<FileError> for FileErrors {
     fn from(e: FileError) -> Self {
         FileErrors(vec![e])
@@ -101,13 +114,37 @@ pub struct Document<T> {
 /// Reads and deserialises `path`. Unknown fields are rejected by the target types themselves
 /// (`#[serde(deny_unknown_fields)]`).
 pub fn load_file<T: DeserializeOwned>(path: &Path) -> Result<Document<T>, FileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| FileError {
+    parse_str(path, &read(path)?)
+}
+
+/// The text of `path`, or why it cannot be read.
+pub fn read(path: &Path) -> Result<String, FileError> {
+    std::fs::read_to_string(path).map_err(|e| FileError {
         file: path.to_owned(),
         position: None,
         field: String::new(),
         message: format!("cannot read file: {e}"),
-    })?;
-    parse_str(path, &text)
+    })
+}
+
+/// Deserialises YAML text that came from `path` (used in messages only) with `seed`: a second
+/// reading of a text [`parse_str`] accepted, guided by what the first found.
+pub fn parse_seed<'de, S: DeserializeSeed<'de>>(path: &Path, text: &'de str, seed: S) -> Result<S::Value, FileError> {
+    seed.deserialize(serde_yaml_ng::Deserializer::from_str(text)).map_err(|e| from_serde(path, &e))
+}
+
+/// serde's words for a field a block does not take, the field quoted on one line.
+pub fn unknown_field(field: &str, expected: &[&str]) -> String {
+    let field = escape_controls(field);
+    match expected {
+        [] => format!("unknown field `{field}`, there are no fields"),
+        [one] => format!("unknown field `{field}`, expected `{one}`"),
+        [a, b] => format!("unknown field `{field}`, expected `{a}` or `{b}`"),
+        all => {
+            let list: Vec<String> = all.iter().map(|f| format!("`{f}`")).collect();
+            format!("unknown field `{field}`, expected one of {}", list.join(", "))
+        }
+    }
 }
 
 /// Deserialises YAML text that came from `path` (used in messages only).
@@ -167,6 +204,40 @@ fn unquote_strings(message: &str) -> String {
 /// `text` with control characters written as escapes (`\n`, `\u{7}`).
 fn escape_controls(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
+/// Values shorter than this are not searched for in messages.
+const MIN_REDACTED_CHARS: usize = 4;
+
+/// The values the text of a YAML file gives secret fields, found textually so that it works on
+/// files that do not parse: `field: value` in block or flow style, quoted or not, and the items
+/// of a flow list (`app_keys: [a, b]`).
+pub fn secret_values(text: &str, fields: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for field in fields {
+        let pattern = format!("{field}:");
+        let mut from = 0;
+        while let Some(i) = text[from..].find(&pattern).map(|i| i + from) {
+            from = i + pattern.len();
+            let before = text[..i].chars().next_back();
+            if !before.is_none_or(|c| c.is_whitespace() || matches!(c, '{' | ',' | '-' | '"' | '\'')) {
+                continue;
+            }
+            let rest = text[from..].trim_start_matches([' ', '\t']);
+            let line = &rest[..rest.find('\n').unwrap_or(rest.len())];
+            // In flow style a comma ends the value; in block style it may belong to it: keep both.
+            let flow = line.strip_prefix('[').unwrap_or(line);
+            let flow = &flow[..flow.find(['}', ']']).unwrap_or(flow.len())];
+            for candidate in flow.split(',').chain([line]) {
+                let v = candidate.trim().trim_matches(['"', '\'']).trim();
+                // Shorter values would mangle ordinary words and numbers of the messages.
+                if v.chars().count() >= MIN_REDACTED_CHARS && !out.iter().any(|o| o == v) {
+                    out.push(v.to_owned());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Longest field or message shown, in characters: a quoted key may be as long as the file.

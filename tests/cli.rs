@@ -613,25 +613,8 @@ async fn simulate_serves_an_accounts_file() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(s.is_some(), "simulate did not listen within 5 s");
-    let spec = authprobe::protocol::LoginSpec {
-        flow: authprobe::protocol::Flow::Etna(authprobe::protocol::EtnaLogin {
-            base_url: base.parse().unwrap(),
-            app_key: APP_KEY.into(),
-            username: "zed".into(),
-            password: "zed-pw".into(),
-            pin: Some("99".into()),
-            verification_code: None,
-            expect: authprobe::protocol::Expect::Succeeded,
-            max_steps: 3,
-            validate: false,
-            logout: false,
-        }),
-        timeout: Duration::from_secs(5),
-        max_body_bytes: 65536,
-        retries: 0,
-        tls: Default::default(),
-        proxy: None,
-    };
+    let mut spec = common::spec_at(&base, "zed", "zed-pw");
+    common::etna(&mut spec).pin = Some("99".into());
     let o = authprobe::protocol::Prober::new().unwrap().login(&spec).await;
     assert!(o.is_success(), "{}", o.detail);
     let (status, body) = get(&format!("http://{listen}/_sim/stats")).await;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use authprobe::protocol::oauth2::{ClientAuth, Grant, SigningKey, Validate};
-use authprobe::protocol::{Outcome, Prober, Reason, ResultClass, Step};
+use authprobe::protocol::{etna, oauth2, Outcome, Prober, Reason, ResultClass, Step};
 use authprobe::simulator::oauth2::{ClientFault, ServerFaults, SimClient};
 use authprobe::simulator::{Account, Simulator};
 use common::*;
@@ -20,8 +20,8 @@ async fn login(spec: &authprobe::protocol::LoginSpec) -> Outcome {
 
 #[track_caller]
 fn check(o: &Outcome, result: ResultClass, step: Step, reason: Reason) {
-    assert_eq!((o.result, o.step, o.reason), (result, step, reason), "detail: {}", o.detail);
-    assert_eq!(o.state, None, "OAuth 2.0 has no State");
+    assert_eq!((o.summary.result, o.summary.step, o.summary.reason), (result, step, reason), "detail: {}", o.detail);
+    assert_eq!(o.summary.state, None, "OAuth 2.0 has no State");
 }
 
 fn steps(o: &Outcome) -> Vec<Step> {
@@ -55,16 +55,20 @@ async fn client_credentials_with_jwt_validation_discovers_once() {
     oauth2(&mut s).validate = Validate::Jwt;
     let prober = Prober::new().unwrap();
     let o = prober.login(&s).await;
-    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
-    assert_eq!(steps(&o), [Step::Discovery, Step::Discovery, Step::Token], "a JWT is checked without a request");
-    assert_eq!(o.http_status, 200);
+    check(&o, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
+    assert_eq!(
+        steps(&o),
+        [oauth2::names::DISCOVERY, oauth2::names::DISCOVERY, oauth2::names::TOKEN],
+        "a JWT is checked without a request"
+    );
+    assert_eq!(o.summary.status, 200);
     assert_eq!(o.token_expires_in, Some(Duration::from_secs(3600)));
     let d = o.discovery.expect("discovery facts");
     assert!(d.ok && d.jwks_keys == Some(1) && d.jwks_changed_unix.is_some(), "{d:?}");
     // The second run uses the cached document and keys.
     let o = prober.login(&s).await;
-    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
-    assert_eq!(steps(&o), [Step::Token]);
+    check(&o, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
+    assert_eq!(steps(&o), [oauth2::names::TOKEN]);
     let stats = sim.oauth2_stats();
     assert_eq!((stats.discovery, stats.jwks, stats.tokens_issued), (1, 1, 2));
 }
@@ -79,10 +83,17 @@ async fn password_refresh_validate_and_revoke() {
     o2.validate = Validate::Jwt;
     o2.revoke = true;
     let o = login(&s).await;
-    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    check(&o, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
     assert_eq!(
         steps(&o),
-        [Step::Discovery, Step::Discovery, Step::Token, Step::Refresh, Step::Revocation, Step::Revocation]
+        [
+            oauth2::names::DISCOVERY,
+            oauth2::names::DISCOVERY,
+            oauth2::names::TOKEN,
+            oauth2::names::REFRESH,
+            oauth2::names::REVOCATION,
+            oauth2::names::REVOCATION
+        ]
     );
     let logout = o.logout.as_ref().expect("revocation recorded");
     assert!(logout.ok, "{}", logout.detail);
@@ -99,29 +110,29 @@ async fn introspection_and_userinfo_validate_opaque_tokens() {
     o2.validate = Validate::Introspection;
     o2.revoke = true;
     let o = login(&s).await;
-    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    check(&o, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
     let logout = o.logout.as_ref().unwrap();
     assert!(logout.ok && logout.detail.contains("introspection confirms"), "{}", logout.detail);
     assert_eq!(sim.oauth2_stats().introspections, 2, "active before, inactive after the revocation");
 
     oauth2(&mut s).validate = Validate::Userinfo;
     let o = login(&s).await;
-    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    check(&o, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
     assert_eq!(sim.oauth2_stats().userinfo, 1);
 
     // An opaque access token cannot be checked as a JWT without an ID token.
     oauth2(&mut s).scope = None;
     oauth2(&mut s).validate = Validate::Jwt;
     let o = login(&s).await;
-    check(&o, ResultClass::ValidationFailed, Step::TokenValidation, Reason::None);
+    check(&o, ResultClass::ValidationFailed, etna::TOKEN_VALIDATION, Reason::NONE);
     assert!(o.detail.contains("opaque"), "{}", o.detail);
     // With openid, the ID token is checked instead.
     oauth2(&mut s).scope = Some("openid".into());
-    check(&login(&s).await, ResultClass::Success, Step::TokenValidation, Reason::None);
+    check(&login(&s).await, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
 
     sim.update_oauth2_client("opaque", |c| c.fault = ClientFault::Inactive);
     oauth2(&mut s).validate = Validate::Introspection;
-    check(&login(&s).await, ResultClass::ValidationFailed, Step::TokenValidation, Reason::Inactive);
+    check(&login(&s).await, ResultClass::ValidationFailed, etna::TOKEN_VALIDATION, oauth2::names::INACTIVE);
 }
 
 #[tokio::test]
@@ -131,32 +142,32 @@ async fn each_error_has_its_class_and_reason() {
     let mut bad_secret = oauth2_target(&issuer, "svc");
     bad_secret.client_secret = Some("wrong-secret".into());
     let o = login(&oauth2_spec(bad_secret)).await;
-    check(&o, ResultClass::ClientRejected, Step::Token, Reason::InvalidClient);
-    assert_eq!(o.http_status, 401);
+    check(&o, ResultClass::ClientRejected, oauth2::names::TOKEN, oauth2::names::INVALID_CLIENT);
+    assert_eq!(o.summary.status, 401);
 
     let o = login(&oauth2_spec(oauth2_target(&issuer, "nobody"))).await;
-    check(&o, ResultClass::ClientRejected, Step::Token, Reason::InvalidClient);
+    check(&o, ResultClass::ClientRejected, oauth2::names::TOKEN, oauth2::names::INVALID_CLIENT);
 
     // A client not allowed the grant.
     let o = login(&password_spec(&sim, "svc")).await;
-    check(&o, ResultClass::ClientRejected, Step::Token, Reason::UnauthorizedClient);
+    check(&o, ResultClass::ClientRejected, oauth2::names::TOKEN, oauth2::names::UNAUTHORIZED_CLIENT);
 
     let mut wrong_pw = password_spec(&sim, "app");
     oauth2(&mut wrong_pw).grant = Grant::Password { username: "probe-user".into(), password: "nope".into() };
     let o = login(&wrong_pw).await;
-    check(&o, ResultClass::AuthFailed, Step::Token, Reason::InvalidGrant);
-    assert_eq!(o.http_status, 400);
+    check(&o, ResultClass::AuthFailed, oauth2::names::TOKEN, oauth2::names::INVALID_GRANT);
+    assert_eq!(o.summary.status, 400);
     assert_eq!(o.reason_text, "invalid resource owner credentials", "error_description kept as text");
 
     let mut s = oauth2_spec(oauth2_target(&issuer, "svc"));
     oauth2(&mut s).scope = Some("admin".into());
-    check(&login(&s).await, ResultClass::AuthFailed, Step::Token, Reason::InvalidScope);
+    check(&login(&s).await, ResultClass::AuthFailed, oauth2::names::TOKEN, oauth2::names::INVALID_SCOPE);
 
     // Refresh asked of a grant without refresh tokens.
     let mut s = oauth2_spec(oauth2_target(&issuer, "svc"));
     oauth2(&mut s).refresh = true;
     let o = login(&s).await;
-    check(&o, ResultClass::InvalidResponse, Step::Refresh, Reason::None);
+    check(&o, ResultClass::InvalidResponse, oauth2::names::REFRESH, Reason::NONE);
     assert!(o.detail.contains("no refresh_token"), "{}", o.detail);
 }
 
@@ -165,18 +176,18 @@ async fn faults_of_the_token_endpoint() {
     let sim = world().await;
     let issuer = sim.issuer().unwrap();
     let cases = [
-        (ClientFault::Html, ResultClass::InvalidResponse, Reason::None),
-        (ClientFault::ServerError, ResultClass::HttpError, Reason::Other),
-        (ClientFault::TemporarilyUnavailable, ResultClass::RateLimited, Reason::TemporarilyUnavailable),
+        (ClientFault::Html, ResultClass::InvalidResponse, Reason::NONE),
+        (ClientFault::ServerError, ResultClass::HttpError, Reason::OTHER),
+        (ClientFault::TemporarilyUnavailable, ResultClass::RateLimited, oauth2::names::TEMPORARILY_UNAVAILABLE),
     ];
     for (fault, class, reason) in cases {
         sim.update_oauth2_client("svc", |c| c.fault = fault);
         let o = login(&oauth2_spec(oauth2_target(&issuer, "svc"))).await;
-        check(&o, class, Step::Token, reason);
+        check(&o, class, oauth2::names::TOKEN, reason);
     }
     sim.update_oauth2_client("svc", |c| c.fault = ClientFault::StringExpiresIn);
     let o = login(&oauth2_spec(oauth2_target(&issuer, "svc"))).await;
-    check(&o, ResultClass::Success, Step::Token, Reason::None);
+    check(&o, ResultClass::Success, oauth2::names::TOKEN, Reason::NONE);
     assert_eq!(o.token_expires_in, Some(Duration::from_secs(3600)), "a numeric string is accepted");
 
     sim.update_oauth2_client("svc", |c| c.fault = ClientFault::Stall);
@@ -184,7 +195,7 @@ async fn faults_of_the_token_endpoint() {
     s.timeout = Duration::from_secs(1);
     let started = Instant::now();
     let o = login(&s).await;
-    check(&o, ResultClass::Timeout, Step::Token, Reason::None);
+    check(&o, ResultClass::Timeout, oauth2::names::TOKEN, Reason::NONE);
     assert!(started.elapsed() < Duration::from_secs(2), "abandoned within timeout + 1 s");
 }
 
@@ -193,16 +204,16 @@ async fn faults_of_the_token_itself_fail_validation() {
     let sim = world().await;
     let issuer = sim.issuer().unwrap();
     let cases = [
-        (ClientFault::ExpiredToken, Reason::Expired),
-        (ClientFault::WrongAudience, Reason::WrongAudience),
-        (ClientFault::WrongKid, Reason::UnknownKey),
+        (ClientFault::ExpiredToken, oauth2::names::EXPIRED),
+        (ClientFault::WrongAudience, oauth2::names::WRONG_AUDIENCE),
+        (ClientFault::WrongKid, oauth2::names::UNKNOWN_KEY),
     ];
     for (fault, reason) in cases {
         sim.update_oauth2_client("svc", |c| c.fault = fault);
         let mut s = oauth2_spec(oauth2_target(&issuer, "svc"));
         oauth2(&mut s).validate = Validate::Jwt;
         let o = login(&s).await;
-        check(&o, ResultClass::ValidationFailed, Step::TokenValidation, reason);
+        check(&o, ResultClass::ValidationFailed, etna::TOKEN_VALIDATION, reason);
     }
     // The unknown kid made the prober fetch the keys again before giving up.
     assert!(sim.oauth2_stats().jwks >= 4, "{:?}", sim.oauth2_stats());
@@ -215,11 +226,11 @@ async fn key_rotation_is_picked_up_through_the_unknown_kid() {
     oauth2(&mut s).validate = Validate::Jwt;
     let prober = Prober::new().unwrap();
     let first = prober.login(&s).await;
-    check(&first, ResultClass::Success, Step::TokenValidation, Reason::None);
+    check(&first, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
     sim.rotate_oauth2_key();
     let o = prober.login(&s).await;
-    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
-    assert_eq!(steps(&o), [Step::Token, Step::Discovery], "the JWKS fetched again");
+    check(&o, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
+    assert_eq!(steps(&o), [oauth2::names::TOKEN, oauth2::names::DISCOVERY], "the JWKS fetched again");
     let d = o.discovery.unwrap();
     assert_eq!(d.jwks_keys, Some(2));
     assert!(d.jwks_changed_unix >= first.discovery.unwrap().jwks_changed_unix);
@@ -232,20 +243,20 @@ async fn discovery_failures() {
     let issuer = sim.issuer().unwrap();
     sim.set_oauth2_faults(ServerFaults { issuer_mismatch: true, ..Default::default() });
     let o = login(&oauth2_spec(oauth2_target(&issuer, "svc"))).await;
-    check(&o, ResultClass::InvalidResponse, Step::Discovery, Reason::DiscoveryFailed);
+    check(&o, ResultClass::InvalidResponse, oauth2::names::DISCOVERY, oauth2::names::DISCOVERY_FAILED);
     assert!(o.detail.contains("issuer mismatch"), "{}", o.detail);
     assert!(!o.discovery.unwrap().ok);
 
     sim.set_oauth2_faults(ServerFaults { discovery_error: true, ..Default::default() });
     let o = login(&oauth2_spec(oauth2_target(&issuer, "svc"))).await;
-    check(&o, ResultClass::HttpError, Step::Discovery, Reason::DiscoveryFailed);
+    check(&o, ResultClass::HttpError, oauth2::names::DISCOVERY, oauth2::names::DISCOVERY_FAILED);
 
     sim.set_oauth2_faults(ServerFaults { jwks_delay: Some(Duration::from_secs(5)), ..Default::default() });
     let mut s = oauth2_spec(oauth2_target(&issuer, "svc"));
     oauth2(&mut s).validate = Validate::Jwt;
     s.timeout = Duration::from_secs(1);
     let o = login(&s).await;
-    check(&o, ResultClass::Timeout, Step::Discovery, Reason::DiscoveryFailed);
+    check(&o, ResultClass::Timeout, oauth2::names::DISCOVERY, oauth2::names::DISCOVERY_FAILED);
 
     // A target without discovery (token_endpoint set) makes no discovery request at all.
     sim.set_oauth2_faults(ServerFaults::default());
@@ -253,8 +264,8 @@ async fn discovery_failures() {
     t.endpoints.token = Some(format!("{issuer}/token").parse().unwrap());
     let before = sim.oauth2_stats().discovery;
     let o = login(&oauth2_spec(t)).await;
-    check(&o, ResultClass::Success, Step::Token, Reason::None);
-    assert_eq!(steps(&o), [Step::Token]);
+    check(&o, ResultClass::Success, oauth2::names::TOKEN, Reason::NONE);
+    assert_eq!(steps(&o), [oauth2::names::TOKEN]);
     assert!(o.discovery.is_none());
     assert_eq!(sim.oauth2_stats().discovery, before);
 
@@ -262,7 +273,7 @@ async fn discovery_failures() {
     let issuer_gone = issuer.clone();
     sim.shutdown().await;
     let o = login(&oauth2_spec(oauth2_target(&issuer_gone, "svc"))).await;
-    check(&o, ResultClass::ConnectError, Step::Discovery, Reason::DiscoveryFailed);
+    check(&o, ResultClass::ConnectError, oauth2::names::DISCOVERY, oauth2::names::DISCOVERY_FAILED);
 }
 
 #[tokio::test]
@@ -286,7 +297,7 @@ async fn client_authentication_methods() {
 
     let mut post = oauth2_target(&issuer, "svc");
     post.client_auth = ClientAuth::ClientSecretPost;
-    check(&login(&oauth2_spec(post)).await, ResultClass::Success, Step::Token, Reason::None);
+    check(&login(&oauth2_spec(post)).await, ResultClass::Success, oauth2::names::TOKEN, Reason::NONE);
 
     let mut jwt = oauth2_target(&issuer, "keyed");
     jwt.client_secret = None;
@@ -295,21 +306,26 @@ async fn client_authentication_methods() {
     let jwt = Arc::new(jwt);
     let mut s = oauth2_spec(oauth2_target(&issuer, "x"));
     oauth2(&mut s).target = jwt.clone();
-    check(&login(&s).await, ResultClass::Success, Step::Token, Reason::None);
+    check(&login(&s).await, ResultClass::Success, oauth2::names::TOKEN, Reason::NONE);
     // Each run signs a new assertion (a replayed jti would be refused).
-    check(&login(&s).await, ResultClass::Success, Step::Token, Reason::None);
+    check(&login(&s).await, ResultClass::Success, oauth2::names::TOKEN, Reason::NONE);
     let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut wrong = oauth2_target(&issuer, "keyed");
     wrong.client_secret = None;
     wrong.client_auth = ClientAuth::PrivateKeyJwt(SigningKey::from_pem(&other.serialize_pem(), None).unwrap());
-    check(&login(&oauth2_spec(wrong)).await, ResultClass::ClientRejected, Step::Token, Reason::InvalidClient);
+    check(
+        &login(&oauth2_spec(wrong)).await,
+        ResultClass::ClientRejected,
+        oauth2::names::TOKEN,
+        oauth2::names::INVALID_CLIENT,
+    );
 
     let mut none = oauth2_target(&issuer, "public");
     none.client_secret = None;
     none.client_auth = ClientAuth::None;
     let mut s = oauth2_spec(none);
     oauth2(&mut s).grant = Grant::Password { username: "u".into(), password: "pw-u".into() };
-    check(&login(&s).await, ResultClass::Success, Step::Token, Reason::None);
+    check(&login(&s).await, ResultClass::Success, oauth2::names::TOKEN, Reason::NONE);
 }
 
 #[tokio::test]
@@ -322,7 +338,7 @@ async fn no_secret_or_token_in_outcome_trace_or_debug() {
     o2.validate = Validate::Jwt;
     o2.revoke = true;
     let (o, trace) = Prober::new().unwrap().login_traced(&s).await;
-    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    check(&o, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
     let text = format!("{}\n{}\n{:?}\n{:?}", serde_json::to_string(&o).unwrap(), trace.render(), o, s);
     for secret in [CLIENT_SECRET, "pw-User-Distinct-61"] {
         assert!(!text.contains(secret), "{secret} leaked:\n{text}");
@@ -387,14 +403,14 @@ async fn oidc_provider_grants_client_authentication_and_checks() {
 
     // client_credentials with client_secret_basic: an opaque token of its configured lifetime.
     let o = prober.login(&oauth2_spec(idp_target(&idp, "svc"))).await;
-    check(&o, ResultClass::Success, Step::Token, Reason::None);
+    check(&o, ResultClass::Success, oauth2::names::TOKEN, Reason::NONE);
     assert_eq!(o.token_expires_in, Some(Duration::from_secs(600)));
-    assert_eq!(steps(&o), [Step::Discovery, Step::Token]);
+    assert_eq!(steps(&o), [oauth2::names::DISCOVERY, oauth2::names::TOKEN]);
 
     // client_secret_post.
     let mut post = idp_target(&idp, "svc-post");
     post.client_auth = ClientAuth::ClientSecretPost;
-    check(&prober.login(&oauth2_spec(post)).await, ResultClass::Success, Step::Token, Reason::None);
+    check(&prober.login(&oauth2_spec(post)).await, ResultClass::Success, oauth2::names::TOKEN, Reason::NONE);
 
     // A JWT access token for a resource (RFC 8707), verified against its JWKS: RS256, iss, aud.
     let mut s = oauth2_spec(idp_target(&idp, "svc"));
@@ -402,7 +418,7 @@ async fn oidc_provider_grants_client_authentication_and_checks() {
     oauth2(&mut s).scope = Some("api".into());
     oauth2(&mut s).validate = Validate::Jwt;
     let o = prober.login(&s).await;
-    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    check(&o, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
     assert_eq!(o.discovery.unwrap().jwks_keys, Some(1));
 
     // private_key_jwt, an ES256 assertion per run.
@@ -411,7 +427,7 @@ async fn oidc_provider_grants_client_authentication_and_checks() {
     keyed.client_auth = ClientAuth::PrivateKeyJwt(SigningKey::from_pem(&key_pem, Some("keyed-1".into())).unwrap());
     let keyed = oauth2_spec(keyed);
     for _ in 0..2 {
-        check(&prober.login(&keyed).await, ResultClass::Success, Step::Token, Reason::None);
+        check(&prober.login(&keyed).await, ResultClass::Success, oauth2::names::TOKEN, Reason::NONE);
     }
     // private_key_jwt with RS256, from the PEM openssl wrote.
     let mut keyed_rsa = oauth2_target(&idp.issuer, "keyed-rsa");
@@ -420,7 +436,7 @@ async fn oidc_provider_grants_client_authentication_and_checks() {
     let signing = SigningKey::from_pem(&pem, Some("rsa-1".into())).unwrap();
     assert_eq!(signing.algorithm, jsonwebtoken::Algorithm::RS256);
     keyed_rsa.client_auth = ClientAuth::PrivateKeyJwt(signing);
-    check(&prober.login(&oauth2_spec(keyed_rsa)).await, ResultClass::Success, Step::Token, Reason::None);
+    check(&prober.login(&oauth2_spec(keyed_rsa)).await, ResultClass::Success, oauth2::names::TOKEN, Reason::NONE);
 
     // The password grant (registered in server.mjs), refreshed, its ID token verified, revoked.
     let mut s = idp_user(&idp, "openid offline_access");
@@ -429,7 +445,7 @@ async fn oidc_provider_grants_client_authentication_and_checks() {
     o2.validate = Validate::Jwt;
     o2.revoke = true;
     let o = prober.login(&s).await;
-    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    check(&o, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
     assert_eq!(o.token_expires_in, Some(Duration::from_secs(3600)));
     let logout = o.logout.as_ref().expect("revoked");
     assert!(logout.ok, "{}", logout.detail);
@@ -441,19 +457,19 @@ async fn oidc_provider_grants_client_authentication_and_checks() {
     let mut s = oauth2_spec(public);
     oauth2(&mut s).grant = Grant::Password { username: oidc::USER.into(), password: oidc::USER_PASSWORD.into() };
     oauth2(&mut s).scope = Some("openid".into());
-    check(&prober.login(&s).await, ResultClass::Success, Step::Token, Reason::None);
+    check(&prober.login(&s).await, ResultClass::Success, oauth2::names::TOKEN, Reason::NONE);
 
     // userinfo with the opaque access token.
     let mut s = idp_user(&idp, "openid");
     oauth2(&mut s).validate = Validate::Userinfo;
-    check(&prober.login(&s).await, ResultClass::Success, Step::TokenValidation, Reason::None);
+    check(&prober.login(&s).await, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
 
     // Introspection: active, then inactive once revoked.
     let mut s = idp_user(&idp, "openid offline_access");
     oauth2(&mut s).validate = Validate::Introspection;
     oauth2(&mut s).revoke = true;
     let o = prober.login(&s).await;
-    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    check(&o, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
     let logout = o.logout.as_ref().unwrap();
     assert!(logout.ok && logout.detail.contains("introspection confirms"), "{}", logout.detail);
     idp.stop().await;
@@ -468,13 +484,13 @@ async fn oidc_provider_errors_and_a_stopped_server() {
     let mut bad = idp_target(&idp, "svc");
     bad.client_secret = Some("not-the-secret".into());
     let o = login(&oauth2_spec(bad)).await;
-    check(&o, ResultClass::ClientRejected, Step::Token, Reason::InvalidClient);
-    assert_eq!(o.http_status, 401);
+    check(&o, ResultClass::ClientRejected, oauth2::names::TOKEN, oauth2::names::INVALID_CLIENT);
+    assert_eq!(o.summary.status, 401);
     check(
         &login(&oauth2_spec(idp_target(&idp, "nobody"))).await,
         ResultClass::ClientRejected,
-        Step::Token,
-        Reason::InvalidClient,
+        oauth2::names::TOKEN,
+        oauth2::names::INVALID_CLIENT,
     );
     // An assertion signed with another key.
     let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
@@ -482,30 +498,35 @@ async fn oidc_provider_errors_and_a_stopped_server() {
     keyed.client_secret = None;
     keyed.client_auth =
         ClientAuth::PrivateKeyJwt(SigningKey::from_pem(&other.serialize_pem(), Some("keyed-1".into())).unwrap());
-    check(&login(&oauth2_spec(keyed)).await, ResultClass::ClientRejected, Step::Token, Reason::InvalidClient);
+    check(
+        &login(&oauth2_spec(keyed)).await,
+        ResultClass::ClientRejected,
+        oauth2::names::TOKEN,
+        oauth2::names::INVALID_CLIENT,
+    );
 
     let mut s = idp_user(&idp, "openid");
     oauth2(&mut s).grant = Grant::Password { username: oidc::USER.into(), password: "wrong-password".into() };
     let o = login(&s).await;
-    check(&o, ResultClass::AuthFailed, Step::Token, Reason::InvalidGrant);
-    assert_eq!(o.http_status, 400);
+    check(&o, ResultClass::AuthFailed, oauth2::names::TOKEN, oauth2::names::INVALID_GRANT);
+    assert_eq!(o.summary.status, 400);
 
     // A grant the client may not use: oidc-provider answers invalid_request, not the RFC's
     // unauthorized_client; authprobe reports what the server said.
     let mut s = idp_user(&idp, "openid");
     oauth2(&mut s).target = Arc::new(idp_target(&idp, "svc"));
     let o = login(&s).await;
-    check(&o, ResultClass::AuthFailed, Step::Token, Reason::InvalidRequest);
+    check(&o, ResultClass::AuthFailed, oauth2::names::TOKEN, oauth2::names::INVALID_REQUEST);
     assert!(o.reason_text.contains("not allowed for this client"), "{}", o.reason_text);
 
     let mut s = oauth2_spec(idp_target(&idp, "svc"));
     oauth2(&mut s).scope = Some("admin".into());
-    check(&login(&s).await, ResultClass::AuthFailed, Step::Token, Reason::InvalidScope);
+    check(&login(&s).await, ResultClass::AuthFailed, oauth2::names::TOKEN, oauth2::names::INVALID_SCOPE);
 
     // An opaque access token and no openid: nothing to verify as a JWT.
     let mut s = oauth2_spec(idp_target(&idp, "svc"));
     oauth2(&mut s).validate = Validate::Jwt;
-    check(&login(&s).await, ResultClass::ValidationFailed, Step::TokenValidation, Reason::None);
+    check(&login(&s).await, ResultClass::ValidationFailed, etna::TOKEN_VALIDATION, Reason::NONE);
 
     // A JWT for another resource than the probe expects.
     let mut s = oauth2_spec(idp_target(&idp, "svc"));
@@ -513,20 +534,20 @@ async fn oidc_provider_errors_and_a_stopped_server() {
     oauth2(&mut s).audience = Some("https://other.authprobe.test".into());
     oauth2(&mut s).validate = Validate::Jwt;
     // (audience is sent too; oidc-provider ignores it and issues the token for the resource)
-    check(&login(&s).await, ResultClass::ValidationFailed, Step::TokenValidation, Reason::WrongAudience);
+    check(&login(&s).await, ResultClass::ValidationFailed, etna::TOKEN_VALIDATION, oauth2::names::WRONG_AUDIENCE);
 
     let issuer = idp.issuer.clone();
     idp.stop().await;
     let o = login(&oauth2_spec(oauth2_target(&issuer, "svc"))).await;
-    check(&o, ResultClass::ConnectError, Step::Discovery, Reason::DiscoveryFailed);
+    check(&o, ResultClass::ConnectError, oauth2::names::DISCOVERY, oauth2::names::DISCOVERY_FAILED);
 
     // A server without the password grant.
     let idp = OidcProvider::start(Options { no_password_grant: true, ..Default::default() }).await;
     check(
         &login(&idp_user(&idp, "openid")).await,
         ResultClass::ClientRejected,
-        Step::Token,
-        Reason::UnsupportedGrantType,
+        oauth2::names::TOKEN,
+        oauth2::names::UNSUPPORTED_GRANT_TYPE,
     );
     idp.stop().await;
 }
@@ -542,15 +563,19 @@ async fn oidc_provider_key_rotation_is_picked_up_through_the_unknown_kid() {
     oauth2(&mut s).validate = Validate::Jwt;
     let prober = Prober::new().unwrap();
     let first = prober.login(&s).await;
-    check(&first, ResultClass::Success, Step::TokenValidation, Reason::None);
+    check(&first, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
     idp.stop().await;
     // The same server restarted with a new signing key first, the old one still published.
     let idp =
         OidcProvider::start(Options { port: Some(port), keys_file: Some(keys), rotate: true, ..Default::default() })
             .await;
     let o = prober.login(&s).await;
-    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
-    assert_eq!(steps(&o), [Step::Token, Step::Discovery], "the cached JWKS lacked the new kid: fetched again");
+    check(&o, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
+    assert_eq!(
+        steps(&o),
+        [oauth2::names::TOKEN, oauth2::names::DISCOVERY],
+        "the cached JWKS lacked the new kid: fetched again"
+    );
     assert_eq!(o.discovery.unwrap().jwks_keys, Some(2));
     idp.stop().await;
 }
@@ -568,12 +593,12 @@ async fn oidc_provider_over_https_trusted_through_ca_file() {
     oauth2(&mut s).validate = Validate::Jwt;
     // Without trusting its certificate: tls_error at discovery.
     let o = login(&s).await;
-    check(&o, ResultClass::TlsError, Step::Discovery, Reason::DiscoveryFailed);
+    check(&o, ResultClass::TlsError, oauth2::names::DISCOVERY, oauth2::names::DISCOVERY_FAILED);
     let mut tls = authprobe::protocol::TlsSettings::default();
     tls.roots = Some(common::openssl::certs(&cert));
     s.tls = Arc::new(tls);
     let o = login(&s).await;
-    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
+    check(&o, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
     let facts = o.tls.expect("TLS facts");
     assert!(facts.version.is_some() && facts.cert_not_after_unix.is_some(), "{facts:?}");
     idp.stop().await;
@@ -639,7 +664,7 @@ fn jwt_algorithms_the_providers_sign_with_verify() {
         assert_eq!(jwt::verify(&format!("{input}.{}", b64(&signature)), &keys, expected), Check::Valid, "{alg}");
         signature[10] ^= 1;
         let tampered = jwt::verify(&format!("{input}.{}", b64(&signature)), &keys, expected);
-        assert!(matches!(tampered, Check::Refused(Reason::BadSignature, _)), "{alg}: {tampered:?}");
+        assert!(matches!(tampered, Check::Refused(oauth2::names::BAD_SIGNATURE, _)), "{alg}: {tampered:?}");
     }
 }
 
@@ -654,12 +679,19 @@ async fn discovery_refresh_and_a_refused_revocation() {
     let mut s = oauth2_spec(t);
     oauth2(&mut s).validate = Validate::Jwt;
     let prober = Prober::new().unwrap();
-    assert_eq!(steps(&prober.login(&s).await), [Step::Discovery, Step::Discovery, Step::Token]);
-    assert_eq!(steps(&prober.login(&s).await), [Step::Token], "fresh: cached");
+    assert_eq!(
+        steps(&prober.login(&s).await),
+        [oauth2::names::DISCOVERY, oauth2::names::DISCOVERY, oauth2::names::TOKEN]
+    );
+    assert_eq!(steps(&prober.login(&s).await), [oauth2::names::TOKEN], "fresh: cached");
     tokio::time::sleep(Duration::from_millis(400)).await;
     let o = prober.login(&s).await;
-    check(&o, ResultClass::Success, Step::TokenValidation, Reason::None);
-    assert_eq!(steps(&o), [Step::Discovery, Step::Discovery, Step::Token], "stale: fetched again");
+    check(&o, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
+    assert_eq!(
+        steps(&o),
+        [oauth2::names::DISCOVERY, oauth2::names::DISCOVERY, oauth2::names::TOKEN],
+        "stale: fetched again"
+    );
     assert_eq!((sim.oauth2_stats().discovery, sim.oauth2_stats().jwks), (2, 2));
 
     // A revocation endpoint that answers 404: the login succeeds, the revocation failed.
@@ -669,7 +701,7 @@ async fn discovery_refresh_and_a_refused_revocation() {
     oauth2(&mut s).grant = Grant::Password { username: "probe-user".into(), password: "pw-User-Distinct-61".into() };
     oauth2(&mut s).revoke = true;
     let o = prober.login(&s).await;
-    check(&o, ResultClass::Success, Step::Token, Reason::None);
+    check(&o, ResultClass::Success, oauth2::names::TOKEN, Reason::NONE);
     let logout = o.logout.expect("the revocation is reported");
-    assert!(!logout.ok && logout.http_status == 404 && logout.detail.contains("HTTP 404"), "{logout:?}");
+    assert!(!logout.ok && logout.status == 404 && logout.detail.contains("HTTP 404"), "{logout:?}");
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use authprobe::protocol::{Expect, Outcome, Prober, Reason, ResultClass, State, Step};
+use authprobe::protocol::{etna, Expect, Outcome, Prober, Reason, ResultClass, State, Step};
 use authprobe::simulator::{Account, Fault, RateLimit, Settings, WrongSecret};
 use common::*;
 
@@ -17,7 +17,7 @@ async fn login(spec: &authprobe::protocol::LoginSpec) -> Outcome {
 #[track_caller]
 fn check(o: &Outcome, result: ResultClass, state: Option<State>, step: Step, reason: Reason, status: u16) {
     assert_eq!(
-        (o.result, o.state, o.step, o.reason, o.http_status),
+        (o.summary.result, o.summary.state, o.summary.step, o.summary.reason, o.summary.status),
         (result, state, step, reason, status),
         "unexpected outcome; detail: {}",
         o.detail
@@ -28,9 +28,9 @@ fn check(o: &Outcome, result: ResultClass, state: Option<State>, step: Step, rea
 async fn password_login_succeeds_with_documented_headers() {
     let sim = simulator(vec![Account::new("alice", "pw-alice-7Hq")]).await;
     let o = login(&spec(&sim, "alice", "pw-alice-7Hq")).await;
-    check(&o, ResultClass::Success, Some(State::Succeeded), Step::BaseAuthentication, Reason::None, 200);
+    check(&o, ResultClass::Success, Some(SUCCEEDED), etna::BASE_AUTHENTICATION, Reason::NONE, 200);
     assert_eq!(o.steps.len(), 1);
-    assert_eq!(o.steps[0].http_status, 200);
+    assert_eq!(o.steps[0].status, 200);
     assert!(o.duration >= o.steps[0].duration);
 
     let reqs = sim.requests("alice");
@@ -53,9 +53,9 @@ async fn trailing_slash_in_base_url_and_extra_fields() {
     a.extra_fields = true;
     let sim = simulator(vec![a]).await;
     let mut s = spec(&sim, "alice", "pw");
-    etna(&mut s).base_url = format!("{}/", sim.base_url()).parse().unwrap();
+    etna_target(&mut s).base_url = format!("{}/", sim.base_url()).parse().unwrap();
     let o = login(&s).await;
-    assert_eq!(o.result, ResultClass::Success, "{}", o.detail);
+    assert_eq!(o.summary.result, ResultClass::Success, "{}", o.detail);
     assert_eq!(sim.requests("alice")[0].path, "/api/token");
 }
 
@@ -65,12 +65,9 @@ async fn pin_step_continues_with_interim_token_and_repeated_credentials() {
     let mut s = spec(&sim, "bob", "pw-bob");
     etna(&mut s).pin = Some("4321".into());
     let o = login(&s).await;
-    check(&o, ResultClass::Success, Some(State::Succeeded), Step::SecutityPin, Reason::None, 200);
-    let steps: Vec<_> = o.steps.iter().map(|r| (r.step, r.http_status, r.state)).collect();
-    assert_eq!(
-        steps,
-        [(Step::BaseAuthentication, 202, Some(State::Expecting)), (Step::SecutityPin, 200, Some(State::Succeeded))]
-    );
+    check(&o, ResultClass::Success, Some(SUCCEEDED), etna::SECUTITY_PIN, Reason::NONE, 200);
+    let steps: Vec<_> = o.steps.iter().map(|r| (r.step, r.status, r.state)).collect();
+    assert_eq!(steps, [(etna::BASE_AUTHENTICATION, 202, Some(EXPECTING)), (etna::SECUTITY_PIN, 200, Some(SUCCEEDED))]);
 
     let reqs = sim.requests("bob");
     assert_eq!(reqs.len(), 2);
@@ -97,7 +94,7 @@ async fn verification_code_step_and_pin_then_code() {
     let mut s = spec(&sim, "carol", "pw");
     etna(&mut s).verification_code = Some("735190".into());
     let o = login(&s).await;
-    check(&o, ResultClass::Success, Some(State::Succeeded), Step::VerificationCode, Reason::None, 200);
+    check(&o, ResultClass::Success, Some(SUCCEEDED), etna::VERIFICATION_CODE, Reason::NONE, 200);
     assert_eq!(sim.requests("carol")[1].header("verificationcode"), Some("735190"));
     assert!(sim.requests("carol")[1].header("authorization").unwrap().starts_with("Bearer "));
 
@@ -105,9 +102,9 @@ async fn verification_code_step_and_pin_then_code() {
     etna(&mut s).pin = Some("1111".into());
     etna(&mut s).verification_code = Some("909090".into());
     let o = login(&s).await;
-    assert_eq!(o.result, ResultClass::Success, "{}", o.detail);
+    assert_eq!(o.summary.result, ResultClass::Success, "{}", o.detail);
     let order: Vec<Step> = o.steps.iter().map(|r| r.step).collect();
-    assert_eq!(order, [Step::BaseAuthentication, Step::SecutityPin, Step::VerificationCode]);
+    assert_eq!(order, [etna::BASE_AUTHENTICATION, etna::SECUTITY_PIN, etna::VERIFICATION_CODE]);
     let third = &sim.requests("dora")[2];
     assert_eq!((third.header("verificationcode"), third.header("password")), (Some("909090"), Some("pw")));
 }
@@ -116,31 +113,17 @@ async fn verification_code_step_and_pin_then_code() {
 async fn expected_verification_step_is_healthy() {
     let sim = simulator(vec![code_account("carol", "pw", "735190")]).await;
     let mut s = spec(&sim, "carol", "pw");
-    etna(&mut s).expect = Expect::Step(Step::VerificationCode);
+    etna(&mut s).expect = Expect::Step(etna::VERIFICATION_CODE);
     let o = login(&s).await;
-    check(
-        &o,
-        ResultClass::Success,
-        Some(State::Expecting),
-        Step::VerificationCode,
-        Reason::ExpectingConfirmationCode,
-        202,
-    );
+    check(&o, ResultClass::Success, Some(EXPECTING), etna::VERIFICATION_CODE, etna::EXPECTING_CONFIRMATION_CODE, 202);
     assert_eq!(o.reason_text, "Expecting confirmation code");
     assert_eq!(sim.stats("carol").tokens_issued, 0);
 
     // The same expectation against an account without 2FA: the step never comes.
     let sim = simulator(vec![Account::new("alice", "pw")]).await;
     let mut s = spec(&sim, "alice", "pw");
-    etna(&mut s).expect = Expect::Step(Step::VerificationCode);
-    check(
-        &login(&s).await,
-        ResultClass::UnexpectedStep,
-        Some(State::Succeeded),
-        Step::BaseAuthentication,
-        Reason::None,
-        200,
-    );
+    etna(&mut s).expect = Expect::Step(etna::VERIFICATION_CODE);
+    check(&login(&s).await, ResultClass::UnexpectedStep, Some(SUCCEEDED), etna::BASE_AUTHENTICATION, Reason::NONE, 200);
 }
 
 #[tokio::test]
@@ -156,34 +139,27 @@ async fn credential_failures() {
     .await;
 
     let o = login(&spec(&sim, "alice", "wrong")).await;
-    check(&o, ResultClass::AuthFailed, Some(State::Failed), Step::BaseAuthentication, Reason::InvalidCredentials, 401);
+    check(&o, ResultClass::AuthFailed, Some(FAILED), etna::BASE_AUTHENTICATION, etna::INVALID_CREDENTIALS, 401);
     assert_eq!(o.reason_text, "Invalid credentials");
     let o = login(&spec(&sim, "nobody", "x")).await;
-    check(&o, ResultClass::AuthFailed, Some(State::Failed), Step::BaseAuthentication, Reason::InvalidCredentials, 401);
+    check(&o, ResultClass::AuthFailed, Some(FAILED), etna::BASE_AUTHENTICATION, etna::INVALID_CREDENTIALS, 401);
 
     let mut s = spec(&sim, "bob", "pw");
     etna(&mut s).pin = Some("0000".into());
     let o = login(&s).await;
-    check(&o, ResultClass::AuthFailed, Some(State::Failed), Step::SecutityPin, Reason::InvalidPin, 401);
+    check(&o, ResultClass::AuthFailed, Some(FAILED), etna::SECUTITY_PIN, etna::INVALID_PIN, 401);
 
     // A server that asks for the pin again after a wrong one.
     let mut s = spec(&sim, "rita", "pw");
     etna(&mut s).pin = Some("0000".into());
     let o = login(&s).await;
-    check(&o, ResultClass::AuthFailed, Some(State::Expecting), Step::SecutityPin, Reason::InvalidPin, 202);
+    check(&o, ResultClass::AuthFailed, Some(EXPECTING), etna::SECUTITY_PIN, etna::INVALID_PIN, 202);
     assert_eq!(o.steps.len(), 2);
 
     let mut s = spec(&sim, "carol", "pw");
     etna(&mut s).verification_code = Some("000000".into());
     let o = login(&s).await;
-    check(
-        &o,
-        ResultClass::AuthFailed,
-        Some(State::Failed),
-        Step::VerificationCode,
-        Reason::InvalidVerificationCode,
-        401,
-    );
+    check(&o, ResultClass::AuthFailed, Some(FAILED), etna::VERIFICATION_CODE, etna::INVALID_VERIFICATION_CODE, 401);
 }
 
 #[tokio::test]
@@ -194,7 +170,7 @@ async fn lost_ticket_is_corrupted_ticket() {
     let mut s = spec(&sim, "bob", "pw");
     etna(&mut s).pin = Some("4321".into());
     let o = login(&s).await;
-    check(&o, ResultClass::AuthFailed, Some(State::Failed), Step::SecutityPin, Reason::CorruptedTicket, 401);
+    check(&o, ResultClass::AuthFailed, Some(FAILED), etna::SECUTITY_PIN, etna::CORRUPTED_TICKET, 401);
 }
 
 #[tokio::test]
@@ -204,10 +180,10 @@ async fn rate_limited_after_max_logins() {
     let sim = simulator(vec![a]).await;
     let s = spec(&sim, "alice", "pw");
     for _ in 0..2 {
-        assert_eq!(login(&s).await.result, ResultClass::Success);
+        assert_eq!(login(&s).await.summary.result, ResultClass::Success);
     }
     let o = login(&s).await;
-    check(&o, ResultClass::RateLimited, Some(State::Failed), Step::BaseAuthentication, Reason::TooManyRequests, 401);
+    check(&o, ResultClass::RateLimited, Some(FAILED), etna::BASE_AUTHENTICATION, etna::TOO_MANY_REQUESTS, 401);
     assert_eq!(o.reason_text, "Too many login requests. Please try again later.");
     assert_eq!(sim.stats("alice").logins, 2);
     assert_eq!(sim.stats("alice").requests, 3);
@@ -222,48 +198,41 @@ async fn password_expired_and_pin_not_initialised() {
     let sim = simulator(vec![expired, uninit]).await;
 
     let o = login(&spec(&sim, "dave", "pw")).await;
-    check(
-        &o,
-        ResultClass::PasswordExpired,
-        Some(State::Failed),
-        Step::BaseAuthentication,
-        Reason::PasswordExpired,
-        401,
-    );
+    check(&o, ResultClass::PasswordExpired, Some(FAILED), etna::BASE_AUTHENTICATION, etna::PASSWORD_EXPIRED, 401);
 
     let o = login(&spec(&sim, "erin", "pw")).await;
-    check(
-        &o,
-        ResultClass::PinNotInitialized,
-        Some(State::Expecting),
-        Step::SecutityPin,
-        Reason::PinNotInitialized,
-        202,
-    );
+    check(&o, ResultClass::PinNotInitialized, Some(EXPECTING), etna::SECUTITY_PIN, etna::PIN_NOT_INITIALIZED, 202);
     let mut s = spec(&sim, "erin", "pw");
-    etna(&mut s).expect = Expect::Step(Step::SecutityPin);
-    assert_eq!(login(&s).await.result, ResultClass::PinNotInitialized);
+    etna(&mut s).expect = Expect::Step(etna::SECUTITY_PIN);
+    assert_eq!(login(&s).await.summary.result, ResultClass::PinNotInitialized);
     // Even with a pin to send, the prompt itself says the PIN cannot be used.
     etna(&mut s).expect = Expect::Succeeded;
     etna(&mut s).pin = Some("1234".into());
-    assert_eq!(login(&s).await.result, ResultClass::PinNotInitialized);
+    assert_eq!(login(&s).await.summary.result, ResultClass::PinNotInitialized);
 }
 
 #[tokio::test]
 async fn app_key_rejected_with_either_status() {
     let sim = simulator(vec![Account::new("alice", "pw")]).await;
     let mut s = spec(&sim, "alice", "pw");
-    etna(&mut s).app_key = "not-a-key".into();
+    etna_target(&mut s).app_key = "not-a-key".into();
     let o = login(&s).await;
-    check(&o, ResultClass::AppKeyRejected, None, Step::BaseAuthentication, Reason::AppKeyNotDefined, 403);
+    check(&o, ResultClass::AppKeyRejected, None, etna::BASE_AUTHENTICATION, etna::APP_KEY_NOT_DEFINED, 403);
     assert_eq!(o.reason_text, "Application key is not defined or does not exist");
 
     let mut settings = Settings::new(&[APP_KEY], vec![Account::new("alice", "pw")]);
     settings.app_key_error_status = 401;
     let sim = simulator_with(settings).await;
     let mut s = spec(&sim, "alice", "pw");
-    etna(&mut s).app_key = "not-a-key".into();
-    check(&login(&s).await, ResultClass::AppKeyRejected, None, Step::BaseAuthentication, Reason::AppKeyNotDefined, 401);
+    etna_target(&mut s).app_key = "not-a-key".into();
+    check(
+        &login(&s).await,
+        ResultClass::AppKeyRejected,
+        None,
+        etna::BASE_AUTHENTICATION,
+        etna::APP_KEY_NOT_DEFINED,
+        401,
+    );
 }
 
 #[tokio::test]
@@ -273,11 +242,11 @@ async fn unexpected_and_unknown_steps() {
 
     // The server asks for a pin the probe does not have.
     let o = login(&spec(&sim, "bob", "pw")).await;
-    check(&o, ResultClass::UnexpectedStep, Some(State::Expecting), Step::SecutityPin, Reason::InvalidPin, 202);
+    check(&o, ResultClass::UnexpectedStep, Some(EXPECTING), etna::SECUTITY_PIN, etna::INVALID_PIN, 202);
     assert_eq!(sim.requests("bob").len(), 1, "no second request without a pin");
 
     let o = login(&spec(&sim, "quinn", "pw")).await;
-    check(&o, ResultClass::UnexpectedStep, Some(State::Expecting), Step::Other, Reason::Other, 202);
+    check(&o, ResultClass::UnexpectedStep, Some(EXPECTING), Step::OTHER, Reason::OTHER, 202);
     assert!(o.detail.contains("SecretQuestion"), "{}", o.detail);
 }
 
@@ -293,38 +262,31 @@ async fn step_limit_bounds_the_number_of_requests() {
     etna(&mut s).verification_code = Some("909090".into());
     etna(&mut s).max_steps = 2;
     let o = login(&s).await;
-    check(
-        &o,
-        ResultClass::StepLimit,
-        Some(State::Expecting),
-        Step::VerificationCode,
-        Reason::ExpectingConfirmationCode,
-        202,
-    );
+    check(&o, ResultClass::StepLimit, Some(EXPECTING), etna::VERIFICATION_CODE, etna::EXPECTING_CONFIRMATION_CODE, 202);
     assert_eq!(sim.requests("dora").len(), 2);
 
     let mut s = spec(&sim, "eve", "pw");
     etna(&mut s).pin = Some("1".into());
     etna(&mut s).verification_code = Some("2".into());
     let o = login(&s).await;
-    assert_eq!(o.result, ResultClass::StepLimit, "{}", o.detail);
+    assert_eq!(o.summary.result, ResultClass::StepLimit, "{}", o.detail);
     assert_eq!(sim.requests("eve").len(), 3, "max_steps=3 requests, then stop");
 }
 
 #[tokio::test]
 async fn http_errors() {
     let faults = [
-        ("redir", Fault::Redirect, 302, Reason::None, ""),
-        ("err500", Fault::ServerError, 500, Reason::Other, "Unexpected server error"),
-        ("model500", Fault::ServerErrorModel, 500, Reason::Other, "Unexpected server error"),
-        ("down503", Fault::Unavailable, 503, Reason::None, ""),
-        ("gone404", Fault::NotFound, 404, Reason::Other, ""),
+        ("redir", Fault::Redirect, 302, Reason::NONE, ""),
+        ("err500", Fault::ServerError, 500, Reason::OTHER, "Unexpected server error"),
+        ("model500", Fault::ServerErrorModel, 500, Reason::OTHER, "Unexpected server error"),
+        ("down503", Fault::Unavailable, 503, Reason::NONE, ""),
+        ("gone404", Fault::NotFound, 404, Reason::OTHER, ""),
     ];
     let accounts = faults.iter().map(|(name, fault, ..)| fault_account(name, *fault)).collect();
     let sim = simulator(accounts).await;
     for (name, _, status, reason, text) in faults {
         let o = login(&spec(&sim, name, "pw")).await;
-        check(&o, ResultClass::HttpError, None, Step::BaseAuthentication, reason, status);
+        check(&o, ResultClass::HttpError, None, etna::BASE_AUTHENTICATION, reason, status);
         if !text.is_empty() {
             assert_eq!(o.reason_text, text, "{name}");
         }
@@ -348,7 +310,7 @@ async fn invalid_responses() {
     let sim = simulator(accounts).await;
     for (name, _, detail) in faults {
         let o = login(&spec(&sim, name, "pw")).await;
-        check(&o, ResultClass::InvalidResponse, None, Step::BaseAuthentication, Reason::None, 200);
+        check(&o, ResultClass::InvalidResponse, None, etna::BASE_AUTHENTICATION, Reason::NONE, 200);
         assert!(o.detail.contains(detail), "{name}: {}", o.detail);
     }
 }
@@ -358,7 +320,7 @@ async fn random_reason_is_bounded() {
     let a = fault_account("rand", Fault::RandomReason);
     let sim = simulator(vec![a]).await;
     let o = login(&spec(&sim, "rand", "pw")).await;
-    check(&o, ResultClass::AuthFailed, Some(State::Failed), Step::BaseAuthentication, Reason::Other, 401);
+    check(&o, ResultClass::AuthFailed, Some(FAILED), etna::BASE_AUTHENTICATION, Reason::OTHER, 401);
     assert_eq!(o.reason_text.chars().count(), 200);
 }
 
@@ -377,7 +339,7 @@ async fn deadline_covers_stalls_and_slow_bodies() {
         let started = Instant::now();
         let o = login(&s).await;
         let took = started.elapsed();
-        check(&o, ResultClass::Timeout, None, Step::BaseAuthentication, Reason::None, status);
+        check(&o, ResultClass::Timeout, None, etna::BASE_AUTHENTICATION, Reason::NONE, status);
         assert!(took < Duration::from_secs(2), "{name}: abandoned after {took:?}, deadline 1s");
         assert!(took >= Duration::from_millis(990), "{name}: gave up early after {took:?}");
     }
@@ -387,7 +349,7 @@ async fn deadline_covers_stalls_and_slow_bodies() {
     etna(&mut s).pin = Some("1".into());
     s.timeout = Duration::from_secs(1);
     let o = login(&s).await;
-    check(&o, ResultClass::Timeout, None, Step::SecutityPin, Reason::None, 0);
+    check(&o, ResultClass::Timeout, None, etna::SECUTITY_PIN, Reason::NONE, 0);
     assert_eq!(o.steps.len(), 2);
     assert!(o.duration < Duration::from_secs(2));
 }
@@ -396,15 +358,15 @@ async fn deadline_covers_stalls_and_slow_bodies() {
 async fn connection_and_tls_failures() {
     let sim = simulator(vec![Account::new("alice", "pw")]).await;
     let mut s = spec(&sim, "alice", "pw");
-    etna(&mut s).base_url = format!("http://127.0.0.1:{}/api", closed_port()).parse().unwrap();
+    etna_target(&mut s).base_url = format!("http://127.0.0.1:{}/api", closed_port()).parse().unwrap();
     let o = login(&s).await;
-    check(&o, ResultClass::ConnectError, None, Step::BaseAuthentication, Reason::None, 0);
+    check(&o, ResultClass::ConnectError, None, etna::BASE_AUTHENTICATION, Reason::NONE, 0);
     assert!(o.detail.to_lowercase().contains("refused"), "{}", o.detail);
 
     // TLS spoken to a plain-HTTP port.
-    etna(&mut s).base_url = format!("https://{}/api", sim.addr()).parse().unwrap();
+    etna_target(&mut s).base_url = format!("https://{}/api", sim.addr()).parse().unwrap();
     let o = login(&s).await;
-    check(&o, ResultClass::TlsError, None, Step::BaseAuthentication, Reason::None, 0);
+    check(&o, ResultClass::TlsError, None, etna::BASE_AUTHENTICATION, Reason::NONE, 0);
 }
 
 #[tokio::test]
@@ -413,7 +375,7 @@ async fn body_cap_abandons_oversized_bodies_quickly() {
     let sim = simulator(vec![a]).await;
     let started = Instant::now();
     let o = login(&spec(&sim, "big", "pw")).await;
-    assert_eq!(o.result, ResultClass::InvalidResponse);
+    assert_eq!(o.summary.result, ResultClass::InvalidResponse);
     assert!(o.detail.contains("65536 byte limit"), "{}", o.detail);
     // Reading 20 MiB would take far longer than abandoning after 64 KiB.
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -468,7 +430,7 @@ async fn each_run_opens_a_new_connection_and_steps_reuse_it() {
     // every run, one after another or ten at once, each run timing its own connection.
     let sim = simulator(vec![Account::new("alice", "pw")]).await;
     let s = spec(&sim, "alice", "pw");
-    assert!(s.single_request());
+    assert!(s.login.single_request());
     for _ in 0..3 {
         assert!(prober.login(&s).await.is_success());
     }
@@ -492,12 +454,12 @@ async fn validation_checks_the_new_token_and_logout_revokes_it() {
     etna(&mut s).validate = true;
     etna(&mut s).logout = true;
     let o = login(&s).await;
-    check(&o, ResultClass::Success, Some(State::Succeeded), Step::SecutityPin, Reason::None, 200);
-    let steps: Vec<(Step, u16)> = o.steps.iter().map(|r| (r.step, r.http_status)).collect();
-    assert_eq!(steps, [(Step::BaseAuthentication, 202), (Step::SecutityPin, 200), (Step::TokenValidation, 200)]);
+    check(&o, ResultClass::Success, Some(SUCCEEDED), etna::SECUTITY_PIN, Reason::NONE, 200);
+    let steps: Vec<(Step, u16)> = o.steps.iter().map(|r| (r.step, r.status)).collect();
+    assert_eq!(steps, [(etna::BASE_AUTHENTICATION, 202), (etna::SECUTITY_PIN, 200), (etna::TOKEN_VALIDATION, 200)]);
     assert!(o.duration >= o.steps.iter().map(|r| r.duration).sum::<Duration>());
     let logout = o.logout.as_ref().expect("logged out");
-    assert!(logout.ok && logout.http_status == 200, "{logout:?}");
+    assert!(logout.ok && logout.status == 200, "{logout:?}");
 
     let issued = sim.issued_tokens("bob");
     assert_eq!(issued.len(), 1);
@@ -537,14 +499,7 @@ async fn a_refused_token_fails_validation_and_a_failed_logout_does_not_fail_the_
     let mut s = spec(&sim, "refused", "pw");
     etna(&mut s).validate = true;
     let o = login(&s).await;
-    check(
-        &o,
-        ResultClass::ValidationFailed,
-        Some(State::Succeeded),
-        Step::TokenValidation,
-        Reason::AuthorizationDenied,
-        401,
-    );
+    check(&o, ResultClass::ValidationFailed, Some(SUCCEEDED), etna::TOKEN_VALIDATION, etna::AUTHORIZATION_DENIED, 401);
     assert_eq!(o.reason_text, "Authorization has been denied for this request.");
     assert!(o.detail.contains("HTTP 401, the new token was refused"), "{}", o.detail);
     assert!(sim.validated_tokens("refused").is_empty());
@@ -553,9 +508,9 @@ async fn a_refused_token_fails_validation_and_a_failed_logout_does_not_fail_the_
     etna(&mut s).validate = true;
     etna(&mut s).logout = true;
     let o = login(&s).await;
-    check(&o, ResultClass::Success, Some(State::Succeeded), Step::BaseAuthentication, Reason::None, 200);
+    check(&o, ResultClass::Success, Some(SUCCEEDED), etna::BASE_AUTHENTICATION, Reason::NONE, 200);
     let logout = o.logout.expect("logout attempted");
-    assert!(!logout.ok && logout.http_status == 500, "{logout:?}");
+    assert!(!logout.ok && logout.status == 500, "{logout:?}");
     assert!(sim.revoked_tokens("sticky").is_empty());
 
     // The whole run shares one deadline: a login of 300 ms leaves too little for validation.
@@ -565,12 +520,12 @@ async fn a_refused_token_fails_validation_and_a_failed_logout_does_not_fail_the_
     let started = Instant::now();
     let o = login(&s).await;
     assert!(started.elapsed() < Duration::from_millis(450) + Duration::from_secs(1));
-    check(&o, ResultClass::ValidationFailed, Some(State::Succeeded), Step::TokenValidation, Reason::None, 0);
+    check(&o, ResultClass::ValidationFailed, Some(SUCCEEDED), etna::TOKEN_VALIDATION, Reason::NONE, 0);
     assert!(o.detail.contains("deadline exceeded"), "{}", o.detail);
 
     // Without validate or logout, nothing but /token is called.
     let o = login(&spec(&sim, "sticky", "pw")).await;
-    assert_eq!((o.result, o.logout.is_none()), (ResultClass::Success, true));
+    assert_eq!((o.summary.result, o.logout.is_none()), (ResultClass::Success, true));
     assert!(
         sim.requests("sticky").iter().filter(|r| r.path != "/api/token").count() == 2,
         "only the first run's calls"
@@ -617,7 +572,7 @@ async fn retries_cover_connections_that_fail_before_any_answer_and_nothing_else(
     let sim = simulator(vec![Account::new("alice", "pw"), fault_account("stall", Fault::Stall)]).await;
     let through = |front: &FlakyFront, user: &str, pw: &str, retries: u32| {
         let mut s = spec(&sim, user, pw);
-        etna(&mut s).base_url = format!("http://{}/api", front.addr).parse().unwrap();
+        etna_target(&mut s).base_url = format!("http://{}/api", front.addr).parse().unwrap();
         s.retries = retries;
         s
     };
@@ -625,29 +580,29 @@ async fn retries_cover_connections_that_fail_before_any_answer_and_nothing_else(
     // Two connections closed at once, two retries: the third attempt logs in.
     let front = FlakyFront::start(sim.addr(), 2).await;
     let o = login(&through(&front, "alice", "pw", 2)).await;
-    check(&o, ResultClass::Success, Some(State::Succeeded), Step::BaseAuthentication, Reason::None, 200);
+    check(&o, ResultClass::Success, Some(SUCCEEDED), etna::BASE_AUTHENTICATION, Reason::NONE, 200);
     assert_eq!(o.retries, 2);
-    assert_eq!(o.steps.iter().map(|s| s.http_status).collect::<Vec<_>>(), [0, 0, 200]);
+    assert_eq!(o.steps.iter().map(|s| s.status).collect::<Vec<_>>(), [0, 0, 200]);
     assert_eq!(sim.stats("alice").logins, 1);
 
     // One retry is not enough for two closed connections.
     let front = FlakyFront::start(sim.addr(), 2).await;
     let o = login(&through(&front, "alice", "pw", 1)).await;
-    assert_eq!((o.result, o.retries), (ResultClass::ConnectError, 1), "{}", o.detail);
+    assert_eq!((o.summary.result, o.retries), (ResultClass::ConnectError, 1), "{}", o.detail);
 
     // What the server said is never retried: a wrong password is one request.
     let front = FlakyFront::start(sim.addr(), 0).await;
     let before = sim.stats("alice").requests;
     let o = login(&through(&front, "alice", "wrong", 3)).await;
-    assert_eq!((o.result, o.retries), (ResultClass::AuthFailed, 0));
+    assert_eq!((o.summary.result, o.retries), (ResultClass::AuthFailed, 0));
     assert_eq!(sim.stats("alice").requests, before + 1);
 
     // A refused port is retried, quickly, and still fails.
     let mut s = spec(&sim, "alice", "pw");
-    etna(&mut s).base_url = format!("http://127.0.0.1:{}/api", closed_port()).parse().unwrap();
+    etna_target(&mut s).base_url = format!("http://127.0.0.1:{}/api", closed_port()).parse().unwrap();
     s.retries = 2;
     let o = login(&s).await;
-    assert_eq!((o.result, o.retries), (ResultClass::ConnectError, 2), "{}", o.detail);
+    assert_eq!((o.summary.result, o.retries), (ResultClass::ConnectError, 2), "{}", o.detail);
     assert!(o.duration < Duration::from_secs(1));
 
     // A server that accepts and never answers uses up the deadline: nothing is left to retry.
@@ -656,7 +611,7 @@ async fn retries_cover_connections_that_fail_before_any_answer_and_nothing_else(
     s.retries = 2;
     let started = Instant::now();
     let o = login(&s).await;
-    assert_eq!((o.result, o.retries), (ResultClass::Timeout, 0), "{}", o.detail);
+    assert_eq!((o.summary.result, o.retries), (ResultClass::Timeout, 0), "{}", o.detail);
     assert!(started.elapsed() < Duration::from_millis(600) + Duration::from_secs(1));
 }
 
@@ -676,7 +631,7 @@ async fn https_targets_report_expiry_version_and_phases_and_fail_on_untrusted_ce
     let mut s = spec(&sim, "alice", "pw");
     s.tls = trusting(&good.ca_der);
     let o = login(&s).await;
-    check(&o, ResultClass::Success, Some(State::Succeeded), Step::BaseAuthentication, Reason::None, 200);
+    check(&o, ResultClass::Success, Some(SUCCEEDED), etna::BASE_AUTHENTICATION, Reason::NONE, 200);
     let tls = o.tls.expect("TLS facts for an https target");
     assert_eq!(tls.version, Some("TLS 1.3"));
     assert_eq!(tls.cert_not_after_unix, Some(good.chain_not_after), "the CA in the chain expires first");
@@ -688,9 +643,10 @@ async fn https_targets_report_expiry_version_and_phases_and_fail_on_untrusted_ce
     assert!(total <= o.duration, "{total:?} > {:?}", o.duration);
 
     // Through a name: resolving is timed too.
-    etna(&mut s).base_url = etna(&mut s).base_url.as_str().replace("127.0.0.1", "localhost").parse().unwrap();
+    etna_target(&mut s).base_url =
+        etna_target(&mut s).base_url.as_str().replace("127.0.0.1", "localhost").parse().unwrap();
     let o = login(&s).await;
-    assert_eq!(o.result, ResultClass::Success, "{}", o.detail);
+    assert_eq!(o.summary.result, ResultClass::Success, "{}", o.detail);
     assert!(o.phases.unwrap().resolve > Duration::ZERO);
 
     // A CA we do not trust (the system's roots, or another CA).
@@ -699,14 +655,14 @@ async fn https_targets_report_expiry_version_and_phases_and_fail_on_untrusted_ce
     for tls in [std::sync::Arc::default(), trusting(&other.ca_der)] {
         s.tls = tls;
         let o = login(&s).await;
-        assert_eq!(o.result, ResultClass::TlsError, "{}", o.detail);
+        assert_eq!(o.summary.result, ResultClass::TlsError, "{}", o.detail);
         assert_eq!(o.tls.unwrap().cert_not_after_unix, Some(good.chain_not_after), "expiry noted even so");
     }
     // insecure_skip_verify accepts it.
     let mut insecure = authprobe::protocol::TlsSettings::default();
     insecure.insecure_skip_verify = true;
     s.tls = std::sync::Arc::new(insecure);
-    assert_eq!(login(&s).await.result, ResultClass::Success);
+    assert_eq!(login(&s).await.summary.result, ResultClass::Success);
 
     // A certificate for another name: refused, unless server_name says that name is expected.
     let wrong_name = pki(&["api.other.example"]);
@@ -714,20 +670,20 @@ async fn https_targets_report_expiry_version_and_phases_and_fail_on_untrusted_ce
     let mut s = spec(&sim2, "alice", "pw");
     s.tls = trusting(&wrong_name.ca_der);
     let o = login(&s).await;
-    assert_eq!(o.result, ResultClass::TlsError, "{}", o.detail);
+    assert_eq!(o.summary.result, ResultClass::TlsError, "{}", o.detail);
     assert!(o.detail.contains("certificate"), "{}", o.detail);
     let mut named = authprobe::protocol::TlsSettings::default();
     named.roots = Some(vec![wrong_name.ca_der.clone()]);
     named.server_name = Some("api.other.example".try_into().unwrap());
     s.tls = std::sync::Arc::new(named);
-    assert_eq!(login(&s).await.result, ResultClass::Success);
+    assert_eq!(login(&s).await.summary.result, ResultClass::Success);
 
     // TLS to a plain-HTTP port.
     let plain = simulator(vec![Account::new("alice", "pw")]).await;
     let mut s = spec(&plain, "alice", "pw");
-    etna(&mut s).base_url = plain.base_url().replace("http://", "https://").parse().unwrap();
+    etna_target(&mut s).base_url = plain.base_url().replace("http://", "https://").parse().unwrap();
     let o = login(&s).await;
-    assert_eq!(o.result, ResultClass::TlsError, "{}", o.detail);
+    assert_eq!(o.summary.result, ResultClass::TlsError, "{}", o.detail);
     assert!(o.detail.contains("is the port plain HTTP?"), "{}", o.detail);
 }
 
@@ -746,7 +702,7 @@ async fn client_certificates_are_presented_when_configured() {
     let mut s = spec(&sim, "alice", "pw");
     s.tls = trusting(&pki.ca_der);
     let o = login(&s).await;
-    assert_eq!(o.result, ResultClass::TlsError, "{}", o.detail);
+    assert_eq!(o.summary.result, ResultClass::TlsError, "{}", o.detail);
 
     let mut tls = authprobe::protocol::TlsSettings::default();
     tls.roots = Some(vec![pki.ca_der.clone()]);
@@ -757,7 +713,7 @@ async fn client_certificates_are_presented_when_configured() {
     tls.client_auth = Some((chain, key));
     s.tls = std::sync::Arc::new(tls);
     let o = login(&s).await;
-    assert_eq!(o.result, ResultClass::Success, "{}", o.detail);
+    assert_eq!(o.summary.result, ResultClass::Success, "{}", o.detail);
 }
 
 /// The simulator over HTTPS presenting `chain` (leaf first) with `key`, limited to `versions`.
@@ -836,9 +792,9 @@ async fn openssl_made_certificates_get_the_result_curl_gives() {
         s.tls = std::sync::Arc::new(tls);
         let o = login(&s).await;
         match refusal {
-            None => assert_eq!(o.result, ResultClass::Success, "{what}: {}", o.detail),
+            None => assert_eq!(o.summary.result, ResultClass::Success, "{what}: {}", o.detail),
             Some(word) => {
-                assert_eq!(o.result, ResultClass::TlsError, "{what}: {}", o.detail);
+                assert_eq!(o.summary.result, ResultClass::TlsError, "{what}: {}", o.detail);
                 assert!(o.detail.contains(word), "{what}: {word:?} not in {:?}", o.detail);
             }
         }
@@ -859,7 +815,7 @@ async fn tls_versions_and_key_exchanges_servers_offer() {
         let mut s = spec(&sim, "alice", "pw");
         s.tls = std::sync::Arc::new(tls);
         let o = login(&s).await;
-        assert_eq!(o.result, ResultClass::Success, "{name}: {}", o.detail);
+        assert_eq!(o.summary.result, ResultClass::Success, "{name}: {}", o.detail);
         assert_eq!(o.tls.unwrap().version, Some(name));
     }
 
@@ -877,7 +833,7 @@ async fn tls_versions_and_key_exchanges_servers_offer() {
         let mut s = spec_at(&format!("https://127.0.0.1:{}/api", server.port), "alice", "pw");
         s.tls = std::sync::Arc::new(tls);
         let o = login(&s).await;
-        assert_eq!(o.result, ResultClass::TlsError, "{what}: {}", o.detail);
+        assert_eq!(o.summary.result, ResultClass::TlsError, "{what}: {}", o.detail);
         assert!(o.detail.contains(word), "{what}: {word:?} not in {:?}", o.detail);
     }
 }
@@ -1001,6 +957,6 @@ async fn framings_and_bodies_real_servers_send() {
         let (base, task) = canned(raw).await;
         let o = login(&spec_at(&base, "alice", "pw")).await;
         task.abort();
-        assert_eq!((o.result, o.http_status), (want, status), "{what}: {}", o.detail);
+        assert_eq!((o.summary.result, o.summary.status), (want, status), "{what}: {}", o.detail);
     }
 }

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use authprobe::config::{Probe, Schedule};
-use authprobe::protocol::{EtnaLogin, Expect, Flow, LoginSpec, Outcome, Reason, ResultClass, State, Step, StepRecord};
+use authprobe::protocol::etna::{self, EtnaTarget};
+use authprobe::protocol::{http, EtnaLogin, Expect, Login, LoginSpec, Outcome, ResultClass, StepRecord, Summary};
 use authprobe::results::{Results, SkipReason};
 use authprobe::scheduler::{phase_offset, Options, RunFn, Scheduler};
 
@@ -18,9 +19,11 @@ fn probe(name: &str, schedule: Schedule) -> Arc<Probe> {
         schedule,
         labels: Vec::new(),
         login: LoginSpec {
-            flow: Flow::Etna(EtnaLogin {
-                base_url: "http://127.0.0.1:9/api".parse().unwrap(),
-                app_key: "k".into(),
+            login: Login::Etna(EtnaLogin {
+                target: Arc::new(EtnaTarget {
+                    base_url: "http://127.0.0.1:9/api".parse().unwrap(),
+                    app_key: "k".into(),
+                }),
                 username: name.to_owned(),
                 password: "p".into(),
                 pin: None,
@@ -45,16 +48,13 @@ fn every(ms: u64) -> Schedule {
 }
 
 fn success(duration: Duration) -> Outcome {
+    let succeeded = Some(etna::State::Succeeded.into());
+    let summary =
+        Summary { state: succeeded, status: 200, ..Summary::of(ResultClass::Success, etna::BASE_AUTHENTICATION) };
     Outcome {
-        state: Some(State::Succeeded),
-        steps: vec![StepRecord {
-            step: Step::BaseAuthentication,
-            http_status: 200,
-            state: Some(State::Succeeded),
-            duration,
-        }],
+        steps: vec![StepRecord { step: etna::BASE_AUTHENTICATION, status: 200, state: succeeded, duration }],
         detail: "login succeeded".to_owned(),
-        ..Outcome::bare(ResultClass::Success, Reason::None, 200, duration)
+        ..Outcome::bare(summary, &http::STATUS, duration)
     }
 }
 
@@ -194,7 +194,7 @@ async fn a_panicking_run_is_counted_and_the_schedule_goes_on() {
     assert!(panicky.runs_of(ResultClass::InternalError) >= 4, "every panic counted: {:?}", panicky.runs);
     assert_eq!(panicky.runs_of(ResultClass::InternalError), panicky.total_runs());
     assert_eq!(panicky.consecutive_failures, panicky.total_runs());
-    assert_eq!(panicky.last.as_ref().unwrap().result, ResultClass::InternalError);
+    assert_eq!(panicky.last.as_ref().unwrap().result(), ResultClass::InternalError);
     assert!(steady.runs_of(ResultClass::Success) >= 4, "the other probe kept running: {:?}", steady.runs);
     assert_eq!(panicky.skipped_of(SkipReason::Overlap), 0, "a panic releases the probe for its next tick");
 }

@@ -606,8 +606,9 @@ async fn ready_only_once_probes_are_scheduled() {
         metrics: Arc::new(Metrics::new(results.clone()).unwrap()),
         results,
         ready: ready.clone(),
-        reload: None,
-        on_demand: None,
+        service: None,
+        lifecycle: false,
+        on_demand: false,
         instance: Default::default(),
         scrapes: Arc::new(tokio::sync::Semaphore::new(1)),
     };

@@ -323,3 +323,17 @@ async fn a_store_of_the_previous_release_is_restored() {
         assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
     }
 }
+
+/// The salted digests of credentials that the state store keeps beside each probe are those the
+/// release before protocol families wrote (values it computed for these very logins), so that a
+/// lockout guard saved by it resumes after the upgrade instead of starting over.
+#[test]
+fn credential_digests_are_those_of_the_previous_release() {
+    let salt = b"salt-1234";
+    let mut s = common::spec_at("http://127.0.0.1:9/api", "alice", "pw-A");
+    assert_eq!(s.credentials_digest(salt), 16_815_521_205_246_119_163);
+    common::etna(&mut s).pin = Some("4321".into());
+    assert_eq!(s.credentials_digest(salt), 11_259_655_388_547_087_717);
+    let o = common::oauth2_spec(common::oauth2_target("http://127.0.0.1:9/oauth2", "svc"));
+    assert_eq!(o.credentials_digest(salt), 12_628_619_513_023_969_219);
+}

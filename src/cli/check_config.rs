@@ -6,9 +6,9 @@ use super::{load_config, Failure};
 
 /// Loads `config_file` and prints its targets, simulator and probes.
 pub fn command(config_file: &Path) -> Result<u8, Failure> {
-    let config = load_config(config_file)?;
+    let (config, simulator) = load_config(config_file)?;
     println!("{}: OK, {} target(s), {} probe(s)", config_file.display(), config.targets.len(), config.probes.len());
-    if let Some(sim) = &config.simulator {
+    if let Some(sim) = &simulator {
         let https = sim.tls.as_ref().map(|t| format!(" (and HTTPS on {})", t.listen)).unwrap_or_default();
         println!("simulator: listen {}{https} with {} account(s)", sim.listen, sim.settings.accounts.len());
     }

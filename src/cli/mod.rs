@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use authprobe::config::Config;
+use authprobe::simulator::{SimulatorBlock, SimulatorSpec};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Exit status: the probe ran and did not succeed.
@@ -214,10 +215,23 @@ pub async fn run(command: Command) -> Result<u8, Failure> {
     }
 }
 
-fn load_config(path: &Path) -> Result<Config, Failure> {
-    let config = Config::load(path).map_err(|e| Failure::Config(anyhow::anyhow!("invalid configuration:\n{e}")))?;
-    authprobe::panics::remember(config.secrets());
-    Ok(config)
+/// The probes file and its `simulator:` block, as `run`, `probe` and `check-config` take them:
+/// the simulator's HTTPS certificate made first (the probes' targets may trust it through
+/// `ca_file`), then the probes loaded; every problem of both reported together.
+fn load_config(path: &Path) -> Result<(Config, Option<SimulatorSpec>), Failure> {
+    let simulator = SimulatorBlock::load(path).and_then(|block| block.map(SimulatorBlock::prepare).transpose());
+    let loaded = match (Config::load(path), simulator) {
+        (Ok(config), Ok(simulator)) => Ok((config, simulator)),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(e), simulator) => Err(e.merged(simulator.err())),
+    };
+    let (config, simulator) = loaded.map_err(|e| Failure::Config(anyhow::anyhow!("invalid configuration:\n{e}")))?;
+    let mut secrets = config.secrets();
+    if let Some(sim) = &simulator {
+        secrets.extend(sim.secrets());
+    }
+    authprobe::panics::remember(secrets);
+    Ok((config, simulator))
 }
 
 /// A storage path; "" (memory only) included, which clap's path parser refuses.

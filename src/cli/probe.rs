@@ -11,7 +11,7 @@ use super::{load_config, Failure, Output, EXIT_FAILED};
 /// Runs the probes `names` (or `all`) of `config_file` once, at the same time, and prints each
 /// outcome as `output` says: 0 if all succeeded, else [`EXIT_FAILED`].
 pub async fn command(names: &[String], all: bool, config_file: &Path, output: Output) -> Result<u8, Failure> {
-    let config = load_config(config_file)?;
+    let (config, simulator) = load_config(config_file)?;
     let selected: Vec<_> = if all {
         config.probes.iter().collect()
     } else {
@@ -29,7 +29,7 @@ pub async fn command(names: &[String], all: bool, config_file: &Path, output: Ou
         }
         v
     };
-    let _simulator = start_embedded_simulator(&config).await?;
+    let _simulator = start_embedded_simulator(simulator.as_ref()).await?;
     let prober = Prober::new()?;
     prober.warm_up().await;
     let runs = futures_util::future::join_all(selected.iter().map(|p| async {

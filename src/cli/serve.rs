@@ -11,8 +11,7 @@ use authprobe::instance::{Instance, InstanceError, Shard};
 use authprobe::metrics::Metrics;
 use authprobe::protocol::Prober;
 use authprobe::results::Results;
-use authprobe::scheduler::{self, RunFn, Scheduler};
-use authprobe::service::{OnDemandError, Service};
+use authprobe::service::{self, Service};
 use authprobe::web;
 
 use super::simulate::start_embedded_simulator;
@@ -74,10 +73,10 @@ pub async fn serve(
 ) -> Result<(), Failure> {
     let Options { concurrency, on_demand_min_interval, auto_reload_interval, storage_path, storage_write_interval } =
         options;
-    let config = load_config(config_file)?;
+    let (config, simulator) = load_config(config_file)?;
     config.warn_insecure();
     authprobe::memory::release_freed();
-    let simulator = start_embedded_simulator(&config).await?;
+    let simulator = start_embedded_simulator(simulator.as_ref()).await?;
     let web_config = match &web_args.web_config_file {
         None => web::config::WebConfigSource::none(),
         Some(path) => web::config::WebConfigSource::file(path)
@@ -113,38 +112,29 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::new(results.clone())?);
     let mut signals = Signals::register();
     let ready = Arc::new(AtomicBool::new(false));
-    let service: Arc<tokio::sync::OnceCell<Service>> = Arc::new(tokio::sync::OnceCell::new());
-    let reload: web::ReloadFn = {
-        let service = service.clone();
-        Arc::new(move || {
-            let service = service.clone();
-            Box::pin(async move {
-                match service.get() {
-                    Some(r) => r.reload().await.map_err(|e| e.to_string()),
-                    None => Err("not started yet".to_owned()),
-                }
-            })
-        })
-    };
-    let on_demand: web::OnDemandFn = {
-        let service = service.clone();
-        Arc::new(move |name: String, traced: bool| {
-            let service = service.clone();
-            Box::pin(async move {
-                match service.get() {
-                    Some(s) => s.run_now(&name, traced).await,
-                    None => Err(OnDemandError::Unknown(name)),
-                }
-            })
-        })
-    };
+    let count = probes.len();
+    let options = service::Options { concurrency, on_demand_min_interval };
+    let prober = Prober::new()?;
+    let service = Arc::new(
+        Service::start(
+            config_file.to_owned(),
+            instance.clone(),
+            probes,
+            results.clone(),
+            prober,
+            writer.clone(),
+            options,
+        )
+        .await?,
+    );
     let state = web::AppState {
         metrics,
         results: results.clone(),
         ready: ready.clone(),
-        reload: web_args.enable_lifecycle.then(|| reload.clone()),
-        on_demand: web_args.enable_on_demand.then_some(on_demand),
-        instance: instance.clone(),
+        service: Some(service.clone()),
+        lifecycle: web_args.enable_lifecycle,
+        on_demand: web_args.enable_on_demand,
+        instance,
         scrapes: Arc::new(tokio::sync::Semaphore::new(web_args.max_concurrent_scrapes as usize)),
     };
     let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -157,31 +147,6 @@ pub async fn serve(
         let _ = web_stopped.await;
     }));
     tracing::info!(%address, "serving metrics");
-
-    let prober = Prober::new()?;
-    let run: RunFn = Arc::new(move |probe: Arc<Probe>, traced: bool| {
-        let prober = prober.clone();
-        Box::pin(async move {
-            #[cfg(debug_assertions)]
-            inject_panic(&probe);
-            if traced {
-                let (outcome, trace) = prober.login_traced(&probe.login).await;
-                scheduler::Run { outcome, trace: Some(trace) }
-            } else {
-                scheduler::Run { outcome: prober.login(&probe.login).await, trace: None }
-            }
-        })
-    });
-    let count = probes.len();
-    let scheduler =
-        Scheduler::start(probes, results.clone(), run, scheduler::Options { concurrency, ..Default::default() })
-            .await?;
-    let mut new_service = Service::new(config_file.to_owned(), instance, results, scheduler, on_demand_min_interval);
-    if let Some(writer) = &writer {
-        let writer = writer.clone();
-        new_service = new_service.on_applied(Box::new(move |probes| writer.set_probes(probes)));
-    }
-    let _ = service.set(new_service);
     ready.store(true, Ordering::Release);
     tracing::info!(
         probes = count,
@@ -192,7 +157,7 @@ pub async fn serve(
     );
 
     let watcher = auto_reload_interval.map(|every| {
-        let (reload, main) = (reload.clone(), config_file.to_owned());
+        let (service, main) = (service.clone(), config_file.to_owned());
         tokio::spawn(async move {
             let mut watched = tokio::task::spawn_blocking(move || authprobe::config::watch::Watched::new(&main))
                 .await
@@ -208,7 +173,7 @@ pub async fn serve(
                 if changed {
                     tracing::info!("the configuration files changed: reloading");
                     // The outcome is logged by the service; a broken edit is refused as on SIGHUP.
-                    let _ = reload().await;
+                    let _ = service.reload().await;
                 }
             }
         })
@@ -217,7 +182,7 @@ pub async fn serve(
         match signals.next().await {
             Signal::Reload => {
                 // The outcome is logged by the service.
-                let _ = reload().await;
+                let _ = service.reload().await;
             }
             Signal::Stop(name) => break name,
         }
@@ -228,10 +193,8 @@ pub async fn serve(
     tracing::info!(signal, "shutting down: no new runs; waiting for runs in flight");
     // /-/ready turns 503 at once; /metrics keeps serving until the last run is recorded.
     ready.store(false, Ordering::Release);
-    if let Some(service) = service.get() {
-        // In-flight runs may finish: each ends by its own deadline.
-        service.stop(RUN_GRACE).await;
-    }
+    // In-flight runs may finish: each ends by its own deadline.
+    service.stop(RUN_GRACE).await;
     if let Some(writer) = writer {
         // The service's hook holds the other handle; a last write does not need it gone.
         tokio::task::spawn_blocking(move || writer.stop()).await.context("writing the state store at shutdown")?;
@@ -305,19 +268,6 @@ fn open_storage(
             unusable(&e);
             None
         }
-    }
-}
-
-/// In debug builds only (the tests'), `AUTHPROBE_TEST_PANIC=NAME` makes every run of probe NAME
-/// panic with a message quoting its password, pin and app key: the seam through which the tests
-/// prove that a bug's panic is counted, logged, and leaks no secret.
-#[cfg(debug_assertions)]
-fn inject_panic(probe: &Probe) {
-    use secrecy::ExposeSecret as _;
-    if std::env::var("AUTHPROBE_TEST_PANIC").is_ok_and(|n| n == probe.name) {
-        let secrets: Vec<&str> = probe.login.secrets().into_iter().map(|s| s.expose_secret()).collect();
-        let first = secrets.first().copied().unwrap_or_default();
-        panic!("injected panic: secrets {} body {{\"Token\":\"{first}\"}}", secrets.join(" "));
     }
 }
 

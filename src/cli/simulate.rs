@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context as _;
-use authprobe::config::Config;
-use authprobe::simulator::{Settings, Simulator, SimulatorTls};
+use authprobe::simulator::{Settings, Simulator, SimulatorSpec, SimulatorTls};
 
 use super::{load_config, Failure};
 
@@ -19,8 +18,8 @@ pub async fn command(listen: Option<SocketAddr>, accounts: Option<&Path>, config
             (settings, authprobe::simulator::DEFAULT_LISTEN.parse().expect("valid default"), None)
         }
         None => {
-            let config = load_config(config_file)?;
-            let sim = config.simulator.ok_or_else(|| {
+            let (_, simulator) = load_config(config_file)?;
+            let sim = simulator.ok_or_else(|| {
                 Failure::Config(anyhow::anyhow!(
                     "{} has no simulator: block; pass --accounts FILE",
                     config_file.display()
@@ -49,8 +48,8 @@ pub async fn command(listen: Option<SocketAddr>, accounts: Option<&Path>, config
 /// Starts the file's `simulator:` block, if any, on its address and, with `tls:`, on its HTTPS
 /// address too (one world on both). If its address is taken, another simulator (e.g.
 /// `authprobe simulate` or a running `authprobe run`) is assumed to serve it.
-pub async fn start_embedded_simulator(config: &Config) -> Result<Vec<Simulator>, Failure> {
-    let Some(spec) = &config.simulator else { return Ok(Vec::new()) };
+pub async fn start_embedded_simulator(spec: Option<&SimulatorSpec>) -> Result<Vec<Simulator>, Failure> {
+    let Some(spec) = spec else { return Ok(Vec::new()) };
     let sim = match Simulator::start(spec.settings.clone(), spec.listen).await {
         Ok(sim) => sim,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {

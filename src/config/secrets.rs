@@ -1,6 +1,6 @@
 //! `${VAR}` expansion and secrets that come inline or from `*_file` paths.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -43,50 +43,13 @@ fn expand_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<St
     Ok(out)
 }
 
-/// Fields whose values are secrets, in the probes file and in the simulator's accounts.
-const SECRET_FIELDS: [&str; 6] = ["password", "pin", "verification_code", "app_key", "app_keys", "client_secret"];
-
-/// Values shorter than this are not searched for in messages.
-const MIN_REDACTED_CHARS: usize = 4;
-
-/// The values the text of a YAML file gives secret fields, found textually so that it works on
-/// files that do not parse: `field: value` in block or flow style, quoted or not, and the items
-/// of a flow list (`app_keys: [a, b]`).
-pub fn values_in(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for field in SECRET_FIELDS {
-        let pattern = format!("{field}:");
-        let mut from = 0;
-        while let Some(i) = text[from..].find(&pattern).map(|i| i + from) {
-            from = i + pattern.len();
-            let before = text[..i].chars().next_back();
-            if !before.is_none_or(|c| c.is_whitespace() || matches!(c, '{' | ',' | '-' | '"' | '\'')) {
-                continue;
-            }
-            let rest = text[from..].trim_start_matches([' ', '\t']);
-            let line = &rest[..rest.find('\n').unwrap_or(rest.len())];
-            // In flow style a comma ends the value; in block style it may belong to it: keep both.
-            let flow = line.strip_prefix('[').unwrap_or(line);
-            let flow = &flow[..flow.find(['}', ']']).unwrap_or(flow.len())];
-            for candidate in flow.split(',').chain([line]) {
-                let v = candidate.trim().trim_matches(['"', '\'']).trim();
-                // Shorter values would mangle ordinary words and numbers of the messages.
-                if v.chars().count() >= MIN_REDACTED_CHARS && !out.iter().any(|o| o == v) {
-                    out.push(v.to_owned());
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Resolves a secret given inline (`field`) or as a file (`field_file`). `required` secrets must
 /// have exactly one source, optional ones at most one. Returns the problem as a message about the
 /// field (never the value).
 pub fn resolve(
     field: &str,
     inline: Option<&SecretString>,
-    file: Option<&PathBuf>,
+    file: Option<&Path>,
     base_dir: &Path,
     required: bool,
 ) -> Result<Option<SecretString>, (String, String)> {
@@ -160,12 +123,12 @@ mod tests {
     fn secrets_from_files_lose_one_trailing_newline() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pw"), "hunter2\n").unwrap();
-        let got = resolve("password", None, Some(&"pw".into()), dir.path(), true).unwrap().unwrap();
+        let got = resolve("password", None, Some(Path::new("pw")), dir.path(), true).unwrap().unwrap();
         assert_eq!(got.expose_secret(), "hunter2");
-        let err = resolve("password", None, Some(&"missing".into()), dir.path(), true).unwrap_err();
+        let err = resolve("password", None, Some(Path::new("missing")), dir.path(), true).unwrap_err();
         assert_eq!(err.0, "password_file");
         assert!(err.1.contains("no such file"), "{}", err.1);
-        let err = resolve("password", Some(&"a".into()), Some(&"pw".into()), dir.path(), true).unwrap_err();
+        let err = resolve("password", Some(&"a".into()), Some(Path::new("pw")), dir.path(), true).unwrap_err();
         assert_eq!(err.1, "set either password or password_file, not both");
         let err = resolve("pin", Some(&"12\n34".into()), None, dir.path(), false).unwrap_err();
         assert!(err.1.contains("cannot be sent") && !err.1.contains("12"), "{}", err.1);

@@ -21,10 +21,9 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use prometheus::{Encoder as _, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use crate::protocol::{ResultClass, State};
+use crate::protocol::{ResultClass, Scheme, Step, Summary};
 use crate::results::{
     unix_seconds, Histogram, ProbeRecord, ProbeResults, ProbeSet, Results, SkipReason, DELAY_BUCKETS, LATENCY_BUCKETS,
-    STEP_ORDER,
 };
 use text::Value;
 
@@ -105,7 +104,10 @@ impl Metrics {
         for p in &set.list {
             p.read(|r| {
                 seen.ran |= r.last.is_some();
-                seen.stepped |= r.steps.iter().any(Option::is_some);
+                if let Some(last) = &r.last {
+                    seen.schemes[scheme_slot(last.outcome.scheme)] = true;
+                }
+                seen.stepped |= !r.steps.is_empty();
                 seen.on_demand |= r.on_demand.is_some();
                 seen.logout |= r.logout_failures.is_some();
                 seen.retries |= r.retries.is_some();
@@ -133,7 +135,7 @@ impl Metrics {
         }
         let mut tail = target_families(&discovery);
         tail.extend_from_slice(&process_families(&self.results));
-        let present = FAMILIES.map(|f| f.present(&seen));
+        let present = families().iter().map(|f| f.present(&seen)).collect();
         Exposition { head: Some(head), set, labels, present, family: 0, probe: 0, tail: Some(tail) }
     }
 
@@ -155,7 +157,7 @@ pub struct Exposition {
     /// Rendered `probe="…",target="…",…` of each probe, in set order.
     labels: Arc<Vec<String>>,
     /// Whether each family has any sample.
-    present: [bool; FAMILIES.len()],
+    present: Vec<bool>,
     family: usize,
     probe: usize,
     tail: Option<Vec<u8>>,
@@ -171,8 +173,9 @@ impl Iterator for Exposition {
             }
         }
         let mut out = Vec::with_capacity(CHUNK_BYTES + 4096);
-        while self.family < FAMILIES.len() && out.len() < CHUNK_BYTES {
-            let family = FAMILIES[self.family];
+        let families = families();
+        while self.family < families.len() && out.len() < CHUNK_BYTES {
+            let family = families[self.family];
             if self.probe == 0 {
                 if !self.present[self.family] {
                     self.family += 1;
@@ -183,7 +186,7 @@ impl Iterator for Exposition {
             }
             while self.probe < self.set.list.len() && out.len() < CHUNK_BYTES {
                 let labels = &self.labels[self.probe];
-                self.set.list[self.probe].read(|r| family.write(labels, r, &mut out));
+                self.set.list[self.probe].read(|r| family.write(self.family, labels, r, &mut out));
                 self.probe += 1;
             }
             if self.probe == self.set.list.len() {
@@ -191,7 +194,7 @@ impl Iterator for Exposition {
                 self.probe = 0;
             }
         }
-        if self.family == FAMILIES.len() {
+        if self.family == families.len() {
             if let Some(tail) = self.tail.take() {
                 out.extend_from_slice(&tail);
             }
@@ -219,14 +222,39 @@ struct Seen {
     tls: bool,
     /// Any probe's last run was granted a token lifetime.
     lifetime: bool,
+    /// Any probe's last run had its status in each scheme, indexed like [`schemes`].
+    schemes: [bool; MAX_SCHEMES],
+}
+
+/// Most status schemes the families may have among them.
+const MAX_SCHEMES: usize = 8;
+
+/// The status schemes of the families, each once: each is a gauge of its own.
+fn schemes() -> &'static [&'static Scheme] {
+    static SCHEMES: std::sync::OnceLock<Vec<&'static Scheme>> = std::sync::OnceLock::new();
+    SCHEMES.get_or_init(|| {
+        let mut all: Vec<&'static Scheme> = Vec::new();
+        for kind in crate::protocol::Kind::ALL {
+            if !all.iter().any(|s| *s == kind.scheme()) {
+                all.push(kind.scheme());
+            }
+        }
+        assert!(all.len() <= MAX_SCHEMES, "more status schemes than the exposition counts");
+        all
+    })
+}
+
+fn scheme_slot(scheme: &Scheme) -> usize {
+    schemes().iter().position(|s| *s == scheme).unwrap_or(0)
 }
 
 /// The per-probe families, in exposition order.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Family {
     Success,
     Duration,
-    HttpStatus,
+    /// The last run's status code, one gauge per scheme (indexed like [`schemes`]).
+    Status(usize),
     LastRun,
     LastSuccess,
     ConsecutiveFailures,
@@ -246,39 +274,41 @@ enum Family {
     Steps,
 }
 
-const FAMILIES: [Family; 20] = [
-    Family::Success,
-    Family::Duration,
-    Family::HttpStatus,
-    Family::LastRun,
-    Family::LastSuccess,
-    Family::ConsecutiveFailures,
-    Family::Outcome,
-    Family::Phase,
-    Family::TlsNotAfter,
-    Family::TlsVersion,
-    Family::TokenExpiresIn,
-    Family::Runs,
-    Family::OnDemand,
-    Family::Skipped,
-    Family::LogoutFailures,
-    Family::Retries,
-    Family::Interval,
-    Family::Backoff,
-    Family::Login,
-    Family::Steps,
-];
+/// The per-probe families, in exposition order: a status gauge per scheme.
+fn families() -> &'static [Family] {
+    static FAMILIES: std::sync::OnceLock<Vec<Family>> = std::sync::OnceLock::new();
+    FAMILIES.get_or_init(|| {
+        let mut all = vec![Family::Success, Family::Duration];
+        all.extend((0..schemes().len()).map(Family::Status));
+        all.extend([
+            Family::LastRun,
+            Family::LastSuccess,
+            Family::ConsecutiveFailures,
+            Family::Outcome,
+            Family::Phase,
+            Family::TlsNotAfter,
+            Family::TlsVersion,
+            Family::TokenExpiresIn,
+            Family::Runs,
+            Family::OnDemand,
+            Family::Skipped,
+            Family::LogoutFailures,
+            Family::Retries,
+            Family::Interval,
+            Family::Backoff,
+            Family::Login,
+            Family::Steps,
+        ]);
+        all
+    })
+}
 
 impl Family {
     fn meta(self) -> (&'static str, &'static str, &'static str) {
         match self {
             Family::Success => ("authprobe_probe_success", "gauge", "1 if the probe's last run succeeded, else 0."),
             Family::Duration => ("authprobe_probe_duration_seconds", "gauge", "Total duration of the probe's last run."),
-            Family::HttpStatus => (
-                "authprobe_probe_http_status_code",
-                "gauge",
-                "Final HTTP status of the probe's last run; 0 if no answer arrived.",
-            ),
+            Family::Status(i) => (schemes()[i].metric, "gauge", schemes()[i].help),
             Family::LastRun => (
                 "authprobe_probe_last_run_timestamp_seconds",
                 "gauge",
@@ -297,7 +327,7 @@ impl Family {
             Family::Outcome => (
                 "authprobe_probe_outcome",
                 "gauge",
-                "Always 1: one series per probe, labelled with its last run's result, State, Step, Reason and HTTP status.",
+                "Always 1: one series per probe, labelled with its last run's result, State, Step, Reason and HTTP status (a protocol's own result code for families without HTTP).",
             ),
             Family::Phase => (
                 "authprobe_probe_phase_duration_seconds",
@@ -353,7 +383,7 @@ impl Family {
             Family::Login => (
                 "authprobe_probe_login_duration_seconds",
                 "histogram",
-                "Total duration of the probe's runs in which every request got an HTTP answer.",
+                "Total duration of the probe's runs in which every request got an answer.",
             ),
             Family::Steps => (
                 "authprobe_probe_step_duration_seconds",
@@ -373,13 +403,15 @@ impl Family {
             Family::Retries => seen.retries,
             Family::TlsNotAfter | Family::TlsVersion => seen.tls,
             Family::TokenExpiresIn => seen.lifetime,
+            Family::Status(i) => seen.schemes[i],
             _ => seen.ran,
         }
     }
 
-    fn write(self, labels: &str, r: &ProbeRecord, out: &mut Vec<u8>) {
+    /// Writes the family's lines of one probe; `at` is the family's place in [`families`].
+    fn write(self, at: usize, labels: &str, r: &ProbeRecord, out: &mut Vec<u8>) {
         let lines = lines();
-        let head = lines.heads[self as usize].as_str();
+        let head = lines.heads[at].as_str();
         let gauge = |out: &mut Vec<u8>, v: Value| text::line(out, head, labels, "} ", v);
         match self {
             Family::Runs => {
@@ -409,24 +441,24 @@ impl Family {
             Family::Backoff => gauge(out, Value::Float(r.backoff.as_secs_f64())),
             Family::Login => histogram_lines(out, &lines.login, labels, &r.login),
             Family::Steps => {
-                for (step_lines, h) in lines.steps.iter().zip(&r.steps) {
-                    if let Some(h) = h {
-                        histogram_lines(out, step_lines, labels, h);
-                    }
+                for (step, h) in &r.steps {
+                    histogram_lines(out, &lines.steps[step.index()], labels, h);
                 }
             }
             _ => {
                 let Some(last) = &r.last else { return };
                 match self {
-                    Family::Success => gauge(out, Value::Int(u64::from(last.result == ResultClass::Success))),
-                    Family::Duration => gauge(out, Value::Float(last.duration.as_secs_f64())),
-                    Family::HttpStatus => gauge(out, Value::Int(u64::from(last.http_status))),
+                    Family::Success => gauge(out, Value::Int(u64::from(last.result() == ResultClass::Success))),
+                    Family::Duration => gauge(out, Value::Float(last.duration().as_secs_f64())),
+                    Family::Status(i) => {
+                        if last.outcome.scheme == schemes()[i] {
+                            gauge(out, Value::Int(u64::from(last.summary().status)));
+                        }
+                    }
                     Family::LastRun => gauge(out, Value::Float(unix_seconds(last.finished))),
                     Family::LastSuccess => gauge(out, Value::Float(r.last_success.map_or(0.0, unix_seconds))),
                     Family::ConsecutiveFailures => gauge(out, Value::Int(r.consecutive_failures)),
-                    Family::Outcome => {
-                        outcome_sample(out, labels, last.result, last.state, last.step, last.reason, last.http_status);
-                    }
+                    Family::Outcome => outcome_sample(out, labels, last.summary(), last.outcome.scheme),
                     Family::Phase => {
                         let durations = last.outcome.phases.map(|p| p.durations()).unwrap_or_default();
                         for (tail, d) in lines.phases.iter().zip(durations) {
@@ -459,8 +491,8 @@ impl Family {
 
 /// The fixed parts of the per-probe lines, rendered once for the process's life.
 struct Lines {
-    /// `name{` of each family, indexed like [`FAMILIES`].
-    heads: [String; FAMILIES.len()],
+    /// `name{` of each family, indexed like [`families`].
+    heads: Vec<String>,
     /// `,result="…"} ` of each result, indexed like [`ResultClass::ALL`].
     results: Vec<String>,
     /// `,reason="…"} ` of each skip reason, indexed like [`SkipReason::ALL`].
@@ -468,7 +500,7 @@ struct Lines {
     /// `,phase="…"} ` of each phase, indexed like [`crate::protocol::Phases::NAMES`].
     phases: Vec<String>,
     login: HistogramLines,
-    /// Indexed like [`STEP_ORDER`].
+    /// Indexed by [`Step::index`].
     steps: Vec<HistogramLines>,
 }
 
@@ -502,12 +534,12 @@ fn lines() -> &'static Lines {
     LINES.get_or_init(|| {
         let steps_name = Family::Steps.meta().0;
         Lines {
-            heads: FAMILIES.map(|f| format!("{}{{", f.meta().0)),
+            heads: families().iter().map(|f| format!("{}{{", f.meta().0)).collect(),
             results: ResultClass::ALL.iter().map(|r| text::tail(&[("result", r.as_str())])).collect(),
             skips: SkipReason::ALL.iter().map(|r| text::tail(&[("reason", r.as_str())])).collect(),
             phases: crate::protocol::Phases::NAMES.map(|p| text::tail(&[("phase", p)])).into(),
             login: HistogramLines::new(Family::Login.meta().0, None),
-            steps: STEP_ORDER.iter().map(|s| HistogramLines::new(steps_name, Some(s.as_str()))).collect(),
+            steps: Step::all().map(|s| HistogramLines::new(steps_name, Some(s.as_str()))).collect(),
         }
     })
 }
@@ -542,33 +574,17 @@ pub fn render_run(probe: &ProbeResults, outcome: &crate::protocol::Outcome) -> V
     };
     gauge(&mut out, Family::Success, Value::Int(u64::from(outcome.is_success())));
     gauge(&mut out, Family::Duration, Value::Float(outcome.duration.as_secs_f64()));
-    gauge(&mut out, Family::HttpStatus, Value::Int(u64::from(outcome.http_status)));
+    gauge(&mut out, Family::Status(scheme_slot(outcome.scheme)), Value::Int(u64::from(outcome.summary.status)));
     let (name, kind, help) = Family::Outcome.meta();
     text::header(&mut out, name, kind, help);
-    let o = outcome;
-    outcome_sample(&mut out, &labels, o.result, o.state, o.step, o.reason, o.http_status);
+    outcome_sample(&mut out, &labels, &outcome.summary, outcome.scheme);
     out
 }
 
 /// The one `authprobe_probe_outcome` sample of a run.
-fn outcome_sample(
-    out: &mut Vec<u8>,
-    labels: &str,
-    result: ResultClass,
-    state: Option<State>,
-    step: crate::protocol::Step,
-    reason: crate::protocol::Reason,
-    http_status: u16,
-) {
+fn outcome_sample(out: &mut Vec<u8>, labels: &str, summary: &Summary, scheme: &Scheme) {
     let mut status = itoa::Buffer::new();
-    let extra = [
-        ("result", result.as_str()),
-        ("state", State::label(state)),
-        ("step", step.as_str()),
-        ("reason", reason.as_str()),
-        ("http_status", status.format(http_status)),
-    ];
-    text::sample(out, Family::Outcome.meta().0, "", labels, &extra, Value::Int(1));
+    text::sample(out, Family::Outcome.meta().0, "", labels, &summary.labels(scheme, &mut status), Value::Int(1));
 }
 
 /// A histogram without labels of its own (the process-wide ones); the per-probe ones are
@@ -715,11 +731,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn families_are_listed_in_declaration_order() {
-        // `Lines::heads` is indexed by a family's discriminant.
-        assert!(FAMILIES.iter().enumerate().all(|(i, f)| *f as usize == i));
-        assert_eq!(lines().heads[Family::Runs as usize], "authprobe_probe_runs_total{");
-        assert_eq!(lines().steps[1].les[0], ",step=\"SecutityPin\",le=\"0.025\"} ");
+    fn families_are_listed_in_exposition_order() {
+        // `Lines::heads` is indexed like `families()`.
+        let runs = families().iter().position(|f| *f == Family::Runs).unwrap();
+        assert_eq!(lines().heads[runs], "authprobe_probe_runs_total{");
+        let pin = crate::protocol::etna::SECUTITY_PIN.index();
+        assert_eq!(lines().steps[pin].les[0], ",step=\"SecutityPin\",le=\"0.025\"} ");
+        assert_eq!(lines().heads[2], "authprobe_probe_http_status_code{");
     }
 
     fn config(dir: &std::path::Path, team: &str) -> crate::config::Config {

@@ -1,35 +1,40 @@
-//! Timing the phases of a run's first connection — name resolution, TCP connect, TLS handshake —
-//! from inside the HTTP client, through the hooks it offers: its DNS resolver, a layer around
-//! its connector, and rustls's session store, which rustls consults as it starts a handshake,
-//! i.e. the moment the TCP connection is up. Only the first connection of a run is timed.
+//! What a run's transport tells about itself as it goes: when its first connection started,
+//! resolved, connected and began its TLS handshake, what the server's certificate chain said,
+//! which TLS version was agreed, and how long one connection attempt may take.
 //!
-//! The hooks belong to the client, which serves many runs at once (one client per target); each
-//! finds the run it works for in a task-local, [`RunHooks`], set around the run's requests and
-//! carried into the connection attempts they start.
+//! The transports that report here belong to many runs at once (one HTTP client per target, one
+//! rustls configuration per target's TLS settings); each finds the run it works for in a
+//! task-local, [`RunHooks`], set around the run's work and carried into the connection attempts
+//! it starts. Only the first connection of a run is timed.
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use rustls::client::{ClientSessionStore, Tls12ClientSessionValue, Tls13ClientSessionValue};
 use rustls::pki_types::ServerName;
 use rustls::NamedGroup;
 
-use super::tls::ServedChain;
+use super::outcome::TlsFacts;
 
-/// What one run's connection hooks write to and obey.
+/// What one run's transport writes to and obeys.
 #[derive(Debug, Default)]
-pub(super) struct RunHooks {
+pub(crate) struct RunHooks {
     /// The moments of the run's first connection.
     pub clock: RunClock,
-    /// What the run's server presented.
-    pub chain: ServedChain,
+    /// What its TLS sessions showed.
+    tls: Mutex<TlsSeen>,
     /// How long one connection attempt may take (its share of the deadline, with retries).
     pub connect_within: Option<Duration>,
+}
+
+/// What a run's TLS sessions showed.
+#[derive(Debug, Default, Clone, Copy)]
+struct TlsSeen {
+    /// The run set out to open TLS.
+    intended: bool,
+    version: Option<&'static str>,
+    not_after: Option<i64>,
 }
 
 tokio::task_local! {
@@ -37,9 +42,19 @@ tokio::task_local! {
 }
 
 impl RunHooks {
+    /// Hooks of a new attempt, each connection attempt bounded by `connect_within`.
+    pub fn new(connect_within: Option<Duration>) -> Self {
+        RunHooks { connect_within, ..RunHooks::default() }
+    }
+
     /// Runs `work` with these hooks in reach of the connections it makes.
     pub async fn scope<F: Future>(self: &Arc<Self>, work: F) -> F::Output {
         RUN.scope(self.clone(), work).await
+    }
+
+    /// Runs `f` with these hooks in reach (for a connection attempt being started).
+    pub fn sync_scope<R>(self: &Arc<Self>, f: impl FnOnce() -> R) -> R {
+        RUN.sync_scope(self.clone(), f)
     }
 
     /// The hooks of the run being served, if any.
@@ -47,32 +62,66 @@ impl RunHooks {
         RUN.try_with(Arc::clone).ok()
     }
 
-    fn mark(f: impl FnOnce(&mut Marks)) {
+    /// Marks a moment of the current run's first connection.
+    pub fn mark(f: impl FnOnce(&mut Marks)) {
         if let Some(hooks) = Self::current() {
             hooks.clock.mark(f);
         }
+    }
+
+    fn tls(&self, f: impl FnOnce(&mut TlsSeen)) {
+        f(&mut self.tls.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Notes that the run opens TLS: its outcome then has TLS facts, even if the handshake
+    /// never finished.
+    pub fn tls_intended(&self) {
+        self.tls(|t| t.intended = true);
+    }
+
+    /// Notes the TLS version a session agreed (the run's first that says).
+    pub fn tls_version(&self, version: &'static str) {
+        self.tls(|t| {
+            t.intended = true;
+            t.version.get_or_insert(version);
+        });
+    }
+
+    /// Notes the earliest expiry of the certificate chain a server presented.
+    pub fn tls_chain(&self, not_after: Option<i64>) {
+        self.tls(|t| {
+            t.intended = true;
+            t.not_after = not_after;
+        });
+    }
+
+    /// The run's TLS facts, if it opened TLS.
+    pub fn tls_facts(&self) -> Option<TlsFacts> {
+        let t = *self.tls.lock().unwrap_or_else(PoisonError::into_inner);
+        t.intended.then_some(TlsFacts { version: t.version, cert_not_after_unix: t.not_after })
     }
 }
 
 /// The moments of the first connection of a run, as the hooks saw them.
 #[derive(Debug, Default, Clone, Copy)]
-struct Marks {
-    connect_start: Option<Instant>,
-    dns_start: Option<Instant>,
-    dns_end: Option<Instant>,
-    tls_start: Option<Instant>,
-    connect_end: Option<Instant>,
+pub(crate) struct Marks {
+    pub connect_start: Option<Instant>,
+    pub dns_start: Option<Instant>,
+    pub dns_end: Option<Instant>,
+    pub tls_start: Option<Instant>,
+    pub connect_end: Option<Instant>,
 }
 
 /// The moments of one run's first connection, as its hooks marked them.
 #[derive(Debug, Default)]
-pub(super) struct RunClock {
+pub(crate) struct RunClock {
     marks: Mutex<Marks>,
 }
 
 impl RunClock {
-    fn mark(&self, f: impl FnOnce(&mut Marks)) {
-        f(&mut self.marks.lock().unwrap_or_else(PoisonError::into_inner));
+    /// Marks a moment.
+    pub fn mark<R>(&self, f: impl FnOnce(&mut Marks) -> R) -> R {
+        f(&mut self.marks.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// When the first connection was ready to carry a request.
@@ -95,100 +144,11 @@ impl RunClock {
     }
 }
 
-/// The system resolver (through tokio), timed.
-pub(super) struct TimedResolver;
-
-impl Resolve for TimedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let started = Instant::now();
-            RunHooks::mark(|m| {
-                m.dns_start.get_or_insert(started);
-            });
-            let found = tokio::net::lookup_host((host.as_str(), 0)).await;
-            let ended = Instant::now();
-            RunHooks::mark(|m| {
-                if m.dns_start == Some(started) {
-                    m.dns_end = Some(ended);
-                }
-            });
-            let addrs: Vec<SocketAddr> = found?.collect();
-            Ok(Box::new(addrs.into_iter()) as Addrs)
-        })
-    }
-}
-
-/// A connector layer that marks when the run's first connection starts and is ready, bounds
-/// each attempt by the run's `connect_within`, and carries the run's hooks into the attempt (the
-/// resolver and rustls's callbacks run inside it).
-#[derive(Clone)]
-pub(super) struct TimedConnectLayer;
-
-impl<S> tower_layer::Layer<S> for TimedConnectLayer {
-    type Service = TimedConnect<S>;
-
-    fn layer(&self, inner: S) -> TimedConnect<S> {
-        TimedConnect { inner }
-    }
-}
-
-/// See [`TimedConnectLayer`].
-#[derive(Clone)]
-pub(super) struct TimedConnect<S> {
-    inner: S,
-}
-
-impl<S, R> tower_service::Service<R> for TimedConnect<S>
-where
-    S: tower_service::Service<R>,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    S::Error: From<std::io::Error> + Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: R) -> Self::Future {
-        let Some(hooks) = RunHooks::current() else {
-            return Box::pin(self.inner.call(request));
-        };
-        let started = Instant::now();
-        let first = {
-            let mut m = hooks.clock.marks.lock().unwrap_or_else(PoisonError::into_inner);
-            let first = m.connect_start.is_none();
-            m.connect_start.get_or_insert(started);
-            first
-        };
-        let connecting = RUN.sync_scope(hooks.clone(), || self.inner.call(request));
-        Box::pin(async move {
-            let within = hooks.connect_within;
-            let connecting = RUN.scope(hooks.clone(), connecting);
-            let result = match within {
-                None => connecting.await,
-                Some(limit) => match tokio::time::timeout(limit, connecting).await {
-                    Ok(result) => result,
-                    Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out").into()),
-                },
-            };
-            if first && result.is_ok() {
-                hooks.clock.mark(|m| m.connect_end = Some(Instant::now()));
-            }
-            result
-        })
-    }
-}
-
 /// rustls's session store, used only as a clock: rustls asks it for a session to resume as it
 /// starts a handshake, which is when the TCP connection is up. It keeps nothing, so every
 /// handshake is a full one, as a new user's is.
 #[derive(Debug)]
-pub(super) struct HandshakeStart;
+pub(crate) struct HandshakeStart;
 
 impl ClientSessionStore for HandshakeStart {
     fn set_kx_hint(&self, _: ServerName<'static>, _: NamedGroup) {}

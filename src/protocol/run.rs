@@ -1,19 +1,15 @@
-//! Runs one login of any protocol family: a fresh connection per run, one deadline over
-//! everything, capped bodies, no redirects, and no retries but of connections that failed
-//! before any answer. The family's flow decides what to send; this module decides how.
+//! The run core: one login of any family, whatever its transport. One deadline over everything,
+//! retries only of attempts that failed before any answer, the transport's hooks in scope, the
+//! clock started by the first request, the debug trace, and the [`Outcome`] the family's
+//! verdict becomes (its texts sanitised, every secret and issued token redacted). The family's
+//! flow decides what to send; its transport ([`super::http`] for HTTP families) how.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
-use secrecy::SecretString;
-
-use super::exchange::{phases, FirstExchange, Run};
-use super::timing::{RunHooks, TimedConnectLayer, TimedResolver};
-use super::{
-    etna, failure_verdict, oauth2, sanitize, Finished, Flow, LoginSpec, LogoutOutcome, Outcome, ResultClass, Step,
-    StepRecord, TlsFacts, TlsSettings, Trace,
-};
+use super::hooks::RunHooks;
+use super::outcome::{Finished, LogoutOutcome, Outcome, Phases, StepRecord, Summary, Verdict};
+use super::{http, sanitize, LoginSpec, ResultClass, State, Step, TlsSettings, Trace};
 
 /// Why a [`Prober`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -27,13 +23,13 @@ pub enum ProberError {
 }
 
 /// Runs logins, on threads of their own (see [`crate::lanes`]). Cheap to share: clones share
-/// the threads and the TLS configuration every run starts from.
+/// the threads, the system's CA certificates and the HTTP clients runs start from.
 #[derive(Clone)]
 pub struct Prober {
     /// The system's CA certificates, for targets without a CA file of their own.
     roots: Arc<rustls::RootCertStore>,
-    /// The clients of single-request logins, one per target's TLS settings and proxy.
-    shared: Arc<Mutex<SharedClients>>,
+    /// The HTTP families' clients.
+    http: Arc<http::Clients>,
     lanes: &'static crate::lanes::Lanes,
 }
 
@@ -43,15 +39,85 @@ impl std::fmt::Debug for Prober {
     }
 }
 
-/// A shared client's settings: the address of the target's TLS settings, and its proxy.
-type SharedKey = (usize, Option<url::Url>);
+/// What one attempt at a login works with, whatever its transport: its deadline and answer cap,
+/// where its requests are recorded and traced, and the hooks its connections report to. A
+/// family's flow makes every request through it ([`Attempt::exchange`] for HTTP).
+pub struct Attempt<'a> {
+    /// The run's deadline.
+    pub deadline: tokio::time::Instant,
+    /// Answers longer than this are abandoned.
+    pub max_body_bytes: usize,
+    /// How to reach the server.
+    pub(crate) transport: Transport<'a>,
+    pub(crate) prober: &'a Prober,
+    pub(crate) hooks: Arc<RunHooks>,
+    gathered: &'a mut Gathered,
+    trace: Option<&'a mut Trace>,
+    /// The HTTP client of this attempt, made at its first HTTP request.
+    pub(crate) http: Option<reqwest::Client>,
+    /// Requests sent in this attempt.
+    pub(crate) requests: u32,
+}
 
-/// The shared clients, each with the settings it was built from (to tell them from others that
-/// took their address after they were freed).
-type SharedClients = HashMap<SharedKey, (Weak<TlsSettings>, reqwest::Client)>;
+/// What a run gathers over its attempts.
+#[derive(Default)]
+struct Gathered {
+    /// Every request made.
+    steps: Vec<StepRecord>,
+    /// When the run's first request went out: where its duration starts.
+    sent: Option<Instant>,
+    /// When the answer to the last attempt's first request began and ended.
+    first: (Option<Instant>, Option<Instant>),
+}
 
-/// `User-Agent` of every request.
-pub const USER_AGENT: &str = concat!("authprobe/", env!("CARGO_PKG_VERSION"));
+/// How an attempt reaches its server: the target's TLS settings and proxy, and whether the
+/// login makes one request at most.
+#[derive(Clone, Copy)]
+pub(crate) struct Transport<'a> {
+    pub tls: &'a Arc<TlsSettings>,
+    pub proxy: Option<&'a url::Url>,
+    pub single_request: bool,
+}
+
+impl<'a> Transport<'a> {
+    fn of(spec: &'a LoginSpec) -> Self {
+        Transport { tls: &spec.tls, proxy: spec.proxy.as_deref(), single_request: spec.login.single_request() }
+    }
+}
+
+impl Attempt<'_> {
+    /// Records a request of `step` that started at `started`, got status `status` (0 for no
+    /// answer) and state `state`.
+    pub fn record(&mut self, step: Step, status: u16, state: Option<State>, started: Instant) {
+        self.gathered.steps.push(StepRecord { step, status, state, duration: started.elapsed() });
+    }
+
+    /// Adds a remark to the trace, if there is one.
+    pub fn note(&mut self, text: &str) {
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.note(text);
+        }
+    }
+
+    /// The trace, when the run records one.
+    pub fn trace(&mut self) -> Option<&mut Trace> {
+        self.trace.as_deref_mut()
+    }
+
+    /// Notes that a request is about to be made, and returns when: where its step's duration
+    /// starts, and for the run's first, the run's (not at what authprobe did before it).
+    pub fn starting(&mut self) -> Instant {
+        let now = Instant::now();
+        self.gathered.sent.get_or_insert(now);
+        now
+    }
+
+    /// Notes when the answer to the attempt's first request began and ended (the processing and
+    /// transfer phases).
+    pub fn first_answer(&mut self, began: Option<Instant>, ended: Option<Instant>) {
+        self.gathered.first = (began, ended);
+    }
+}
 
 impl Prober {
     /// A prober trusting the system's CA certificates, running logins on the process's lanes.
@@ -68,7 +134,7 @@ impl Prober {
         // Fails early, not at the first run, if the crypto provider cannot make a configuration.
         TlsSettings::default().build(&Arc::new(roots.clone())).map_err(ProberError::Tls)?;
         let lanes = crate::lanes::Lanes::shared().map_err(ProberError::Threads)?;
-        Ok(Prober { roots: Arc::new(roots), shared: Arc::default(), lanes })
+        Ok(Prober { roots: Arc::new(roots), http: Arc::default(), lanes })
     }
 
     /// Performs one login as described by `spec` and classifies it. Never panics on server
@@ -82,8 +148,20 @@ impl Prober {
         self.lanes.run(async move { prober.perform(&spec, None).await }).await
     }
 
-    /// Runs the whole login machinery once against a loopback socket of its own that answers a
-    /// canned success, before anything is timed. A one-shot process (`authprobe probe`) would
+    /// Like [`Prober::login`], also recording every request and answer (see [`Trace`]).
+    pub async fn login_traced(&self, spec: &LoginSpec) -> (Outcome, Trace) {
+        let (prober, spec) = (self.clone(), spec.clone());
+        self.lanes
+            .run(async move {
+                let mut trace = Trace::new(Instant::now(), &spec.secrets());
+                let outcome = prober.perform(&spec, Some(&mut trace)).await;
+                (outcome, trace)
+            })
+            .await
+    }
+
+    /// Runs the HTTP machinery once against a loopback socket of its own that answers a canned
+    /// JSON success, before anything is timed. A one-shot process (`authprobe probe`) would
     /// otherwise run its first login on a cold thread through code and data nothing has touched
     /// yet, and count that against the server (about 0.1 ms on the machine of BENCHMARKS.md).
     /// Nothing is sent to any target. Best effort: a failure only means no warm-up.
@@ -109,53 +187,63 @@ impl Prober {
             conn.write_all(head.as_bytes())?;
             conn.write_all(body.as_bytes())
         });
-        let Ok(base_url) = url::Url::parse(&format!("http://{addr}/api")) else { return };
-        let spec = LoginSpec {
-            flow: Flow::Etna(etna::EtnaLogin {
-                base_url,
-                app_key: SecretString::from("warm-up"),
-                username: "warm-up".to_owned(),
-                password: SecretString::from("warm-up"),
-                pin: None,
-                verification_code: None,
-                expect: etna::Expect::Succeeded,
-                max_steps: 1,
-                validate: false,
-                logout: false,
-            }),
-            timeout: std::time::Duration::from_secs(2),
-            max_body_bytes: 4096,
-            retries: 0,
-            tls: Arc::default(),
-            proxy: None,
-        };
-        let outcome = self.login(&spec).await;
-        tracing::debug!(result = %outcome.result, "warmed up");
+        let Ok(url) = url::Url::parse(&format!("http://{addr}/warm-up")) else { return };
+        let prober = self.clone();
+        let status = self
+            .lanes
+            .run(async move {
+                let tls = Arc::default();
+                let transport = Transport { tls: &tls, proxy: None, single_request: true };
+                let mut gathered = Gathered::default();
+                let timeout = std::time::Duration::from_secs(2);
+                let mut attempt = prober.attempt(transport, timeout, 4096, &mut gathered, None);
+                let request = http::Request {
+                    method: reqwest::Method::POST,
+                    url: &url,
+                    label: "warm-up",
+                    headers: reqwest::header::HeaderMap::new(),
+                    form: None,
+                };
+                let received = attempt.exchange(request).await;
+                received.map(|r| (r.status, http::json_object(&r.answer()).is_some()))
+            })
+            .await;
+        tracing::debug!(ok = status.is_ok(), "warmed up");
         let _ = answer.join();
     }
 
-    /// Like [`Prober::login`], also recording every request and answer (see [`Trace`]).
-    pub async fn login_traced(&self, spec: &LoginSpec) -> (Outcome, Trace) {
-        let (prober, spec) = (self.clone(), spec.clone());
-        self.lanes
-            .run(async move {
-                let mut trace = Trace::new(Instant::now(), &spec.secrets());
-                let outcome = prober.perform(&spec, Some(&mut trace)).await;
-                (outcome, trace)
-            })
-            .await
+    /// The HTTP client for an attempt that reaches its server so (see [`http`]).
+    pub(crate) fn http_client(&self, transport: Transport<'_>) -> Result<reqwest::Client, String> {
+        self.http.get(transport.tls, transport.proxy, transport.single_request, &self.roots)
+    }
+
+    fn attempt<'a>(
+        &'a self,
+        transport: Transport<'a>,
+        timeout: std::time::Duration,
+        max_body_bytes: usize,
+        gathered: &'a mut Gathered,
+        trace: Option<&'a mut Trace>,
+    ) -> Attempt<'a> {
+        Attempt {
+            deadline: tokio::time::Instant::from_std(Instant::now() + timeout),
+            max_body_bytes,
+            transport,
+            prober: self,
+            hooks: Arc::default(),
+            gathered,
+            trace,
+            http: None,
+            requests: 0,
+        }
     }
 
     async fn perform(&self, spec: &LoginSpec, mut trace: Option<&mut Trace>) -> Outcome {
         let start = Instant::now();
         let deadline = tokio::time::Instant::from_std(start + spec.timeout);
-        let mut steps = Vec::new();
+        let mut gathered = Gathered::default();
         let mut retries = 0;
         let mut hooks: Arc<RunHooks>;
-        let mut first: FirstExchange;
-        // Durations count from the first request, not from setting up the client: what the
-        // server and the network take, not what authprobe spends preparing (issue 9's overhead).
-        let mut sent: Option<Instant> = None;
         let finished = loop {
             // With retries, one attempt at connecting gets its share of the time left, so that
             // a connection that cannot be made leaves time for the next attempt.
@@ -163,23 +251,22 @@ impl Prober {
             let connect_within = (spec.retries > 0)
                 .then(|| deadline.saturating_duration_since(tokio::time::Instant::now()) / attempts_left);
             // Each attempt is timed afresh: the phases reported are those of the last attempt.
-            hooks = Arc::new(RunHooks { connect_within, ..RunHooks::default() });
-            first = FirstExchange::default();
-            let client = match self.client(spec) {
-                Ok(client) => client,
-                Err(e) => {
-                    let detail = format!("cannot set up the HTTP client: {e}");
-                    break Finished::from(failure_verdict(Step::Other, ResultClass::TlsError, detail));
-                }
-            };
-            let sent = *sent.get_or_insert_with(Instant::now);
-            let before = steps.len();
-            let mut run =
-                Run::new(&client, deadline, spec.max_body_bytes, &mut steps, &mut first, trace.as_deref_mut());
-            let finished = hooks.scope(self.flow(&mut run, spec)).await;
+            hooks = Arc::new(RunHooks::new(connect_within));
+            gathered.first = (None, None);
+            let before = gathered.steps.len();
+            let mut attempt = self.attempt(
+                Transport::of(spec),
+                spec.timeout,
+                spec.max_body_bytes,
+                &mut gathered,
+                trace.as_deref_mut(),
+            );
+            attempt.deadline = deadline;
+            attempt.hooks = hooks.clone();
+            let finished = hooks.scope(spec.login.run(&mut attempt)).await;
             // Retried: a transport failure before any answer of the run, while time is left.
             // Anything the server said, credentials above all, is final.
-            let unanswered = steps[before..].iter().all(|s| s.http_status == 0);
+            let unanswered = gathered.steps[before..].iter().all(|s| s.status == 0);
             let transport = matches!(finished.verdict.result, ResultClass::ConnectError | ResultClass::Timeout);
             if retries < spec.retries && unanswered && transport && tokio::time::Instant::now() < deadline {
                 retries += 1;
@@ -190,90 +277,44 @@ impl Prober {
                 continue;
             }
             let login_done = finished.login_done.unwrap_or_else(Instant::now);
-            break Finished { login_done: Some(login_done.max(sent)), ..finished };
+            // Durations count from the first request, not from preparing it (issue 9's overhead).
+            break Finished { login_done: Some(gathered.sent.map_or(login_done, |s| login_done.max(s))), ..finished };
         };
+        let Gathered { steps, sent, first } = gathered;
         let duration = match (finished.login_done, sent) {
             (Some(done), Some(sent)) => done.saturating_duration_since(sent),
             _ => start.elapsed(),
         };
         let mut secrets = spec.secrets();
         secrets.extend(finished.issued.iter());
-        let verdict = finished.verdict;
+        let Verdict { result, state, step, reason, reason_text, detail, lockout } = finished.verdict;
+        let status = steps.last().map_or(0, |s: &StepRecord| s.status);
         Outcome {
-            result: verdict.result,
-            state: verdict.state,
-            step: verdict.step,
-            reason: verdict.reason,
-            reason_text: sanitize(&verdict.reason_text, &secrets),
-            http_status: steps.last().map_or(0, |s: &StepRecord| s.http_status),
+            summary: Summary { result, state, step, reason, status },
+            scheme: spec.login.scheme(),
+            reason_text: sanitize(&reason_text, &secrets),
             duration,
             steps,
-            detail: sanitize(&verdict.detail, &secrets),
+            detail: sanitize(&detail, &secrets),
             logout: finished.session_end.map(|l| LogoutOutcome { detail: sanitize(&l.detail, &secrets), ..l }),
             retries,
-            phases: phases(&hooks.clock, &first),
-            tls: (spec.endpoint().scheme() == "https").then(|| TlsFacts {
-                version: first.tls_version,
-                cert_not_after_unix: *hooks.chain.not_after.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
-            }),
+            phases: phases(&hooks, first),
+            tls: hooks.tls_facts(),
             token_expires_in: finished.token_expires_in,
             discovery: finished.discovery,
+            lockout,
         }
     }
+}
 
-    /// One attempt at the login by its family's flow.
-    async fn flow(&self, run: &mut Run<'_>, spec: &LoginSpec) -> Finished {
-        match &spec.flow {
-            Flow::Etna(e) => etna::run(run, e).await,
-            Flow::OAuth2(o) => oauth2::run(run, o).await,
-        }
-    }
-
-    /// The HTTP client for a run of `spec`. No connection is ever reused across runs, so every
-    /// run pays what a new user pays (DNS, connect, TLS). A login that can only make one request
-    /// (no pin, no verification code, no validation or logout) takes its target's shared client,
-    /// which keeps no connection at all; one that may make several gets a client of its own, so
-    /// that its steps share a connection as a user's would. Either way the hooks find the run
-    /// they time in [`RunHooks`].
-    fn client(&self, spec: &LoginSpec) -> Result<reqwest::Client, String> {
-        if !spec.single_request() {
-            return self.build_client(spec, true);
-        }
-        let key = (Arc::as_ptr(&spec.tls) as usize, spec.proxy.clone());
-        let mut shared = self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((tls, client)) = shared.get(&key) {
-            // The same settings, not others that took the address of freed ones.
-            if tls.upgrade().is_some_and(|t| Arc::ptr_eq(&t, &spec.tls)) {
-                return Ok(client.clone());
-            }
-        }
-        let client = self.build_client(spec, false)?;
-        // Targets of a replaced configuration are gone: their clients go with them.
-        shared.retain(|_, (tls, _)| tls.strong_count() > 0);
-        shared.insert(key, (Arc::downgrade(&spec.tls), client.clone()));
-        Ok(client)
-    }
-
-    fn build_client(&self, spec: &LoginSpec, keep_connections: bool) -> Result<reqwest::Client, String> {
-        let tls = rustls::ClientConfig::clone(&*spec.tls.build(&self.roots)?);
-        let mut builder = reqwest::Client::builder();
-        if !keep_connections {
-            builder = builder.pool_max_idle_per_host(0);
-        }
-        if let Some(proxy) = &spec.proxy {
-            builder = builder.proxy(reqwest::Proxy::all(proxy.clone()).map_err(|e| format!("proxy_url: {e}"))?);
-        }
-        builder
-            .tls_backend_preconfigured(tls)
-            .tls_info(true)
-            .dns_resolver(Arc::new(TimedResolver))
-            .connector_layer(TimedConnectLayer)
-            .redirect(reqwest::redirect::Policy::none())
-            .retry(reqwest::retry::never())
-            .referer(false)
-            .http1_only()
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| e.to_string())
-    }
+/// The phases of the first request, from the connection hooks and the first answer's marks.
+fn phases(hooks: &RunHooks, (began, ended): (Option<Instant>, Option<Instant>)) -> Option<Phases> {
+    let (resolve, connect, tls) = hooks.clock.connection_phases()?;
+    let connected = hooks.clock.connected_at()?;
+    let processing = began.map(|h| h.saturating_duration_since(connected));
+    let transfer = match (began, ended) {
+        (Some(h), Some(b)) => Some(b.saturating_duration_since(h)),
+        _ => None,
+    };
+    Some(Phases { resolve, connect, tls, processing, transfer })
 }

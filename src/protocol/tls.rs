@@ -1,10 +1,10 @@
-//! TLS for HTTPS targets: the per-target settings (`tls:` in the configuration) made into a
+//! TLS for targets reached over TLS (HTTPS today): the per-target settings (`tls:` in the configuration) made into a
 //! rustls client configuration once, with a certificate verifier that notes what the server
 //! served (the earliest expiry of its chain) before judging it, and the words that say why a
 //! handshake failed.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -15,7 +15,23 @@ use rustls::{
     SignatureScheme,
 };
 
-use super::timing::{HandshakeStart, RunHooks};
+use super::hooks::{HandshakeStart, RunHooks};
+
+/// The certificates of the PEM file `file`: at least one, or why not, naming the file.
+pub fn read_certificates(file: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    match CertificateDer::pem_file_iter(file).and_then(|i| i.collect::<Result<Vec<_>, _>>()) {
+        Ok(c) if !c.is_empty() => Ok(c),
+        Ok(_) => Err(format!("{} holds no PEM certificate", file.display())),
+        Err(e) => Err(format!("cannot read certificates from {}: {e}", file.display())),
+    }
+}
+
+/// The private key of the PEM file `file`, or why not: the file is named, never its content.
+pub fn read_private_key(file: &std::path::Path) -> Result<PrivateKeyDer<'static>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    PrivateKeyDer::from_pem_file(file).map_err(|e| format!("cannot read a private key from {}: {e}", file.display()))
+}
 
 /// How to trust and present certificates to one target. Files are read when the configuration
 /// is loaded (so a reload picks up renewed ones); the rustls configuration is built from them
@@ -63,7 +79,7 @@ impl TlsSettings {
     /// The rustls configuration for these settings, built once; `system_roots` is used when no
     /// CA file is given. Its verifier and session store are authprobe's hooks, which find the
     /// run they serve in [`RunHooks`], so one configuration serves every run of the target.
-    pub(super) fn build(&self, system_roots: &Arc<rustls::RootCertStore>) -> Result<Arc<rustls::ClientConfig>, String> {
+    pub(crate) fn build(&self, system_roots: &Arc<rustls::RootCertStore>) -> Result<Arc<rustls::ClientConfig>, String> {
         self.built.get_or_init(|| self.make(system_roots).map(Arc::new)).clone()
     }
 
@@ -105,13 +121,6 @@ impl TlsSettings {
         config.dangerous().set_certificate_verifier(Arc::new(verifier));
         Ok(config)
     }
-}
-
-/// What the server's certificate chain said, for one run.
-#[derive(Debug, Default)]
-pub(super) struct ServedChain {
-    /// The earliest `notAfter` in the chain, in Unix seconds.
-    pub not_after: Mutex<Option<i64>>,
 }
 
 /// Judges the server's certificate for one target, after noting its chain's earliest expiry
@@ -241,7 +250,7 @@ impl ServerCertVerifier for Verifier {
             .map(|(_, cert)| cert.validity().not_after.timestamp())
             .min();
         if let Some(hooks) = RunHooks::current() {
-            *hooks.chain.not_after.lock().unwrap_or_else(PoisonError::into_inner) = earliest;
+            hooks.tls_chain(earliest);
         }
         let Some(webpki) = &self.webpki else { return Ok(ServerCertVerified::assertion()) };
         let server_name = self.name.as_ref().unwrap_or(server_name);
@@ -316,7 +325,7 @@ fn shown(name: &x509_parser::x509::X509Name<'_>) -> String {
 
 /// A TLS failure in words: rustls' text (our own refusals without their Debug wrapping), and
 /// what it means where that text does not say.
-pub(super) fn describe(e: &TlsError) -> String {
+pub(crate) fn describe(e: &TlsError) -> String {
     let text = match e {
         TlsError::InvalidCertificate(CertificateError::Other(OtherError(inner))) => {
             format!("invalid peer certificate: {inner}")

@@ -10,7 +10,6 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::text::redact;
@@ -42,9 +41,9 @@ impl std::fmt::Debug for Trace {
 
 struct Request {
     label: String,
-    method: String,
+    /// `POST http://…`.
+    line: String,
     sent_at: Duration,
-    url: String,
     headers: Vec<(String, String)>,
     /// The form body, secret values already replaced.
     body: Option<String>,
@@ -57,8 +56,8 @@ struct Request {
 
 struct Response {
     headers_at: Duration,
-    version: String,
-    status: u16,
+    /// `HTTP/1.1 200 OK`.
+    line: String,
     headers: Vec<(String, String)>,
     omitted_headers: usize,
     /// The first [`BODY_SHOWN_BYTES`] of the body.
@@ -71,26 +70,23 @@ struct Response {
 
 impl Trace {
     /// An empty trace of a login with these `secrets` that started at `started`.
-    pub(super) fn new(started: Instant, secrets: &[&SecretString]) -> Self {
+    pub(crate) fn new(started: Instant, secrets: &[&SecretString]) -> Self {
         Trace { started, requests: Vec::new(), secrets: secrets.iter().map(|s| (*s).clone()).collect() }
     }
 
-    /// Records a request about to be sent. Sensitive header values (marked so by the client)
-    /// are never copied.
-    pub(super) fn request(&mut self, label: &str, method: &str, url: &url::Url, headers: &HeaderMap) {
-        let host = url.host_str().unwrap_or_default();
-        let host = url.port().map_or_else(|| host.to_owned(), |port| format!("{host}:{port}"));
+    /// Records a request about to be sent: its first line (`POST http://…`), the host it goes
+    /// to, and its headers, `None` for a value the family marked secret (never copied).
+    pub(crate) fn request(&mut self, label: &str, line: &str, host: String, headers: Vec<(String, Option<Vec<u8>>)>) {
         let mut shown = vec![("host".to_owned(), host)];
         for (name, value) in headers {
-            let value = if value.is_sensitive() { REDACTED.to_owned() } else { header_text(value.as_bytes()) };
-            shown.push((name.as_str().to_owned(), value));
+            let value = value.map_or_else(|| REDACTED.to_owned(), |v| header_text(&v));
+            shown.push((name, value));
         }
-        shown.push(("user-agent".to_owned(), super::client::USER_AGENT.to_owned()));
+        shown.push(("user-agent".to_owned(), super::http::USER_AGENT.to_owned()));
         self.requests.push(Request {
             label: label.to_owned(),
-            method: method.to_owned(),
+            line: line.to_owned(),
             sent_at: self.started.elapsed(),
-            url: url.as_str().to_owned(),
             headers: shown,
             body: None,
             response: None,
@@ -101,34 +97,32 @@ impl Trace {
 
     /// Records the form body of the last request, as the caller shows it (secret values
     /// replaced by the caller, who alone knows which fields are secrets).
-    pub(super) fn request_body(&mut self, shown: &str) {
+    pub(crate) fn request_body(&mut self, shown: &str) {
         if let Some(request) = self.requests.last_mut() {
             request.body = Some(shown.to_owned());
         }
     }
 
-    /// Records the status line and headers of the answer to the last request.
-    pub(super) fn response_head(&mut self, version: reqwest::Version, status: u16, headers: &HeaderMap) {
+    /// Records the first line (`HTTP/1.1 200 OK`) and headers of the answer to the last
+    /// request. Values of headers that carry credentials are not copied.
+    pub(crate) fn response_head<'h>(&mut self, line: &str, headers: impl Iterator<Item = (&'h str, &'h [u8])>) {
         let at = self.started.elapsed();
         let Some(request) = self.requests.last_mut() else { return };
-        let shown = headers
-            .iter()
-            .take(HEADERS_SHOWN)
-            .map(|(name, value)| {
-                let value = if is_credential_header(name.as_str()) {
-                    REDACTED.to_owned()
-                } else {
-                    header_text(value.as_bytes())
-                };
-                (name.as_str().to_owned(), value)
-            })
-            .collect();
+        let mut shown = Vec::new();
+        let mut omitted_headers = 0;
+        for (name, value) in headers {
+            if shown.len() == HEADERS_SHOWN {
+                omitted_headers += 1;
+                continue;
+            }
+            let value = if is_credential_header(name) { REDACTED.to_owned() } else { header_text(value) };
+            shown.push((name.to_owned(), value));
+        }
         request.response = Some(Response {
             headers_at: at,
-            version: format!("{version:?}"),
-            status,
+            line: line.to_owned(),
             headers: shown,
-            omitted_headers: headers.len().saturating_sub(HEADERS_SHOWN),
+            omitted_headers,
             body: Vec::new(),
             body_len: 0,
             body_at: None,
@@ -137,7 +131,7 @@ impl Trace {
     }
 
     /// Records the body of the answer to the last request, as far as it was read.
-    pub(super) fn response_body(&mut self, body: &[u8], complete: bool) {
+    pub(crate) fn response_body(&mut self, body: &[u8], complete: bool) {
         let at = self.started.elapsed();
         // Every token in the whole body is found, not only in the part shown: a token cut off
         // at the shown limit must still be recognised elsewhere.
@@ -150,14 +144,14 @@ impl Trace {
     }
 
     /// Records a remark between requests (a retry, say).
-    pub(super) fn note(&mut self, text: &str) {
+    pub(crate) fn note(&mut self, text: &str) {
         if let Some(request) = self.requests.last_mut() {
             request.notes.push(text.to_owned());
         }
     }
 
     /// Records why the last request got no complete answer.
-    pub(super) fn failure(&mut self, detail: &str) {
+    pub(crate) fn failure(&mut self, detail: &str) {
         if let Some(request) = self.requests.last_mut() {
             request.failure = Some(detail.to_owned());
         }
@@ -169,7 +163,7 @@ impl Trace {
         let mut s = String::new();
         for (i, r) in self.requests.iter().enumerate() {
             let _ = writeln!(s, "Request {} ({}) at +{}", i + 1, r.label, ms(r.sent_at));
-            let _ = writeln!(s, "> {} {}", r.method, r.url);
+            let _ = writeln!(s, "> {}", r.line);
             for (name, value) in &r.headers {
                 let _ = writeln!(s, "> {name}: {value}");
             }
@@ -184,9 +178,7 @@ impl Trace {
                     ms(a.headers_at),
                     ms(a.headers_at.saturating_sub(r.sent_at))
                 );
-                let phrase = reqwest::StatusCode::from_u16(a.status).ok().and_then(|c| c.canonical_reason());
-                let _ =
-                    writeln!(s, "< {} {}{}", a.version, a.status, phrase.map_or(String::new(), |p| format!(" {p}")));
+                let _ = writeln!(s, "< {}", a.line);
                 for (name, value) in &a.headers {
                     let _ = writeln!(s, "< {name}: {value}");
                 }
@@ -408,17 +400,10 @@ mod tests {
     fn render_redacts_echoed_tokens_and_secrets() {
         let secret = SecretString::from("pw-SECRET");
         let mut t = Trace::new(Instant::now(), &[&secret]);
-        let url = url::Url::parse("http://127.0.0.1:1/api/token").unwrap();
-        let mut h = HeaderMap::new();
-        let mut v = reqwest::header::HeaderValue::from_static("pw-SECRET");
-        v.set_sensitive(true);
-        h.insert("password", v);
-        h.insert("username", "alice".parse().unwrap());
-        t.request("BaseAuthentication", "POST", &url, &h);
-        let mut rh = HeaderMap::new();
-        rh.insert("x-echo", "tok-ABC and pw-SECRET".parse().unwrap());
-        rh.insert("set-cookie", "session=s3cr3t".parse().unwrap());
-        t.response_head(reqwest::Version::HTTP_11, 200, &rh);
+        let h = vec![("password".to_owned(), None), ("username".to_owned(), Some(b"alice".to_vec()))];
+        t.request("BaseAuthentication", "POST http://127.0.0.1:1/api/token", "127.0.0.1:1".to_owned(), h);
+        let rh: [(&str, &[u8]); 2] = [("x-echo", b"tok-ABC and pw-SECRET"), ("set-cookie", b"session=s3cr3t")];
+        t.response_head("HTTP/1.1 200 OK", rh.into_iter());
         t.response_body(br#"{"State":"Succeeded","Token":"tok-ABC","Note":"\u0007bell"}"#, true);
         let text = t.render();
         for leak in ["tok-ABC", "pw-SECRET", "s3cr3t"] {

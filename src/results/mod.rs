@@ -15,11 +15,11 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::config::Probe;
-use crate::protocol::{Outcome, Reason, ResultClass, State, Step};
+use crate::protocol::{Kind, Outcome, ResultClass, Scheme, Step, Summary};
 
 pub use availability::{Availability, Counts, Figures, TargetSums};
-pub use history::{History, PastRun, Trigger, HISTORY_FAILURES, HISTORY_RUNS};
-pub use saved::{GuardState, ProbeState, RestoreError};
+pub use history::{History, Layout, PastRun, Trigger, HISTORY_FAILURES, HISTORY_RUNS};
+pub use saved::{GuardState, Layouts, ProbeState, RestoreError};
 
 /// A time as exposed everywhere: seconds since the Unix epoch (0 before it).
 pub fn unix_seconds(t: SystemTime) -> f64 {
@@ -118,18 +118,6 @@ pub type DelayHistogram = Histogram<{ DELAY_BUCKETS.len() }>;
 /// The last finished run of a probe.
 #[derive(Debug, Clone)]
 pub struct LastRun {
-    /// Result class.
-    pub result: ResultClass,
-    /// Last `State` seen.
-    pub state: Option<State>,
-    /// Step reached or failed.
-    pub step: Step,
-    /// Normalised reason.
-    pub reason: Reason,
-    /// Final HTTP status, 0 if none.
-    pub http_status: u16,
-    /// Total duration.
-    pub duration: Duration,
     /// When it started.
     pub started: SystemTime,
     /// When it finished.
@@ -141,17 +129,22 @@ pub struct LastRun {
 impl LastRun {
     /// The last run that ended in `outcome`.
     pub fn of(outcome: Arc<Outcome>, started: SystemTime, finished: SystemTime) -> Self {
-        LastRun {
-            result: outcome.result,
-            state: outcome.state,
-            step: outcome.step,
-            reason: outcome.reason,
-            http_status: outcome.http_status,
-            duration: outcome.duration,
-            started,
-            finished,
-            outcome,
-        }
+        LastRun { started, finished, outcome }
+    }
+
+    /// Its result, state, step, reason and final status.
+    pub fn summary(&self) -> &Summary {
+        &self.outcome.summary
+    }
+
+    /// Its result class.
+    pub fn result(&self) -> ResultClass {
+        self.outcome.summary.result
+    }
+
+    /// Its total duration.
+    pub fn duration(&self) -> Duration {
+        self.outcome.duration
     }
 }
 
@@ -162,12 +155,12 @@ pub struct ProbeRecord {
     pub runs: [u64; ResultClass::ALL.len()],
     /// Skipped ticks, indexed like [`SkipReason::ALL`].
     pub skipped: [u64; SkipReason::ALL.len()],
-    /// Total duration of runs in which every request got an HTTP answer: the login latency,
+    /// Total duration of runs in which every request got an answer: the login latency,
     /// unpolluted by timeouts and refused connections.
     pub login: LatencyHistogram,
-    /// Duration of each request, by the step it answered, indexed like [`STEP_ORDER`]. `None`
-    /// until the probe can send or has sent that step, so a password-only probe carries one.
-    pub steps: [Option<Box<LatencyHistogram>>; STEP_ORDER.len()],
+    /// Duration of each request, by the step it answered: the steps a healthy run of the probe
+    /// sends, in its family's order, then any other seen, so a password-only probe carries one.
+    pub steps: Vec<(Step, Box<LatencyHistogram>)>,
     /// The last finished run.
     pub last: Option<LastRun>,
     /// Runs made on demand, by result, indexed like [`ResultClass::ALL`] (not in `runs`).
@@ -196,25 +189,8 @@ pub struct ProbeRecord {
     pub availability: Availability,
 }
 
-/// Step histogram slots, in exposition order.
-pub const STEP_ORDER: [Step; 9] = [
-    Step::BaseAuthentication,
-    Step::SecutityPin,
-    Step::VerificationCode,
-    Step::Discovery,
-    Step::Token,
-    Step::Refresh,
-    Step::TokenValidation,
-    Step::Revocation,
-    Step::Other,
-];
-
-fn step_slot(step: Step) -> usize {
-    STEP_ORDER.iter().position(|s| *s == step).expect("every step has a slot")
-}
-
 fn result_slot(result: ResultClass) -> usize {
-    ResultClass::ALL.iter().position(|r| *r == result).expect("every result has a slot")
+    result.index()
 }
 
 impl ProbeRecord {
@@ -223,7 +199,7 @@ impl ProbeRecord {
             runs: [0; ResultClass::ALL.len()],
             skipped: [0; SkipReason::ALL.len()],
             login: Histogram::new(&LATENCY_BUCKETS),
-            steps: Default::default(),
+            steps: Vec::new(),
             last: None,
             on_demand: None,
             consecutive_failures: 0,
@@ -245,12 +221,13 @@ impl ProbeRecord {
     /// again when a reload changes the probe and keeps its record.
     fn expect(&mut self, probe: &Probe) {
         self.interval = probe.schedule.period();
-        for (slot, step) in STEP_ORDER.iter().enumerate() {
-            if probe.login.sends(*step) && self.steps[slot].is_none() {
-                self.steps[slot] = Some(Box::new(Histogram::new(&LATENCY_BUCKETS)));
+        for name in probe.login.login.steps() {
+            let step = Step::from_name(name).unwrap_or(Step::OTHER);
+            if probe.login.login.sends(step) && !self.steps.iter().any(|(s, _)| *s == step) {
+                self.steps.push((step, Box::new(Histogram::new(&LATENCY_BUCKETS))));
             }
         }
-        if probe.login.ends_session() && self.logout_failures.is_none() {
+        if probe.login.login.ends_session() && self.logout_failures.is_none() {
             self.logout_failures = Some(0);
         }
         if probe.login.retries > 0 && self.retries.is_none() {
@@ -298,6 +275,8 @@ pub struct ProbeResults {
     pub target: String,
     /// Static labels, sorted by name.
     pub labels: Vec<(String, String)>,
+    /// Its family.
+    pub kind: Kind,
     schedule: Mutex<String>,
     /// When the scheduler next starts the probe, in Unix milliseconds; 0 when unknown.
     next_run_ms: AtomicU64,
@@ -313,6 +292,7 @@ impl ProbeResults {
             name: p.name.clone(),
             target: p.target.clone(),
             labels: p.labels.clone(),
+            kind: p.login.login.kind(),
             schedule: Mutex::new(p.schedule.to_string()),
             next_run_ms: AtomicU64::new(0),
             record: Mutex::new(ProbeRecord::new(p)),
@@ -333,14 +313,19 @@ impl ProbeResults {
         self.dirty.swap(false, Ordering::AcqRel)
     }
 
+    /// What its family's status codes are.
+    pub fn scheme(&self) -> &'static Scheme {
+        self.kind.scheme()
+    }
+
     /// The last runs, newest first (at most [`HISTORY_RUNS`]).
     pub fn history(&self) -> Vec<PastRun> {
-        self.history.lock().unwrap_or_else(PoisonError::into_inner).runs()
+        self.history.lock().unwrap_or_else(PoisonError::into_inner).runs(self.scheme())
     }
 
     /// The last failed runs, newest first, kept apart from [`ProbeResults::history`].
     pub fn failures(&self) -> Vec<PastRun> {
-        self.history.lock().unwrap_or_else(PoisonError::into_inner).failures()
+        self.history.lock().unwrap_or_else(PoisonError::into_inner).failures(self.scheme())
     }
 
     /// Human description of the schedule.
@@ -404,15 +389,19 @@ impl ProbeResults {
         self.history.lock().unwrap_or_else(PoisonError::into_inner).push(&outcome, finished, trigger);
         let outcome = Arc::new(outcome);
         self.update(|r| {
-            r.runs[result_slot(outcome.result)] += 1;
-            let answered = !outcome.steps.is_empty() && outcome.steps.iter().all(|s| s.http_status != 0);
-            if answered {
+            r.runs[result_slot(outcome.result())] += 1;
+            if outcome.answered() {
                 r.login.observe(outcome.duration.as_secs_f64());
             }
             for s in &outcome.steps {
-                r.steps[step_slot(s.step)]
-                    .get_or_insert_with(|| Box::new(Histogram::new(&LATENCY_BUCKETS)))
-                    .observe(s.duration.as_secs_f64());
+                let slot = match r.steps.iter().position(|(step, _)| *step == s.step) {
+                    Some(i) => i,
+                    None => {
+                        r.steps.push((s.step, Box::new(Histogram::new(&LATENCY_BUCKETS))));
+                        r.steps.len() - 1
+                    }
+                };
+                r.steps[slot].1.observe(s.duration.as_secs_f64());
             }
             r.count_extras(&outcome);
             r.availability.record(finished, outcome.is_success());
@@ -432,7 +421,8 @@ impl ProbeResults {
     pub fn record_on_demand(&self, outcome: Outcome, finished: SystemTime) {
         self.history.lock().unwrap_or_else(PoisonError::into_inner).push(&outcome, finished, Trigger::OnDemand);
         self.update(|r| {
-            r.on_demand.get_or_insert_with(|| Box::new([0; ResultClass::ALL.len()]))[result_slot(outcome.result)] += 1;
+            r.on_demand.get_or_insert_with(|| Box::new([0; ResultClass::ALL.len()]))[result_slot(outcome.result())] +=
+                1;
             r.count_extras(&outcome);
         });
         self.mark_dirty();
@@ -523,14 +513,17 @@ impl Results {
         results
     }
 
-    /// Makes `probes` the probe set (a reload). A probe whose name, target and labels are
+    /// Makes `probes` the probe set (a reload). A probe whose name, target, labels and family are
     /// unchanged keeps its record: its series continue. Any other probe starts empty, and the
     /// records of probes no longer listed are dropped, so all their series disappear.
     pub fn apply<'a>(&self, probes: impl IntoIterator<Item = &'a Probe>) {
         let old = self.probes();
         let mut set = ProbeSet::default();
         for p in probes {
-            let kept = old.get(&p.name).filter(|r| r.target == p.target && r.labels == p.labels).cloned();
+            let kept = old
+                .get(&p.name)
+                .filter(|r| r.target == p.target && r.labels == p.labels && r.kind == p.login.login.kind())
+                .cloned();
             let results = match kept {
                 Some(r) => {
                     *r.schedule.lock().unwrap_or_else(PoisonError::into_inner) = p.schedule.to_string();
@@ -603,35 +596,6 @@ impl Results {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_step_has_a_histogram_slot() {
-        let every = [
-            Step::BaseAuthentication,
-            Step::SecutityPin,
-            Step::VerificationCode,
-            Step::TokenValidation,
-            Step::Discovery,
-            Step::Token,
-            Step::Refresh,
-            Step::Revocation,
-            Step::Other,
-        ];
-        for step in every {
-            // No wildcard: a new step does not compile here until it is listed above.
-            match step {
-                Step::BaseAuthentication
-                | Step::SecutityPin
-                | Step::VerificationCode
-                | Step::TokenValidation
-                | Step::Discovery
-                | Step::Token
-                | Step::Refresh
-                | Step::Revocation
-                | Step::Other => assert_eq!(STEP_ORDER[step_slot(step)], step),
-            }
-        }
-    }
 
     #[test]
     fn histogram_buckets_are_cumulative_and_inclusive() {

@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use super::availability::Availability;
 use super::history::History;
-use super::{from_unix_millis, unix_millis, LastRun, ProbeResults, STEP_ORDER};
+use super::history::Layout;
+use super::{from_unix_millis, unix_millis, LastRun, ProbeResults};
 use crate::protocol::{
-    DiscoveryFacts, LogoutOutcome, Outcome, Phases, Reason, ResultClass, State, Step, StepRecord, TlsFacts,
+    DiscoveryFacts, Lockout, LogoutOutcome, Outcome, Phases, Reason, ResultClass, Scheme, State, Step, StepRecord,
+    Summary, TlsFacts,
 };
 
 /// The lockout guard of a probe, in wall-clock time so that it means the same after a restart.
@@ -63,14 +65,14 @@ pub struct ProbeState {
     pub resume_at_unix_ms: Option<u64>,
 }
 
-/// [`History`] as stored: its entries as they are packed in memory, with the layout of the
-/// packing, so that a release whose enums differ drops a history it cannot read instead of
-/// misreading it.
+/// [`History`] as stored: its entries as they are packed in memory, with the id of their
+/// [`Layout`], which the store keeps, so that a later release reads them by name and one that
+/// cannot drops them instead of misreading them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SavedHistory {
-    /// [`History::layout`] of the writer.
+    /// [`Layout::id`] of the writer's [`History::layout`].
     pub layout: u64,
-    /// Last runs, oldest first: finished (Unix seconds), duration (µs), packed fields.
+    /// Last runs, oldest first: finished (Unix seconds), then the packed fields.
     pub runs: Vec<[u32; 3]>,
     /// Last failures, oldest first, as `runs`.
     pub failures: Vec<[u32; 3]>,
@@ -95,7 +97,7 @@ pub struct SavedRun {
     step: String,
     reason: String,
     reason_text: String,
-    http_status: u16,
+    status: u16,
     duration_ns: u64,
     started_unix_ns: u64,
     finished_unix_ns: u64,
@@ -107,6 +109,33 @@ pub struct SavedRun {
     tls: Option<(Option<String>, Option<i64>)>,
     token_expires_in_ms: Option<u64>,
     discovery: Option<(bool, u64, Option<u64>, Option<i64>)>,
+}
+
+/// The history layouts a store knows, by id: this release's, the release before families', and
+/// any the store recorded as written by a release since.
+#[derive(Debug, Clone)]
+pub struct Layouts(std::collections::HashMap<u64, Layout>);
+
+impl Default for Layouts {
+    fn default() -> Self {
+        let mut known = std::collections::HashMap::new();
+        for layout in [History::layout().clone(), Layout::before_families()] {
+            known.insert(layout.id(), layout);
+        }
+        Layouts(known)
+    }
+}
+
+impl Layouts {
+    /// Knows `layout` too.
+    pub fn add(&mut self, layout: Layout) {
+        self.0.insert(layout.id(), layout);
+    }
+
+    /// The layout of id `id`.
+    pub fn get(&self, id: u64) -> Option<&Layout> {
+        self.0.get(&id)
+    }
 }
 
 /// Why a stored state could not be taken back.
@@ -133,35 +162,24 @@ fn unix_ns(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, nanos)
 }
 
-fn named<T: Copy>(
-    all: &[T],
-    name: impl Fn(T) -> &'static str,
-    what: &'static str,
-    value: &str,
-) -> Result<T, RestoreError> {
-    all.iter()
-        .copied()
-        .find(|v| name(*v) == value)
-        .ok_or_else(|| RestoreError::Unknown { what, value: value.to_owned() })
+fn unknown(what: &'static str, value: &str) -> RestoreError {
+    RestoreError::Unknown { what, value: value.to_owned() }
 }
 
 fn result_named(v: &str) -> Result<ResultClass, RestoreError> {
-    named(&ResultClass::ALL, ResultClass::as_str, "result", v)
+    ResultClass::from_name(v).ok_or_else(|| unknown("result", v))
 }
 
 fn reason_named(v: &str) -> Result<Reason, RestoreError> {
-    named(&Reason::ALL, Reason::as_str, "reason", v)
+    Reason::from_name(v).ok_or_else(|| unknown("reason", v))
 }
 
 fn step_named(v: &str) -> Result<Step, RestoreError> {
-    named(&STEP_ORDER, Step::as_str, "step", v)
+    Step::from_name(v).ok_or_else(|| unknown("step", v))
 }
 
 fn state_named(v: &str) -> Result<Option<State>, RestoreError> {
-    if v.is_empty() {
-        return Ok(None);
-    }
-    named(&[State::Succeeded, State::Expecting, State::Failed], State::as_str, "state", v).map(Some)
+    State::from_label(v).ok_or_else(|| unknown("state", v))
 }
 
 /// TLS versions as [`TlsFacts::version`] names them.
@@ -170,25 +188,24 @@ const TLS_VERSIONS: [&str; 4] = ["TLS 1.0", "TLS 1.1", "TLS 1.2", "TLS 1.3"];
 impl SavedRun {
     fn of(last: &LastRun) -> Self {
         let o = &*last.outcome;
+        let s = &o.summary;
         SavedRun {
-            result: o.result.as_str().to_owned(),
-            state: State::label(o.state).to_owned(),
-            step: o.step.as_str().to_owned(),
-            reason: o.reason.as_str().to_owned(),
+            result: s.result.as_str().to_owned(),
+            state: State::label(s.state).to_owned(),
+            step: s.step.as_str().to_owned(),
+            reason: s.reason.as_str().to_owned(),
             reason_text: o.reason_text.clone(),
-            http_status: o.http_status,
+            status: s.status,
             duration_ns: nanos(o.duration),
             started_unix_ns: unix_ns(last.started),
             finished_unix_ns: unix_ns(last.finished),
             steps: o
                 .steps
                 .iter()
-                .map(|s| {
-                    (s.step.as_str().to_owned(), s.http_status, State::label(s.state).to_owned(), nanos(s.duration))
-                })
+                .map(|s| (s.step.as_str().to_owned(), s.status, State::label(s.state).to_owned(), nanos(s.duration)))
                 .collect(),
             detail: o.detail.clone(),
-            logout: o.logout.as_ref().map(|l| (l.ok, l.http_status, l.detail.clone())),
+            logout: o.logout.as_ref().map(|l| (l.ok, l.status, l.detail.clone())),
             retries: o.retries,
             phases: o.phases.map(|p| p.durations().map(|d| d.map(nanos))),
             tls: o.tls.map(|t| (t.version.map(str::to_owned), t.cert_not_after_unix)),
@@ -199,7 +216,8 @@ impl SavedRun {
         }
     }
 
-    fn last_run(&self) -> Result<LastRun, RestoreError> {
+    /// The run back, its statuses in `scheme` (its probe's family's).
+    fn last_run(&self, scheme: &'static Scheme) -> Result<LastRun, RestoreError> {
         let ns = Duration::from_nanos;
         let steps = self
             .steps
@@ -207,25 +225,29 @@ impl SavedRun {
             .map(|(step, status, state, d)| {
                 Ok(StepRecord {
                     step: step_named(step)?,
-                    http_status: *status,
+                    status: *status,
                     state: state_named(state)?,
                     duration: ns(*d),
                 })
             })
             .collect::<Result<Vec<_>, RestoreError>>()?;
+        let result = result_named(&self.result)?;
         let outcome = Outcome {
-            result: result_named(&self.result)?,
-            state: state_named(&self.state)?,
-            step: step_named(&self.step)?,
-            reason: reason_named(&self.reason)?,
+            summary: Summary {
+                result,
+                state: state_named(&self.state)?,
+                step: step_named(&self.step)?,
+                reason: reason_named(&self.reason)?,
+                status: self.status,
+            },
+            scheme,
             reason_text: self.reason_text.clone(),
-            http_status: self.http_status,
             duration: Duration::from_nanos(self.duration_ns),
             steps,
             detail: self.detail.clone(),
-            logout: self.logout.as_ref().map(|(ok, http_status, detail)| LogoutOutcome {
+            logout: self.logout.as_ref().map(|(ok, status, detail)| LogoutOutcome {
                 ok: *ok,
-                http_status: *http_status,
+                status: *status,
                 detail: detail.clone(),
             }),
             retries: self.retries,
@@ -247,6 +269,7 @@ impl SavedRun {
                 jwks_keys: keys.map(|k| usize::try_from(k).unwrap_or(usize::MAX)),
                 jwks_changed_unix: changed,
             }),
+            lockout: Lockout::of(result),
         };
         let at = |ns| UNIX_EPOCH + Duration::from_nanos(ns);
         Ok(LastRun::of(outcome.into(), at(self.started_unix_ns), at(self.finished_unix_ns)))
@@ -273,12 +296,13 @@ impl ProbeResults {
 
     /// Takes back a saved state: the probe's series come back with their last values, its
     /// history, failures and availability as they were, and its lockout guard where it was.
-    /// Nothing is changed when any part cannot be read. Returns whether the history was kept
-    /// (a history packed by a release with other enums is dropped).
-    pub fn restore(&self, state: &ProbeState) -> Result<bool, RestoreError> {
+    /// Nothing is changed when any part cannot be read. Returns whether the history was kept:
+    /// it is read by the layout `layouts` gives its id (this release's, or the one of the
+    /// earlier release that wrote it), and dropped when none does.
+    pub fn restore(&self, state: &ProbeState, layouts: &Layouts) -> Result<bool, RestoreError> {
         let availability = Availability::from_saved(&state.availability)?;
-        let last = state.last.as_ref().map(SavedRun::last_run).transpose()?;
-        let history = History::from_saved(&state.history);
+        let last = state.last.as_ref().map(|l| l.last_run(self.scheme())).transpose()?;
+        let history = layouts.get(state.history.layout).and_then(|layout| History::from_saved(&state.history, layout));
         let kept = history.is_some();
         if let Some(history) = history {
             *self.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = history;
@@ -308,22 +332,26 @@ mod tests {
     use crate::results::{Results, Trigger};
 
     fn outcome(result: ResultClass) -> Outcome {
+        use crate::protocol::etna;
         Outcome {
-            result,
-            state: Some(State::Failed),
-            step: Step::SecutityPin,
-            reason: Reason::InvalidCredentials,
+            summary: Summary {
+                result,
+                state: Some(etna::State::Failed.into()),
+                step: etna::SECUTITY_PIN,
+                reason: etna::INVALID_CREDENTIALS,
+                status: 401,
+            },
+            scheme: &crate::protocol::http::STATUS,
             reason_text: "Invalid pin".to_owned(),
-            http_status: 401,
             duration: Duration::from_micros(123_456),
             steps: vec![StepRecord {
-                step: Step::BaseAuthentication,
-                http_status: 202,
-                state: Some(State::Expecting),
+                step: etna::BASE_AUTHENTICATION,
+                status: 202,
+                state: Some(etna::State::Expecting.into()),
                 duration: Duration::from_micros(50_000),
             }],
             detail: "refused".to_owned(),
-            logout: Some(LogoutOutcome { ok: false, http_status: 500, detail: "logout failed".to_owned() }),
+            logout: Some(LogoutOutcome { ok: false, status: 500, detail: "logout failed".to_owned() }),
             retries: 2,
             phases: Some(Phases {
                 resolve: Duration::ZERO,
@@ -340,6 +368,7 @@ mod tests {
                 jwks_keys: Some(2),
                 jwks_changed_unix: Some(1_800_000_000),
             }),
+            lockout: Lockout::of(result),
         }
     }
 
@@ -385,7 +414,7 @@ mod tests {
 
         let after = results();
         let q = after.probe("p").unwrap();
-        assert_eq!(q.restore(&decoded), Ok(true));
+        assert_eq!(q.restore(&decoded, &Layouts::default()), Ok(true));
         assert_eq!(q.history(), p.history());
         assert_eq!(q.failures(), p.failures());
         assert_eq!(q.failures().len(), 14);
@@ -413,16 +442,16 @@ mod tests {
         let fresh = results();
         let q = fresh.probe("p").unwrap();
         assert_eq!(
-            q.restore(&state),
+            q.restore(&state, &Layouts::default()),
             Err(RestoreError::Unknown { what: "reason", value: "from_the_future".to_owned() })
         );
         assert!(q.snapshot().last.is_none());
         let mut state = p.saved_state();
         state.availability.cells.pop();
-        assert_eq!(q.restore(&state), Err(RestoreError::Buckets(209)));
+        assert_eq!(q.restore(&state, &Layouts::default()), Err(RestoreError::Buckets(209)));
         let mut state = p.saved_state();
         state.history.layout ^= 1;
-        assert_eq!(q.restore(&state), Ok(false), "the rest comes back, the history does not");
+        assert_eq!(q.restore(&state, &Layouts::default()), Ok(false), "the rest comes back, the history does not");
         assert!(q.history().is_empty());
         assert!(q.snapshot().last.is_some());
     }

@@ -83,7 +83,7 @@ fn gap(period: Duration, level: u32, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Reason, ResultClass};
+    use crate::protocol::ResultClass;
 
     const GUARD: LockoutGuard = LockoutGuard { max_failures: 3, max_backoff: Duration::from_secs(3600) };
 
@@ -93,21 +93,18 @@ mod tests {
         let mut b = Backoff::default();
         let t0 = Instant::now();
         let extras: Vec<u64> = (0..9)
-            .map(|i| {
-                b.after_run(Lockout::of(ResultClass::AuthFailed, Reason::None), &GUARD, period, t0 + period * i)
-                    .as_secs()
-            })
+            .map(|i| b.after_run(Lockout::of(ResultClass::AuthFailed), &GUARD, period, t0 + period * i).as_secs())
             .collect();
         // Failures 1 and 2 change nothing; the 3rd doubles the gap, and so on up to an hour.
         assert_eq!(extras, [0, 0, 60, 180, 420, 900, 1860, 3540, 3540]);
         let last = t0 + period * 8;
         assert!(b.holds(last + Duration::from_secs(3000)) && !b.holds(last + Duration::from_secs(3600)));
         // A timeout keeps the guard as it is; a success lifts it.
-        assert_eq!(b.after_run(Lockout::of(ResultClass::Timeout, Reason::None), &GUARD, period, last).as_secs(), 3540);
-        assert_eq!(b.after_run(Lockout::of(ResultClass::Success, Reason::None), &GUARD, period, last), Duration::ZERO);
+        assert_eq!(b.after_run(Lockout::of(ResultClass::Timeout), &GUARD, period, last).as_secs(), 3540);
+        assert_eq!(b.after_run(Lockout::of(ResultClass::Success), &GUARD, period, last), Duration::ZERO);
         assert!(!b.holds(last));
         assert_eq!(
-            b.after_run(Lockout::of(ResultClass::AuthFailed, Reason::None), &GUARD, period, last),
+            b.after_run(Lockout::of(ResultClass::AuthFailed), &GUARD, period, last),
             Duration::ZERO,
             "strikes start over"
         );
@@ -119,7 +116,7 @@ mod tests {
         let mut b = Backoff::default();
         let t0 = Instant::now();
         for i in 0..4 {
-            b.after_run(Lockout::of(ResultClass::AuthFailed, Reason::None), &GUARD, period, t0 + period * i);
+            b.after_run(Lockout::of(ResultClass::AuthFailed), &GUARD, period, t0 + period * i);
         }
         let state = b.state();
         assert_eq!((state.strikes, state.level), (4, 2));
@@ -139,36 +136,33 @@ mod tests {
         let period = Duration::from_secs(10);
         let t0 = Instant::now();
         let mut b = Backoff::default();
-        assert_eq!(b.after_run(Lockout::of(ResultClass::RateLimited, Reason::None), &GUARD, period, t0).as_secs(), 10);
+        assert_eq!(b.after_run(Lockout::of(ResultClass::RateLimited), &GUARD, period, t0).as_secs(), 10);
         assert!(b.holds(t0 + period) && !b.holds(t0 + period * 2));
         let off = LockoutGuard { max_failures: 0, ..GUARD };
         let mut b = Backoff::default();
         for _ in 0..10 {
-            assert_eq!(
-                b.after_run(Lockout::of(ResultClass::AuthFailed, Reason::None), &off, period, t0),
-                Duration::ZERO
-            );
+            assert_eq!(b.after_run(Lockout::of(ResultClass::AuthFailed), &off, period, t0), Duration::ZERO);
         }
         assert!(!b.holds(t0));
     }
 
     #[test]
     fn oauth2_credential_refusals_strike_and_configuration_errors_do_not() {
-        let strike = |r, reason| Lockout::of(r, reason) == Lockout::Strike;
-        assert!(strike(ResultClass::AuthFailed, Reason::InvalidGrant));
-        assert!(strike(ResultClass::ClientRejected, Reason::InvalidClient));
-        assert!(!strike(ResultClass::ClientRejected, Reason::UnauthorizedClient));
-        assert!(!strike(ResultClass::AuthFailed, Reason::InvalidScope));
-        assert!(!strike(ResultClass::AuthFailed, Reason::InvalidRequest));
-        assert!(strike(ResultClass::AuthFailed, Reason::InvalidCredentials));
-        assert_eq!(Lockout::of(ResultClass::RateLimited, Reason::TemporarilyUnavailable), Lockout::Throttle);
+        use crate::protocol::etna::INVALID_CREDENTIALS;
+        use crate::protocol::oauth2::names::*;
+        let strike = |r, reason| lockout(r, reason) == Lockout::Strike;
+        assert!(strike(ResultClass::AuthFailed, INVALID_GRANT));
+        assert!(strike(ResultClass::ClientRejected, INVALID_CLIENT));
+        assert!(!strike(ResultClass::ClientRejected, UNAUTHORIZED_CLIENT));
+        assert!(!strike(ResultClass::AuthFailed, INVALID_SCOPE));
+        assert!(!strike(ResultClass::AuthFailed, INVALID_REQUEST));
+        assert!(strike(ResultClass::AuthFailed, INVALID_CREDENTIALS));
+        assert_eq!(lockout(ResultClass::RateLimited, TEMPORARILY_UNAVAILABLE), Lockout::Throttle);
         let mut b = Backoff::default();
         let (period, t0) = (Duration::from_secs(60), Instant::now());
         for _ in 0..2 {
-            assert!(b
-                .after_run(Lockout::of(ResultClass::ClientRejected, Reason::InvalidClient), &GUARD, period, t0)
-                .is_zero());
+            assert!(b.after_run(lockout(ResultClass::ClientRejected, INVALID_CLIENT), &GUARD, period, t0).is_zero());
         }
-        assert!(!b.after_run(Lockout::of(ResultClass::AuthFailed, Reason::InvalidGrant), &GUARD, period, t0).is_zero());
+        assert!(!b.after_run(lockout(ResultClass::AuthFailed, INVALID_GRANT), &GUARD, period, t0).is_zero());
     }
 }

@@ -12,9 +12,9 @@ use tokio_util::task::TaskTracker;
 
 use super::backoff::Backoff;
 use super::cron::CronClock;
-use super::{Run, RunFn};
+use super::{Run, Runner};
 use crate::config::Probe;
-use crate::protocol::{Outcome, Reason, ResultClass};
+use crate::protocol::{Outcome, ResultClass, Step, Summary};
 use crate::results::{ProbeResults, Results, SkipReason, Trigger};
 
 /// A scheduled probe and its run-time state.
@@ -64,11 +64,11 @@ impl Entry {
 
     /// Feeds a finished run to the lockout guard and publishes what it decided.
     fn guard(&self, outcome: &Outcome, started: Instant) {
-        let result = outcome.result;
+        let result = outcome.result();
         let period = self.period();
         let (extra, state) = {
             let mut backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
-            let extra = backoff.after_run(outcome.lockout(), &self.probe.lockout_guard, period, started);
+            let extra = backoff.after_run(outcome.lockout, &self.probe.lockout_guard, period, started);
             (extra, backoff.state())
         };
         if !extra.is_zero() {
@@ -103,7 +103,7 @@ impl Drop for Running {
 
 /// Starts runs: shared by the timer wheel, the cron engine, the watchdog and on-demand runs.
 pub(super) struct Dispatcher {
-    run: RunFn,
+    runner: Arc<dyn Runner>,
     permits: Semaphore,
     runs: TaskTracker,
     results: Arc<Results>,
@@ -112,8 +112,8 @@ pub(super) struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(run: RunFn, concurrency: usize, runs: TaskTracker, results: Arc<Results>) -> Self {
-        Dispatcher { run, permits: Semaphore::new(concurrency), runs, results, stopping: AtomicBool::new(false) }
+    pub fn new(runner: Arc<dyn Runner>, concurrency: usize, runs: TaskTracker, results: Arc<Results>) -> Self {
+        Dispatcher { runner, permits: Semaphore::new(concurrency), runs, results, stopping: AtomicBool::new(false) }
     }
 
     /// No run starts from now on; runs already started go on.
@@ -182,9 +182,9 @@ impl Dispatcher {
         if let Some(planned) = planned {
             self.results.record_delay(started.saturating_duration_since(planned));
         }
-        let (run, probe) = (self.run.clone(), entry.probe.clone());
-        // Calling `run` inside the future puts a panic in the closure itself under catch_unwind too.
-        let run = match AssertUnwindSafe(async move { run(probe, traced).await }).catch_unwind().await {
+        let (runner, probe) = (self.runner.clone(), entry.probe.clone());
+        // Calling `run` inside the future puts a panic in the runner itself under catch_unwind too.
+        let run = match AssertUnwindSafe(async move { runner.run(probe, traced).await }).catch_unwind().await {
             Ok(run) => run,
             Err(_) => {
                 // The payload is not logged: it is free text from whatever panicked.
@@ -193,7 +193,7 @@ impl Dispatcher {
                     trigger = trigger.as_str(),
                     "probe run panicked; counted as internal_error"
                 );
-                Run { outcome: internal_error(started.elapsed()), trace: None }
+                Run { outcome: internal_error(&entry.probe, started.elapsed()), trace: None }
             }
         };
         crate::report::log_run(&entry.probe.name, &entry.probe.target, &run.outcome);
@@ -211,9 +211,12 @@ pub(super) fn spawn<T: Send + 'static>(
     }
 }
 
-fn internal_error(duration: Duration) -> Outcome {
+/// The outcome of a run of `probe` that panicked: at its family's first step, with no answer.
+fn internal_error(probe: &Probe, duration: Duration) -> Outcome {
+    let login = &probe.login.login;
+    let step = login.steps().first().and_then(|s| Step::from_name(s)).unwrap_or(Step::OTHER);
     Outcome {
         detail: "the run panicked inside authprobe (a bug; see the error log)".to_owned(),
-        ..Outcome::bare(ResultClass::InternalError, Reason::None, 0, duration)
+        ..Outcome::bare(Summary::of(ResultClass::InternalError, step), login.scheme(), duration)
     }
 }

@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::config::{Probe, Schedule};
-use crate::protocol::{Outcome, Trace};
+use crate::protocol::{Outcome, Prober, Trace};
 use crate::results::Results;
 
 pub use timer::phase_offset;
@@ -51,9 +51,49 @@ pub struct Run {
 /// The future of one login.
 pub type RunFuture = Pin<Box<dyn Future<Output = Run> + Send>>;
 
-/// Performs one run of a probe, recording a trace if the flag is set: in production, a login
-/// with [`crate::protocol::Prober`].
+/// What performs the runs: in production the [`Prober`], in tests a stand-in ([`RunFn`]).
+pub trait Runner: Send + Sync + 'static {
+    /// One run of `probe`, recording a trace if `traced`.
+    fn run(&self, probe: Arc<Probe>, traced: bool) -> RunFuture;
+}
+
+/// A stand-in runner: a function of the probe and the trace flag.
 pub type RunFn = Arc<dyn Fn(Arc<Probe>, bool) -> RunFuture + Send + Sync>;
+
+impl Runner for RunFn {
+    fn run(&self, probe: Arc<Probe>, traced: bool) -> RunFuture {
+        self(probe, traced)
+    }
+}
+
+impl Runner for Prober {
+    fn run(&self, probe: Arc<Probe>, traced: bool) -> RunFuture {
+        let prober = self.clone();
+        Box::pin(async move {
+            #[cfg(debug_assertions)]
+            inject_panic(&probe);
+            if traced {
+                let (outcome, trace) = prober.login_traced(&probe.login).await;
+                Run { outcome, trace: Some(trace) }
+            } else {
+                Run { outcome: prober.login(&probe.login).await, trace: None }
+            }
+        })
+    }
+}
+
+/// In debug builds only (the tests'), `AUTHPROBE_TEST_PANIC=NAME` makes every run of probe NAME
+/// panic with a message quoting its secrets: the seam through which the tests prove that a
+/// bug's panic is counted, logged, and leaks no secret.
+#[cfg(debug_assertions)]
+fn inject_panic(probe: &Probe) {
+    use secrecy::ExposeSecret as _;
+    if std::env::var("AUTHPROBE_TEST_PANIC").is_ok_and(|n| n == probe.name) {
+        let secrets: Vec<&str> = probe.login.secrets().into_iter().map(|s| s.expose_secret()).collect();
+        let first = secrets.first().copied().unwrap_or_default();
+        panic!("injected panic: secrets {} body {{\"Token\":\"{first}\"}}", secrets.join(" "));
+    }
+}
 
 /// The wall-clock time of `at`, for people.
 fn wall(at: tokio::time::Instant) -> std::time::SystemTime {
@@ -123,18 +163,21 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Schedules every probe. Each probe must have an entry in `results`.
+    /// Schedules every probe, its runs performed by `runner`. Each probe must have an entry in
+    /// `results`.
     pub async fn start(
         probes: Vec<Arc<Probe>>,
         results: Arc<Results>,
-        run: RunFn,
+        runner: impl Runner,
         options: Options,
     ) -> Result<Scheduler, SchedulerError> {
         if options.concurrency == 0 {
             return Err(SchedulerError::ZeroConcurrency);
         }
         let runs = TaskTracker::new();
-        let dispatcher = Arc::new(dispatch::Dispatcher::new(run, options.concurrency, runs.clone(), results.clone()));
+        let runner: Arc<dyn Runner> = Arc::new(runner);
+        let dispatcher =
+            Arc::new(dispatch::Dispatcher::new(runner, options.concurrency, runs.clone(), results.clone()));
         let (commands, receiver) = mpsc::unbounded_channel();
         // On a login thread, where the runs it starts then begin without waking another.
         let timer = dispatch::spawn(timer::run(dispatcher.clone(), results.clone(), receiver));

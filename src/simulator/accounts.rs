@@ -2,7 +2,6 @@
 //! Read from YAML: a `simulator:` block of probes.yaml or a file of its own.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -198,31 +197,10 @@ pub struct SimulatorFile {
     pub accounts: Option<Vec<Account>>,
     /// Also serve the same world over HTTPS.
     #[serde(default)]
-    pub tls: Option<SimulatorTlsFile>,
+    pub tls: Option<super::block::TlsFiles>,
     /// Also be an OAuth 2.0 / OpenID Connect authorization server (the accounts are its users).
     #[serde(default)]
     pub oauth2: Option<super::oauth2::OAuth2File>,
-}
-
-/// `simulator.tls`: where to serve HTTPS and the certificate's files, made when missing.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimulatorTlsFile {
-    /// Address to serve HTTPS on.
-    pub listen: String,
-    /// The certificate (PEM): targets trust it with `tls: {ca_file: …}`.
-    pub cert_file: PathBuf,
-    /// Its private key (PEM).
-    pub key_file: PathBuf,
-}
-
-/// The simulator's HTTPS listener, ready to serve.
-#[derive(Debug, Clone)]
-pub struct SimulatorTls {
-    /// Listen address.
-    pub listen: SocketAddr,
-    /// Certificate and key.
-    pub config: std::sync::Arc<rustls::ServerConfig>,
 }
 
 /// A validated simulator world.
@@ -241,20 +219,6 @@ pub struct Settings {
     /// The OAuth 2.0 authorization server, if any.
     pub oauth2: Option<super::oauth2::OAuth2Settings>,
 }
-
-/// Where the simulator runs and what it serves.
-#[derive(Debug, Clone)]
-pub struct SimulatorSpec {
-    /// Listen address.
-    pub listen: SocketAddr,
-    /// The world.
-    pub settings: Settings,
-    /// Also over HTTPS, if set.
-    pub tls: Option<SimulatorTls>,
-}
-
-/// Default listen address of the embedded simulator.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:18080";
 
 impl Settings {
     /// A world with these app keys and accounts, the `/api` base path and 403 app-key errors.

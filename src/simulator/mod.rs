@@ -9,6 +9,7 @@
 //! is also an OAuth 2.0 / OpenID Connect authorization server ([`oauth2`]).
 
 mod accounts;
+mod block;
 pub mod certificate;
 mod listener;
 pub mod oauth2;
@@ -23,10 +24,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use accounts::{
-    Account, Fault, RateLimit, Settings, SimulatorFile, SimulatorSpec, SimulatorTls, SimulatorTlsFile, WrongSecret,
-    DEFAULT_LISTEN,
-};
+pub use accounts::{Account, Fault, RateLimit, Settings, SimulatorFile, WrongSecret};
+pub use block::{SimulatorBlock, SimulatorSpec, SimulatorTls, TlsFiles, DEFAULT_LISTEN};
 
 /// Requests one account received.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

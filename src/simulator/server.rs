@@ -17,8 +17,25 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use super::listener::{Cut, Peer};
+
+/// A step of the login, as the server names it (its own names: the prober's are not trusted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    BaseAuthentication,
+    SecutityPin,
+    VerificationCode,
+}
+
+impl Step {
+    fn as_str(self) -> &'static str {
+        match self {
+            Step::BaseAuthentication => "BaseAuthentication",
+            Step::SecutityPin => "SecutityPin",
+            Step::VerificationCode => "VerificationCode",
+        }
+    }
+}
 use super::{Account, AccountStats, Fault, Locked, RecordedRequest, Settings, WrongSecret};
-use crate::protocol::Step;
 
 const APP_KEY_ERROR: &str = "Application key is not defined or does not exist";
 const INVALID_CREDENTIALS: &str = "Invalid credentials";

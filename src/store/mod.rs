@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{params, Connection, OpenFlags};
 
 use crate::config::Probe;
-use crate::results::{ProbeState, Results};
+use crate::results::{History, Layout, Layouts, ProbeState, Results};
 
 /// The file's name in the storage directory.
 pub const FILE: &str = "authprobe.db";
@@ -110,6 +110,8 @@ pub struct Store {
     path: PathBuf,
     /// Salts the credential digests kept beside each probe's state.
     salt: Vec<u8>,
+    /// The layouts of the histories the file holds, as releases recorded them in `meta`.
+    layouts: Layouts,
 }
 
 impl std::fmt::Debug for Store {
@@ -178,7 +180,8 @@ impl Store {
         let salt: Vec<u8> = conn
             .query_row("SELECT value FROM meta WHERE key = 'salt'", [], |r| r.get(0))
             .map_err(Unusable::classify)?;
-        Ok(Store { conn, path: path.to_owned(), salt })
+        let layouts = layouts(&conn).map_err(Unusable::Sqlite)?;
+        Ok(Store { conn, path: path.to_owned(), salt, layouts })
     }
 
     /// The file.
@@ -231,7 +234,7 @@ impl Store {
                     state.resume_at_unix_ms = None;
                     report.credentials_changed += 1;
                 }
-                match probe.restore(&state) {
+                match probe.restore(&state, &self.layouts) {
                     Ok(true) => report.probes += 1,
                     Ok(false) => {
                         tracing::warn!(probe = %name, "saved history written by another release; the rest of the state is restored");
@@ -310,6 +313,28 @@ impl Unusable {
             _ => Unusable::Sqlite(e),
         }
     }
+}
+
+/// The history layouts `meta` records (a release writes its own there before any history), and
+/// the ones every release knows. A layout of a later release that cannot be read is left out:
+/// its histories are then dropped, the rest of their state restored.
+fn layouts(conn: &Connection) -> rusqlite::Result<Layouts> {
+    let recorded: Option<Vec<u8>> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'layouts'", [], |r| r.get(0))
+        .map(Some)
+        .or_else(|e| if matches!(e, rusqlite::Error::QueryReturnedNoRows) { Ok(None) } else { Err(e) })?;
+    let mut recorded: Vec<Layout> = recorded.and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
+    let mut known = Layouts::default();
+    for layout in &recorded {
+        known.add(layout.clone());
+    }
+    let current = History::layout();
+    if !recorded.contains(current) {
+        recorded.push(current.clone());
+        let bytes = serde_json::to_vec(&recorded).expect("layouts serialise");
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('layouts', ?1)", [bytes])?;
+    }
+    Ok(known)
 }
 
 /// Makes a new file's tables and salt.

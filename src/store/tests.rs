@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::config::Config;
-use crate::protocol::{Outcome, Reason, ResultClass};
+use crate::protocol::{etna, http, Outcome, Reason, ResultClass, Summary};
 use crate::results::{GuardState, Trigger};
 
 fn probes(dir: &Path, password: &str, names: &[&str]) -> Vec<Arc<Probe>> {
@@ -23,8 +23,9 @@ fn results(probes: &[Arc<Probe>]) -> Arc<Results> {
 
 fn outcome(result: ResultClass) -> Outcome {
     let ok = result == ResultClass::Success;
-    let (reason, status) = if ok { (Reason::None, 200) } else { (Reason::InvalidCredentials, 401) };
-    Outcome::bare(result, reason, status, Duration::from_millis(40))
+    let (reason, status) = if ok { (Reason::NONE, 200) } else { (etna::INVALID_CREDENTIALS, 401) };
+    let summary = Summary { reason, status, ..Summary::of(result, etna::BASE_AUTHENTICATION) };
+    Outcome::bare(summary, &http::STATUS, Duration::from_millis(40))
 }
 
 /// Runs `a` and `b` once (`b` fails and backs off) and writes them.
@@ -64,7 +65,7 @@ fn state_comes_back_and_removed_probes_go() {
     let report = store.restore(&r, &store.credentials(&ps)).unwrap();
     assert_eq!(report, Restored { probes: 1, credentials_changed: 0, dropped: 1, unreadable: 0 });
     let b = r.probe("b").unwrap().snapshot();
-    assert_eq!(b.last.as_ref().map(|l| l.result), Some(ResultClass::AuthFailed));
+    assert_eq!(b.last.as_ref().map(|l| l.result()), Some(ResultClass::AuthFailed));
     assert_eq!((b.guard.strikes, b.guard.level, b.backoff), (3, 1, Duration::from_secs(60)));
     assert_eq!(r.probe("b").unwrap().history().len(), 1);
     assert!(r.probe("c").unwrap().snapshot().last.is_none());
@@ -84,7 +85,7 @@ fn changed_credentials_start_a_fresh_guard() {
     assert_eq!((report.probes, report.credentials_changed), (2, 1));
     let b = r.probe("b").unwrap().snapshot();
     assert!(b.guard.is_clear() && b.backoff.is_zero() && b.resume_at.is_none());
-    assert_eq!(b.last.as_ref().map(|l| l.result), Some(ResultClass::AuthFailed), "the rest comes back");
+    assert_eq!(b.last.as_ref().map(|l| l.result()), Some(ResultClass::AuthFailed), "the rest comes back");
 }
 
 #[test]

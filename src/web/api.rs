@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Json, Response};
 use serde::Serialize;
 
 use super::AppState;
-use crate::protocol::{Reason, ResultClass, State as LoginState, Step};
-use crate::results::{unix_seconds, Counts, Figures, PastRun, ProbeResults};
+use crate::protocol::ResultClass;
+use crate::results::{unix_seconds, Counts, Figures, LastRun, PastRun, ProbeResults};
 
 /// One probe, as the API shows it.
 #[derive(Debug, Serialize)]
@@ -52,18 +52,22 @@ struct HourView {
     counts: Counts,
 }
 
-#[derive(Debug, Serialize)]
-struct LastView {
-    finished_unix: f64,
-    result: ResultClass,
-    #[serde(serialize_with = "crate::protocol::ser_state")]
-    state: Option<LoginState>,
-    step: Step,
-    reason: Reason,
-    reason_text: String,
-    http_status: u16,
-    duration_seconds: f64,
-    detail: String,
+/// The last run: finished_unix, its summary (the status under its scheme's label),
+/// duration_seconds, detail.
+#[derive(Debug)]
+struct LastView(LastRun);
+
+impl Serialize for LastView {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let (l, o) = (&self.0, &*self.0.outcome);
+        let mut m = s.serialize_map(Some(9))?;
+        m.serialize_entry("finished_unix", &unix_seconds(l.finished))?;
+        o.summary.serialize_into(&mut m, o.scheme, &o.reason_text)?;
+        m.serialize_entry("duration_seconds", &o.duration.as_secs_f64())?;
+        m.serialize_entry("detail", &o.detail)?;
+        m.end()
+    }
 }
 
 fn view(p: &ProbeResults, with_history: bool) -> ProbeView {
@@ -74,17 +78,7 @@ fn view(p: &ProbeResults, with_history: bool) -> ProbeView {
         target: p.target.clone(),
         labels: p.labels.iter().cloned().collect(),
         schedule: p.schedule(),
-        last: r.last.as_ref().map(|l| LastView {
-            finished_unix: unix_seconds(l.finished),
-            result: l.result,
-            state: l.state,
-            step: l.step,
-            reason: l.reason,
-            reason_text: l.outcome.reason_text.clone(),
-            http_status: l.http_status,
-            duration_seconds: l.duration.as_secs_f64(),
-            detail: l.outcome.detail.clone(),
-        }),
+        last: r.last.clone().map(LastView),
         last_success_unix: r.last_success.map(unix_seconds),
         consecutive_failures: r.consecutive_failures,
         next_run_unix: p.next_run().map(unix_seconds),

@@ -37,8 +37,8 @@ pub(super) async fn status(State(state): State<AppState>, Path(name): Path<Strin
     let Some(probe) = state.results.probe(&name) else { return not_found() };
     let (value, colour) = probe.read(|r| match &r.last {
         None => ("pending", GREY),
-        Some(l) if l.result == ResultClass::Success => ("success", GREEN),
-        Some(l) => (l.result.as_str(), RED),
+        Some(l) if l.result() == ResultClass::Success => ("success", GREEN),
+        Some(l) => (l.result().as_str(), RED),
     });
     svg("login", value, colour)
 }

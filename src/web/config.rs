@@ -163,7 +163,7 @@ fn bcrypt_cost(hash: &str) -> Option<u32> {
 type FieldError = (&'static str, String);
 
 fn tls_config(t: TlsFile, base: &Path) -> Result<rustls::ServerConfig, FieldError> {
-    use crate::config::{read_certificates, read_private_key};
+    use crate::protocol::{read_certificates, read_private_key};
     // Relative to the web configuration file; `join` keeps absolute paths as they are.
     let cert_file = t.cert_file.ok_or(("cert_file", "required with tls_server_config".to_owned()))?;
     let key_file = t.key_file.ok_or(("key_file", "required with tls_server_config".to_owned()))?;

@@ -14,9 +14,7 @@ pub mod server;
 
 pub use server::{serve, ServeOptions};
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -32,7 +30,7 @@ use crate::instance::Instance;
 use crate::metrics::{Metrics, CONTENT_TYPE};
 use crate::report::ProbeReport;
 use crate::results::Results;
-use crate::service::{OnDemandError, OnDemandRun};
+use crate::service::{OnDemandError, OnDemandRun, Service};
 
 /// Default of `--web.listen-address`: every interface, port 9871.
 pub const DEFAULT_LISTEN: &str = ":9871";
@@ -46,11 +44,13 @@ pub struct AppState {
     pub results: Arc<Results>,
     /// Set once the configuration is loaded and every probe is scheduled.
     pub ready: Arc<AtomicBool>,
-    /// Re-reads the configuration for `POST /-/reload`: the number of probes, or the error.
-    /// `None` unless `--web.enable-lifecycle`.
-    pub reload: Option<ReloadFn>,
-    /// Runs a probe for `GET /probe`. `None` with `--web.enable-on-demand=false`.
-    pub on_demand: Option<OnDemandFn>,
+    /// The running service: it reloads the configuration for `POST /-/reload` and runs a probe
+    /// for `GET /probe`. `None` before it runs.
+    pub service: Option<Arc<Service>>,
+    /// Whether `POST /-/reload` is served (`--web.enable-lifecycle`).
+    pub lifecycle: bool,
+    /// Whether `GET /probe` is served (not with `--web.enable-on-demand=false`).
+    pub on_demand: bool,
     /// This instance's shard and location, for people.
     pub instance: Instance,
     /// Scrapes of `/metrics` rendered and sent at once (`--web.max-concurrent-scrapes`); the
@@ -61,13 +61,6 @@ pub struct AppState {
 
 /// Default of `--web.max-concurrent-scrapes`.
 pub const DEFAULT_MAX_CONCURRENT_SCRAPES: usize = 4;
-
-/// A run on demand of the named probe, traced if the flag is set, as the web layer sees it.
-pub type OnDemandFn =
-    Arc<dyn Fn(String, bool) -> Pin<Box<dyn Future<Output = Result<OnDemandRun, OnDemandError>> + Send>> + Send + Sync>;
-
-/// A configuration reload, as the web layer sees it.
-pub type ReloadFn = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<usize, String>> + Send>> + Send + Sync>;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -163,13 +156,16 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
 }
 
 async fn reload(State(state): State<AppState>) -> (StatusCode, String) {
-    let Some(reload) = &state.reload else {
+    if !state.lifecycle {
         return (
             StatusCode::FORBIDDEN,
             "Lifecycle API is not enabled: start authprobe with --web.enable-lifecycle\n".to_owned(),
         );
+    }
+    let Some(service) = &state.service else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "not started yet\n".to_owned());
     };
-    match reload().await {
+    match service.reload().await {
         Ok(probes) => (StatusCode::OK, format!("configuration reloaded: {probes} probe(s)\n")),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
@@ -177,18 +173,22 @@ async fn reload(State(state): State<AppState>) -> (StatusCode, String) {
 
 async fn probe(State(state): State<AppState>, axum::extract::RawQuery(query): axum::extract::RawQuery) -> Response {
     let text = |status: StatusCode, body: String| (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body);
-    let Some(run) = &state.on_demand else {
+    if !state.on_demand {
         return text(
             StatusCode::FORBIDDEN,
             "on-demand probing is disabled (--web.enable-on-demand=false)\n".to_owned(),
         )
         .into_response();
-    };
+    }
     let (name, debug) = match query::parse_probe_query(query.as_deref()) {
         Ok(r) => (r.probe, r.debug),
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    match run(name, debug).await {
+    let ran = match &state.service {
+        Some(service) => service.run_now(&name, debug).await,
+        None => Err(OnDemandError::Unknown(name)),
+    };
+    match ran {
         Ok(OnDemandRun { outcome, trace, probe }) if debug => {
             let report = ProbeReport { probe: &probe.name, target: &probe.target, outcome: &outcome };
             text(StatusCode::OK, report.to_trace(trace.as_ref())).into_response()

@@ -53,23 +53,31 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
     let mut rows = String::new();
     let mut counts = [0usize; 3];
     let mut sums = crate::results::TargetSums::default();
+    // One status column: named for the probes' scheme (HTTP) when they share one, else
+    // "Status" with each code named.
+    let first = set.list.first().map_or(crate::protocol::Kind::ALL[0].scheme(), |p| p.scheme());
+    let shared = set.list.iter().all(|p| p.scheme() == first);
+    let status_header = if shared { first.name } else { "Status" };
     for p in &set.list {
         let r = p.snapshot();
         let (class, result, detail, duration, ran) = match &r.last {
             None => ("pending", "pending", "<td>–</td>".repeat(4), "–".to_owned(), "never".to_owned()),
-            Some(last) => (
-                if last.result == ResultClass::Success { "ok" } else { "fail" },
-                last.result.as_str(),
-                format!(
-                    "<td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
-                    or_dash(LoginState::label(last.state)),
-                    last.step,
-                    last.reason,
-                    last.http_status
-                ),
-                millis(last.duration),
-                ago(now, last.finished),
-            ),
+            Some(last) => {
+                let s = last.summary();
+                let status = if shared { s.status.to_string() } else { last.outcome.scheme.show(s.status) };
+                (
+                    if s.result == ResultClass::Success { "ok" } else { "fail" },
+                    s.result.as_str(),
+                    format!(
+                        "<td>{}</td><td>{}</td><td>{}</td><td>{status}</td>",
+                        or_dash(LoginState::label(s.state)),
+                        s.step,
+                        s.reason,
+                    ),
+                    millis(last.duration()),
+                    ago(now, last.finished),
+                )
+            }
         };
         counts[match class {
             "ok" => 0,
@@ -132,7 +140,7 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
             "<h1>authprobe</h1>\n<p>Synthetic monitor of login paths: ETNA Trader <code>/token</code> and OAuth 2.0 token endpoints. Version {} ({}); {reload_text}.{whereabouts}</p>\n\
              <p><a href=\"/metrics\">Metrics</a> · <a href=\"/api/v1/probes\">JSON</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
              <h2>Probes ({})</h2>\n<p class=\"summary\"><span>{} succeeding</span><span>{} failing</span><span>{} not run yet</span></p>\n<table>\n<tr><th>Probe</th><th>Target</th><th>Schedule</th><th>Last result</th>\
-             <th>State</th><th>Step</th><th>Reason</th><th>HTTP</th><th>Duration</th><th>Last run</th><th>Last success</th><th>Failures<br>in a row</th><th>Next run</th>{AVAILABILITY_HEADERS}<th></th></tr>\n{rows}</table>\n\
+             <th>State</th><th>Step</th><th>Reason</th><th>{status_header}</th><th>Duration</th><th>Last run</th><th>Last success</th><th>Failures<br>in a row</th><th>Next run</th>{AVAILABILITY_HEADERS}<th></th></tr>\n{rows}</table>\n\
              <h2>Targets</h2>\n<p class=\"muted\">Availability: successful scheduled runs ÷ scheduled runs of the target's probes, over the last hour, day, week and month.</p>\n\
              <table>\n<tr><th>Target</th>{AVAILABILITY_HEADERS}</tr>\n{targets}</table>\n",
             crate::VERSION,
@@ -158,15 +166,15 @@ pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String
     let (figures, hours) = p.read(|r| (r.availability_at(now), r.availability.hours(now)));
     let mut rows = String::new();
     for run in &runs {
-        let class = if run.result == ResultClass::Success { "ok" } else { "fail" };
+        let class = if run.result() == ResultClass::Success { "ok" } else { "fail" };
         let _ = writeln!(
             rows,
             "<tr class=\"{class}\"><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             utc(run.finished_unix),
-            run.result,
-            or_dash(LoginState::label(run.state)),
-            run.step,
-            run.reason,
+            run.summary.result,
+            or_dash(LoginState::label(run.summary.state)),
+            run.summary.step,
+            run.summary.reason,
             escape(&run.reason_text),
             millis(Duration::from_secs_f64(run.duration_seconds)),
             run.trigger.as_str(),
@@ -178,9 +186,9 @@ pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String
             failure_rows,
             "<tr class=\"fail kept\"><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             utc(run.finished_unix),
-            run.result,
-            run.step,
-            run.reason,
+            run.summary.result,
+            run.summary.step,
+            run.summary.reason,
             escape(&run.reason_text),
             millis(Duration::from_secs_f64(run.duration_seconds)),
             run.trigger.as_str(),
@@ -226,7 +234,7 @@ fn hourly_chart(hours: &[(u64, Counts)], failures: &[PastRun]) -> String {
         let x = i as f64 * bar;
         let w = (bar - 0.6).max(0.6);
         let mut results: Vec<&str> =
-            failures.iter().filter(|f| f.finished_unix / 3600 == start / 3600).map(|f| f.result.as_str()).collect();
+            failures.iter().filter(|f| f.finished_unix / 3600 == start / 3600).map(|f| f.result().as_str()).collect();
         results.dedup();
         let why = if results.is_empty() { String::new() } else { format!(" — {}", results.join(", ")) };
         let figure = c.ratio().map_or_else(|| "no runs".to_owned(), super::badges::percent);
@@ -279,7 +287,7 @@ fn sparkline(runs: &[PastRun]) -> String {
     for (i, r) in oldest_first.iter().enumerate() {
         let (x, y) = point(i, r);
         let _ = write!(path, "{}{x:.1},{y:.1}", if i == 0 { "M" } else { " L" });
-        if r.result != ResultClass::Success {
+        if r.result() != ResultClass::Success {
             let _ = write!(dots, "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"#b3261e\"/>");
         }
     }

@@ -9,8 +9,16 @@ pub mod service;
 
 use std::time::Duration;
 
-use authprobe::protocol::{EtnaLogin, Expect, Flow, LoginSpec};
+use authprobe::protocol::etna::EtnaTarget;
+use authprobe::protocol::{EtnaLogin, Expect, Login, LoginSpec};
 use authprobe::simulator::{Account, Settings, Simulator};
+
+/// ETNA's `State`s, as outcomes carry them.
+pub const SUCCEEDED: authprobe::protocol::State = authprobe::protocol::State::named("Succeeded");
+/// See [`SUCCEEDED`].
+pub const EXPECTING: authprobe::protocol::State = authprobe::protocol::State::named("Expecting");
+/// See [`SUCCEEDED`].
+pub const FAILED: authprobe::protocol::State = authprobe::protocol::State::named("Failed");
 
 /// The app key every test simulator accepts.
 pub const APP_KEY: &str = "test-app-key-Zq81";
@@ -48,10 +56,15 @@ pub fn code_account(username: &str, password: &str, code: &str) -> Account {
 
 /// The ETNA part of an ETNA login spec, to change it.
 pub fn etna(spec: &mut LoginSpec) -> &mut EtnaLogin {
-    match &mut spec.flow {
-        Flow::Etna(e) => e,
+    match &mut spec.login {
+        Login::Etna(e) => e,
         _ => panic!("not an ETNA login"),
     }
+}
+
+/// The target of an ETNA login spec, to change it (the spec's own copy).
+pub fn etna_target(spec: &mut LoginSpec) -> &mut EtnaTarget {
+    std::sync::Arc::make_mut(&mut etna(spec).target)
 }
 
 /// A login spec for `username` against `sim`.
@@ -62,9 +75,8 @@ pub fn spec(sim: &Simulator, username: &str, password: &str) -> LoginSpec {
 /// A login spec for `username` against the server at `base_url`.
 pub fn spec_at(base_url: &str, username: &str, password: &str) -> LoginSpec {
     LoginSpec {
-        flow: Flow::Etna(EtnaLogin {
-            base_url: base_url.parse().unwrap(),
-            app_key: APP_KEY.into(),
+        login: Login::Etna(EtnaLogin {
+            target: std::sync::Arc::new(EtnaTarget { base_url: base_url.parse().unwrap(), app_key: APP_KEY.into() }),
             username: username.to_owned(),
             password: password.into(),
             pin: None,
@@ -262,7 +274,7 @@ pub fn oauth2_target(issuer: &str, client_id: &str) -> authprobe::protocol::oaut
 pub fn oauth2_spec(target: authprobe::protocol::oauth2::OAuth2Target) -> LoginSpec {
     use authprobe::protocol::oauth2::{Grant, OAuth2Login, Validate};
     LoginSpec {
-        flow: Flow::OAuth2(OAuth2Login {
+        login: Login::OAuth2(OAuth2Login {
             target: std::sync::Arc::new(target),
             grant: Grant::ClientCredentials,
             scope: None,
@@ -282,8 +294,8 @@ pub fn oauth2_spec(target: authprobe::protocol::oauth2::OAuth2Target) -> LoginSp
 
 /// The OAuth 2.0 part of a login spec, to change it.
 pub fn oauth2(spec: &mut LoginSpec) -> &mut authprobe::protocol::oauth2::OAuth2Login {
-    match &mut spec.flow {
-        Flow::OAuth2(o) => o,
+    match &mut spec.login {
+        Login::OAuth2(o) => o,
         _ => panic!("not an OAuth 2.0 login"),
     }
 }

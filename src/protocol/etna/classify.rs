@@ -8,9 +8,12 @@
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
-use super::{EtnaLogin, Expect};
-use crate::protocol::answer::{describe_body, get_str, json_object, Answer};
-use crate::protocol::{Reason, ResultClass, State, Step, Verdict};
+use super::{
+    normalize_reason, parse_step, EtnaLogin, Expect, State, PASSWORD_EXPIRED, PIN_NOT_INITIALIZED, SECUTITY_PIN,
+    TOO_MANY_REQUESTS, VERIFICATION_CODE,
+};
+use crate::protocol::http::{describe_body, get_str, json_object, Answer};
+use crate::protocol::{Lockout, Reason, ResultClass, Step, Verdict};
 
 /// Where in the login the answer arrived.
 #[derive(Debug, Clone, Copy)]
@@ -39,21 +42,29 @@ pub enum Decision {
 
 /// The `State` of an answer, if its body has the token shape. Used for step records.
 pub fn answer_state(answer: &Answer) -> Option<State> {
-    json_object(answer).and_then(|o| parse_state(get_str(&o, "State")?))
+    json_object(answer).and_then(|o| State::parse(get_str(&o, "State")?))
 }
 
 /// Classifies one answer of the login described by `spec`.
 pub fn classify(answer: &Answer, spec: &EtnaLogin, ctx: Context) -> Decision {
     let status = answer.status;
     let finish = |result, reason, reason_text: String, detail: String| {
-        Decision::Finish(Verdict { result, state: None, step: ctx.sent, reason, reason_text, detail })
+        Decision::Finish(Verdict {
+            result,
+            state: None,
+            step: ctx.sent,
+            reason,
+            reason_text,
+            detail,
+            lockout: Lockout::of(result),
+        })
     };
 
     if (300..400).contains(&status) {
         let to = answer.location.unwrap_or("(no Location header)");
         return finish(
             ResultClass::HttpError,
-            Reason::None,
+            Reason::NONE,
             String::new(),
             format!("HTTP {status} redirect to {to}; redirects are not followed (is base_url the API and not the front office?)"),
         );
@@ -61,7 +72,7 @@ pub fn classify(answer: &Answer, spec: &EtnaLogin, ctx: Context) -> Decision {
 
     let object = if answer.body_complete { json_object(answer) } else { None };
     let message = object.as_ref().and_then(error_message).unwrap_or_default();
-    let msg_reason = |m: &str| if m.is_empty() { Reason::None } else { Reason::normalize(m) };
+    let msg_reason = |m: &str| if m.is_empty() { Reason::NONE } else { normalize_reason(m) };
 
     if status >= 500 {
         let shape = describe_body(answer);
@@ -76,7 +87,7 @@ pub fn classify(answer: &Answer, spec: &EtnaLogin, ctx: Context) -> Decision {
         let class = if is_protocol_status(status) { ResultClass::InvalidResponse } else { ResultClass::HttpError };
         return finish(
             class,
-            Reason::None,
+            Reason::NONE,
             String::new(),
             format!("HTTP {status} body exceeds the {} byte limit; abandoned", answer.body.len()),
         );
@@ -85,16 +96,16 @@ pub fn classify(answer: &Answer, spec: &EtnaLogin, ctx: Context) -> Decision {
     let Some(object) = object else {
         let shape = describe_body(answer);
         return if status == 429 {
-            finish(ResultClass::RateLimited, Reason::TooManyRequests, String::new(), format!("HTTP 429 ({shape})"))
+            finish(ResultClass::RateLimited, TOO_MANY_REQUESTS, String::new(), format!("HTTP 429 ({shape})"))
         } else if is_protocol_status(status) {
             finish(
                 ResultClass::InvalidResponse,
-                Reason::None,
+                Reason::NONE,
                 String::new(),
                 format!("HTTP {status} with {shape}, expected a JSON object with State"),
             )
         } else {
-            finish(ResultClass::HttpError, Reason::None, String::new(), format!("unexpected HTTP {status} ({shape})"))
+            finish(ResultClass::HttpError, Reason::NONE, String::new(), format!("unexpected HTTP {status} ({shape})"))
         };
     };
 
@@ -109,7 +120,7 @@ pub fn classify(answer: &Answer, spec: &EtnaLogin, ctx: Context) -> Decision {
             );
         }
         return if status == 429 {
-            finish(ResultClass::RateLimited, Reason::TooManyRequests, message, "HTTP 429".to_owned())
+            finish(ResultClass::RateLimited, TOO_MANY_REQUESTS, message, "HTTP 429".to_owned())
         } else if is_protocol_status(status) {
             finish(
                 ResultClass::InvalidResponse,
@@ -130,19 +141,20 @@ fn token_answer(object: &Map<String, Value>, status: u16, spec: &EtnaLogin, ctx:
     let state_text = get_str(object, "State").unwrap_or_default();
     let step_text = get_str(object, "Step");
     let reason_text = get_str(object, "Reason").unwrap_or_default().to_owned();
-    let reason = Reason::normalize(&reason_text);
+    let reason = normalize_reason(&reason_text);
     let token = get_str(object, "Token").filter(|t| !t.trim().is_empty());
-    let step = step_text.map(Step::parse);
-    let state = parse_state(state_text);
+    let step = step_text.map(parse_step);
+    let state = State::parse(state_text);
 
     let done = |result: ResultClass, detail: String| {
         Decision::Finish(Verdict {
             result,
-            state,
+            state: state.map(Into::into),
             step: step.unwrap_or(ctx.sent),
             reason,
             reason_text: reason_text.clone(),
             detail,
+            lockout: Lockout::of(result),
         })
     };
 
@@ -173,9 +185,9 @@ fn token_answer(object: &Map<String, Value>, status: u16, spec: &EtnaLogin, ctx:
         }
         State::Failed => {
             let class = match reason {
-                Reason::TooManyRequests => ResultClass::RateLimited,
-                Reason::PasswordExpired => ResultClass::PasswordExpired,
-                Reason::PinNotInitialized => ResultClass::PinNotInitialized,
+                TOO_MANY_REQUESTS => ResultClass::RateLimited,
+                PASSWORD_EXPIRED => ResultClass::PasswordExpired,
+                PIN_NOT_INITIALIZED => ResultClass::PinNotInitialized,
                 _ => ResultClass::AuthFailed,
             };
             let at = step.map_or_else(|| ctx.sent.to_string(), |s| s.to_string());
@@ -183,8 +195,8 @@ fn token_answer(object: &Map<String, Value>, status: u16, spec: &EtnaLogin, ctx:
         }
         State::Expecting => {
             match reason {
-                Reason::TooManyRequests => return done(ResultClass::RateLimited, "server throttles logins".to_owned()),
-                Reason::PinNotInitialized => {
+                TOO_MANY_REQUESTS => return done(ResultClass::RateLimited, "server throttles logins".to_owned()),
+                PIN_NOT_INITIALIZED => {
                     return done(ResultClass::PinNotInitialized, "the account's PIN is not initialised".to_owned())
                 }
                 _ => {}
@@ -192,7 +204,7 @@ fn token_answer(object: &Map<String, Value>, status: u16, spec: &EtnaLogin, ctx:
             let Some(asked) = step else {
                 return done(ResultClass::InvalidResponse, "State Expecting without a Step".to_owned());
             };
-            if asked == Step::Other {
+            if asked == Step::OTHER {
                 let name = step_text.unwrap_or_default();
                 return done(ResultClass::UnexpectedStep, format!("server asks for unknown step {name:?}"));
             }
@@ -207,8 +219,8 @@ fn token_answer(object: &Map<String, Value>, status: u16, spec: &EtnaLogin, ctx:
             }
             if !spec.can_answer(asked) {
                 let why = match asked {
-                    Step::SecutityPin => "the probe has no pin",
-                    Step::VerificationCode => "the probe has no verification_code",
+                    SECUTITY_PIN => "the probe has no pin",
+                    VERIFICATION_CODE => "the probe has no verification_code",
                     _ => "the step cannot be answered",
                 };
                 return done(
@@ -233,7 +245,7 @@ fn token_answer(object: &Map<String, Value>, status: u16, spec: &EtnaLogin, ctx:
 /// The final token of a `Succeeded` answer, for validating it and ending its session.
 pub fn final_token(answer: &Answer) -> Option<SecretString> {
     let object = json_object(answer)?;
-    if parse_state(get_str(&object, "State")?)? != State::Succeeded {
+    if State::parse(get_str(&object, "State")?)? != State::Succeeded {
         return None;
     }
     get_str(&object, "Token").filter(|t| !t.trim().is_empty()).map(|t| SecretString::from(t.to_owned()))
@@ -251,11 +263,11 @@ pub fn validation_failure(answer: &Answer) -> Option<(Reason, String, String)> {
             .is_some_and(|o| o.keys().any(|k| k.eq_ignore_ascii_case("UserId") || k.eq_ignore_ascii_case("Login")));
         return (!is_user).then(|| {
             let shape = describe_body(answer);
-            (Reason::None, String::new(), format!("token validation: HTTP 200 without a user object ({shape})"))
+            (Reason::NONE, String::new(), format!("token validation: HTTP 200 without a user object ({shape})"))
         });
     }
     let message = object.as_ref().and_then(error_message).unwrap_or_default();
-    let reason = if message.is_empty() { Reason::None } else { Reason::normalize(&message) };
+    let reason = if message.is_empty() { Reason::NONE } else { normalize_reason(&message) };
     let detail = if status == 401 {
         "token validation: HTTP 401, the new token was refused".to_owned()
     } else {
@@ -266,11 +278,6 @@ pub fn validation_failure(answer: &Answer) -> Option<(Reason, String, String)> {
 
 fn is_protocol_status(status: u16) -> bool {
     matches!(status, 200 | 202 | 401)
-}
-
-fn parse_state(text: &str) -> Option<State> {
-    let t = text.trim();
-    [State::Succeeded, State::Expecting, State::Failed].into_iter().find(|s| s.as_str().eq_ignore_ascii_case(t))
 }
 
 /// The human message of an error body, in any of the documented shapes.
@@ -293,11 +300,14 @@ fn error_message(object: &Map<String, Value>) -> Option<String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::protocol::etna;
 
     pub(crate) fn spec() -> EtnaLogin {
         EtnaLogin {
-            base_url: url::Url::parse("http://127.0.0.1:1/api").unwrap(),
-            app_key: "k".into(),
+            target: std::sync::Arc::new(etna::EtnaTarget {
+                base_url: url::Url::parse("http://127.0.0.1:1/api").unwrap(),
+                app_key: "k".into(),
+            }),
             username: "u".into(),
             password: "p".into(),
             pin: Some("1111".into()),
@@ -321,7 +331,7 @@ pub(crate) mod tests {
     }
 
     fn verdict(status: u16, body: &str) -> Verdict {
-        verdict_with(status, body, &spec(), Step::BaseAuthentication, 1)
+        verdict_with(status, body, &spec(), etna::BASE_AUTHENTICATION, 1)
     }
 
     fn verdict_with(status: u16, body: &str, spec: &EtnaLogin, sent: Step, request: u32) -> Verdict {
@@ -335,92 +345,92 @@ pub(crate) mod tests {
     fn table_of_single_answers() {
         use ResultClass::*;
         let cases: &[(u16, &str, ResultClass, Reason)] = &[
-            (200, r#"{"State":"Succeeded","Token":"t"}"#, Success, Reason::None),
+            (200, r#"{"State":"Succeeded","Token":"t"}"#, Success, Reason::NONE),
             (
                 200,
                 r#"{"State":"Succeeded","Token":"t","ConfirmationToken":null,"PersonalPhrase":null,"Image":null}"#,
                 Success,
-                Reason::None,
+                Reason::NONE,
             ),
-            (200, r#"{"state":"succeeded","token":"t"}"#, Success, Reason::None),
-            (200, r#"{"State":"Succeeded"}"#, InvalidResponse, Reason::None),
-            (200, r#"{"State":"Succeeded","Token":null}"#, InvalidResponse, Reason::None),
+            (200, r#"{"state":"succeeded","token":"t"}"#, Success, Reason::NONE),
+            (200, r#"{"State":"Succeeded"}"#, InvalidResponse, Reason::NONE),
+            (200, r#"{"State":"Succeeded","Token":null}"#, InvalidResponse, Reason::NONE),
             (
                 401,
                 r#"{"State":"Failed","Step":"BaseAuthentication","Reason":"Invalid credentials"}"#,
                 AuthFailed,
-                Reason::InvalidCredentials,
+                etna::INVALID_CREDENTIALS,
             ),
             (
                 401,
                 r#"{"State":"Failed","Step":"BaseAuthentication","Reason":"Too many login requests. Please try again later."}"#,
                 RateLimited,
-                Reason::TooManyRequests,
+                TOO_MANY_REQUESTS,
             ),
             (
                 401,
                 r#"{"State":"Failed","Step":"BaseAuthentication","Reason":"Your Password has expired and must be changed"}"#,
                 PasswordExpired,
-                Reason::PasswordExpired,
+                PASSWORD_EXPIRED,
             ),
-            (401, r#"{"State":"Failed","Step":"SecutityPin","Reason":"Invalid pin"}"#, AuthFailed, Reason::InvalidPin),
+            (401, r#"{"State":"Failed","Step":"SecutityPin","Reason":"Invalid pin"}"#, AuthFailed, etna::INVALID_PIN),
             (
                 401,
                 r#"{"State":"Failed","Step":"VerificationCode","Reason":"Corrupted ticket"}"#,
                 AuthFailed,
-                Reason::CorruptedTicket,
+                etna::CORRUPTED_TICKET,
             ),
             (
                 401,
                 r#"{"State":"Failed","Step":"BaseAuthentication","Reason":"Account locked"}"#,
                 AuthFailed,
-                Reason::Other,
+                Reason::OTHER,
             ),
             (
                 202,
                 r#"{"State":"Expecting","Step":"SecutityPin","Reason":"PIN code is not init","Token":"i"}"#,
                 PinNotInitialized,
-                Reason::PinNotInitialized,
+                PIN_NOT_INITIALIZED,
             ),
-            (202, r#"{"State":"Expecting","Step":"SecretQuestion","Token":"i"}"#, UnexpectedStep, Reason::None),
-            (202, r#"{"State":"Expecting","Reason":"x","Token":"i"}"#, InvalidResponse, Reason::Other),
+            (202, r#"{"State":"Expecting","Step":"SecretQuestion","Token":"i"}"#, UnexpectedStep, Reason::NONE),
+            (202, r#"{"State":"Expecting","Reason":"x","Token":"i"}"#, InvalidResponse, Reason::OTHER),
             (
                 403,
                 r#"{"error":"Application key is not defined or does not exist"}"#,
                 AppKeyRejected,
-                Reason::AppKeyNotDefined,
+                etna::APP_KEY_NOT_DEFINED,
             ),
             (
                 401,
                 r#"{"error":"Application key is not defined or does not exist"}"#,
                 AppKeyRejected,
-                Reason::AppKeyNotDefined,
+                etna::APP_KEY_NOT_DEFINED,
             ),
             (
                 500,
                 r#"{"message":"An error occurred while processing your request","error":"Unexpected server error"}"#,
                 HttpError,
-                Reason::Other,
+                Reason::OTHER,
             ),
-            (500, r#"{"Model":null,"Errors":["boom"],"StatusCode":500,"IsSucceed":false}"#, HttpError, Reason::Other),
-            (503, "Service Unavailable", HttpError, Reason::None),
-            (302, "", HttpError, Reason::None),
+            (500, r#"{"Model":null,"Errors":["boom"],"StatusCode":500,"IsSucceed":false}"#, HttpError, Reason::OTHER),
+            (503, "Service Unavailable", HttpError, Reason::NONE),
+            (302, "", HttpError, Reason::NONE),
             (
                 404,
                 r#"{"Message":"No HTTP resource was found that matches the request URI 'x'."}"#,
                 HttpError,
-                Reason::Other,
+                Reason::OTHER,
             ),
-            (429, "slow down", RateLimited, Reason::TooManyRequests),
-            (200, "<html><body>Log on</body></html>", InvalidResponse, Reason::None),
-            (200, r#"{"State":"Succeeded","Tok"#, InvalidResponse, Reason::None),
-            (200, "[1,2]", InvalidResponse, Reason::None),
-            (200, "\"x\"", InvalidResponse, Reason::None),
-            (200, "{}", InvalidResponse, Reason::None),
-            (200, r#"{"State":"Pending"}"#, InvalidResponse, Reason::None),
-            (401, r#"{"State":"Succeeded","Token":"t"}"#, InvalidResponse, Reason::None),
-            (200, r#"{"State":"Failed","Reason":"Invalid credentials"}"#, InvalidResponse, Reason::InvalidCredentials),
-            (204, "", HttpError, Reason::None),
+            (429, "slow down", RateLimited, TOO_MANY_REQUESTS),
+            (200, "<html><body>Log on</body></html>", InvalidResponse, Reason::NONE),
+            (200, r#"{"State":"Succeeded","Tok"#, InvalidResponse, Reason::NONE),
+            (200, "[1,2]", InvalidResponse, Reason::NONE),
+            (200, "\"x\"", InvalidResponse, Reason::NONE),
+            (200, "{}", InvalidResponse, Reason::NONE),
+            (200, r#"{"State":"Pending"}"#, InvalidResponse, Reason::NONE),
+            (401, r#"{"State":"Succeeded","Token":"t"}"#, InvalidResponse, Reason::NONE),
+            (200, r#"{"State":"Failed","Reason":"Invalid credentials"}"#, InvalidResponse, etna::INVALID_CREDENTIALS),
+            (204, "", HttpError, Reason::NONE),
         ];
         for (status, body, result, reason) in cases {
             let v = verdict(*status, body);
@@ -474,7 +484,7 @@ pub(crate) mod tests {
         ];
         for (what, status, content_type, body, want) in cases {
             let answer = Answer { status, content_type, location: None, body: &body, body_complete: true };
-            let ctx = Context { sent: Step::BaseAuthentication, request: 1 };
+            let ctx = Context { sent: etna::BASE_AUTHENTICATION, request: 1 };
             let got = match classify(&answer, &spec(), ctx) {
                 Decision::Finish(v) => v.result,
                 Decision::Continue { step, .. } => panic!("{what}: continues with {step}"),
@@ -490,8 +500,8 @@ pub(crate) mod tests {
     #[test]
     fn failed_verdict_keeps_state_step_and_text() {
         let v = verdict(401, r#"{"State":"Failed","Step":"BaseAuthentication","Reason":"Invalid credentials"}"#);
-        assert_eq!(v.state, Some(State::Failed));
-        assert_eq!(v.step, Step::BaseAuthentication);
+        assert_eq!(v.state, Some(State::Failed.into()));
+        assert_eq!(v.step, etna::BASE_AUTHENTICATION);
         assert_eq!(v.reason_text, "Invalid credentials");
     }
 
@@ -501,10 +511,10 @@ pub(crate) mod tests {
             202,
             r#"{"Step":"SecutityPin","Reason":"Invalid pin","State":"Expecting","Token":"interim"}"#,
             &spec(),
-            Step::BaseAuthentication,
+            etna::BASE_AUTHENTICATION,
             1,
         );
-        assert!(matches!(d, Decision::Continue { step: Step::SecutityPin, reason: Reason::InvalidPin, .. }), "{d:?}");
+        assert!(matches!(d, Decision::Continue { step: SECUTITY_PIN, reason: etna::INVALID_PIN, .. }), "{d:?}");
     }
 
     #[test]
@@ -513,10 +523,10 @@ pub(crate) mod tests {
             202,
             r#"{"Step":"SecutityPin","Reason":"Invalid pin","State":"Expecting","Token":"i"}"#,
             &spec(),
-            Step::SecutityPin,
+            SECUTITY_PIN,
             2,
         );
-        assert_eq!((v.result, v.step, v.reason), (ResultClass::AuthFailed, Step::SecutityPin, Reason::InvalidPin));
+        assert_eq!((v.result, v.step, v.reason), (ResultClass::AuthFailed, SECUTITY_PIN, etna::INVALID_PIN));
     }
 
     #[test]
@@ -525,13 +535,16 @@ pub(crate) mod tests {
         s.verification_code = None;
         let body =
             r#"{"State":"Expecting","Step":"VerificationCode","Reason":"Expecting confirmation code","Token":"i"}"#;
-        assert_eq!(verdict_with(202, body, &s, Step::SecutityPin, 2).result, ResultClass::UnexpectedStep);
-        s.expect = Expect::Step(Step::VerificationCode);
-        let v = verdict_with(202, body, &s, Step::SecutityPin, 2);
-        assert_eq!((v.result, v.step, v.state), (ResultClass::Success, Step::VerificationCode, Some(State::Expecting)));
+        assert_eq!(verdict_with(202, body, &s, SECUTITY_PIN, 2).result, ResultClass::UnexpectedStep);
+        s.expect = Expect::Step(VERIFICATION_CODE);
+        let v = verdict_with(202, body, &s, SECUTITY_PIN, 2);
+        assert_eq!(
+            (v.result, v.step, v.state),
+            (ResultClass::Success, VERIFICATION_CODE, Some(State::Expecting.into()))
+        );
         // Expecting a step but the server finishes without it.
         assert_eq!(
-            verdict_with(200, r#"{"State":"Succeeded","Token":"t"}"#, &s, Step::SecutityPin, 2).result,
+            verdict_with(200, r#"{"State":"Succeeded","Token":"t"}"#, &s, SECUTITY_PIN, 2).result,
             ResultClass::UnexpectedStep
         );
     }
@@ -539,12 +552,12 @@ pub(crate) mod tests {
     #[test]
     fn pin_not_initialised_even_when_pin_step_expected() {
         let mut s = spec();
-        s.expect = Expect::Step(Step::SecutityPin);
+        s.expect = Expect::Step(SECUTITY_PIN);
         let v = verdict_with(
             202,
             r#"{"State":"Expecting","Step":"SecutityPin","Reason":"PIN code is not init","Token":"i"}"#,
             &s,
-            Step::BaseAuthentication,
+            etna::BASE_AUTHENTICATION,
             1,
         );
         assert_eq!(v.result, ResultClass::PinNotInitialized);
@@ -555,22 +568,22 @@ pub(crate) mod tests {
         let mut s = spec();
         s.max_steps = 2;
         let body = r#"{"State":"Expecting","Step":"VerificationCode","Token":"i"}"#;
-        assert_eq!(verdict_with(202, body, &s, Step::SecutityPin, 2).result, ResultClass::StepLimit);
+        assert_eq!(verdict_with(202, body, &s, SECUTITY_PIN, 2).result, ResultClass::StepLimit);
         let no_token = r#"{"State":"Expecting","Step":"VerificationCode"}"#;
-        assert_eq!(verdict_with(202, no_token, &spec(), Step::SecutityPin, 2).result, ResultClass::InvalidResponse);
+        assert_eq!(verdict_with(202, no_token, &spec(), SECUTITY_PIN, 2).result, ResultClass::InvalidResponse);
     }
 
     #[test]
     fn oversized_and_non_utf8_bodies() {
         let answer =
             Answer { status: 200, content_type: None, location: None, body: b"{\"State\"", body_complete: false };
-        match classify(&answer, &spec(), Context { sent: Step::BaseAuthentication, request: 1 }) {
+        match classify(&answer, &spec(), Context { sent: etna::BASE_AUTHENTICATION, request: 1 }) {
             Decision::Finish(v) => assert_eq!(v.result, ResultClass::InvalidResponse),
             d => panic!("{d:?}"),
         }
         let answer =
             Answer { status: 200, content_type: None, location: None, body: &[0xff, 0xfe, b'{'], body_complete: true };
-        match classify(&answer, &spec(), Context { sent: Step::BaseAuthentication, request: 1 }) {
+        match classify(&answer, &spec(), Context { sent: etna::BASE_AUTHENTICATION, request: 1 }) {
             Decision::Finish(v) => {
                 assert_eq!(v.result, ResultClass::InvalidResponse);
                 assert!(v.detail.contains("not UTF-8"), "{}", v.detail);
@@ -587,7 +600,7 @@ mod properties {
     use proptest::prelude::*;
 
     fn any_context() -> impl Strategy<Value = Context> {
-        (prop::sample::select(vec![Step::BaseAuthentication, Step::SecutityPin, Step::VerificationCode]), 1u32..=4)
+        (prop::sample::select(vec![super::super::BASE_AUTHENTICATION, SECUTITY_PIN, VERIFICATION_CODE]), 1u32..=4)
             .prop_map(|(sent, request)| Context { sent, request })
     }
 
@@ -656,7 +669,7 @@ mod properties {
 
         #[test]
         fn reasons_and_texts_stay_bounded(text in ".{0,600}") {
-            let _ = Reason::normalize(&text);
+            let _ = normalize_reason(&text);
             let clean = crate::protocol::sanitize(&text, &[]);
             prop_assert!(clean.chars().count() <= crate::protocol::text::MAX_TEXT_CHARS);
             prop_assert!(!clean.chars().any(char::is_control));

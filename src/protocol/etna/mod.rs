@@ -3,21 +3,161 @@
 //! optionally the final token checked with `GET {base}/v1.0/users/@me/info` and the session ended
 //! with `POST {base}/logout`.
 //!
-//! [`classify`] is the pure decision over one answer; this module performs the requests.
+//! [`config`] holds its fields and their validation, [`classify`] the pure decision over one
+//! answer, [`flow`] the requests of one run; this module its steps, reasons and states, and the
+//! validated target and login.
 
 pub mod classify;
+pub mod config;
+mod flow;
 
 use std::fmt;
-use std::time::Instant;
+use std::sync::Arc;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION};
-use reqwest::Method;
 use secrecy::SecretString;
 use url::Url;
 
-use self::classify::{Context, Decision};
-use super::exchange::{bearer_header, empty_body, secret_header, Request, Run};
-use super::{failure_verdict, Finished, LogoutOutcome, Reason, ResultClass, Step, Verdict};
+use super::family::{self, Family};
+use super::outcome::{Finished, Scheme};
+use super::run::Attempt;
+use super::{Reason, Step};
+
+/// The ETNA Trader family, as registered.
+pub struct Etna;
+
+impl Family for Etna {
+    const NAME: &'static str = "etna";
+    const STEPS: &'static [&'static str] =
+        &["BaseAuthentication", "SecutityPin", "VerificationCode", "TokenValidation"];
+    const REASONS: &'static [&'static str] = &[
+        "invalid_credentials",
+        "invalid_pin",
+        "invalid_verification_code",
+        "expecting_confirmation_code",
+        "corrupted_ticket",
+        "password_expired",
+        "pin_not_initialized",
+        "too_many_requests",
+        "app_key_not_defined",
+        "authorization_denied",
+    ];
+    const STATES: &'static [&'static str] = &["Succeeded", "Expecting", "Failed"];
+    const STATUS: &'static Scheme = &super::http::STATUS;
+    type Target = config::TargetFields;
+    type Probe = config::ProbeFields;
+}
+
+/// Username and password.
+pub const BASE_AUTHENTICATION: Step = Step::named("BaseAuthentication");
+/// The PIN step, spelled as the server spells it.
+pub const SECUTITY_PIN: Step = Step::named("SecutityPin");
+/// The code sent by email or SMS.
+pub const VERIFICATION_CODE: Step = Step::named("VerificationCode");
+/// Not a server step: authprobe's check of the final token, `GET {base}/v1.0/users/@me/info`.
+pub const TOKEN_VALIDATION: Step = Step::named("TokenValidation");
+
+/// The steps a server names, which a probe can be told to expect.
+pub const SERVER_STEPS: [Step; 3] = [BASE_AUTHENTICATION, SECUTITY_PIN, VERIFICATION_CODE];
+
+/// "Invalid credentials".
+pub const INVALID_CREDENTIALS: Reason = Reason::named("invalid_credentials");
+/// "Invalid pin".
+pub const INVALID_PIN: Reason = Reason::named("invalid_pin");
+/// A rejected verification code.
+pub const INVALID_VERIFICATION_CODE: Reason = Reason::named("invalid_verification_code");
+/// "Expecting confirmation code" (the verification-code prompt).
+pub const EXPECTING_CONFIRMATION_CODE: Reason = Reason::named("expecting_confirmation_code");
+/// "Corrupted ticket": a later step arrived without a valid interim token.
+pub const CORRUPTED_TICKET: Reason = Reason::named("corrupted_ticket");
+/// "Your Password has expired and must be changed".
+pub const PASSWORD_EXPIRED: Reason = Reason::named("password_expired");
+/// "PIN code is not init".
+pub const PIN_NOT_INITIALIZED: Reason = Reason::named("pin_not_initialized");
+/// "Too many login requests…", or HTTP 429.
+pub const TOO_MANY_REQUESTS: Reason = Reason::named("too_many_requests");
+/// "Application key is not defined or does not exist".
+pub const APP_KEY_NOT_DEFINED: Reason = Reason::named("app_key_not_defined");
+/// "Authorization has been denied for this request.": a token refused by an API call.
+pub const AUTHORIZATION_DENIED: Reason = Reason::named("authorization_denied");
+
+/// Recognises a server step name. Case is ignored, and `SecurityPin` is taken for the PIN step
+/// too so that a server fixing its spelling does not break every probe. Only the
+/// [`SERVER_STEPS`] or [`Step::OTHER`]: `TokenValidation` is ours, not the server's.
+pub fn parse_step(name: &str) -> Step {
+    let n = name.trim();
+    if n.eq_ignore_ascii_case("BaseAuthentication") {
+        BASE_AUTHENTICATION
+    } else if n.eq_ignore_ascii_case("SecutityPin") || n.eq_ignore_ascii_case("SecurityPin") {
+        SECUTITY_PIN
+    } else if n.eq_ignore_ascii_case("VerificationCode") {
+        VERIFICATION_CODE
+    } else {
+        Step::OTHER
+    }
+}
+
+/// Normalises a server reason text (case and surrounding space ignored).
+pub fn normalize_reason(text: &str) -> Reason {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.trim_end_matches('.');
+    match t {
+        "" => Reason::NONE,
+        "invalid credentials" => INVALID_CREDENTIALS,
+        "invalid pin" | "invalid pin code" => INVALID_PIN,
+        "expecting confirmation code" | "expecting verification code" => EXPECTING_CONFIRMATION_CODE,
+        "corrupted ticket" => CORRUPTED_TICKET,
+        "pin code is not init" | "pin code is not initialized" => PIN_NOT_INITIALIZED,
+        "application key is not defined or does not exist" => APP_KEY_NOT_DEFINED,
+        _ if t.starts_with("authorization has been denied") => AUTHORIZATION_DENIED,
+        _ if t.starts_with("too many login requests") => TOO_MANY_REQUESTS,
+        _ if t.contains("password has expired") => PASSWORD_EXPIRED,
+        _ if t.starts_with("invalid") && (t.contains("verification code") || t.contains("confirmation code")) => {
+            INVALID_VERIFICATION_CODE
+        }
+        _ => Reason::OTHER,
+    }
+}
+
+/// The `State` of a token answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Login complete, `Token` is final.
+    Succeeded,
+    /// More is needed: `Step` says what.
+    Expecting,
+    /// Login refused at `Step`.
+    Failed,
+}
+
+impl State {
+    /// The server's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Succeeded => "Succeeded",
+            State::Expecting => "Expecting",
+            State::Failed => "Failed",
+        }
+    }
+
+    /// Recognises a `State` value, case ignored.
+    pub fn parse(text: &str) -> Option<State> {
+        let t = text.trim();
+        [State::Succeeded, State::Expecting, State::Failed].into_iter().find(|s| s.as_str().eq_ignore_ascii_case(t))
+    }
+}
+
+impl From<State> for super::State {
+    fn from(s: State) -> Self {
+        const SUCCEEDED: super::State = super::State::named("Succeeded");
+        const EXPECTING: super::State = super::State::named("Expecting");
+        const FAILED: super::State = super::State::named("Failed");
+        match s {
+            State::Succeeded => SUCCEEDED,
+            State::Expecting => EXPECTING,
+            State::Failed => FAILED,
+        }
+    }
+}
 
 /// Which outcome of the login counts as healthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,13 +169,13 @@ pub enum Expect {
 }
 
 impl Expect {
-    /// Parses `Succeeded` or a known step name.
+    /// Parses `Succeeded` or a server step name.
     pub fn parse(text: &str) -> Option<Expect> {
         if text.trim().eq_ignore_ascii_case("Succeeded") {
             return Some(Expect::Succeeded);
         }
-        match Step::parse(text) {
-            Step::Other => None,
+        match parse_step(text) {
+            Step::OTHER => None,
             step => Some(Expect::Step(step)),
         }
     }
@@ -50,33 +190,22 @@ impl fmt::Display for Expect {
     }
 }
 
-/// An ETNA login: where, as whom, and what counts as healthy. Secrets stay inside
-/// [`SecretString`], which prints as redacted.
+/// An ETNA server and the application key its probes present. Shared by the probes of a target.
 #[derive(Debug, Clone)]
-pub struct EtnaLogin {
+pub struct EtnaTarget {
     /// API base, e.g. `https://host/api`; the token URL is `{base}/token`.
     pub base_url: Url,
     /// `Et-App-Key`.
     pub app_key: SecretString,
-    /// `Username`.
-    pub username: String,
-    /// `Password`.
-    pub password: SecretString,
-    /// `PinCode`, sent when the server asks for `SecutityPin`.
-    pub pin: Option<SecretString>,
-    /// `VerificationCode`, sent when the server asks for `VerificationCode`.
-    pub verification_code: Option<SecretString>,
-    /// The healthy outcome.
-    pub expect: Expect,
-    /// Maximum number of requests in one login.
-    pub max_steps: u32,
-    /// After `Succeeded`, check the token with `GET {base}/v1.0/users/@me/info`.
-    pub validate: bool,
-    /// After the login (and its validation), end the session with `POST {base}/logout`.
-    pub logout: bool,
 }
 
-impl EtnaLogin {
+impl family::Target for EtnaTarget {
+    fn secrets(&self) -> Vec<&SecretString> {
+        vec![&self.app_key]
+    }
+}
+
+impl EtnaTarget {
     /// `{base_url}/token`, tolerating a trailing slash on the base.
     pub fn token_url(&self) -> Url {
         self.api_url("token")
@@ -98,16 +227,59 @@ impl EtnaLogin {
         url.set_path(&path);
         url
     }
+}
 
-    /// What identifies the account and proves it is this login's: app key, user, password,
-    /// PIN and code.
-    pub(crate) fn credential_parts(&self) -> Vec<Option<&str>> {
+/// An ETNA login: where, as whom, and what counts as healthy. Secrets stay inside
+/// [`SecretString`], which prints as redacted.
+#[derive(Debug, Clone)]
+pub struct EtnaLogin {
+    /// The server and application key, shared with the other probes of the target.
+    pub target: Arc<EtnaTarget>,
+    /// `Username`.
+    pub username: String,
+    /// `Password`.
+    pub password: SecretString,
+    /// `PinCode`, sent when the server asks for `SecutityPin`.
+    pub pin: Option<SecretString>,
+    /// `VerificationCode`, sent when the server asks for `VerificationCode`.
+    pub verification_code: Option<SecretString>,
+    /// The healthy outcome.
+    pub expect: Expect,
+    /// Maximum number of requests in one login.
+    pub max_steps: u32,
+    /// After `Succeeded`, check the token with `GET {base}/v1.0/users/@me/info`.
+    pub validate: bool,
+    /// After the login (and its validation), end the session with `POST {base}/logout`.
+    pub logout: bool,
+}
+
+impl EtnaLogin {
+    /// Whether the probe holds the secret that answers `step`.
+    pub fn can_answer(&self, step: Step) -> bool {
+        match step {
+            SECUTITY_PIN => self.pin.is_some(),
+            VERIFICATION_CODE => self.verification_code.is_some(),
+            _ => false,
+        }
+    }
+}
+
+impl family::Login for EtnaLogin {
+    fn run<'a>(&'a self, attempt: &'a mut Attempt<'_>) -> impl std::future::Future<Output = Finished> + Send + 'a {
+        flow::run(attempt, self)
+    }
+
+    fn endpoint(&self) -> &Url {
+        &self.target.base_url
+    }
+
+    fn credentials(&self) -> Vec<Option<&str>> {
         use secrecy::ExposeSecret as _;
         fn secret(s: &Option<SecretString>) -> Option<&str> {
             s.as_ref().map(|s| s.expose_secret())
         }
         vec![
-            Some(self.app_key.expose_secret()),
+            Some(self.target.app_key.expose_secret()),
             Some(self.username.as_str()),
             Some(self.password.expose_secret()),
             secret(&self.pin),
@@ -115,194 +287,42 @@ impl EtnaLogin {
         ]
     }
 
-    /// Whether `other` logs in as the same user with the same secrets.
-    pub fn same_credentials(&self, other: &EtnaLogin) -> bool {
-        self.credential_parts() == other.credential_parts()
-    }
-
-    /// Whether `other` is the same login with the same settings and secrets.
-    pub fn same_as(&self, other: &EtnaLogin) -> bool {
-        self.base_url == other.base_url
-            && self.same_credentials(other)
+    fn same_settings(&self, other: &Self) -> bool {
+        self.target.base_url == other.target.base_url
+            && self.credentials() == other.credentials()
             && self.expect == other.expect
             && self.max_steps == other.max_steps
             && self.validate == other.validate
             && self.logout == other.logout
     }
 
-    /// Whether a login makes one request at most: it can answer no step and neither validates
-    /// nor ends its session.
-    pub fn single_request(&self) -> bool {
-        self.pin.is_none() && self.verification_code.is_none() && !self.validate && !self.logout
-    }
-
-    /// Whether the probe holds the secret that answers `step`.
-    pub fn can_answer(&self, step: Step) -> bool {
-        match step {
-            Step::SecutityPin => self.pin.is_some(),
-            Step::VerificationCode => self.verification_code.is_some(),
-            _ => false,
-        }
-    }
-
-    /// Whether a healthy login of this probe sends a request of `step`.
-    pub fn sends(&self, step: Step) -> bool {
-        match step {
-            Step::BaseAuthentication => true,
-            Step::TokenValidation => self.validate,
-            _ => self.can_answer(step),
-        }
-    }
-
-    /// The secrets a login sends.
-    pub fn secrets(&self) -> Vec<&SecretString> {
-        let mut s = vec![&self.app_key, &self.password];
+    fn secrets(&self) -> Vec<&SecretString> {
+        let mut s = vec![&self.target.app_key, &self.password];
         s.extend(self.pin.iter());
         s.extend(self.verification_code.iter());
         s
     }
-}
 
-/// Performs one attempt at the login: the token steps, then the validation and the end of the
-/// session its probe asks for.
-pub(crate) async fn run(run: &mut Run<'_>, spec: &EtnaLogin) -> Finished {
-    let (mut verdict, token) = token_steps(run, spec).await;
-    let (mut login_done, mut session_end) = (None, None);
-    if let Some(token) = token {
-        if spec.validate {
-            if let Some((reason, reason_text, detail)) = validate(run, spec, &token).await {
-                verdict = Verdict {
-                    result: ResultClass::ValidationFailed,
-                    step: Step::TokenValidation,
-                    reason,
-                    reason_text,
-                    detail,
-                    ..verdict
-                };
-            }
-        }
-        // The login's duration is what a user waits for; ending the session is ours.
-        login_done = Some(Instant::now());
-        if spec.logout {
-            session_end = Some(end_session(run, spec, &token).await);
+    fn sends(&self, step: Step) -> bool {
+        match step {
+            BASE_AUTHENTICATION => true,
+            TOKEN_VALIDATION => self.validate,
+            _ => self.can_answer(step),
         }
     }
-    Finished { login_done, session_end, ..Finished::from(verdict) }
-}
 
-async fn token_steps(run: &mut Run<'_>, spec: &EtnaLogin) -> (Verdict, Option<SecretString>) {
-    let url = spec.token_url();
-    let mut sending = Step::BaseAuthentication;
-    let mut bearer: Option<SecretString> = None;
-    for number in 1..=spec.max_steps.max(1) {
-        let started = Instant::now();
-        let headers = match request_headers(spec, sending, bearer.as_ref()) {
-            Ok(h) => h,
-            Err(field) => {
-                let detail = format!("{field} cannot be sent as an HTTP header value");
-                return (failure_verdict(sending, ResultClass::InvalidResponse, detail), None);
-            }
-        };
-        let request = Request { method: Method::POST, url: &url, label: sending.as_str(), headers, form: None };
-        let received = run.exchange(request).await;
-        let state = received.as_ref().ok().and_then(|r| classify::answer_state(&r.answer()));
-        run.record(sending, &received, state, started);
-        let received = match received {
-            Ok(r) => r,
-            Err(f) => return (failure_verdict(sending, f.class, f.detail), None),
-        };
-        match classify::classify(&received.answer(), spec, Context { sent: sending, request: number }) {
-            Decision::Finish(verdict) => {
-                // Only a final token is validated or logged out; an expected prompt has none.
-                let keep = verdict.result == ResultClass::Success && (spec.validate || spec.logout);
-                let token = if keep { classify::final_token(&received.answer()) } else { None };
-                return (verdict, token);
-            }
-            Decision::Continue { step, token, .. } => {
-                sending = step;
-                bearer = Some(token);
-            }
-        }
+    fn ends_session(&self) -> bool {
+        self.logout
     }
-    // classify() finishes with step_limit on the last allowed request; this is only reached
-    // with max_steps = 0, which the configuration rejects.
-    (failure_verdict(sending, ResultClass::StepLimit, "max_steps reached".to_owned()), None)
-}
 
-/// Checks `token` with `GET {base}/v1.0/users/@me/info`, recorded as the `TokenValidation` step:
-/// `None` if it works, else the reason, its raw text and a detail.
-async fn validate(run: &mut Run<'_>, spec: &EtnaLogin, token: &SecretString) -> Option<(Reason, String, String)> {
-    let started = Instant::now();
-    let Ok(headers) = api_headers(spec, token) else {
-        let detail = "token validation: the token cannot be sent as an HTTP header value".to_owned();
-        return Some((Reason::None, String::new(), detail));
-    };
-    let url = spec.user_info_url();
-    let request =
-        Request { method: Method::GET, url: &url, label: Step::TokenValidation.as_str(), headers, form: None };
-    let received = run.exchange(request).await;
-    run.record(Step::TokenValidation, &received, None, started);
-    match received {
-        Ok(r) => classify::validation_failure(&r.answer()),
-        Err(f) => Some((Reason::None, String::new(), format!("token validation: {}", f.detail))),
+    /// It can answer no step and neither validates nor ends its session.
+    fn single_request(&self) -> bool {
+        self.pin.is_none() && self.verification_code.is_none() && !self.validate && !self.logout
     }
-}
 
-/// Ends the session of `token` with `POST {base}/logout`.
-async fn end_session(run: &mut Run<'_>, spec: &EtnaLogin, token: &SecretString) -> LogoutOutcome {
-    let Ok(mut headers) = api_headers(spec, token) else {
-        return LogoutOutcome { ok: false, http_status: 0, detail: "the token cannot be sent as a header".to_owned() };
-    };
-    empty_body(&mut headers);
-    let url = spec.logout_url();
-    let request = Request { method: Method::POST, url: &url, label: "Logout", headers, form: None };
-    match run.exchange(request).await {
-        Ok(r) if (200..300).contains(&r.status) => {
-            LogoutOutcome { ok: true, http_status: r.status, detail: "session ended".to_owned() }
-        }
-        Ok(r) => {
-            LogoutOutcome { ok: false, http_status: r.status, detail: format!("logout answered HTTP {}", r.status) }
-        }
-        Err(f) => {
-            LogoutOutcome { ok: false, http_status: f.status.unwrap_or(0), detail: format!("logout: {}", f.detail) }
-        }
+    fn summary(&self, timeout: &str) -> String {
+        format!("expect={} timeout={timeout} max_steps={}", self.expect, self.max_steps)
     }
-}
-
-/// Headers of an API call made with the token: `Et-App-Key` and the Bearer token.
-fn api_headers(spec: &EtnaLogin, token: &SecretString) -> Result<HeaderMap, &'static str> {
-    let mut h = HeaderMap::new();
-    h.insert(ACCEPT, HeaderValue::from_static("application/json"));
-    h.insert(HeaderName::from_static("et-app-key"), secret_header(&spec.app_key, "app_key")?);
-    h.insert(AUTHORIZATION, bearer_header(token, "the token")?);
-    Ok(h)
-}
-
-/// Headers of one request. The credentials are repeated on every step, as the server expects.
-fn request_headers(spec: &EtnaLogin, step: Step, bearer: Option<&SecretString>) -> Result<HeaderMap, &'static str> {
-    let mut h = HeaderMap::new();
-    h.insert(ACCEPT, HeaderValue::from_static("application/json"));
-    empty_body(&mut h);
-    h.insert(HeaderName::from_static("et-app-key"), secret_header(&spec.app_key, "app_key")?);
-    h.insert(HeaderName::from_static("username"), HeaderValue::from_str(&spec.username).map_err(|_| "username")?);
-    h.insert(HeaderName::from_static("password"), secret_header(&spec.password, "password")?);
-    if let Some(token) = bearer {
-        h.insert(AUTHORIZATION, bearer_header(token, "the interim Token")?);
-    }
-    match step {
-        Step::SecutityPin => {
-            if let Some(pin) = &spec.pin {
-                h.insert(HeaderName::from_static("pincode"), secret_header(pin, "pin")?);
-            }
-        }
-        Step::VerificationCode => {
-            if let Some(code) = &spec.verification_code {
-                h.insert(HeaderName::from_static("verificationcode"), secret_header(code, "verification_code")?);
-            }
-        }
-        _ => {}
-    }
-    Ok(h)
 }
 
 #[cfg(test)]
@@ -310,39 +330,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn headers_carry_credentials_marked_sensitive() {
-        let spec = classify::tests::spec();
-        let h = request_headers(&spec, Step::SecutityPin, Some(&"interim".into())).unwrap();
-        assert_eq!(h["pincode"], "1111");
-        assert!(h["pincode"].is_sensitive() && h["password"].is_sensitive() && h["et-app-key"].is_sensitive());
-        assert_eq!(h["authorization"], "Bearer interim");
-        assert!(!h.contains_key("verificationcode"));
-        let dbg = format!("{h:?}");
-        assert!(!dbg.contains("1111") && !dbg.contains("interim"), "{dbg}");
-    }
-
-    #[test]
-    fn invalid_header_secret_is_named_not_shown() {
-        let mut spec = classify::tests::spec();
-        spec.password = "line\nbreak".into();
-        assert_eq!(request_headers(&spec, Step::BaseAuthentication, None).unwrap_err(), "password");
+    fn reasons_normalise() {
+        let cases = [
+            ("Invalid credentials", INVALID_CREDENTIALS),
+            ("Invalid pin", INVALID_PIN),
+            ("Invalid verification code", INVALID_VERIFICATION_CODE),
+            ("Expecting confirmation code", EXPECTING_CONFIRMATION_CODE),
+            ("Corrupted ticket", CORRUPTED_TICKET),
+            ("Your Password has expired and must be changed", PASSWORD_EXPIRED),
+            ("PIN code is not init", PIN_NOT_INITIALIZED),
+            ("Too many login requests. Please try again later.", TOO_MANY_REQUESTS),
+            ("Application key is not defined or does not exist", APP_KEY_NOT_DEFINED),
+            ("", Reason::NONE),
+            ("  ", Reason::NONE),
+            ("Something new", Reason::OTHER),
+        ];
+        for (text, want) in cases {
+            assert_eq!(normalize_reason(text), want, "{text:?}");
+        }
     }
 
     #[test]
     fn steps_parse_with_server_spelling() {
+        assert_eq!(parse_step("SecutityPin"), SECUTITY_PIN);
+        assert_eq!(parse_step("securitypin"), SECUTITY_PIN);
+        assert_eq!(parse_step("VerificationCode"), VERIFICATION_CODE);
+        assert_eq!(parse_step("SecretQuestion"), Step::OTHER);
+        assert_eq!(parse_step("TokenValidation"), Step::OTHER, "our steps are not the server's");
         assert_eq!(Expect::parse("Succeeded"), Some(Expect::Succeeded));
-        assert_eq!(Expect::parse("VerificationCode"), Some(Expect::Step(Step::VerificationCode)));
+        assert_eq!(Expect::parse("VerificationCode"), Some(Expect::Step(VERIFICATION_CODE)));
         assert_eq!(Expect::parse("Nope"), None);
     }
 
     #[test]
     fn token_url_handles_trailing_slash() {
-        let mut spec = classify::tests::spec();
         for base in ["http://h/api", "http://h/api/"] {
-            spec.base_url = Url::parse(base).unwrap();
-            assert_eq!(spec.token_url().as_str(), "http://h/api/token");
+            let t = EtnaTarget { base_url: Url::parse(base).unwrap(), app_key: "k".into() };
+            assert_eq!(t.token_url().as_str(), "http://h/api/token");
         }
-        spec.base_url = Url::parse("http://h").unwrap();
-        assert_eq!(spec.token_url().as_str(), "http://h/token");
+        let t = EtnaTarget { base_url: Url::parse("http://h").unwrap(), app_key: "k".into() };
+        assert_eq!(t.token_url().as_str(), "http://h/token");
     }
 }

@@ -1,6 +1,10 @@
-//! The HTTP exchange every protocol family makes: one request under the run's deadline, its
-//! answer read up to the body cap, transport failures classified, the first exchange timed, and
-//! everything recorded in the trace when there is one.
+//! The HTTP layer the HTTP families (ETNA, OAuth 2.0) make their requests through: one request
+//! under the run's deadline, its answer read up to the body cap, transport failures classified,
+//! the first exchange timed, and everything recorded in the trace when there is one. A family
+//! that does not speak HTTP never touches it.
+
+mod answer;
+mod client;
 
 use std::error::Error as StdError;
 use std::time::Instant;
@@ -9,86 +13,23 @@ use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCA
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::answer::Answer;
-use super::timing::RunClock;
-use super::{Phases, ResultClass, State, Step, StepRecord, Trace};
+pub use answer::Answer;
+pub(crate) use answer::{describe_body, get_number, get_str, json_object};
+pub(crate) use client::Clients;
+pub use client::USER_AGENT;
 
-/// When the first request's answer arrived and its body ended, and the TLS version it came over.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct FirstExchange {
-    headers_at: Option<Instant>,
-    body_at: Option<Instant>,
-    pub(crate) tls_version: Option<&'static str>,
-}
+use super::hooks::RunHooks;
+use super::outcome::Scheme;
+use super::run::Attempt;
+use super::{ResultClass, State, Step};
 
-/// The phases of the first request, from the connection hooks and the first exchange.
-pub(crate) fn phases(clock: &RunClock, first: &FirstExchange) -> Option<Phases> {
-    let (resolve, connect, tls) = clock.connection_phases()?;
-    let connected = clock.connected_at()?;
-    let processing = first.headers_at.map(|h| h.saturating_duration_since(connected));
-    let transfer = match (first.headers_at, first.body_at) {
-        (Some(h), Some(b)) => Some(b.saturating_duration_since(h)),
-        _ => None,
-    };
-    Some(Phases { resolve, connect, tls, processing, transfer })
-}
-
-/// What one attempt at a login works with: its client, its deadline, where its requests are
-/// recorded. A protocol family's flow makes every request through it.
-pub(crate) struct Run<'a> {
-    pub(crate) client: &'a reqwest::Client,
-    pub(crate) deadline: tokio::time::Instant,
-    pub(crate) max_body_bytes: usize,
-    /// Every request made, in order.
-    pub(crate) records: &'a mut Vec<StepRecord>,
-    pub(crate) first: &'a mut FirstExchange,
-    pub(crate) trace: Option<&'a mut Trace>,
-    /// Requests sent so far in this attempt.
-    sent: u32,
-}
-
-impl<'a> Run<'a> {
-    pub(crate) fn new(
-        client: &'a reqwest::Client,
-        deadline: tokio::time::Instant,
-        max_body_bytes: usize,
-        records: &'a mut Vec<StepRecord>,
-        first: &'a mut FirstExchange,
-        trace: Option<&'a mut Trace>,
-    ) -> Self {
-        Run { client, deadline, max_body_bytes, records, first, trace, sent: 0 }
-    }
-
-    /// Sends `request` and reads its answer. The first request of the attempt is timed for the
-    /// phases.
-    pub(crate) async fn exchange(&mut self, request: Request<'_>) -> Result<Received, Failure> {
-        self.sent += 1;
-        let first = (self.sent == 1).then_some(&mut *self.first);
-        exchange(self.client, request, self.max_body_bytes, self.deadline, first, self.trace.as_deref_mut()).await
-    }
-
-    /// Records a request of `step` that started at `started` and got `received`.
-    pub(crate) fn record(
-        &mut self,
-        step: Step,
-        received: &Result<Received, Failure>,
-        state: Option<State>,
-        started: Instant,
-    ) {
-        let http_status = match received {
-            Ok(r) => r.status,
-            Err(f) => f.status.unwrap_or(0),
-        };
-        self.records.push(StepRecord { step, http_status, state, duration: started.elapsed() });
-    }
-
-    /// Adds a remark to the trace, if there is one.
-    pub(crate) fn note(&mut self, text: &str) {
-        if let Some(t) = self.trace.as_deref_mut() {
-            t.note(text);
-        }
-    }
-}
+/// HTTP's status codes, as HTTP families report them.
+pub const STATUS: Scheme = Scheme {
+    name: "HTTP",
+    label: "http_status",
+    metric: "authprobe_probe_http_status_code",
+    help: "Final HTTP status of the probe's last run; 0 if no answer arrived.",
+};
 
 /// One answer, read as far as the body cap allows.
 pub(crate) struct Received {
@@ -168,29 +109,92 @@ pub(crate) struct Request<'a> {
     pub(crate) form: Option<Form>,
 }
 
+impl Attempt<'_> {
+    /// Sends `request` over HTTP and reads its answer. The attempt's first request is timed for
+    /// the phases, and starts the run's clock.
+    pub(crate) async fn exchange(&mut self, request: Request<'_>) -> Result<Received, Failure> {
+        if request.url.scheme() == "https" {
+            self.hooks.tls_intended();
+        }
+        let client = match &self.http {
+            Some(c) => c.clone(),
+            None => {
+                let made = self.prober.http_client(self.transport);
+                match made {
+                    Ok(c) => self.http.insert(c).clone(),
+                    Err(e) => {
+                        let detail = format!("cannot set up the HTTP client: {e}");
+                        return Err(Failure { class: ResultClass::TlsError, detail, status: None });
+                    }
+                }
+            }
+        };
+        self.requests += 1;
+        let first = self.requests == 1;
+        self.starting();
+        let (deadline, cap) = (self.deadline, self.max_body_bytes);
+        let received = exchange(&client, request, cap, deadline, self.trace()).await;
+        if first {
+            let (headers_at, body_at) = match &received {
+                Ok(r) => (Some(r.headers_at), Some(r.body_at)),
+                Err(f) => (f.headers_at, None),
+            };
+            self.first_answer(headers_at, body_at);
+        }
+        received.map(|r| r.received).map_err(|f| f.failure)
+    }
+
+    /// Records a request of `step` that started at `started` and got `received`.
+    pub(crate) fn record_http(
+        &mut self,
+        step: Step,
+        received: &Result<Received, Failure>,
+        state: Option<State>,
+        started: Instant,
+    ) {
+        let status = match received {
+            Ok(r) => r.status,
+            Err(f) => f.status.unwrap_or(0),
+        };
+        self.record(step, status, state, started);
+    }
+}
+
+/// An answer with when its head and body arrived.
+struct Timed {
+    received: Received,
+    headers_at: Instant,
+    body_at: Instant,
+}
+
+/// A failure with when the answer's head arrived, if it did.
+struct Failed {
+    failure: Failure,
+    headers_at: Option<Instant>,
+}
+
 async fn exchange(
     client: &reqwest::Client,
     request: Request<'_>,
     cap: usize,
     deadline: tokio::time::Instant,
-    mut first: Option<&mut FirstExchange>,
-    mut trace: Option<&mut Trace>,
-) -> Result<Received, Failure> {
+    mut trace: Option<&mut super::Trace>,
+) -> Result<Timed, Failed> {
     let Request { method, url, label: step, mut headers, form } = request;
     if form.is_some() {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
     }
     if let Some(t) = trace.as_deref_mut() {
-        t.request(step, method.as_str(), url, &headers);
+        t.request(step, &format!("{} {url}", method.as_str()), host_of(url), shown_request_headers(&headers));
         if let Some(form) = &form {
             t.request_body(&form.shown());
         }
     }
-    let failed = |failure: Failure, trace: Option<&mut Trace>| {
+    let failed = |failure: Failure, headers_at: Option<Instant>, trace: Option<&mut super::Trace>| {
         if let Some(t) = trace {
             t.failure(&failure.detail);
         }
-        Err(failure)
+        Err(Failed { failure, headers_at })
     };
     let timeout = |what: &str, status: Option<u16>| Failure {
         class: ResultClass::Timeout,
@@ -205,23 +209,26 @@ async fn exchange(
     }
     let send = builder.send();
     let mut response = match tokio::time::timeout_at(deadline, send).await {
-        Err(_) => return failed(timeout("waiting for the response headers", None), trace),
-        Ok(Err(e)) => return failed(transport_failure(e, "sending the request", None), trace),
+        Err(_) => return failed(timeout("waiting for the response headers", None), None, trace),
+        Ok(Err(e)) => return failed(transport_failure(e, "sending the request", None), None, trace),
         Ok(Ok(r)) => r,
     };
-    if let Some(f) = first.as_deref_mut() {
-        f.headers_at = Some(Instant::now());
-        f.tls_version =
-            response.extensions().get::<reqwest::tls::TlsInfo>().and_then(|i| i.version()).map(|v| match v {
+    let headers_at = Instant::now();
+    if let Some(version) = response.extensions().get::<reqwest::tls::TlsInfo>().and_then(|i| i.version()) {
+        if let Some(hooks) = RunHooks::current() {
+            hooks.tls_version(match version {
                 reqwest::tls::Version::TLS_1_0 => "TLS 1.0",
                 reqwest::tls::Version::TLS_1_1 => "TLS 1.1",
                 reqwest::tls::Version::TLS_1_2 => "TLS 1.2",
                 reqwest::tls::Version::TLS_1_3 => "TLS 1.3",
                 _ => "other",
             });
+        }
     }
+    let status = response.status().as_u16();
     if let Some(t) = trace.as_deref_mut() {
-        t.response_head(response.version(), response.status().as_u16(), response.headers());
+        let phrase = response.status().canonical_reason().map_or(String::new(), |p| format!(" {p}"));
+        t.response_head(&format!("{:?} {status}{phrase}", response.version()), response_headers(response.headers()));
     }
     let header = |name| {
         response
@@ -232,7 +239,6 @@ async fn exchange(
     };
     let content_type = header(CONTENT_TYPE);
     let location = header(LOCATION);
-    let status = response.status().as_u16();
     let mut body = zeroize::Zeroizing::new(Vec::new());
     let mut complete = true;
     if response.content_length().is_some_and(|n| n > cap as u64) {
@@ -243,11 +249,11 @@ async fn exchange(
             match tokio::time::timeout_at(deadline, response.chunk()).await {
                 Err(_) => {
                     record_body(trace.as_deref_mut(), &body, false);
-                    return failed(timeout("reading the body", Some(status)), trace);
+                    return failed(timeout("reading the body", Some(status)), Some(headers_at), trace);
                 }
                 Ok(Err(e)) => {
                     record_body(trace.as_deref_mut(), &body, false);
-                    return failed(transport_failure(e, "reading the body", Some(status)), trace);
+                    return failed(transport_failure(e, "reading the body", Some(status)), Some(headers_at), trace);
                 }
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(chunk))) => {
@@ -264,17 +270,35 @@ async fn exchange(
     }
     // Dropping an unfinished response closes its connection, abandoning the rest of the body.
     drop(response);
-    if let Some(f) = first {
-        f.body_at = Some(Instant::now());
-    }
+    let body_at = Instant::now();
     record_body(trace, &body, complete);
-    Ok(Received { status, content_type, location, body, complete })
+    Ok(Timed { received: Received { status, content_type, location, body, complete }, headers_at, body_at })
 }
 
-fn record_body(trace: Option<&mut Trace>, body: &[u8], complete: bool) {
+fn record_body(trace: Option<&mut super::Trace>, body: &[u8], complete: bool) {
     if let Some(t) = trace {
         t.response_body(body, complete);
     }
+}
+
+/// `host[:port]` of a URL, as the `Host` header says it.
+fn host_of(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    url.port().map_or_else(|| host.to_owned(), |port| format!("{host}:{port}"))
+}
+
+/// A request's headers as a trace shows them: sensitive values (marked so by the family) are
+/// never copied.
+fn shown_request_headers(headers: &HeaderMap) -> Vec<(String, Option<Vec<u8>>)> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), (!value.is_sensitive()).then(|| value.as_bytes().to_vec())))
+        .collect()
+}
+
+/// An answer's headers, for the trace (which decides what it shows).
+fn response_headers(headers: &HeaderMap) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+    headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes()))
 }
 
 /// Classifies a transport error as TLS or connection trouble and describes it without the URL.
@@ -328,4 +352,17 @@ pub(crate) fn secret_header(value: &SecretString, name: &'static str) -> Result<
 /// `Content-Length: 0`, for a POST without a body.
 pub(crate) fn empty_body(headers: &mut HeaderMap) {
     headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+}
+
+/// A target that speaks plain HTTP at `url` (its `field`) has no use for `tls:`: a mistake,
+/// reported as such.
+pub fn no_tls_to_plain(v: &mut dyn super::Validator, field: &str, url: &url::Url) {
+    if url.scheme() == "http" && v.tls_configured() {
+        v.error("tls", format!("set for a target whose {field} is http, not https"));
+    }
+}
+
+/// Whether `text` can be sent as an HTTP header value (configuration checks of header fields).
+pub fn header_safe(text: &str) -> bool {
+    HeaderValue::from_str(text).is_ok()
 }

@@ -14,7 +14,8 @@ use secrecy::SecretString;
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::protocol::answer::{describe_body, get_number, get_str, json_object, Answer};
+use super::names::*;
+use crate::protocol::http::{describe_body, get_number, get_str, json_object, Answer};
 use crate::protocol::{Reason, ResultClass, Step, Verdict};
 
 /// What a successful token answer granted. Tokens stay inside [`SecretString`].
@@ -34,14 +35,14 @@ pub struct Granted {
 /// `auth_failed` with reason `other`.
 pub fn error_code(code: &str) -> (ResultClass, Reason) {
     match code.trim() {
-        "invalid_request" => (ResultClass::AuthFailed, Reason::InvalidRequest),
-        "invalid_client" => (ResultClass::ClientRejected, Reason::InvalidClient),
-        "invalid_grant" => (ResultClass::AuthFailed, Reason::InvalidGrant),
-        "unauthorized_client" => (ResultClass::ClientRejected, Reason::UnauthorizedClient),
-        "unsupported_grant_type" => (ResultClass::ClientRejected, Reason::UnsupportedGrantType),
-        "invalid_scope" => (ResultClass::AuthFailed, Reason::InvalidScope),
-        "temporarily_unavailable" => (ResultClass::RateLimited, Reason::TemporarilyUnavailable),
-        _ => (ResultClass::AuthFailed, Reason::Other),
+        "invalid_request" => (ResultClass::AuthFailed, INVALID_REQUEST),
+        "invalid_client" => (ResultClass::ClientRejected, INVALID_CLIENT),
+        "invalid_grant" => (ResultClass::AuthFailed, INVALID_GRANT),
+        "unauthorized_client" => (ResultClass::ClientRejected, UNAUTHORIZED_CLIENT),
+        "unsupported_grant_type" => (ResultClass::ClientRejected, UNSUPPORTED_GRANT_TYPE),
+        "invalid_scope" => (ResultClass::AuthFailed, INVALID_SCOPE),
+        "temporarily_unavailable" => (ResultClass::RateLimited, TEMPORARILY_UNAVAILABLE),
+        _ => (ResultClass::AuthFailed, Reason::OTHER),
     }
 }
 
@@ -51,7 +52,7 @@ fn code_shown(code: &str) -> String {
 }
 
 fn verdict(step: Step, result: ResultClass, reason: Reason, reason_text: String, detail: String) -> Verdict {
-    Verdict { result, state: None, step, reason, reason_text, detail }
+    Verdict { result, state: None, step, reason, reason_text, detail, lockout: lockout(result, reason) }
 }
 
 /// The `error` and `error_description` of an OAuth 2.0 error body.
@@ -68,7 +69,7 @@ pub fn token_answer(answer: &Answer, step: Step) -> Result<Granted, Verdict> {
         let to = answer.location.unwrap_or("(no Location header)");
         return fail(
             ResultClass::HttpError,
-            Reason::None,
+            Reason::NONE,
             "",
             format!("HTTP {status} redirect to {to}; redirects are not followed (is the token endpoint right?)"),
         );
@@ -76,7 +77,7 @@ pub fn token_answer(answer: &Answer, step: Step) -> Result<Granted, Verdict> {
     let object = if answer.body_complete { json_object(answer) } else { None };
     let error = object.as_ref().and_then(oauth_error);
     if status >= 500 {
-        let (reason, text) = error.map_or((Reason::None, ""), |(code, text)| (error_code(code).1, text));
+        let (reason, text) = error.map_or((Reason::NONE, ""), |(code, text)| (error_code(code).1, text));
         return fail(
             ResultClass::HttpError,
             reason,
@@ -88,7 +89,7 @@ pub fn token_answer(answer: &Answer, step: Step) -> Result<Granted, Verdict> {
         let class =
             if matches!(status, 200 | 400 | 401) { ResultClass::InvalidResponse } else { ResultClass::HttpError };
         let detail = format!("HTTP {status} body exceeds the {} byte limit; abandoned", answer.body.len());
-        return fail(class, Reason::None, "", detail);
+        return fail(class, Reason::NONE, "", detail);
     }
     if let Some((code, text)) = error {
         let (class, reason) = error_code(code);
@@ -101,24 +102,19 @@ pub fn token_answer(answer: &Answer, step: Step) -> Result<Granted, Verdict> {
         return fail(class, reason, text, format!("HTTP {status}: error {}: {who}", code_shown(code)));
     }
     if status == 429 {
-        return fail(
-            ResultClass::RateLimited,
-            Reason::TooManyRequests,
-            "",
-            format!("HTTP 429 ({})", describe_body(answer)),
-        );
+        return fail(ResultClass::RateLimited, TOO_MANY_REQUESTS, "", format!("HTTP 429 ({})", describe_body(answer)));
     }
     let Some(object) = object else {
         let shape = describe_body(answer);
         return if matches!(status, 200 | 400 | 401) {
             fail(
                 ResultClass::InvalidResponse,
-                Reason::None,
+                Reason::NONE,
                 "",
                 format!("HTTP {status} with {shape}, expected a JSON token answer"),
             )
         } else {
-            fail(ResultClass::HttpError, Reason::None, "", format!("unexpected HTTP {status} ({shape})"))
+            fail(ResultClass::HttpError, Reason::NONE, "", format!("unexpected HTTP {status} ({shape})"))
         };
     };
     match status {
@@ -126,14 +122,14 @@ pub fn token_answer(answer: &Answer, step: Step) -> Result<Granted, Verdict> {
         400 | 401 => {
             return fail(
                 ResultClass::InvalidResponse,
-                Reason::None,
+                Reason::NONE,
                 "",
                 format!("HTTP {status} JSON has no OAuth 2.0 error"),
             )
         }
-        _ => return fail(ResultClass::HttpError, Reason::None, "", format!("unexpected HTTP {status}")),
+        _ => return fail(ResultClass::HttpError, Reason::NONE, "", format!("unexpected HTTP {status}")),
     }
-    let invalid = |detail: &str| fail(ResultClass::InvalidResponse, Reason::None, "", format!("HTTP 200: {detail}"));
+    let invalid = |detail: &str| fail(ResultClass::InvalidResponse, Reason::NONE, "", format!("HTTP 200: {detail}"));
     let Some(access) = get_str(&object, "access_token").filter(|t| !t.trim().is_empty()) else {
         return invalid("no access_token");
     };
@@ -266,7 +262,7 @@ pub fn userinfo(answer: &Answer) -> Result<(), Refusal> {
         return match object.as_ref().and_then(|o| get_str(o, "sub")) {
             Some(sub) if !sub.is_empty() => Ok(()),
             _ => Err((
-                Reason::UserinfoDenied,
+                USERINFO_DENIED,
                 String::new(),
                 format!("userinfo: HTTP 200 without a sub ({})", describe_body(answer)),
             )),
@@ -277,7 +273,7 @@ pub fn userinfo(answer: &Answer) -> Result<(), Refusal> {
         401 | 403 => format!("userinfo: HTTP {status}, the token was refused"),
         _ => format!("userinfo: unexpected HTTP {status} ({})", describe_body(answer)),
     };
-    Err((Reason::UserinfoDenied, text.to_owned(), detail))
+    Err((USERINFO_DENIED, text.to_owned(), detail))
 }
 
 /// Reads an RFC 7662 introspection answer: `Ok(true)` for an active token, `Ok(false)` for an
@@ -288,14 +284,14 @@ pub fn introspection(answer: &Answer) -> Result<bool, Refusal> {
     if status != 200 {
         let (reason, text) = match object.as_ref().and_then(oauth_error) {
             Some((code, d)) => (error_code(code).1, if d.is_empty() { code } else { d }),
-            None => (Reason::None, ""),
+            None => (Reason::NONE, ""),
         };
         return Err((reason, text.to_owned(), format!("introspection: HTTP {status} ({})", describe_body(answer))));
     }
     match object.as_ref().and_then(|o| o.get("active")) {
         Some(Value::Bool(active)) => Ok(*active),
         _ => Err((
-            Reason::None,
+            Reason::NONE,
             String::new(),
             format!("introspection: HTTP 200 without a boolean active ({})", describe_body(answer)),
         )),
@@ -330,69 +326,69 @@ mod tests {
     }
 
     fn refused(status: u16, body: &str) -> Verdict {
-        token_answer(&answer(status, body), Step::Token).expect_err("a refusal")
+        token_answer(&answer(status, body), TOKEN).expect_err("a refusal")
     }
 
     #[test]
     fn table_of_token_answers() {
         use ResultClass::*;
         let cases: &[(u16, &str, ResultClass, Reason)] = &[
-            (400, r#"{"error":"invalid_request"}"#, AuthFailed, Reason::InvalidRequest),
+            (400, r#"{"error":"invalid_request"}"#, AuthFailed, INVALID_REQUEST),
             (
                 401,
                 r#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
                 ClientRejected,
-                Reason::InvalidClient,
+                INVALID_CLIENT,
             ),
             (
                 400,
                 r#"{"error":"invalid_grant","error_description":"grant request is invalid"}"#,
                 AuthFailed,
-                Reason::InvalidGrant,
+                INVALID_GRANT,
             ),
-            (400, r#"{"error":"unauthorized_client"}"#, ClientRejected, Reason::UnauthorizedClient),
-            (400, r#"{"error":"unsupported_grant_type"}"#, ClientRejected, Reason::UnsupportedGrantType),
-            (400, r#"{"error":"invalid_scope"}"#, AuthFailed, Reason::InvalidScope),
-            (400, r#"{"error":"invalid_target"}"#, AuthFailed, Reason::Other),
-            (503, r#"{"error":"temporarily_unavailable"}"#, HttpError, Reason::TemporarilyUnavailable),
-            (400, r#"{"error":"temporarily_unavailable"}"#, RateLimited, Reason::TemporarilyUnavailable),
-            (429, "slow down", RateLimited, Reason::TooManyRequests),
-            (429, "{}", RateLimited, Reason::TooManyRequests),
-            (500, "<html>oops</html>", HttpError, Reason::None),
-            (302, "", HttpError, Reason::None),
-            (404, "not found", HttpError, Reason::None),
-            (200, "<html>login</html>", InvalidResponse, Reason::None),
-            (200, r#"{"token_type":"Bearer"}"#, InvalidResponse, Reason::None),
-            (200, r#"{"access_token":"","token_type":"Bearer"}"#, InvalidResponse, Reason::None),
-            (200, r#"{"access_token":"a","token_type":"mac"}"#, InvalidResponse, Reason::None),
-            (200, r#"{"access_token":"a"}"#, InvalidResponse, Reason::None),
-            (200, r#"{"access_token":"a","token_type":"Bearer","expires_in":"soon"}"#, InvalidResponse, Reason::None),
-            (200, r#"{"access_token":"a","token_type":"Bearer","expires_in":-5}"#, InvalidResponse, Reason::None),
-            (400, r#"{"message":"bad"}"#, InvalidResponse, Reason::None),
-            (403, r#"{"message":"bad"}"#, HttpError, Reason::None),
+            (400, r#"{"error":"unauthorized_client"}"#, ClientRejected, UNAUTHORIZED_CLIENT),
+            (400, r#"{"error":"unsupported_grant_type"}"#, ClientRejected, UNSUPPORTED_GRANT_TYPE),
+            (400, r#"{"error":"invalid_scope"}"#, AuthFailed, INVALID_SCOPE),
+            (400, r#"{"error":"invalid_target"}"#, AuthFailed, Reason::OTHER),
+            (503, r#"{"error":"temporarily_unavailable"}"#, HttpError, TEMPORARILY_UNAVAILABLE),
+            (400, r#"{"error":"temporarily_unavailable"}"#, RateLimited, TEMPORARILY_UNAVAILABLE),
+            (429, "slow down", RateLimited, TOO_MANY_REQUESTS),
+            (429, "{}", RateLimited, TOO_MANY_REQUESTS),
+            (500, "<html>oops</html>", HttpError, Reason::NONE),
+            (302, "", HttpError, Reason::NONE),
+            (404, "not found", HttpError, Reason::NONE),
+            (200, "<html>login</html>", InvalidResponse, Reason::NONE),
+            (200, r#"{"token_type":"Bearer"}"#, InvalidResponse, Reason::NONE),
+            (200, r#"{"access_token":"","token_type":"Bearer"}"#, InvalidResponse, Reason::NONE),
+            (200, r#"{"access_token":"a","token_type":"mac"}"#, InvalidResponse, Reason::NONE),
+            (200, r#"{"access_token":"a"}"#, InvalidResponse, Reason::NONE),
+            (200, r#"{"access_token":"a","token_type":"Bearer","expires_in":"soon"}"#, InvalidResponse, Reason::NONE),
+            (200, r#"{"access_token":"a","token_type":"Bearer","expires_in":-5}"#, InvalidResponse, Reason::NONE),
+            (400, r#"{"message":"bad"}"#, InvalidResponse, Reason::NONE),
+            (403, r#"{"message":"bad"}"#, HttpError, Reason::NONE),
         ];
         for (status, body, class, reason) in cases {
             let v = refused(*status, body);
             assert_eq!((v.result, v.reason), (*class, *reason), "HTTP {status} {body}: {}", v.detail);
-            assert_eq!(v.step, Step::Token);
+            assert_eq!(v.step, TOKEN);
         }
     }
 
     #[test]
     fn granted_tokens_and_lifetimes() {
         let body = r#"{"access_token":"at-1","token_type":"bearer","expires_in":"3600","refresh_token":"rt-1","id_token":"id-1","scope":"openid"}"#;
-        let g = token_answer(&answer(200, body), Step::Token).unwrap();
+        let g = token_answer(&answer(200, body), TOKEN).unwrap();
         assert_eq!(g.access_token.expose_secret(), "at-1");
         assert_eq!(g.refresh_token.unwrap().expose_secret(), "rt-1");
         assert_eq!(g.id_token.unwrap().expose_secret(), "id-1");
         assert_eq!(g.expires_in, Some(Duration::from_secs(3600)));
         let g = token_answer(
             &answer(200, "\u{feff}{\"access_token\":\"a\",\"token_type\":\"Bearer\",\"expires_in\":60}"),
-            Step::Refresh,
+            REFRESH,
         )
         .unwrap();
         assert_eq!(g.expires_in, Some(Duration::from_secs(60)));
-        let g = token_answer(&answer(200, r#"{"access_token":"a","token_type":"Bearer"}"#), Step::Token).unwrap();
+        let g = token_answer(&answer(200, r#"{"access_token":"a","token_type":"Bearer"}"#), TOKEN).unwrap();
         assert!(g.expires_in.is_none() && g.refresh_token.is_none());
     }
 
@@ -400,7 +396,7 @@ mod tests {
     fn error_description_is_text_not_label_and_detail_is_bounded() {
         let long = "x".repeat(500);
         let v = refused(400, &format!(r#"{{"error":"{long}","error_description":"because"}}"#));
-        assert_eq!((v.result, v.reason, v.reason_text.as_str()), (ResultClass::AuthFailed, Reason::Other, "because"));
+        assert_eq!((v.result, v.reason, v.reason_text.as_str()), (ResultClass::AuthFailed, Reason::OTHER, "because"));
         assert!(v.detail.len() < 120, "{}", v.detail);
     }
 
@@ -452,14 +448,14 @@ mod tests {
     #[test]
     fn userinfo_introspection_revocation() {
         assert!(userinfo(&answer(200, r#"{"sub":"u1"}"#)).is_ok());
-        assert_eq!(userinfo(&answer(200, r#"{"name":"x"}"#)).unwrap_err().0, Reason::UserinfoDenied);
+        assert_eq!(userinfo(&answer(200, r#"{"name":"x"}"#)).unwrap_err().0, USERINFO_DENIED);
         let (r, _, d) = userinfo(&answer(401, r#"{"error":"invalid_token"}"#)).unwrap_err();
-        assert_eq!(r, Reason::UserinfoDenied);
+        assert_eq!(r, USERINFO_DENIED);
         assert!(d.contains("refused"));
         assert_eq!(introspection(&answer(200, r#"{"active":true,"sub":"x"}"#)), Ok(true));
         assert_eq!(introspection(&answer(200, r#"{"active":false}"#)), Ok(false));
         assert!(introspection(&answer(200, r#"{"active":"yes"}"#)).is_err());
-        assert_eq!(introspection(&answer(401, r#"{"error":"invalid_client"}"#)).unwrap_err().0, Reason::InvalidClient);
+        assert_eq!(introspection(&answer(401, r#"{"error":"invalid_client"}"#)).unwrap_err().0, INVALID_CLIENT);
         assert!(revocation(&answer(200, "")).0);
         let (ok, d) = revocation(&answer(400, r#"{"error":"unsupported_token_type"}"#));
         assert!(!ok && d.contains("unsupported_token_type"), "{d}");
@@ -473,7 +469,7 @@ mod tests {
         #[test]
         fn any_answer_is_classified_without_panic(status in 100u16..=599, body in prop::collection::vec(any::<u8>(), 0..300), complete: bool) {
             let a = Answer { status, content_type: None, location: None, body: &body, body_complete: complete };
-            match token_answer(&a, Step::Token) {
+            match token_answer(&a, TOKEN) {
                 Ok(g) => prop_assert!(status == 200 && !g.access_token.expose_secret().is_empty()),
                 Err(v) => {
                     prop_assert!(v.result != ResultClass::Success);
@@ -500,7 +496,7 @@ mod tests {
             if let Some(t) = &token { members.push(format!("\"access_token\":\"{t}\"")); }
             if !code.is_empty() { members.push(format!("\"error\":\"{code}\"")); }
             let body = format!("{{{}}}", members.join(","));
-            let ok = token_answer(&answer(status, &body), Step::Token).is_ok();
+            let ok = token_answer(&answer(status, &body), TOKEN).is_ok();
             let want = status == 200 && code.is_empty() && token.is_some_and(|t| !t.is_empty())
                 && kind.eq_ignore_ascii_case("bearer") && matches!(expires, "3600" | "\"60\"" | "null");
             prop_assert_eq!(ok, want, "{}", body);

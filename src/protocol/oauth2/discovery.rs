@@ -15,9 +15,10 @@ use reqwest::Method;
 use url::Url;
 
 use super::classify::{self, FetchFailure, Metadata};
+use super::names::DISCOVERY;
 use super::OAuth2Target;
-use crate::protocol::exchange::{Request, Run};
-use crate::protocol::{DiscoveryFacts, ResultClass, Step};
+use crate::protocol::http::Request;
+use crate::protocol::{Attempt, DiscoveryFacts, ResultClass};
 
 /// What discovery learnt of one target, shared by its probes.
 #[derive(Debug, Default)]
@@ -66,7 +67,7 @@ pub(crate) type Unresolved = (ResultClass, String);
 /// missing or older than `discovery_refresh`. Returns what the target's discovery looks like
 /// now either way.
 pub(crate) async fn resolve(
-    run: &mut Run<'_>,
+    run: &mut Attempt<'_>,
     target: &OAuth2Target,
     need_keys: bool,
 ) -> (Result<Resolved, Unresolved>, Option<DiscoveryFacts>) {
@@ -137,7 +138,7 @@ pub(crate) async fn resolve(
 
 /// Fetches the JWKS again, whatever its age: a token names a key the cached set lacks.
 pub(crate) async fn refetch_keys(
-    run: &mut Run<'_>,
+    run: &mut Attempt<'_>,
     target: &OAuth2Target,
     jwks_uri: &Url,
 ) -> (Result<Arc<JwkSet>, Unresolved>, Option<DiscoveryFacts>) {
@@ -153,7 +154,11 @@ pub(crate) async fn refetch_keys(
     }
 }
 
-async fn fetch_metadata(run: &mut Run<'_>, issuer: &Url, learnt: &mut Learnt) -> (Result<(), FetchFailure>, Duration) {
+async fn fetch_metadata(
+    run: &mut Attempt<'_>,
+    issuer: &Url,
+    learnt: &mut Learnt,
+) -> (Result<(), FetchFailure>, Duration) {
     let mut url = issuer.clone();
     let path = format!("{}/.well-known/openid-configuration", url.path().trim_end_matches('/'));
     url.set_path(&path);
@@ -163,7 +168,7 @@ async fn fetch_metadata(run: &mut Run<'_>, issuer: &Url, learnt: &mut Learnt) ->
 }
 
 async fn fetch_jwks(
-    run: &mut Run<'_>,
+    run: &mut Attempt<'_>,
     url: &Url,
     learnt: &mut Learnt,
 ) -> (Result<Arc<JwkSet>, FetchFailure>, Duration) {
@@ -183,17 +188,17 @@ async fn fetch_jwks(
 
 /// GETs `url` as a `Discovery` step and reads the answer with `read`.
 async fn fetch<T>(
-    run: &mut Run<'_>,
+    run: &mut Attempt<'_>,
     url: &Url,
     label: &str,
-    read: impl FnOnce(&crate::protocol::Answer) -> Result<T, FetchFailure>,
+    read: impl FnOnce(&crate::protocol::http::Answer) -> Result<T, FetchFailure>,
 ) -> (Result<T, FetchFailure>, Duration) {
-    let started = Instant::now();
+    let started = run.starting();
     let mut headers = HeaderMap::new();
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
     let request = Request { method: Method::GET, url, label, headers, form: None };
     let received = run.exchange(request).await;
-    run.record(Step::Discovery, &received, None, started);
+    run.record_http(DISCOVERY, &received, None, started);
     let result = match received {
         Ok(r) => read(&r.answer()),
         Err(f) => Err((f.class, format!("{label}: {}", f.detail))),

@@ -12,22 +12,22 @@ use url::Url;
 use super::classify::{self, Granted, Refusal};
 use super::discovery::{self, Resolved};
 use super::jwt::{self, Check, Expected};
+use super::names::*;
 use super::{ClientAuth, Grant, OAuth2Login, Validate};
-use crate::protocol::exchange::{bearer_header, secret_header, Form, Request, Run};
-use crate::protocol::{failure_verdict, Finished, LogoutOutcome, Reason, ResultClass, Step, Verdict};
+use crate::protocol::http::{bearer_header, secret_header, Form, Request};
+use crate::protocol::{Attempt, Finished, LogoutOutcome, Reason, ResultClass, Step, Verdict};
 
 /// How long a `private_key_jwt` assertion is valid.
 const ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Performs one attempt at the login.
-pub(crate) async fn run(run: &mut Run<'_>, spec: &OAuth2Login) -> Finished {
+pub(crate) async fn run(run: &mut Attempt<'_>, spec: &OAuth2Login) -> Finished {
     let target = &spec.target;
     let (resolved, mut facts) = discovery::resolve(run, target, spec.validate == Validate::Jwt).await;
     let mut resolved = match resolved {
         Ok(r) => r,
         Err((class, detail)) => {
-            let verdict =
-                Verdict { reason: Reason::DiscoveryFailed, ..failure_verdict(Step::Discovery, class, detail) };
+            let verdict = Verdict { reason: DISCOVERY_FAILED, ..Verdict::of(DISCOVERY, class, detail) };
             return Finished { discovery: facts, ..Finished::from(verdict) };
         }
     };
@@ -41,13 +41,13 @@ pub(crate) async fn run(run: &mut Run<'_>, spec: &OAuth2Login) -> Finished {
             form = form.field(name, v);
         }
     }
-    let granted = token_request(run, spec, &resolved, form, Step::Token, &mut issued).await;
+    let granted = token_request(run, spec, &resolved, form, TOKEN, &mut issued).await;
     let mut granted = match granted {
         Ok(g) => g,
         Err(verdict) => return Finished { discovery: facts, issued, ..Finished::from(verdict) },
     };
     let token_expires_in = granted.expires_in;
-    let mut last_step = Step::Token;
+    let mut last_step = TOKEN;
     let done = |verdict: Verdict, issued: Vec<SecretString>, facts| Finished {
         token_expires_in,
         discovery: facts,
@@ -60,15 +60,15 @@ pub(crate) async fn run(run: &mut Run<'_>, spec: &OAuth2Login) -> Finished {
             let detail = "no refresh_token was issued to redeem (is the refresh_token grant allowed for the client, \
                           or is a scope such as offline_access needed?)"
                 .to_owned();
-            return done(failure_verdict(Step::Refresh, ResultClass::InvalidResponse, detail), issued, facts);
+            return done(Verdict::of(REFRESH, ResultClass::InvalidResponse, detail), issued, facts);
         };
         let form = Form::default().field("grant_type", "refresh_token").secret("refresh_token", &refresh_token);
-        match token_request(run, spec, &resolved, form, Step::Refresh, &mut issued).await {
+        match token_request(run, spec, &resolved, form, REFRESH, &mut issued).await {
             Ok(mut again) => {
                 // A server that does not rotate refresh tokens keeps the first one valid.
                 again.refresh_token = again.refresh_token.or(Some(refresh_token));
                 granted = again;
-                last_step = Step::Refresh;
+                last_step = REFRESH;
             }
             Err(verdict) => return done(verdict, issued, facts),
         }
@@ -81,35 +81,20 @@ pub(crate) async fn run(run: &mut Run<'_>, spec: &OAuth2Login) -> Finished {
             Validate::Userinfo => userinfo(run, &resolved, &granted.access_token).await,
             Validate::Introspection => match introspect(run, spec, &resolved, &granted.access_token).await {
                 Ok(true) => None,
-                Ok(false) => {
-                    Some((Reason::Inactive, String::new(), "introspection: the new token is not active".to_owned()))
-                }
+                Ok(false) => Some((INACTIVE, String::new(), "introspection: the new token is not active".to_owned())),
                 Err(refusal) => Some(refusal),
             },
             Validate::No => None,
         };
         if let Some((reason, reason_text, detail)) = refused {
-            let verdict = Verdict {
-                result: ResultClass::ValidationFailed,
-                state: None,
-                step: Step::TokenValidation,
-                reason,
-                reason_text,
-                detail,
-            };
+            let verdict =
+                Verdict { reason, reason_text, ..Verdict::of(TOKEN_VALIDATION, ResultClass::ValidationFailed, detail) };
             return done(verdict, issued, facts);
         }
-        last_step = Step::TokenValidation;
+        last_step = TOKEN_VALIDATION;
     }
 
-    let verdict = Verdict {
-        result: ResultClass::Success,
-        state: None,
-        step: last_step,
-        reason: Reason::None,
-        reason_text: String::new(),
-        detail: "token issued".to_owned(),
-    };
+    let verdict = Verdict::of(last_step, ResultClass::Success, "token issued".to_owned());
     let login_done = Some(Instant::now());
     let session_end = if spec.revoke { Some(revoke(run, spec, &resolved, &granted).await) } else { None };
     Finished { login_done, session_end, ..done(verdict, issued, facts) }
@@ -117,23 +102,23 @@ pub(crate) async fn run(run: &mut Run<'_>, spec: &OAuth2Login) -> Finished {
 
 /// POSTs a token request and reads its answer; the tokens granted join `issued`.
 async fn token_request(
-    run: &mut Run<'_>,
+    run: &mut Attempt<'_>,
     spec: &OAuth2Login,
     resolved: &Resolved,
     form: Form,
     step: Step,
     issued: &mut Vec<SecretString>,
 ) -> Result<Granted, Verdict> {
-    let started = Instant::now();
+    let started = run.starting();
     let (headers, form) = match authenticate(spec, resolved, form, issued) {
         Ok(x) => x,
-        Err(detail) => return Err(failure_verdict(step, ResultClass::InvalidResponse, detail)),
+        Err(detail) => return Err(Verdict::of(step, ResultClass::InvalidResponse, detail)),
     };
     let request =
         Request { method: Method::POST, url: &resolved.token, label: step.as_str(), headers, form: Some(form) };
     let received = run.exchange(request).await;
-    run.record(step, &received, None, started);
-    let received = received.map_err(|f| failure_verdict(step, f.class, f.detail))?;
+    run.record_http(step, &received, None, started);
+    let received = received.map_err(|f| Verdict::of(step, f.class, f.detail))?;
     let granted = classify::token_answer(&received.answer(), step)?;
     issued.push(granted.access_token.clone());
     issued.extend(granted.refresh_token.iter().cloned());
@@ -197,7 +182,7 @@ fn assertion(client_id: &str, key: &super::SigningKey, audience: &Url) -> Result
 /// `validate: jwt`: the access token, or the ID token when the access token is opaque, verified
 /// against the JWKS (fetched again once when it names an unknown key).
 async fn check_jwt(
-    run: &mut Run<'_>,
+    run: &mut Attempt<'_>,
     spec: &OAuth2Login,
     resolved: &mut Resolved,
     granted: &Granted,
@@ -211,7 +196,7 @@ async fn check_jwt(
     } else {
         let detail = "the access token is opaque (not a JWT) and no ID token was issued: validate with \
                       introspection or userinfo, or ask the openid scope";
-        return Some((Reason::None, String::new(), detail.to_owned()));
+        return Some((Reason::NONE, String::new(), detail.to_owned()));
     };
     let issuer = resolved.issuer.clone().unwrap_or_default();
     let leeway = spec.target.leeway.as_secs();
@@ -221,7 +206,7 @@ async fn check_jwt(
     let check = match jwt::verify(token, &keys, expected) {
         Check::UnknownKey(kid) => {
             let Some(jwks_uri) = resolved.jwks.clone() else {
-                return Some((Reason::UnknownKey, String::new(), format!("{which}: unknown key {kid:?}")));
+                return Some((UNKNOWN_KEY, String::new(), format!("{which}: unknown key {kid:?}")));
             };
             run.note(&format!("The {which} names key {kid:?}, not in the cached JWKS: fetching it again"));
             let (fetched, now_facts) = discovery::refetch_keys(run, &spec.target, &jwks_uri).await;
@@ -231,76 +216,70 @@ async fn check_jwt(
                     resolved.keys = Some(keys.clone());
                     jwt::verify(token, &keys, expected)
                 }
-                Err((_, detail)) => return Some((Reason::DiscoveryFailed, String::new(), detail)),
+                Err((_, detail)) => return Some((DISCOVERY_FAILED, String::new(), detail)),
             }
         }
         other => other,
     };
     match check {
         Check::Valid => None,
-        Check::UnknownKey(kid) => Some((
-            Reason::UnknownKey,
-            String::new(),
-            format!("{which}: key {kid:?} is not in the JWKS, even fetched again"),
-        )),
+        Check::UnknownKey(kid) => {
+            Some((UNKNOWN_KEY, String::new(), format!("{which}: key {kid:?} is not in the JWKS, even fetched again")))
+        }
         Check::Refused(reason, detail) => Some((reason, String::new(), format!("{which}: {detail}"))),
     }
 }
 
 /// `validate: userinfo`: the token must get the user's `sub`.
-async fn userinfo(run: &mut Run<'_>, resolved: &Resolved, token: &SecretString) -> Option<Refusal> {
+async fn userinfo(run: &mut Attempt<'_>, resolved: &Resolved, token: &SecretString) -> Option<Refusal> {
     let Some(url) = resolved.userinfo.clone() else {
-        return Some((Reason::UserinfoDenied, String::new(), "the server names no userinfo_endpoint".to_owned()));
+        return Some((USERINFO_DENIED, String::new(), "the server names no userinfo_endpoint".to_owned()));
     };
-    let started = Instant::now();
+    let started = run.starting();
     let mut headers = HeaderMap::new();
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
     match bearer_header(token, "the token") {
         Ok(h) => headers.insert(AUTHORIZATION, h),
-        Err(_) => return Some((Reason::None, String::new(), "the token cannot be sent as a header".to_owned())),
+        Err(_) => return Some((Reason::NONE, String::new(), "the token cannot be sent as a header".to_owned())),
     };
     let request = Request { method: Method::GET, url: &url, label: "Userinfo", headers, form: None };
     let received = run.exchange(request).await;
-    run.record(Step::TokenValidation, &received, None, started);
+    run.record_http(TOKEN_VALIDATION, &received, None, started);
     match received {
         Ok(r) => classify::userinfo(&r.answer()).err(),
-        Err(f) => Some((Reason::None, String::new(), format!("userinfo: {}", f.detail))),
+        Err(f) => Some((Reason::NONE, String::new(), format!("userinfo: {}", f.detail))),
     }
 }
 
 /// RFC 7662 introspection of `token` with the client's credentials: whether it is active.
 async fn introspect(
-    run: &mut Run<'_>,
+    run: &mut Attempt<'_>,
     spec: &OAuth2Login,
     resolved: &Resolved,
     token: &SecretString,
 ) -> Result<bool, Refusal> {
     let Some(url) = resolved.introspection.clone() else {
-        return Err((Reason::None, String::new(), "the server names no introspection_endpoint".to_owned()));
+        return Err((Reason::NONE, String::new(), "the server names no introspection_endpoint".to_owned()));
     };
-    let started = Instant::now();
+    let started = run.starting();
     let form = Form::default().secret("token", token).field("token_type_hint", "access_token");
     let mut assertions = Vec::new();
     let (headers, form) =
-        authenticate(spec, resolved, form, &mut assertions).map_err(|d| (Reason::None, String::new(), d))?;
+        authenticate(spec, resolved, form, &mut assertions).map_err(|d| (Reason::NONE, String::new(), d))?;
     let request = Request { method: Method::POST, url: &url, label: "Introspection", headers, form: Some(form) };
     let received = run.exchange(request).await;
-    run.record(Step::TokenValidation, &received, None, started);
+    run.record_http(TOKEN_VALIDATION, &received, None, started);
     match received {
         Ok(r) => classify::introspection(&r.answer()),
-        Err(f) => Err((Reason::None, String::new(), format!("introspection: {}", f.detail))),
+        Err(f) => Err((Reason::NONE, String::new(), format!("introspection: {}", f.detail))),
     }
 }
 
 /// Revokes what was issued: the refresh token (which ends the grant), then the access token.
 /// With `validate: introspection`, the access token is introspected again and must be inactive.
-async fn revoke(run: &mut Run<'_>, spec: &OAuth2Login, resolved: &Resolved, granted: &Granted) -> LogoutOutcome {
+async fn revoke(run: &mut Attempt<'_>, spec: &OAuth2Login, resolved: &Resolved, granted: &Granted) -> LogoutOutcome {
     let Some(url) = resolved.revocation.clone() else {
-        return LogoutOutcome {
-            ok: false,
-            http_status: 0,
-            detail: "the server names no revocation_endpoint".to_owned(),
-        };
+        return LogoutOutcome { ok: false, status: 0, detail: "the server names no revocation_endpoint".to_owned() };
     };
     let mut tokens = Vec::new();
     if let Some(r) = &granted.refresh_token {
@@ -309,27 +288,27 @@ async fn revoke(run: &mut Run<'_>, spec: &OAuth2Login, resolved: &Resolved, gran
     tokens.push((&granted.access_token, "access_token"));
     let mut last_status = 0;
     for (token, hint) in tokens {
-        let started = Instant::now();
+        let started = run.starting();
         let form = Form::default().secret("token", token).field("token_type_hint", hint);
         let mut assertions = Vec::new();
         let (headers, form) = match authenticate(spec, resolved, form, &mut assertions) {
             Ok(x) => x,
-            Err(detail) => return LogoutOutcome { ok: false, http_status: 0, detail },
+            Err(detail) => return LogoutOutcome { ok: false, status: 0, detail },
         };
         let request = Request { method: Method::POST, url: &url, label: "Revocation", headers, form: Some(form) };
         let received = run.exchange(request).await;
-        run.record(Step::Revocation, &received, None, started);
+        run.record_http(REVOCATION, &received, None, started);
         match received {
             Ok(r) => {
                 last_status = r.status;
                 let (ok, detail) = classify::revocation(&r.answer());
                 if !ok {
-                    return LogoutOutcome { ok, http_status: r.status, detail: format!("{hint}: {detail}") };
+                    return LogoutOutcome { ok, status: r.status, detail: format!("{hint}: {detail}") };
                 }
             }
             Err(f) => {
                 let detail = format!("revocation of the {hint}: {}", f.detail);
-                return LogoutOutcome { ok: false, http_status: f.status.unwrap_or(0), detail };
+                return LogoutOutcome { ok: false, status: f.status.unwrap_or(0), detail };
             }
         }
     }
@@ -338,15 +317,11 @@ async fn revoke(run: &mut Run<'_>, spec: &OAuth2Login, resolved: &Resolved, gran
             Ok(false) => {}
             Ok(true) => {
                 let detail = "the access token is still active after its revocation".to_owned();
-                return LogoutOutcome { ok: false, http_status: last_status, detail };
+                return LogoutOutcome { ok: false, status: last_status, detail };
             }
-            Err((_, _, detail)) => return LogoutOutcome { ok: false, http_status: last_status, detail },
+            Err((_, _, detail)) => return LogoutOutcome { ok: false, status: last_status, detail },
         }
-        return LogoutOutcome {
-            ok: true,
-            http_status: last_status,
-            detail: "revoked; introspection confirms".to_owned(),
-        };
+        return LogoutOutcome { ok: true, status: last_status, detail: "revoked; introspection confirms".to_owned() };
     }
-    LogoutOutcome { ok: true, http_status: last_status, detail: "revoked".to_owned() }
+    LogoutOutcome { ok: true, status: last_status, detail: "revoked".to_owned() }
 }

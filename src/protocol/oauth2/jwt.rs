@@ -7,6 +7,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
+use super::names::*;
 use crate::protocol::Reason;
 
 /// What a token must say.
@@ -58,14 +59,14 @@ pub fn verify(token: &str, keys: &JwkSet, expected: Expected) -> Check {
     super::crypto::install();
     let refused = |reason, detail: String| Check::Refused(reason, detail);
     let Some(header) = header_json(token) else {
-        return refused(Reason::BadSignature, "not a JWT (no JSON header)".to_owned());
+        return refused(BAD_SIGNATURE, "not a JWT (no JSON header)".to_owned());
     };
     let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or_default();
     let alg = match alg_name.parse::<Algorithm>() {
         Ok(Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) | Err(_) => {
             let shown: String = alg_name.chars().take(20).collect();
             return refused(
-                Reason::BadSignature,
+                BAD_SIGNATURE,
                 format!("signing algorithm {shown:?} refused: only public-key signatures verify against a JWKS"),
             );
         }
@@ -92,13 +93,13 @@ pub fn verify(token: &str, keys: &JwkSet, expected: Expected) -> Check {
     };
     if let Some(key_alg) = jwk.common.key_algorithm {
         if Algorithm::try_from(key_alg).ok() != Some(alg) {
-            return refused(Reason::BadSignature, format!("the token's alg {alg:?} is not its key's {key_alg:?}"));
+            return refused(BAD_SIGNATURE, format!("the token's alg {alg:?} is not its key's {key_alg:?}"));
         }
     }
     let key = match DecodingKey::from_jwk(jwk) {
         Ok(k) if k.family() == alg.family() => k,
-        Ok(_) => return refused(Reason::BadSignature, format!("the key named by the token cannot verify {alg:?}")),
-        Err(e) => return refused(Reason::BadSignature, format!("the key named by the token is unusable: {e}")),
+        Ok(_) => return refused(BAD_SIGNATURE, format!("the key named by the token cannot verify {alg:?}")),
+        Err(e) => return refused(BAD_SIGNATURE, format!("the key named by the token is unusable: {e}")),
     };
     let mut validation = Validation::new(alg);
     validation.leeway = expected.leeway;
@@ -118,30 +119,28 @@ pub fn verify(token: &str, keys: &JwkSet, expected: Expected) -> Check {
             use jsonwebtoken::errors::ErrorKind as K;
             let (reason, detail) = match e.kind() {
                 K::InvalidSignature | K::InvalidAlgorithm => {
-                    (Reason::BadSignature, "the signature does not verify".to_owned())
+                    (BAD_SIGNATURE, "the signature does not verify".to_owned())
                 }
-                K::ExpiredSignature => (Reason::Expired, "the token has expired (exp)".to_owned()),
-                K::ImmatureSignature => (Reason::NotYetValid, "the token is not valid yet (nbf)".to_owned()),
-                K::InvalidIssuer => (Reason::WrongIssuer, format!("iss is not {:?}", expected.issuer)),
-                K::InvalidAudience => (Reason::WrongAudience, format!("aud does not name {:?}", expected.audience)),
+                K::ExpiredSignature => (EXPIRED, "the token has expired (exp)".to_owned()),
+                K::ImmatureSignature => (NOT_YET_VALID, "the token is not valid yet (nbf)".to_owned()),
+                K::InvalidIssuer => (WRONG_ISSUER, format!("iss is not {:?}", expected.issuer)),
+                K::InvalidAudience => (WRONG_AUDIENCE, format!("aud does not name {:?}", expected.audience)),
                 K::MissingRequiredClaim(c) => {
                     let reason = match c.as_str() {
-                        "iss" => Reason::WrongIssuer,
-                        "aud" => Reason::WrongAudience,
-                        _ => Reason::Expired,
+                        "iss" => WRONG_ISSUER,
+                        "aud" => WRONG_AUDIENCE,
+                        _ => EXPIRED,
                     };
                     (reason, format!("the token has no {c} claim"))
                 }
-                other => {
-                    (Reason::BadSignature, format!("the token cannot be read: {other:?}").chars().take(120).collect())
-                }
+                other => (BAD_SIGNATURE, format!("the token cannot be read: {other:?}").chars().take(120).collect()),
             };
             return refused(reason, detail);
         }
     };
     if let Some(iat) = claims.get("iat").and_then(Value::as_f64) {
         if iat > (expected.now + expected.leeway) as f64 {
-            return refused(Reason::NotYetValid, "the token was issued in the future (iat)".to_owned());
+            return refused(NOT_YET_VALID, "the token was issued in the future (iat)".to_owned());
         }
     }
     Check::Valid
@@ -193,7 +192,7 @@ mod tests {
             Check::Refused(r, _) => r,
             other => panic!("{other:?}"),
         };
-        assert_eq!(reason(verify(&sign(&other, Some("k1"), good.clone()), &keys, EXPECTED())), Reason::BadSignature);
+        assert_eq!(reason(verify(&sign(&other, Some("k1"), good.clone()), &keys, EXPECTED())), BAD_SIGNATURE);
         let claims = |f: &dyn Fn(&mut Value)| {
             let mut c = good.clone();
             f(&mut c);
@@ -201,12 +200,12 @@ mod tests {
         };
         type Change<'a> = &'a dyn Fn(&mut Value);
         let cases: [(Change, Reason); 6] = [
-            (&|c| c["exp"] = json!(t - 3600), Reason::Expired),
-            (&|c| c["nbf"] = json!(t + 3600), Reason::NotYetValid),
-            (&|c| c["iat"] = json!(t + 3600), Reason::NotYetValid),
-            (&|c| c["iss"] = json!("http://evil"), Reason::WrongIssuer),
-            (&|c| c["aud"] = json!("someone-else"), Reason::WrongAudience),
-            (&|c| drop(c.as_object_mut().unwrap().remove("aud")), Reason::WrongAudience),
+            (&|c| c["exp"] = json!(t - 3600), EXPIRED),
+            (&|c| c["nbf"] = json!(t + 3600), NOT_YET_VALID),
+            (&|c| c["iat"] = json!(t + 3600), NOT_YET_VALID),
+            (&|c| c["iss"] = json!("http://evil"), WRONG_ISSUER),
+            (&|c| c["aud"] = json!("someone-else"), WRONG_AUDIENCE),
+            (&|c| drop(c.as_object_mut().unwrap().remove("aud")), WRONG_AUDIENCE),
         ];
         for (change, want) in cases {
             assert_eq!(reason(verify(&claims(change), &keys, EXPECTED())), want);
@@ -228,12 +227,12 @@ mod tests {
             let token = format!("{}.{claims}.", b64(&json!({"alg":alg,"kid":"k1"})));
             assert!(is_jwt(&token));
             match verify(&token, &keys, EXPECTED()) {
-                Check::Refused(Reason::BadSignature, d) => assert!(d.contains("refused"), "{d}"),
+                Check::Refused(BAD_SIGNATURE, d) => assert!(d.contains("refused"), "{d}"),
                 other => panic!("{alg}: {other:?}"),
             }
         }
         assert!(!is_jwt("opaque-token-value"));
         assert!(!is_jwt("a.b.c"));
-        assert!(matches!(verify("a.b.c", &keys, EXPECTED()), Check::Refused(Reason::BadSignature, _)));
+        assert!(matches!(verify("a.b.c", &keys, EXPECTED()), Check::Refused(BAD_SIGNATURE, _)));
     }
 }

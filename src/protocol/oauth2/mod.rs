@@ -5,13 +5,16 @@
 //!
 //! The endpoints come from the target or from discovery (`{issuer}/.well-known/openid-configuration`),
 //! fetched with the JWKS per target, cached, refreshed every `discovery_refresh` and on an
-//! unknown `kid` ([`discovery`]). [`classify`] and [`jwt`] are pure; [`flow`] makes the requests.
+//! unknown `kid` ([`discovery`]). [`config`] holds its fields and their validation; [`classify`]
+//! and [`jwt`] are pure; [`flow`] makes the requests; [`names`] lists its steps and reasons.
 
 pub mod classify;
+pub mod config;
 pub mod crypto;
 pub mod discovery;
 mod flow;
 pub mod jwt;
+pub mod names;
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,7 +24,22 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use secrecy::SecretString;
 use url::Url;
 
-pub(crate) use flow::run;
+use super::family::{self, Family};
+use super::outcome::{Finished, Scheme};
+use super::run::Attempt;
+use super::Step;
+
+/// The OAuth 2.0 / OpenID Connect family, as registered.
+pub struct OAuth2;
+
+impl Family for OAuth2 {
+    const NAME: &'static str = "oauth2";
+    const STEPS: &'static [&'static str] = names::STEPS;
+    const REASONS: &'static [&'static str] = names::REASONS;
+    const STATUS: &'static Scheme = &super::http::STATUS;
+    type Target = config::TargetFields;
+    type Probe = config::ProbeFields;
+}
 
 /// How the client proves who it is (RFC 6749 §2.3, OpenID Connect Core §9).
 #[derive(Debug, Clone)]
@@ -188,9 +206,10 @@ impl OAuth2Target {
             && self.discovery_refresh == other.discovery_refresh
             && self.leeway == other.leeway
     }
+}
 
-    /// The client's secrets.
-    pub fn secrets(&self) -> Vec<&SecretString> {
+impl family::Target for OAuth2Target {
+    fn secrets(&self) -> Vec<&SecretString> {
         let mut out: Vec<&SecretString> = self.client_secret.iter().collect();
         if let ClientAuth::PrivateKeyJwt(k) = &self.client_auth {
             out.push(&k.pem);
@@ -280,22 +299,20 @@ impl OAuth2Login {
     pub fn expected_audience(&self) -> &str {
         self.audience.as_deref().or(self.resource.as_deref()).unwrap_or(&self.target.client_id)
     }
+}
 
-    /// Whether `other` logs in as the same identity with the same secrets.
-    pub fn same_credentials(&self, other: &OAuth2Login) -> bool {
-        let grants = match (&self.grant, &other.grant) {
-            (Grant::ClientCredentials, Grant::ClientCredentials) => true,
-            (Grant::Password { username: a, password: pa }, Grant::Password { username: b, password: pb }) => {
-                a == b && crate::protocol::same_secret(pa, pb)
-            }
-            _ => false,
-        };
-        grants && self.target.same_as(&other.target)
+impl family::Login for OAuth2Login {
+    fn run<'a>(&'a self, attempt: &'a mut Attempt<'_>) -> impl std::future::Future<Output = Finished> + Send + 'a {
+        flow::run(attempt, self)
     }
 
-    /// What identifies the client and user and proves them: grant, user and password, the
-    /// server, client id, how it authenticates and with which secret or key.
-    pub(crate) fn credential_parts(&self) -> Vec<Option<&str>> {
+    fn endpoint(&self) -> &Url {
+        self.target.endpoint()
+    }
+
+    /// Grant, user and password, the server, client id, how it authenticates and with which
+    /// secret or key.
+    fn credentials(&self) -> Vec<Option<&str>> {
         use secrecy::ExposeSecret as _;
         let t = &*self.target;
         let (grant, user, password) = match &self.grant {
@@ -322,9 +339,9 @@ impl OAuth2Login {
         ]
     }
 
-    /// Whether `other` is the same login with the same settings and secrets.
-    pub fn same_as(&self, other: &OAuth2Login) -> bool {
-        self.same_credentials(other)
+    fn same_settings(&self, other: &OAuth2Login) -> bool {
+        self.credentials() == other.credentials()
+            && self.target.same_as(&other.target)
             && self.scope == other.scope
             && self.audience == other.audience
             && self.resource == other.resource
@@ -333,31 +350,42 @@ impl OAuth2Login {
             && self.revoke == other.revoke
     }
 
-    /// Whether a login makes one request at most.
-    pub fn single_request(&self) -> bool {
-        !self.target.discovers() && self.validate == Validate::No && !self.refresh && !self.revoke
-    }
-
-    /// Whether a healthy login sends a request of `step`.
-    pub fn sends(&self, step: crate::protocol::Step) -> bool {
-        use crate::protocol::Step;
-        match step {
-            Step::Token => true,
-            Step::Discovery => self.target.discovers() || self.validate == Validate::Jwt,
-            Step::Refresh => self.refresh,
-            // A JWT is checked without a request.
-            Step::TokenValidation => matches!(self.validate, Validate::Userinfo | Validate::Introspection),
-            Step::Revocation => self.revoke,
-            _ => false,
-        }
-    }
-
-    /// The secrets a login sends.
-    pub fn secrets(&self) -> Vec<&SecretString> {
-        let mut out = self.target.secrets();
+    fn secrets(&self) -> Vec<&SecretString> {
+        let mut out = family::Target::secrets(&*self.target);
         if let Grant::Password { password, .. } = &self.grant {
             out.push(password);
         }
         out
+    }
+
+    fn sends(&self, step: Step) -> bool {
+        match step {
+            names::TOKEN => true,
+            names::DISCOVERY => self.target.discovers() || self.validate == Validate::Jwt,
+            names::REFRESH => self.refresh,
+            // A JWT is checked without a request.
+            names::TOKEN_VALIDATION => matches!(self.validate, Validate::Userinfo | Validate::Introspection),
+            names::REVOCATION => self.revoke,
+            _ => false,
+        }
+    }
+
+    fn ends_session(&self) -> bool {
+        self.revoke
+    }
+
+    fn single_request(&self) -> bool {
+        !self.target.discovers() && self.validate == Validate::No && !self.refresh && !self.revoke
+    }
+
+    fn summary(&self, timeout: &str) -> String {
+        format!(
+            "protocol=oauth2 grant={} client_auth={} validate={} refresh={} revoke={} timeout={timeout}",
+            self.grant.name(),
+            self.target.client_auth.name(),
+            self.validate.name(),
+            self.refresh,
+            self.revoke
+        )
     }
 }
