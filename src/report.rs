@@ -139,3 +139,45 @@ pub fn log_run(probe: &str, target: &str, outcome: &Outcome) {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::protocol::{LogoutOutcome, ResultClass, Scheme, Step, StepRecord, Summary};
+
+    /// The status codes of a family without HTTP.
+    pub(crate) const LDAP: Scheme = Scheme {
+        name: "LDAP",
+        label: "ldap_result_code",
+        metric: "authprobe_probe_ldap_result_code",
+        help: "Final LDAP result code of the probe's last run.",
+    };
+
+    /// A run of a family whose status codes are not HTTP's: invalid credentials (49).
+    pub(crate) fn ldap_outcome() -> Outcome {
+        let summary = Summary { status: 49, ..Summary::of(ResultClass::AuthFailed, Step::OTHER) };
+        Outcome {
+            steps: vec![StepRecord { step: Step::OTHER, status: 49, state: None, duration: Duration::from_millis(3) }],
+            logout: Some(LogoutOutcome { ok: false, status: 1, detail: "unbind refused".to_owned() }),
+            ..Outcome::bare(summary, &LDAP, Duration::from_millis(3))
+        }
+    }
+
+    #[test]
+    fn a_family_without_http_is_shown_in_its_own_codes() {
+        let o = ldap_outcome();
+        let report = ProbeReport { probe: "p", target: "t", outcome: &o };
+        let text = report.to_text();
+        assert!(text.contains("reason=none ldap_result_code=49"), "{text}");
+        assert!(text.contains("-> LDAP 49") && text.contains("logout: unbind refused (LDAP 1)"), "{text}");
+        let json = report.to_json();
+        assert!(json.contains(r#""reason_text":"","ldap_result_code":49,"duration_seconds""#), "{json}");
+        assert!(json.contains(r#"{"step":"other","ldap_result_code":49,"#), "{json}");
+        assert!(json.contains(r#""logout":{"ok":false,"ldap_result_code":1,"#), "{json}");
+        for shown in [text, json] {
+            assert!(!shown.contains("HTTP") && !shown.contains("http"), "{shown}");
+        }
+    }
+}

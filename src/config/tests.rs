@@ -125,6 +125,35 @@ fn a_quoted_key_stays_on_one_bounded_line() {
     assert!(err.len() < 800 && err.contains("…"), "{} characters", err.len());
 }
 
+/// The README's probes files and target examples, as a user copies them, load but for what they
+/// refer to that is not on this machine (secret files, variables, CA files): every field is one
+/// its block takes.
+#[test]
+fn the_readme_examples_load() {
+    const README: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+    let blocks: Vec<&str> = README.split("```yaml\n").skip(1).map(|b| b.split("```").next().unwrap()).collect();
+    let probe = "probes:\n  - {name: p, target: t, grant: client_credentials}\n";
+    let mut files = Vec::new();
+    for block in blocks {
+        if block.starts_with("targets:") || block.starts_with("defaults:") {
+            files.push(block.to_owned());
+        } else if block.starts_with("  - {name:") {
+            // A target of the identity provider examples.
+            let name = block.split("name: ").nth(1).unwrap().split(',').next().unwrap();
+            files.push(format!("targets:\n{block}{}", probe.replace("target: t", &format!("target: {name}"))));
+        }
+    }
+    assert_eq!(files.len(), 6, "the ETNA and OAuth 2.0 files and four identity providers");
+    // What the examples refer to that a machine running them has.
+    let allowed = ["cannot read", "is not set", "no such file"];
+    for text in files {
+        let err = load(&text).unwrap_err();
+        for line in err.lines() {
+            assert!(allowed.iter().any(|a| line.contains(a)), "{line}\nin\n{text}");
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
 

@@ -104,8 +104,8 @@ impl Metrics {
         for p in &set.list {
             p.read(|r| {
                 seen.ran |= r.last.is_some();
-                if let Some(last) = &r.last {
-                    seen.schemes[scheme_slot(last.outcome.scheme)] = true;
+                if let Some(slot) = r.last.as_ref().and_then(|l| scheme_slot(l.outcome.scheme)) {
+                    seen.schemes[slot] = true;
                 }
                 seen.stepped |= !r.steps.is_empty();
                 seen.on_demand |= r.on_demand.is_some();
@@ -244,8 +244,9 @@ fn schemes() -> &'static [&'static Scheme] {
     })
 }
 
-fn scheme_slot(scheme: &Scheme) -> usize {
-    schemes().iter().position(|s| *s == scheme).unwrap_or(0)
+/// The place of `scheme` among the families' (`None` for one of no family: a test's).
+fn scheme_slot(scheme: &Scheme) -> Option<usize> {
+    schemes().iter().position(|s| *s == scheme)
 }
 
 /// The per-probe families, in exposition order.
@@ -574,7 +575,9 @@ pub fn render_run(probe: &ProbeResults, outcome: &crate::protocol::Outcome) -> V
     };
     gauge(&mut out, Family::Success, Value::Int(u64::from(outcome.is_success())));
     gauge(&mut out, Family::Duration, Value::Float(outcome.duration.as_secs_f64()));
-    gauge(&mut out, Family::Status(scheme_slot(outcome.scheme)), Value::Int(u64::from(outcome.summary.status)));
+    let scheme = outcome.scheme;
+    text::header(&mut out, scheme.metric, "gauge", scheme.help);
+    text::sample(&mut out, scheme.metric, "", &labels, &[], Value::Int(u64::from(outcome.summary.status)));
     let (name, kind, help) = Family::Outcome.meta();
     text::header(&mut out, name, kind, help);
     outcome_sample(&mut out, &labels, &outcome.summary, outcome.scheme);
@@ -748,6 +751,17 @@ mod tests {
         );
         std::fs::write(&path, text).unwrap();
         crate::config::Config::load(&path).unwrap()
+    }
+
+    #[test]
+    fn a_run_of_a_family_without_http_has_its_own_status_gauge_and_label() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = Results::new(&config(dir.path(), "red").probes);
+        let p = results.probe("p").unwrap();
+        let text = String::from_utf8(render_run(&p, &crate::report::tests::ldap_outcome())).unwrap();
+        assert!(text.contains("authprobe_probe_ldap_result_code{probe=\"p\",target=\"t\",team=\"red\"} 49"), "{text}");
+        assert!(text.contains(",reason=\"none\",ldap_result_code=\"49\"} 1"), "{text}");
+        assert!(!text.contains("http"), "{text}");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!   the families declare.
 //! - [`outcome`]: the result taxonomy, the run [`Summary`] and the whole [`Outcome`].
 //! - [`run`]: the run core, transport-neutral: deadline, retries, hooks, the clock, the trace.
-//! - [`http`]: the HTTP layer of the HTTP families: clients, one exchange, its timing.
+//! - [`http`]: the HTTP layer of the HTTP families: clients, one exchange, its timing;
+//!   [`socket`]: TCP and TLS for families that open their own connections.
 //! - [`tls`]: TLS settings and trust for any TLS session a family opens; [`trace`]: the debug
 //!   record of a run.
 //! - A folder per family: [`etna`] (ETNA Trader's `/token` with its `202 Expecting` steps),
@@ -21,6 +22,7 @@ pub mod http;
 pub mod names;
 pub mod outcome;
 pub mod run;
+pub mod socket;
 mod text;
 pub mod tls;
 pub mod trace;

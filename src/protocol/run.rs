@@ -61,11 +61,11 @@ pub struct Attempt<'a> {
 
 /// What a run gathers over its attempts.
 #[derive(Default)]
-struct Gathered {
+pub(crate) struct Gathered {
     /// Every request made.
     steps: Vec<StepRecord>,
     /// When the run's first request went out: where its duration starts.
-    sent: Option<Instant>,
+    pub(crate) sent: Option<Instant>,
     /// When the answer to the last attempt's first request began and ended.
     first: (Option<Instant>, Option<Instant>),
 }
@@ -110,6 +110,12 @@ impl Attempt<'_> {
         let now = Instant::now();
         self.gathered.sent.get_or_insert(now);
         now
+    }
+
+    /// Whether the answer to the attempt's first request has begun (TLS started after it, as
+    /// StartTLS is, is not part of the connection).
+    pub(crate) fn answered_yet(&self) -> bool {
+        self.gathered.first.0.is_some()
     }
 
     /// Notes when the answer to the attempt's first request began and ended (the processing and
@@ -212,12 +218,17 @@ impl Prober {
         let _ = answer.join();
     }
 
+    /// The TLS configuration of `tls`, made once (see [`TlsSettings`]).
+    pub(crate) fn tls_config(&self, tls: &TlsSettings) -> Result<Arc<rustls::ClientConfig>, String> {
+        tls.build(&self.roots)
+    }
+
     /// The HTTP client for an attempt that reaches its server so (see [`http`]).
     pub(crate) fn http_client(&self, transport: Transport<'_>) -> Result<reqwest::Client, String> {
         self.http.get(transport.tls, transport.proxy, transport.single_request, &self.roots)
     }
 
-    fn attempt<'a>(
+    pub(crate) fn attempt<'a>(
         &'a self,
         transport: Transport<'a>,
         timeout: std::time::Duration,

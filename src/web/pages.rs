@@ -53,13 +53,14 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
     let mut rows = String::new();
     let mut counts = [0usize; 3];
     let mut sums = crate::results::TargetSums::default();
-    // One status column: named for the probes' scheme (HTTP) when they share one, else
-    // "Status" with each code named.
-    let first = set.list.first().map_or(crate::protocol::Kind::ALL[0].scheme(), |p| p.scheme());
-    let shared = set.list.iter().all(|p| p.scheme() == first);
+    let snapshots: Vec<_> = set.list.iter().map(|p| p.snapshot()).collect();
+    // One status column: named for the scheme of the codes it shows (HTTP) when they share one,
+    // else "Status" with each code named.
+    let mut schemes = snapshots.iter().filter_map(|r| r.last.as_ref()).map(|l| l.outcome.scheme);
+    let first = schemes.next().unwrap_or(crate::protocol::Kind::ALL[0].scheme());
+    let shared = schemes.all(|s| s == first);
     let status_header = if shared { first.name } else { "Status" };
-    for p in &set.list {
-        let r = p.snapshot();
+    for (p, r) in set.list.iter().zip(snapshots) {
         let (class, result, detail, duration, ran) = match &r.last {
             None => ("pending", "pending", "<td>–</td>".repeat(4), "–".to_owned(), "never".to_owned()),
             Some(last) => {
@@ -347,4 +348,55 @@ fn escape(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::results::{Results, Trigger};
+
+    fn state(dir: &std::path::Path) -> AppState {
+        let path = dir.join("probes.yaml");
+        let text = "targets:\n  - {name: t, base_url: 'http://127.0.0.1:9/api', app_key: k}\n\
+                    probes:\n  - {name: a, target: t, username: u, password: pw}\n  - {name: b, target: t, username: v, password: pw}\n";
+        std::fs::write(&path, text).unwrap();
+        let results = Arc::new(Results::new(&crate::config::Config::load(&path).unwrap().probes));
+        AppState {
+            metrics: Arc::new(crate::metrics::Metrics::new(results.clone()).unwrap()),
+            results,
+            ready: Default::default(),
+            service: None,
+            lifecycle: false,
+            on_demand: false,
+            instance: Default::default(),
+            scrapes: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
+    }
+
+    /// The status column is named for the codes it shows: HTTP when every run's are HTTP's, as
+    /// the families of today; "Status" with each code named beside a family without HTTP.
+    #[tokio::test]
+    async fn the_status_column_names_the_codes_it_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path());
+        let now = SystemTime::now();
+        let http = crate::protocol::Outcome::bare(
+            crate::protocol::Summary {
+                status: 200,
+                ..crate::protocol::Summary::of(ResultClass::Success, crate::protocol::etna::BASE_AUTHENTICATION)
+            },
+            &crate::protocol::http::STATUS,
+            Duration::from_millis(5),
+        );
+        state.results.probe("a").unwrap().record_run(http, now, now, Trigger::Scheduled);
+        let Html(page) = status(State(state.clone())).await;
+        assert!(page.contains("<th>HTTP</th>") && page.contains("<td>200</td>"), "{page}");
+        let ldap = crate::report::tests::ldap_outcome();
+        state.results.probe("b").unwrap().record_run(ldap, now, now, Trigger::Scheduled);
+        let Html(page) = status(State(state)).await;
+        assert!(page.contains("<th>Status</th>") && !page.contains("<th>HTTP</th>"), "{page}");
+        assert!(page.contains("<td>HTTP 200</td>") && page.contains("<td>LDAP 49</td>"), "{page}");
+    }
 }

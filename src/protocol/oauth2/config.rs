@@ -139,7 +139,7 @@ impl family::TargetFields for TargetFields {
         } else {
             None
         };
-        if self.client_key_id.is_some() && !matches!(auth, Some(ClientAuth::PrivateKeyJwt(_))) {
+        if self.client_key_id.is_some() && method != "private_key_jwt" {
             v.error("client_key_id", "only with client_auth: private_key_jwt".to_owned());
         }
         let discovery_refresh = self.discovery_refresh.unwrap_or(DEFAULT_DISCOVERY_REFRESH);
