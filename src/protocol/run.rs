@@ -68,6 +68,8 @@ pub(crate) struct Gathered {
     pub(crate) sent: Option<Instant>,
     /// When the answer to the last attempt's first request began and ended.
     first: (Option<Instant>, Option<Instant>),
+    /// When the last answer ended.
+    last_end: Option<Instant>,
 }
 
 /// How an attempt reaches its server: the target's TLS settings and proxy, and whether the
@@ -89,7 +91,22 @@ impl Attempt<'_> {
     /// Records a request of `step` that started at `started`, got status `status` (0 for no
     /// answer) and state `state`.
     pub fn record(&mut self, step: Step, status: u16, state: Option<State>, started: Instant) {
-        self.gathered.steps.push(StepRecord { step, status, state, duration: started.elapsed() });
+        self.record_span(step, status, state, (started, Instant::now()));
+    }
+
+    /// Records a request of `step` that went to the network at `span.0` and whose answer (or
+    /// failure) ended at `span.1`.
+    pub fn record_span(&mut self, step: Step, status: u16, state: Option<State>, span: (Instant, Instant)) {
+        let duration = span.1.saturating_duration_since(span.0);
+        self.gathered.steps.push(StepRecord { step, status, state, duration });
+        self.gathered.sent.get_or_insert(span.0);
+        self.gathered.last_end = Some(span.1);
+    }
+
+    /// When the login's last answer so far ended: where a family that goes on after the login
+    /// (ending its session) says the login's duration ends.
+    pub fn answered_until(&self) -> Option<Instant> {
+        self.gathered.last_end
     }
 
     /// Adds a remark to the trace, if there is one.
@@ -287,11 +304,12 @@ impl Prober {
                 }
                 continue;
             }
-            let login_done = finished.login_done.unwrap_or_else(Instant::now);
+            // The login ends with its last answer, not when authprobe has read it.
+            let login_done = finished.login_done.or(gathered.last_end).unwrap_or_else(Instant::now);
             // Durations count from the first request, not from preparing it (issue 9's overhead).
             break Finished { login_done: Some(gathered.sent.map_or(login_done, |s| login_done.max(s))), ..finished };
         };
-        let Gathered { steps, sent, first } = gathered;
+        let Gathered { steps, sent, first, .. } = gathered;
         let duration = match (finished.login_done, sent) {
             (Some(done), Some(sent)) => done.saturating_duration_since(sent),
             _ => start.elapsed(),

@@ -1,8 +1,6 @@
 //! The requests of one ETNA run: the token steps, then the validation and the end of the session
 //! its probe asks for. Every answer is read by [`super::classify`].
 
-use std::time::Instant;
-
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::Method;
 use secrecy::SecretString;
@@ -33,7 +31,7 @@ pub(super) async fn run(run: &mut Attempt<'_>, spec: &EtnaLogin) -> Finished {
             }
         }
         // The login's duration is what a user waits for; ending the session is ours.
-        login_done = Some(Instant::now());
+        login_done = run.answered_until();
         if spec.logout {
             session_end = Some(end_session(run, spec, &token).await);
         }
@@ -46,7 +44,6 @@ async fn token_steps(run: &mut Attempt<'_>, spec: &EtnaLogin) -> (Verdict, Optio
     let mut sending = BASE_AUTHENTICATION;
     let mut bearer: Option<SecretString> = None;
     for number in 1..=spec.max_steps.max(1) {
-        let started = run.starting();
         let headers = match request_headers(spec, sending, bearer.as_ref()) {
             Ok(h) => h,
             Err(field) => {
@@ -57,7 +54,7 @@ async fn token_steps(run: &mut Attempt<'_>, spec: &EtnaLogin) -> (Verdict, Optio
         let request = Request { method: Method::POST, url: &url, label: sending.as_str(), headers, form: None };
         let received = run.exchange(request).await;
         let state = received.as_ref().ok().and_then(|r| classify::answer_state(&r.answer()));
-        run.record_http(sending, &received, state.map(Into::into), started);
+        run.record_http(sending, &received, state.map(Into::into));
         let received = match received {
             Ok(r) => r,
             Err(f) => return (Verdict::of(sending, f.class, f.detail), None),
@@ -83,7 +80,6 @@ async fn token_steps(run: &mut Attempt<'_>, spec: &EtnaLogin) -> (Verdict, Optio
 /// Checks `token` with `GET {base}/v1.0/users/@me/info`, recorded as the `TokenValidation` step:
 /// `None` if it works, else the reason, its raw text and a detail.
 async fn validate(run: &mut Attempt<'_>, spec: &EtnaLogin, token: &SecretString) -> Option<(Reason, String, String)> {
-    let started = run.starting();
     let Ok(headers) = api_headers(spec, token) else {
         let detail = "token validation: the token cannot be sent as an HTTP header value".to_owned();
         return Some((Reason::NONE, String::new(), detail));
@@ -91,7 +87,7 @@ async fn validate(run: &mut Attempt<'_>, spec: &EtnaLogin, token: &SecretString)
     let url = spec.target.user_info_url();
     let request = Request { method: Method::GET, url: &url, label: TOKEN_VALIDATION.as_str(), headers, form: None };
     let received = run.exchange(request).await;
-    run.record_http(TOKEN_VALIDATION, &received, None, started);
+    run.record_http(TOKEN_VALIDATION, &received, None);
     match received {
         Ok(r) => classify::validation_failure(&r.answer()),
         Err(f) => Some((Reason::NONE, String::new(), format!("token validation: {}", f.detail))),

@@ -34,6 +34,10 @@ pub const STATUS: Scheme = Scheme {
 /// One answer, read as far as the body cap allows.
 pub(crate) struct Received {
     pub(crate) status: u16,
+    /// When the request went to the network (see [`Attempt::exchange`]) and its answer ended.
+    span: (Instant, Instant),
+    /// When the answer's head arrived.
+    headers_at: Instant,
     content_type: Option<String>,
     location: Option<String>,
     /// Wiped when dropped: login answers carry tokens.
@@ -58,6 +62,10 @@ pub(crate) struct Failure {
     pub(crate) class: ResultClass,
     pub(crate) detail: String,
     pub(crate) status: Option<u16>,
+    /// When the request went to the network and when it failed.
+    span: (Instant, Instant),
+    /// When the answer's head arrived, if it did.
+    headers_at: Option<Instant>,
 }
 
 /// A form body (`application/x-www-form-urlencoded`): each field with whether its value is a
@@ -110,8 +118,11 @@ pub(crate) struct Request<'a> {
 }
 
 impl Attempt<'_> {
-    /// Sends `request` over HTTP and reads its answer. The attempt's first request is timed for
-    /// the phases, and starts the run's clock.
+    /// Sends `request` over HTTP and reads its answer. What is timed is the network's and the
+    /// server's part: from the moment the request goes to the network (for the attempt's first
+    /// request, when its connection starts: resolving, connecting, the handshake) to the end of
+    /// its answer, not what authprobe does to prepare the request or to read the answer. The
+    /// first of these moments starts the run's clock; the first request is timed for the phases.
     pub(crate) async fn exchange(&mut self, request: Request<'_>) -> Result<Received, Failure> {
         if request.url.scheme() == "https" {
             self.hooks.tls_intended();
@@ -124,53 +135,53 @@ impl Attempt<'_> {
                     Ok(c) => self.http.insert(c).clone(),
                     Err(e) => {
                         let detail = format!("cannot set up the HTTP client: {e}");
-                        return Err(Failure { class: ResultClass::TlsError, detail, status: None });
+                        let now = Instant::now();
+                        let span = (now, now);
+                        return Err(Failure { class: ResultClass::TlsError, detail, status: None, span, headers_at: None });
                     }
                 }
             }
         };
         self.requests += 1;
         let first = self.requests == 1;
-        self.starting();
-        let (deadline, cap) = (self.deadline, self.max_body_bytes);
+        let (deadline, cap, hooks) = (self.deadline, self.max_body_bytes, self.hooks.clone());
+        let sending = Instant::now();
         let received = exchange(&client, request, cap, deadline, self.trace()).await;
+        // The connection this request opened, if it opened the attempt's first: the network's part
+        // starts there, not in hyper's checkout of a connection before it.
+        let opened = hooks.clock.mark(|m| m.connect_start).filter(|at| *at >= sending);
+        let started = opened.unwrap_or(sending);
+        let received = match received {
+            Ok(r) => Ok(Received { span: (started, r.span.1), ..r }),
+            Err(f) => Err(Failure { span: (started, f.span.1), ..f }),
+        };
         if first {
             let (headers_at, body_at) = match &received {
-                Ok(r) => (Some(r.headers_at), Some(r.body_at)),
+                Ok(r) => (Some(r.headers_at), Some(r.span.1)),
                 Err(f) => (f.headers_at, None),
             };
             self.first_answer(headers_at, body_at);
         }
-        received.map(|r| r.received).map_err(|f| f.failure)
+        received
     }
 
-    /// Records a request of `step` that started at `started` and got `received`.
-    pub(crate) fn record_http(
-        &mut self,
-        step: Step,
-        received: &Result<Received, Failure>,
-        state: Option<State>,
-        started: Instant,
-    ) {
-        let status = match received {
-            Ok(r) => r.status,
-            Err(f) => f.status.unwrap_or(0),
+    /// How long the network and the server took over `received` (see [`Attempt::exchange`]).
+    pub(crate) fn took(received: &Result<Received, Failure>) -> std::time::Duration {
+        let (started, ended) = match received {
+            Ok(r) => r.span,
+            Err(f) => f.span,
         };
-        self.record(step, status, state, started);
+        ended.saturating_duration_since(started)
     }
-}
 
-/// An answer with when its head and body arrived.
-struct Timed {
-    received: Received,
-    headers_at: Instant,
-    body_at: Instant,
-}
-
-/// A failure with when the answer's head arrived, if it did.
-struct Failed {
-    failure: Failure,
-    headers_at: Option<Instant>,
+    /// Records a request of `step` that got `received`, with its state, timed by the exchange.
+    pub(crate) fn record_http(&mut self, step: Step, received: &Result<Received, Failure>, state: Option<State>) {
+        let (status, span) = match received {
+            Ok(r) => (r.status, r.span),
+            Err(f) => (f.status.unwrap_or(0), f.span),
+        };
+        self.record_span(step, status, state, span);
+    }
 }
 
 async fn exchange(
@@ -179,7 +190,7 @@ async fn exchange(
     cap: usize,
     deadline: tokio::time::Instant,
     mut trace: Option<&mut super::Trace>,
-) -> Result<Timed, Failed> {
+) -> Result<Received, Failure> {
     let Request { method, url, label: step, mut headers, form } = request;
     if form.is_some() {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
@@ -190,16 +201,18 @@ async fn exchange(
             t.request_body(&form.shown());
         }
     }
-    let failed = |failure: Failure, headers_at: Option<Instant>, trace: Option<&mut super::Trace>| {
+    let failed = |mut failure: Failure, headers_at: Option<Instant>, trace: Option<&mut super::Trace>| {
         if let Some(t) = trace {
             t.failure(&failure.detail);
         }
-        Err(Failed { failure, headers_at })
+        failure.span.1 = Instant::now();
+        failure.headers_at = headers_at;
+        Err(failure)
     };
-    let timeout = |what: &str, status: Option<u16>| Failure {
-        class: ResultClass::Timeout,
-        detail: format!("deadline exceeded while {what} of the {step} request"),
-        status,
+    let timeout = |what: &str, status: Option<u16>| {
+        let now = Instant::now();
+        let detail = format!("deadline exceeded while {what} of the {step} request");
+        Failure { class: ResultClass::Timeout, detail, status, span: (now, now), headers_at: None }
     };
     let mut builder = client.request(method.clone(), url.clone()).headers(headers);
     if let Some(form) = &form {
@@ -272,7 +285,7 @@ async fn exchange(
     drop(response);
     let body_at = Instant::now();
     record_body(trace, &body, complete);
-    Ok(Timed { received: Received { status, content_type, location, body, complete }, headers_at, body_at })
+    Ok(Received { status, content_type, location, body, complete, span: (body_at, body_at), headers_at })
 }
 
 fn record_body(trace: Option<&mut super::Trace>, body: &[u8], complete: bool) {
@@ -325,8 +338,10 @@ fn transport_failure(err: reqwest::Error, while_doing: &str, status: Option<u16>
         }
         current = next;
     }
+    let now = Instant::now();
     if let Some(t) = tls {
-        return Failure { class: ResultClass::TlsError, detail: format!("TLS: {}", super::tls::describe(t)), status };
+        let detail = format!("TLS: {}", super::tls::describe(t));
+        return Failure { class: ResultClass::TlsError, detail, status, span: (now, now), headers_at: None };
     }
     let class = if err.is_timeout() {
         // A connection attempt that ran out of its share of the deadline (see `retries`).
@@ -334,7 +349,8 @@ fn transport_failure(err: reqwest::Error, while_doing: &str, status: Option<u16>
     } else {
         ResultClass::ConnectError
     };
-    Failure { class, detail: format!("{while_doing}: {}", parts.join(": ")), status }
+    let detail = format!("{while_doing}: {}", parts.join(": "));
+    Failure { class, detail, status, span: (now, now), headers_at: None }
 }
 
 /// `Authorization: Bearer <token>`, sensitive.

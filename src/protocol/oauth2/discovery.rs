@@ -193,15 +193,15 @@ async fn fetch<T>(
     label: &str,
     read: impl FnOnce(&crate::protocol::http::Answer) -> Result<T, FetchFailure>,
 ) -> (Result<T, FetchFailure>, Duration) {
-    let started = run.starting();
     let mut headers = HeaderMap::new();
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
     let request = Request { method: Method::GET, url, label, headers, form: None };
     let received = run.exchange(request).await;
-    run.record_http(DISCOVERY, &received, None, started);
+    run.record_http(DISCOVERY, &received, None);
+    let took = Attempt::took(&received);
     let result = match received {
         Ok(r) => read(&r.answer()),
         Err(f) => Err((f.class, format!("{label}: {}", f.detail))),
     };
-    (result, started.elapsed())
+    (result, took)
 }

@@ -2,7 +2,7 @@
 //! grant with the client authenticated, then the refresh, the check and the revocation its
 //! probe asks for. Every answer is read by [`super::classify`] or [`super::jwt`].
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::Method;
@@ -95,7 +95,7 @@ pub(crate) async fn run(run: &mut Attempt<'_>, spec: &OAuth2Login) -> Finished {
     }
 
     let verdict = Verdict::of(last_step, ResultClass::Success, "token issued".to_owned());
-    let login_done = Some(Instant::now());
+    let login_done = run.answered_until();
     let session_end = if spec.revoke { Some(revoke(run, spec, &resolved, &granted).await) } else { None };
     Finished { login_done, session_end, ..done(verdict, issued, facts) }
 }
@@ -109,7 +109,6 @@ async fn token_request(
     step: Step,
     issued: &mut Vec<SecretString>,
 ) -> Result<Granted, Verdict> {
-    let started = run.starting();
     let (headers, form) = match authenticate(spec, resolved, form, issued) {
         Ok(x) => x,
         Err(detail) => return Err(Verdict::of(step, ResultClass::InvalidResponse, detail)),
@@ -117,7 +116,7 @@ async fn token_request(
     let request =
         Request { method: Method::POST, url: &resolved.token, label: step.as_str(), headers, form: Some(form) };
     let received = run.exchange(request).await;
-    run.record_http(step, &received, None, started);
+    run.record_http(step, &received, None);
     let received = received.map_err(|f| Verdict::of(step, f.class, f.detail))?;
     let granted = classify::token_answer(&received.answer(), step)?;
     issued.push(granted.access_token.clone());
@@ -235,7 +234,6 @@ async fn userinfo(run: &mut Attempt<'_>, resolved: &Resolved, token: &SecretStri
     let Some(url) = resolved.userinfo.clone() else {
         return Some((USERINFO_DENIED, String::new(), "the server names no userinfo_endpoint".to_owned()));
     };
-    let started = run.starting();
     let mut headers = HeaderMap::new();
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
     match bearer_header(token, "the token") {
@@ -244,7 +242,7 @@ async fn userinfo(run: &mut Attempt<'_>, resolved: &Resolved, token: &SecretStri
     };
     let request = Request { method: Method::GET, url: &url, label: "Userinfo", headers, form: None };
     let received = run.exchange(request).await;
-    run.record_http(TOKEN_VALIDATION, &received, None, started);
+    run.record_http(TOKEN_VALIDATION, &received, None);
     match received {
         Ok(r) => classify::userinfo(&r.answer()).err(),
         Err(f) => Some((Reason::NONE, String::new(), format!("userinfo: {}", f.detail))),
@@ -261,14 +259,13 @@ async fn introspect(
     let Some(url) = resolved.introspection.clone() else {
         return Err((Reason::NONE, String::new(), "the server names no introspection_endpoint".to_owned()));
     };
-    let started = run.starting();
     let form = Form::default().secret("token", token).field("token_type_hint", "access_token");
     let mut assertions = Vec::new();
     let (headers, form) =
         authenticate(spec, resolved, form, &mut assertions).map_err(|d| (Reason::NONE, String::new(), d))?;
     let request = Request { method: Method::POST, url: &url, label: "Introspection", headers, form: Some(form) };
     let received = run.exchange(request).await;
-    run.record_http(TOKEN_VALIDATION, &received, None, started);
+    run.record_http(TOKEN_VALIDATION, &received, None);
     match received {
         Ok(r) => classify::introspection(&r.answer()),
         Err(f) => Err((Reason::NONE, String::new(), format!("introspection: {}", f.detail))),
@@ -288,7 +285,6 @@ async fn revoke(run: &mut Attempt<'_>, spec: &OAuth2Login, resolved: &Resolved, 
     tokens.push((&granted.access_token, "access_token"));
     let mut last_status = 0;
     for (token, hint) in tokens {
-        let started = run.starting();
         let form = Form::default().secret("token", token).field("token_type_hint", hint);
         let mut assertions = Vec::new();
         let (headers, form) = match authenticate(spec, resolved, form, &mut assertions) {
@@ -297,7 +293,7 @@ async fn revoke(run: &mut Attempt<'_>, spec: &OAuth2Login, resolved: &Resolved, 
         };
         let request = Request { method: Method::POST, url: &url, label: "Revocation", headers, form: Some(form) };
         let received = run.exchange(request).await;
-        run.record_http(REVOCATION, &received, None, started);
+        run.record_http(REVOCATION, &received, None);
         match received {
             Ok(r) => {
                 last_status = r.status;
