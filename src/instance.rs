@@ -114,8 +114,10 @@ impl Instance {
             .map(|mut p| {
                 if let Some(location) = &self.location {
                     // The configuration reserves the label name, so it is not there already.
-                    p.labels.push((LOCATION_LABEL.to_owned(), location.clone()));
-                    p.labels.sort();
+                    let mut labels = p.labels.to_vec();
+                    labels.push((LOCATION_LABEL.to_owned(), location.clone()));
+                    labels.sort();
+                    p.labels = labels.into();
                 }
                 p
             })

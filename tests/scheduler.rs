@@ -14,10 +14,10 @@ use authprobe::scheduler::{phase_offset, Options, RunFn, Scheduler};
 
 fn probe(name: &str, schedule: Schedule) -> Arc<Probe> {
     Arc::new(Probe {
-        name: name.to_owned(),
-        target: "t".to_owned(),
+        name: name.into(),
+        target: "t".into(),
         schedule,
-        labels: Vec::new(),
+        labels: Vec::new().into(),
         login: LoginSpec {
             login: Login::Etna(EtnaLogin {
                 target: Arc::new(EtnaTarget {
@@ -77,7 +77,7 @@ fn recording_run(journal: Arc<Journal>, work: Duration) -> RunFn {
     Arc::new(move |p: Arc<Probe>, _traced: bool| {
         let journal = journal.clone();
         Box::pin(async move {
-            journal.starts.lock().unwrap().push((p.name.clone(), Instant::now(), SystemTime::now()));
+            journal.starts.lock().unwrap().push((p.name.to_string(), Instant::now(), SystemTime::now()));
             let now = journal.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             journal.max_in_flight.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(work).await;
@@ -333,5 +333,8 @@ async fn runs_in_flight_finish_across_a_reload_and_count_only_for_kept_probes() 
     assert_eq!(kept.snapshot().total_runs(), starts, "every run of the kept probe recorded, the one in flight too");
     assert_eq!(kept.history().len() as u64, starts, "its history too");
     let dropped_runs = journal.starts_of("dropped").len();
-    assert!(results.probes().list.iter().all(|p| p.name != "dropped"), "{dropped_runs} runs of dropped left no trace");
+    assert!(
+        results.probes().list.iter().all(|p| *p.name != *"dropped"),
+        "{dropped_runs} runs of dropped left no trace"
+    );
 }

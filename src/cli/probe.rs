@@ -17,7 +17,7 @@ pub async fn command(names: &[String], all: bool, config_file: &Path, output: Ou
     } else {
         let mut v = Vec::new();
         for n in names {
-            let known: Vec<&str> = config.probes.iter().map(|p| p.name.as_str()).collect();
+            let known: Vec<&str> = config.probes.iter().map(|p| &*p.name).collect();
             let p = config.probe(n).ok_or_else(|| {
                 Failure::Config(anyhow::anyhow!(
                     "no probe named {n:?} in {} (known: {})",

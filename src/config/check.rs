@@ -166,7 +166,8 @@ impl<'a> Checker<'a> {
                     _ => None,
                 };
                 if let (Some(target), Some(tls)) = (validated, tls) {
-                    targets.push(Arc::new(Target { name: t.name, target, tls, proxy: proxy.map(Arc::new) }));
+                    let name = t.name.into();
+                    targets.push(Arc::new(Target { name, target, tls, proxy: proxy.map(Arc::new) }));
                 }
             }
             probe_parts.push(part.probes);
@@ -180,9 +181,9 @@ impl<'a> Checker<'a> {
             for (i, Read { raw: mut p, kind, fields, strays }) in part.into_iter().enumerate() {
                 let path = format!("probes[{i}]");
                 self.unique_name(&mut probe_names, "probe", &path, &p.name, file);
-                let target = targets.iter().find(|t| t.name == p.target).cloned();
+                let target = targets.iter().find(|t| *t.name == *p.target).cloned();
                 if target.is_none() && !target_names.contains_key(&p.target) {
-                    let known: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+                    let known: Vec<&str> = targets.iter().map(|t| &*t.name).collect();
                     let known = if known.is_empty() {
                         "no targets are defined".to_owned()
                     } else {
@@ -234,7 +235,7 @@ impl<'a> Checker<'a> {
                 };
                 if let (Some(target), Some(login), Some(schedule)) = (target, login, schedule) {
                     probes.push(Probe {
-                        name: p.name,
+                        name: p.name.into(),
                         target: target.name.clone(),
                         schedule,
                         labels: labels.into_iter().collect(),

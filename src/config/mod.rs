@@ -79,11 +79,15 @@ pub struct Config {
     pub probes: Vec<Probe>,
 }
 
+/// A probe's static labels, sorted by name: shared by the probe and its results. (A slice: a
+/// `BTreeMap` node costs half a kilobyte even for one label, times 10,000 probes.)
+pub type Labels = Arc<[(String, String)]>;
+
 /// A server probes log in at: its family's settings, and how to reach it.
 #[derive(Debug)]
 pub struct Target {
-    /// Name, as referenced by probes and used as the `target` label.
-    pub name: String,
+    /// Name, as referenced by probes and used as the `target` label (shared by its probes).
+    pub name: Arc<str>,
     /// Its family and what the family needs.
     pub target: crate::protocol::Target,
     /// How to trust it, for targets reached over TLS.
@@ -132,15 +136,14 @@ impl fmt::Display for Schedule {
 /// One probe account and how to log in with it.
 #[derive(Debug, Clone)]
 pub struct Probe {
-    /// Unique name; the `probe` label.
-    pub name: String,
-    /// Name of its target; the `target` label.
-    pub target: String,
+    /// Unique name; the `probe` label (shared with its results).
+    pub name: Arc<str>,
+    /// Name of its target; the `target` label (shared with the target's other probes).
+    pub target: Arc<str>,
     /// When it runs.
     pub schedule: Schedule,
-    /// Static labels added to its series, sorted by name. (A vector: a `BTreeMap` node costs
-    /// half a kilobyte even for one label, times 10,000 probes.)
-    pub labels: Vec<(String, String)>,
+    /// Static labels added to its series, sorted by name.
+    pub labels: Labels,
     /// The login it performs.
     pub login: LoginSpec,
     /// When to back off so that failing logins do not lock the account.
@@ -273,7 +276,7 @@ impl Config {
 
     /// The probe called `name`.
     pub fn probe(&self, name: &str) -> Option<&Probe> {
-        self.probes.iter().find(|p| p.name == name)
+        self.probes.iter().find(|p| *p.name == *name)
     }
 }
 

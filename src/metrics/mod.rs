@@ -122,7 +122,7 @@ impl Metrics {
                             .find(|(k, _)| k == crate::instance::LOCATION_LABEL)
                             .map(|(_, v)| v.as_str());
                         let labels = text::label_pairs(
-                            std::iter::once(("target", p.target.as_str()))
+                            std::iter::once(("target", &*p.target))
                                 .chain(location.map(|l| (crate::instance::LOCATION_LABEL, l))),
                         );
                         let newest = discovery.entry(labels).or_insert((last.finished, facts));
@@ -557,7 +557,7 @@ fn histogram_lines<const N: usize>(out: &mut Vec<u8>, lines: &HistogramLines, la
 /// [`Metrics::labels_of`]), once per run for `GET /probe`.
 fn probe_labels(p: &ProbeResults) -> String {
     text::label_pairs(
-        [("probe", p.name.as_str()), ("target", p.target.as_str())]
+        [("probe", &*p.name), ("target", &*p.target)]
             .into_iter()
             .chain(p.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
     )

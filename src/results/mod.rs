@@ -270,11 +270,11 @@ impl ProbeRecord {
 #[derive(Debug)]
 pub struct ProbeResults {
     /// Probe name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Target name.
-    pub target: String,
+    pub target: Arc<str>,
     /// Static labels, sorted by name.
-    pub labels: Vec<(String, String)>,
+    pub labels: crate::config::Labels,
     /// Its family.
     pub kind: Kind,
     schedule: Mutex<String>,
@@ -479,7 +479,7 @@ pub struct ReloadStatus {
 pub struct ProbeSet {
     /// In configuration order.
     pub list: Vec<Arc<ProbeResults>>,
-    by_name: HashMap<String, usize>,
+    by_name: HashMap<Arc<str>, usize>,
 }
 
 impl ProbeSet {

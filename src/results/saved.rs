@@ -281,8 +281,8 @@ impl ProbeResults {
     pub fn saved_state(&self) -> ProbeState {
         let history = self.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner).saved();
         self.read(|r| ProbeState {
-            target: self.target.clone(),
-            labels: self.labels.clone(),
+            target: self.target.to_string(),
+            labels: self.labels.to_vec(),
             history,
             availability: r.availability.saved(),
             last: r.last.as_ref().map(SavedRun::of),

@@ -88,7 +88,7 @@ impl Runner for Prober {
 #[cfg(debug_assertions)]
 fn inject_panic(probe: &Probe) {
     use secrecy::ExposeSecret as _;
-    if std::env::var("AUTHPROBE_TEST_PANIC").is_ok_and(|n| n == probe.name) {
+    if std::env::var("AUTHPROBE_TEST_PANIC").is_ok_and(|n| *n == *probe.name) {
         let secrets: Vec<&str> = probe.login.secrets().into_iter().map(|s| s.expose_secret()).collect();
         let first = secrets.first().copied().unwrap_or_default();
         panic!("injected panic: secrets {} body {{\"Token\":\"{first}\"}}", secrets.join(" "));
@@ -154,8 +154,8 @@ pub struct Scheduler {
     commands: mpsc::UnboundedSender<timer::Command>,
     timer: JoinHandle<()>,
     cron: Option<tokio_cron_scheduler::JobScheduler>,
-    cron_jobs: HashMap<String, Uuid>,
-    entries: HashMap<String, Arc<dispatch::Entry>>,
+    cron_jobs: HashMap<Arc<str>, Uuid>,
+    entries: HashMap<Arc<str>, Arc<dispatch::Entry>>,
     runs: TaskTracker,
     dispatcher: Arc<dispatch::Dispatcher>,
     results: Arc<Results>,
@@ -202,12 +202,12 @@ impl Scheduler {
     /// new probe starts; a removed probe stops (a run in flight finishes). Each probe must have an
     /// entry in the scheduler's results.
     pub async fn reload(&mut self, probes: Vec<Arc<Probe>>) -> Result<(), SchedulerError> {
-        let mut next: HashMap<String, Arc<dispatch::Entry>> = HashMap::with_capacity(probes.len());
+        let mut next: HashMap<Arc<str>, Arc<dispatch::Entry>> = HashMap::with_capacity(probes.len());
         let mut order = Vec::with_capacity(probes.len());
         // Names whose entry carries over untouched (and with it, any cron job).
-        let mut kept = HashSet::new();
+        let mut kept: HashSet<Arc<str>> = HashSet::new();
         for probe in probes {
-            let old = self.entries.get(&probe.name);
+            let old = self.entries.get(&*probe.name);
             if let Some(old) = old.filter(|o| o.probe.same_as(&probe)) {
                 kept.insert(probe.name.clone());
                 next.insert(probe.name.clone(), old.clone());
@@ -218,7 +218,7 @@ impl Scheduler {
             let cron = match &probe.schedule {
                 Schedule::Cron(expr) => Some(
                     cron::CronClock::new(expr)
-                        .map_err(|message| SchedulerError::Cron { probe: probe.name.clone(), message })?,
+                        .map_err(|message| SchedulerError::Cron { probe: probe.name.to_string(), message })?,
                 ),
                 Schedule::Interval(_) => None,
             };
@@ -239,7 +239,7 @@ impl Scheduler {
         let mut new_jobs = Vec::new();
         if self.options.cron_engine {
             let crons = order.iter().filter(|e| e.cron.is_some()).count();
-            for entry in order.iter().filter(|e| e.cron.is_some() && !kept.contains(&e.probe.name)) {
+            for entry in order.iter().filter(|e| e.cron.is_some() && !kept.contains(&*e.probe.name)) {
                 if self.cron.is_none() {
                     self.cron = Some(cron::start_engine(crons).await?);
                 }

@@ -81,14 +81,14 @@ impl Wheel {
     }
 
     fn replace(&mut self, entries: Vec<Arc<Entry>>) {
-        let mut by_name: HashMap<String, usize> = HashMap::new();
+        let mut by_name: HashMap<Arc<str>, usize> = HashMap::new();
         for (i, slot) in self.slots.iter().enumerate() {
             if let Some(s) = slot {
                 by_name.insert(s.entry.probe.name.clone(), i);
             }
         }
         for entry in entries {
-            match by_name.remove(&entry.probe.name) {
+            match by_name.remove(&*entry.probe.name) {
                 Some(i) => {
                     let slot = self.slots[i].as_mut().expect("indexed slots are filled");
                     if Arc::ptr_eq(&slot.entry, &entry) {

@@ -223,7 +223,7 @@ impl Store {
                         continue;
                     }
                 };
-                if state.target != probe.target || state.labels != probe.labels {
+                if *state.target != *probe.target || state.labels[..] != probe.labels[..] {
                     gone.push(name);
                     continue;
                 }
@@ -290,7 +290,7 @@ impl Store {
 
 fn digests(salt: &[u8], probes: &[Arc<Probe>]) -> HashMap<String, i64> {
     // SQLite integers are signed: the digest's bits, read as one.
-    probes.iter().map(|p| (p.name.clone(), p.login.credentials_digest(salt) as i64)).collect()
+    probes.iter().map(|p| (p.name.to_string(), p.login.credentials_digest(salt) as i64)).collect()
 }
 
 /// Why an existing file cannot be used.

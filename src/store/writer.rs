@@ -115,7 +115,7 @@ impl Batches {
         let states = set.list.iter().enumerate().filter(|(_, p)| p.take_dirty()).filter_map(|(i, p)| {
             taken.push(i);
             match postcard::to_stdvec(&p.saved_state()) {
-                Ok(bytes) => Some((p.name.clone(), credentials.get(&p.name).copied().unwrap_or(0), bytes)),
+                Ok(bytes) => Some((p.name.to_string(), credentials.get(&*p.name).copied().unwrap_or(0), bytes)),
                 Err(e) => {
                     tracing::error!(probe = %p.name, error = %e, "cannot encode the probe's state");
                     None
@@ -129,7 +129,7 @@ impl Batches {
                 for name in &removed {
                     self.known.remove(name);
                 }
-                self.known.extend(taken.iter().map(|i| set.list[*i].name.clone()));
+                self.known.extend(taken.iter().map(|i| set.list[*i].name.to_string()));
                 let took = started.elapsed();
                 self.results.update_storage(|s| {
                     s.writes += 1;

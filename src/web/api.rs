@@ -74,8 +74,8 @@ fn view(p: &ProbeResults, with_history: bool) -> ProbeView {
     let r = p.snapshot();
     let now = std::time::SystemTime::now();
     ProbeView {
-        name: p.name.clone(),
-        target: p.target.clone(),
+        name: p.name.to_string(),
+        target: p.target.to_string(),
         labels: p.labels.iter().cloned().collect(),
         schedule: p.schedule(),
         last: r.last.clone().map(LastView),

@@ -137,7 +137,13 @@ impl Attempt<'_> {
                         let detail = format!("cannot set up the HTTP client: {e}");
                         let now = Instant::now();
                         let span = (now, now);
-                        return Err(Failure { class: ResultClass::TlsError, detail, status: None, span, headers_at: None });
+                        return Err(Failure {
+                            class: ResultClass::TlsError,
+                            detail,
+                            status: None,
+                            span,
+                            headers_at: None,
+                        });
                     }
                 }
             }
