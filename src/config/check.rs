@@ -90,10 +90,19 @@ impl<'a> Checker<'a> {
     fn stray(&mut self, path: &str, item: Item, key: &str, own: Option<Kind>, common: &[&str]) {
         let knowers = item.known_by(key);
         if knowers.is_empty() || own.is_none() {
-            // As serde words it, at the field but named for the block it is in.
+            // As serde words it, at the field but named for the block it is in: what the block
+            // takes, its family's fields (every family's, where it has none).
             let mut expected: Vec<&str> = common.to_vec();
-            if let Some(kind) = own {
-                expected.extend(item.fields(kind));
+            let kinds = match &own {
+                Some(kind) => std::slice::from_ref(kind),
+                None => Kind::ALL,
+            };
+            for kind in kinds {
+                for field in item.fields(*kind) {
+                    if !expected.contains(field) {
+                        expected.push(field);
+                    }
+                }
             }
             let place = self.place();
             let field_path = if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };

@@ -154,6 +154,26 @@ fn the_readme_examples_load() {
     }
 }
 
+/// A field is judged by the family of the block it is in: another family's is "only for" that
+/// family, even where the target it belongs to is itself invalid; one no family takes is unknown,
+/// with what the block takes.
+#[test]
+fn fields_are_judged_by_the_family_of_their_block() {
+    let err = load(
+        "defaults: {max_steps: 3, grnt: 1}\ntargets:\n  - {name: idp, protocol: oauth2, issuer: 'http://127.0.0.1:9/'}\n\
+         probes:\n  - {name: p, target: idp, grant: client_credentials, pin: '1234', logout: true}\n",
+    )
+    .unwrap_err();
+    assert!(err.contains(":1:26: defaults: unknown field `grnt`, expected one of `interval`"), "{err}");
+    assert!(err.contains("`max_steps`, `validate`, `logout`"), "defaults list the families' fields too: {err}");
+    assert!(err.contains("targets[0].client_id: missing"), "{err}");
+    assert!(err.contains(":5:55: probes[0].pin: only for probes of protocol: etna targets"), "{err}");
+    assert!(
+        err.contains("probes[0].logout: only for probes of protocol: etna targets (an oauth2 probe ends its session with revoke)"),
+        "{err}"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
 
