@@ -20,7 +20,8 @@
 # (its runs' durations read from /api/v1/probes/NAME), and curl logs in once a second half a
 # second away from it, both idle in between; each login's server time is subtracted again. Prints median and p95 of each tool's
 # overhead and the ratios; writes the samples to $OUT (default target/bench/overhead.csv) and,
-# with gnuplot (Debian's gnuplot-nox), the distributions to overhead.png beside it.
+# with gnuplot (Debian's gnuplot-nox), the distributions to overhead.png beside it (scheduled runs
+# dashed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -242,20 +243,35 @@ with open(out, "w") as f:
 for name, v in (("curl, once a second", cu), ("authprobe run, scheduled", ap)):
     print(f"{name:<26} {len(v):>4} logins: overhead median {statistics.median(v) * 1000:.3f} ms, p95 {q(v, 0.95) * 1000:.3f} ms")
 print(f"scheduled authprobe run: overhead {statistics.median(ap) / statistics.median(cu):.2f}× curl's (median); samples: {out}")
+with open(out.replace(".csv", "-cdf.dat"), "w") as f:
+    for name, v in (("curl, once a second", cu), ("authprobe run, scheduled", ap)):
+        f.write(f'"{name}"\n')
+        for i, o in enumerate(sorted(v)):
+            f.write(f"{o * 1000:.4f} {(i + 1) / len(v):.4f}\n")
+        f.write("\n\n")
 PY
 fi
 CDF=${OUT%.csv}-cdf.dat
+SCHED_CDF=${OUT%.csv}-scheduled-cdf.dat
 PNG=${OUT%.csv}.png
+# The scheduled runs, when measured, as dashed lines beside the on-demand ones.
+SCHED_PLOT=""
+SCHED_TITLE=""
+if [ "$SCHEDULED" -gt 0 ] && [ -s "$SCHED_CDF" ]; then
+    SCHED_PLOT=", for [i=0:1] \"$SCHED_CDF\" index i using 1:2 with lines lw 2 dt 2 lc (i == 0 ? 1 : 3) title columnheader(1)"
+    SCHED_TITLE="\\ndashed: once a second for ${SCHEDULED}s, authprobe run on its schedule and curl half a second apart"
+fi
 gnuplot <<GP
 set terminal pngcairo size 900,520 font "sans,10"
+set termoption noenhanced
 set output "$PNG"
-set title "Measurement overhead per login: reported time minus the server's own ($ROUNDS logins each, server delay $DELAY, loopback)"
+set title "Measurement overhead per login: reported time minus the server's own ($ROUNDS logins each, server delay $DELAY, loopback)$SCHED_TITLE"
 set xlabel "overhead (ms)"
 set ylabel "share of logins at or below"
 set xrange [0:2]
 set yrange [0:1]
 set grid
 set key right bottom
-plot for [i=0:3] "$CDF" index i using 1:2 with lines lw 2 title columnheader(1)
+plot for [i=0:3] "$CDF" index i using 1:2 with lines lw 2 title columnheader(1)$SCHED_PLOT
 GP
 echo "plot: $PNG"
