@@ -124,6 +124,16 @@ impl RunClock {
         f(&mut self.marks.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// Marks that a connection of the run starts at `at`; whether it is the run's first (the
+    /// one timed).
+    pub fn connection_starts(&self, at: Instant) -> bool {
+        self.mark(|m| {
+            let first = m.connect_start.is_none();
+            m.connect_start.get_or_insert(at);
+            first
+        })
+    }
+
     /// When the first connection was ready to carry a request.
     pub fn connected_at(&self) -> Option<Instant> {
         self.marks.lock().unwrap_or_else(PoisonError::into_inner).connect_end

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::hooks::RunHooks;
-use super::outcome::{Finished, LogoutOutcome, Outcome, Phases, StepRecord, Summary, Verdict};
+use super::outcome::{LogoutOutcome, Outcome, Phases, StepRecord, Summary, Verdict};
 use super::{http, sanitize, LoginSpec, ResultClass, State, Step, TlsSettings, Trace};
 
 /// Why a [`Prober`] could not be built.
@@ -218,8 +218,8 @@ impl Prober {
                 let tls = Arc::default();
                 let transport = Transport { tls: &tls, proxy: None, single_request: true };
                 let mut gathered = Gathered::default();
-                let timeout = std::time::Duration::from_secs(2);
-                let mut attempt = prober.attempt(transport, timeout, 4096, &mut gathered, None);
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+                let mut attempt = prober.attempt(transport, deadline, 4096, Arc::default(), &mut gathered, None);
                 let request = http::Request {
                     method: reqwest::Method::POST,
                     url: &url,
@@ -245,25 +245,18 @@ impl Prober {
         self.http.get(transport.tls, transport.proxy, transport.single_request, &self.roots)
     }
 
+    /// An attempt that reaches its server so, within `deadline`, its connections reporting to
+    /// `hooks`.
     pub(crate) fn attempt<'a>(
         &'a self,
         transport: Transport<'a>,
-        timeout: std::time::Duration,
+        deadline: tokio::time::Instant,
         max_body_bytes: usize,
+        hooks: Arc<RunHooks>,
         gathered: &'a mut Gathered,
         trace: Option<&'a mut Trace>,
     ) -> Attempt<'a> {
-        Attempt {
-            deadline: tokio::time::Instant::from_std(Instant::now() + timeout),
-            max_body_bytes,
-            transport,
-            prober: self,
-            hooks: Arc::default(),
-            gathered,
-            trace,
-            http: None,
-            requests: 0,
-        }
+        Attempt { deadline, max_body_bytes, transport, prober: self, hooks, gathered, trace, http: None, requests: 0 }
     }
 
     async fn perform(&self, spec: &LoginSpec, mut trace: Option<&mut Trace>) -> Outcome {
@@ -284,13 +277,12 @@ impl Prober {
             let before = gathered.steps.len();
             let mut attempt = self.attempt(
                 Transport::of(spec),
-                spec.timeout,
+                deadline,
                 spec.max_body_bytes,
+                hooks.clone(),
                 &mut gathered,
                 trace.as_deref_mut(),
             );
-            attempt.deadline = deadline;
-            attempt.hooks = hooks.clone();
             let finished = hooks.scope(spec.login.run(&mut attempt)).await;
             // Retried: a transport failure before any answer of the run, while time is left.
             // Anything the server said, credentials above all, is final.
@@ -304,15 +296,14 @@ impl Prober {
                 }
                 continue;
             }
-            // The login ends with its last answer, not when authprobe has read it.
-            let login_done = finished.login_done.or(gathered.last_end).unwrap_or_else(Instant::now);
-            // Durations count from the first request, not from preparing it (issue 9's overhead).
-            break Finished { login_done: Some(gathered.sent.map_or(login_done, |s| login_done.max(s))), ..finished };
+            break finished;
         };
-        let Gathered { steps, sent, first, .. } = gathered;
-        let duration = match (finished.login_done, sent) {
-            (Some(done), Some(sent)) => done.saturating_duration_since(sent),
-            _ => start.elapsed(),
+        let Gathered { steps, sent, first, last_end } = gathered;
+        // Durations count from the first request, not from preparing it (issue 9's overhead), and
+        // end with the login's last answer, not when authprobe has read it.
+        let duration = match sent {
+            Some(sent) => finished.login_done.or(last_end).unwrap_or_else(Instant::now).saturating_duration_since(sent),
+            None => start.elapsed(),
         };
         let mut secrets = spec.secrets();
         secrets.extend(finished.issued.iter());

@@ -23,22 +23,25 @@ pub struct Refused {
 
 impl Attempt<'_> {
     /// A TCP connection to `host:port`, resolved and connected under the run's deadline (each
-    /// address in turn), the run's first connection timed. Starts the run's clock.
+    /// address in turn), the run's first connection timed. Starts the run's clock. With retries,
+    /// one connection attempt gets its share of the deadline, as an HTTP family's does.
     pub async fn connect(&mut self, host: &str, port: u16) -> Result<TcpStream, Refused> {
         self.starting();
         let hooks = self.hooks.clone();
         let started = Instant::now();
-        let first = hooks.clock.mark(|m| {
-            let first = m.connect_start.is_none();
-            m.connect_start.get_or_insert(started);
-            first
-        });
+        let first = hooks.clock.connection_starts(started);
+        let share = hooks.connect_within.map(|w| tokio::time::Instant::from_std(started) + w);
+        let by = share.map_or(self.deadline, |s| s.min(self.deadline));
         let within = |what: &str| Refused {
             class: ResultClass::Timeout,
-            detail: format!("deadline exceeded while {what} {host}:{port}"),
+            detail: if by < self.deadline {
+                format!("connection attempt timed out (its share of the deadline) while {what} {host}:{port}")
+            } else {
+                format!("deadline exceeded while {what} {host}:{port}")
+            },
         };
         let resolving = tokio::net::lookup_host((host, port));
-        let addrs: Vec<_> = match tokio::time::timeout_at(self.deadline, resolving).await {
+        let addrs: Vec<_> = match tokio::time::timeout_at(by, resolving).await {
             Err(_) => return Err(within("resolving")),
             Ok(Err(e)) => {
                 return Err(Refused { class: ResultClass::ConnectError, detail: format!("resolving {host}: {e}") })
@@ -54,7 +57,7 @@ impl Attempt<'_> {
         }
         let mut last = None;
         for addr in addrs {
-            match tokio::time::timeout_at(self.deadline, TcpStream::connect(addr)).await {
+            match tokio::time::timeout_at(by, TcpStream::connect(addr)).await {
                 Err(_) => return Err(within("connecting to")),
                 Ok(Ok(stream)) => {
                     if first {
@@ -160,8 +163,7 @@ mod tests {
         let transport = Transport { tls: &tls, proxy: None, single_request: false };
         let hooks = Arc::new(RunHooks::new(None));
         let mut gathered = Gathered::default();
-        let mut attempt = prober.attempt(transport, Duration::from_secs(5), 4096, &mut gathered, None);
-        attempt.hooks = hooks.clone();
+        let mut attempt = prober.attempt(transport, in_5s(), 4096, hooks.clone(), &mut gathered, None);
         let got = hooks
             .scope(async {
                 let tcp = attempt.connect("localhost", addr.port()).await.map_err(|r| r.detail)?;
@@ -187,8 +189,36 @@ mod tests {
 
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut gathered = Gathered::default();
-        let mut attempt = prober.attempt(transport, Duration::from_secs(5), 4096, &mut gathered, None);
+        let mut attempt = prober.attempt(transport, in_5s(), 4096, Arc::default(), &mut gathered, None);
         let refused = attempt.connect("127.0.0.1", closed).await.expect_err("nothing listens");
         assert_eq!(refused.class, ResultClass::ConnectError, "{}", refused.detail);
+    }
+
+    fn in_5s() -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_secs(5)
+    }
+
+    /// With retries, a connection that cannot be made gives up at its share of the deadline,
+    /// leaving time for the next attempt.
+    #[tokio::test]
+    async fn a_stalled_connection_gives_up_at_its_share_of_the_deadline() {
+        // A listener whose backlog of one is taken: the kernel drops the next handshakes.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _queued = std::net::TcpStream::connect(addr).unwrap();
+        let prober = Prober::new().unwrap();
+        let tls = Arc::default();
+        let transport = Transport { tls: &tls, proxy: None, single_request: false };
+        let hooks = Arc::new(RunHooks::new(Some(Duration::from_millis(300))));
+        let mut gathered = Gathered::default();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut attempt = prober.attempt(transport, deadline, 4096, hooks, &mut gathered, None);
+        let started = std::time::Instant::now();
+        let refused = attempt.connect("127.0.0.1", addr.port()).await.expect_err("the handshake is dropped");
+        assert_eq!(refused.class, ResultClass::Timeout, "{}", refused.detail);
+        assert!(refused.detail.contains("its share of the deadline"), "{}", refused.detail);
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     }
 }

@@ -153,12 +153,7 @@ where
         let Some(hooks) = RunHooks::current() else {
             return Box::pin(self.inner.call(request));
         };
-        let started = Instant::now();
-        let first = hooks.clock.mark(|m| {
-            let first = m.connect_start.is_none();
-            m.connect_start.get_or_insert(started);
-            first
-        });
+        let first = hooks.clock.connection_starts(Instant::now());
         let connecting = hooks.sync_scope(|| self.inner.call(request));
         Box::pin(async move {
             let within = hooks.connect_within;
