@@ -99,7 +99,7 @@ fn display_or_dash(s: &str) -> &str {
 /// families, `status` (`LDAP 49`, say) for others.
 pub fn log_run(probe: &str, target: &str, outcome: &Outcome) {
     let s = &outcome.summary;
-    let http = outcome.scheme.label == "http_status";
+    let http = *outcome.scheme == crate::protocol::http::STATUS;
     // tracing needs the level and the field names at compile time, so the one field list is
     // expanded per level and status field.
     macro_rules! run_event {

@@ -147,11 +147,7 @@ impl Service {
         let mut scheduler = self.scheduler.lock().await;
         let outcome = async {
             let simulator = crate::simulator::SimulatorBlock::load(&self.file);
-            let config = match (Config::load(&self.file), simulator) {
-                (Ok(config), Ok(_)) => config,
-                (Ok(_), Err(e)) => return Err(ReloadError::Config(e)),
-                (Err(e), sim) => return Err(ReloadError::Config(e.merged(sim.err()))),
-            };
+            let (config, _) = FileErrors::both(Config::load(&self.file), simulator).map_err(ReloadError::Config)?;
             crate::panics::remember(config.secrets());
             config.warn_insecure();
             let probes: Vec<Arc<Probe>> = self.instance.select(config.probes).into_iter().map(Arc::new).collect();

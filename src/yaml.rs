@@ -85,14 +85,37 @@ impl FileErrors {
 }
 
 impl FileErrors {
-    /// These errors and those of `other` not among them (two readers of one file both find its
-    /// syntax error).
-    pub fn merged(mut self, other: Option<FileErrors>) -> FileErrors {
-        for e in other.map(|o| o.0).unwrap_or_default() {
-            if !self.0.contains(&e) {
-                self.0.push(e);
+    /// Both results of two readers of the same files, or every error of either, each once (both
+    /// find a syntax error of a file they share).
+    pub fn both<A, B>(a: Result<A, FileErrors>, b: Result<B, FileErrors>) -> Result<(A, B), FileErrors> {
+        match (a, b) {
+            (Ok(a), Ok(b)) => Ok((a, b)),
+            (Ok(_), Err(e)) | (Err(e), Ok(_)) => Err(e),
+            (Err(mut e), Err(other)) => {
+                for error in other.0 {
+                    if !e.0.contains(&error) {
+                        e.0.push(error);
+                    }
+                }
+                Err(e)
             }
         }
+    }
+
+    /// These errors without any value the texts of `files` give the secret `fields` (found
+    /// textually: the files may not parse), then with `redact` applied to every text.
+    pub fn without_secrets<'p>(
+        mut self,
+        files: impl IntoIterator<Item = &'p Path>,
+        fields: &[&str],
+        redact: impl Fn(&str) -> String,
+    ) -> FileErrors {
+        for file in files {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                self.redact(&secret_values(&text, fields));
+            }
+        }
+        self.map_texts(redact);
         self
     }
 }

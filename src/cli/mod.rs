@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use authprobe::config::Config;
 use authprobe::simulator::{SimulatorBlock, SimulatorSpec};
+use authprobe::yaml::FileErrors;
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Exit status: the probe ran and did not succeed.
@@ -220,11 +221,7 @@ pub async fn run(command: Command) -> Result<u8, Failure> {
 /// `ca_file`), then the probes loaded; every problem of both reported together.
 fn load_config(path: &Path) -> Result<(Config, Option<SimulatorSpec>), Failure> {
     let simulator = SimulatorBlock::load(path).and_then(|block| block.map(SimulatorBlock::prepare).transpose());
-    let loaded = match (Config::load(path), simulator) {
-        (Ok(config), Ok(simulator)) => Ok((config, simulator)),
-        (Ok(_), Err(e)) => Err(e),
-        (Err(e), simulator) => Err(e.merged(simulator.err())),
-    };
+    let loaded = FileErrors::both(Config::load(path), simulator);
     let (config, simulator) = loaded.map_err(|e| Failure::Config(anyhow::anyhow!("invalid configuration:\n{e}")))?;
     let mut secrets = config.secrets();
     if let Some(sim) = &simulator {

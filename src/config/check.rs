@@ -8,14 +8,14 @@ use std::sync::Arc;
 use secrecy::SecretString;
 use url::Url;
 
-use super::raw::{Fields, Item, RawDefaults, RawGuard, RawProbe, RawTarget, RawTls};
+use super::raw::{common_fields, FamilyDefaults, Fields, Item, RawDefaults, RawGuard, RawProbe, RawTarget, RawTls};
 use super::{
     parse_cron, secrets, Config, LockoutGuard, Probe, Schedule, Target, DEFAULT_INTERVAL, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_TIMEOUT, MAX_NAME_CHARS, MAX_RETRIES, RESERVED_LABELS,
 };
 use crate::duration;
 use crate::protocol::family::Secret;
-use crate::protocol::{read_certificates, read_private_key, DefaultFields, Kind, LoginSpec, TlsSettings, Validator};
+use crate::protocol::{read_certificates, read_private_key, Kind, LoginSpec, TlsSettings, Validator};
 use crate::yaml::{FieldIndex, FileError, FileErrors};
 
 /// A file the configuration was read from, for locating its errors.
@@ -87,12 +87,12 @@ impl<'a> Checker<'a> {
     }
 
     /// A field no family takes, or one of another family, at `path` (`targets[0]`).
-    fn stray(&mut self, path: &str, item: Item, key: &str, own: Option<Kind>, common: &[&str]) {
+    fn stray(&mut self, path: &str, item: Item, key: &str, own: Option<Kind>) {
         let knowers = item.known_by(key);
         if knowers.is_empty() || own.is_none() {
             // As serde words it, at the field but named for the block it is in: what the block
             // takes, its family's fields (every family's, where it has none).
-            let mut expected: Vec<&str> = common.to_vec();
+            let mut expected: Vec<&str> = common_fields(item).to_vec();
             let kinds = match &own {
                 Some(kind) => std::slice::from_ref(kind),
                 None => Kind::ALL,
@@ -125,7 +125,7 @@ impl<'a> Checker<'a> {
         mut self,
         main: RawDefaults,
         parts: Vec<Part>,
-        family_defaults: Defaults,
+        family_defaults: FamilyDefaults,
     ) -> Result<Config, FileErrors> {
         let default_interval = main.interval.unwrap_or(DEFAULT_INTERVAL);
         let default_timeout = main.timeout.unwrap_or(DEFAULT_TIMEOUT);
@@ -133,13 +133,13 @@ impl<'a> Checker<'a> {
         if default_interval.is_zero() {
             self.error("defaults.interval", "must be greater than 0s");
         }
-        let Defaults { fields: family_defaults, problems, strays } = family_defaults;
+        let FamilyDefaults { fields: family_defaults, problems, strays } = family_defaults;
         for (field, message) in problems {
             let at = if field.is_empty() { "defaults".to_owned() } else { format!("defaults.{field}") };
             self.error(at, message);
         }
         for key in strays {
-            self.stray("defaults", Item::Defaults, &key, None, super::raw::common_fields(Item::Defaults));
+            self.stray("defaults", Item::Defaults, &key, None);
         }
 
         let places = self.places;
@@ -162,7 +162,7 @@ impl<'a> Checker<'a> {
                     );
                 }
                 for key in strays {
-                    self.stray(&path, Item::Target, &key, kind, super::raw::common_fields(Item::Target));
+                    self.stray(&path, Item::Target, &key, kind);
                 }
                 let tls_set = t.tls.as_ref().is_some_and(|raw| raw.sets_anything());
                 let tls = self.tls(&format!("{path}.tls"), t.tls.take().unwrap_or_default());
@@ -201,7 +201,7 @@ impl<'a> Checker<'a> {
                     self.error(format!("{path}.target"), format!("unknown target {:?} ({known})", p.target));
                 }
                 for key in strays {
-                    self.stray(&path, Item::Probe, &key, kind, super::raw::common_fields(Item::Probe));
+                    self.stray(&path, Item::Probe, &key, kind);
                 }
                 let schedule = self.schedule(&path, &p, default_interval);
                 let timeout = p.timeout.unwrap_or(default_timeout);
@@ -439,13 +439,6 @@ impl RawTls {
             || self.cert_file.is_some()
             || self.key_file.is_some()
     }
-}
-
-/// The families' fields of `defaults:`, what was wrong with them, and fields nobody takes.
-pub(super) struct Defaults {
-    pub fields: DefaultFields,
-    pub problems: Vec<(String, String)>,
-    pub strays: Vec<String>,
 }
 
 /// A target or probe being validated by its family: where what it reports is located.

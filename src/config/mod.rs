@@ -262,15 +262,9 @@ impl Config {
         // messages: remove every value the files give a secret field. An edit can also cut a
         // secret from its key (the value then reads as part of another field's): on a reload,
         // the secrets of the configuration running are removed as well.
-        loaded.map_err(|mut errors| {
-            let fields = secret_fields();
-            for file in std::iter::once(path).chain(read.iter().map(PathBuf::as_path)) {
-                if let Ok(text) = std::fs::read_to_string(file) {
-                    errors.redact(&yaml::secret_values(&text, &fields));
-                }
-            }
-            errors.map_texts(crate::panics::redact);
-            errors
+        loaded.map_err(|errors| {
+            let files = std::iter::once(path).chain(read.iter().map(PathBuf::as_path));
+            errors.without_secrets(files, &secret_fields(), crate::panics::redact)
         })
     }
 
@@ -327,11 +321,7 @@ fn load_files(path: &Path, read: &mut Vec<PathBuf>) -> Result<Config, FileErrors
         match yaml::parse_seed(&place.file, text, raw::FileSeed(&kinds)) {
             Ok(found) => {
                 if n == 0 {
-                    family_defaults = Some(check::Defaults {
-                        fields: found.defaults,
-                        problems: found.default_problems,
-                        strays: found.default_strays,
-                    });
+                    family_defaults = Some(found.defaults);
                 }
                 parts.push((kinds, found.targets, found.probes));
             }

@@ -169,11 +169,7 @@ pub(super) struct FamilyParts {
     /// Each probe's own fields and its strays.
     pub probes: Vec<(Option<Fields>, Vec<String>)>,
     /// The families' fields of `defaults:` (main file only).
-    pub defaults: DefaultFields,
-    /// Problems with `defaults:`: the field and the message.
-    pub default_problems: Vec<(String, String)>,
-    /// Fields of `defaults:` no family takes.
-    pub default_strays: Vec<String>,
+    pub defaults: FamilyDefaults,
 }
 
 /// Deserialises a whole file for the second pass.
@@ -203,10 +199,7 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
                     parts.targets = map.next_value_seed(Items { kinds: &self.0.targets, item: Item::Target })?
                 }
                 "probes" => parts.probes = map.next_value_seed(Items { kinds: &self.0.probes, item: Item::Probe })?,
-                "defaults" => {
-                    let Defaults(fields, problems, strays) = map.next_value()?;
-                    (parts.defaults, parts.default_problems, parts.default_strays) = (fields, problems, strays);
-                }
+                "defaults" => parts.defaults = map.next_value()?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -339,10 +332,16 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Split<A> {
     }
 }
 
-/// The families' fields of `defaults:`, with the problems reading them and its strays.
-struct Defaults(DefaultFields, Vec<(String, String)>, Vec<String>);
+/// The families' fields of `defaults:`, what was wrong with them, and fields no family takes.
+#[derive(Default)]
+pub(super) struct FamilyDefaults {
+    pub fields: DefaultFields,
+    /// The field (empty for the block) and the message.
+    pub problems: Vec<(String, String)>,
+    pub strays: Vec<String>,
+}
 
-impl<'de> Deserialize<'de> for Defaults {
+impl<'de> Deserialize<'de> for FamilyDefaults {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // The families' values, by family, kept as YAML values: a family's defaults are flags,
         // numbers and durations, which read the same from a value as from the text.
@@ -374,6 +373,6 @@ impl<'de> Deserialize<'de> for Defaults {
             all.keys().filter(|k| !common.contains(&k.as_str()) && Item::Defaults.known_by(k).is_empty()).collect();
         unknown.sort();
         strays.extend(unknown.into_iter().cloned());
-        Ok(Defaults(fields, problems, strays))
+        Ok(FamilyDefaults { fields, problems, strays })
     }
 }

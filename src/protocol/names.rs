@@ -70,7 +70,7 @@ impl<const N: usize> Table<N> {
 
     /// The index of `name`, if it is in the table (names read back from storage).
     pub fn find(&self, name: &str) -> Option<u8> {
-        self.names().iter().position(|n| *n == name).map(|i| i as u8)
+        find(&self.names, self.len, name).map(|i| i as u8)
     }
 }
 

@@ -378,7 +378,11 @@ impl Layout {
                 (get(bits, DURATION) as u32, bits >> STATUS.0)
             }
         };
-        let widths: [u32; 7] = if self.packing == 1 { [10, 5, 5, 4, 4, 2, 1] } else { [10, 5, 6, 5, 4, 2, 1] };
+        let widths: [u32; 7] = if self.packing == 1 {
+            [10, 5, 5, 4, 4, 2, 1]
+        } else {
+            [STATUS.1, RESULT.1, REASON.1, STEP.1, TEXT.1, STATE.1, TRIGGER.1]
+        };
         let mut shift = 0;
         let mut field = |i: usize| {
             let v = ((bits >> shift) & ((1 << widths[i]) - 1)) as usize;
@@ -387,18 +391,20 @@ impl Layout {
         };
         let (status, result, reason, step, text, state, trigger) =
             (field(0), field(1), field(2), field(3), field(4), field(5), field(6));
-        let name = |list: &[String], i: usize| list.get(i).cloned();
+        fn name(list: &[String], i: usize) -> Option<&str> {
+            list.get(i).map(String::as_str)
+        }
         let state = match state {
             0 => None,
-            i => State::from_name(&name(&self.states, i - 1)?),
+            i => State::from_name(name(&self.states, i - 1)?),
         };
         Some(Packed {
             duration_micros: duration_micros.min((1 << DURATION.1) - 1),
             summary: Summary {
-                result: ResultClass::from_name(&name(&self.results, result)?)?,
+                result: ResultClass::from_name(name(&self.results, result)?)?,
                 state,
-                step: Step::from_name(&name(&self.steps, step)?).unwrap_or(Step::OTHER),
-                reason: Reason::from_name(&name(&self.reasons, reason)?).unwrap_or(Reason::OTHER),
+                step: Step::from_name(name(&self.steps, step)?).unwrap_or(Step::OTHER),
+                reason: Reason::from_name(name(&self.reasons, reason)?).unwrap_or(Reason::OTHER),
                 status: status as u16,
             },
             text: text as u8,

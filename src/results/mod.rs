@@ -189,10 +189,6 @@ pub struct ProbeRecord {
     pub availability: Availability,
 }
 
-fn result_slot(result: ResultClass) -> usize {
-    result.index()
-}
-
 impl ProbeRecord {
     fn new(probe: &Probe) -> Self {
         let mut record = ProbeRecord {
@@ -252,7 +248,7 @@ impl ProbeRecord {
 
     /// Runs by result class.
     pub fn runs_of(&self, result: ResultClass) -> u64 {
-        self.runs[result_slot(result)]
+        self.runs[result.index()]
     }
 
     /// Skipped ticks for `reason`.
@@ -389,7 +385,7 @@ impl ProbeResults {
         self.history.lock().unwrap_or_else(PoisonError::into_inner).push(&outcome, finished, trigger);
         let outcome = Arc::new(outcome);
         self.update(|r| {
-            r.runs[result_slot(outcome.result())] += 1;
+            r.runs[outcome.result().index()] += 1;
             if outcome.answered() {
                 r.login.observe(outcome.duration.as_secs_f64());
             }
@@ -421,8 +417,7 @@ impl ProbeResults {
     pub fn record_on_demand(&self, outcome: Outcome, finished: SystemTime) {
         self.history.lock().unwrap_or_else(PoisonError::into_inner).push(&outcome, finished, Trigger::OnDemand);
         self.update(|r| {
-            r.on_demand.get_or_insert_with(|| Box::new([0; ResultClass::ALL.len()]))[result_slot(outcome.result())] +=
-                1;
+            r.on_demand.get_or_insert_with(|| Box::new([0; ResultClass::ALL.len()]))[outcome.result().index()] += 1;
             r.count_extras(&outcome);
         });
         self.mark_dirty();

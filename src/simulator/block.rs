@@ -85,14 +85,7 @@ impl SimulatorBlock {
     /// Reads and validates the `simulator:` block of the probes file `path`; `None` if it has
     /// none. Every problem is located in the file and quotes no secret. Writes nothing.
     pub fn load(path: &Path) -> Result<Option<SimulatorBlock>, FileErrors> {
-        let loaded = Self::read(path);
-        loaded.map_err(|mut errors| {
-            if let Ok(text) = std::fs::read_to_string(path) {
-                errors.redact(&yaml::secret_values(&text, SECRET_FIELDS));
-            }
-            errors.map_texts(crate::panics::redact);
-            errors
-        })
+        Self::read(path).map_err(|errors| errors.without_secrets([path], SECRET_FIELDS, crate::panics::redact))
     }
 
     fn read(path: &Path) -> Result<Option<SimulatorBlock>, FileErrors> {

@@ -17,6 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use super::listener::{Cut, Peer};
+use super::{Account, AccountStats, Fault, Locked, RecordedRequest, Settings, WrongSecret};
 
 /// A step of the login, as the server names it (its own names: the prober's are not trusted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +36,6 @@ impl Step {
         }
     }
 }
-use super::{Account, AccountStats, Fault, Locked, RecordedRequest, Settings, WrongSecret};
 
 const APP_KEY_ERROR: &str = "Application key is not defined or does not exist";
 const INVALID_CREDENTIALS: &str = "Invalid credentials";

@@ -13,7 +13,7 @@ use super::{
     TOO_MANY_REQUESTS, VERIFICATION_CODE,
 };
 use crate::protocol::http::{describe_body, get_str, json_object, Answer};
-use crate::protocol::{Lockout, Reason, ResultClass, Step, Verdict};
+use crate::protocol::{Reason, ResultClass, Step, Verdict};
 
 /// Where in the login the answer arrived.
 #[derive(Debug, Clone, Copy)]
@@ -49,15 +49,7 @@ pub fn answer_state(answer: &Answer) -> Option<State> {
 pub fn classify(answer: &Answer, spec: &EtnaLogin, ctx: Context) -> Decision {
     let status = answer.status;
     let finish = |result, reason, reason_text: String, detail: String| {
-        Decision::Finish(Verdict {
-            result,
-            state: None,
-            step: ctx.sent,
-            reason,
-            reason_text,
-            detail,
-            lockout: Lockout::of(result),
-        })
+        Decision::Finish(Verdict { reason, reason_text, ..Verdict::of(ctx.sent, result, detail) })
     };
 
     if (300..400).contains(&status) {
@@ -148,13 +140,10 @@ fn token_answer(object: &Map<String, Value>, status: u16, spec: &EtnaLogin, ctx:
 
     let done = |result: ResultClass, detail: String| {
         Decision::Finish(Verdict {
-            result,
             state: state.map(Into::into),
-            step: step.unwrap_or(ctx.sent),
             reason,
             reason_text: reason_text.clone(),
-            detail,
-            lockout: Lockout::of(result),
+            ..Verdict::of(step.unwrap_or(ctx.sent), result, detail)
         })
     };
 

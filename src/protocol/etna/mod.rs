@@ -41,7 +41,8 @@ impl Family for Etna {
         "app_key_not_defined",
         "authorization_denied",
     ];
-    const STATES: &'static [&'static str] = &["Succeeded", "Expecting", "Failed"];
+    const STATES: &'static [&'static str] =
+        &[State::Succeeded.as_str(), State::Expecting.as_str(), State::Failed.as_str()];
     const STATUS: &'static Scheme = &super::http::STATUS;
     type Target = config::TargetFields;
     type Probe = config::ProbeFields;
@@ -131,7 +132,7 @@ pub enum State {
 
 impl State {
     /// The server's spelling.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             State::Succeeded => "Succeeded",
             State::Expecting => "Expecting",
@@ -148,9 +149,9 @@ impl State {
 
 impl From<State> for super::State {
     fn from(s: State) -> Self {
-        const SUCCEEDED: super::State = super::State::named("Succeeded");
-        const EXPECTING: super::State = super::State::named("Expecting");
-        const FAILED: super::State = super::State::named("Failed");
+        const SUCCEEDED: super::State = super::State::named(State::Succeeded.as_str());
+        const EXPECTING: super::State = super::State::named(State::Expecting.as_str());
+        const FAILED: super::State = super::State::named(State::Failed.as_str());
         match s {
             State::Succeeded => SUCCEEDED,
             State::Expecting => EXPECTING,
