@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 # promtool, which lints our /metrics and tests the rules), prometheus-alertmanager (the alerting
 # test's Alertmanager, and amtool), chromium (the browser the page tests render in) and systemd
 # (systemd-analyze checks the unit file), openssl and curl (certificates made the ways people make
-# them, and curl's verdict on each, the reference for authprobe's TLS trust).
-packages=(prometheus prometheus-alertmanager chromium systemd openssl curl)
+# them, and curl's verdict on each, the reference for authprobe's TLS trust), oathtool (an
+# independent implementation of the one-time codes the interactive logins compute).
+packages=(prometheus prometheus-alertmanager chromium systemd openssl curl oathtool)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -40,6 +41,20 @@ if ! cmp -s "$harness/package-lock.json" "$harness/node_modules/.installed-lock.
     npm ci --prefix "$harness" --no-audit --no-fund --loglevel=error
     cp "$harness/package-lock.json" "$harness/node_modules/.installed-lock.json"
 fi
+
+# django-oauth-toolkit and Django from PyPI, the OpenID Connect server behind HTML login and
+# consent forms that tests/common/django.rs runs (tests/django-oauth), installed from its pinned
+# requirements.txt into the virtual environment target/django-oauth, again whenever that changes.
+django=target/django-oauth
+if ! cmp -s tests/django-oauth/requirements.txt "$django/.installed-requirements.txt"; then
+    echo "installing tests/django-oauth/requirements.txt into $django"
+    python3 -m venv --clear "$django"
+    "$django/bin/pip" install -q --disable-pip-version-check -r tests/django-oauth/requirements.txt
+    cp tests/django-oauth/requirements.txt "$django/.installed-requirements.txt"
+fi
+# Its migrated and seeded database, which each start copies (made here once, not by every test
+# that starts it first; a no-op when it is there).
+"$django/bin/python" tests/django-oauth/serve.py --seed
 
 echo "--- cargo fmt --check"
 cargo fmt --all -- --check

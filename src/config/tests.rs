@@ -167,11 +167,14 @@ fn fields_are_judged_by_the_family_of_their_block() {
     assert!(err.contains(":1:26: defaults: unknown field `grnt`, expected one of `interval`"), "{err}");
     assert!(err.contains("`max_steps`, `validate`, `logout`"), "defaults list the families' fields too: {err}");
     assert!(err.contains("targets[0].client_id: missing"), "{err}");
-    assert!(err.contains(":5:55: probes[0].pin: only for probes of protocol: etna targets"), "{err}");
     assert!(
-        err.contains("probes[0].logout: only for probes of protocol: etna targets (an oauth2 probe ends its session with revoke)"),
+        err.contains(
+            ":5:55: probes[0].pin: only for probes of protocol: etna targets (an oauth2 login's one-time codes come from totp_secret)"
+        ),
         "{err}"
     );
+    // Both families take logout.
+    assert!(!err.contains("probes[0].logout"), "{err}");
 }
 
 proptest! {

@@ -116,6 +116,15 @@ impl Attempt<'_> {
         }
     }
 
+    /// Adds a value the run learnt or made (a state, a code, a cookie) to those its trace
+    /// redacts. The family also returns it in [`Finished::issued`](super::outcome::Finished)
+    /// for every other text.
+    pub(crate) fn secret(&mut self, value: &secrecy::SecretString) {
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.add_secret(value);
+        }
+    }
+
     /// The trace, when the run records one.
     pub fn trace(&mut self) -> Option<&mut Trace> {
         self.trace.as_deref_mut()

@@ -95,6 +95,13 @@ impl Trace {
         });
     }
 
+    /// Adds a value of the run's own (a state, a code, a cookie) to the values redacted.
+    pub(crate) fn add_secret(&mut self, secret: &SecretString) {
+        if !self.secrets.iter().any(|s| s.expose_secret() == secret.expose_secret()) {
+            self.secrets.push(secret.clone());
+        }
+    }
+
     /// Records the form body of the last request, as the caller shows it (secret values
     /// replaced by the caller, who alone knows which fields are secrets).
     pub(crate) fn request_body(&mut self, shown: &str) {
@@ -115,7 +122,12 @@ impl Trace {
                 omitted_headers += 1;
                 continue;
             }
-            let value = if is_credential_header(name) { REDACTED.to_owned() } else { header_text(value) };
+            let value = match name {
+                "set-cookie" => cookie_names(value.split(|b| *b == b';').next().unwrap_or_default()),
+                "location" => header_text(shown_url(&String::from_utf8_lossy(value)).as_bytes()),
+                _ if is_credential_header(name) => REDACTED.to_owned(),
+                _ => header_text(value),
+            };
             shown.push((name.to_owned(), value));
         }
         request.response = Some(Response {
@@ -215,6 +227,56 @@ impl Trace {
             s.push_str("No request was sent.\n\n");
         }
         redact(&s, &self.secrets.iter().collect::<Vec<_>>())
+    }
+}
+
+/// OAuth 2.0's public parameters of an authorization request: the values a trace shows of a
+/// URL's query. Every other value (`state`, `nonce`, `code`, a session code) is redacted.
+const PUBLIC_PARAMETERS: &[&str] =
+    &["response_type", "client_id", "redirect_uri", "scope", "code_challenge_method", "response_mode", "prompt"];
+
+/// A URL (absolute or relative) as a trace shows it: the values of its query redacted but for
+/// OAuth 2.0's public parameters, its fragment redacted.
+pub(crate) fn shown_url(url: &str) -> String {
+    let (rest, fragment) = match url.split_once('#') {
+        Some((r, _)) => (r, Some(REDACTED)),
+        None => (url, None),
+    };
+    let mut out = match rest.split_once('?') {
+        None => rest.to_owned(),
+        Some((path, query)) => {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, v)) if PUBLIC_PARAMETERS.contains(&k) => format!("{k}={v}"),
+                    Some((k, _)) => format!("{k}={REDACTED}"),
+                    None => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", pairs.join("&"))
+        }
+    };
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
+/// A `Cookie` header (or a `Set-Cookie` header's first part) shown by names alone:
+/// `a=<redacted>; b=<redacted>`.
+pub(crate) fn cookie_names(value: &[u8]) -> String {
+    let text = String::from_utf8_lossy(value);
+    let names: Vec<String> = text
+        .split(';')
+        .filter_map(|pair| pair.split_once('=').map(|(n, _)| n.trim()))
+        .filter(|n| !n.is_empty())
+        .map(|n| format!("{}={REDACTED}", header_text(n.as_bytes())))
+        .collect();
+    if names.is_empty() {
+        REDACTED.to_owned()
+    } else {
+        names.join("; ")
     }
 }
 
@@ -397,6 +459,19 @@ mod tests {
     }
 
     #[test]
+    fn urls_show_public_parameters_only() {
+        let url = "https://idp/auth?response_type=code&client_id=web&state=st-Q1&nonce=n-Q2&code_challenge=cc-Q3&scope=openid%20api#frag-Q4";
+        let shown = shown_url(url);
+        assert_eq!(
+            shown,
+            "https://idp/auth?response_type=code&client_id=web&state=<redacted>&nonce=<redacted>&code_challenge=<redacted>&scope=openid%20api#<redacted>"
+        );
+        assert_eq!(shown_url("/login?session_code=sc-Q5&x"), "/login?session_code=<redacted>&x");
+        assert_eq!(shown_url("/plain/path"), "/plain/path");
+        assert_eq!(cookie_names(b"a=1; KC_RESTART=secret-Q6; ;b"), "a=<redacted>; KC_RESTART=<redacted>");
+    }
+
+    #[test]
     fn render_redacts_echoed_tokens_and_secrets() {
         let secret = SecretString::from("pw-SECRET");
         let mut t = Trace::new(Instant::now(), &[&secret]);
@@ -411,6 +486,7 @@ mod tests {
         }
         assert!(text.contains("> username: alice") && text.contains("> password: <redacted>"), "{text}");
         assert!(text.contains("< x-echo: <redacted> and <redacted>"), "{text}");
+        assert!(text.contains("< set-cookie: session=<redacted>"), "{text}");
         assert!(text.contains("\"Token\":\"<redacted>\""), "{text}");
         assert!(format!("{t:?}").len() < 60);
     }

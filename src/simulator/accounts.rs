@@ -144,6 +144,10 @@ pub struct Account {
     /// Adds `ConfirmationToken`, `PersonalPhrase` and `Image` (null) to answers.
     #[serde(default)]
     pub extra_fields: bool,
+    /// The OAuth 2.0 server's interactive login asks this account for a one-time code of this
+    /// TOTP secret (base32 or an otpauth:// URI) after its password.
+    #[serde(default)]
+    pub totp_secret: Option<SecretString>,
 }
 
 fn yes() -> bool {
@@ -165,6 +169,7 @@ impl Account {
             delay: None,
             fault: Fault::None,
             extra_fields: false,
+            totp_secret: None,
         }
     }
 }

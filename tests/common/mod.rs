@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod django;
 pub mod oidc;
 pub mod openssl;
 pub mod prometheus;

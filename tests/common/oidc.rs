@@ -22,6 +22,31 @@ pub const USER_PASSWORD: &str = "oidc-User-Pw-Kk52";
 /// The resource its JWT access tokens are for.
 pub const API: &str = "https://api.authprobe.test";
 
+// The interactive login: the authorization code flow (PKCE S256 required) through its HTML pages
+// under /interaction/UID. Clients may ask for `openid offline_access api`; oidc-provider keeps
+// offline_access (a refresh token) only when the request also says prompt=consent.
+
+/// The redirect_uri its authorization code clients have registered (never fetched).
+pub const REDIRECT_URI: &str = "https://app.authprobe.test/callback";
+/// The post_logout_redirect_uri they have registered, for RP-initiated logout (/session/end).
+pub const POST_LOGOUT_REDIRECT_URI: &str = "https://app.authprobe.test/logged-out";
+/// A confidential client (client_secret_basic with [`SECRET`]): username and password on one
+/// page, then a consent page (Allow / Deny).
+pub const WEB_CLIENT: &str = "web";
+/// A confidential client (client_secret_basic with [`SECRET`]): identifier first (a page for
+/// the username, field `identifier`, then one for the password), then a consent page.
+pub const IDFIRST_CLIENT: &str = "web-idfirst";
+/// A public client (no secret, token_endpoint_auth_method none): one-page login, no consent page.
+pub const PUBLIC_CLIENT: &str = "web-public";
+/// A user who, once the password is accepted, is asked a TOTP code (interactive login only: the
+/// password grant does not know this user).
+pub const OTP_USER: &str = "otp-user";
+/// That user's password.
+pub const OTP_PASSWORD: &str = "oidc-Otp-Pw-Jj71";
+/// That user's TOTP secret, base32 (RFC 6238: HMAC-SHA1, 6 digits, 30 s; the current step ±1 is
+/// accepted, a step already used is refused as a wrong code).
+pub const TOTP_SECRET: &str = "AUTHPROBEOTPUSERKJ7QW2XZ5MN4VLEB";
+
 /// How to start one.
 #[derive(Debug, Default, Clone)]
 pub struct Options {

@@ -53,7 +53,7 @@ pub fn classify(answer: &Answer, spec: &EtnaLogin, ctx: Context) -> Decision {
     };
 
     if (300..400).contains(&status) {
-        let to = answer.location.unwrap_or("(no Location header)");
+        let to = crate::protocol::http::shown_location(answer.location);
         return finish(
             ResultClass::HttpError,
             Reason::NONE,

@@ -9,9 +9,10 @@ mod client;
 use std::error::Error as StdError;
 use std::time::Instant;
 
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
+use std::borrow::Cow;
 
 pub use answer::Answer;
 pub(crate) use answer::{describe_body, get_number, get_str, json_object};
@@ -22,6 +23,18 @@ use super::hooks::RunHooks;
 use super::outcome::Scheme;
 use super::run::Attempt;
 use super::{ResultClass, State, Step};
+
+/// The longest `Location` header read; a longer one is taken as missing.
+const MAX_LOCATION_BYTES: usize = 16 * 1024;
+
+/// A `Location` as details show it: query values redacted (they carry codes and session ids),
+/// at most 120 characters.
+pub(crate) fn shown_location(location: Option<&str>) -> String {
+    match location {
+        None => "(no Location header)".to_owned(),
+        Some(l) => super::trace::shown_url(l).chars().take(120).collect(),
+    }
+}
 
 /// HTTP's status codes, as HTTP families report them.
 pub const STATUS: Scheme = Scheme {
@@ -43,6 +56,8 @@ pub(crate) struct Received {
     /// Wiped when dropped: login answers carry tokens.
     body: zeroize::Zeroizing<Vec<u8>>,
     complete: bool,
+    /// The `Set-Cookie` headers, for a family that keeps cookies.
+    pub(crate) set_cookies: Vec<SecretString>,
 }
 
 impl Received {
@@ -72,20 +87,25 @@ pub(crate) struct Failure {
 /// secret, so that traces show the field and never the value.
 #[derive(Default)]
 pub(crate) struct Form {
-    fields: Vec<(&'static str, SecretString, bool)>,
+    fields: Vec<(Cow<'static, str>, SecretString, bool)>,
 }
 
 impl Form {
     /// Adds a field whose value may be shown.
-    pub(crate) fn field(mut self, name: &'static str, value: &str) -> Self {
-        self.fields.push((name, SecretString::from(value.to_owned()), false));
+    pub(crate) fn field(mut self, name: impl Into<Cow<'static, str>>, value: &str) -> Self {
+        self.fields.push((name.into(), SecretString::from(value.to_owned()), false));
         self
     }
 
     /// Adds a field whose value is a secret.
-    pub(crate) fn secret(mut self, name: &'static str, value: &SecretString) -> Self {
-        self.fields.push((name, value.clone(), true));
+    pub(crate) fn secret(mut self, name: impl Into<Cow<'static, str>>, value: &SecretString) -> Self {
+        self.fields.push((name.into(), value.clone(), true));
         self
+    }
+
+    /// The form as a query string (a form whose method is GET), secrets included.
+    pub(crate) fn query(&self) -> zeroize::Zeroizing<String> {
+        self.encode()
     }
 
     /// The encoded body. Wiped when dropped: it holds the secrets.
@@ -202,7 +222,8 @@ async fn exchange(
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
     }
     if let Some(t) = trace.as_deref_mut() {
-        t.request(step, &format!("{} {url}", method.as_str()), host_of(url), shown_request_headers(&headers));
+        let line = format!("{} {}", method.as_str(), super::trace::shown_url(url.as_str()));
+        t.request(step, &line, host_of(url), shown_request_headers(&headers));
         if let Some(form) = &form {
             t.request_body(&form.shown());
         }
@@ -257,7 +278,20 @@ async fn exchange(
             .map(|s| s.chars().take(200).collect::<String>())
     };
     let content_type = header(CONTENT_TYPE);
-    let location = header(LOCATION);
+    // Whole (within reason): an interactive login follows it, and its code is in its query.
+    let location = response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|l| l.len() <= MAX_LOCATION_BYTES)
+        .map(str::to_owned);
+    let set_cookies = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| SecretString::from(v.to_owned()))
+        .collect();
     let mut body = zeroize::Zeroizing::new(Vec::new());
     let mut complete = true;
     if response.content_length().is_some_and(|n| n > cap as u64) {
@@ -291,7 +325,7 @@ async fn exchange(
     drop(response);
     let body_at = Instant::now();
     record_body(trace, &body, complete);
-    Ok(Received { status, content_type, location, body, complete, span: (body_at, body_at), headers_at })
+    Ok(Received { status, content_type, location, body, complete, set_cookies, span: (body_at, body_at), headers_at })
 }
 
 fn record_body(trace: Option<&mut super::Trace>, body: &[u8], complete: bool) {
@@ -308,10 +342,18 @@ fn host_of(url: &url::Url) -> String {
 
 /// A request's headers as a trace shows them: sensitive values (marked so by the family) are
 /// never copied.
+/// A `Cookie` header is shown by its cookies' names.
 fn shown_request_headers(headers: &HeaderMap) -> Vec<(String, Option<Vec<u8>>)> {
     headers
         .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), (!value.is_sensitive()).then(|| value.as_bytes().to_vec())))
+        .map(|(name, value)| {
+            let shown = if name == COOKIE {
+                Some(super::trace::cookie_names(value.as_bytes()).into_bytes())
+            } else {
+                (!value.is_sensitive()).then(|| value.as_bytes().to_vec())
+            };
+            (name.as_str().to_owned(), shown)
+        })
         .collect()
 }
 

@@ -66,7 +66,7 @@ pub fn token_answer(answer: &Answer, step: Step) -> Result<Granted, Verdict> {
     let status = answer.status;
     let fail = |result, reason, text: &str, detail: String| Err(verdict(step, result, reason, text.to_owned(), detail));
     if (300..400).contains(&status) {
-        let to = answer.location.unwrap_or("(no Location header)");
+        let to = crate::protocol::http::shown_location(answer.location);
         return fail(
             ResultClass::HttpError,
             Reason::NONE,
@@ -91,6 +91,13 @@ pub fn token_answer(answer: &Answer, step: Step) -> Result<Granted, Verdict> {
         let detail = format!("HTTP {status} body exceeds the {} byte limit; abandoned", answer.body.len());
         return fail(class, Reason::NONE, "", detail);
     }
+    if status == 429 {
+        // Throttled, whatever error code says so (`slow_down`, `temporarily_unavailable`).
+        let (reason, text) = error.map_or((TOO_MANY_REQUESTS, ""), |(code, text)| {
+            (error_code(code).1, if text.is_empty() { code } else { text })
+        });
+        return fail(ResultClass::RateLimited, reason, text, format!("HTTP 429 ({})", describe_body(answer)));
+    }
     if let Some((code, text)) = error {
         let (class, reason) = error_code(code);
         let text = if text.is_empty() { code } else { text };
@@ -101,33 +108,32 @@ pub fn token_answer(answer: &Answer, step: Step) -> Result<Granted, Verdict> {
         };
         return fail(class, reason, text, format!("HTTP {status}: error {}: {who}", code_shown(code)));
     }
-    if status == 429 {
-        return fail(ResultClass::RateLimited, TOO_MANY_REQUESTS, "", format!("HTTP 429 ({})", describe_body(answer)));
+    if matches!(status, 400 | 401 | 403) {
+        // A refusal without RFC 6749's error body: some servers answer a wrong password, secret
+        // or unknown user so. Still a refusal of the credentials, for the lockout guard too.
+        let shape = describe_body(answer);
+        return fail(
+            ResultClass::AuthFailed,
+            REFUSED,
+            "",
+            format!("HTTP {status} with {shape} and no OAuth 2.0 error: refused"),
+        );
     }
     let Some(object) = object else {
         let shape = describe_body(answer);
-        return if matches!(status, 200 | 400 | 401) {
+        return if status == 200 {
             fail(
                 ResultClass::InvalidResponse,
                 Reason::NONE,
                 "",
-                format!("HTTP {status} with {shape}, expected a JSON token answer"),
+                format!("HTTP 200 with {shape}, expected a JSON token answer"),
             )
         } else {
             fail(ResultClass::HttpError, Reason::NONE, "", format!("unexpected HTTP {status} ({shape})"))
         };
     };
-    match status {
-        200 => {}
-        400 | 401 => {
-            return fail(
-                ResultClass::InvalidResponse,
-                Reason::NONE,
-                "",
-                format!("HTTP {status} JSON has no OAuth 2.0 error"),
-            )
-        }
-        _ => return fail(ResultClass::HttpError, Reason::NONE, "", format!("unexpected HTTP {status}")),
+    if status != 200 {
+        return fail(ResultClass::HttpError, Reason::NONE, "", format!("unexpected HTTP {status}"));
     }
     let invalid = |detail: &str| fail(ResultClass::InvalidResponse, Reason::NONE, "", format!("HTTP 200: {detail}"));
     let Some(access) = get_str(&object, "access_token").filter(|t| !t.trim().is_empty()) else {
@@ -170,6 +176,13 @@ pub struct Metadata {
     pub introspection_endpoint: Option<Url>,
     /// `revocation_endpoint`.
     pub revocation_endpoint: Option<Url>,
+    /// `authorization_endpoint`.
+    pub authorization_endpoint: Option<Url>,
+    /// `end_session_endpoint` (OpenID Connect RP-Initiated Logout).
+    pub end_session_endpoint: Option<Url>,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207): every authorization
+    /// response must then carry `iss`.
+    pub iss_parameter_supported: bool,
 }
 
 /// Why a discovery or JWKS fetch failed: a class (for a first fetch, the run's result) and a
@@ -180,7 +193,10 @@ pub type FetchFailure = (ResultClass, String);
 fn fetched_object(answer: &Answer, what: &str) -> Result<Map<String, Value>, FetchFailure> {
     let status = answer.status;
     if status != 200 {
-        let to = answer.location.map(|l| format!(" to {l}")).unwrap_or_default();
+        let to = answer
+            .location
+            .map(|l| format!(" to {}", crate::protocol::http::shown_location(Some(l))))
+            .unwrap_or_default();
         return Err((ResultClass::HttpError, format!("{what}: HTTP {status}{to} ({})", describe_body(answer))));
     }
     if !answer.body_complete {
@@ -224,6 +240,12 @@ pub fn metadata(answer: &Answer, issuer: &Url) -> Result<Metadata, FetchFailure>
         userinfo_endpoint: url("userinfo_endpoint")?,
         introspection_endpoint: url("introspection_endpoint")?,
         revocation_endpoint: url("revocation_endpoint")?,
+        authorization_endpoint: url("authorization_endpoint")?,
+        end_session_endpoint: url("end_session_endpoint")?,
+        iss_parameter_supported: matches!(
+            object.get("authorization_response_iss_parameter_supported"),
+            Some(Value::Bool(true))
+        ),
     })
 }
 
@@ -364,8 +386,14 @@ mod tests {
             (200, r#"{"access_token":"a"}"#, InvalidResponse, Reason::NONE),
             (200, r#"{"access_token":"a","token_type":"Bearer","expires_in":"soon"}"#, InvalidResponse, Reason::NONE),
             (200, r#"{"access_token":"a","token_type":"Bearer","expires_in":-5}"#, InvalidResponse, Reason::NONE),
-            (400, r#"{"message":"bad"}"#, InvalidResponse, Reason::NONE),
-            (403, r#"{"message":"bad"}"#, HttpError, Reason::NONE),
+            // Refusals without an OAuth 2.0 error body, which some servers send.
+            (400, r#"{"message":"bad"}"#, AuthFailed, REFUSED),
+            (401, "", AuthFailed, REFUSED),
+            (403, "<html>Forbidden</html>", AuthFailed, REFUSED),
+            // Throttled whatever the error code says.
+            (429, r#"{"error":"slow_down","error_description":"wait"}"#, RateLimited, Reason::OTHER),
+            (429, r#"{"error":"temporarily_unavailable"}"#, RateLimited, TEMPORARILY_UNAVAILABLE),
+            (429, r#"{"error":"invalid_grant"}"#, RateLimited, INVALID_GRANT),
         ];
         for (status, body, class, reason) in cases {
             let v = refused(*status, body);

@@ -9,6 +9,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
+use super::interactive::page::{self, Hints};
+use super::interactive::totp::Totp;
+use super::interactive::{Consent, Interactive};
 use super::{ClientAuth, Endpoints, Grant, OAuth2Login, OAuth2Target, SigningKey, Validate};
 use crate::duration::serde_prom;
 use crate::protocol::family::{self, FlagOrWord, Secret, Validator};
@@ -29,6 +32,8 @@ pub struct TargetFields {
     userinfo_endpoint: Option<String>,
     introspection_endpoint: Option<String>,
     revocation_endpoint: Option<String>,
+    authorization_endpoint: Option<String>,
+    end_session_endpoint: Option<String>,
     client_id: Option<String>,
     client_secret: Option<SecretString>,
     client_secret_file: Option<PathBuf>,
@@ -55,6 +60,23 @@ pub struct ProbeFields {
     validate: Option<FlagOrWord>,
     refresh: Option<bool>,
     revoke: Option<bool>,
+    redirect_uri: Option<String>,
+    totp_secret: Option<SecretString>,
+    totp_secret_file: Option<PathBuf>,
+    consent: Option<String>,
+    logout: Option<bool>,
+    login: Option<LoginFields>,
+}
+
+/// `login:` of an interactive probe: where a login page defeats the defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginFields {
+    form: Option<String>,
+    username_field: Option<String>,
+    password_field: Option<String>,
+    otp_field: Option<String>,
+    allowed_origins: Option<Vec<String>>,
 }
 
 /// The OAuth 2.0 fields of `defaults:`: none.
@@ -77,6 +99,8 @@ impl family::TargetFields for TargetFields {
             userinfo: url("userinfo_endpoint", &self.userinfo_endpoint),
             introspection: url("introspection_endpoint", &self.introspection_endpoint),
             revocation: url("revocation_endpoint", &self.revocation_endpoint),
+            authorization: url("authorization_endpoint", &self.authorization_endpoint),
+            end_session: url("end_session_endpoint", &self.end_session_endpoint),
         };
         if self.issuer.is_none() && self.token_endpoint.is_none() {
             v.error("issuer", "missing: set issuer (for discovery) or token_endpoint".to_owned());
@@ -163,13 +187,21 @@ impl family::ProbeFields for ProbeFields {
     type Target = OAuth2Target;
     type Defaults = DefaultFields;
     type Login = OAuth2Login;
-    const SECRETS: &'static [&'static str] = &["password"];
-    const HINTS: &'static [(&'static str, &'static str)] =
-        &[("logout", "an oauth2 probe ends its session with revoke")];
+    const SECRETS: &'static [&'static str] = &["password", "totp_secret"];
+    const HINTS: &'static [(&'static str, &'static str)] = &[
+        ("pin", "an oauth2 login's one-time codes come from totp_secret"),
+        ("verification_code", "an oauth2 login's one-time codes come from totp_secret"),
+    ];
 
     fn validate(self, _: &DefaultFields, server: &Arc<OAuth2Target>, v: &mut dyn Validator) -> Option<OAuth2Login> {
         let before = v.errors();
         let grant = match self.grant.as_deref().map(str::trim) {
+            Some(g @ ("client_credentials" | "password")) if self.has_interactive_fields().is_some() => {
+                let field = self.has_interactive_fields().unwrap_or_default();
+                v.error(field, format!("only with grant: authorization_code, not grant: {g}"));
+                None
+            }
+            Some("authorization_code") => self.interactive(server, v).map(|i| Grant::AuthorizationCode(Box::new(i))),
             Some("client_credentials") => {
                 for (field, set) in [
                     ("username", self.username.is_some()),
@@ -202,11 +234,18 @@ impl family::ProbeFields for ProbeFields {
                 }
             }
             Some(other) => {
-                v.error("grant", format!("unknown grant {other:?}: use client_credentials or password"));
+                v.error(
+                    "grant",
+                    format!("unknown grant {other:?}: use client_credentials, password or authorization_code"),
+                );
                 None
             }
             None => {
-                v.error("grant", "missing: an oauth2 probe needs grant (client_credentials or password)".to_owned());
+                v.error(
+                    "grant",
+                    "missing: an oauth2 probe needs grant (client_credentials, password or authorization_code)"
+                        .to_owned(),
+                );
                 None
             }
         };
@@ -273,6 +312,121 @@ impl family::ProbeFields for ProbeFields {
             validate,
             refresh,
             revoke,
+        })
+    }
+}
+
+impl ProbeFields {
+    /// The first field set that only an interactive login takes.
+    fn has_interactive_fields(&self) -> Option<&'static str> {
+        [
+            ("redirect_uri", self.redirect_uri.is_some()),
+            ("totp_secret", self.totp_secret.is_some()),
+            ("totp_secret_file", self.totp_secret_file.is_some()),
+            ("consent", self.consent.is_some()),
+            ("logout", self.logout.is_some()),
+            ("login", self.login.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(field, set)| set.then_some(field))
+    }
+
+    /// The fields of `grant: authorization_code`.
+    fn interactive(&self, server: &OAuth2Target, v: &mut dyn Validator) -> Option<Interactive> {
+        let before = v.errors();
+        let username =
+            v.required_text("username", self.username.as_deref(), "grant: authorization_code needs username");
+        let password = v.secret("password", Secret::required(self.password.as_ref(), self.password_file.as_deref()));
+        let redirect_uri = match self.redirect_uri.as_deref() {
+            None => {
+                v.error(
+                    "redirect_uri",
+                    "missing: grant: authorization_code needs the redirect_uri registered for the client".to_owned(),
+                );
+                None
+            }
+            Some(raw) => v.expand("redirect_uri", raw).and_then(|text| match Url::parse(text.trim()) {
+                // RFC 6749 §3.1.2: absolute, without a fragment.
+                Ok(u) if u.fragment().is_none() => Some(u),
+                Ok(_) => {
+                    v.error("redirect_uri", "must not have a fragment (RFC 6749 §3.1.2)".to_owned());
+                    None
+                }
+                Err(e) => {
+                    v.error("redirect_uri", format!("invalid URL: {e}"));
+                    None
+                }
+            }),
+        };
+        let totp = v
+            .secret("totp_secret", Secret::optional(self.totp_secret.as_ref(), self.totp_secret_file.as_deref()))
+            .and_then(|secret| {
+                use secrecy::ExposeSecret as _;
+                let field = if self.totp_secret.is_some() { "totp_secret" } else { "totp_secret_file" };
+                Totp::parse(secret.expose_secret()).map_err(|e| v.error(field, e.to_string())).ok()
+            });
+        let consent = match self.consent.as_deref().map(str::trim) {
+            None | Some("fail") => Consent::Fail,
+            Some("approve") => Consent::Approve,
+            Some(other) => {
+                let shown: String = other.chars().take(40).collect();
+                v.error("consent", format!("{shown:?} is not a choice: use approve or fail"));
+                Consent::Fail
+            }
+        };
+        let logout = self.logout.unwrap_or(false);
+        if logout && server.issuer.is_none() && server.endpoints.end_session.is_none() {
+            v.error("logout", "the target has neither issuer discovery nor end_session_endpoint".to_owned());
+        }
+        if server.issuer.is_none() && server.endpoints.authorization.is_none() {
+            v.error(
+                "grant",
+                "grant: authorization_code needs the target's issuer (discovery) or authorization_endpoint".to_owned(),
+            );
+        }
+        let mut hints = Hints::default();
+        let mut allowed_origins = Vec::new();
+        if let Some(login) = &self.login {
+            if let Some(form) = &login.form {
+                if !page::valid_selector(form) {
+                    v.error("login.form", "not a CSS selector".to_owned());
+                }
+                hints.form = Some(form.clone());
+            }
+            for (field, value, slot) in [
+                ("login.username_field", &login.username_field, &mut hints.username_field),
+                ("login.password_field", &login.password_field, &mut hints.password_field),
+                ("login.otp_field", &login.otp_field, &mut hints.otp_field),
+            ] {
+                if let Some(name) = value {
+                    if name.trim().is_empty() {
+                        v.error(field, "must not be empty".to_owned());
+                    }
+                    *slot = Some(name.trim().to_owned());
+                }
+            }
+            for (i, raw) in login.allowed_origins.iter().flatten().enumerate() {
+                let field = format!("login.allowed_origins[{i}]");
+                match Url::parse(raw.trim()) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                        allowed_origins.push(u.origin())
+                    }
+                    _ => v.error(&field, "must be an http(s) origin such as https://login.example.com".to_owned()),
+                }
+            }
+        }
+        if v.errors() != before {
+            return None;
+        }
+        Some(Interactive {
+            username: username?,
+            password: password?,
+            totp,
+            redirect_uri: redirect_uri?,
+            consent,
+            logout,
+            hints,
+            allowed_origins,
         })
     }
 }

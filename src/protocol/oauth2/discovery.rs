@@ -56,6 +56,10 @@ pub(crate) struct Resolved {
     pub(crate) userinfo: Option<Url>,
     pub(crate) introspection: Option<Url>,
     pub(crate) revocation: Option<Url>,
+    pub(crate) authorization: Option<Url>,
+    pub(crate) end_session: Option<Url>,
+    /// Whether authorization responses must carry `iss` (RFC 9207).
+    pub(crate) iss_required: bool,
     /// The key set, when the run needs one.
     pub(crate) keys: Option<Arc<JwkSet>>,
 }
@@ -64,12 +68,15 @@ pub(crate) struct Resolved {
 pub(crate) type Unresolved = (ResultClass, String);
 
 /// Resolves the endpoints of `target` (and its keys, when `need_keys`), fetching what is
-/// missing or older than `discovery_refresh`. Returns what the target's discovery looks like
-/// now either way.
+/// missing or older than `discovery_refresh`; an `interactive` login reads the discovery
+/// document whenever the target has an issuer (its authorization and logout endpoints, and
+/// whether authorization responses carry `iss`). Returns what the target's discovery looks
+/// like now either way.
 pub(crate) async fn resolve(
     run: &mut Attempt<'_>,
     target: &OAuth2Target,
     need_keys: bool,
+    interactive: bool,
 ) -> (Result<Resolved, Unresolved>, Option<DiscoveryFacts>) {
     let Ok(mut learnt) = tokio::time::timeout_at(run.deadline, target.discovered.0.lock()).await else {
         let detail = "deadline exceeded while waiting for another probe's discovery of this target".to_owned();
@@ -83,7 +90,7 @@ pub(crate) async fn resolve(
         let (all, sum) = fetched.unwrap_or((true, Duration::ZERO));
         *fetched = Some((all && ok, sum + took));
     }
-    if let Some(issuer) = target.issuer.as_ref().filter(|_| target.discovers()) {
+    if let Some(issuer) = target.issuer.as_ref().filter(|_| target.discovers() || interactive) {
         if !learnt.metadata.as_ref().is_some_and(|(_, at)| fresh(at)) {
             let (result, took) = fetch_metadata(run, issuer, &mut learnt).await;
             note(&mut fetched, result.is_ok(), took);
@@ -108,6 +115,9 @@ pub(crate) async fn resolve(
         userinfo: pick(&target.endpoints.userinfo, m.map(|m| &m.userinfo_endpoint)),
         introspection: pick(&target.endpoints.introspection, m.map(|m| &m.introspection_endpoint)),
         revocation: pick(&target.endpoints.revocation, m.map(|m| &m.revocation_endpoint)),
+        authorization: pick(&target.endpoints.authorization, m.map(|m| &m.authorization_endpoint)),
+        end_session: pick(&target.endpoints.end_session, m.map(|m| &m.end_session_endpoint)),
+        iss_required: m.is_some_and(|m| m.iss_parameter_supported),
         keys: None,
     };
     if need_keys {

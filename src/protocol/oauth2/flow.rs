@@ -13,7 +13,7 @@ use super::classify::{self, Granted, Refusal};
 use super::discovery::{self, Resolved};
 use super::jwt::{self, Check, Expected};
 use super::names::*;
-use super::{ClientAuth, Grant, OAuth2Login, Validate};
+use super::{interactive, ClientAuth, Grant, OAuth2Login, Validate};
 use crate::protocol::http::{bearer_header, secret_header, Form, Request};
 use crate::protocol::{Attempt, Finished, LogoutOutcome, Reason, ResultClass, Step, Verdict};
 
@@ -23,7 +23,12 @@ const ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
 /// Performs one attempt at the login.
 pub(crate) async fn run(run: &mut Attempt<'_>, spec: &OAuth2Login) -> Finished {
     let target = &spec.target;
-    let (resolved, mut facts) = discovery::resolve(run, target, spec.validate == Validate::Jwt).await;
+    let interactive = match &spec.grant {
+        Grant::AuthorizationCode(i) => Some(&**i),
+        _ => None,
+    };
+    let need_keys = spec.validate == Validate::Jwt;
+    let (resolved, mut facts) = discovery::resolve(run, target, need_keys, interactive.is_some()).await;
     let mut resolved = match resolved {
         Ok(r) => r,
         Err((class, detail)) => {
@@ -32,54 +37,119 @@ pub(crate) async fn run(run: &mut Attempt<'_>, spec: &OAuth2Login) -> Finished {
         }
     };
     let mut issued = Vec::new();
+    let mut tokens = Vec::new();
+    let mut browser = interactive.map(|i| interactive::Browser::new(spec, i, &resolved));
     let mut form = Form::default().field("grant_type", spec.grant.name());
-    if let Grant::Password { username, password } = &spec.grant {
-        form = form.field("username", username).secret("password", password);
+    let mut nonce = None;
+    match (&spec.grant, interactive, browser.as_mut()) {
+        (Grant::Password { username, password }, _, _) => {
+            form = form.field("username", username).secret("password", password);
+        }
+        (_, Some(login), Some(browser)) => {
+            match interactive::authorize(run, spec, login, &resolved, browser, &mut issued).await {
+                Ok(authorized) => {
+                    form = form
+                        .secret("code", &authorized.code)
+                        .field("redirect_uri", login.redirect_uri.as_str())
+                        .secret("code_verifier", &authorized.verifier);
+                    nonce = Some(authorized.nonce);
+                }
+                Err(verdict) => return Finished { discovery: facts, issued, ..Finished::from(verdict) },
+            }
+        }
+        _ => {}
     }
-    for (name, value) in [("scope", &spec.scope), ("audience", &spec.audience), ("resource", &spec.resource)] {
+    // An interactive login asked its scope and audience of the authorization endpoint.
+    let asked = if interactive.is_some() {
+        [&None, &None, &spec.resource]
+    } else {
+        [&spec.scope, &spec.audience, &spec.resource]
+    };
+    for (name, value) in ["scope", "audience", "resource"].into_iter().zip(asked) {
         if let Some(v) = value {
             form = form.field(name, v);
         }
     }
-    let granted = token_request(run, spec, &resolved, form, TOKEN, &mut issued).await;
-    let mut granted = match granted {
-        Ok(g) => g,
-        Err(verdict) => return Finished { discovery: facts, issued, ..Finished::from(verdict) },
-    };
-    let token_expires_in = granted.expires_in;
-    let mut last_step = TOKEN;
-    let done = |verdict: Verdict, issued: Vec<SecretString>, facts| Finished {
-        token_expires_in,
-        discovery: facts,
-        issued,
-        ..Finished::from(verdict)
-    };
+    let mut token_expires_in = None;
+    let verdict = login(
+        run,
+        spec,
+        &mut resolved,
+        form,
+        nonce.as_ref(),
+        &mut facts,
+        &mut issued,
+        &mut tokens,
+        &mut token_expires_in,
+    )
+    .await;
+    let login_done = run.answered_until();
+    // What was issued is revoked whatever the run's outcome: a refresh token left active by a
+    // failed run stays valid for weeks.
+    let mut session_end = None;
+    if spec.revoke && !tokens.is_empty() {
+        session_end = Some(revoke(run, spec, &resolved, &tokens).await);
+    }
+    if let (Some(login), Some(browser)) = (interactive.filter(|i| i.logout), browser.as_mut()) {
+        browser.id_token = tokens.iter().find(|(_, hint)| *hint == "id_token").map(|(t, _)| t.clone());
+        let ended = interactive::logout(run, spec, login, &resolved, browser, &mut issued).await;
+        session_end = Some(match session_end {
+            None => ended,
+            Some(revoked) => LogoutOutcome {
+                ok: revoked.ok && ended.ok,
+                status: ended.status,
+                detail: format!("revocation: {}; logout: {}", revoked.detail, ended.detail),
+            },
+        });
+    }
+    let login_done = if session_end.is_some() { login_done } else { None };
+    Finished { token_expires_in, discovery: facts, issued, login_done, session_end, ..Finished::from(verdict) }
+}
 
+/// The token request, the refresh and the check: the run's verdict. Every token received joins
+/// `tokens` (with its revocation hint) and `issued`.
+#[allow(clippy::too_many_arguments)]
+async fn login(
+    run: &mut Attempt<'_>,
+    spec: &OAuth2Login,
+    resolved: &mut Resolved,
+    form: Form,
+    nonce: Option<&SecretString>,
+    facts: &mut Option<crate::protocol::DiscoveryFacts>,
+    issued: &mut Vec<SecretString>,
+    tokens: &mut Vec<(SecretString, &'static str)>,
+    expires_in: &mut Option<Duration>,
+) -> Verdict {
+    let mut granted = match token_request(run, spec, resolved, form, TOKEN, issued, tokens).await {
+        Ok(g) => g,
+        Err(verdict) => return verdict,
+    };
+    *expires_in = granted.expires_in;
+    let mut last_step = TOKEN;
     if spec.refresh {
         let Some(refresh_token) = granted.refresh_token.clone() else {
             let detail = "no refresh_token was issued to redeem (is the refresh_token grant allowed for the client, \
                           or is a scope such as offline_access needed?)"
                 .to_owned();
-            return done(Verdict::of(REFRESH, ResultClass::InvalidResponse, detail), issued, facts);
+            return Verdict::of(REFRESH, ResultClass::InvalidResponse, detail);
         };
         let form = Form::default().field("grant_type", "refresh_token").secret("refresh_token", &refresh_token);
-        match token_request(run, spec, &resolved, form, REFRESH, &mut issued).await {
+        match token_request(run, spec, resolved, form, REFRESH, issued, tokens).await {
             Ok(mut again) => {
                 // A server that does not rotate refresh tokens keeps the first one valid.
                 again.refresh_token = again.refresh_token.or(Some(refresh_token));
                 granted = again;
                 last_step = REFRESH;
             }
-            Err(verdict) => return done(verdict, issued, facts),
+            Err(verdict) => return verdict,
         }
     }
-
     if spec.validate != Validate::No {
         // A JWT is verified here, without a request: no step is recorded for it.
         let refused = match spec.validate {
-            Validate::Jwt => check_jwt(run, spec, &mut resolved, &granted, &mut facts).await,
-            Validate::Userinfo => userinfo(run, &resolved, &granted.access_token).await,
-            Validate::Introspection => match introspect(run, spec, &resolved, &granted.access_token).await {
+            Validate::Jwt => check_jwt(run, spec, resolved, &granted, nonce, facts).await,
+            Validate::Userinfo => userinfo(run, resolved, &granted.access_token).await,
+            Validate::Introspection => match introspect(run, spec, resolved, &granted.access_token).await {
                 Ok(true) => None,
                 Ok(false) => Some((INACTIVE, String::new(), "introspection: the new token is not active".to_owned())),
                 Err(refusal) => Some(refusal),
@@ -87,17 +157,15 @@ pub(crate) async fn run(run: &mut Attempt<'_>, spec: &OAuth2Login) -> Finished {
             Validate::No => None,
         };
         if let Some((reason, reason_text, detail)) = refused {
-            let verdict =
-                Verdict { reason, reason_text, ..Verdict::of(TOKEN_VALIDATION, ResultClass::ValidationFailed, detail) };
-            return done(verdict, issued, facts);
+            return Verdict {
+                reason,
+                reason_text,
+                ..Verdict::of(TOKEN_VALIDATION, ResultClass::ValidationFailed, detail)
+            };
         }
         last_step = TOKEN_VALIDATION;
     }
-
-    let verdict = Verdict::of(last_step, ResultClass::Success, "token issued".to_owned());
-    let login_done = run.answered_until();
-    let session_end = if spec.revoke { Some(revoke(run, spec, &resolved, &granted).await) } else { None };
-    Finished { login_done, session_end, ..done(verdict, issued, facts) }
+    Verdict::of(last_step, ResultClass::Success, "token issued".to_owned())
 }
 
 /// POSTs a token request and reads its answer; the tokens granted join `issued`.
@@ -108,6 +176,7 @@ async fn token_request(
     form: Form,
     step: Step,
     issued: &mut Vec<SecretString>,
+    tokens: &mut Vec<(SecretString, &'static str)>,
 ) -> Result<Granted, Verdict> {
     let (headers, form) = match authenticate(spec, resolved, form, issued) {
         Ok(x) => x,
@@ -122,6 +191,15 @@ async fn token_request(
     issued.push(granted.access_token.clone());
     issued.extend(granted.refresh_token.iter().cloned());
     issued.extend(granted.id_token.iter().cloned());
+    // Refresh tokens first: revoking one ends the grant, and with it its access tokens.
+    let at = tokens.iter().position(|(_, h)| *h != "refresh_token").unwrap_or(tokens.len());
+    if let Some(r) = &granted.refresh_token {
+        if !tokens.iter().any(|(t, _)| crate::protocol::same_secret(t, r)) {
+            tokens.insert(at, (r.clone(), "refresh_token"));
+        }
+    }
+    tokens.push((granted.access_token.clone(), "access_token"));
+    tokens.extend(granted.id_token.iter().map(|t| (t.clone(), "id_token")));
     Ok(granted)
 }
 
@@ -185,10 +263,15 @@ async fn check_jwt(
     spec: &OAuth2Login,
     resolved: &mut Resolved,
     granted: &Granted,
+    nonce: Option<&SecretString>,
     facts: &mut Option<crate::protocol::DiscoveryFacts>,
 ) -> Option<Refusal> {
     let access = granted.access_token.expose_secret();
-    let (token, audience, which) = if jwt::is_jwt(access) {
+    // An interactive login checks its ID token, the one that carries its nonce.
+    let id_token = granted.id_token.as_ref().filter(|_| nonce.is_some());
+    let (token, audience, which) = if let Some(id) = id_token {
+        (id.expose_secret(), spec.target.client_id.as_str(), "ID token")
+    } else if jwt::is_jwt(access) {
         (access, spec.expected_audience(), "access token")
     } else if let Some(id) = granted.id_token.as_ref().filter(|_| spec.asks_openid()) {
         (id.expose_secret(), spec.target.client_id.as_str(), "ID token")
@@ -200,7 +283,8 @@ async fn check_jwt(
     let issuer = resolved.issuer.clone().unwrap_or_default();
     let leeway = spec.target.leeway.as_secs();
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
-    let expected = Expected { issuer: &issuer, audience, leeway, now };
+    let nonce = if id_token.is_some() { nonce.map(|n| n.expose_secret()) } else { None };
+    let expected = Expected { issuer: &issuer, audience, leeway, now, nonce };
     let keys = resolved.keys.clone()?;
     let check = match jwt::verify(token, &keys, expected) {
         Check::UnknownKey(kid) => {
@@ -274,17 +358,19 @@ async fn introspect(
 
 /// Revokes what was issued: the refresh token (which ends the grant), then the access token.
 /// With `validate: introspection`, the access token is introspected again and must be inactive.
-async fn revoke(run: &mut Attempt<'_>, spec: &OAuth2Login, resolved: &Resolved, granted: &Granted) -> LogoutOutcome {
+async fn revoke(
+    run: &mut Attempt<'_>,
+    spec: &OAuth2Login,
+    resolved: &Resolved,
+    tokens: &[(SecretString, &'static str)],
+) -> LogoutOutcome {
     let Some(url) = resolved.revocation.clone() else {
         return LogoutOutcome { ok: false, status: 0, detail: "the server names no revocation_endpoint".to_owned() };
     };
-    let mut tokens = Vec::new();
-    if let Some(r) = &granted.refresh_token {
-        tokens.push((r, "refresh_token"));
-    }
-    tokens.push((&granted.access_token, "access_token"));
     let mut last_status = 0;
-    for (token, hint) in tokens {
+    let mut failed: Option<LogoutOutcome> = None;
+    // ID tokens are statements, not credentials: nothing revokes them.
+    for (token, hint) in tokens.iter().filter(|(_, h)| *h != "id_token") {
         let form = Form::default().secret("token", token).field("token_type_hint", hint);
         let mut assertions = Vec::new();
         let (headers, form) = match authenticate(spec, resolved, form, &mut assertions) {
@@ -294,28 +380,34 @@ async fn revoke(run: &mut Attempt<'_>, spec: &OAuth2Login, resolved: &Resolved, 
         let request = Request { method: Method::POST, url: &url, label: "Revocation", headers, form: Some(form) };
         let received = run.exchange(request).await;
         run.record_http(REVOCATION, &received, None);
+        // Every token is tried, whatever became of the one before.
         match received {
             Ok(r) => {
                 last_status = r.status;
                 let (ok, detail) = classify::revocation(&r.answer());
                 if !ok {
-                    return LogoutOutcome { ok, status: r.status, detail: format!("{hint}: {detail}") };
+                    failed.get_or_insert(LogoutOutcome { ok, status: r.status, detail: format!("{hint}: {detail}") });
                 }
             }
             Err(f) => {
                 let detail = format!("revocation of the {hint}: {}", f.detail);
-                return LogoutOutcome { ok: false, status: f.status.unwrap_or(0), detail };
+                failed.get_or_insert(LogoutOutcome { ok: false, status: f.status.unwrap_or(0), detail });
             }
         }
     }
+    if let Some(f) = failed {
+        return f;
+    }
     if spec.validate == Validate::Introspection {
-        match introspect(run, spec, resolved, &granted.access_token).await {
-            Ok(false) => {}
-            Ok(true) => {
-                let detail = "the access token is still active after its revocation".to_owned();
-                return LogoutOutcome { ok: false, status: last_status, detail };
+        for (token, _) in tokens.iter().filter(|(_, h)| *h == "access_token") {
+            match introspect(run, spec, resolved, token).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    let detail = "an access token is still active after its revocation".to_owned();
+                    return LogoutOutcome { ok: false, status: last_status, detail };
+                }
+                Err((_, _, detail)) => return LogoutOutcome { ok: false, status: last_status, detail },
             }
-            Err((_, _, detail)) => return LogoutOutcome { ok: false, status: last_status, detail },
         }
         return LogoutOutcome { ok: true, status: last_status, detail: "revoked; introspection confirms".to_owned() };
     }

@@ -21,6 +21,8 @@ pub struct Expected<'a> {
     pub leeway: u64,
     /// Now, in Unix seconds (for `iat`).
     pub now: u64,
+    /// The `nonce` an ID token of an interactive login must carry.
+    pub nonce: Option<&'a str>,
 }
 
 /// The result of checking one token.
@@ -143,6 +145,13 @@ pub fn verify(token: &str, keys: &JwkSet, expected: Expected) -> Check {
             return refused(NOT_YET_VALID, "the token was issued in the future (iat)".to_owned());
         }
     }
+    if let Some(nonce) = expected.nonce {
+        match claims.get("nonce").and_then(Value::as_str) {
+            Some(n) if n == nonce => {}
+            Some(_) => return refused(NONCE_MISMATCH, "nonce is not the one the login sent".to_owned()),
+            None => return refused(NONCE_MISMATCH, "the token has no nonce claim".to_owned()),
+        }
+    }
     Check::Valid
 }
 
@@ -175,7 +184,7 @@ mod tests {
     }
 
     const EXPECTED: fn() -> Expected<'static> =
-        || Expected { issuer: "http://idp", audience: "api", leeway: 60, now: now() };
+        || Expected { issuer: "http://idp", audience: "api", leeway: 60, now: now(), nonce: None };
 
     #[test]
     fn valid_and_each_refusal() {

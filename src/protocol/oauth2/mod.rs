@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod discovery;
 mod flow;
+pub mod interactive;
 pub mod jwt;
 pub mod names;
 
@@ -114,6 +115,10 @@ pub struct Endpoints {
     pub introspection: Option<Url>,
     /// `revocation_endpoint`.
     pub revocation: Option<Url>,
+    /// `authorization_endpoint`: where an interactive login starts.
+    pub authorization: Option<Url>,
+    /// `end_session_endpoint`: where an interactive login's session ends.
+    pub end_session: Option<Url>,
 }
 
 /// An authorization server and the client authprobe is at it. Shared by the probes of one
@@ -230,6 +235,8 @@ pub enum Grant {
         /// `password`.
         password: SecretString,
     },
+    /// `authorization_code`: a person's login through the identity provider's pages.
+    AuthorizationCode(Box<interactive::Interactive>),
 }
 
 impl Grant {
@@ -238,6 +245,7 @@ impl Grant {
         match self {
             Grant::ClientCredentials => "client_credentials",
             Grant::Password { .. } => "password",
+            Grant::AuthorizationCode(_) => "authorization_code",
         }
     }
 }
@@ -320,12 +328,15 @@ impl family::Login for OAuth2Login {
             Grant::Password { username, password } => {
                 ("password", Some(username.as_str()), Some(password.expose_secret()))
             }
+            Grant::AuthorizationCode(i) => {
+                ("authorization_code", Some(i.username.as_str()), Some(i.password.expose_secret()))
+            }
         };
         let (pem, key_id) = match &t.client_auth {
             ClientAuth::PrivateKeyJwt(k) => (Some(k.pem.expose_secret()), k.key_id.as_deref()),
             _ => (None, None),
         };
-        vec![
+        let mut out = vec![
             Some(grant),
             user,
             password,
@@ -336,7 +347,13 @@ impl family::Login for OAuth2Login {
             t.client_secret.as_ref().map(|s| s.expose_secret()),
             pem,
             key_id,
-        ]
+        ];
+        // Appended, so that the other grants' digests stay those of earlier releases.
+        if let Grant::AuthorizationCode(i) = &self.grant {
+            out.push(i.totp.as_ref().map(|t| t.text().expose_secret()));
+            out.push(t.endpoints.authorization.as_ref().map(Url::as_str));
+        }
+        out
     }
 
     fn same_settings(&self, other: &OAuth2Login) -> bool {
@@ -348,20 +365,41 @@ impl family::Login for OAuth2Login {
             && self.validate == other.validate
             && self.refresh == other.refresh
             && self.revoke == other.revoke
+            && match (&self.grant, &other.grant) {
+                (Grant::AuthorizationCode(a), Grant::AuthorizationCode(b)) => a.same_settings(b),
+                _ => true,
+            }
     }
 
     fn secrets(&self) -> Vec<&SecretString> {
         let mut out = family::Target::secrets(&*self.target);
-        if let Grant::Password { password, .. } = &self.grant {
-            out.push(password);
+        match &self.grant {
+            Grant::Password { password, .. } => out.push(password),
+            Grant::AuthorizationCode(i) => {
+                out.push(&i.password);
+                out.extend(i.totp.as_ref().map(|t| t.text()));
+            }
+            Grant::ClientCredentials => {}
         }
         out
     }
 
     fn sends(&self, step: Step) -> bool {
+        let interactive = match &self.grant {
+            Grant::AuthorizationCode(i) => Some(i),
+            _ => None,
+        };
         match step {
             names::TOKEN => true,
-            names::DISCOVERY => self.target.discovers() || self.validate == Validate::Jwt,
+            // Those a healthy run always meets; a username page, a consent page are the IdP's.
+            names::AUTHORIZE | names::PASSWORD => interactive.is_some(),
+            names::OTP => interactive.is_some_and(|i| i.totp.is_some()),
+            names::LOGOUT => interactive.is_some_and(|i| i.logout),
+            names::DISCOVERY => {
+                self.target.discovers()
+                    || self.validate == Validate::Jwt
+                    || (interactive.is_some() && self.target.issuer.is_some())
+            }
             names::REFRESH => self.refresh,
             // A JWT is checked without a request.
             names::TOKEN_VALIDATION => matches!(self.validate, Validate::Userinfo | Validate::Introspection),
@@ -371,16 +409,29 @@ impl family::Login for OAuth2Login {
     }
 
     fn ends_session(&self) -> bool {
-        self.revoke
+        self.revoke || matches!(&self.grant, Grant::AuthorizationCode(i) if i.logout)
     }
 
     fn single_request(&self) -> bool {
-        !self.target.discovers() && self.validate == Validate::No && !self.refresh && !self.revoke
+        !self.target.discovers()
+            && self.validate == Validate::No
+            && !self.refresh
+            && !self.revoke
+            && !matches!(self.grant, Grant::AuthorizationCode(_))
     }
 
     fn summary(&self, timeout: &str) -> String {
+        let interactive = match &self.grant {
+            Grant::AuthorizationCode(i) => format!(
+                " totp={} consent={} logout={}",
+                i.totp.is_some(),
+                if i.consent == interactive::Consent::Approve { "approve" } else { "fail" },
+                i.logout
+            ),
+            _ => String::new(),
+        };
         format!(
-            "protocol=oauth2 grant={} client_auth={} validate={} refresh={} revoke={} timeout={timeout}",
+            "protocol=oauth2 grant={} client_auth={} validate={} refresh={} revoke={}{interactive} timeout={timeout}",
             self.grant.name(),
             self.target.client_auth.name(),
             self.validate.name(),

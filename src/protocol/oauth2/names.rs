@@ -12,6 +12,18 @@ pub const REFRESH: Step = Step::named("Refresh");
 pub const TOKEN_VALIDATION: Step = Step::named("TokenValidation");
 /// Revoking what was issued (RFC 7009), like ETNA's logout.
 pub const REVOCATION: Step = Step::named("Revocation");
+/// An interactive login's first request at the authorization endpoint, and its redirects.
+pub const AUTHORIZE: Step = Step::named("Authorize");
+/// Posting the username alone (an identifier-first login), and the redirects after it.
+pub const USERNAME: Step = Step::named("Username");
+/// Posting the password (with the username on one-page logins), and the redirects after it.
+pub const PASSWORD: Step = Step::named("Password");
+/// Posting a one-time code, and the redirects after it.
+pub const OTP: Step = Step::named("OTP");
+/// Approving the consent page, and the redirects after it.
+pub const CONSENT: Step = Step::named("Consent");
+/// Ending the identity provider's session (`end_session_endpoint`) after an interactive login.
+pub const LOGOUT: Step = Step::named("Logout");
 
 /// `error`: `invalid_request` (RFC 6749 §5.2).
 pub const INVALID_REQUEST: Reason = Reason::named("invalid_request");
@@ -47,9 +59,53 @@ pub const INACTIVE: Reason = Reason::named("inactive");
 pub const USERINFO_DENIED: Reason = Reason::named("userinfo_denied");
 /// The discovery document or the JWKS could not be fetched or read.
 pub const DISCOVERY_FAILED: Reason = Reason::named("discovery_failed");
+/// A token request refused with a bare 400, 401 or 403 and no OAuth 2.0 error: some servers
+/// answer a wrong password or secret so.
+pub const REFUSED: Reason = Reason::named("refused");
+/// Interactive login: the identity provider asked again for a credential given in this run
+/// (the password, or the username of an identifier-first login that starts over).
+pub const INVALID_CREDENTIALS: Reason = Reason::named("invalid_credentials");
+/// Interactive login: the one-time code form came back after a code was sent.
+pub const INVALID_OTP: Reason = Reason::named("invalid_otp");
+/// Interactive login: a consent page with `consent: fail`.
+pub const CONSENT_REQUIRED: Reason = Reason::named("consent_required");
+/// Interactive login: the identity provider restarted the login after the password was taken,
+/// or refused a form of the login in progress (a timeout, a lost cookie).
+pub const SESSION_EXPIRED: Reason = Reason::named("session_expired");
+/// Interactive login: no form of the page asks for what the probe holds (the page changed).
+pub const LOGIN_FORM_NOT_FOUND: Reason = Reason::named("login_form_not_found");
+/// Interactive login: a form would send a credential to an origin other than the issuer's (or
+/// from https to http); nothing was sent.
+pub const FOREIGN_ORIGIN: Reason = Reason::named("foreign_origin");
+/// Interactive login: the authorization response's `state` is not the run's.
+pub const STATE_MISMATCH: Reason = Reason::named("state_mismatch");
+/// `error` on the redirect: `access_denied`.
+pub const ACCESS_DENIED: Reason = Reason::named("access_denied");
+/// `error` on the redirect: `login_required`.
+pub const LOGIN_REQUIRED: Reason = Reason::named("login_required");
+/// `error` on the redirect: `interaction_required`.
+pub const INTERACTION_REQUIRED: Reason = Reason::named("interaction_required");
+/// `error` on the redirect: `server_error`.
+pub const SERVER_ERROR: Reason = Reason::named("server_error");
+/// Token validation: the ID token's `nonce` is not the one the interactive login sent.
+pub const NONCE_MISMATCH: Reason = Reason::named("nonce_mismatch");
+/// Interactive login: more pages or redirects than a login takes (a loop).
+pub const TOO_MANY_PAGES: Reason = Reason::named("too_many_pages");
 
 /// Every step, in the order a probe's step series are written.
-pub(super) const STEPS: &[&str] = &["Discovery", "Token", "Refresh", "TokenValidation", "Revocation"];
+pub(super) const STEPS: &[&str] = &[
+    "Discovery",
+    "Token",
+    "Refresh",
+    "TokenValidation",
+    "Revocation",
+    "Authorize",
+    "Username",
+    "Password",
+    "OTP",
+    "Consent",
+    "Logout",
+];
 
 /// Every reason.
 pub(super) const REASONS: &[&str] = &[
@@ -70,14 +126,36 @@ pub(super) const REASONS: &[&str] = &[
     "inactive",
     "userinfo_denied",
     "discovery_failed",
+    "refused",
+    "invalid_credentials",
+    "invalid_otp",
+    "consent_required",
+    "session_expired",
+    "login_form_not_found",
+    "foreign_origin",
+    "state_mismatch",
+    "access_denied",
+    "login_required",
+    "interaction_required",
+    "server_error",
+    "too_many_pages",
+    "nonce_mismatch",
 ];
 
 /// What a result means to the lockout guard: `invalid_grant` and `invalid_client` strike like
 /// a bad password; a malformed request or an unknown scope is the probe's configuration, not
-/// its secret.
+/// its secret. Of an interactive login's refusals, a password or code asked again strikes; a
+/// denied consent or a login the server wants done otherwise does not.
 pub fn lockout(result: ResultClass, reason: Reason) -> Lockout {
     match result {
-        ResultClass::AuthFailed if matches!(reason, INVALID_REQUEST | INVALID_SCOPE) => Lockout::Neutral,
+        ResultClass::AuthFailed
+            if matches!(
+                reason,
+                INVALID_REQUEST | INVALID_SCOPE | ACCESS_DENIED | LOGIN_REQUIRED | INTERACTION_REQUIRED
+            ) =>
+        {
+            Lockout::Neutral
+        }
         ResultClass::ClientRejected if reason == INVALID_CLIENT => Lockout::Strike,
         _ => Lockout::of(result),
     }

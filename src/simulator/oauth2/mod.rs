@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::Account;
+
+mod login;
 use crate::duration::serde_prom;
 
 /// Tokens remembered at most; the oldest are forgotten first.
@@ -52,6 +54,35 @@ pub enum ClientFault {
     Inactive,
     /// `expires_in` as a numeric string ("3600"), as some servers send it.
     StringExpiresIn,
+    /// Login pages: the login form posts to another origin.
+    ForeignForm,
+    /// Login pages: the login page has no login form (a redesign the prober does not know).
+    PageChanged,
+    /// Login pages: the login page redirects to itself, forever.
+    RedirectLoop,
+    /// Login pages: the login times out once the password is taken (the page starts over).
+    SessionTimeout,
+    /// Authorization responses carry another `state`.
+    StateMismatch,
+    /// Authorization responses carry another issuer's `iss`.
+    WrongIss,
+    /// ID tokens carry another `nonce`.
+    WrongNonce,
+    /// Token requests refused with a bare 401, no OAuth 2.0 error body.
+    BareRefusal,
+    /// Token requests answered 429 with `error: slow_down`.
+    SlowDown,
+}
+
+/// How the simulator's login pages ask for the credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginStyle {
+    /// Username and password on one page.
+    #[default]
+    OnePage,
+    /// The username, then the password on a page of its own.
+    IdentifierFirst,
 }
 
 /// Server-wide faults, settable while serving.
@@ -94,6 +125,19 @@ pub struct SimClient {
     /// Misbehaviour.
     #[serde(default)]
     pub fault: ClientFault,
+    /// Redirect URIs registered for the authorization code grant.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// How its login pages ask for the credentials.
+    #[serde(default)]
+    pub login: LoginStyle,
+    /// Whether its users are asked to consent (each login: nothing is remembered).
+    #[serde(default)]
+    pub consent: bool,
+    /// An `error` every authorization request is answered with (`login_required`,
+    /// `server_error`…), right after the login.
+    #[serde(default)]
+    pub authorize_error: Option<String>,
 }
 
 impl SimClient {
@@ -107,6 +151,10 @@ impl SimClient {
             opaque_access_tokens: false,
             token_lifetime: None,
             fault: ClientFault::None,
+            redirect_uris: Vec::new(),
+            login: LoginStyle::OnePage,
+            consent: false,
+            authorize_error: None,
         }
     }
 
@@ -152,6 +200,10 @@ pub struct OAuth2Stats {
     pub introspections: u64,
     /// Tokens revoked.
     pub revocations: u64,
+    /// Interactive logins that reached the redirect URI with a code.
+    pub logins: u64,
+    /// Sessions ended by RP-initiated logout.
+    pub logouts: u64,
 }
 
 struct SigningKey {
@@ -198,6 +250,8 @@ struct Inner {
     /// Every token issued (access, refresh, ID) and client assertion received, newest last: for
     /// tests that search outputs for them.
     secrets_seen: VecDeque<String>,
+    /// Interactive logins, codes and sessions.
+    logins: login::Logins,
 }
 
 /// Tokens and assertions kept for [`Server::secrets_seen`].
@@ -252,7 +306,7 @@ impl OAuth2Settings {
                 errors.push((format!("clients[{i}].client_id"), format!("duplicate client {:?}", c.client_id)));
             }
             for g in c.grants.iter().flatten() {
-                if !matches!(g.as_str(), "client_credentials" | "password" | "refresh_token") {
+                if !matches!(g.as_str(), "client_credentials" | "password" | "refresh_token" | "authorization_code") {
                     errors.push((format!("clients[{i}].grants"), format!("unknown grant {g:?}")));
                 }
             }
@@ -319,6 +373,7 @@ impl Server {
                 clients: settings.clients.iter().map(|c| (c.client_id.clone(), c.clone())).collect(),
                 seen_assertions: HashSet::new(),
                 secrets_seen: VecDeque::new(),
+                logins: login::Logins::default(),
             }),
         }
     }
@@ -371,6 +426,10 @@ impl Server {
             .route(&format!("{p}/userinfo"), get(userinfo))
             .route(&format!("{p}/introspect"), post(introspect))
             .route(&format!("{p}/revoke"), post(revoke))
+            .route(&format!("{p}/authorize"), get(login::authorize))
+            .route(&format!("{p}/login-actions/authenticate"), get(login::show).post(login::submit))
+            .route(&format!("{p}/logout"), get(login::logout))
+            .route(&format!("{p}/logout/confirm"), post(login::confirm_logout))
             .with_state((self.clone(), scheme))
     }
 
@@ -494,8 +553,11 @@ impl Server {
             sign(key, &claims)
         };
         let id_token = scope.split_whitespace().any(|s| s == "openid").then(|| {
-            let claims =
+            let mut claims =
                 json!({"iss":issuer,"sub":sub,"aud":client.client_id,"iat":t,"exp":t + lifetime,"auth_time":t});
+            if let Some(n) = form.get("nonce") {
+                claims["nonce"] = json!(n);
+            }
             sign(&inner.keys[0], &claims)
         });
         let refresh = (with_refresh && client.allows("refresh_token"))
@@ -570,7 +632,11 @@ async fn discovery(State((server, scheme)): Ctx, headers: HeaderMap) -> Response
         "userinfo_endpoint": format!("{issuer}/userinfo"),
         "introspection_endpoint": format!("{issuer}/introspect"),
         "revocation_endpoint": format!("{issuer}/revoke"),
-        "grant_types_supported": ["client_credentials", "password", "refresh_token"],
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "end_session_endpoint": format!("{issuer}/logout"),
+        "authorization_response_iss_parameter_supported": true,
+        "code_challenge_methods_supported": ["S256"],
+        "grant_types_supported": ["client_credentials", "password", "refresh_token", "authorization_code"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "id_token_signing_alg_values_supported": ["ES256"],
         "scopes_supported": ["openid", "profile", "email", "offline_access", "api"],
@@ -616,13 +682,15 @@ async fn token(
         ClientFault::TemporarilyUnavailable => {
             return error(StatusCode::BAD_REQUEST, "temporarily_unavailable", "the server is overloaded")
         }
+        ClientFault::BareRefusal => return StatusCode::UNAUTHORIZED.into_response(),
+        ClientFault::SlowDown => return error(StatusCode::TOO_MANY_REQUESTS, "slow_down", "too many requests"),
         _ => {}
     }
     let grant = form.get("grant_type").map(String::as_str).unwrap_or_default();
     if grant.is_empty() {
         return error(StatusCode::BAD_REQUEST, "invalid_request", "missing grant_type");
     }
-    if !matches!(grant, "client_credentials" | "password" | "refresh_token") {
+    if !matches!(grant, "client_credentials" | "password" | "refresh_token" | "authorization_code") {
         return error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "unsupported grant_type");
     }
     if !client.allows(grant) {
@@ -636,6 +704,19 @@ async fn token(
     }
     let body = match grant {
         "client_credentials" => server.grant(&issuer, &client, &client.client_id, &form, false),
+        "authorization_code" => match login::redeem(&server, &client, &form) {
+            Ok((sub, scope, nonce)) => {
+                let mut form = form.clone();
+                form.insert("scope".to_owned(), scope);
+                form.extend(nonce.map(|n| ("nonce".to_owned(), n)));
+                let mut body = server.grant(&issuer, &client, &sub, &form, true);
+                if body.get("scope").is_some_and(|s| s == "") {
+                    body.as_object_mut().map(|o| o.remove("scope"));
+                }
+                body
+            }
+            Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_grant", why),
+        },
         "password" => {
             let (Some(username), Some(password)) = (form.get("username"), form.get("password")) else {
                 return error(StatusCode::BAD_REQUEST, "invalid_request", "username and password are required");

@@ -1,0 +1,604 @@
+//! Interactive logins: the authorization code grant through the identity provider's own pages,
+//! as a person's browser goes through them, at the HTTP level.
+//!
+//! One run: the authorization request (PKCE S256, `state`, `nonce`), then each page in turn —
+//! the form that asks for what the probe holds filled and posted ([`page`]), redirects followed
+//! by authprobe itself with a cookie jar of the run's own — until the identity provider
+//! redirects to the client's `redirect_uri`, which is never requested: its `code` is read from
+//! the `Location` header ([`callback`]). The token request and the checks are the family's.
+//!
+//! What a page shows decides the verdict, not a vendor's wording: a credential asked again
+//! after it was given is refused, a code asked again is a wrong code, a login that starts over
+//! after the password was taken has expired. Credentials are posted only to the issuer's origin
+//! (or `login.allowed_origins`), never from https to http; every page and redirect counts
+//! against a bound.
+
+pub mod page;
+pub mod totp;
+
+use std::time::SystemTime;
+
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, COOKIE};
+use reqwest::Method;
+use secrecy::{ExposeSecret as _, SecretString};
+use url::Url;
+
+use self::page::{Asks, Hints, Page};
+use self::totp::Totp;
+use super::discovery::Resolved;
+use super::names::*;
+use super::OAuth2Login;
+use crate::protocol::http::{secret_header, Form, Received, Request};
+use crate::protocol::{Attempt, LogoutOutcome, Reason, ResultClass, Step, Verdict};
+
+/// Most pages one login shows before it is taken for a loop.
+pub const MAX_PAGES: u32 = 12;
+/// Most redirects one login follows before it is taken for a loop.
+pub const MAX_REDIRECTS: u32 = 24;
+
+/// What to do with a consent page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consent {
+    /// Approve it.
+    Approve,
+    /// Fail the run: the client should have been consented to already.
+    Fail,
+}
+
+/// An interactive login's own settings.
+#[derive(Debug, Clone)]
+pub struct Interactive {
+    /// `username`.
+    pub username: String,
+    /// `password`.
+    pub password: SecretString,
+    /// `totp_secret`: the one-time codes, when the account has an authenticator.
+    pub totp: Option<Totp>,
+    /// `redirect_uri`: registered for the client, never requested.
+    pub redirect_uri: Url,
+    /// What to do with a consent page.
+    pub consent: Consent,
+    /// End the identity provider's session after the run.
+    pub logout: bool,
+    /// `login:`: the form and fields where a page defeats the defaults.
+    pub hints: Hints,
+    /// Origins a credential may be posted to besides the issuer's (`login.allowed_origins`).
+    pub allowed_origins: Vec<url::Origin>,
+}
+
+impl Interactive {
+    /// Whether `other` has the same settings (secrets are compared by the login's credentials).
+    pub fn same_settings(&self, other: &Interactive) -> bool {
+        self.redirect_uri == other.redirect_uri
+            && self.consent == other.consent
+            && self.logout == other.logout
+            && self.hints == other.hints
+            && self.allowed_origins == other.allowed_origins
+            && self.totp.as_ref().map(|t| (t.algorithm, t.digits, t.period))
+                == other.totp.as_ref().map(|t| (t.algorithm, t.digits, t.period))
+    }
+}
+
+/// What the authorization got: the code, and what redeeming and checking it takes.
+pub(crate) struct Authorized {
+    /// `code`.
+    pub(crate) code: SecretString,
+    /// PKCE's `code_verifier`.
+    pub(crate) verifier: SecretString,
+    /// The `nonce` the ID token must carry.
+    pub(crate) nonce: SecretString,
+}
+
+/// The run's browser: its cookie jar (dropped with it), what it may post where, and its counts.
+pub(crate) struct Browser {
+    jar: cookie_store::CookieStore,
+    /// Origins credentials may be posted to.
+    allowed: Vec<url::Origin>,
+    pages: u32,
+    redirects: u32,
+    /// The ID token, for the logout's `id_token_hint`.
+    pub(crate) id_token: Option<SecretString>,
+}
+
+/// What the run has sent, to tell a refusal from a next step.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sent {
+    username: bool,
+    password: bool,
+    otp: bool,
+    consent: bool,
+}
+
+impl Browser {
+    /// A browser with an empty jar for a login at `spec`'s issuer.
+    pub(crate) fn new(spec: &OAuth2Login, login: &Interactive, resolved: &Resolved) -> Browser {
+        let mut allowed = login.allowed_origins.clone();
+        let home = spec.target.issuer.as_ref().or(resolved.authorization.as_ref());
+        allowed.extend(home.map(Url::origin));
+        Browser { jar: cookie_store::CookieStore::default(), allowed, pages: 0, redirects: 0, id_token: None }
+    }
+
+    /// Sends one request with the jar's cookies, records it as `step` and keeps the cookies
+    /// the answer sets (their values secrets of the run).
+    async fn send(
+        &mut self,
+        run: &mut Attempt<'_>,
+        method: Method,
+        url: &Url,
+        form: Option<Form>,
+        step: Step,
+        issued: &mut Vec<SecretString>,
+    ) -> Result<Received, Verdict> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"));
+        let cookies: Vec<String> = self.jar.get_request_values(url).map(|(n, v)| format!("{n}={v}")).collect();
+        if !cookies.is_empty() {
+            let value = SecretString::from(cookies.join("; "));
+            match secret_header(&value, "a cookie") {
+                Ok(h) => {
+                    headers.insert(COOKIE, h);
+                }
+                Err(_) => run.note("A cookie cannot be sent as a header: left out"),
+            }
+        }
+        let request = Request { method, url, label: step.as_str(), headers, form };
+        let received = run.exchange(request).await;
+        run.record_http(step, &received, None);
+        let received = received.map_err(|f| Verdict::of(step, f.class, f.detail))?;
+        for header in &received.set_cookies {
+            if let Ok(cookie) = cookie_store::RawCookie::parse(header.expose_secret().to_owned()) {
+                keep(run, issued, cookie.value());
+                self.jar.store_response_cookies(std::iter::once(cookie.into_owned()), url);
+            }
+        }
+        Ok(received)
+    }
+
+    /// Whether a form filled with the probe's credentials may be sent from `from` to `to`.
+    fn may_post(&self, from: &Url, to: &Url) -> bool {
+        !(from.scheme() == "https" && to.scheme() != "https") && self.allowed.contains(&to.origin())
+    }
+}
+
+/// Adds a value of the run (a cookie, a hidden field, a code) to those every output redacts.
+/// Values shorter than 8 characters are words of the page, not secrets.
+fn keep(run: &mut Attempt<'_>, issued: &mut Vec<SecretString>, value: &str) {
+    if value.len() < 8 || issued.iter().any(|s| s.expose_secret() == value) {
+        return;
+    }
+    let s = SecretString::from(value.to_owned());
+    run.secret(&s);
+    issued.push(s);
+}
+
+/// 32 random bytes, base64url: a `state`, a `nonce`, a PKCE verifier.
+fn random_token() -> String {
+    use base64::Engine as _;
+    use rand::Rng as _;
+    let bytes: [u8; 32] = rand::rng().random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn verdict(step: Step, result: ResultClass, reason: Reason, text: Option<&str>, detail: String) -> Verdict {
+    Verdict {
+        reason,
+        reason_text: text.unwrap_or_default().to_owned(),
+        lockout: lockout(result, reason),
+        ..Verdict::of(step, result, detail)
+    }
+}
+
+/// The next request of a login.
+struct Next {
+    method: Method,
+    url: Url,
+    form: Option<Form>,
+}
+
+/// Goes through the identity provider's pages to the code.
+pub(crate) async fn authorize(
+    run: &mut Attempt<'_>,
+    spec: &OAuth2Login,
+    login: &Interactive,
+    resolved: &Resolved,
+    browser: &mut Browser,
+    issued: &mut Vec<SecretString>,
+) -> Result<Authorized, Verdict> {
+    let Some(endpoint) = resolved.authorization.clone() else {
+        let detail = "the server names no authorization_endpoint (discovery) and the target sets none".to_owned();
+        return Err(Verdict::of(AUTHORIZE, ResultClass::InvalidResponse, detail));
+    };
+    let (state, nonce, verifier) = (random_token(), random_token(), random_token());
+    for s in [&state, &nonce, &verifier] {
+        keep(run, issued, s);
+    }
+    let challenge = {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+    };
+    let mut url = endpoint;
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", &spec.target.client_id)
+            .append_pair("redirect_uri", login.redirect_uri.as_str());
+        if let Some(scope) = &spec.scope {
+            q.append_pair("scope", scope);
+        }
+        q.append_pair("state", &state)
+            .append_pair("nonce", &nonce)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        for (name, value) in [("audience", &spec.audience), ("resource", &spec.resource)] {
+            if let Some(v) = value {
+                q.append_pair(name, v);
+            }
+        }
+    }
+    let mut next = Next { method: Method::GET, url, form: None };
+    let mut step = AUTHORIZE;
+    let mut sent = Sent::default();
+    loop {
+        let form_sent = next.form.is_some();
+        let received = browser.send(run, next.method.clone(), &next.url, next.form.take(), step, issued).await?;
+        let here = next.url.clone();
+        let status = received.status;
+        if let (300..=399, Some(location)) = (status, received.answer().location) {
+            let Ok(to) = here.join(location.trim()) else {
+                return Err(Verdict::of(
+                    step,
+                    ResultClass::InvalidResponse,
+                    format!("HTTP {status}: unreadable Location"),
+                ));
+            };
+            if is_redirect_uri(&to, &login.redirect_uri) {
+                let code = callback(&to, &state, resolved, step, sent)?;
+                keep(run, issued, code.expose_secret());
+                return Ok(Authorized {
+                    code,
+                    verifier: SecretString::from(verifier),
+                    nonce: SecretString::from(nonce),
+                });
+            }
+            browser.redirects += 1;
+            if browser.redirects > MAX_REDIRECTS {
+                let detail = format!("more than {MAX_REDIRECTS} redirects without reaching the redirect_uri (a loop?)");
+                return Err(verdict(step, ResultClass::StepLimit, TOO_MANY_PAGES, None, detail));
+            }
+            // 307 and 308 repeat a POST; a form is sent again only where it may go.
+            next = match (status, form_sent) {
+                (307 | 308, true) if !browser.may_post(&here, &to) => {
+                    let detail = format!("a {status} redirect would send the form on to {}", origin_of(&to));
+                    return Err(verdict(step, ResultClass::InvalidResponse, FOREIGN_ORIGIN, None, detail));
+                }
+                _ => Next { method: Method::GET, url: to, form: None },
+            };
+            continue;
+        }
+        let answer = received.answer();
+        let html = String::from_utf8_lossy(answer.body);
+        let page = Page::parse(&html, &here, &login.hints);
+        let text = page.error.as_deref();
+        if !(200..=299).contains(&status) {
+            let shown = describe_page(&page, &here);
+            return Err(match status {
+                429 => verdict(step, ResultClass::RateLimited, TOO_MANY_REQUESTS, text, format!("HTTP 429 on {shown}")),
+                500.. => verdict(step, ResultClass::HttpError, Reason::NONE, text, format!("HTTP {status} on {shown}")),
+                // A form of the login in progress refused: its session is gone (a lost cookie,
+                // an expired or finished login).
+                400..=499 if sent.any() => verdict(
+                    step,
+                    ResultClass::UnexpectedStep,
+                    SESSION_EXPIRED,
+                    text,
+                    format!("HTTP {status} on {shown} after the {} form: the login's session is gone", step.as_str()),
+                ),
+                _ => verdict(step, ResultClass::HttpError, Reason::NONE, text, format!("HTTP {status} on {shown}")),
+            });
+        }
+        if !answer.body_complete {
+            let detail = format!(
+                "the page at {} exceeds max_body_bytes ({} bytes read); raise max_body_bytes",
+                describe_url(&here),
+                answer.body.len()
+            );
+            return Err(Verdict::of(step, ResultClass::InvalidResponse, detail));
+        }
+        browser.pages += 1;
+        if browser.pages > MAX_PAGES {
+            let detail = format!("more than {MAX_PAGES} pages without reaching the redirect_uri (a loop?)");
+            return Err(verdict(step, ResultClass::StepLimit, TOO_MANY_PAGES, text, detail));
+        }
+        let Some((index, asks)) = page.choose(&login.hints) else {
+            let detail = format!(
+                "no form of {} asks for a username, a password, a one-time code or consent ({})",
+                describe_page(&page, &here),
+                page.describe_forms()
+            );
+            return Err(verdict(step, ResultClass::UnexpectedStep, LOGIN_FORM_NOT_FOUND, text, detail));
+        };
+        let form = &page.forms[index];
+        let restarted = |what: &str| {
+            let detail = format!("{what} asked again after the password was taken: the login started over");
+            verdict(step, ResultClass::UnexpectedStep, SESSION_EXPIRED, text, detail)
+        };
+        let refused = |what: &str| {
+            let detail = format!("{what} asked again after it was sent: refused");
+            verdict(step, ResultClass::AuthFailed, INVALID_CREDENTIALS, text, detail)
+        };
+        let password_taken = sent.otp || sent.consent;
+        let mut ours: Vec<(usize, &SecretString)> = Vec::new();
+        let username = SecretString::from(login.username.clone());
+        let code;
+        let mut button = form.submit_button();
+        let (new_step, credential) = match asks {
+            Asks::Password { username: field, password } => {
+                if password_taken {
+                    return Err(restarted("the password"));
+                }
+                if sent.password {
+                    return Err(refused("the password"));
+                }
+                ours.extend(field.map(|f| (f, &username)));
+                ours.push((password, &login.password));
+                sent.password = true;
+                (PASSWORD, true)
+            }
+            Asks::Username(field) => {
+                if password_taken {
+                    return Err(restarted("the username"));
+                }
+                if sent.username || sent.password {
+                    return Err(refused("the username"));
+                }
+                ours.push((field, &username));
+                sent.username = true;
+                (USERNAME, true)
+            }
+            Asks::Otp(field) => {
+                if sent.otp {
+                    let detail = "the one-time code was asked again after a code was sent: refused".to_owned();
+                    return Err(verdict(step, ResultClass::AuthFailed, INVALID_OTP, text, detail));
+                }
+                let Some(totp) = &login.totp else {
+                    let detail = format!(
+                        "{} asks for a one-time code and the probe has no totp_secret",
+                        describe_page(&page, &here)
+                    );
+                    return Err(verdict(step, ResultClass::UnexpectedStep, LOGIN_FORM_NOT_FOUND, text, detail));
+                };
+                code = match one_time_code(run, totp).await {
+                    Ok(c) => c,
+                    Err(detail) => return Err(Verdict::of(OTP, ResultClass::Timeout, detail)),
+                };
+                keep(run, issued, code.expose_secret());
+                ours.push((field, &code));
+                sent.otp = true;
+                (OTP, true)
+            }
+            Asks::Consent(approve) => {
+                if login.consent == Consent::Fail {
+                    let detail =
+                        format!("{} asks for consent, and the probe has consent: fail", describe_page(&page, &here));
+                    return Err(verdict(step, ResultClass::UnexpectedStep, CONSENT_REQUIRED, text, detail));
+                }
+                if sent.consent {
+                    let detail = "the consent page came back after it was approved".to_owned();
+                    return Err(verdict(step, ResultClass::UnexpectedStep, CONSENT_REQUIRED, text, detail));
+                }
+                button = Some(approve);
+                sent.consent = true;
+                (CONSENT, true)
+            }
+            Asks::AutoSubmit => (step, false),
+        };
+        let (action, method) = form.target(button, &here);
+        let Some(action) = action else {
+            return Err(Verdict::of(step, ResultClass::InvalidResponse, "the form's action is not a URL".to_owned()));
+        };
+        let downgrade = here.scheme() == "https" && action.scheme() != "https";
+        if (credential && !browser.may_post(&here, &action)) || downgrade {
+            let detail = format!(
+                "the {} form of {} would be sent to {}, {}: nothing was sent",
+                new_step.as_str(),
+                describe_url(&here),
+                origin_of(&action),
+                if downgrade { "over plain http" } else { "not the issuer's origin nor an allowed one" }
+            );
+            return Err(verdict(new_step, ResultClass::InvalidResponse, FOREIGN_ORIGIN, None, detail));
+        }
+        let entries = form.entries(button, &ours);
+        let mut body = Form::default();
+        for (name, value) in &entries {
+            keep(run, issued, value.expose_secret());
+            body = body.secret(name.clone(), value);
+        }
+        step = new_step;
+        next = match method {
+            page::Method::Post => Next { method: Method::POST, url: action, form: Some(body) },
+            page::Method::Get => {
+                let mut url = action;
+                url.set_query(Some(&body.query()));
+                Next { method: Method::GET, url, form: None }
+            }
+        };
+    }
+}
+
+impl Sent {
+    fn any(self) -> bool {
+        self.username || self.password || self.otp || self.consent
+    }
+}
+
+/// The code of the next unused time step, waiting for it (within the deadline) when this
+/// secret's current step was used already.
+async fn one_time_code(run: &mut Attempt<'_>, totp: &Totp) -> Result<SecretString, String> {
+    let (step, wait) = totp.claim(SystemTime::now());
+    if !wait.is_zero() {
+        if tokio::time::Instant::now() + wait > run.deadline {
+            totp.release(step);
+            return Err(format!(
+                "this secret's one-time code was used within the current {} s step; the next starts after the deadline",
+                totp.period
+            ));
+        }
+        run.note(&format!("This secret's current time step was used: waiting {} ms for the next", wait.as_millis()));
+        tokio::time::sleep(wait).await;
+    }
+    Ok(totp.code(step))
+}
+
+/// Whether `to` is the client's redirect URI (its query aside): the end of the login.
+fn is_redirect_uri(to: &Url, redirect_uri: &Url) -> bool {
+    to.scheme() == redirect_uri.scheme()
+        && to.host_str() == redirect_uri.host_str()
+        && to.port_or_known_default() == redirect_uri.port_or_known_default()
+        && to.path() == redirect_uri.path()
+}
+
+/// Reads the authorization response at the redirect URI (RFC 6749 §4.1.2, RFC 9207): its
+/// `state`, its `iss`, then its `error` or its `code`.
+fn callback(to: &Url, state: &str, resolved: &Resolved, step: Step, sent: Sent) -> Result<SecretString, Verdict> {
+    let mut params: Vec<(String, String)> = to.query_pairs().into_owned().collect();
+    if !params.iter().any(|(k, _)| k == "code" || k == "error") {
+        // A server answering in the fragment (response_mode=fragment).
+        if let Some(f) = to.fragment() {
+            params.extend(url::form_urlencoded::parse(f.as_bytes()).into_owned());
+        }
+    }
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let invalid =
+        |reason, detail: &str| Err(verdict(step, ResultClass::InvalidResponse, reason, None, detail.to_owned()));
+    match get("state") {
+        Some(s) if s == state => {}
+        Some(_) => return invalid(STATE_MISMATCH, "the authorization response's state is not the one sent"),
+        None => return invalid(STATE_MISMATCH, "the authorization response has no state"),
+    }
+    let issuer = resolved.issuer.as_deref().unwrap_or_default();
+    match get("iss") {
+        Some(iss) if iss.trim_end_matches('/') != issuer.trim_end_matches('/') => {
+            let shown: String = iss.chars().take(80).collect();
+            return invalid(WRONG_ISSUER, &format!("the authorization response's iss {shown:?} is not the issuer"));
+        }
+        None if resolved.iss_required => {
+            return invalid(
+                WRONG_ISSUER,
+                "the authorization response has no iss, which the server announces it sends (RFC 9207)",
+            );
+        }
+        _ => {}
+    }
+    if let Some(code) = get("error") {
+        let (result, reason) = match code {
+            // Denied after the consent page was approved: the consent did not hold.
+            "access_denied" if sent.consent => (ResultClass::UnexpectedStep, CONSENT_REQUIRED),
+            "access_denied" => (ResultClass::AuthFailed, ACCESS_DENIED),
+            "consent_required" => (ResultClass::UnexpectedStep, CONSENT_REQUIRED),
+            "login_required" => (ResultClass::AuthFailed, LOGIN_REQUIRED),
+            "interaction_required" | "account_selection_required" => (ResultClass::AuthFailed, INTERACTION_REQUIRED),
+            "server_error" => (ResultClass::HttpError, SERVER_ERROR),
+            "temporarily_unavailable" => (ResultClass::RateLimited, TEMPORARILY_UNAVAILABLE),
+            "invalid_request" => (ResultClass::ClientRejected, INVALID_REQUEST),
+            "unauthorized_client" => (ResultClass::ClientRejected, UNAUTHORIZED_CLIENT),
+            "invalid_scope" => (ResultClass::ClientRejected, INVALID_SCOPE),
+            _ => (ResultClass::ClientRejected, Reason::OTHER),
+        };
+        let text = get("error_description").filter(|d| !d.is_empty()).unwrap_or(code);
+        let shown: String = code.chars().take(40).collect();
+        let detail = format!("the authorization response is error {shown}");
+        return Err(verdict(step, result, reason, Some(text), detail));
+    }
+    match get("code").filter(|c| !c.is_empty()) {
+        Some(code) => Ok(SecretString::from(code.to_owned())),
+        None => invalid(Reason::NONE, "the redirect to the redirect_uri carries neither code nor error"),
+    }
+}
+
+/// Ends the identity provider's session: the `end_session_endpoint` with `id_token_hint`, and
+/// the confirmation it asks for, if any (oidc-provider, Django OAuth Toolkit and Keycloak ask
+/// one without a post-logout redirect).
+pub(crate) async fn logout(
+    run: &mut Attempt<'_>,
+    spec: &OAuth2Login,
+    login: &Interactive,
+    resolved: &Resolved,
+    browser: &mut Browser,
+    issued: &mut Vec<SecretString>,
+) -> LogoutOutcome {
+    let fail = |status, detail: String| LogoutOutcome { ok: false, status, detail };
+    let Some(mut url) = resolved.end_session.clone() else {
+        return fail(0, "the server names no end_session_endpoint".to_owned());
+    };
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(hint) = &browser.id_token {
+            q.append_pair("id_token_hint", hint.expose_secret());
+        }
+        q.append_pair("client_id", &spec.target.client_id);
+    }
+    let mut next = Next { method: Method::GET, url, form: None };
+    let mut confirmed = false;
+    for _ in 0..MAX_PAGES + MAX_REDIRECTS {
+        let received = match browser.send(run, next.method.clone(), &next.url, next.form.take(), LOGOUT, issued).await {
+            Ok(r) => r,
+            Err(v) => return fail(0, v.detail),
+        };
+        let (here, status) = (next.url.clone(), received.status);
+        if let (300..=399, Some(location)) = (status, received.answer().location) {
+            match here.join(location.trim()) {
+                // After the confirmation, or away from the identity provider: the session is over.
+                Ok(to) if !confirmed && browser.allowed.contains(&to.origin()) => {
+                    next = Next { method: Method::GET, url: to, form: None };
+                    continue;
+                }
+                Ok(_) => return LogoutOutcome { ok: true, status, detail: "logged out".to_owned() },
+                Err(_) => return fail(status, format!("HTTP {status}: unreadable Location")),
+            }
+        }
+        if !(200..=299).contains(&status) {
+            return fail(status, format!("end_session: HTTP {status}"));
+        }
+        let page = Page::parse(&String::from_utf8_lossy(received.answer().body), &here, &login.hints);
+        let Some((index, button)) = page.logout_confirmation().filter(|_| !confirmed) else {
+            return LogoutOutcome { ok: true, status, detail: "logged out".to_owned() };
+        };
+        let form = &page.forms[index];
+        let (action, _) = form.target(button, &here);
+        let Some(action) = action.filter(|a| browser.may_post(&here, a)) else {
+            return fail(
+                status,
+                "the logout confirmation would be sent elsewhere than the identity provider".to_owned(),
+            );
+        };
+        let mut body = Form::default();
+        for (name, value) in form.entries(button, &[]) {
+            keep(run, issued, value.expose_secret());
+            body = body.secret(name, &value);
+        }
+        confirmed = true;
+        next = Next { method: Method::POST, url: action, form: Some(body) };
+    }
+    fail(0, "too many pages and redirects while logging out".to_owned())
+}
+
+/// A URL as details show it: its origin and path, no query.
+fn describe_url(url: &Url) -> String {
+    let path: String = url.path().chars().take(80).collect();
+    format!("{}{path}", origin_of(url))
+}
+
+fn origin_of(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// A page as details show it: its title and where it is.
+fn describe_page(page: &Page, url: &Url) -> String {
+    let title: String = page.title.chars().take(60).collect();
+    if title.is_empty() {
+        format!("the page at {}", describe_url(url))
+    } else {
+        format!("the page {title:?} at {}", describe_url(url))
+    }
+}
