@@ -606,3 +606,86 @@ fn totp_codes_match_oathtool() {
         }
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// A hostile identity provider: the bounds hold.
+
+/// Serves `/{kind}/…` as an identity provider built to cost: pages that submit themselves
+/// forever, redirects forever, pages over every cap, nesting a tree builder chokes on, forms by
+/// the thousand pointing anywhere. Counts the requests it got.
+async fn hostile() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::extract::{Path, State};
+    use axum::response::{Html, IntoResponse, Redirect};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let discovery = {
+        let base = base.clone();
+        move |Path(kind): Path<String>| async move {
+            axum::Json(serde_json::json!({
+                "issuer": format!("{base}/{kind}"),
+                "authorization_endpoint": format!("{base}/{kind}/auth"),
+                "token_endpoint": format!("{base}/{kind}/token"),
+            }))
+        }
+    };
+    let page = |State(hits): State<std::sync::Arc<AtomicUsize>>, Path(kind): Path<String>| async move {
+        let n = hits.fetch_add(1, Ordering::SeqCst);
+        match kind.as_str() {
+            "autoloop" => Html(format!(
+                "<body onload='document.forms[0].submit()'><form method=post action='/autoloop/auth?n={n}'>\
+                 <input type=hidden name=SAMLResponse value=x></form></body>"
+            ))
+            .into_response(),
+            "pingpong" => Redirect::to(&format!("/pingpong/auth?n={n}")).into_response(),
+            "huge" => Html("<p>padding ".repeat(200_000)).into_response(),
+            "deep" => Html("<div>".repeat(200_000)).into_response(),
+            _ => {
+                let mut html = String::new();
+                for i in 0..8_000 {
+                    let action =
+                        ["ftp://x/", "javascript:alert(1)", "//evil.test/p", "data:text/html,x", "http://127.0.0.2:9/"]
+                            [i % 5];
+                    html.push_str(&format!(
+                        "<form method=post action='{action}'><input name=username><input type=password name=password></form>"
+                    ));
+                }
+                Html(html).into_response()
+            }
+        }
+    };
+    let app = axum::Router::new()
+        .route("/{kind}/.well-known/openid-configuration", axum::routing::get(discovery))
+        .route("/{kind}/auth", axum::routing::get(page).post(page))
+        .with_state(hits.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_identity_provider_is_left_within_every_bound() {
+    use std::sync::atomic::Ordering;
+    let (base, hits) = hostile().await;
+    use ResultClass::*;
+    for (kind, max_body, class, step, reason, said) in [
+        ("autoloop", 64 * 1024, StepLimit, AUTHORIZE, TOO_MANY_PAGES, "more than 12 pages"),
+        ("pingpong", 64 * 1024, StepLimit, AUTHORIZE, TOO_MANY_PAGES, "more than 24 redirects"),
+        ("huge", 64 * 1024, InvalidResponse, AUTHORIZE, Reason::NONE, "exceeds max_body_bytes"),
+        ("huge", 16 << 20, InvalidResponse, AUTHORIZE, Reason::NONE, "bytes: not read"),
+        ("deep", 16 << 20, InvalidResponse, AUTHORIZE, Reason::NONE, "nests elements over 1024 deep"),
+        ("forms", 16 << 20, InvalidResponse, PASSWORD, FOREIGN_ORIGIN, "nothing was sent"),
+    ] {
+        let mut s = interactive(&format!("{base}/{kind}"), "web", "probe-user", USER_PW, None);
+        s.max_body_bytes = max_body;
+        s.timeout = Duration::from_secs(3);
+        let before = hits.load(Ordering::SeqCst);
+        let started = Instant::now();
+        let o = run(&s).await;
+        assert!(started.elapsed() < s.timeout + Duration::from_secs(1), "{kind}: {:?}", started.elapsed());
+        check(&o, class, step, reason);
+        assert!(o.detail.contains(said), "{kind}: {}", o.detail);
+        let requests = hits.load(Ordering::SeqCst) - before;
+        assert!(requests <= 25, "{kind}: {requests} requests");
+    }
+}

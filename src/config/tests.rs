@@ -143,7 +143,7 @@ fn the_readme_examples_load() {
             files.push(format!("targets:\n{block}{}", probe.replace("target: t", &format!("target: {name}"))));
         }
     }
-    assert_eq!(files.len(), 6, "the ETNA and OAuth 2.0 files and four identity providers");
+    assert_eq!(files.len(), 7, "the ETNA, OAuth 2.0 and interactive files and four identity providers");
     // What the examples refer to that a machine running them has.
     let allowed = ["cannot read", "is not set", "no such file"];
     for text in files {
@@ -196,4 +196,39 @@ proptest! {
             }
         }
     }
+}
+
+/// An interactive probe's fields: each problem located, a TOTP secret never quoted, and the
+/// fields only this grant takes refused on the others.
+#[test]
+fn interactive_probe_fields_are_checked() {
+    let target = "targets:\n  - {name: idp, protocol: oauth2, issuer: 'http://127.0.0.1:9/r', client_id: web, client_secret: s}\n";
+    let ok = format!(
+        "{target}probes:\n  - {{name: p, target: idp, grant: authorization_code, redirect_uri: 'https://app/cb', \
+         username: u, password: Pw-Int-Aa11, totp_secret: 'otpauth://totp/x?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&digits=8', \
+         consent: approve, logout: true, login: {{form: '#kc-form-login', otp_field: otp, allowed_origins: ['https://login.partner.example']}}}}\n"
+    );
+    let config = load(&ok).unwrap_or_else(|e| panic!("{e}"));
+    let summary = config.probes[0].login.summary();
+    assert!(
+        summary.contains("grant=authorization_code") && summary.contains("totp=true consent=approve logout=true"),
+        "{summary}"
+    );
+    let bad = format!(
+        "{target}probes:\n  - {{name: p, target: idp, grant: authorization_code, username: u, password: p, \
+         totp_secret: Not-Base32-Zz90!, consent: maybe, login: {{form: '##', allowed_origins: [ftp://x]}}}}\n  \
+         - {{name: q, target: idp, grant: password, username: u, password: p, redirect_uri: 'https://app/cb'}}\n"
+    );
+    let err = load(&bad).unwrap_err();
+    for want in [
+        "probes[0].redirect_uri: missing: grant: authorization_code needs the redirect_uri registered for the client",
+        "probes[0].totp_secret: not a base32 secret",
+        "probes[0].consent: \"maybe\" is not a choice: use approve or fail",
+        "probes[0].login.form: not a CSS selector",
+        "probes[0].login.allowed_origins[0]: must be an http(s) origin",
+        "probes[1].redirect_uri: only with grant: authorization_code, not grant: password",
+    ] {
+        assert!(err.contains(want), "{want}\nnot in\n{err}");
+    }
+    assert!(!err.contains("Not-Base32-Zz90"), "{err}");
 }

@@ -85,7 +85,7 @@ pub(crate) struct Failure {
 
 /// A form body (`application/x-www-form-urlencoded`): each field with whether its value is a
 /// secret, so that traces show the field and never the value.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Form {
     fields: Vec<(Cow<'static, str>, SecretString, bool)>,
 }

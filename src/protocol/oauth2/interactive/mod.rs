@@ -35,6 +35,9 @@ use crate::protocol::{Attempt, LogoutOutcome, Reason, ResultClass, Step, Verdict
 pub const MAX_PAGES: u32 = 12;
 /// Most redirects one login follows before it is taken for a loop.
 pub const MAX_REDIRECTS: u32 = 24;
+/// Largest page read. HTML's tree builder takes time that grows with the square of a page's
+/// nesting: a bigger page could hold a run's thread for minutes. Login pages weigh kilobytes.
+pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
 
 /// What to do with a consent page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,7 +243,8 @@ pub(crate) async fn authorize(
     let mut step = AUTHORIZE;
     let mut sent = Sent::default();
     loop {
-        let form_sent = next.form.is_some();
+        // A 307 or 308 answer sends the same form again.
+        let form_sent = next.form.clone();
         let received = browser.send(run, next.method.clone(), &next.url, next.form.take(), step, issued).await?;
         let here = next.url.clone();
         let status = received.status;
@@ -268,17 +272,17 @@ pub(crate) async fn authorize(
             }
             // 307 and 308 repeat a POST; a form is sent again only where it may go.
             next = match (status, form_sent) {
-                (307 | 308, true) if !browser.may_post(&here, &to) => {
+                (307 | 308, Some(_)) if !browser.may_post(&here, &to) => {
                     let detail = format!("a {status} redirect would send the form on to {}", origin_of(&to));
                     return Err(verdict(step, ResultClass::InvalidResponse, FOREIGN_ORIGIN, None, detail));
                 }
+                (307 | 308, Some(form)) => Next { method: Method::POST, url: to, form: Some(form) },
                 _ => Next { method: Method::GET, url: to, form: None },
             };
             continue;
         }
         let answer = received.answer();
-        let html = String::from_utf8_lossy(answer.body);
-        let page = Page::parse(&html, &here, &login.hints);
+        let page = read_page(run, answer.body, &here, &login.hints, step).await?;
         let text = page.error.as_deref();
         if !(200..=299).contains(&status) {
             let shown = describe_page(&page, &here);
@@ -432,6 +436,28 @@ impl Sent {
     }
 }
 
+/// Parses a page, on a thread where it can take what it takes (see [`MAX_PAGE_BYTES`]) while the
+/// run ends by its deadline.
+async fn read_page(run: &Attempt<'_>, body: &[u8], url: &Url, hints: &Hints, step: Step) -> Result<Page, Verdict> {
+    if body.len() > MAX_PAGE_BYTES {
+        let detail = format!("the page at {} is over {} bytes: not read", describe_url(url), MAX_PAGE_BYTES);
+        return Err(Verdict::of(step, ResultClass::InvalidResponse, detail));
+    }
+    let html = String::from_utf8_lossy(body).into_owned();
+    if page::nesting(&html) > page::MAX_NESTING {
+        let detail =
+            format!("the page at {} nests elements over {} deep: not read", describe_url(url), page::MAX_NESTING);
+        return Err(Verdict::of(step, ResultClass::InvalidResponse, detail));
+    }
+    let (url, hints) = (url.clone(), hints.clone());
+    let parsing = tokio::task::spawn_blocking(move || Page::parse(&html, &url, &hints));
+    match tokio::time::timeout_at(run.deadline, parsing).await {
+        Ok(Ok(page)) => Ok(page),
+        Ok(Err(_)) => Err(Verdict::of(step, ResultClass::InvalidResponse, "the page could not be read".to_owned())),
+        Err(_) => Err(Verdict::of(step, ResultClass::Timeout, "deadline exceeded while reading a page".to_owned())),
+    }
+}
+
 /// The code of the next unused time step, waiting for it (within the deadline) when this
 /// secret's current step was used already.
 async fn one_time_code(run: &mut Attempt<'_>, totp: &Totp) -> Result<SecretString, String> {
@@ -560,7 +586,10 @@ pub(crate) async fn logout(
         if !(200..=299).contains(&status) {
             return fail(status, format!("end_session: HTTP {status}"));
         }
-        let page = Page::parse(&String::from_utf8_lossy(received.answer().body), &here, &login.hints);
+        let page = match read_page(run, received.answer().body, &here, &login.hints, LOGOUT).await {
+            Ok(p) => p,
+            Err(v) => return fail(status, v.detail),
+        };
         let Some((index, button)) = page.logout_confirmation().filter(|_| !confirmed) else {
             return LogoutOutcome { ok: true, status, detail: "logged out".to_owned() };
         };

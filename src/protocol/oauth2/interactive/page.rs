@@ -138,6 +138,14 @@ pub struct Page {
     pub error: Option<String>,
 }
 
+/// Forms of a page looked at, controls of a form, error candidates: a hostile page (a million
+/// forms, each control nested a million deep) costs a bounded amount of work.
+const MAX_FORMS: usize = 32;
+const MAX_CONTROLS: usize = 256;
+const MAX_ERROR_CANDIDATES: usize = 32;
+/// Characters of an element's text read to find an error message.
+const MAX_TEXT_READ: usize = 600;
+
 /// Words of a button that approves (consent, a confirmation).
 const APPROVE: &[&str] = &[
     "allow",
@@ -171,11 +179,14 @@ impl Page {
             || select(&doc, "body[onload]").any(|b| b.value().attr("onload").is_some_and(|o| o.contains("submit")));
         let hinted: Option<Vec<ElementRef<'_>>> =
             hints.form.as_deref().and_then(|s| Selector::parse(s).ok()).map(|s| doc.select(&s).collect());
+        // Controls that name their form with form=, found once for all forms.
+        let named: Vec<ElementRef<'_>> =
+            select(&doc, "input[form], button[form], select[form], textarea[form]").take(MAX_CONTROLS).collect();
         let mut forms = Vec::new();
-        for form in select(&doc, "form") {
+        for form in select(&doc, "form").take(MAX_FORMS) {
             let id = form.value().attr("id");
             let mut controls = Vec::new();
-            for c in select_in(form, "input, button, select, textarea") {
+            for c in select_in(form, "input, button, select, textarea").take(MAX_CONTROLS) {
                 // A control inside this form that belongs to another by its form= attribute.
                 if c.value().attr("form").is_some_and(|f| Some(f) != id) {
                     continue;
@@ -184,9 +195,9 @@ impl Page {
             }
             if let Some(id) = id {
                 // Controls elsewhere that name this form.
-                for c in select(&doc, "input[form], button[form], select[form], textarea[form]") {
+                for c in &named {
                     if c.value().attr("form") == Some(id) && !c.ancestors().any(|a| a.id() == form.id()) {
-                        controls.extend(control(c));
+                        controls.extend(control(*c));
                     }
                 }
             }
@@ -202,7 +213,7 @@ impl Page {
             let hinted = hinted.as_ref().is_none_or(|h| h.iter().any(|e| e.id() == form.id()));
             forms.push(Form { method, action, controls, hinted, scripts_submit });
         }
-        let title = select(&doc, "title").next().map(|t| collapse(&t.text().collect::<String>())).unwrap_or_default();
+        let title = select(&doc, "title").next().map(|t| collapse(&bounded_text(t))).unwrap_or_default();
         Page { forms, title, error: error_text(&doc) }
     }
 
@@ -387,7 +398,7 @@ fn control(e: ElementRef<'_>) -> Option<Control> {
     let (kind, value) = match el.name() {
         "button" => {
             let kind = if matches!(ty.as_str(), "" | "submit") { Kind::Submit } else { Kind::Ignored };
-            let text = collapse(&e.text().collect::<String>());
+            let text = collapse(&bounded_text(e));
             words = format!("{words} {} {}", attr("value").to_ascii_lowercase(), text.to_ascii_lowercase());
             (kind, el.attr("value").unwrap_or_default().to_owned())
         }
@@ -399,7 +410,7 @@ fn control(e: ElementRef<'_>) -> Option<Control> {
             });
             (Kind::Choice, value.unwrap_or_default())
         }
-        "textarea" => (Kind::Choice, e.text().collect()),
+        "textarea" => (Kind::Choice, bounded_text(e)),
         _ => {
             let value = el.attr("value").unwrap_or_default().to_owned();
             let kind = match ty.as_str() {
@@ -499,23 +510,103 @@ fn error_text(doc: &Html) -> Option<String> {
         })
     };
     select(doc, ERROR_SELECTOR)
+        .take(MAX_ERROR_CANDIDATES)
         .filter(|e| !hidden(e))
-        .map(|e| collapse(&e.text().collect::<String>()))
+        .map(|e| collapse(&bounded_text(e)))
         .find(|t| !t.is_empty() && t.chars().count() <= 300)
+}
+
+/// An element's text, at most [`MAX_TEXT_READ`] bytes of it (an error message is short; an element
+/// holding the whole page is not one).
+fn bounded_text(e: ElementRef<'_>) -> String {
+    let mut out = String::new();
+    for t in e.text() {
+        if out.len() + t.len() > MAX_TEXT_READ {
+            let room = MAX_TEXT_READ.saturating_sub(out.len());
+            let end = (0..=room.min(t.len())).rev().find(|i| t.is_char_boundary(*i)).unwrap_or(0);
+            out.push_str(&t[..end]);
+            break;
+        }
+        out.push_str(t);
+    }
+    out
 }
 
 fn collapse(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Elements of `doc` matching a built-in `selector`, in tree order, found as they are asked for.
 fn select<'a>(doc: &'a Html, selector: &str) -> impl Iterator<Item = ElementRef<'a>> + 'a {
     let s = Selector::parse(selector).expect("a valid built-in selector");
-    doc.select(&s).collect::<Vec<_>>().into_iter()
+    let mut nodes = doc.tree.root().descendants();
+    std::iter::from_fn(move || nodes.by_ref().filter_map(ElementRef::wrap).find(|e| s.matches(e)))
 }
 
+/// Descendants of `e` matching a built-in `selector`, found as they are asked for.
 fn select_in<'a>(e: ElementRef<'a>, selector: &str) -> impl Iterator<Item = ElementRef<'a>> + 'a {
     let s = Selector::parse(selector).expect("a valid built-in selector");
-    e.select(&s).collect::<Vec<_>>().into_iter()
+    let mut nodes = e.descendants();
+    nodes.next();
+    std::iter::from_fn(move || nodes.by_ref().filter_map(ElementRef::wrap).find(|e| s.matches(e)))
+}
+
+/// Deepest nesting of elements a page is read with. HTML's tree builder checks the stack of open
+/// elements at every tag, so a page nesting a hundred thousand elements takes minutes to build;
+/// browsers cap nesting for the same reason (Blink at 512).
+pub const MAX_NESTING: usize = 1024;
+
+/// An upper bound of how deep `html` nests elements, from one pass over its tags: closing tags
+/// close, void elements and those HTML closes by itself (`p`, `li`, `option`, table cells…) do
+/// not count, and comments, scripts and styles are skipped. Stops counting past
+/// [`MAX_NESTING`].
+pub fn nesting(html: &str) -> usize {
+    const UNCOUNTED: &[&str] = &[
+        "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr", "p",
+        "li", "option", "optgroup", "dt", "dd", "tr", "td", "th", "thead", "tbody", "tfoot", "rb", "rt", "rp",
+        "colgroup", "caption", "html", "head", "body", "!doctype", "param", "keygen",
+    ];
+    let bytes = html.as_bytes();
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    while let Some(at) = bytes[i..].iter().position(|b| *b == b'<').map(|p| p + i) {
+        let rest = &html[at + 1..];
+        if rest.starts_with("!--") {
+            i = rest.find("-->").map_or(bytes.len(), |e| at + 1 + e + 3);
+            continue;
+        }
+        let closing = rest.starts_with('/');
+        let name: String = rest
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '!' || *c == '-')
+            .take(16)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let tag_end = rest.find('>').map_or(bytes.len(), |e| at + 1 + e + 1);
+        i = tag_end.max(at + 1);
+        if name.is_empty() || UNCOUNTED.contains(&name.as_str()) {
+            continue;
+        }
+        if closing {
+            depth = depth.saturating_sub(1);
+        } else if name == "script" || name == "style" || name == "textarea" || name == "title" {
+            // Their text is not HTML: skip to their end.
+            let end = format!("</{name}");
+            i = bytes[i.min(bytes.len())..]
+                .windows(end.len())
+                .position(|w| w.eq_ignore_ascii_case(end.as_bytes()))
+                .map_or(bytes.len(), |e| i + e);
+            // And past its end tag, which closes nothing counted.
+            i = bytes[i..].iter().position(|b| *b == b'>').map_or(bytes.len(), |e| i + e + 1);
+        } else if !html[at..tag_end.min(bytes.len())].ends_with("/>") {
+            depth += 1;
+            deepest = deepest.max(depth);
+            if deepest > MAX_NESTING {
+                break;
+            }
+        }
+    }
+    deepest
 }
 
 /// Whether `selector` is a CSS selector authprobe can use (configuration checks).
@@ -629,5 +720,103 @@ mod tests {
         let django = page(r#"<p class="errornote">Your username and password didn't match.</p>"#);
         assert_eq!(django.error.as_deref(), Some("Your username and password didn't match."));
         assert_eq!(page("<p>fine</p>").error, None);
+    }
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::Instant;
+
+    fn read(html: &str) -> Page {
+        let page = Page::parse(html, &Url::parse("https://idp.test/a/b?c=d").unwrap(), &Hints::default());
+        if let Some((i, asks)) = page.choose(&Hints::default()) {
+            let form = &page.forms[i];
+            let field = match asks {
+                Asks::Password { password, .. } => Some(password),
+                Asks::Username(f) | Asks::Otp(f) | Asks::Consent(f) => Some(f),
+                Asks::AutoSubmit => None,
+            };
+            if let Some(f) = field {
+                assert!(f < form.controls.len());
+            }
+            if let Asks::Password { password, .. } = asks {
+                assert_eq!(form.controls[password].kind, Kind::Password);
+                assert_eq!(form.method, Method::Post, "a password only in a body");
+            }
+            let _ = form.entries(form.submit_button(), &[]);
+            let (action, _) = form.target(form.submit_button(), &Url::parse("https://idp.test/").unwrap());
+            assert!(action.is_none_or(|a| a.has_host() || a.scheme() != "https"));
+        }
+        assert!(page.forms.len() <= MAX_FORMS && page.forms.iter().all(|f| f.controls.len() <= 2 * MAX_CONTROLS));
+        assert!(page.describe_forms().chars().count() < 1200);
+        assert!(page.error.as_ref().is_none_or(|e| e.chars().count() <= 300));
+        page
+    }
+
+    fn fragment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("<form method=post action='/x?a=1&amp;b=2'>".to_owned()),
+            Just("</form>".to_owned()),
+            "<form action='[a-z:/.?=&;%]{0,24}' method=(get|post|dialog) id=[ab]{0,1}>",
+            "<input type=(text|password|hidden|email|submit|checkbox|image|) name=[a-z_]{0,9} value=\"[a-z&;#0-9<>\"]{0,8}\" (autocomplete=username|autocomplete=one-time-code|form=a|readonly|disabled|checked|)>",
+            "<button (name=allow|name=decision value=deny|type=button|form=b|formaction=//evil/x|)>[A-Za-z ]{0,10}</button>",
+            Just("<div class=error role=alert>".to_owned()),
+            Just("</div>".to_owned()),
+            Just("<noscript>".to_owned()),
+            Just("<select name=s><option value=1 selected>a<option>b</select>".to_owned()),
+            Just("<textarea name=t>x</textarea>".to_owned()),
+            Just("<base href='http://elsewhere.test/'>".to_owned()),
+            Just("<script>document.forms[0].submit()</script>".to_owned()),
+            Just("<table><tr><td><form>".to_owned()),
+            ".{0,16}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_text_is_read_safely(html in ".{0,3000}") {
+            read(&html);
+        }
+
+        #[test]
+        fn generated_pages_are_read_safely(parts in prop::collection::vec(fragment(), 0..80)) {
+            read(&parts.concat());
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded_from_above() {
+        assert_eq!(nesting("<html><body><div><p>a<p>b<ul><li>x<li>y</ul></div><br><img src=x></body>"), 2);
+        assert_eq!(nesting("<div><!-- <div><div> --><script>'<div><div><div>'</script><span/></div>"), 1);
+        assert!(nesting(&"<div>".repeat(5000)) > MAX_NESTING);
+        assert!(nesting(&"<b>".repeat(2000)) > MAX_NESTING);
+        assert_eq!(nesting(&"<div></div>".repeat(5000)), 1);
+        assert_eq!(nesting(&"<SCRIPT>x</Script><div>".repeat(600)), 600);
+        for cut in ["<", "<!--", "<script>", "<div", "</"] {
+            let _ = nesting(cut);
+        }
+    }
+
+    /// Pages built to cost: forms by the thousand, controls naming a form by the thousand, an
+    /// error class on every one of thousands of nested elements. The work stays bounded.
+    #[test]
+    fn huge_and_deep_pages_cost_bounded_work() {
+        let cap = 64 * 1024;
+        let pages = [
+            "<div class=error>".repeat(cap / 17),
+            "<form id=f method=post><input name=u form=f><input type=password name=p></form>".repeat(cap / 80),
+            format!("<form id=f method=post></form>{}", "<input form=f name=x>".repeat(cap / 21)),
+            format!("<form method=post>{}</form>", "<span class=error>e".repeat(cap / 20)),
+        ];
+        for html in pages {
+            let started = Instant::now();
+            read(&html);
+            let took = started.elapsed();
+            println!("{} bytes: {took:?}", html.len());
+        }
     }
 }
