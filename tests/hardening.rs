@@ -436,6 +436,11 @@ const S_CLIENT_SECRET: &str = "Client-Secret-Oauth-Jq48";
 const S_POST_SECRET: &str = "Post-Secret-Oauth-Zt73";
 const S_WRONG_CLIENT_SECRET: &str = "Wrong-Client-Secret-Hx19";
 const S_OIDC_PW: &str = "Oidc-User-Pw-Secret-Lm66";
+const S_WEB_SECRET: &str = "Web-Client-Secret-Pq27";
+const S_PEOPLE_PW: &str = "People-Pw-Secret-Vb90";
+/// Base32 TOTP secrets (distinctive, as every secret here): the account's, and a wrong one.
+const S_TOTP: &str = "KRUGKIDQMVXXA3DFEBWG6Z3JNYQHGZLDOJSXI";
+const S_WRONG_TOTP: &str = "MJQWIIDUN52HAIDTMVRXEZLUEB2GQYLUEBTGC2LM";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
@@ -453,6 +458,11 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
     );
     let mut settings = settings;
     settings.accounts.push(Account::new("oidc-user", S_OIDC_PW));
+    // People logging in through the login pages, with a one-time code of a 1 s period (a probe
+    // every second never waits for a step).
+    let mut people = Account::new("people", S_PEOPLE_PW);
+    people.totp_secret = Some(format!("otpauth://totp/sim:people?secret={S_TOTP}&period=1").into());
+    settings.accounts.push(people);
     // The OAuth 2.0 side: a client_secret_basic service, a client_secret_post app for the password
     // grant, and a private_key_jwt client whose private key sits in a file next to probes.yaml.
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
@@ -466,6 +476,12 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
         SimClient::new("svc", S_CLIENT_SECRET, &["client_credentials"]),
         SimClient::new("app", S_POST_SECRET, &["password", "refresh_token"]),
         keyed,
+        {
+            let mut web = SimClient::new("web", S_WEB_SECRET, &["authorization_code", "refresh_token"]);
+            web.redirect_uris = vec!["https://app.test/cb".into()];
+            web.consent = true;
+            web
+        },
     ];
     let file = authprobe::simulator::oauth2::OAuth2File { clients, ..Default::default() };
     settings.oauth2 = Some(authprobe::simulator::oauth2::OAuth2Settings::from_file(file, dir.path()).unwrap());
@@ -479,6 +495,7 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
          \x20 - {{name: idp-app, protocol: oauth2, issuer: {issuer}, client_id: app, client_secret: {S_POST_SECRET}, client_auth: client_secret_post}}\n\
          \x20 - {{name: idp-keyed, protocol: oauth2, issuer: {issuer}, client_id: keyed, client_auth: private_key_jwt, client_key_file: client.key, client_key_id: k1}}\n\
          \x20 - {{name: idp-wrong, protocol: oauth2, issuer: {issuer}, client_id: svc, client_secret: {S_WRONG_CLIENT_SECRET}}}\n\
+         \x20 - {{name: idp-web, protocol: oauth2, issuer: {issuer}, client_id: web, client_secret: {S_WEB_SECRET}}}\n\
          probes:\n\
          \x20 - {{name: plain, target: sim, username: plain, password: {S_PW}}}\n\
          \x20 - {{name: pinned, target: sim, username: pinned, password: {S_PIN_PW}, pin_file: pinned.pin}}\n\
@@ -489,7 +506,9 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
          \x20 - {{name: oidc-svc, target: idp, grant: client_credentials, validate: jwt}}\n\
          \x20 - {{name: oidc-user, target: idp-app, grant: password, username: oidc-user, password: {S_OIDC_PW}, scope: openid, refresh: true, validate: introspection, revoke: true}}\n\
          \x20 - {{name: oidc-keyed, target: idp-keyed, grant: client_credentials, validate: jwt}}\n\
-         \x20 - {{name: oidc-wrong, target: idp-wrong, grant: client_credentials}}\n",
+         \x20 - {{name: oidc-wrong, target: idp-wrong, grant: client_credentials}}\n\
+         \x20 - {{name: people, target: idp-web, grant: authorization_code, redirect_uri: 'https://app.test/cb', scope: openid, username: people, password: {S_PEOPLE_PW}, totp_secret: 'otpauth://totp/x?secret={S_TOTP}&period=1', consent: approve, validate: jwt, refresh: true, revoke: true, logout: true}}\n\
+         \x20 - {{name: people-wrong-otp, target: idp-web, grant: authorization_code, redirect_uri: 'https://app.test/cb', username: people, password: {S_PEOPLE_PW}, totp_secret: {S_WRONG_TOTP}}}\n",
         sim.base_url(),
         issuer = sim.issuer().unwrap(),
     );
@@ -506,6 +525,8 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
         "oidc-user",
         "oidc-keyed",
         "oidc-wrong",
+        "people",
+        "people-wrong-otp",
     ];
     // Broken files whose problems sit next to secrets: a syntax error, an unknown field, a wrong type.
     let broken = [
@@ -597,6 +618,9 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
         "client_secret=<redacted>",
         "client_assertion=<redacted>",
         "authprobe_target_jwks_keys",
+        "invalid_otp",
+        "step=\"OTP\"",
+        "code=<redacted>&state=<redacted>",
     ] {
         assert!(emitted.contains(expected), "{expected} not in the outputs");
     }
@@ -616,6 +640,10 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
         S_POST_SECRET,
         S_WRONG_CLIENT_SECRET,
         S_OIDC_PW,
+        S_WEB_SECRET,
+        S_PEOPLE_PW,
+        S_TOTP,
+        S_WRONG_TOTP,
     ]
     .map(String::from)
     .into();
