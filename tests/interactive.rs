@@ -168,6 +168,13 @@ async fn each_refusal_has_its_class_step_and_reason() {
         sim_client("iss", LoginStyle::OnePage, false, ClientFault::WrongIss),
         sim_client("loop", LoginStyle::OnePage, false, ClientFault::RedirectLoop),
         sim_client("nonce", LoginStyle::OnePage, false, ClientFault::WrongNonce),
+        sim_client("cookie", LoginStyle::OnePage, false, ClientFault::LostCookie),
+        {
+            // Denied after the consent was approved.
+            let mut c = sim_client("denied", LoginStyle::OnePage, true, ClientFault::None);
+            c.authorize_error = Some("access_denied".into());
+            c
+        },
     ];
     let mut with_errors = clients;
     for code in [
@@ -184,8 +191,35 @@ async fn each_refusal_has_its_class_step_and_reason() {
         with_errors.push(c);
     }
     let sim = world(with_errors).await;
-    let issuer = sim.issuer().unwrap();
-    let at = |client: &str, user: &str, pw: &str, totp: Option<&str>| interactive(&issuer, client, user, pw, totp);
+    // The same world over HTTPS with a self-signed CA: every case runs on both.
+    let pki = pki(&["127.0.0.1"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_sim = sim.serve_tls_too(listener, pki.server.clone());
+    for scheme in ["http", "https"] {
+        let (issuer, roots) = match scheme {
+            "http" => (sim.issuer().unwrap(), None),
+            _ => (tls_sim.issuer().unwrap(), Some(vec![pki.ca_der.clone()])),
+        };
+        // A wrong TOTP secret of its own per pass: the replay guard would hold the second.
+        let wrong_totp =
+            if scheme == "http" { "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ" } else { "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43V" };
+        refusals(&sim, &issuer, roots, wrong_totp).await;
+    }
+}
+
+async fn refusals(
+    sim: &Simulator,
+    issuer: &str,
+    roots: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
+    wrong_totp: &str,
+) {
+    let at = |client: &str, user: &str, pw: &str, totp: Option<&str>| {
+        let mut s = interactive(issuer, client, user, pw, totp);
+        let mut tls = authprobe::protocol::TlsSettings::default();
+        tls.roots = roots.clone();
+        s.tls = std::sync::Arc::new(tls);
+        s
+    };
     use ResultClass::*;
     // (spec, class, step, reason, reason_text it shows)
     let mut consent_fail = at("web", "probe-user", USER_PW, None);
@@ -209,7 +243,7 @@ async fn each_refusal_has_its_class_step_and_reason() {
             "Invalid username or password.",
         ),
         (
-            at("web", "otp-user", OTP_PASSWORD, Some("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")),
+            at("web", "otp-user", OTP_PASSWORD, Some(wrong_totp)),
             AuthFailed,
             OTP,
             INVALID_OTP,
@@ -225,6 +259,14 @@ async fn each_refusal_has_its_class_step_and_reason() {
             "Your login attempt timed out. Login will start from the beginning.",
         ),
         (at("changed", "probe-user", USER_PW, None), UnexpectedStep, AUTHORIZE, LOGIN_FORM_NOT_FOUND, ""),
+        (
+            at("cookie", "probe-user", USER_PW, None),
+            UnexpectedStep,
+            PASSWORD,
+            SESSION_EXPIRED,
+            "Cookie not found. Please make sure cookies are enabled in your browser.",
+        ),
+        (at("denied", "probe-user", USER_PW, None), UnexpectedStep, CONSENT, CONSENT_REQUIRED, "as configured"),
         (at("foreign", "probe-user", USER_PW, None), InvalidResponse, PASSWORD, FOREIGN_ORIGIN, ""),
         (at("state", "probe-user", USER_PW, None), InvalidResponse, PASSWORD, STATE_MISMATCH, ""),
         (at("iss", "probe-user", USER_PW, None), InvalidResponse, PASSWORD, WRONG_ISSUER, ""),
@@ -260,7 +302,7 @@ async fn each_refusal_has_its_class_step_and_reason() {
         assert_eq!(o.lockout == Lockout::Strike, strikes, "{reason:?}");
     }
     // state, iss and nonce: the configured errors are answered before a code is made.
-    assert_eq!(sim.oauth2_stats().logins - logins_before, 3, "the logins that reached the redirect URI");
+    assert_eq!(sim.oauth2_stats().logins - logins_before, 3, "the logins that reached the redirect URI ({issuer})");
     // A form bound elsewhere sent nothing there (it could not have: the origin does not exist),
     // and said so.
     let o = run(&at("foreign", "probe-user", USER_PW, None)).await;
@@ -362,13 +404,6 @@ async fn bare_refusals_and_slow_down_for_every_grant() {
     }
 }
 
-fn oauth2_refresh(spec: &LoginSpec) -> bool {
-    match &spec.login {
-        authprobe::protocol::Login::OAuth2(o) => o.refresh,
-        _ => false,
-    }
-}
-
 /// Whether the simulator still takes `token`: a refresh token is redeemed, an access token
 /// introspected.
 async fn still_active(issuer: &str, client: &str, token: &str) -> bool {
@@ -397,6 +432,7 @@ async fn revoke_ends_every_token_a_run_received_whatever_its_outcome() {
     let mut app = SimClient::new("app", CLIENT_SECRET, &["password", "refresh_token", "authorization_code"]);
     app.redirect_uris = vec![REDIRECT.to_owned()];
     let mut audience = app.clone();
+    audience.grants = Some(vec!["password".into(), "refresh_token".into(), "client_credentials".into()]);
     audience.client_id = "aud".into();
     audience.fault = ClientFault::WrongAudience;
     let mut nonce = app.clone();
@@ -421,13 +457,20 @@ async fn revoke_ends_every_token_a_run_received_whatever_its_outcome() {
     let mut code_ok = interactive(&issuer, "app", "probe-user", USER_PW, None);
     oauth2(&mut code_ok).refresh = true;
     oauth2(&mut code_ok).revoke = true;
+    // client_credentials, its token for another audience: validation fails, the token goes.
+    let mut service = oauth2_spec(oauth2_target(&issuer, "aud"));
+    oauth2(&mut service).validate = Validate::Jwt;
+    oauth2(&mut service).revoke = true;
+    // (the run, its client, its result, tokens received: access, refresh and ID token, twice
+    // with a refresh)
     let cases = [
-        (password("app"), "app", ResultClass::Success),
-        (jwt_audience, "aud", ResultClass::ValidationFailed),
-        (code_nonce, "nonce", ResultClass::ValidationFailed),
-        (code_ok, "app", ResultClass::Success),
+        (password("app"), "app", ResultClass::Success, 6),
+        (jwt_audience, "aud", ResultClass::ValidationFailed, 6),
+        (code_nonce, "nonce", ResultClass::ValidationFailed, 3),
+        (code_ok, "app", ResultClass::Success, 6),
+        (service, "aud", ResultClass::ValidationFailed, 1),
     ];
-    for (spec, client, class) in cases {
+    for (spec, client, class, expected) in cases {
         let before = sim.oauth2_secrets_seen().len();
         let o = run(&spec).await;
         assert_eq!(o.summary.result, class, "{}", o.detail);
@@ -438,8 +481,6 @@ async fn revoke_ends_every_token_a_run_received_whatever_its_outcome() {
             .filter(|t| t.starts_with("simrt-") || t.starts_with("eyJ"))
             .cloned()
             .collect();
-        // Access, refresh and ID token; twice with the refresh, whose first pair goes too.
-        let expected = if oauth2_refresh(&spec) { 6 } else { 3 };
         assert_eq!(received.len(), expected, "{received:?}");
         for token in received {
             assert!(!still_active(&issuer, client, &token).await, "a token of a {class:?} run is still active");

@@ -302,6 +302,14 @@ pub(super) async fn show(State((server, scheme)): Ctx, headers: HeaderMap) -> Re
     let client = inner.clients.get(&client_id).cloned();
     let login = inner.logins.logins.get(&id).expect("just found");
     match client {
+        Some(c) if c.fault == ClientFault::LostCookie => {
+            let mut response = page(&issuer, login, &c, None);
+            let gone = format!("{LOGIN_COOKIE}=; Path={}/; Max-Age=0", server.path());
+            if let Ok(v) = header::HeaderValue::from_str(&gone) {
+                response.headers_mut().append(header::SET_COOKIE, v);
+            }
+            response
+        }
         Some(c) => page(&issuer, login, &c, None),
         None => error_page(StatusCode::BAD_REQUEST, "Client not found."),
     }

@@ -62,6 +62,9 @@ pub enum ClientFault {
     RedirectLoop,
     /// Login pages: the login times out once the password is taken (the page starts over).
     SessionTimeout,
+    /// Login pages: the login page drops the login's cookie (a proxy that strips it), so the
+    /// form posted next finds no login: 400 "Cookie not found".
+    LostCookie,
     /// Authorization responses carry another `state`.
     StateMismatch,
     /// Authorization responses carry another issuer's `iss`.

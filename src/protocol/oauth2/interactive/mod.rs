@@ -631,3 +631,68 @@ fn describe_page(page: &Page, url: &Url) -> String {
         format!("the page {title:?} at {}", describe_url(url))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolved(iss_required: bool) -> Resolved {
+        Resolved {
+            issuer: Some("https://idp.test/realms/x".to_owned()),
+            token: Url::parse("https://idp.test/token").unwrap(),
+            jwks: None,
+            userinfo: None,
+            introspection: None,
+            revocation: None,
+            authorization: None,
+            end_session: None,
+            iss_required,
+            keys: None,
+        }
+    }
+
+    fn read(query: &str, iss_required: bool, consent: bool) -> Result<String, (ResultClass, Reason, String)> {
+        let to = Url::parse(&format!("https://app.test/cb{query}")).unwrap();
+        let sent = Sent { consent, ..Sent::default() };
+        callback(&to, "st-1", &resolved(iss_required), PASSWORD, sent)
+            .map(|c| c.expose_secret().to_owned())
+            .map_err(|v| (v.result, v.reason, v.reason_text))
+    }
+
+    #[test]
+    fn the_authorization_response_is_read_state_then_iss_then_error_or_code() {
+        use ResultClass::*;
+        assert_eq!(read("?code=c-1&state=st-1", false, false), Ok("c-1".to_owned()));
+        assert_eq!(
+            read("?code=c-1&state=st-1&iss=https%3A%2F%2Fidp.test%2Frealms%2Fx%2F", true, false),
+            Ok("c-1".to_owned())
+        );
+        assert_eq!(read("#code=c-2&state=st-1", false, false), Ok("c-2".to_owned()), "a fragment response");
+        let no = |q: &str, req, consent| read(q, req, consent).unwrap_err();
+        assert_eq!(no("?code=c-1&state=other", false, false).1, STATE_MISMATCH);
+        assert_eq!(no("?code=c-1", false, false).1, STATE_MISMATCH);
+        assert_eq!(no("?error=access_denied", false, false).1, STATE_MISMATCH, "state is checked first");
+        assert_eq!(no("?code=c-1&state=st-1", true, false).1, WRONG_ISSUER, "iss announced but missing");
+        assert_eq!(no("?code=c-1&state=st-1&iss=https%3A%2F%2Fevil.test", false, false).1, WRONG_ISSUER);
+        assert_eq!(no("?state=st-1", false, false), (InvalidResponse, Reason::NONE, String::new()));
+        assert_eq!(no("?state=st-1&code=", false, false).0, InvalidResponse);
+        for (code, consent, class, reason) in [
+            ("access_denied", false, AuthFailed, ACCESS_DENIED),
+            ("access_denied", true, UnexpectedStep, CONSENT_REQUIRED),
+            ("consent_required", false, UnexpectedStep, CONSENT_REQUIRED),
+            ("login_required", false, AuthFailed, LOGIN_REQUIRED),
+            ("account_selection_required", false, AuthFailed, INTERACTION_REQUIRED),
+            ("server_error", false, HttpError, SERVER_ERROR),
+            ("temporarily_unavailable", false, RateLimited, TEMPORARILY_UNAVAILABLE),
+            ("unsupported_response_type", false, ClientRejected, Reason::OTHER),
+        ] {
+            let got = no(&format!("?error={code}&error_description=Why+not&state=st-1"), false, consent);
+            assert_eq!(got, (class, reason, "Why not".to_owned()), "{code}");
+        }
+        assert_eq!(
+            no("?error=server_error&state=st-1", false, false).2,
+            "server_error",
+            "the code when no description"
+        );
+    }
+}
