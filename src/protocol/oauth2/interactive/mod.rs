@@ -412,7 +412,10 @@ pub(crate) async fn authorize(
             );
             return Err(verdict(new_step, ResultClass::InvalidResponse, FOREIGN_ORIGIN, None, detail));
         }
-        let entries = form.entries(button, &ours);
+        let entries = match asks {
+            Asks::Consent(approve) => form.consent_entries(approve),
+            _ => form.entries(button, &ours),
+        };
         let mut body = Form::default();
         for (name, value) in &entries {
             keep(run, issued, value.expose_secret());

@@ -68,6 +68,8 @@ pub struct Control {
     pub value: String,
     /// A checkbox's or radio's `checked`.
     pub checked: bool,
+    /// A checkbox (not a radio button): what a consent page's scopes are.
+    pub checkbox: bool,
     /// Read-only: shown and sent, never typed in.
     pub readonly: bool,
     /// name, id, autocomplete, and a button's value and text, lower case: what tells its role.
@@ -358,6 +360,22 @@ impl Form {
         (action, method)
     }
 
+    /// What approving a consent form sends: its approving `button` pressed and every checkbox
+    /// ticked (Spring Authorization Server and Ory Hydra list the scopes as checkboxes, unticked:
+    /// the client gets what it asked only if they are ticked).
+    pub fn consent_entries(&self, button: usize) -> Vec<(String, SecretString)> {
+        let ticked = Form {
+            controls: self
+                .controls
+                .iter()
+                .cloned()
+                .map(|c| Control { checked: c.checked || c.checkbox, ..c })
+                .collect(),
+            ..self.clone()
+        };
+        ticked.entries(Some(button), &[])
+    }
+
     /// The fields a browser would send with `button` pressed (HTML's "constructing the entry
     /// list"), with `ours` in place of the page's values. Every value is a secret to traces.
     pub fn entries(&self, button: Option<usize>, ours: &[(usize, &SecretString)]) -> Vec<(String, SecretString)> {
@@ -434,6 +452,7 @@ fn control(e: ElementRef<'_>) -> Option<Control> {
         kind,
         value,
         checked: el.attr("checked").is_some(),
+        checkbox: kind == Kind::Check && ty == "checkbox",
         readonly: el.attr("readonly").is_some(),
         words,
         form_action: el.attr("formaction").map(str::to_owned),
@@ -512,8 +531,30 @@ fn error_text(doc: &Html) -> Option<String> {
     select(doc, ERROR_SELECTOR)
         .take(MAX_ERROR_CANDIDATES)
         .filter(|e| !hidden(e))
-        .map(|e| collapse(&bounded_text(e)))
+        .map(|e| collapse(&message_text(e)))
         .find(|t| !t.is_empty() && t.chars().count() <= 300)
+}
+
+/// An error element's message: its text without that of its links and buttons ("Forgot
+/// password?", "Back to application" sit beside messages, and are not them).
+fn message_text(e: ElementRef<'_>) -> String {
+    let mut out = String::new();
+    // An element holding the page is no message: a bounded look at it.
+    for node in e.descendants().take(MAX_TEXT_READ * 4) {
+        let Some(text) = node.value().as_text() else { continue };
+        let in_control = node
+            .ancestors()
+            .take_while(|a| a.id() != e.id())
+            .filter_map(|a| a.value().as_element())
+            .any(|el| matches!(el.name(), "a" | "button" | "script" | "style"));
+        if !in_control {
+            out.push_str(text);
+            if out.len() > MAX_TEXT_READ {
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// An element's text, at most [`MAX_TEXT_READ`] bytes of it (an error message is short; an element
