@@ -169,6 +169,7 @@ async fn each_refusal_has_its_class_step_and_reason() {
         sim_client("loop", LoginStyle::OnePage, false, ClientFault::RedirectLoop),
         sim_client("nonce", LoginStyle::OnePage, false, ClientFault::WrongNonce),
         sim_client("cookie", LoginStyle::OnePage, false, ClientFault::LostCookie),
+        sim_client("dex", LoginStyle::OnePage, false, ClientFault::RefusalWith401),
         {
             // Denied after the consent was approved.
             let mut c = sim_client("denied", LoginStyle::OnePage, true, ClientFault::None);

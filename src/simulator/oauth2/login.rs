@@ -405,7 +405,10 @@ pub(super) async fn submit(
             return back_with_error(&issuer, &login, "access_denied", "The user denied the request");
         }
     }
-    let response = page(&issuer, &login, &client, error);
+    let mut response = page(&issuer, &login, &client, error);
+    if error.is_some() && client.fault == ClientFault::RefusalWith401 {
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+    }
     server.lock().logins.logins.insert(id, login);
     response
 }

@@ -62,6 +62,8 @@ pub enum ClientFault {
     RedirectLoop,
     /// Login pages: the login times out once the password is taken (the page starts over).
     SessionTimeout,
+    /// Login pages: a refused password re-renders the login page with 401, as dex does.
+    RefusalWith401,
     /// Login pages: the login page drops the login's cookie (a proxy that strips it), so the
     /// form posted next finds no login: 400 "Cookie not found".
     LostCookie,

@@ -284,7 +284,10 @@ pub(crate) async fn authorize(
         let answer = received.answer();
         let page = read_page(run, answer.body, &here, &login.hints, step).await?;
         let text = page.error.as_deref();
-        if !(200..=299).contains(&status) {
+        // A refusal may come back with the form again and a 4xx (dex answers a wrong password
+        // with its login page and 401): such a page is read like any other.
+        let refused_with_form = (400..=499).contains(&status) && status != 429 && page.choose(&login.hints).is_some();
+        if !(200..=299).contains(&status) && !refused_with_form {
             let shown = describe_page(&page, &here);
             return Err(match status {
                 429 => verdict(step, ResultClass::RateLimited, TOO_MANY_REQUESTS, text, format!("HTTP 429 on {shown}")),
