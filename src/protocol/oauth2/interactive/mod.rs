@@ -363,24 +363,20 @@ pub(crate) async fn authorize(
                 sent.username = true;
                 (USERNAME, true)
             }
-            Asks::Otp(field) => {
+            Asks::Otp(_) => {
                 if sent.otp {
                     let detail = "the one-time code was asked again after a code was sent: refused".to_owned();
                     return Err(verdict(step, ResultClass::AuthFailed, INVALID_OTP, text, detail));
                 }
-                let Some(totp) = &login.totp else {
+                if login.totp.is_none() {
                     let detail = format!(
                         "{} asks for a one-time code and the probe has no totp_secret",
                         describe_page(&page, &here)
                     );
                     return Err(verdict(step, ResultClass::UnexpectedStep, LOGIN_FORM_NOT_FOUND, text, detail));
-                };
-                code = match one_time_code(run, totp).await {
-                    Ok(c) => c,
-                    Err(detail) => return Err(Verdict::of(OTP, ResultClass::Timeout, detail)),
-                };
-                keep(run, issued, code.expose_secret());
-                ours.push((field, &code));
+                }
+                // The code is made once the form is known to go where it may: a time step is
+                // claimed only to be sent.
                 sent.otp = true;
                 (OTP, true)
             }
@@ -414,6 +410,14 @@ pub(crate) async fn authorize(
                 if downgrade { "over plain http" } else { "not the issuer's origin nor an allowed one" }
             );
             return Err(verdict(new_step, ResultClass::InvalidResponse, FOREIGN_ORIGIN, None, detail));
+        }
+        if let (Asks::Otp(field), Some(totp)) = (asks, &login.totp) {
+            code = match one_time_code(run, totp).await {
+                Ok(c) => c,
+                Err(detail) => return Err(Verdict::of(OTP, ResultClass::Timeout, detail)),
+            };
+            keep(run, issued, code.expose_secret());
+            ours.push((field, &code));
         }
         let entries = match asks {
             Asks::Consent(approve) => form.consent_entries(approve),
