@@ -531,9 +531,20 @@ async fn oidc_provider_interaction_pages() {
     assert!(steps(&o).contains(&"Consent") && steps(&o).contains(&"Logout"), "{:?}", steps(&o));
     let end = o.logout.as_ref().unwrap();
     assert!(end.ok, "{}", end.detail);
-    // Identifier-first with a one-time code of its own TOTP implementation.
+    // Identifier-first with a one-time code of its own TOTP implementation. Its interaction ids
+    // sit in the pages' paths and in a cookie: the trace shows neither.
     let s = at_idp(&p, oidc::IDFIRST_CLIENT, oidc::OTP_USER, oidc::OTP_PASSWORD, Some(oidc::TOTP_SECRET));
-    let o = run(&s).await;
+    let (o, trace) = Prober::new().unwrap().login_traced(&s).await;
+    let rendered = trace.render();
+    assert!(rendered.contains("/interaction/<redacted>/password"), "{rendered}");
+    assert!(rendered.contains("> cookie: _interaction=<redacted>"), "{rendered}");
+    for (i, _) in rendered.match_indices("/interaction/") {
+        assert!(
+            rendered[i..].starts_with("/interaction/<redacted>"),
+            "an interaction id shown: {}",
+            &rendered[i..i + 40]
+        );
+    }
     check(&o, Success, TOKEN, Reason::NONE);
     let seen = steps(&o);
     for step in ["Authorize", "Username", "Password", "OTP", "Consent", "Token"] {
