@@ -256,6 +256,7 @@ async fn demo_file_works_out_of_the_box() {
         ("erin-https", "success"),
         ("service-account", "success"),
         ("frank-oidc", "success"),
+        ("grace-login", "success"),
     ];
     let want: Vec<(String, String)> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     assert_eq!(results, want, "stderr: {}", r.stderr);

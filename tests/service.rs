@@ -344,8 +344,16 @@ async fn the_readme_first_command_serves_every_demo_probe() {
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     let svc = Service::spawn(repo, &[]).await;
     assert!(svc.base.ends_with(":9871"), "{}", svc.base);
-    let demo =
-        ["alice-password", "bob-pin", "carol-sms-2fa", "dave-expired", "erin-https", "service-account", "frank-oidc"];
+    let demo = [
+        "alice-password",
+        "bob-pin",
+        "carol-sms-2fa",
+        "dave-expired",
+        "erin-https",
+        "service-account",
+        "frank-oidc",
+        "grace-login",
+    ];
     let m = svc.metrics().await;
     for p in demo {
         assert_eq!(m.series("authprobe_probe_runs_total", &[("probe", p)]).len(), ResultClass::ALL.len(), "{p}");
@@ -365,16 +373,25 @@ async fn the_readme_first_command_serves_every_demo_probe() {
         ("erin-https", 1.0),
         ("service-account", 1.0),
         ("frank-oidc", 1.0),
+        ("grace-login", 1.0),
     ] {
         assert_eq!(m.value("authprobe_probe_success", &[("probe", p)]), want, "{p}");
         assert_eq!(m.value("authprobe_probe_runs_total", &[("probe", p), ("result", "internal_error")]), 0.0, "{p}");
     }
     // The OAuth 2.0 probes: the lifetime granted, and the discovery of their issuer's targets.
-    for p in ["service-account", "frank-oidc"] {
+    for p in ["service-account", "frank-oidc", "grace-login"] {
         assert_eq!(m.value("authprobe_probe_token_expires_in_seconds", &[("probe", p)]), 3600.0, "{p}");
-        assert_eq!(m.value("authprobe_probe_logout_failures_total", &[("probe", "frank-oidc")]), 0.0);
     }
-    for t in ["oidc-demo", "oidc-demo-app"] {
+    // Those that end their session: revocation, and the identity provider's logout.
+    for p in ["frank-oidc", "grace-login"] {
+        assert_eq!(m.value("authprobe_probe_logout_failures_total", &[("probe", p)]), 0.0, "{p}");
+    }
+    // The interactive login went through every page: its steps' series.
+    for step in ["Authorize", "Username", "Password", "OTP", "Consent", "Token", "Logout"] {
+        let labels = [("probe", "grace-login"), ("step", step)];
+        assert!(m.get("authprobe_probe_step_duration_seconds_count", &labels).is_some_and(|c| c >= 1.0), "{step}");
+    }
+    for t in ["oidc-demo", "oidc-demo-app", "oidc-demo-web"] {
         assert_eq!(m.value("authprobe_target_discovery_success", &[("target", t)]), 1.0, "{t}");
         assert_eq!(m.value("authprobe_target_jwks_keys", &[("target", t)]), 1.0, "{t}");
     }
@@ -398,6 +415,7 @@ async fn the_readme_first_command_serves_every_demo_probe() {
         ("erin-https", "ok"),
         ("service-account", "ok"),
         ("frank-oidc", "ok"),
+        ("grace-login", "ok"),
     ] {
         assert!(row_of(&dom, p).starts_with(&format!("<tr class=\"{class}\"")), "{p} row:\n{dom}");
     }
