@@ -6,7 +6,9 @@ pub mod django;
 pub mod oidc;
 pub mod openssl;
 pub mod prometheus;
+pub mod samba;
 pub mod service;
+pub mod slapd;
 
 use std::time::Duration;
 
