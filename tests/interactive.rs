@@ -369,6 +369,10 @@ async fn no_secret_cookie_or_code_in_outcome_trace_or_debug() {
     assert!(rendered.contains("< set-cookie: SIM_SESSION=<redacted>"), "{rendered}");
     assert!(rendered.contains("> (form) username=<redacted>&password=<redacted>"), "{rendered}");
     assert!(rendered.contains("callback?code=<redacted>&state=<redacted>&iss="), "{rendered}");
+    // What is not secret stays readable: the steps, the client id, the scope.
+    for shown in ["(Authorize)", "(Consent)", "client_id=web", "scope=openid"] {
+        assert!(rendered.contains(shown), "{shown} redacted:\n{rendered}");
+    }
     assert!(!rendered.contains("session_code=") || rendered.contains("session_code=<redacted>"), "{rendered}");
 }
 

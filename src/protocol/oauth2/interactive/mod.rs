@@ -101,6 +101,8 @@ pub(crate) struct Browser {
     redirects: u32,
     /// The ID token, for the logout's `id_token_hint`.
     pub(crate) id_token: Option<SecretString>,
+    /// The login's public values, never taken for secrets (see [`keep_server_value`]).
+    public: Vec<String>,
 }
 
 /// What the run has sent, to tell a refusal from a next step.
@@ -118,7 +120,13 @@ impl Browser {
         let mut allowed = login.allowed_origins.clone();
         let home = spec.target.issuer.as_ref().or(resolved.authorization.as_ref());
         allowed.extend(home.map(Url::origin));
-        Browser { jar: cookie_store::CookieStore::default(), allowed, pages: 0, redirects: 0, id_token: None }
+        let public = [Some(&spec.target.client_id), Some(&login.username), spec.scope.as_ref()]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .chain([login.redirect_uri.to_string()])
+            .collect();
+        Browser { jar: cookie_store::CookieStore::default(), allowed, pages: 0, redirects: 0, id_token: None, public }
     }
 
     /// Sends one request with the jar's cookies, records it as `step` and keeps the cookies
@@ -150,11 +158,15 @@ impl Browser {
         let received = received.map_err(|f| Verdict::of(step, f.class, f.detail))?;
         for header in &received.set_cookies {
             if let Ok(cookie) = cookie_store::RawCookie::parse(header.expose_secret().to_owned()) {
-                keep(run, issued, cookie.value());
+                keep_server_value(run, issued, &self.public(), cookie.value());
                 self.jar.store_response_cookies(std::iter::once(cookie.into_owned()), url);
             }
         }
         Ok(received)
+    }
+
+    fn public(&self) -> Vec<&str> {
+        self.public.iter().map(String::as_str).collect()
     }
 
     /// Whether a form filled with the probe's credentials may be sent from `from` to `to`.
@@ -163,15 +175,24 @@ impl Browser {
     }
 }
 
-/// Adds a value of the run (a cookie, a hidden field, a code) to those every output redacts.
-/// Values shorter than 8 characters are words of the page, not secrets.
+/// Adds a value the run made or was given (a state, a code) to those every output redacts.
 fn keep(run: &mut Attempt<'_>, issued: &mut Vec<SecretString>, value: &str) {
-    if value.len() < 8 || issued.iter().any(|s| s.expose_secret() == value) {
+    if value.is_empty() || issued.iter().any(|s| s.expose_secret() == value) {
         return;
     }
     let s = SecretString::from(value.to_owned());
     run.secret(&s);
     issued.push(s);
+}
+
+/// Adds a value the server handed over (a cookie's, a hidden field's) to those redacted when it
+/// looks like a session id or a token: 12 characters or more, no space, and none of the login's
+/// public values (the client id, the redirect URI, the scope, the username), which outputs show.
+/// Words of the page (`approve`, `Authorize`) stay readable.
+fn keep_server_value(run: &mut Attempt<'_>, issued: &mut Vec<SecretString>, public: &[&str], value: &str) {
+    if value.len() >= 12 && !value.contains(char::is_whitespace) && !public.contains(&value) {
+        keep(run, issued, value);
+    }
 }
 
 /// 32 random bytes, base64url: a `state`, a `nonce`, a PKCE verifier.
@@ -423,9 +444,12 @@ pub(crate) async fn authorize(
             Asks::Consent(approve) => form.consent_entries(approve),
             _ => form.entries(button, &ours),
         };
+        let public = browser.public();
+        for c in form.controls.iter().filter(|c| c.kind == page::Kind::Hidden) {
+            keep_server_value(run, issued, &public, &c.value);
+        }
         let mut body = Form::default();
         for (name, value) in &entries {
-            keep(run, issued, value.expose_secret());
             body = body.secret(name.clone(), value);
         }
         step = new_step;
@@ -611,9 +635,12 @@ pub(crate) async fn logout(
                 "the logout confirmation would be sent elsewhere than the identity provider".to_owned(),
             );
         };
+        let public = browser.public();
+        for c in form.controls.iter().filter(|c| c.kind == page::Kind::Hidden) {
+            keep_server_value(run, issued, &public, &c.value);
+        }
         let mut body = Form::default();
         for (name, value) in form.entries(button, &[]) {
-            keep(run, issued, value.expose_secret());
             body = body.secret(name, &value);
         }
         confirmed = true;
