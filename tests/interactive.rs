@@ -395,11 +395,13 @@ async fn bare_refusals_and_slow_down_for_every_grant() {
         let mut password = oauth2_spec(oauth2_target(&issuer, id));
         oauth2(&mut password).grant = Grant::Password { username: "probe-user".into(), password: USER_PW.into() };
         let code = interactive(&issuer, id, "probe-user", USER_PW, None);
-        for spec in [credentials, password, code] {
+        // The guard counts a refusal of the credentials a token request sends; an interactive
+        // login's password went to the pages, and its token request holds a code.
+        for (spec, strike) in [(credentials, Lockout::Strike), (password, Lockout::Strike), (code, Lockout::Neutral)] {
             let o = run(&spec).await;
             if id == "bare" {
                 check(&o, ResultClass::AuthFailed, TOKEN, REFUSED);
-                assert_eq!((o.summary.status, o.lockout), (401, Lockout::Strike), "{}", o.detail);
+                assert_eq!((o.summary.status, o.lockout), (401, strike), "{}", o.detail);
             } else {
                 check(&o, ResultClass::RateLimited, TOKEN, Reason::OTHER);
                 assert_eq!(o.reason_text, "too many requests");
@@ -767,6 +769,10 @@ fn the_form_finder_reads_real_identity_providers_pages() {
         let url: url::Url = want["url"].as_str().unwrap().parse().unwrap();
         let page = Page::parse(&html, &url, &Hints::default());
         let mut fail = |what: String| failures.push(format!("{file}: {what}"));
+        let depth = authprobe::protocol::oauth2::interactive::page::nesting(&html);
+        if depth > authprobe::protocol::oauth2::interactive::page::MAX_NESTING {
+            fail(format!("refused as nesting {depth} deep"));
+        }
         let error = want["error"].as_str().map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "));
         // Ory Hydra's reference app shows its error in a bare <p>: nothing marks it as one, and
         // the verdict's text stays empty there (its reason does not depend on it).
@@ -813,7 +819,7 @@ fn the_form_finder_reads_real_identity_providers_pages() {
         if want["form_index"].as_u64() != Some(index as u64) {
             fail(format!("form {index}, expected {}", want["form_index"]));
         }
-        let (action, _) = form.target(button, &url);
+        let (action, _) = form.target(button);
         if action.as_ref().map(url::Url::as_str) != want["action"].as_str() {
             fail(format!("action {:?}, expected {}", action.map(String::from), want["action"]));
         }
@@ -872,4 +878,41 @@ fn the_form_finder_reads_real_identity_providers_pages() {
         }
     }
     assert!(failures.is_empty(), "{} of {} pages read wrong:\n{}", failures.len(), expected.len(), failures.join("\n"));
+}
+
+/// What real identity providers do beyond the simulator's defaults: an authorization response
+/// posted by a self-submitting form (response_mode=form_post), a CSRF check that wants the form's
+/// Origin (Django over HTTPS), an ID token refreshed without the nonce, and a session left by a
+/// failed login, ended all the same.
+#[tokio::test]
+async fn form_post_origin_checks_refreshed_id_tokens_and_logout_after_a_failure() {
+    let sim = world(vec![
+        sim_client("form-post", LoginStyle::OnePage, false, ClientFault::FormPost),
+        sim_client("origin", LoginStyle::OnePage, true, ClientFault::RequireOrigin),
+        sim_client("web", LoginStyle::OnePage, true, ClientFault::None),
+    ])
+    .await;
+    let issuer = sim.issuer().unwrap();
+    // The form that carries the code is read, never posted to the app (which does not exist).
+    let o = run(&interactive(&issuer, "form-post", "probe-user", USER_PW, None)).await;
+    check(&o, ResultClass::Success, TOKEN, Reason::NONE);
+    let o = run(&interactive(&issuer, "origin", "probe-user", USER_PW, None)).await;
+    check(&o, ResultClass::Success, TOKEN, Reason::NONE);
+    // The nonce is the code exchange's ID token's; the refreshed one (without it) still verifies.
+    let mut refreshed = interactive(&issuer, "web", "probe-user", USER_PW, None);
+    oauth2(&mut refreshed).refresh = true;
+    oauth2(&mut refreshed).validate = Validate::Jwt;
+    check(&run(&refreshed).await, ResultClass::Success, TOKEN_VALIDATION, Reason::NONE);
+    // consent: fail ends the run at the consent page, after the password: the session goes too.
+    let mut fail = interactive(&issuer, "web", "probe-user", USER_PW, None);
+    login_of(&mut fail).consent = Consent::Fail;
+    login_of(&mut fail).logout = true;
+    let before = sim.oauth2_stats().logouts;
+    let o = run(&fail).await;
+    check(&o, ResultClass::UnexpectedStep, PASSWORD, CONSENT_REQUIRED);
+    let end = o.logout.as_ref().expect("the session is ended after the failure");
+    assert!(end.ok, "{}", end.detail);
+    assert!(steps(&o).ends_with(&["Logout"]), "{:?}", steps(&o));
+    // The simulator opens a session only for a finished login: nothing to end here, and it says so.
+    assert_eq!(sim.oauth2_stats().logouts, before);
 }

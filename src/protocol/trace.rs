@@ -250,7 +250,9 @@ pub(crate) fn shown_url(url: &str) -> String {
                 .map(|pair| match pair.split_once('=') {
                     Some((k, v)) if PUBLIC_PARAMETERS.contains(&k) => format!("{k}={v}"),
                     Some((k, _)) => format!("{k}={REDACTED}"),
-                    None => pair.to_owned(),
+                    None if pair.is_empty() => String::new(),
+                    // A bare value (`?sessionid`) is a value too.
+                    None => REDACTED.to_owned(),
                 })
                 .collect();
             format!("{path}?{}", pairs.join("&"))
@@ -466,7 +468,7 @@ mod tests {
             shown,
             "https://idp/auth?response_type=code&client_id=web&state=<redacted>&nonce=<redacted>&code_challenge=<redacted>&scope=openid%20api#<redacted>"
         );
-        assert_eq!(shown_url("/login?session_code=sc-Q5&x"), "/login?session_code=<redacted>&x");
+        assert_eq!(shown_url("/login?session_code=sc-Q5&x"), "/login?session_code=<redacted>&<redacted>");
         assert_eq!(shown_url("/plain/path"), "/plain/path");
         assert_eq!(cookie_names(b"a=1; KC_RESTART=secret-Q6; ;b"), "a=<redacted>; KC_RESTART=<redacted>");
     }

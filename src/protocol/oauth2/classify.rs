@@ -61,6 +61,20 @@ fn oauth_error(object: &Map<String, Value>) -> Option<(&str, &str)> {
     Some((code, get_str(object, "error_description").unwrap_or_default()))
 }
 
+/// The tokens a token answer carries, whatever else it says (an answer refused for its
+/// `token_type`, say, still issued them): with the hint their revocation takes, refresh tokens
+/// first (revoking one ends its grant).
+pub fn tokens_in(answer: &Answer) -> Vec<(SecretString, &'static str)> {
+    let Some(object) = answer.body_complete.then(|| json_object(answer)).flatten() else { return Vec::new() };
+    ["refresh_token", "access_token", "id_token"]
+        .into_iter()
+        .filter_map(|key| {
+            let t = get_str(&object, key).filter(|t| !t.trim().is_empty())?;
+            Some((SecretString::from(t.to_owned()), key))
+        })
+        .collect()
+}
+
 /// Classifies the answer to a token request (`step` is `Token` or `Refresh`).
 pub fn token_answer(answer: &Answer, step: Step) -> Result<Granted, Verdict> {
     let status = answer.status;
@@ -76,6 +90,14 @@ pub fn token_answer(answer: &Answer, step: Step) -> Result<Granted, Verdict> {
     }
     let object = if answer.body_complete { json_object(answer) } else { None };
     let error = object.as_ref().and_then(oauth_error);
+    if status == 429 {
+        // Throttled, whatever error code says so (`slow_down`, `temporarily_unavailable`), and
+        // whatever the body's size.
+        let (reason, text) = error.map_or((TOO_MANY_REQUESTS, ""), |(code, text)| {
+            (error_code(code).1, if text.is_empty() { code } else { text })
+        });
+        return fail(ResultClass::RateLimited, reason, text, format!("HTTP 429 ({})", describe_body(answer)));
+    }
     if status >= 500 {
         let (reason, text) = error.map_or((Reason::NONE, ""), |(code, text)| (error_code(code).1, text));
         return fail(
@@ -85,18 +107,16 @@ pub fn token_answer(answer: &Answer, step: Step) -> Result<Granted, Verdict> {
             format!("HTTP {status} server error ({})", describe_body(answer)),
         );
     }
+    if !answer.body_complete && matches!(status, 401 | 403) {
+        // Too long to read an error from: a refusal all the same, counted as one.
+        let detail = format!("HTTP {status} whose body exceeds the {} byte limit: refused", answer.body.len());
+        return fail(ResultClass::AuthFailed, REFUSED, "", detail);
+    }
     if !answer.body_complete {
         let class =
             if matches!(status, 200 | 400 | 401) { ResultClass::InvalidResponse } else { ResultClass::HttpError };
         let detail = format!("HTTP {status} body exceeds the {} byte limit; abandoned", answer.body.len());
         return fail(class, Reason::NONE, "", detail);
-    }
-    if status == 429 {
-        // Throttled, whatever error code says so (`slow_down`, `temporarily_unavailable`).
-        let (reason, text) = error.map_or((TOO_MANY_REQUESTS, ""), |(code, text)| {
-            (error_code(code).1, if text.is_empty() { code } else { text })
-        });
-        return fail(ResultClass::RateLimited, reason, text, format!("HTTP 429 ({})", describe_body(answer)));
     }
     if let Some((code, text)) = error {
         let (class, reason) = error_code(code);
@@ -400,6 +420,16 @@ mod tests {
             assert_eq!((v.result, v.reason), (*class, *reason), "HTTP {status} {body}: {}", v.detail);
             assert_eq!(v.step, TOKEN);
         }
+    }
+
+    #[test]
+    fn tokens_of_a_refused_answer_are_found_for_revocation() {
+        let a = answer(200, r#"{"access_token":"at-9","token_type":"mac","refresh_token":"rt-9"}"#);
+        assert!(token_answer(&a, TOKEN).is_err());
+        let found: Vec<(String, &str)> =
+            tokens_in(&a).into_iter().map(|(t, h)| (secrecy::ExposeSecret::expose_secret(&t).to_owned(), h)).collect();
+        assert_eq!(found, [("rt-9".to_owned(), "refresh_token"), ("at-9".to_owned(), "access_token")]);
+        assert!(tokens_in(&answer(200, "not json")).is_empty());
     }
 
     #[test]

@@ -28,7 +28,11 @@ pub(crate) async fn run(run: &mut Attempt<'_>, spec: &OAuth2Login) -> Finished {
         _ => None,
     };
     let need_keys = spec.validate == Validate::Jwt;
-    let (resolved, mut facts) = discovery::resolve(run, target, need_keys, interactive.is_some()).await;
+    // An interactive login needs discovery for the endpoints its target does not name.
+    let browser_endpoints = interactive.is_some_and(|i| {
+        target.endpoints.authorization.is_none() || (i.logout && target.endpoints.end_session.is_none())
+    });
+    let (resolved, mut facts) = discovery::resolve(run, target, need_keys, browser_endpoints).await;
     let mut resolved = match resolved {
         Ok(r) => r,
         Err((class, detail)) => {
@@ -54,7 +58,17 @@ pub(crate) async fn run(run: &mut Attempt<'_>, spec: &OAuth2Login) -> Finished {
                         .secret("code_verifier", &authorized.verifier);
                     nonce = Some(authorized.nonce);
                 }
-                Err(verdict) => return Finished { discovery: facts, issued, ..Finished::from(verdict) },
+                Err(verdict) => {
+                    // A login that failed past the password may have left a session open.
+                    let done = run.answered_until();
+                    let session_end = if login.logout && browser.has_cookies() {
+                        Some(interactive::logout(run, spec, login, &resolved, browser, &mut issued).await)
+                    } else {
+                        None
+                    };
+                    let login_done = session_end.as_ref().and(done);
+                    return Finished { discovery: facts, issued, session_end, login_done, ..Finished::from(verdict) };
+                }
             }
         }
         _ => {}
@@ -71,7 +85,7 @@ pub(crate) async fn run(run: &mut Attempt<'_>, spec: &OAuth2Login) -> Finished {
         }
     }
     let mut token_expires_in = None;
-    let verdict = login(
+    let mut verdict = login(
         run,
         spec,
         &mut resolved,
@@ -83,6 +97,13 @@ pub(crate) async fn run(run: &mut Attempt<'_>, spec: &OAuth2Login) -> Finished {
         &mut token_expires_in,
     )
     .await;
+    if interactive.is_some() && matches!(verdict.step, TOKEN | REFRESH) && verdict.reason != INVALID_CLIENT {
+        // The person's password was taken by the pages: what the token endpoint refuses is the
+        // code, the verifier or the client, never credentials the guard should spare.
+        if verdict.lockout == crate::protocol::Lockout::Strike {
+            verdict.lockout = crate::protocol::Lockout::Neutral;
+        }
+    }
     let login_done = run.answered_until();
     // What was issued is revoked whatever the run's outcome: a refresh token left active by a
     // failed run stays valid for weeks.
@@ -126,6 +147,19 @@ async fn login(
     };
     *expires_in = granted.expires_in;
     let mut last_step = TOKEN;
+    let mut nonce = nonce;
+    if spec.refresh && spec.validate == Validate::Jwt && nonce.is_some() {
+        // The nonce is the code exchange's ID token's to carry (OpenID Connect Core §3.1.3.7);
+        // a refreshed one need not repeat it (§12.2): that one is checked without it, below.
+        if let Some((reason, reason_text, detail)) = check_jwt(run, spec, resolved, &granted, nonce, facts).await {
+            return Verdict {
+                reason,
+                reason_text,
+                ..Verdict::of(TOKEN_VALIDATION, ResultClass::ValidationFailed, detail)
+            };
+        }
+        nonce = None;
+    }
     if spec.refresh {
         let Some(refresh_token) = granted.refresh_token.clone() else {
             let detail = "no refresh_token was issued to redeem (is the refresh_token grant allowed for the client, \
@@ -187,19 +221,14 @@ async fn token_request(
     let received = run.exchange(request).await;
     run.record_http(step, &received, None);
     let received = received.map_err(|f| Verdict::of(step, f.class, f.detail))?;
-    let granted = classify::token_answer(&received.answer(), step)?;
-    issued.push(granted.access_token.clone());
-    issued.extend(granted.refresh_token.iter().cloned());
-    issued.extend(granted.id_token.iter().cloned());
-    // Refresh tokens first: revoking one ends the grant, and with it its access tokens.
-    let at = tokens.iter().position(|(_, h)| *h != "refresh_token").unwrap_or(tokens.len());
-    if let Some(r) = &granted.refresh_token {
-        if !tokens.iter().any(|(t, _)| crate::protocol::same_secret(t, r)) {
-            tokens.insert(at, (r.clone(), "refresh_token"));
+    // Whatever the answer is judged, the tokens it carries are the run's to revoke.
+    for (token, hint) in classify::tokens_in(&received.answer()) {
+        if !tokens.iter().any(|(t, _)| crate::protocol::same_secret(t, &token)) {
+            issued.push(token.clone());
+            tokens.push((token, hint));
         }
     }
-    tokens.push((granted.access_token.clone(), "access_token"));
-    tokens.extend(granted.id_token.iter().map(|t| (t.clone(), "id_token")));
+    let granted = classify::token_answer(&received.answer(), step)?;
     Ok(granted)
 }
 

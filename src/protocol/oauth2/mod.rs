@@ -396,9 +396,11 @@ impl family::Login for OAuth2Login {
             names::OTP => interactive.is_some_and(|i| i.totp.is_some()),
             names::LOGOUT => interactive.is_some_and(|i| i.logout),
             names::DISCOVERY => {
-                self.target.discovers()
-                    || self.validate == Validate::Jwt
-                    || (interactive.is_some() && self.target.issuer.is_some())
+                let endpoints = &self.target.endpoints;
+                let browser = interactive.is_some_and(|i| {
+                    endpoints.authorization.is_none() || (i.logout && endpoints.end_session.is_none())
+                });
+                self.target.discovers() || self.validate == Validate::Jwt || (browser && self.target.issuer.is_some())
             }
             names::REFRESH => self.refresh,
             // A JWT is checked without a request.

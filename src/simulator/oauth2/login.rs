@@ -282,7 +282,9 @@ pub(super) async fn authorize(
     drop(inner);
     let path = server.path();
     let cookie = format!("{LOGIN_COOKIE}={id}; Path={path}/; HttpOnly; SameSite=Lax");
-    redirect(&format!("{issuer}/login-actions/authenticate?client_id={}", client.client_id), &[cookie])
+    let mut to = url::Url::parse(&format!("{issuer}/login-actions/authenticate")).expect("the issuer is a URL");
+    to.query_pairs_mut().append_pair("client_id", &client.client_id);
+    redirect(to.as_str(), &[cookie])
 }
 
 /// `GET {path}/login-actions/authenticate`: the page of the login in progress.
@@ -342,6 +344,12 @@ pub(super) async fn submit(
             StatusCode::BAD_REQUEST,
             "Your login attempt timed out. Login will start from the beginning.",
         );
+    }
+    if client.fault == ClientFault::RequireOrigin {
+        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or_default();
+        if origin.is_empty() || !issuer.starts_with(origin) {
+            return error_page(StatusCode::FORBIDDEN, "CSRF verification failed. Request aborted.");
+        }
     }
     login.session_code = random(16);
     let mut error = None;
@@ -496,6 +504,21 @@ fn finish(server: &Server, issuer: &str, login: Login, client: &SimClient) -> Re
         format!("{LOGIN_COOKIE}=; Path={path}/; Max-Age=0"),
         format!("{SESSION_COOKIE}={session}; Path={path}/; HttpOnly; SameSite=Lax"),
     ];
+    if client.fault == ClientFault::FormPost {
+        let mut action = to.clone();
+        action.set_query(None);
+        let fields: String = to
+            .query_pairs()
+            .map(|(n, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", escape(&n), escape(&v)))
+            .collect();
+        let body = format!(
+            "<html><head><title>Submit This Form</title></head><body onload=\"javascript:document.forms[0].submit()\">\
+             <form method=\"post\" action=\"{}\">{fields}<noscript><button type=\"submit\">Continue</button></noscript>\
+             </form></body></html>",
+            escape(action.as_str())
+        );
+        return html(StatusCode::OK, body, &cookies);
+    }
     redirect(to.as_str(), &cookies)
 }
 
@@ -511,7 +534,9 @@ pub(super) fn redeem(
     let code = form.get("code").map(String::as_str).unwrap_or_default();
     let mut inner = server.lock();
     // A code is good once, whatever happens next.
-    let Some(grant) = inner.logins.codes.remove(code) else { return Err("the code is invalid, expired or used") };
+    let Some(grant) = inner.logins.codes.remove(code).filter(|c| c.created.elapsed() <= LOGIN_LIFETIME) else {
+        return Err("the code is invalid, expired or used");
+    };
     drop(inner);
     if grant.client_id != client.client_id {
         return Err("the code was issued to another client");

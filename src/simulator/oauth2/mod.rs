@@ -64,6 +64,12 @@ pub enum ClientFault {
     SessionTimeout,
     /// Login pages: a refused password re-renders the login page with 401, as dex does.
     RefusalWith401,
+    /// Login pages: a form posted without an Origin header is refused with 403, as Django's
+    /// CSRF check does over HTTPS.
+    RequireOrigin,
+    /// The authorization response is a page whose form posts it to the redirect URI
+    /// (response_mode=form_post), not a redirect.
+    FormPost,
     /// Login pages: the login page drops the login's cookie (a proxy that strips it), so the
     /// form posted next finds no login: 400 "Cookie not found".
     LostCookie,

@@ -134,14 +134,20 @@ impl Browser {
     async fn send(
         &mut self,
         run: &mut Attempt<'_>,
-        method: Method,
-        url: &Url,
-        form: Option<Form>,
+        next: &mut Next,
         step: Step,
         issued: &mut Vec<SecretString>,
     ) -> Result<Received, Verdict> {
+        let (method, url, form, origin) = (next.method.clone(), &next.url, next.form.take(), next.origin.as_ref());
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"));
+        // A browser names the origin of the page a form is posted from; CSRF checks (Django's
+        // over HTTPS) refuse a POST without it.
+        if let (true, Some(from)) = (method == Method::POST, origin) {
+            if let Ok(v) = HeaderValue::from_str(&from.ascii_serialization()) {
+                headers.insert(reqwest::header::ORIGIN, v);
+            }
+        }
         let cookies: Vec<String> = self.jar.get_request_values(url).map(|(n, v)| format!("{n}={v}")).collect();
         if !cookies.is_empty() {
             let value = SecretString::from(cookies.join("; "));
@@ -163,6 +169,11 @@ impl Browser {
             }
         }
         Ok(received)
+    }
+
+    /// Whether the run holds cookies of the identity provider: a session that may need ending.
+    pub(crate) fn has_cookies(&self) -> bool {
+        self.jar.iter_unexpired().next().is_some()
     }
 
     fn public(&self) -> Vec<&str> {
@@ -195,6 +206,31 @@ fn keep_server_value(run: &mut Attempt<'_>, issued: &mut Vec<SecretString>, publ
     }
 }
 
+/// Redacts the code (and anything else but the error and the issuer) of an authorization
+/// response before it is checked: a refused one is shown nowhere either.
+fn keep_callback_values(run: &mut Attempt<'_>, issued: &mut Vec<SecretString>, to: &Url) {
+    let fragment = to.fragment().map(|f| url::form_urlencoded::parse(f.as_bytes()).into_owned().collect::<Vec<_>>());
+    for (name, value) in to.query_pairs().into_owned().chain(fragment.into_iter().flatten()) {
+        if !matches!(name.as_str(), "error" | "error_description" | "iss") {
+            keep(run, issued, &value);
+        }
+    }
+}
+
+/// Redacts what a page holds that looks like a session id or token: the hidden fields of all its
+/// forms and the query values of their actions (Keycloak's `session_code`), whichever form is
+/// sent — the trace shows the page's body.
+fn keep_page_values(run: &mut Attempt<'_>, issued: &mut Vec<SecretString>, public: &[&str], page: &Page) {
+    for form in &page.forms {
+        for c in form.controls.iter().filter(|c| c.kind == page::Kind::Hidden) {
+            keep_server_value(run, issued, public, &c.value);
+        }
+        for (_, value) in form.action.iter().flat_map(|a| a.query_pairs().into_owned().collect::<Vec<_>>()) {
+            keep_server_value(run, issued, public, &value);
+        }
+    }
+}
+
 /// 32 random bytes, base64url: a `state`, a `nonce`, a PKCE verifier.
 fn random_token() -> String {
     use base64::Engine as _;
@@ -217,6 +253,8 @@ struct Next {
     method: Method,
     url: Url,
     form: Option<Form>,
+    /// The origin of the page a form is posted from.
+    origin: Option<url::Origin>,
 }
 
 /// Goes through the identity provider's pages to the code.
@@ -260,13 +298,14 @@ pub(crate) async fn authorize(
             }
         }
     }
-    let mut next = Next { method: Method::GET, url, form: None };
+    let mut next = Next { method: Method::GET, url, form: None, origin: None };
     let mut step = AUTHORIZE;
+    let username = SecretString::from(login.username.clone());
     let mut sent = Sent::default();
     loop {
         // A 307 or 308 answer sends the same form again.
         let form_sent = next.form.clone();
-        let received = browser.send(run, next.method.clone(), &next.url, next.form.take(), step, issued).await?;
+        let received = browser.send(run, &mut next, step, issued).await?;
         let here = next.url.clone();
         let status = received.status;
         if let (300..=399, Some(location)) = (status, received.answer().location) {
@@ -278,8 +317,8 @@ pub(crate) async fn authorize(
                 ));
             };
             if is_redirect_uri(&to, &login.redirect_uri) {
+                keep_callback_values(run, issued, &to);
                 let code = callback(&to, &state, resolved, step, sent)?;
-                keep(run, issued, code.expose_secret());
                 return Ok(Authorized {
                     code,
                     verifier: SecretString::from(verifier),
@@ -297,17 +336,21 @@ pub(crate) async fn authorize(
                     let detail = format!("a {status} redirect would send the form on to {}", origin_of(&to));
                     return Err(verdict(step, ResultClass::InvalidResponse, FOREIGN_ORIGIN, None, detail));
                 }
-                (307 | 308, Some(form)) => Next { method: Method::POST, url: to, form: Some(form) },
-                _ => Next { method: Method::GET, url: to, form: None },
+                (307 | 308, Some(form)) => {
+                    Next { method: Method::POST, url: to, form: Some(form), origin: next.origin.clone() }
+                }
+                _ => Next { method: Method::GET, url: to, form: None, origin: None },
             };
             continue;
         }
         let answer = received.answer();
         let page = read_page(run, answer.body, &here, &login.hints, step).await?;
+        keep_page_values(run, issued, &browser.public(), &page);
         let text = page.error.as_deref();
         // A refusal may come back with the form again and a 4xx (dex answers a wrong password
         // with its login page and 401): such a page is read like any other.
-        let refused_with_form = (400..=499).contains(&status) && status != 429 && page.choose(&login.hints).is_some();
+        let chosen = page.choose(&login.hints);
+        let refused_with_form = (400..=499).contains(&status) && status != 429 && chosen.is_some();
         if !(200..=299).contains(&status) && !refused_with_form {
             let shown = describe_page(&page, &here);
             return Err(match status {
@@ -338,7 +381,7 @@ pub(crate) async fn authorize(
             let detail = format!("more than {MAX_PAGES} pages without reaching the redirect_uri (a loop?)");
             return Err(verdict(step, ResultClass::StepLimit, TOO_MANY_PAGES, text, detail));
         }
-        let Some((index, asks)) = page.choose(&login.hints) else {
+        let Some((index, asks)) = chosen else {
             let detail = format!(
                 "no form of {} asks for a username, a password, a one-time code or consent ({})",
                 describe_page(&page, &here),
@@ -357,7 +400,6 @@ pub(crate) async fn authorize(
         };
         let password_taken = sent.otp || sent.consent;
         let mut ours: Vec<(usize, &SecretString)> = Vec::new();
-        let username = SecretString::from(login.username.clone());
         let code;
         let mut button = form.submit_button();
         let (new_step, credential) = match asks {
@@ -417,10 +459,20 @@ pub(crate) async fn authorize(
             }
             Asks::AutoSubmit => (step, false),
         };
-        let (action, method) = form.target(button, &here);
+        let (action, method) = form.target(button);
         let Some(action) = action else {
             return Err(Verdict::of(step, ResultClass::InvalidResponse, "the form's action is not a URL".to_owned()));
         };
+        if is_redirect_uri(&action, &login.redirect_uri) {
+            // response_mode=form_post: the authorization response is the form, never sent.
+            let mut to = action;
+            to.query_pairs_mut().clear().extend_pairs(
+                form.entries(button, &[]).iter().map(|(n, v)| (n.as_str(), v.expose_secret().to_owned())),
+            );
+            keep_callback_values(run, issued, &to);
+            let code = callback(&to, &state, resolved, step, sent)?;
+            return Ok(Authorized { code, verifier: SecretString::from(verifier), nonce: SecretString::from(nonce) });
+        }
         let downgrade = here.scheme() == "https" && action.scheme() != "https";
         if (credential && !browser.may_post(&here, &action)) || downgrade {
             let detail = format!(
@@ -444,21 +496,19 @@ pub(crate) async fn authorize(
             Asks::Consent(approve) => form.consent_entries(approve),
             _ => form.entries(button, &ours),
         };
-        let public = browser.public();
-        for c in form.controls.iter().filter(|c| c.kind == page::Kind::Hidden) {
-            keep_server_value(run, issued, &public, &c.value);
-        }
         let mut body = Form::default();
         for (name, value) in &entries {
             body = body.secret(name.clone(), value);
         }
         step = new_step;
         next = match method {
-            page::Method::Post => Next { method: Method::POST, url: action, form: Some(body) },
+            page::Method::Post => {
+                Next { method: Method::POST, url: action, form: Some(body), origin: Some(here.origin()) }
+            }
             page::Method::Get => {
                 let mut url = action;
                 url.set_query(Some(&body.query()));
-                Next { method: Method::GET, url, form: None }
+                Next { method: Method::GET, url, form: None, origin: None }
             }
         };
     }
@@ -536,9 +586,10 @@ fn callback(to: &Url, state: &str, resolved: &Resolved, step: Step, sent: Sent) 
         Some(_) => return invalid(STATE_MISMATCH, "the authorization response's state is not the one sent"),
         None => return invalid(STATE_MISMATCH, "the authorization response has no state"),
     }
-    let issuer = resolved.issuer.as_deref().unwrap_or_default();
+    // Without an issuer (a target of endpoints alone) there is nothing to compare iss with.
+    let issuer = resolved.issuer.as_deref();
     match get("iss") {
-        Some(iss) if iss.trim_end_matches('/') != issuer.trim_end_matches('/') => {
+        Some(iss) if issuer.is_some_and(|i| iss.trim_end_matches('/') != i.trim_end_matches('/')) => {
             let shown: String = iss.chars().take(80).collect();
             return invalid(WRONG_ISSUER, &format!("the authorization response's iss {shown:?} is not the issuer"));
         }
@@ -598,10 +649,10 @@ pub(crate) async fn logout(
         }
         q.append_pair("client_id", &spec.target.client_id);
     }
-    let mut next = Next { method: Method::GET, url, form: None };
+    let mut next = Next { method: Method::GET, url, form: None, origin: None };
     let mut confirmed = false;
     for _ in 0..MAX_PAGES + MAX_REDIRECTS {
-        let received = match browser.send(run, next.method.clone(), &next.url, next.form.take(), LOGOUT, issued).await {
+        let received = match browser.send(run, &mut next, LOGOUT, issued).await {
             Ok(r) => r,
             Err(v) => return fail(0, v.detail),
         };
@@ -610,7 +661,7 @@ pub(crate) async fn logout(
             match here.join(location.trim()) {
                 // After the confirmation, or away from the identity provider: the session is over.
                 Ok(to) if !confirmed && browser.allowed.contains(&to.origin()) => {
-                    next = Next { method: Method::GET, url: to, form: None };
+                    next = Next { method: Method::GET, url: to, form: None, origin: None };
                     continue;
                 }
                 Ok(_) => return LogoutOutcome { ok: true, status, detail: "logged out".to_owned() },
@@ -624,27 +675,24 @@ pub(crate) async fn logout(
             Ok(p) => p,
             Err(v) => return fail(status, v.detail),
         };
+        keep_page_values(run, issued, &browser.public(), &page);
         let Some((index, button)) = page.logout_confirmation().filter(|_| !confirmed) else {
             return LogoutOutcome { ok: true, status, detail: "logged out".to_owned() };
         };
         let form = &page.forms[index];
-        let (action, _) = form.target(button, &here);
+        let (action, _) = form.target(button);
         let Some(action) = action.filter(|a| browser.may_post(&here, a)) else {
             return fail(
                 status,
                 "the logout confirmation would be sent elsewhere than the identity provider".to_owned(),
             );
         };
-        let public = browser.public();
-        for c in form.controls.iter().filter(|c| c.kind == page::Kind::Hidden) {
-            keep_server_value(run, issued, &public, &c.value);
-        }
         let mut body = Form::default();
         for (name, value) in form.entries(button, &[]) {
             body = body.secret(name, &value);
         }
         confirmed = true;
-        next = Next { method: Method::POST, url: action, form: Some(body) };
+        next = Next { method: Method::POST, url: action, form: Some(body), origin: Some(here.origin()) };
     }
     fail(0, "too many pages and redirects while logging out".to_owned())
 }

@@ -57,8 +57,8 @@ pub enum Kind {
     Ignored,
 }
 
-/// One control of a form.
-#[derive(Debug, Clone)]
+/// One control of a form. Its Debug leaves out its value (hidden fields hold session ids).
+#[derive(Clone)]
 pub struct Control {
     /// Its `name`; empty controls are never sent.
     pub name: String,
@@ -70,6 +70,8 @@ pub struct Control {
     pub checked: bool,
     /// A checkbox (not a radio button): what a consent page's scopes are.
     pub checkbox: bool,
+    /// An image button (`<input type="image">`).
+    image: bool,
     /// Read-only: shown and sent, never typed in.
     pub readonly: bool,
     /// name, id, autocomplete, and a button's value and text, lower case: what tells its role.
@@ -79,6 +81,12 @@ pub struct Control {
     form_method: Option<String>,
     /// Inside `<noscript>`: a button only people without JavaScript see.
     in_noscript: bool,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control").field("name", &self.name).field("kind", &self.kind).finish_non_exhaustive()
+    }
 }
 
 /// A form of a page.
@@ -94,6 +102,8 @@ pub struct Form {
     pub hinted: bool,
     /// Whether a script of the page submits a form.
     scripts_submit: bool,
+    /// What the page's relative URLs resolve against (its `<base>`, else its URL).
+    base: Url,
 }
 
 /// What a form asks of authprobe.
@@ -177,8 +187,13 @@ impl Page {
             .and_then(|b| b.value().attr("href"))
             .and_then(|h| url.join(h.trim()).ok())
             .unwrap_or_else(|| url.clone());
-        let scripts_submit = select(&doc, "script").any(|s| s.text().any(|t| t.contains(".submit()")))
-            || select(&doc, "body[onload]").any(|b| b.value().attr("onload").is_some_and(|o| o.contains("submit")));
+        // A page whose script submits a form by itself (form_post, a federated hop) — unless the
+        // script first asks the browser for a security key (WebAuthn): that is a credential
+        // authprobe does not hold.
+        let script_says = |what: &str| select(&doc, "script").any(|s| s.text().any(|t| t.contains(what)));
+        let scripts_submit = (script_says(".submit()")
+            || select(&doc, "body[onload]").any(|b| b.value().attr("onload").is_some_and(|o| o.contains("submit"))))
+            && !script_says("navigator.credentials");
         let hinted: Option<Vec<ElementRef<'_>>> =
             hints.form.as_deref().and_then(|s| Selector::parse(s).ok()).map(|s| doc.select(&s).collect());
         // Controls that name their form with form=, found once for all forms.
@@ -213,7 +228,7 @@ impl Page {
                 None => Some(url.clone()),
             };
             let hinted = hinted.as_ref().is_none_or(|h| h.iter().any(|e| e.id() == form.id()));
-            forms.push(Form { method, action, controls, hinted, scripts_submit });
+            forms.push(Form { method, action, controls, hinted, scripts_submit, base: base.clone() });
         }
         let title = select(&doc, "title").next().map(|t| collapse(&bounded_text(t))).unwrap_or_default();
         Page { forms, title, error: error_text(&doc) }
@@ -317,11 +332,12 @@ impl Form {
                 return Some(Asks::Consent(b));
             }
         }
-        // Only hidden fields, and no button a person sees (or a script that submits): a page
-        // meant to be submitted by itself.
-        let hidden_only = self.controls.iter().any(|c| c.kind == Kind::Hidden);
-        let no_button = self.controls.iter().filter(|c| c.kind == Kind::Submit).all(|b| b.in_noscript);
-        (hidden_only && (no_button || self.scripts_submit)).then_some(Asks::AutoSubmit)
+        // Only hidden fields, submitted by a script or else by a button only people without
+        // JavaScript see: a page meant to be submitted by itself.
+        let hidden = self.controls.iter().any(|c| c.kind == Kind::Hidden);
+        let buttons: Vec<&Control> = self.controls.iter().filter(|c| c.kind == Kind::Submit).collect();
+        let noscript_only = !buttons.is_empty() && buttons.iter().all(|b| b.in_noscript);
+        (hidden && (noscript_only || self.scripts_submit)).then_some(Asks::AutoSubmit)
     }
 
     /// Whether a person would type or pick something in it.
@@ -346,10 +362,10 @@ impl Form {
     }
 
     /// Where pressing `button` sends the form, and how.
-    pub fn target(&self, button: Option<usize>, page: &Url) -> (Option<Url>, Method) {
+    pub fn target(&self, button: Option<usize>) -> (Option<Url>, Method) {
         let b = button.and_then(|i| self.controls.get(i));
         let action = match b.and_then(|b| b.form_action.as_deref()).map(str::trim).filter(|a| !a.is_empty()) {
-            Some(a) => page.join(a).ok(),
+            Some(a) => self.base.join(a).ok(),
             None => self.action.clone(),
         };
         let method = match b.and_then(|b| b.form_method.as_deref()) {
@@ -391,6 +407,12 @@ impl Form {
             let send = match c.kind {
                 Kind::Hidden | Kind::Text | Kind::Password | Kind::NewPassword | Kind::Choice => true,
                 Kind::Check => c.checked,
+                Kind::Submit if button == Some(i) && c.image => {
+                    // An image button sends where it was clicked, not a value.
+                    out.push((format!("{}.x", c.name), SecretString::from("0".to_owned())));
+                    out.push((format!("{}.y", c.name), SecretString::from("0".to_owned())));
+                    false
+                }
                 Kind::Submit => button == Some(i),
                 Kind::Ignored => false,
             };
@@ -408,6 +430,19 @@ fn control(e: ElementRef<'_>) -> Option<Control> {
     if el.attr("disabled").is_some() {
         return None;
     }
+    // Inside a disabled fieldset (but for its first legend), a control is disabled too.
+    let fieldset_disabled = e.ancestors().filter_map(ElementRef::wrap).take(64).any(|a| {
+        a.value().name() == "fieldset"
+            && a.value().attr("disabled").is_some()
+            && !a
+                .children()
+                .filter_map(ElementRef::wrap)
+                .find(|c| c.value().name() == "legend")
+                .is_some_and(|legend| e.ancestors().any(|x| x.id() == legend.id()))
+    });
+    if fieldset_disabled {
+        return None;
+    }
     let attr = |n: &str| el.attr(n).unwrap_or_default().trim().to_owned();
     let ty = attr("type").to_ascii_lowercase();
     let autocomplete = attr("autocomplete").to_ascii_lowercase();
@@ -415,7 +450,8 @@ fn control(e: ElementRef<'_>) -> Option<Control> {
     let mut words = format!("{} {} {}", name.to_ascii_lowercase(), attr("id").to_ascii_lowercase(), autocomplete);
     let (kind, value) = match el.name() {
         "button" => {
-            let kind = if matches!(ty.as_str(), "" | "submit") { Kind::Submit } else { Kind::Ignored };
+            // A type HTML does not know is a submit button, as a missing one is.
+            let kind = if matches!(ty.as_str(), "reset" | "button") { Kind::Ignored } else { Kind::Submit };
             let text = collapse(&bounded_text(e));
             words = format!("{words} {} {}", attr("value").to_ascii_lowercase(), text.to_ascii_lowercase());
             (kind, el.attr("value").unwrap_or_default().to_owned())
@@ -426,7 +462,11 @@ fn control(e: ElementRef<'_>) -> Option<Control> {
             let value = chosen.map(|o| {
                 o.value().attr("value").map_or_else(|| collapse(&o.text().collect::<String>()), str::to_owned)
             });
-            (Kind::Choice, value.unwrap_or_default())
+            match value {
+                Some(v) => (Kind::Choice, v),
+                // A select without options sends nothing.
+                None => (Kind::Ignored, String::new()),
+            }
         }
         "textarea" => (Kind::Choice, bounded_text(e)),
         _ => {
@@ -453,6 +493,7 @@ fn control(e: ElementRef<'_>) -> Option<Control> {
         value,
         checked: el.attr("checked").is_some(),
         checkbox: kind == Kind::Check && ty == "checkbox",
+        image: el.name() == "input" && ty == "image",
         readonly: el.attr("readonly").is_some(),
         words,
         form_action: el.attr("formaction").map(str::to_owned),
@@ -597,54 +638,95 @@ fn select_in<'a>(e: ElementRef<'a>, selector: &str) -> impl Iterator<Item = Elem
 /// browsers cap nesting for the same reason (Blink at 512).
 pub const MAX_NESTING: usize = 1024;
 
-/// An upper bound of how deep `html` nests elements, from one pass over its tags: closing tags
-/// close, void elements and those HTML closes by itself (`p`, `li`, `option`, table cells…) do
-/// not count, and comments, scripts and styles are skipped. Stops counting past
+/// How deep `html` nests elements, as HTML's tree builder would nest them or deeper, from one
+/// pass over its tags: a stack of the open elements' names, where an end tag closes up to the
+/// nearest open element of its name (a stray one closes nothing) and `/>` closes only in SVG and
+/// MathML (HTML ignores it elsewhere). Void elements and those HTML closes by itself (`p`, `li`,
+/// `option`, table cells…) are not pushed; comments (`-->` or `--!>`), and the text of scripts,
+/// styles, textareas and titles outside SVG and MathML, are skipped. Stops past
 /// [`MAX_NESTING`].
 pub fn nesting(html: &str) -> usize {
     const UNCOUNTED: &[&str] = &[
         "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr", "p",
         "li", "option", "optgroup", "dt", "dd", "tr", "td", "th", "thead", "tbody", "tfoot", "rb", "rt", "rp",
-        "colgroup", "caption", "html", "head", "body", "!doctype", "param", "keygen",
+        "colgroup", "caption", "html", "head", "body", "param", "keygen", "frame", "basefont", "bgsound",
     ];
+    const RAW_TEXT: &[&str] = &["script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"];
+    /// How far down the stack an end tag looks for its element: further, it is taken as stray
+    /// (the estimate can only grow, never hide nesting).
+    const END_TAG_REACH: usize = 64;
     let bytes = html.as_bytes();
-    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    let mut open: Vec<String> = Vec::new();
+    let mut deepest = 0usize;
+    let mut i = 0usize;
+    let find = |from: usize, needle: &[u8]| {
+        bytes[from.min(bytes.len())..]
+            .windows(needle.len())
+            .position(|w| w.eq_ignore_ascii_case(needle))
+            .map(|p| from + p)
+    };
     while let Some(at) = bytes[i..].iter().position(|b| *b == b'<').map(|p| p + i) {
-        let rest = &html[at + 1..];
-        if rest.starts_with("!--") {
-            i = rest.find("-->").map_or(bytes.len(), |e| at + 1 + e + 3);
-            continue;
-        }
-        let closing = rest.starts_with('/');
-        let name: String = rest
-            .trim_start_matches('/')
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '!' || *c == '-')
-            .take(16)
-            .collect::<String>()
-            .to_ascii_lowercase();
-        let tag_end = rest.find('>').map_or(bytes.len(), |e| at + 1 + e + 1);
-        i = tag_end.max(at + 1);
-        if name.is_empty() || UNCOUNTED.contains(&name.as_str()) {
-            continue;
-        }
-        if closing {
-            depth = depth.saturating_sub(1);
-        } else if name == "script" || name == "style" || name == "textarea" || name == "title" {
-            // Their text is not HTML: skip to their end.
-            let end = format!("</{name}");
-            i = bytes[i.min(bytes.len())..]
-                .windows(end.len())
-                .position(|w| w.eq_ignore_ascii_case(end.as_bytes()))
-                .map_or(bytes.len(), |e| i + e);
-            // And past its end tag, which closes nothing counted.
-            i = bytes[i..].iter().position(|b| *b == b'>').map_or(bytes.len(), |e| i + e + 1);
-        } else if !html[at..tag_end.min(bytes.len())].ends_with("/>") {
-            depth += 1;
-            deepest = deepest.max(depth);
-            if deepest > MAX_NESTING {
-                break;
+        let rest = &bytes[at + 1..];
+        if rest.starts_with(b"!--") {
+            // A comment ends at the first --> or --!> (or <!--> and <!---> at once).
+            let body = at + 4;
+            if bytes[body..].starts_with(b">") || bytes[body..].starts_with(b"->") {
+                i = body + 1;
+                continue;
             }
+            // One scan for whichever ends it first.
+            let mut end = bytes.len();
+            let mut k = body;
+            while let Some(d) = find(k, b"--") {
+                match &bytes[d + 2..] {
+                    [b'>', ..] => {
+                        end = d + 3;
+                        break;
+                    }
+                    [b'!', b'>', ..] => {
+                        end = d + 4;
+                        break;
+                    }
+                    _ => k = d + 1,
+                }
+            }
+            i = end;
+            continue;
+        }
+        let closing = rest.first() == Some(&b'/');
+        let name: String = rest
+            .iter()
+            .skip(usize::from(closing))
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'-' || **c == b':')
+            .take(32)
+            .map(|c| c.to_ascii_lowercase() as char)
+            .collect();
+        let tag_end = bytes[at + 1..].iter().position(|b| *b == b'>').map_or(bytes.len(), |e| at + 1 + e + 1);
+        i = tag_end;
+        if name.is_empty() || !name.as_bytes()[0].is_ascii_alphabetic() || UNCOUNTED.contains(&name.as_str()) {
+            continue;
+        }
+        let foreign = open.iter().any(|n| n == "svg" || n == "math");
+        if closing {
+            let reach = open.len().saturating_sub(END_TAG_REACH);
+            if let Some(p) = open[reach..].iter().rposition(|n| *n == name) {
+                open.truncate(reach + p);
+            }
+            continue;
+        }
+        if foreign && bytes[..tag_end].ends_with(b"/>") {
+            continue;
+        }
+        if !foreign && RAW_TEXT.contains(&name.as_str()) {
+            // Its text is not HTML: skip past its end tag, which closes nothing counted.
+            let end = find(i, format!("</{name}").as_bytes()).unwrap_or(bytes.len());
+            i = bytes[end..].iter().position(|b| *b == b'>').map_or(bytes.len(), |e| end + e + 1);
+            continue;
+        }
+        open.push(name);
+        deepest = deepest.max(open.len());
+        if deepest > MAX_NESTING {
+            break;
         }
     }
     deepest
@@ -753,6 +835,25 @@ mod tests {
     }
 
     #[test]
+    fn controls_are_sent_as_a_browser_sends_them() {
+        let p = page(
+            r#"<base href="https://other.test/dir/"><form method="post" action="a">
+            <fieldset disabled><legend><input name="in-legend" value="1"></legend><input name="off" value="2"></fieldset>
+            <select name="empty"></select><input type="password" name="password">
+            <button type="weird" name="go" value="v" formaction="b">Go</button><input type="image" name="pic" src="x.png"></form>"#,
+        );
+        let f = &p.forms[0];
+        assert_eq!(f.action.as_ref().unwrap().as_str(), "https://other.test/dir/a");
+        let go = f.submit_button().unwrap();
+        assert_eq!(f.target(Some(go)).0.unwrap().as_str(), "https://other.test/dir/b", "formaction against <base>");
+        let names = |b| f.entries(Some(b), &[]).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(names(go), ["in-legend", "password", "go"], "disabled fieldset and an empty select left out");
+        let pic = f.controls.iter().position(|c| c.name == "pic").unwrap();
+        assert_eq!(names(pic), ["in-legend", "password", "pic.x", "pic.y"]);
+        assert!(!format!("{:?}", f.controls).contains("\"1\""), "Debug leaves values out");
+    }
+
+    #[test]
     fn the_visible_error_is_read() {
         let p = page(
             r#"<div class="alert alert-error" hidden>Old</div><div class="alert alert-error" role="alert"><span class="kc-feedback-text">Invalid   username or password.</span></div>"#,
@@ -787,7 +888,7 @@ mod hostile {
                 assert_eq!(form.method, Method::Post, "a password only in a body");
             }
             let _ = form.entries(form.submit_button(), &[]);
-            let (action, _) = form.target(form.submit_button(), &Url::parse("https://idp.test/").unwrap());
+            let (action, _) = form.target(form.submit_button());
             assert!(action.is_none_or(|a| a.has_host() || a.scheme() != "https"));
         }
         assert!(page.forms.len() <= MAX_FORMS && page.forms.iter().all(|f| f.controls.len() <= 2 * MAX_CONTROLS));
@@ -832,7 +933,18 @@ mod hostile {
     #[test]
     fn nesting_is_bounded_from_above() {
         assert_eq!(nesting("<html><body><div><p>a<p>b<ul><li>x<li>y</ul></div><br><img src=x></body>"), 2);
-        assert_eq!(nesting("<div><!-- <div><div> --><script>'<div><div><div>'</script><span/></div>"), 1);
+        assert_eq!(nesting("<div><!-- <div><div> --><script>'<div><div><div>'</script><svg><path/></svg></div>"), 2);
+        // What the tree builder nests, however it is written.
+        assert!(nesting(&"<div/>".repeat(2000)) > MAX_NESTING, "/> closes nothing in HTML");
+        assert!(nesting(&"<div></i>".repeat(2000)) > MAX_NESTING, "a stray end tag closes nothing");
+        assert!(nesting(&format!("<!-- a --!>{}", "<div>".repeat(2000))) > MAX_NESTING, "--!> ends a comment");
+        // Many comments cost one pass: each search ends at its own terminator.
+        let many = "<!-- c -->".repeat(100_000);
+        let started = Instant::now();
+        assert_eq!(nesting(&many), 0);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(nesting(&format!("<svg><title>{}", "<div>".repeat(2000))) > MAX_NESTING, "SVG's title is no raw text");
+        assert_eq!(nesting(&"<svg><path d='x'/><circle/></svg>".repeat(2000)), 1, "SVG's /> closes");
         assert!(nesting(&"<div>".repeat(5000)) > MAX_NESTING);
         assert!(nesting(&"<b>".repeat(2000)) > MAX_NESTING);
         assert_eq!(nesting(&"<div></div>".repeat(5000)), 1);
