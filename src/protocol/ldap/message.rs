@@ -1,0 +1,245 @@
+//! The LDAP messages of a bind probe (RFC 4511): the requests it sends, written, and the
+//! responses it reads, with their controls. Pure: bytes in, values out.
+
+use zeroize::Zeroizing;
+
+use super::ber::{self, BerError, Reader};
+
+/// The password policy control (draft-behera-ldap-password-policy), asked with every bind.
+pub const PPOLICY_OID: &str = "1.3.6.1.4.1.42.2.27.8.5.1";
+/// RFC 4532's "Who am I?" extended operation.
+pub const WHOAMI_OID: &str = "1.3.6.1.4.1.4203.1.11.3";
+/// RFC 4511's StartTLS extended operation.
+pub const STARTTLS_OID: &str = "1.3.6.1.4.1.1466.20037";
+/// RFC 4511's notice of disconnection, an unsolicited response (message id 0).
+pub const NOTICE_OF_DISCONNECTION_OID: &str = "1.3.6.1.4.1.1466.20036";
+
+/// Application tags of the operations, as they appear on the wire.
+pub mod op {
+    /// BindRequest.
+    pub const BIND_REQUEST: u8 = 0x60;
+    /// BindResponse.
+    pub const BIND_RESPONSE: u8 = 0x61;
+    /// UnbindRequest (primitive, empty).
+    pub const UNBIND_REQUEST: u8 = 0x42;
+    /// SearchResultEntry.
+    pub const SEARCH_ENTRY: u8 = 0x64;
+    /// SearchResultDone.
+    pub const SEARCH_DONE: u8 = 0x65;
+    /// SearchResultReference.
+    pub const SEARCH_REFERENCE: u8 = 0x73;
+    /// ExtendedRequest.
+    pub const EXTENDED_REQUEST: u8 = 0x77;
+    /// ExtendedResponse.
+    pub const EXTENDED_RESPONSE: u8 = 0x78;
+}
+
+/// A control of a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Control {
+    /// `controlType`.
+    pub oid: String,
+    /// `criticality`.
+    pub critical: bool,
+    /// `controlValue`.
+    pub value: Option<Vec<u8>>,
+}
+
+/// A response that carries an LDAPResult (bind, search done, extended), or another operation's
+/// message with its tag alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// `messageID`: 0 for an unsolicited notification.
+    pub id: i64,
+    /// The operation's application tag ([`op`]).
+    pub op: u8,
+    /// `resultCode`, whatever its value (directories send codes RFC 4511 does not list).
+    pub code: i64,
+    /// `matchedDN`.
+    pub matched_dn: String,
+    /// `diagnosticMessage`, as sent (lossy UTF-8).
+    pub message: String,
+    /// Whether it carries a `referral`.
+    pub referral: bool,
+    /// An extended response's `responseName`.
+    pub name: Option<String>,
+    /// An extended response's `responseValue`.
+    pub value: Option<Vec<u8>>,
+    /// Its controls.
+    pub controls: Vec<Control>,
+}
+
+impl Response {
+    /// The value of the control `oid`, if the response carries it (an empty value if it has none).
+    pub fn control(&self, oid: &str) -> Option<&[u8]> {
+        self.controls.iter().find(|c| c.oid == oid).map(|c| c.value.as_deref().unwrap_or_default())
+    }
+}
+
+/// One LDAPMessage: `SEQUENCE { messageID, protocolOp, controls [0] OPTIONAL }`.
+fn message(id: i32, op: Vec<u8>, controls: &[&str]) -> Vec<u8> {
+    let mut body = ber::int(0x02, i64::from(id));
+    body.extend(op);
+    if !controls.is_empty() {
+        // Control ::= SEQUENCE { controlType, criticality DEFAULT FALSE, controlValue OPTIONAL }
+        let list: Vec<u8> = controls.iter().flat_map(|oid| ber::tlv(0x30, &ber::tlv(0x04, oid.as_bytes()))).collect();
+        body.extend(ber::tlv(0xa0, &list));
+    }
+    ber::tlv(0x30, &body)
+}
+
+/// A simple bind as `dn` with `password`, asking for the `controls` (without values). Wiped when
+/// dropped: it holds the password.
+pub fn bind_request(id: i32, dn: &str, password: &[u8], controls: &[&str]) -> Zeroizing<Vec<u8>> {
+    let mut bind = Zeroizing::new(ber::int(0x02, 3));
+    bind.extend(ber::tlv(0x04, dn.as_bytes()));
+    let simple = Zeroizing::new(ber::tlv(0x80, password));
+    bind.extend_from_slice(&simple);
+    let op = Zeroizing::new(ber::tlv(op::BIND_REQUEST, &bind));
+    Zeroizing::new(message(id, op.to_vec(), controls))
+}
+
+/// An extended operation `oid` without a value (StartTLS, "Who am I?").
+pub fn extended_request(id: i32, oid: &str) -> Vec<u8> {
+    message(id, ber::tlv(op::EXTENDED_REQUEST, &ber::tlv(0x80, oid.as_bytes())), &[])
+}
+
+/// An unbind.
+pub fn unbind_request(id: i32) -> Vec<u8> {
+    message(id, ber::tlv(op::UNBIND_REQUEST, &[]), &[])
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Reads one whole LDAPMessage.
+pub fn response(bytes: &[u8]) -> Result<Response, BerError> {
+    let (outer, _) = ber::read(bytes)?;
+    if outer.tag != 0x30 {
+        return Err(BerError::Tag { found: outer.tag, expected: 0x30 });
+    }
+    let mut m = Reader::new(outer.value);
+    let id = ber::integer(m.expect(0x02)?)?;
+    let operation = m.element()?;
+    let mut r = Response {
+        id,
+        op: operation.tag,
+        code: 0,
+        matched_dn: String::new(),
+        message: String::new(),
+        referral: false,
+        name: None,
+        value: None,
+        controls: Vec::new(),
+    };
+    if matches!(operation.tag, op::BIND_RESPONSE | op::SEARCH_DONE | op::EXTENDED_RESPONSE) {
+        let mut result = Reader::new(operation.value);
+        r.code = ber::integer(result.expect(0x0a)?)?;
+        r.matched_dn = text(result.expect(0x04)?);
+        r.message = text(result.expect(0x04)?);
+        r.referral = result.optional(0xa3)?.is_some();
+        if operation.tag == op::EXTENDED_RESPONSE {
+            r.name = result.optional(0x8a)?.map(text);
+            r.value = result.optional(0x8b)?.map(<[u8]>::to_vec);
+        }
+    }
+    if let Some(list) = m.optional(0xa0)? {
+        let mut controls = Reader::new(list);
+        while !controls.is_empty() {
+            let mut c = Reader::new(controls.expect(0x30)?);
+            let oid = text(c.expect(0x04)?);
+            let critical = c.optional(0x01)?.is_some_and(|v| v.iter().any(|b| *b != 0));
+            let value = c.optional(0x04)?.map(<[u8]>::to_vec);
+            r.controls.push(Control { oid, critical, value });
+        }
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// The bind request OpenLDAP's ldapwhoami sends with `-e ppolicy`, byte for byte
+    /// (tests/slapd/README.md).
+    #[test]
+    fn a_bind_request_is_what_openldap_sends() {
+        let got =
+            bind_request(1, "uid=probe-user,ou=People,dc=authprobe,dc=test", b"slapd-User-Pw-Tz38", &[PPOLICY_OID]);
+        let want = "306a0201016046020103042d7569643d70726f62652d757365722c6f753d50656f706c652c64633d6175746870726f62652c64633d746573748012736c6170642d557365722d50772d547a3338a01d301b0419312e332e362e312e342e312e34322e322e32372e382e352e31";
+        assert_eq!(*got, hex(want));
+        assert_eq!(unbind_request(3), [0x30, 0x05, 0x02, 0x01, 0x03, 0x42, 0x00]);
+        let whoami = extended_request(2, WHOAMI_OID);
+        let (outer, _) = ber::read(&whoami).unwrap();
+        assert_eq!(outer.value[3], op::EXTENDED_REQUEST);
+    }
+
+    /// slapd's answers (tests/slapd/README.md): the result code and the ppolicy control.
+    #[test]
+    fn slapds_bind_responses_are_read() {
+        let ok = response(&hex(
+            "302f02010161070a010004000400a021301f0419312e332e362e312e342e312e34322e322e32372e382e352e3104023000",
+        ))
+        .unwrap();
+        assert_eq!((ok.id, ok.op, ok.code, ok.message.as_str()), (1, op::BIND_RESPONSE, 0, ""));
+        assert_eq!(ok.control(PPOLICY_OID), Some(&[0x30, 0x00][..]));
+        let refused = response(&hex(
+            "302f02010161070a013104000400a021301f0419312e332e362e312e342e312e34322e322e32372e382e352e3104023000",
+        ))
+        .unwrap();
+        assert_eq!(refused.code, 49);
+        let expiring = response(&hex("303602010161070a010004000400a02830260419312e332e362e312e342e312e34322e322e32372e382e352e3104093007a0058003069780")).unwrap();
+        assert_eq!(expiring.control(PPOLICY_OID), Some(&hex("3007a0058003069780")[..]));
+        // Cut anywhere, a message is refused, never misread.
+        let whole = hex(
+            "303202010161070a013104000400a02430220419312e332e362e312e342e312e34322e322e32372e382e352e3104053003810100",
+        );
+        for cut in 0..whole.len() {
+            assert!(response(&whole[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn extended_responses_and_codes_rfc_4511_does_not_list() {
+        // Who am I? answered with the identity; a code no RFC lists (AD's and others').
+        let mut result = ber::int(0x0a, 0);
+        result.extend(ber::tlv(0x04, b""));
+        result.extend(ber::tlv(0x04, b""));
+        result.extend(ber::tlv(0x8b, b"dn:uid=probe-user,dc=test"));
+        let mut body = ber::int(0x02, 2);
+        body.extend(ber::tlv(op::EXTENDED_RESPONSE, &result));
+        let r = response(&ber::tlv(0x30, &body)).unwrap();
+        assert_eq!(r.value.as_deref(), Some(&b"dn:uid=probe-user,dc=test"[..]));
+        let mut odd = ber::int(0x0a, 4096);
+        odd.extend(ber::tlv(0x04, b"dc=test"));
+        odd.extend(ber::tlv(0x04, b"why"));
+        let mut body = ber::int(0x02, 5);
+        body.extend(ber::tlv(op::BIND_RESPONSE, &odd));
+        let r = response(&ber::tlv(0x30, &body)).unwrap();
+        assert_eq!((r.code, r.matched_dn.as_str(), r.message.as_str()), (4096, "dc=test", "why"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_messages_are_read_safely(bytes in prop::collection::vec(any::<u8>(), 0..96)) {
+            let _ = response(&bytes);
+        }
+
+        /// A real answer with bytes changed anywhere: read or refused, never a panic.
+        #[test]
+        fn mutated_answers_are_read_safely(at in 0usize..52, byte in any::<u8>()) {
+            let mut m = hex("303202010161070a013104000400a02430220419312e332e362e312e342e312e34322e322e32372e382e352e3104053003810100");
+            let at = at % m.len();
+            m[at] = byte;
+            let _ = response(&m);
+        }
+    }
+}
