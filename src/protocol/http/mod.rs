@@ -103,13 +103,8 @@ impl Form {
         self
     }
 
-    /// The form as a query string (a form whose method is GET), secrets included.
-    pub(crate) fn query(&self) -> zeroize::Zeroizing<String> {
-        self.encode()
-    }
-
-    /// The encoded body. Wiped when dropped: it holds the secrets.
-    fn encode(&self) -> zeroize::Zeroizing<String> {
+    /// The encoded body (or a GET form's query). Wiped when dropped: it holds the secrets.
+    pub(crate) fn encode(&self) -> zeroize::Zeroizing<String> {
         let mut out = url::form_urlencoded::Serializer::new(String::new());
         for (name, value, _) in &self.fields {
             out.append_pair(name, value.expose_secret());

@@ -171,6 +171,12 @@ pub fn int(tag: u8, n: i64) -> Vec<u8> {
     tlv(tag, &bytes[start..])
 }
 
+/// Bytes written in hex (the captures of tests/slapd/README.md), for tests.
+#[cfg(test)]
+pub(crate) fn hex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -150,12 +150,9 @@ pub fn bind(code: i64, message: &str, policy: Option<&Policy>) -> Option<Refusal
 
 #[cfg(test)]
 mod tests {
+    use super::super::ber::hex;
     use super::*;
     use proptest::prelude::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-    }
 
     /// The control values slapd sends (tests/slapd/README.md).
     #[test]

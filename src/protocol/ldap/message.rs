@@ -159,12 +159,9 @@ pub fn response(bytes: &[u8]) -> Result<Response, BerError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ber::hex;
     use super::*;
     use proptest::prelude::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-    }
 
     /// The bind request OpenLDAP's ldapwhoami sends with `-e ppolicy`, byte for byte
     /// (tests/slapd/README.md).

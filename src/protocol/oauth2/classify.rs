@@ -31,6 +31,16 @@ pub struct Granted {
     pub expires_in: Option<Duration>,
 }
 
+impl Granted {
+    /// Its tokens with the hint their revocation takes, refresh token first (as
+    /// [`tokens_in`] gives them).
+    pub fn tokens(&self) -> Vec<(SecretString, &'static str)> {
+        let refresh = self.refresh_token.iter().map(|t| (t.clone(), "refresh_token"));
+        let id = self.id_token.iter().map(|t| (t.clone(), "id_token"));
+        refresh.chain([(self.access_token.clone(), "access_token")]).chain(id).collect()
+    }
+}
+
 /// The class and reason of an RFC 6749 §5.2 `error` code. Codes the RFC does not list are
 /// `auth_failed` with reason `other`.
 pub fn error_code(code: &str) -> (ResultClass, Reason) {

@@ -195,14 +195,16 @@ impl family::ProbeFields for ProbeFields {
 
     fn validate(self, _: &DefaultFields, server: &Arc<OAuth2Target>, v: &mut dyn Validator) -> Option<OAuth2Login> {
         let before = v.errors();
-        let grant = match self.grant.as_deref().map(str::trim) {
-            Some(g @ ("client_credentials" | "password")) if self.has_interactive_fields().is_some() => {
-                let field = self.has_interactive_fields().unwrap_or_default();
+        let interactive_field = self.has_interactive_fields();
+        let grant = match (self.grant.as_deref().map(str::trim), interactive_field) {
+            (Some(g @ ("client_credentials" | "password")), Some(field)) => {
                 v.error(field, format!("only with grant: authorization_code, not grant: {g}"));
                 None
             }
-            Some("authorization_code") => self.interactive(server, v).map(|i| Grant::AuthorizationCode(Box::new(i))),
-            Some("client_credentials") => {
+            (Some("authorization_code"), _) => {
+                self.interactive(server, v).map(|i| Grant::AuthorizationCode(Box::new(i)))
+            }
+            (Some("client_credentials"), _) => {
                 for (field, set) in [
                     ("username", self.username.is_some()),
                     ("password", self.password.is_some()),
@@ -224,7 +226,7 @@ impl family::ProbeFields for ProbeFields {
                 }
                 Some(Grant::ClientCredentials)
             }
-            Some("password") => {
+            (Some("password"), _) => {
                 let username = v.required_text("username", self.username.as_deref(), "grant: password needs username");
                 let password =
                     v.secret("password", Secret::required(self.password.as_ref(), self.password_file.as_deref()));
@@ -233,14 +235,14 @@ impl family::ProbeFields for ProbeFields {
                     _ => None,
                 }
             }
-            Some(other) => {
+            (Some(other), _) => {
                 v.error(
                     "grant",
                     format!("unknown grant {other:?}: use client_credentials, password or authorization_code"),
                 );
                 None
             }
-            None => {
+            (None, _) => {
                 v.error(
                     "grant",
                     "missing: an oauth2 probe needs grant (client_credentials, password or authorization_code)"

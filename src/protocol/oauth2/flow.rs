@@ -221,15 +221,20 @@ async fn token_request(
     let received = run.exchange(request).await;
     run.record_http(step, &received, None);
     let received = received.map_err(|f| Verdict::of(step, f.class, f.detail))?;
-    // Whatever the answer is judged, the tokens it carries are the run's to revoke.
-    for (token, hint) in classify::tokens_in(&received.answer()) {
+    let granted = classify::token_answer(&received.answer(), step);
+    // Whatever the answer is judged, the tokens it carries are the run's to revoke; a refused
+    // one is read again for them only then.
+    let carried = match &granted {
+        Ok(g) => g.tokens(),
+        Err(_) => classify::tokens_in(&received.answer()),
+    };
+    for (token, hint) in carried {
         if !tokens.iter().any(|(t, _)| crate::protocol::same_secret(t, &token)) {
             issued.push(token.clone());
             tokens.push((token, hint));
         }
     }
-    let granted = classify::token_answer(&received.answer(), step)?;
-    Ok(granted)
+    granted
 }
 
 /// The headers and form of a request the client authenticates, by its method.

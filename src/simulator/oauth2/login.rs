@@ -101,8 +101,8 @@ fn cookie_of(headers: &HeaderMap, name: &str) -> Option<String> {
     })
 }
 
-fn html(status: StatusCode, body: String, cookies: &[String]) -> Response {
-    let mut response = (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
+/// `response` setting `cookies`.
+fn with_cookies(mut response: Response, cookies: &[String]) -> Response {
     for c in cookies {
         if let Ok(v) = header::HeaderValue::from_str(c) {
             response.headers_mut().append(header::SET_COOKIE, v);
@@ -111,14 +111,12 @@ fn html(status: StatusCode, body: String, cookies: &[String]) -> Response {
     response
 }
 
+fn html(status: StatusCode, body: String, cookies: &[String]) -> Response {
+    with_cookies((status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response(), cookies)
+}
+
 fn redirect(to: &str, cookies: &[String]) -> Response {
-    let mut response = (StatusCode::FOUND, [(header::LOCATION, to.to_owned())]).into_response();
-    for c in cookies {
-        if let Ok(v) = header::HeaderValue::from_str(c) {
-            response.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
-    response
+    with_cookies((StatusCode::FOUND, [(header::LOCATION, to.to_owned())]).into_response(), cookies)
 }
 
 /// A page of the login theme: the language picker (a form that asks for nothing), then `main`.
@@ -305,12 +303,8 @@ pub(super) async fn show(State((server, scheme)): Ctx, headers: HeaderMap) -> Re
     let login = inner.logins.logins.get(&id).expect("just found");
     match client {
         Some(c) if c.fault == ClientFault::LostCookie => {
-            let mut response = page(&issuer, login, &c, None);
             let gone = format!("{LOGIN_COOKIE}=; Path={}/; Max-Age=0", server.path());
-            if let Ok(v) = header::HeaderValue::from_str(&gone) {
-                response.headers_mut().append(header::SET_COOKIE, v);
-            }
-            response
+            with_cookies(page(&issuer, login, &c, None), &[gone])
         }
         Some(c) => page(&issuer, login, &c, None),
         None => error_page(StatusCode::BAD_REQUEST, "Client not found."),

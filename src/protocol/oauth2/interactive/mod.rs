@@ -148,9 +148,17 @@ impl Browser {
                 headers.insert(reqwest::header::ORIGIN, v);
             }
         }
-        let cookies: Vec<String> = self.jar.get_request_values(url).map(|(n, v)| format!("{n}={v}")).collect();
+        let mut cookies = zeroize::Zeroizing::new(String::new());
+        for (n, v) in self.jar.get_request_values(url) {
+            if !cookies.is_empty() {
+                cookies.push_str("; ");
+            }
+            cookies.push_str(n);
+            cookies.push('=');
+            cookies.push_str(v);
+        }
         if !cookies.is_empty() {
-            let value = SecretString::from(cookies.join("; "));
+            let value = SecretString::from(cookies.as_str().to_owned());
             match secret_header(&value, "a cookie") {
                 Ok(h) => {
                     headers.insert(COOKIE, h);
@@ -507,7 +515,7 @@ pub(crate) async fn authorize(
             }
             page::Method::Get => {
                 let mut url = action;
-                url.set_query(Some(&body.query()));
+                url.set_query(Some(&body.encode()));
                 Next { method: Method::GET, url, form: None, origin: None }
             }
         };

@@ -182,7 +182,7 @@ impl Page {
     /// Reads `html`, served at `url`.
     pub fn parse(html: &str, url: &Url, hints: &Hints) -> Page {
         let doc = Html::parse_document(html);
-        let base = select(&doc, "base[href]")
+        let base = select(&doc, &SELECTORS.base)
             .next()
             .and_then(|b| b.value().attr("href"))
             .and_then(|h| url.join(h.trim()).ok())
@@ -190,20 +190,19 @@ impl Page {
         // A page whose script submits a form by itself (form_post, a federated hop) — unless the
         // script first asks the browser for a security key (WebAuthn): that is a credential
         // authprobe does not hold.
-        let script_says = |what: &str| select(&doc, "script").any(|s| s.text().any(|t| t.contains(what)));
+        let script_says = |what: &str| select(&doc, &SELECTORS.script).any(|s| s.text().any(|t| t.contains(what)));
         let scripts_submit = (script_says(".submit()")
-            || select(&doc, "body[onload]").any(|b| b.value().attr("onload").is_some_and(|o| o.contains("submit"))))
+            || select(&doc, &SELECTORS.onload).any(|b| b.value().attr("onload").is_some_and(|o| o.contains("submit"))))
             && !script_says("navigator.credentials");
         let hinted: Option<Vec<ElementRef<'_>>> =
             hints.form.as_deref().and_then(|s| Selector::parse(s).ok()).map(|s| doc.select(&s).collect());
         // Controls that name their form with form=, found once for all forms.
-        let named: Vec<ElementRef<'_>> =
-            select(&doc, "input[form], button[form], select[form], textarea[form]").take(MAX_CONTROLS).collect();
+        let named: Vec<ElementRef<'_>> = select(&doc, &SELECTORS.form_owned).take(MAX_CONTROLS).collect();
         let mut forms = Vec::new();
-        for form in select(&doc, "form").take(MAX_FORMS) {
+        for form in select(&doc, &SELECTORS.form).take(MAX_FORMS) {
             let id = form.value().attr("id");
             let mut controls = Vec::new();
-            for c in select_in(form, "input, button, select, textarea").take(MAX_CONTROLS) {
+            for c in select_in(form, &SELECTORS.controls).take(MAX_CONTROLS) {
                 // A control inside this form that belongs to another by its form= attribute.
                 if c.value().attr("form").is_some_and(|f| Some(f) != id) {
                     continue;
@@ -230,7 +229,7 @@ impl Page {
             let hinted = hinted.as_ref().is_none_or(|h| h.iter().any(|e| e.id() == form.id()));
             forms.push(Form { method, action, controls, hinted, scripts_submit, base: base.clone() });
         }
-        let title = select(&doc, "title").next().map(|t| collapse(&bounded_text(t))).unwrap_or_default();
+        let title = select(&doc, &SELECTORS.title).next().map(|t| collapse(&bounded_text(t))).unwrap_or_default();
         Page { forms, title, error: error_text(&doc) }
     }
 
@@ -380,21 +379,22 @@ impl Form {
     /// ticked (Spring Authorization Server and Ory Hydra list the scopes as checkboxes, unticked:
     /// the client gets what it asked only if they are ticked).
     pub fn consent_entries(&self, button: usize) -> Vec<(String, SecretString)> {
-        let ticked = Form {
-            controls: self
-                .controls
-                .iter()
-                .cloned()
-                .map(|c| Control { checked: c.checked || c.checkbox, ..c })
-                .collect(),
-            ..self.clone()
-        };
-        ticked.entries(Some(button), &[])
+        self.entry_list(Some(button), &[], true)
     }
 
     /// The fields a browser would send with `button` pressed (HTML's "constructing the entry
     /// list"), with `ours` in place of the page's values. Every value is a secret to traces.
     pub fn entries(&self, button: Option<usize>, ours: &[(usize, &SecretString)]) -> Vec<(String, SecretString)> {
+        self.entry_list(button, ours, false)
+    }
+
+    /// [`Form::entries`], with every checkbox ticked when `tick`.
+    fn entry_list(
+        &self,
+        button: Option<usize>,
+        ours: &[(usize, &SecretString)],
+        tick: bool,
+    ) -> Vec<(String, SecretString)> {
         let mut out = Vec::new();
         for (i, c) in self.controls.iter().enumerate() {
             if c.name.is_empty() {
@@ -406,7 +406,7 @@ impl Form {
             }
             let send = match c.kind {
                 Kind::Hidden | Kind::Text | Kind::Password | Kind::NewPassword | Kind::Choice => true,
-                Kind::Check => c.checked,
+                Kind::Check => c.checked || (tick && c.checkbox),
                 Kind::Submit if button == Some(i) && c.image => {
                     // An image button sends where it was clicked, not a value.
                     out.push((format!("{}.x", c.name), SecretString::from("0".to_owned())));
@@ -457,7 +457,7 @@ fn control(e: ElementRef<'_>) -> Option<Control> {
             (kind, el.attr("value").unwrap_or_default().to_owned())
         }
         "select" => {
-            let options: Vec<ElementRef<'_>> = select_in(e, "option").collect();
+            let options: Vec<ElementRef<'_>> = select_in(e, &SELECTORS.option).collect();
             let chosen = options.iter().find(|o| o.value().attr("selected").is_some()).or(options.first());
             let value = chosen.map(|o| {
                 o.value().attr("value").map_or_else(|| collapse(&o.text().collect::<String>()), str::to_owned)
@@ -569,7 +569,7 @@ fn error_text(doc: &Html) -> Option<String> {
                 || matches!(el.name(), "input" | "script" | "style" | "template" | "noscript")
         })
     };
-    select(doc, ERROR_SELECTOR)
+    select(doc, &SELECTORS.error)
         .take(MAX_ERROR_CANDIDATES)
         .filter(|e| !hidden(e))
         .map(|e| collapse(&message_text(e)))
@@ -618,19 +618,45 @@ fn collapse(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Elements of `doc` matching a built-in `selector`, in tree order, found as they are asked for.
-fn select<'a>(doc: &'a Html, selector: &str) -> impl Iterator<Item = ElementRef<'a>> + 'a {
-    let s = Selector::parse(selector).expect("a valid built-in selector");
-    let mut nodes = doc.tree.root().descendants();
-    std::iter::from_fn(move || nodes.by_ref().filter_map(ElementRef::wrap).find(|e| s.matches(e)))
+/// The page reader's selectors, compiled once rather than at every page and form.
+struct Selectors {
+    base: Selector,
+    script: Selector,
+    onload: Selector,
+    form_owned: Selector,
+    form: Selector,
+    controls: Selector,
+    title: Selector,
+    option: Selector,
+    error: Selector,
 }
 
-/// Descendants of `e` matching a built-in `selector`, found as they are asked for.
-fn select_in<'a>(e: ElementRef<'a>, selector: &str) -> impl Iterator<Item = ElementRef<'a>> + 'a {
-    let s = Selector::parse(selector).expect("a valid built-in selector");
+static SELECTORS: std::sync::LazyLock<Selectors> = std::sync::LazyLock::new(|| {
+    let s = |text: &str| Selector::parse(text).expect("a valid built-in selector");
+    Selectors {
+        base: s("base[href]"),
+        script: s("script"),
+        onload: s("body[onload]"),
+        form_owned: s("input[form], button[form], select[form], textarea[form]"),
+        form: s("form"),
+        controls: s("input, button, select, textarea"),
+        title: s("title"),
+        option: s("option"),
+        error: s(ERROR_SELECTOR),
+    }
+});
+
+/// Elements of `doc` matching `selector`, in tree order, found as they are asked for.
+fn select<'a>(doc: &'a Html, selector: &'static Selector) -> impl Iterator<Item = ElementRef<'a>> + 'a {
+    let mut nodes = doc.tree.root().descendants();
+    std::iter::from_fn(move || nodes.by_ref().filter_map(ElementRef::wrap).find(|e| selector.matches(e)))
+}
+
+/// Descendants of `e` matching `selector`, found as they are asked for.
+fn select_in<'a>(e: ElementRef<'a>, selector: &'static Selector) -> impl Iterator<Item = ElementRef<'a>> + 'a {
     let mut nodes = e.descendants();
     nodes.next();
-    std::iter::from_fn(move || nodes.by_ref().filter_map(ElementRef::wrap).find(|e| s.matches(e)))
+    std::iter::from_fn(move || nodes.by_ref().filter_map(ElementRef::wrap).find(|e| selector.matches(e)))
 }
 
 /// Deepest nesting of elements a page is read with. HTML's tree builder checks the stack of open

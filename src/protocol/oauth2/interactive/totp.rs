@@ -32,6 +32,8 @@ pub struct Totp {
     key: Zeroizing<Vec<u8>>,
     /// The secret as written: what tells two apart, and what outputs redact.
     text: SecretString,
+    /// What its steps are remembered by (see [`Totp::claim`]).
+    id: u64,
     /// The HMAC.
     pub algorithm: Algorithm,
     /// Digits of a code, 6 to 8.
@@ -70,14 +72,7 @@ impl Totp {
     pub fn parse(text: &str) -> Result<Totp, TotpError> {
         let text = text.trim();
         if !text.to_ascii_lowercase().starts_with("otpauth:") {
-            let key = decode(text)?;
-            return Ok(Totp {
-                key,
-                text: SecretString::from(text.to_owned()),
-                algorithm: Algorithm::Sha1,
-                digits: 6,
-                period: 30,
-            });
+            return Ok(Totp::new(decode(text)?, SecretString::from(text.to_owned()), Algorithm::Sha1, 6, 30));
         }
         let url = url::Url::parse(text).map_err(|_| TotpError::Uri("not a URI"))?;
         if !url.host_str().is_some_and(|h| h.eq_ignore_ascii_case("totp")) {
@@ -113,13 +108,21 @@ impl Totp {
             }
         }
         let key = key.ok_or(TotpError::Uri("no secret parameter"))?;
-        Ok(Totp { key, text: SecretString::from(text.to_owned()), algorithm, digits, period })
+        Ok(Totp::new(key, SecretString::from(text.to_owned()), algorithm, digits, period))
+    }
+
+    fn new(key: Zeroizing<Vec<u8>>, text: SecretString, algorithm: Algorithm, digits: u32, period: u64) -> Totp {
+        // Steps of two periods are not comparable: the key and the period, hashed.
+        let mut bytes = Zeroizing::new(key.to_vec());
+        bytes.extend_from_slice(&period.to_be_bytes());
+        let id = crate::hash::stable_hash(&bytes);
+        Totp { key, text, id, algorithm, digits, period }
     }
 
     /// A generator of `key` (raw bytes), for tests against RFC 6238's vectors.
     pub fn from_key(key: &[u8], algorithm: Algorithm, digits: u32, period: u64) -> Totp {
         let text = SecretString::from(data_encoding::BASE32_NOPAD.encode(key));
-        Totp { key: Zeroizing::new(key.to_vec()), text, algorithm, digits, period }
+        Totp::new(Zeroizing::new(key.to_vec()), text, algorithm, digits, period)
     }
 
     /// The time step of `unix` seconds.
@@ -152,7 +155,7 @@ impl Totp {
     pub fn claim(&self, now: SystemTime) -> (u64, Duration) {
         let unix = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
         let current = self.step_at(unix.as_secs());
-        let id = self.id();
+        let id = self.id;
         let mut used = USED.lock().unwrap_or_else(|e| e.into_inner());
         let map = used.get_or_insert_with(HashMap::new);
         let step = match map.get(&id) {
@@ -166,21 +169,13 @@ impl Totp {
 
     /// Forgets a claimed step that was never sent (the run ended before it could be).
     pub fn release(&self, step: u64) {
-        let id = self.id();
+        let id = self.id;
         let mut used = USED.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(map) = used.as_mut() {
             if map.get(&id) == Some(&step) {
                 map.insert(id, step - 1);
             }
         }
-    }
-
-    /// What the steps used are remembered by: the key and the period (steps of two periods are
-    /// not comparable), hashed.
-    fn id(&self) -> u64 {
-        let mut bytes = Zeroizing::new(self.key.to_vec());
-        bytes.extend_from_slice(&self.period.to_be_bytes());
-        crate::hash::stable_hash(&bytes)
     }
 
     /// The secret as written.
