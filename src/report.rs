@@ -45,7 +45,7 @@ impl ProbeReport<'_> {
             summary.step,
             summary.reason,
             scheme.label,
-            summary.status
+            scheme.label_value(summary.status, &mut itoa::Buffer::new())
         );
         if !o.reason_text.is_empty() {
             let _ = writeln!(s, "  reason_text: {}", o.reason_text);
@@ -57,11 +57,10 @@ impl ProbeReport<'_> {
         for (i, r) in o.steps.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "  {}. {:<18} -> {} {:<3} {:<9} {:.1} ms",
+                "  {}. {:<18} -> {:<8} {:<9} {:.1} ms",
                 i + 1,
                 r.step.as_str(),
-                scheme.name,
-                r.status,
+                scheme.show(r.status),
                 display_or_dash(State::label(r.state)),
                 r.duration.as_secs_f64() * 1000.0
             );
@@ -153,6 +152,7 @@ pub(crate) mod tests {
         label: "ldap_result_code",
         metric: "authprobe_probe_ldap_result_code",
         help: "Final LDAP result code of the probe's last run.",
+        no_answer: u16::MAX,
     };
 
     /// A run of a family whose status codes are not HTTP's: invalid credentials (49).

@@ -23,5 +23,8 @@ pub fn command(config_file: &Path) -> Result<u8, Failure> {
             if labels.is_empty() { String::new() } else { format!(" labels={{{}}}", labels.join(",")) }
         );
     }
+    for (probe, warning) in config.warnings() {
+        eprintln!("warning: probe {probe}: {warning}");
+    }
     Ok(0)
 }

@@ -243,7 +243,8 @@ impl Config {
         out
     }
 
-    /// Logs a warning for each target whose certificates are not verified.
+    /// Logs a warning for each target whose certificates are not verified, and each probe whose
+    /// settings are unwise (see [`Config::warnings`]).
     pub fn warn_insecure(&self) {
         for t in self.targets.iter().filter(|t| t.tls.insecure_skip_verify) {
             tracing::warn!(
@@ -251,6 +252,18 @@ impl Config {
                 "insecure_skip_verify: the certificates of this target are not verified (for test environments only)"
             );
         }
+        for (probe, warning) in self.warnings() {
+            tracing::warn!(probe = %probe, "{warning}");
+        }
+    }
+
+    /// What is allowed but unwise in each probe's settings (a password in the clear), by probe.
+    pub fn warnings(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for p in &self.probes {
+            out.extend(p.login.login.warnings().into_iter().map(|w| (p.name.to_string(), w)));
+        }
+        out
     }
 
     /// Reads and validates `path` and the files its `probe_files` match. Writes nothing.

@@ -7,7 +7,8 @@
 //! scrape never holds the whole text, nor a copy of the probes' records, in memory.
 //!
 //! Series per probe, deliberately: 7 last-run gauges and 5 phases (once the probe has run; 2 more
-//! TLS gauges for HTTPS targets, 1 token lifetime for OAuth 2.0), 16 `runs_total`
+//! TLS gauges for HTTPS and LDAPS targets, 1 token lifetime for OAuth 2.0, a password expiry and
+//! grace logins where a directory tells them), 16 `runs_total`
 //! (one per result, from startup), 3 `skipped_total` (one per reason, from startup), 1
 //! `backoff_seconds`, 1 `interval_seconds`, 12 for the
 //! login histogram, and 12 per step histogram: one for `BaseAuthentication`, one more for each
@@ -113,6 +114,9 @@ impl Metrics {
                 seen.retries |= r.retries.is_some();
                 seen.tls |= r.last.as_ref().is_some_and(|l| l.outcome.tls.is_some());
                 seen.lifetime |= r.last.as_ref().is_some_and(|l| l.outcome.token_expires_in.is_some());
+                let account = r.last.as_ref().and_then(|l| l.outcome.account);
+                seen.password_expiry |= account.is_some_and(|a| a.password_expires_in_seconds.is_some());
+                seen.grace_logins |= account.is_some_and(|a| a.grace_logins_remaining.is_some());
                 if let Some(last) = &r.last {
                     if let Some(facts) = last.outcome.discovery {
                         // The target's labels: its name, and the instance's location if set.
@@ -222,6 +226,10 @@ struct Seen {
     tls: bool,
     /// Any probe's last run was granted a token lifetime.
     lifetime: bool,
+    /// Any probe's last run was told when its password expires.
+    password_expiry: bool,
+    /// Any probe's last run was told its grace logins.
+    grace_logins: bool,
     /// Any probe's last run had its status in each scheme, indexed like [`schemes`].
     schemes: [bool; MAX_SCHEMES],
 }
@@ -264,6 +272,8 @@ enum Family {
     TlsNotAfter,
     TlsVersion,
     TokenExpiresIn,
+    PasswordExpiresIn,
+    GraceLogins,
     Runs,
     OnDemand,
     Skipped,
@@ -290,6 +300,8 @@ fn families() -> &'static [Family] {
             Family::TlsNotAfter,
             Family::TlsVersion,
             Family::TokenExpiresIn,
+            Family::PasswordExpiresIn,
+            Family::GraceLogins,
             Family::Runs,
             Family::OnDemand,
             Family::Skipped,
@@ -350,6 +362,16 @@ impl Family {
                 "gauge",
                 "Lifetime of the token the probe's last run was granted (OAuth 2.0 expires_in); only when the server stated one.",
             ),
+            Family::PasswordExpiresIn => (
+                "authprobe_probe_password_expires_in_seconds",
+                "gauge",
+                "Time until the probe account's password expires, as the server told the probe's last run (LDAP password policy warning, Active Directory's msDS-UserPasswordExpiryTimeComputed); negative once expired; only when told.",
+            ),
+            Family::GraceLogins => (
+                "authprobe_probe_grace_logins_remaining",
+                "gauge",
+                "Logins left with the probe account's expired password, as the server told the probe's last run (LDAP password policy graceAuthNsRemaining); only when told.",
+            ),
             Family::Runs => ("authprobe_probe_runs_total", "counter", "Finished scheduled runs of the probe, by result."),
             Family::OnDemand => (
                 "authprobe_probe_on_demand_runs_total",
@@ -404,6 +426,8 @@ impl Family {
             Family::Retries => seen.retries,
             Family::TlsNotAfter | Family::TlsVersion => seen.tls,
             Family::TokenExpiresIn => seen.lifetime,
+            Family::PasswordExpiresIn => seen.password_expiry,
+            Family::GraceLogins => seen.grace_logins,
             Family::Status(i) => seen.schemes[i],
             _ => seen.ran,
         }
@@ -453,7 +477,7 @@ impl Family {
                     Family::Duration => gauge(out, Value::Float(last.duration().as_secs_f64())),
                     Family::Status(i) => {
                         if last.outcome.scheme == schemes()[i] {
-                            gauge(out, Value::Int(u64::from(last.summary().status)));
+                            gauge(out, status_value(last.outcome.scheme, last.summary().status));
                         }
                     }
                     Family::LastRun => gauge(out, Value::Float(unix_seconds(last.finished))),
@@ -481,6 +505,16 @@ impl Family {
                     Family::TokenExpiresIn => {
                         if let Some(d) = last.outcome.token_expires_in {
                             gauge(out, Value::Float(d.as_secs_f64()));
+                        }
+                    }
+                    Family::PasswordExpiresIn => {
+                        if let Some(s) = last.outcome.account.and_then(|a| a.password_expires_in_seconds) {
+                            gauge(out, Value::Float(s as f64));
+                        }
+                    }
+                    Family::GraceLogins => {
+                        if let Some(n) = last.outcome.account.and_then(|a| a.grace_logins_remaining) {
+                            gauge(out, Value::Int(n));
                         }
                     }
                     _ => unreachable!("handled above"),
@@ -577,11 +611,19 @@ pub fn render_run(probe: &ProbeResults, outcome: &crate::protocol::Outcome) -> V
     gauge(&mut out, Family::Duration, Value::Float(outcome.duration.as_secs_f64()));
     let scheme = outcome.scheme;
     text::header(&mut out, scheme.metric, "gauge", scheme.help);
-    text::sample(&mut out, scheme.metric, "", &labels, &[], Value::Int(u64::from(outcome.summary.status)));
+    text::sample(&mut out, scheme.metric, "", &labels, &[], status_value(scheme, outcome.summary.status));
     let (name, kind, help) = Family::Outcome.meta();
     text::header(&mut out, name, kind, help);
     outcome_sample(&mut out, &labels, &outcome.summary, outcome.scheme);
     out
+}
+
+/// A status code as its scheme's gauge shows it: -1 for "no answer" where 0 is a code.
+fn status_value(scheme: &Scheme, code: u16) -> Value {
+    match scheme.gauge_value(code) {
+        v if v < 0.0 => Value::Float(v),
+        _ => Value::Int(u64::from(code)),
+    }
 }
 
 /// The one `authprobe_probe_outcome` sample of a run.

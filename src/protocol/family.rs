@@ -104,10 +104,31 @@ pub trait Login: Debug + Clone + Send + Sync + 'static {
     fn sends(&self, step: Step) -> bool;
     /// Whether a run ends the session it opened (ETNA's logout, OAuth 2.0's revocation).
     fn ends_session(&self) -> bool;
+    /// Whether the login has something to do while the lockout guard holds its credentials back
+    /// ([`Login::run_held`]); without, the guard's ticks are skipped.
+    fn runs_while_held(&self) -> bool {
+        false
+    }
+    /// One attempt at what the login does while the lockout guard holds its credentials back:
+    /// something that cannot lock anyone (LDAP: an anonymous read of the directory's root entry),
+    /// so that the server is still measured. Its success says the server answers; the run's
+    /// result is then the held one.
+    fn run_held<'a>(&'a self, attempt: &'a mut Attempt<'_>) -> impl Future<Output = Finished> + Send + 'a {
+        let _ = attempt;
+        async {
+            let detail = "this family has nothing to do while its credentials are held back".to_owned();
+            Finished::from(super::outcome::Verdict::of(Step::OTHER, super::ResultClass::InternalError, detail))
+        }
+    }
     /// Whether a run makes one request at most (plus retries): an HTTP family's runs then take
     /// their target's shared client, which keeps no connection.
     fn single_request(&self) -> bool {
         false
+    }
+    /// What is allowed but unwise in the login's settings (a password sent in the clear), in
+    /// words: `check-config` prints them and the service logs them at start.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
     }
     /// The login's settings in one line, `name=value` separated by spaces, its `timeout` (as
     /// written) among them (`check-config`).

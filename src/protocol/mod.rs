@@ -12,7 +12,8 @@
 //! - [`tls`]: TLS settings and trust for any TLS session a family opens; [`trace`]: the debug
 //!   record of a run.
 //! - A folder per family: [`etna`] (ETNA Trader's `/token` with its `202 Expecting` steps),
-//!   [`oauth2`] (OAuth 2.0 and OpenID Connect token endpoints).
+//!   [`oauth2`] (OAuth 2.0 and OpenID Connect token endpoints), [`ldap`] (LDAP and Active
+//!   Directory binds).
 //!
 //! This module knows nothing of scheduling, metrics or HTTP serving.
 
@@ -28,9 +29,8 @@ pub mod tls;
 pub mod trace;
 
 pub mod etna;
-pub mod oauth2;
-// Not registered yet: see its module documentation.
 pub mod ldap;
+pub mod oauth2;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,8 +44,8 @@ pub use family::{Family, Login as FamilyLogin, Target as FamilyTarget, Validator
 pub use names::{Reason, State, Step};
 pub use oauth2::{OAuth2Login, OAuth2Target};
 pub use outcome::{
-    DiscoveryFacts, Finished, Lockout, LogoutOutcome, Outcome, Phases, ResultClass, Scheme, StepRecord, Summary,
-    TlsFacts, Verdict,
+    AccountFacts, DiscoveryFacts, Finished, Lockout, LogoutOutcome, Outcome, Phases, ResultClass, Scheme, StepRecord,
+    Summary, TlsFacts, Verdict,
 };
 pub use run::{Attempt, Prober, ProberError};
 pub(crate) use text::redact;
@@ -302,6 +302,16 @@ macro_rules! families {
                 match self { $(Login::$variant(l) => family::Login::run(l, attempt).await),+ }
             }
 
+            /// Whether it has something to do while the lockout guard holds it back.
+            pub fn runs_while_held(&self) -> bool {
+                match self { $(Login::$variant(l) => family::Login::runs_while_held(l)),+ }
+            }
+
+            /// Performs one attempt at what it does while the lockout guard holds it back.
+            pub async fn run_held(&self, attempt: &mut Attempt<'_>) -> Finished {
+                match self { $(Login::$variant(l) => family::Login::run_held(l, attempt).await),+ }
+            }
+
             /// Where it logs in.
             pub fn endpoint(&self) -> &Url {
                 match self { $(Login::$variant(l) => family::Login::endpoint(l)),+ }
@@ -346,6 +356,11 @@ macro_rules! families {
                 match self { $(Login::$variant(l) => family::Login::single_request(l)),+ }
             }
 
+            /// What is allowed but unwise in its settings.
+            pub fn warnings(&self) -> Vec<String> {
+                match self { $(Login::$variant(l) => family::Login::warnings(l)),+ }
+            }
+
             /// The login's settings in one line, its `timeout` among them (`check-config`).
             pub fn summary(&self, timeout: &str) -> String {
                 match self { $(Login::$variant(l) => family::Login::summary(l, timeout)),+ }
@@ -359,4 +374,6 @@ families! {
     Etna => etna::Etna,
     /// OAuth 2.0 and OpenID Connect token endpoints.
     OAuth2 => oauth2::OAuth2,
+    /// LDAP and Active Directory binds.
+    Ldap => ldap::Ldap,
 }

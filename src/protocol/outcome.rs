@@ -123,6 +123,10 @@ pub enum Lockout {
     Strike,
     /// The server throttles logins.
     Throttle,
+    /// A credential failure at a server that locks accounts after very few (a directory, which
+    /// may lock after 3 and count failures for 30 minutes or more): the guard holds the
+    /// credentials back at once, for `max_backoff`, until a success or a change of credentials.
+    Hold,
     /// Nothing about the credentials (a timeout, a 5xx, a bad scope).
     #[default]
     Neutral,
@@ -154,12 +158,49 @@ pub struct Scheme {
     pub metric: &'static str,
     /// The gauge's help.
     pub help: &'static str,
+    /// The code that stands for "no answer arrived": HTTP's 0, which no server sends; LDAP's
+    /// `u16::MAX`, since 0 is LDAP's success.
+    pub no_answer: u16,
 }
 
 impl Scheme {
-    /// A code as people read it: `HTTP 401`.
+    /// Whether `code` is an answer's (not [`Scheme::no_answer`]).
+    pub fn answered(&self, code: u16) -> bool {
+        code != self.no_answer
+    }
+
+    /// Whether "no answer" has a code of its own that people should not read as one.
+    fn hides_no_answer(&self, code: u16) -> bool {
+        code == self.no_answer && code != 0
+    }
+
+    /// A code as people read it: `HTTP 401`, `LDAP 49`, `no answer`.
     pub fn show(&self, code: u16) -> String {
+        if self.hides_no_answer(code) {
+            return "no answer".to_owned();
+        }
         format!("{} {code}", self.name)
+    }
+
+    /// A code as a label value: its digits, or `none` for a scheme whose "no answer" is not 0.
+    pub fn label_value<'a>(&self, code: u16, itoa: &'a mut itoa::Buffer) -> &'a str {
+        if self.hides_no_answer(code) {
+            return "none";
+        }
+        itoa.format(code)
+    }
+
+    /// A code as the status gauge's value: -1 for "no answer" where that is not 0.
+    pub fn gauge_value(&self, code: u16) -> f64 {
+        if self.hides_no_answer(code) {
+            return -1.0;
+        }
+        f64::from(code)
+    }
+
+    /// A code as JSON shows it: `null` for "no answer" where that is not 0.
+    pub fn json_value(&self, code: u16) -> Option<u16> {
+        (!self.hides_no_answer(code)).then_some(code)
     }
 }
 
@@ -195,7 +236,7 @@ impl Summary {
             ("state", State::label(self.state)),
             ("step", self.step.as_str()),
             ("reason", self.reason.as_str()),
-            (scheme.label, itoa.format(self.status)),
+            (scheme.label, scheme.label_value(self.status, itoa)),
         ]
     }
 
@@ -212,7 +253,7 @@ impl Summary {
         map.serialize_entry("step", &self.step)?;
         map.serialize_entry("reason", &self.reason)?;
         map.serialize_entry("reason_text", reason_text)?;
-        map.serialize_entry(scheme.label, &self.status)
+        map.serialize_entry(scheme.label, &scheme.json_value(self.status))
     }
 }
 
@@ -266,6 +307,8 @@ pub struct Finished {
     pub discovery: Option<DiscoveryFacts>,
     /// Tokens and assertions the run received or made: redacted from every text it returns.
     pub issued: Vec<SecretString>,
+    /// What the run learnt of the account's password.
+    pub account: Option<AccountFacts>,
 }
 
 impl From<Verdict> for Finished {
@@ -277,6 +320,7 @@ impl From<Verdict> for Finished {
             token_expires_in: None,
             discovery: None,
             issued: Vec::new(),
+            account: None,
         }
     }
 }
@@ -325,6 +369,18 @@ pub struct Outcome {
     pub discovery: Option<DiscoveryFacts>,
     /// What the result means to the lockout guard.
     pub lockout: Lockout,
+    /// What the run learnt of the account's password (a directory's password policy).
+    pub account: Option<AccountFacts>,
+}
+
+/// What a run learnt of the probe account's password, from the server's own words (LDAP's
+/// password policy control, Active Directory's computed expiry time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct AccountFacts {
+    /// Seconds until the password expires; negative once it has.
+    pub password_expires_in_seconds: Option<i64>,
+    /// Logins left with the expired password (grace logins).
+    pub grace_logins_remaining: Option<u64>,
 }
 
 impl Outcome {
@@ -345,6 +401,7 @@ impl Outcome {
             token_expires_in: None,
             discovery: None,
             lockout: Lockout::of(summary.result),
+            account: None,
         }
     }
 
@@ -361,7 +418,7 @@ impl Outcome {
     /// Whether every request got an answer (the login latency is then unpolluted by timeouts
     /// and refused connections).
     pub fn answered(&self) -> bool {
-        !self.steps.is_empty() && self.steps.iter().all(|s| s.status != 0)
+        !self.steps.is_empty() && self.steps.iter().all(|s| self.scheme.answered(s.status))
     }
 }
 
@@ -391,6 +448,9 @@ impl Serialize for Outcome {
         if let Some(d) = &self.discovery {
             m.serialize_entry("discovery", d)?;
         }
+        if let Some(a) = &self.account {
+            m.serialize_entry("account", a)?;
+        }
         m.end()
     }
 }
@@ -408,13 +468,13 @@ impl Serialize for Shown<'_> {
         match *self {
             Shown::Step(r, scheme) => {
                 m.serialize_entry("step", &r.step)?;
-                m.serialize_entry(scheme.label, &r.status)?;
+                m.serialize_entry(scheme.label, &scheme.json_value(r.status))?;
                 m.serialize_entry("state", State::label(r.state))?;
                 m.serialize_entry("duration_seconds", &r.duration.as_secs_f64())?;
             }
             Shown::Logout(l, scheme) => {
                 m.serialize_entry("ok", &l.ok)?;
-                m.serialize_entry(scheme.label, &l.status)?;
+                m.serialize_entry(scheme.label, &scheme.json_value(l.status))?;
                 m.serialize_entry("detail", &l.detail)?;
             }
         }

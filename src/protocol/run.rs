@@ -174,10 +174,26 @@ impl Prober {
     pub async fn login(&self, spec: &LoginSpec) -> Outcome {
         if crate::lanes::Lanes::on_lane() {
             // Where the scheduler runs it: no hop, and no copy of the spec to make one.
-            return self.perform(spec, None).await;
+            return self.perform(spec, None, None).await;
         }
         let (prober, spec) = (self.clone(), spec.clone());
-        self.lanes.run(async move { prober.perform(&spec, None).await }).await
+        self.lanes.run(async move { prober.perform(&spec, None, None).await }).await
+    }
+
+    /// What a login does while the lockout guard holds its credentials back
+    /// ([`Login::run_held`](super::FamilyLogin::run_held)), for a login whose credentials were
+    /// last refused as `held` says: when the server answers, the outcome is the held one (the
+    /// credentials are not known to work), with what the server answered in its detail;
+    /// otherwise the failure to reach it. Nothing in it counts for the guard.
+    pub async fn login_held(&self, spec: &LoginSpec, held: Summary, traced: bool) -> (Outcome, Option<Trace>) {
+        let (prober, spec) = (self.clone(), spec.clone());
+        self.lanes
+            .run(async move {
+                let mut trace = traced.then(|| Trace::new(Instant::now(), &spec.secrets()));
+                let outcome = prober.perform(&spec, trace.as_mut(), Some(held)).await;
+                (outcome, trace)
+            })
+            .await
     }
 
     /// Like [`Prober::login`], also recording every request and answer (see [`Trace`]).
@@ -186,7 +202,7 @@ impl Prober {
         self.lanes
             .run(async move {
                 let mut trace = Trace::new(Instant::now(), &spec.secrets());
-                let outcome = prober.perform(&spec, Some(&mut trace)).await;
+                let outcome = prober.perform(&spec, Some(&mut trace), None).await;
                 (outcome, trace)
             })
             .await
@@ -268,7 +284,7 @@ impl Prober {
         Attempt { deadline, max_body_bytes, transport, prober: self, hooks, gathered, trace, http: None, requests: 0 }
     }
 
-    async fn perform(&self, spec: &LoginSpec, mut trace: Option<&mut Trace>) -> Outcome {
+    async fn perform(&self, spec: &LoginSpec, mut trace: Option<&mut Trace>, held: Option<Summary>) -> Outcome {
         let start = Instant::now();
         let deadline = tokio::time::Instant::from_std(start + spec.timeout);
         let mut gathered = Gathered::default();
@@ -292,10 +308,14 @@ impl Prober {
                 &mut gathered,
                 trace.as_deref_mut(),
             );
-            let finished = hooks.scope(spec.login.run(&mut attempt)).await;
+            let finished = match held {
+                None => hooks.scope(spec.login.run(&mut attempt)).await,
+                Some(_) => hooks.scope(spec.login.run_held(&mut attempt)).await,
+            };
             // Retried: a transport failure before any answer of the run, while time is left.
             // Anything the server said, credentials above all, is final.
-            let unanswered = gathered.steps[before..].iter().all(|s| s.status == 0);
+            let scheme = spec.login.scheme();
+            let unanswered = gathered.steps[before..].iter().all(|s| !scheme.answered(s.status));
             let transport = matches!(finished.verdict.result, ResultClass::ConnectError | ResultClass::Timeout);
             if retries < spec.retries && unanswered && transport && tokio::time::Instant::now() < deadline {
                 retries += 1;
@@ -317,9 +337,22 @@ impl Prober {
         let mut secrets = spec.secrets();
         secrets.extend(finished.issued.iter());
         let Verdict { result, state, step, reason, reason_text, detail, lockout } = finished.verdict;
-        let status = steps.last().map_or(0, |s: &StepRecord| s.status);
+        // The status of the step the run ended at (not of a session's end after it), else the last.
+        let at = steps.iter().rev().find(|s: &&StepRecord| s.step == step).or(steps.last());
+        let status = at.map_or(spec.login.scheme().no_answer, |s| s.status);
+        let (summary, detail, lockout) = match held {
+            None => (Summary { result, state, step, reason, status }, detail, lockout),
+            Some(held) if result == ResultClass::Success => {
+                let detail = format!(
+                    "credentials held back by the lockout guard after {} ({}); meanwhile {detail}",
+                    held.result, held.reason
+                );
+                (held, detail, super::Lockout::Neutral)
+            }
+            Some(_) => (Summary { result, state, step, reason, status }, detail, super::Lockout::Neutral),
+        };
         Outcome {
-            summary: Summary { result, state, step, reason, status },
+            summary,
             scheme: spec.login.scheme(),
             reason_text: sanitize(&reason_text, &secrets),
             duration,
@@ -332,6 +365,7 @@ impl Prober {
             token_expires_in: finished.token_expires_in,
             discovery: finished.discovery,
             lockout,
+            account: finished.account,
         }
     }
 }

@@ -95,6 +95,16 @@ impl Trace {
         });
     }
 
+    /// Records an operation of a protocol without HTTP (an LDAP bind): its line, the server it
+    /// goes to and its fields, `None` for a secret's value (never copied).
+    pub(crate) fn operation(&mut self, label: &str, line: &str, host: String, fields: Vec<(String, Option<Vec<u8>>)>) {
+        self.request(label, line, host, fields);
+        if let Some(r) = self.requests.last_mut() {
+            // No user agent crosses: it is HTTP's.
+            r.headers.retain(|(name, _)| name != "user-agent");
+        }
+    }
+
     /// Adds a value of the run's own (a state, a code, a cookie) to the values redacted.
     pub(crate) fn add_secret(&mut self, secret: &SecretString) {
         if !self.secrets.iter().any(|s| s.expose_secret() == secret.expose_secret()) {

@@ -81,6 +81,11 @@ const _: () = assert!(
         && TRIGGER.0 + TRIGGER.1 == 64
 );
 
+/// A status of `u16::MAX` (a scheme's "no answer" other than 0), packed.
+const NO_ANSWER_PACKED: u16 = 1023;
+/// Any other status beyond three digits, packed.
+const BEYOND_PACKED: u16 = 1022;
+
 fn put(bits: &mut u64, (shift, width): (u32, u32), value: u64) {
     *bits |= (value & ((1 << width) - 1)) << shift;
 }
@@ -92,8 +97,13 @@ fn get(bits: u64, (shift, width): (u32, u32)) -> usize {
 impl Packed {
     fn pack(self) -> [u32; 2] {
         let s = self.summary;
-        // A status beyond three digits is not HTTP; it shows as 0, as no answer would.
-        let status = if s.status < 1000 { s.status } else { 0 };
+        let status = match s.status {
+            0..=999 => s.status,
+            // LDAP's "no answer" (see Scheme::no_answer).
+            u16::MAX => NO_ANSWER_PACKED,
+            // Another status beyond three digits (an LDAP code from a vendor's range).
+            _ => BEYOND_PACKED,
+        };
         let mut bits = 0u64;
         put(&mut bits, DURATION, u64::from(self.duration_micros.min((1 << DURATION.1) - 1)));
         put(&mut bits, STATUS, u64::from(status));
@@ -120,7 +130,10 @@ impl Packed {
                 state,
                 step: Step::at(get(bits, STEP))?,
                 reason: Reason::at(get(bits, REASON))?,
-                status: get(bits, STATUS) as u16,
+                status: match get(bits, STATUS) as u16 {
+                    NO_ANSWER_PACKED => u16::MAX,
+                    other => other,
+                },
             },
             text: get(bits, TEXT) as u8,
             trigger: if get(bits, TRIGGER) == 1 { Trigger::OnDemand } else { Trigger::Scheduled },
@@ -458,7 +471,9 @@ mod tests {
             assert_eq!(Packed::unpack(p.pack()).unwrap().summary.step, step);
         }
         let big = Packed { summary: Summary { status: 1234, ..base.summary }, ..base };
-        assert_eq!(Packed::unpack(big.pack()).unwrap().summary.status, 0);
+        assert_eq!(Packed::unpack(big.pack()).unwrap().summary.status, BEYOND_PACKED);
+        let none = Packed { summary: Summary { status: u16::MAX, ..base.summary }, ..base };
+        assert_eq!(Packed::unpack(none.pack()).unwrap().summary.status, u16::MAX);
         let long = Packed { duration_micros: u32::MAX, ..base };
         assert_eq!(Packed::unpack(long.pack()).unwrap().duration_micros, (1 << 31) - 1, "saturates at 35 minutes");
     }

@@ -270,6 +270,8 @@ impl SavedRun {
                 jwks_changed_unix: changed,
             }),
             lockout: Lockout::of(result),
+            // Not stored: the next run tells again (see AccountFacts).
+            account: None,
         };
         let at = |ns| UNIX_EPOCH + Duration::from_nanos(ns);
         Ok(LastRun::of(outcome.into(), at(self.started_unix_ns), at(self.finished_unix_ns)))
@@ -369,6 +371,7 @@ mod tests {
                 jwks_changed_unix: Some(1_800_000_000),
             }),
             lockout: Lockout::of(result),
+            account: None,
         }
     }
 

@@ -3,15 +3,18 @@
 //!
 //! After `max_failures` consecutive credential failures the gap between runs doubles with each
 //! further one (period × 2, × 4, …, at most `max_backoff`); a `rate_limited` answer backs off at
-//! once. Ticks that fall inside the gap are skipped and counted. A success resets it; so does a
-//! reload that changes the probe's credentials (the caller starts a fresh [`Backoff`]).
+//! once; a credential failure of a family that asks to be held (a directory: [`Lockout::Hold`])
+//! holds at once for `max_backoff`. Ticks that fall inside the gap are skipped and counted, or,
+//! for a family that has something to do meanwhile that cannot lock anyone, run that instead.
+//! A success resets it; so does a reload that changes the probe's credentials (the caller
+//! starts a fresh [`Backoff`]).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::config::LockoutGuard;
-use crate::protocol::Lockout;
+use crate::protocol::{Lockout, Summary};
 use crate::results::{from_unix_millis, unix_millis, GuardState};
 
 /// One probe's guard state.
@@ -23,7 +26,12 @@ pub(super) struct Backoff {
     level: u32,
     /// Ticks planned before this are skipped.
     until: Option<Instant>,
+    /// What the run that made the guard hold came to: what the runs made meanwhile report.
+    held: Option<Summary>,
 }
+
+/// The level whose gap is always `max_backoff`: 2^31 periods.
+const HOLD_LEVEL: u32 = 31;
 
 impl Backoff {
     /// The guard as published, its end in wall-clock time so that it survives a restart.
@@ -38,7 +46,12 @@ impl Backoff {
     pub fn restored(state: GuardState) -> Self {
         let end = from_unix_millis(state.until_unix_ms);
         let left = end.duration_since(std::time::SystemTime::now()).ok().filter(|_| state.until_unix_ms != 0);
-        Backoff { strikes: state.strikes, level: state.level, until: left.map(|l| Instant::now() + l) }
+        Backoff { strikes: state.strikes, level: state.level, until: left.map(|l| Instant::now() + l), held: None }
+    }
+
+    /// What the run that made the guard hold came to, if it is holding and remembers.
+    pub fn held(&self) -> Option<Summary> {
+        self.held.filter(|_| self.until.is_some())
     }
 
     /// Whether a tick planned at `planned` must be skipped.
@@ -48,12 +61,30 @@ impl Backoff {
 
     /// Takes in the result of a run that started at `started` (a tick of a schedule whose period
     /// is `period`) and returns the extra delay now in force: 0 when not backing off.
+    #[cfg(test)]
     pub fn after_run(&mut self, signal: Lockout, guard: &LockoutGuard, period: Duration, started: Instant) -> Duration {
+        self.after(signal, None, guard, period, started)
+    }
+
+    /// Like [`Backoff::after_run`], remembering the run's `summary` when the guard holds.
+    pub fn after(
+        &mut self,
+        signal: Lockout,
+        summary: Option<Summary>,
+        guard: &LockoutGuard,
+        period: Duration,
+        started: Instant,
+    ) -> Duration {
         if guard.max_failures == 0 || signal == Lockout::Clear {
             *self = Backoff::default();
             return Duration::ZERO;
         }
         match signal {
+            Lockout::Hold => {
+                self.strikes += 1;
+                self.level = HOLD_LEVEL;
+                self.held = summary;
+            }
             Lockout::Strike => {
                 self.strikes += 1;
                 if self.strikes >= guard.max_failures {

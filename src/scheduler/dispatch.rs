@@ -69,13 +69,31 @@ impl Entry {
         }
     }
 
+    /// Whether the lockout guard holds a tick planned at `planned` back, and if so what the
+    /// run that made it hold came to: `Some(None)` when that is not known (a guard restored
+    /// after a restart), unless the probe's last run tells.
+    fn held(&self, planned: Instant) -> Option<Option<Summary>> {
+        let remembered = {
+            let backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
+            if !backoff.holds(planned) {
+                return None;
+            }
+            backoff.held()
+        };
+        let last = || {
+            self.results.read(|r| r.last.as_ref().map(|l| *l.summary())).filter(|s| s.result != ResultClass::Success)
+        };
+        Some(remembered.or_else(last))
+    }
+
     /// Feeds a finished run to the lockout guard and publishes what it decided.
     fn guard(&self, outcome: &Outcome, started: Instant) {
         let result = outcome.result();
         let period = self.period();
         let (extra, state) = {
             let mut backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
-            let extra = backoff.after_run(outcome.lockout, &self.probe.lockout_guard, period, started);
+            let extra =
+                backoff.after(outcome.lockout, Some(outcome.summary), &self.probe.lockout_guard, period, started);
             (extra, backoff.state())
         };
         if !extra.is_zero() {
@@ -131,11 +149,16 @@ impl Dispatcher {
     /// Starts a run of `entry` planned for `planned`, unless its previous run is still going, in
     /// which case the tick is skipped and counted.
     pub fn dispatch(self: &Arc<Self>, entry: &Arc<Entry>, planned: Instant) {
-        if entry.backoff.lock().unwrap_or_else(PoisonError::into_inner).holds(planned) {
-            entry.results.record_skip(SkipReason::Backoff, 1);
-            tracing::debug!(probe = %entry.probe.name, "backing off; tick skipped");
-            return;
-        }
+        let held = match entry.held(planned) {
+            None => None,
+            // A family with something to do meanwhile that cannot lock anyone does it.
+            Some(Some(held)) if entry.probe.login.login.runs_while_held() => Some(held),
+            Some(_) => {
+                entry.results.record_skip(SkipReason::Backoff, 1);
+                tracing::debug!(probe = %entry.probe.name, "backing off; tick skipped");
+                return;
+            }
+        };
         let Some(running) = Running::claim(entry) else {
             entry.results.record_skip(SkipReason::Overlap, 1);
             tracing::debug!(probe = %entry.probe.name, "previous run still going; tick skipped");
@@ -144,9 +167,16 @@ impl Dispatcher {
         let (this, entry) = (self.clone(), entry.clone());
         let run = self.runs.track_future(async move {
             let _running = running;
-            if let Some((run, started, finished)) = this.perform(&entry, Some(planned), false).await {
-                entry.guard(&run.outcome, planned);
-                entry.results.record_run(run.outcome, started, finished, Trigger::Scheduled);
+            match this.perform(&entry, Some(planned), false, held).await {
+                Some((run, started, finished)) => {
+                    // A run made while held says nothing of the credentials: the guard stays.
+                    if held.is_none() {
+                        entry.guard(&run.outcome, planned);
+                    }
+                    entry.results.record_run(run.outcome, started, finished, Trigger::Scheduled);
+                }
+                None if held.is_some() => entry.results.record_skip(SkipReason::Backoff, 1),
+                None => {}
             }
         });
         // The whole run on a login thread (this one, for the timer wheel's runs): the login it
@@ -163,8 +193,13 @@ impl Dispatcher {
             return None;
         }
         let _running = Running::claim(entry)?;
-        let (run, _, finished) = self.perform(entry, None, traced).await?;
-        entry.guard(&run.outcome, Instant::now());
+        // On demand too, a guard that holds the credentials back keeps them back where the
+        // family has something else to do (a directory locks after a few clicks).
+        let held = entry.held(Instant::now()).flatten().filter(|_| entry.probe.login.login.runs_while_held());
+        let (run, _, finished) = self.perform(entry, None, traced, held).await?;
+        if held.is_none() {
+            entry.guard(&run.outcome, Instant::now());
+        }
         entry.results.record_on_demand(run.outcome.clone(), finished);
         Some(run)
     }
@@ -178,6 +213,7 @@ impl Dispatcher {
         entry: &Entry,
         planned: Option<Instant>,
         traced: bool,
+        held: Option<Summary>,
     ) -> Option<(Run, SystemTime, SystemTime)> {
         let trigger = if planned.is_some() { Trigger::Scheduled } else { Trigger::OnDemand };
         // The semaphore is never closed, so acquiring only waits.
@@ -191,8 +227,15 @@ impl Dispatcher {
         }
         let (runner, probe) = (self.runner.clone(), entry.probe.clone());
         // Calling `run` inside the future puts a panic in the runner itself under catch_unwind too.
-        let run = match AssertUnwindSafe(async move { runner.run(probe, traced).await }).catch_unwind().await {
-            Ok(run) => run,
+        let work = async move {
+            match held {
+                None => Some(runner.run(probe, traced).await),
+                Some(held) => Some(runner.run_held(probe, held, traced)?.await),
+            }
+        };
+        let run = match AssertUnwindSafe(work).catch_unwind().await {
+            Ok(Some(run)) => run,
+            Ok(None) => return None,
             Err(_) => {
                 // The payload is not logged: it is free text from whatever panicked.
                 tracing::error!(
@@ -224,6 +267,10 @@ fn internal_error(probe: &Probe, duration: Duration) -> Outcome {
     let step = login.steps().first().and_then(|s| Step::from_name(s)).unwrap_or(Step::OTHER);
     Outcome {
         detail: "the run panicked inside authprobe (a bug; see the error log)".to_owned(),
-        ..Outcome::bare(Summary::of(ResultClass::InternalError, step), login.scheme(), duration)
+        ..Outcome::bare(
+            Summary { status: login.scheme().no_answer, ..Summary::of(ResultClass::InternalError, step) },
+            login.scheme(),
+            duration,
+        )
     }
 }

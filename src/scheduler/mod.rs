@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::config::{Probe, Schedule};
-use crate::protocol::{Outcome, Prober, Trace};
+use crate::protocol::{Outcome, Prober, Summary, Trace};
 use crate::results::Results;
 
 pub use timer::phase_offset;
@@ -55,6 +55,13 @@ pub type RunFuture = Pin<Box<dyn Future<Output = Run> + Send>>;
 pub trait Runner: Send + Sync + 'static {
     /// One run of `probe`, recording a trace if `traced`.
     fn run(&self, probe: Arc<Probe>, traced: bool) -> RunFuture;
+
+    /// A run of `probe` while the lockout guard holds its credentials back, the run that made
+    /// it hold having come to `held`; `None` for a probe with nothing to do meanwhile.
+    fn run_held(&self, probe: Arc<Probe>, held: Summary, traced: bool) -> Option<RunFuture> {
+        let _ = (probe, held, traced);
+        None
+    }
 }
 
 /// A stand-in runner: a function of the probe and the trace flag.
@@ -79,6 +86,17 @@ impl Runner for Prober {
                 Run { outcome: prober.login(&probe.login).await, trace: None }
             }
         })
+    }
+
+    fn run_held(&self, probe: Arc<Probe>, held: Summary, traced: bool) -> Option<RunFuture> {
+        if !probe.login.login.runs_while_held() {
+            return None;
+        }
+        let prober = self.clone();
+        Some(Box::pin(async move {
+            let (outcome, trace) = prober.login_held(&probe.login, held, traced).await;
+            Run { outcome, trace }
+        }))
     }
 }
 

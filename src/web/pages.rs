@@ -65,7 +65,12 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
             None => ("pending", "pending", "<td>–</td>".repeat(4), "–".to_owned(), "never".to_owned()),
             Some(last) => {
                 let s = last.summary();
-                let status = if shared { s.status.to_string() } else { last.outcome.scheme.show(s.status) };
+                let scheme = last.outcome.scheme;
+                let status = if shared {
+                    scheme.label_value(s.status, &mut itoa::Buffer::new()).to_owned()
+                } else {
+                    scheme.show(s.status)
+                };
                 (
                     if s.result == ResultClass::Success { "ok" } else { "fail" },
                     s.result.as_str(),

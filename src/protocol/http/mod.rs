@@ -42,6 +42,7 @@ pub const STATUS: Scheme = Scheme {
     label: "http_status",
     metric: "authprobe_probe_http_status_code",
     help: "Final HTTP status of the probe's last run; 0 if no answer arrived.",
+    no_answer: 0,
 };
 
 /// One answer, read as far as the body cap allows.

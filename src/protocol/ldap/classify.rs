@@ -93,6 +93,8 @@ pub enum Refusal {
     Unavailable,
     /// The directory will not do it (53).
     Unwilling,
+    /// The directory sends the client elsewhere (10).
+    Referral,
     /// Another code.
     Other,
 }
@@ -113,6 +115,7 @@ impl Refusal {
             Refusal::Busy => "busy",
             Refusal::Unavailable => "unavailable",
             Refusal::Unwilling => "unwilling_to_perform",
+            Refusal::Referral => "referral",
             Refusal::Other => "other",
         }
     }
@@ -141,6 +144,7 @@ pub fn bind(code: i64, message: &str, policy: Option<&Policy>) -> Option<Refusal
             _ => Refusal::InvalidCredentials,
         },
         8 | 13 => Refusal::TlsRequired,
+        10 => Refusal::Referral,
         51 => Refusal::Busy,
         52 => Refusal::Unavailable,
         53 => Refusal::Unwilling,

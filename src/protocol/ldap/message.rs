@@ -22,6 +22,8 @@ pub mod op {
     pub const BIND_RESPONSE: u8 = 0x61;
     /// UnbindRequest (primitive, empty).
     pub const UNBIND_REQUEST: u8 = 0x42;
+    /// SearchRequest.
+    pub const SEARCH_REQUEST: u8 = 0x63;
     /// SearchResultEntry.
     pub const SEARCH_ENTRY: u8 = 0x64;
     /// SearchResultDone.
@@ -67,6 +69,71 @@ pub struct Response {
     pub value: Option<Vec<u8>>,
     /// Its controls.
     pub controls: Vec<Control>,
+    /// A search result entry's name and attributes.
+    pub entry: Option<Entry>,
+}
+
+/// A search result entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// `objectName`: its DN, as sent (lossy UTF-8).
+    pub dn: String,
+    /// Its attributes and their values.
+    pub attributes: Vec<(String, Vec<Vec<u8>>)>,
+}
+
+impl Entry {
+    /// The first value of `name` (case ignored), if it has one.
+    pub fn first(&self, name: &str) -> Option<&[u8]> {
+        let (_, values) = self.attributes.iter().find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+        values.first().map(Vec::as_slice)
+    }
+}
+
+/// How far below its base a search looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The base entry alone.
+    Base,
+    /// Its children.
+    One,
+    /// The base and everything below it.
+    Sub,
+}
+
+impl Scope {
+    /// Its name in probes.yaml.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Base => "base",
+            Scope::One => "one",
+            Scope::Sub => "sub",
+        }
+    }
+}
+
+/// A search of `base` with `scope` and `filter` (BER, from [`super::filter::encode`]) for
+/// `attributes` (none: `1.1`, no attributes), at most `size_limit` entries, without following
+/// aliases.
+pub fn search_request(
+    id: i32,
+    base: &str,
+    scope: Scope,
+    filter: &[u8],
+    attributes: &[&str],
+    size_limit: i64,
+) -> Vec<u8> {
+    let mut body = ber::tlv(0x04, base.as_bytes());
+    body.extend(ber::int(0x0a, scope as i64));
+    body.extend(ber::int(0x0a, 0));
+    body.extend(ber::int(0x02, size_limit));
+    body.extend(ber::int(0x02, 0));
+    body.extend(ber::tlv(0x01, &[0x00]));
+    body.extend_from_slice(filter);
+    let wanted: &[&str] = if attributes.is_empty() { &["1.1"] } else { attributes };
+    let list: Vec<u8> = wanted.iter().flat_map(|a| ber::tlv(0x04, a.as_bytes())).collect();
+    body.extend(ber::tlv(0x30, &list));
+    message(id, ber::tlv(op::SEARCH_REQUEST, &body), &[])
 }
 
 impl Response {
@@ -132,7 +199,25 @@ pub fn response(bytes: &[u8]) -> Result<Response, BerError> {
         name: None,
         value: None,
         controls: Vec::new(),
+        entry: None,
     };
+    if operation.tag == op::SEARCH_ENTRY {
+        let mut e = Reader::new(operation.value);
+        let dn = text(e.expect(0x04)?);
+        let mut attributes = Vec::new();
+        let mut list = Reader::new(e.expect(0x30)?);
+        while !list.is_empty() {
+            let mut attribute = Reader::new(list.expect(0x30)?);
+            let name = text(attribute.expect(0x04)?);
+            let mut vals = Reader::new(attribute.expect(0x31)?);
+            let mut values = Vec::new();
+            while !vals.is_empty() {
+                values.push(vals.expect(0x04)?.to_vec());
+            }
+            attributes.push((name, values));
+        }
+        r.entry = Some(Entry { dn, attributes });
+    }
     if matches!(operation.tag, op::BIND_RESPONSE | op::SEARCH_DONE | op::EXTENDED_RESPONSE) {
         let mut result = Reader::new(operation.value);
         r.code = ber::integer(result.expect(0x0a)?)?;
