@@ -110,6 +110,15 @@ impl Session {
     pub async fn receive(&mut self, id: i32) -> Result<(Response, (Instant, Instant)), Fault> {
         let mut began = (!self.buf.is_empty()).then(Instant::now);
         let size = loop {
+            // Every LDAPMessage is a SEQUENCE: anything else (an HTTP or TLS server's answer)
+            // is known for what it is at its first byte, not when the deadline passes.
+            if self.buf.first().is_some_and(|b| *b != 0x30) {
+                let first = self.buf[0];
+                return Err(Fault::Garbage(format!(
+                    "{} sent what is not LDAP (a message starting with {first:#04x}, not a SEQUENCE)",
+                    self.peer
+                )));
+            }
             match ber::frame(&self.buf) {
                 Err(e) => return Err(self.garbage(e)),
                 Ok(Some(size)) => break size,
