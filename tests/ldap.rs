@@ -479,3 +479,169 @@ async fn the_guard_keeps_the_probe_from_locking_its_own_account() {
     }
     svc.terminate().await;
 }
+
+/// Samba's Active Directory DC (Debian's samba, needs root: tests/run.sh and CI run as root):
+/// AD's sub-codes read from its own words for every account state it can give, binds by UPN,
+/// DN and `DOMAIN\user`, search-then-bind through a service account, the password's expiry from
+/// `msDS-UserPasswordExpiryTimeComputed`, and its refusal of simple binds in the clear.
+#[tokio::test]
+async fn samba_active_directory_account_states_by_their_sub_codes() {
+    use common::samba::{self, Samba};
+    let pki = common::pki(&["127.0.0.1", "localhost"]);
+    let dir = tempfile::tempdir().unwrap();
+    let chain = write(dir.path(), "dc.pem", &pki.server_pem.0);
+    let key = write(dir.path(), "dc.key", &pki.server_pem.1);
+    let ca = write(dir.path(), "ca.pem", &pki.ca_pem);
+    let dc =
+        Samba::start(samba::Options { require_strong_auth: true, tls: Some((chain, key)), ..Default::default() }).await;
+    let users = samba::USERS_DN;
+    let mut yaml = format!(
+        "targets:
+  - {{name: clear, protocol: ldap, url: '{ldap}'}}
+  - {{name: ad, protocol: ldap, url: '{ldaps}', tls: {{ca_file: '{ca}'}}, bind_dn: '{svc}', password: '{svc_pw}'}}
+  - {{name: ad-starttls, protocol: ldap, url: '{ldap}', start_tls: true, tls: {{ca_file: '{ca}'}}}}
+probes:
+",
+        ldap = dc.ldap_url(),
+        ldaps = dc.ldaps_url(),
+        ca = ca.display(),
+        svc = samba::SERVICE_DN,
+        svc_pw = samba::SERVICE_PASSWORD,
+    );
+    let expiry = format!(
+        ", password_expiry: true, search: {{base: '{users}', filter: '(sAMAccountName={})', expect_entries: 1}}",
+        samba::USER
+    );
+    yaml += &bind("upn", "ad", &samba::USER_UPN, samba::USER_PASSWORD, &expiry);
+    yaml += &bind("dn", "ad-starttls", samba::USER_DN, samba::USER_PASSWORD, ", password_expiry: true");
+    yaml += &bind("netbios", "ad", &format!("{}\\{}", samba::NETBIOS_DOMAIN, samba::USER), samba::USER_PASSWORD, "");
+    yaml += &format!(
+        "  - {{name: search-then-bind, target: ad, username: '{}', password: '{}', user_search: {{base: '{users}', filter: '(&(objectClass=user)(sAMAccountName={{username}}))'}}}}\n",
+        samba::USER,
+        samba::USER_PASSWORD
+    );
+    yaml += &bind("wrong", "ad", &samba::USER_UPN, samba::WRONG_PASSWORD, "");
+    yaml += &bind("unknown", "ad", &samba::upn(samba::UNKNOWN_USER), samba::WRONG_PASSWORD, "");
+    yaml += &bind("must-change", "ad", &samba::upn(samba::MUST_CHANGE_USER), samba::MUST_CHANGE_PASSWORD, "");
+    yaml += &bind("expired", "ad", &samba::upn(samba::EXPIRED_USER), samba::EXPIRED_PASSWORD, "");
+    yaml += &bind("disabled", "ad", &samba::upn(samba::DISABLED_USER), samba::DISABLED_PASSWORD, "");
+    yaml +=
+        &bind("account-expired", "ad", &samba::upn(samba::ACCOUNT_EXPIRED_USER), samba::ACCOUNT_EXPIRED_PASSWORD, "");
+    yaml += &bind("locked", "ad", &samba::upn(samba::LOCKED_USER), samba::LOCKED_PASSWORD, "");
+    yaml += &bind("clear", "clear", &samba::USER_UPN, samba::USER_PASSWORD, "");
+    yaml += &bind("whoami", "ad", &samba::USER_UPN, samba::USER_PASSWORD, ", whoami: true");
+    let specs = load(&yaml);
+    let prober = Prober::new().unwrap();
+    let run = |name: &str| {
+        let spec = specs[name].clone();
+        let prober = prober.clone();
+        async move { prober.login(&spec).await }
+    };
+
+    let max_age = samba::MAX_PASSWORD_AGE.as_secs() as i64;
+    for name in ["upn", "dn"] {
+        let o = run(name).await;
+        check(&o, ResultClass::Success, SEARCH, Reason::NONE, 0);
+        let left = o.account.and_then(|a| a.password_expires_in_seconds).expect("msDS-UserPasswordExpiryTimeComputed");
+        assert!(left > 0 && left <= max_age, "{name}: {left}");
+        assert!(o.tls.is_some_and(|t| t.version.is_some()), "{name}");
+    }
+    check(&run("netbios").await, ResultClass::Success, BIND, Reason::NONE, 0);
+    let o = run("search-then-bind").await;
+    check(&o, ResultClass::Success, BIND, Reason::NONE, 0);
+    assert!(o.detail.contains(&format!("bound as {}", samba::USER_DN)), "{}", o.detail);
+
+    for (name, result, reason, data) in [
+        ("wrong", ResultClass::AuthFailed, INVALID_CREDENTIALS, samba::DATA_BAD_CREDENTIALS),
+        // Samba answers an unknown user as a wrong password (Windows says 525).
+        ("unknown", ResultClass::AuthFailed, INVALID_CREDENTIALS, samba::DATA_BAD_CREDENTIALS),
+        ("must-change", ResultClass::PasswordExpired, PASSWORD_MUST_CHANGE, samba::DATA_MUST_CHANGE),
+        ("expired", ResultClass::PasswordExpired, PASSWORD_EXPIRED, samba::DATA_PASSWORD_EXPIRED),
+        ("disabled", ResultClass::AuthFailed, ACCOUNT_DISABLED, samba::DATA_DISABLED),
+        ("account-expired", ResultClass::AuthFailed, ACCOUNT_EXPIRED, samba::DATA_ACCOUNT_EXPIRED),
+        ("locked", ResultClass::AuthFailed, ACCOUNT_LOCKED, samba::DATA_LOCKED),
+    ] {
+        let o = run(name).await;
+        check(&o, result, BIND, reason, 49);
+        assert_eq!(o.reason_text, samba::diagnostic(data), "{name}: the diagnostic message is the reason text");
+        assert!(o.detail.contains(&format!("AD data {data}")), "{name}: {}", o.detail);
+    }
+    let o = run("clear").await;
+    check(&o, ResultClass::ClientRejected, BIND, TLS_REQUIRED, 8);
+    assert_eq!(o.reason_text, samba::STRONG_AUTH_MESSAGE);
+    // Samba does not implement "Who am I?": the probe says so rather than pass unchecked.
+    let o = run("whoami").await;
+    assert_eq!((o.summary.result, o.summary.step), (ResultClass::ValidationFailed, WHO_AM_I), "{}", o.detail);
+    dc.stop().await;
+}
+
+/// Every mistake in an LDAP block is an error naming its file, probe or target and field, and
+/// never quoting a password; the binary's check-config exits 2 on them, and warns (exit 0) of a
+/// password that would cross in the clear.
+#[test]
+fn ldap_configuration_mistakes_are_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "targets:
+  - {name: no-url, protocol: ldap}
+  - {name: http, protocol: ldap, url: 'http://dir.example'}
+  - {name: path, protocol: ldap, url: 'ldap://dir.example/dc=x'}
+  - {name: both-tls, protocol: ldap, url: 'ldaps://dir.example', start_tls: true}
+  - {name: tls-plain, protocol: ldap, url: 'ldap://dir.example', tls: {insecure_skip_verify: true}}
+  - {name: svc-no-dn, protocol: ldap, url: 'ldap://dir.example', password: svc-Secret-Pw-Kk1}
+  - {name: ok, protocol: ldap, url: 'ldaps://dir.example'}
+probes:
+  - {name: neither, target: ok, password: p-Secret-Pw-Kk2}
+  - {name: both, target: ok, bind_dn: cn=x, password: p-Secret-Pw-Kk2, username: u, user_search: {base: dc=x, filter: '(uid={username})'}}
+  - {name: no-placeholder, target: ok, username: u, password: p-Secret-Pw-Kk2, user_search: {base: dc=x, filter: '(uid=u)'}}
+  - {name: bad-filter, target: ok, bind_dn: cn=x, password: p-Secret-Pw-Kk2, search: {base: dc=x, filter: '(uid=a'}}
+  - {name: bad-scope, target: ok, bind_dn: cn=x, password: p-Secret-Pw-Kk2, search: {base: dc=x, scope: subtree}}
+  - {name: two-counts, target: ok, bind_dn: cn=x, password: p-Secret-Pw-Kk2, search: {base: dc=x, expect_entries: 1, min_entries: 1}}
+  - {name: empty-password, target: ok, bind_dn: cn=x, password: ''}
+  - {name: no-password, target: ok, bind_dn: cn=x}
+  - {name: pin, target: ok, bind_dn: cn=x, password: p-Secret-Pw-Kk2, pin: '1234'}
+";
+    let file = write(dir.path(), "probes.yaml", yaml);
+    let errors = Config::load(&file).unwrap_err().to_string();
+    for expected in [
+        "probes.yaml:2:6: targets[0].url: missing",
+        "probes.yaml:3:34: targets[1].url: scheme must be ldap or ldaps",
+        "targets[2].url: must not have a path",
+        "targets[3].start_tls: not with ldaps://",
+        "targets[4].tls: set for an ldap:// target without start_tls",
+        "targets[5].password: the service account's password needs its bind_dn",
+        "probes.yaml:10:6: probes[0].bind_dn: missing",
+        "probes[1].user_search: not with bind_dn",
+        "probes[2].user_search.filter: must contain {username}",
+        "probes[3].search.filter: invalid filter: the filter ends inside a value at character 6",
+        "probes[4].search.scope: unknown scope \"subtree\"",
+        "probes[5].search.min_entries: not with expect_entries",
+        "probes[6].password: the value is empty",
+        "probes[7].password: missing",
+        "probes[8].pin: only for probes of protocol: etna targets (an ldap login is a bind",
+    ] {
+        assert!(errors.contains(expected), "{expected:?} not in:\n{errors}");
+    }
+    for secret in ["svc-Secret-Pw-Kk1", "p-Secret-Pw-Kk2"] {
+        assert!(!errors.contains(secret), "{secret} quoted:\n{errors}");
+    }
+
+    // check-config: exit 2 on the mistakes; a password in the clear is a warning, exit 0.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authprobe"))
+        .args(["check-config", "--config.file", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let clear = write(
+        dir.path(),
+        "clear.yaml",
+        "targets: [{name: d, protocol: ldap, url: 'ldap://127.0.0.1:389'}]\nprobes: [{name: p, target: d, bind_dn: cn=x, password: p-Secret-Pw-Kk3}]\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authprobe"))
+        .args(["check-config", "--config.file", clear.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("warning: probe p: ldap://127.0.0.1:389 is ldap:// without start_tls"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bind=dn security=plain"));
+}

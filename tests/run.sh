@@ -9,8 +9,11 @@ cd "$(dirname "$0")/.."
 # test's Alertmanager, and amtool), chromium (the browser the page tests render in) and systemd
 # (systemd-analyze checks the unit file), openssl and curl (certificates made the ways people make
 # them, and curl's verdict on each, the reference for authprobe's TLS trust), oathtool (an
-# independent implementation of the one-time codes the interactive logins compute).
-packages=(prometheus prometheus-alertmanager chromium systemd openssl curl oathtool)
+# independent implementation of the one-time codes the interactive logins compute), slapd and
+# ldap-utils (OpenLDAP with ppolicy, the real directory tests/ldap.rs binds to: tests/slapd), and
+# samba with the three packages its AD DC needs without recommends (tests/samba).
+packages=(prometheus prometheus-alertmanager chromium systemd openssl curl oathtool
+    slapd ldap-utils samba samba-ad-provision samba-dsdb-modules samba-vfs-modules)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,6 +22,9 @@ if ((${#missing[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo
     echo "installing Debian packages: ${missing[*]}"
+    # slapd's postinst would otherwise make and start a system directory (dc=nodomain on :389);
+    # the tests run their own in temporary folders.
+    echo "slapd slapd/no_configuration boolean true" | $sudo debconf-set-selections
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
@@ -55,6 +61,10 @@ fi
 # Its migrated and seeded database, which each start copies (made here once, not by every test
 # that starts it first; a no-op when it is there).
 "$django/bin/python" tests/django-oauth/serve.py --seed
+
+# The provisioned Samba AD DC every LDAP test's DC is copied from (tests/samba/README.md), made
+# here once rather than by the first test that starts one; a no-op while it is current.
+python3 tests/samba/dc.py template --template "${CARGO_TARGET_DIR:-target}/tmp/samba-template"
 
 echo "--- cargo fmt --check"
 cargo fmt --all -- --check
