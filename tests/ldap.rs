@@ -512,7 +512,7 @@ probes:
         ", password_expiry: true, search: {{base: '{users}', filter: '(sAMAccountName={})', expect_entries: 1}}",
         samba::USER
     );
-    yaml += &bind("upn", "ad", &samba::USER_UPN, samba::USER_PASSWORD, &expiry);
+    yaml += &bind("upn", "ad", samba::USER_UPN, samba::USER_PASSWORD, &expiry);
     yaml += &bind("dn", "ad-starttls", samba::USER_DN, samba::USER_PASSWORD, ", password_expiry: true");
     yaml += &bind("netbios", "ad", &format!("{}\\{}", samba::NETBIOS_DOMAIN, samba::USER), samba::USER_PASSWORD, "");
     yaml += &format!(
@@ -520,7 +520,7 @@ probes:
         samba::USER,
         samba::USER_PASSWORD
     );
-    yaml += &bind("wrong", "ad", &samba::USER_UPN, samba::WRONG_PASSWORD, "");
+    yaml += &bind("wrong", "ad", samba::USER_UPN, samba::WRONG_PASSWORD, "");
     yaml += &bind("unknown", "ad", &samba::upn(samba::UNKNOWN_USER), samba::WRONG_PASSWORD, "");
     yaml += &bind("must-change", "ad", &samba::upn(samba::MUST_CHANGE_USER), samba::MUST_CHANGE_PASSWORD, "");
     yaml += &bind("expired", "ad", &samba::upn(samba::EXPIRED_USER), samba::EXPIRED_PASSWORD, "");
@@ -528,8 +528,8 @@ probes:
     yaml +=
         &bind("account-expired", "ad", &samba::upn(samba::ACCOUNT_EXPIRED_USER), samba::ACCOUNT_EXPIRED_PASSWORD, "");
     yaml += &bind("locked", "ad", &samba::upn(samba::LOCKED_USER), samba::LOCKED_PASSWORD, "");
-    yaml += &bind("clear", "clear", &samba::USER_UPN, samba::USER_PASSWORD, "");
-    yaml += &bind("whoami", "ad", &samba::USER_UPN, samba::USER_PASSWORD, ", whoami: true");
+    yaml += &bind("clear", "clear", samba::USER_UPN, samba::USER_PASSWORD, "");
+    yaml += &bind("whoami", "ad", samba::USER_UPN, samba::USER_PASSWORD, ", whoami: true");
     let specs = load(&yaml);
     let prober = Prober::new().unwrap();
     let run = |name: &str| {
