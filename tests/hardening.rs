@@ -438,6 +438,8 @@ const S_WRONG_CLIENT_SECRET: &str = "Wrong-Client-Secret-Hx19";
 const S_OIDC_PW: &str = "Oidc-User-Pw-Secret-Lm66";
 const S_WEB_SECRET: &str = "Web-Client-Secret-Pq27";
 const S_PEOPLE_PW: &str = "People-Pw-Secret-Vb90";
+/// A wrong password of a directory's account.
+const S_LDAP_WRONG_PW: &str = "Ldap-Wrong-Pw-Secret-Wt35";
 /// Base32 TOTP secrets (distinctive, as every secret here): the account's, and a wrong one.
 const S_TOTP: &str = "KRUGKIDQMVXXA3DFEBWG6Z3JNYQHGZLDOJSXI";
 const S_WRONG_TOTP: &str = "MJQWIIDUN52HAIDTMVRXEZLUEB2GQYLUEBTGC2LM";
@@ -486,6 +488,8 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
     let file = authprobe::simulator::oauth2::OAuth2File { clients, ..Default::default() };
     settings.oauth2 = Some(authprobe::simulator::oauth2::OAuth2Settings::from_file(file, dir.path()).unwrap());
     let sim = simulator_with(settings).await;
+    // A real directory: binds by search through a service account, and a wrong password.
+    let slapd = common::slapd::Slapd::start(Default::default()).await;
     write(dir.path(), "pinned.pin", &format!("{S_PIN}\n"));
     let good = format!(
         "defaults: {{interval: 1s, timeout: 900ms, lockout_guard: {{max_failures: 0}}}}\n\
@@ -496,6 +500,7 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
          \x20 - {{name: idp-keyed, protocol: oauth2, issuer: {issuer}, client_id: keyed, client_auth: private_key_jwt, client_key_file: client.key, client_key_id: k1}}\n\
          \x20 - {{name: idp-wrong, protocol: oauth2, issuer: {issuer}, client_id: svc, client_secret: {S_WRONG_CLIENT_SECRET}}}\n\
          \x20 - {{name: idp-web, protocol: oauth2, issuer: {issuer}, client_id: web, client_secret: {S_WEB_SECRET}}}\n\
+         \x20 - {{name: dir, protocol: ldap, url: '{ldap}', start_tls: true, tls: {{ca_file: '{ca}'}}, bind_dn: '{svc_dn}', password: {svc_pw}}}\n\
          probes:\n\
          \x20 - {{name: plain, target: sim, username: plain, password: {S_PW}}}\n\
          \x20 - {{name: pinned, target: sim, username: pinned, password: {S_PIN_PW}, pin_file: pinned.pin}}\n\
@@ -508,9 +513,18 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
          \x20 - {{name: oidc-keyed, target: idp-keyed, grant: client_credentials, validate: jwt}}\n\
          \x20 - {{name: oidc-wrong, target: idp-wrong, grant: client_credentials}}\n\
          \x20 - {{name: people, target: idp-web, grant: authorization_code, redirect_uri: 'https://app.test/cb', scope: openid, username: people, password: {S_PEOPLE_PW}, totp_secret: 'otpauth://totp/x?secret={S_TOTP}&period=1', consent: approve, validate: jwt, refresh: true, revoke: true, logout: true}}\n\
-         \x20 - {{name: people-wrong-otp, target: idp-web, grant: authorization_code, redirect_uri: 'https://app.test/cb', username: people, password: {S_PEOPLE_PW}, totp_secret: {S_WRONG_TOTP}}}\n",
+         \x20 - {{name: people-wrong-otp, target: idp-web, grant: authorization_code, redirect_uri: 'https://app.test/cb', username: people, password: {S_PEOPLE_PW}, totp_secret: {S_WRONG_TOTP}}}\n\
+         \x20 - {{name: directory, target: dir, username: probe-user, password: {user_pw}, user_search: {{base: '{people_base}', filter: '(uid={{username}})'}}, whoami: true}}\n\
+         \x20 - {{name: directory-wrong, target: dir, bind_dn: '{user_dn}', password: {S_LDAP_WRONG_PW}}}\n",
         sim.base_url(),
         issuer = sim.issuer().unwrap(),
+        ldap = slapd.ldap_url(),
+        ca = slapd.ca_pem.display(),
+        svc_dn = common::slapd::SERVICE_DN,
+        svc_pw = common::slapd::SERVICE_PASSWORD,
+        user_pw = common::slapd::USER_PASSWORD,
+        user_dn = common::slapd::USER_DN,
+        people_base = common::slapd::PEOPLE_BASE,
     );
     let file = write(dir.path(), "probes.yaml", &good);
     let cfg = file.to_str().unwrap();
@@ -527,6 +541,8 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
         "oidc-wrong",
         "people",
         "people-wrong-otp",
+        "directory",
+        "directory-wrong",
     ];
     // Broken files whose problems sit next to secrets: a syntax error, an unknown field, a wrong type.
     let broken = [
@@ -621,6 +637,9 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
         "invalid_otp",
         "step=\"OTP\"",
         "code=<redacted>&state=<redacted>",
+        "LDAP BindRequest (simple)",
+        "ldap_result_code=\"49\"",
+        "UserSearch",
     ] {
         assert!(emitted.contains(expected), "{expected} not in the outputs");
     }
@@ -644,6 +663,9 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
         S_PEOPLE_PW,
         S_TOTP,
         S_WRONG_TOTP,
+        S_LDAP_WRONG_PW,
+        common::slapd::USER_PASSWORD,
+        common::slapd::SERVICE_PASSWORD,
     ]
     .map(String::from)
     .into();

@@ -177,6 +177,32 @@ mod tests {
         assert!(!b.holds(t0));
     }
 
+    /// A directory's refusal holds the credentials back at once for max_backoff, remembering
+    /// why; a run made while held (neutral) keeps the hold; a success lifts it.
+    #[test]
+    fn a_hold_is_max_backoff_at_the_first_failure_and_remembers_why() {
+        use crate::protocol::{Step, Summary};
+        let period = Duration::from_secs(2);
+        let t0 = Instant::now();
+        let why = Summary { status: 49, ..Summary::of(ResultClass::AuthFailed, Step::OTHER) };
+        let mut b = Backoff::default();
+        let extra = b.after(Lockout::Hold, Some(why), &GUARD, period, t0);
+        assert_eq!(extra, GUARD.max_backoff - period);
+        assert!(b.holds(t0 + period) && b.holds(t0 + Duration::from_secs(3500)));
+        assert!(!b.holds(t0 + GUARD.max_backoff));
+        assert_eq!(b.held(), Some(why));
+        assert_eq!(b.state().strikes, 1);
+        // Runs while held are not fed to the guard; a neutral one would change nothing either.
+        b.after(Lockout::Neutral, None, &GUARD, period, t0 + period);
+        assert_eq!(b.held(), Some(why));
+        assert!(b.holds(t0 + Duration::from_secs(3500)));
+        b.after(Lockout::Clear, None, &GUARD, period, t0 + GUARD.max_backoff);
+        assert!(b.held().is_none() && !b.holds(t0 + GUARD.max_backoff));
+        // With the guard off, a hold holds nothing.
+        let off = LockoutGuard { max_failures: 0, ..GUARD };
+        assert!(b.after(Lockout::Hold, Some(why), &off, period, t0).is_zero() && !b.holds(t0 + period));
+    }
+
     #[test]
     fn oauth2_credential_refusals_strike_and_configuration_errors_do_not() {
         use crate::protocol::etna::INVALID_CREDENTIALS;
