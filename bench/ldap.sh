@@ -142,7 +142,7 @@ stop_authprobe
 
 echo "authprobe: $PROBES LDAP probes every ${INTERVAL}s, ${WARMUP}s of warm-up, then ${DURATION}s measured"
 ldap_config "$PROBES"
-"$BIN" check-config --config.file "$WORK/probes.yaml" >/dev/null
+"$BIN" check-config --config.file "$WORK/probes.yaml" >"$WORK/check-config.log" 2>&1 || { cat "$WORK/check-config.log" >&2; exit 1; }
 start_authprobe "$WEB_PORT" --storage.path "$WORK/data-ldap"
 sleep "$WARMUP"
 rss_warm=$(rss_kb "$RUN_PID")
