@@ -645,3 +645,80 @@ probes:
     assert!(stderr.contains("warning: probe p: ldap://127.0.0.1:389 is ldap:// without start_tls"), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("bind=dn security=plain"));
 }
+
+/// Our filters' BER is OpenLDAP's: each filter given to the real `ldapsearch` arrives at a server
+/// of the test's own as the bytes `filter::encode` makes of it (every kind of item, escapes,
+/// AD's extensible bit rule, nesting).
+#[tokio::test]
+async fn filters_encode_as_openldaps_ldapsearch_sends_them() {
+    use authprobe::protocol::ldap::{ber, filter};
+    use std::sync::{Arc, Mutex};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(Some(size)) = ber::frame(&buf) else {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let request: Vec<u8> = buf.drain(..size).collect();
+                    let (outer, _) = ber::read(&request).unwrap();
+                    let (_, rest) = ber::read(outer.value).unwrap();
+                    let (op, _) = ber::read(rest).unwrap();
+                    let reply = match op.tag {
+                        0x60 => result(&request, 0x61, 0, "", &[]),
+                        0x63 => {
+                            // base, scope, deref, size, time, typesOnly, then the filter.
+                            let mut r = ber::Reader::new(op.value);
+                            for _ in 0..6 {
+                                r.element().unwrap();
+                            }
+                            let f = r.element().unwrap();
+                            record.lock().unwrap().push(ber::tlv(f.tag, f.value));
+                            result(&request, 0x65, 0, "", &[])
+                        }
+                        _ => return,
+                    };
+                    if conn.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let filters = [
+        "(uid=probe-user)",
+        "(objectClass=*)",
+        "(&(objectClass=user)(sAMAccountName=probe))",
+        "(|(cn=a*)(cn=*b)(cn=a*b*c)(!(mail=*)))",
+        "(userAccountControl:1.2.840.113556.1.4.803:=2)",
+        "(cn:dn:caseExactMatch:=Fred)",
+        "(:dn:2.5.13.5:=x)",
+        "(cn=a\\2ab\\28c\\29\\5c)",
+        "(n>=5)",
+        "(n<=5)",
+        "(sn~=smith)",
+        "(description=ümlaut ✓)",
+    ];
+    for f in filters {
+        let out = tokio::process::Command::new("ldapsearch")
+            .args(["-x", "-LLL", "-H", &format!("ldap://127.0.0.1:{port}"), "-b", "dc=x", f])
+            .env("LDAPNOINIT", "1")
+            .output()
+            .await
+            .expect("ldapsearch (ldap-utils)");
+        assert!(out.status.success(), "{f}: {}", String::from_utf8_lossy(&out.stderr));
+        let sent = seen.lock().unwrap().pop().expect("a search arrived");
+        assert_eq!(sent, filter::encode(f).unwrap(), "{f}");
+    }
+}

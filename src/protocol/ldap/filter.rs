@@ -269,7 +269,7 @@ mod tests {
 
     /// Filters encoded as RFC 4511 §4.5.1.7 lays them out.
     #[test]
-    fn filters_encode_as_openldap_does() {
+    fn filters_encode_as_rfc_4511_lays_them_out() {
         // (uid=probe-user)
         assert_eq!(encode("(uid=probe-user)").unwrap(), hex("a3110403756964040a70726f62652d75736572"));
         assert_eq!(encode("uid=probe-user").unwrap(), encode("(uid=probe-user)").unwrap());

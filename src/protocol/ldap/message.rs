@@ -315,6 +315,70 @@ mod tests {
             let _ = response(&bytes);
         }
 
+        /// Any bind response a server may send — any code, texts, controls (the password
+        /// policy's with any warning and error), every length in the short or the long form of
+        /// any width, as BER allows and DER would not — reads back as sent; cut anywhere, it is
+        /// refused.
+        #[test]
+        fn bind_responses_in_any_length_form_read_back_as_sent(
+            id in 1i64..=i64::from(i32::MAX),
+            code in any::<i64>(),
+            message in ".{0,40}",
+            matched in "[a-z=,]{0,30}",
+            warning in prop::option::of((any::<bool>(), 0u64..=u64::from(u32::MAX))),
+            error in prop::option::of(0i64..9),
+            widths in prop::collection::vec(0usize..5, 16),
+        ) {
+            // An element with its length in the form `widths` picks: 0 short (where it fits), 1–4
+            // long with that many bytes.
+            let mut at = 0;
+            let mut el = |tag: u8, value: &[u8]| -> Vec<u8> {
+                let w = widths[at % widths.len()];
+                at += 1;
+                let len = value.len();
+                let mut out = vec![tag];
+                if w == 0 && len < 0x80 {
+                    out.push(len as u8);
+                } else {
+                    let w = w.max((usize::BITS - len.leading_zeros()).div_ceil(8) as usize).max(1);
+                    out.push(0x80 | w as u8);
+                    out.extend_from_slice(&(len as u64).to_be_bytes()[8 - w..]);
+                }
+                out.extend_from_slice(value);
+                out
+            };
+            let mut policy = Vec::new();
+            if let Some((expiry, n)) = warning {
+                let choice = el(if expiry { 0x80 } else { 0x81 }, &ber::int(0x02, n as i64)[2..]);
+                policy.extend(el(0xa0, &choice));
+            }
+            if let Some(e) = error {
+                policy.extend(el(0x81, &[e as u8]));
+            }
+            let policy = el(0x30, &policy);
+            let mut control = el(0x04, PPOLICY_OID.as_bytes());
+            control.extend(el(0x04, &policy));
+            let control = el(0x30, &control);
+            let controls = el(0xa0, &control);
+            let mut result = el(0x0a, &ber::int(0x0a, code)[2..]);
+            result.extend(el(0x04, matched.as_bytes()));
+            result.extend(el(0x04, message.as_bytes()));
+            let mut body = el(0x02, &ber::int(0x02, id)[2..]);
+            body.extend(el(op::BIND_RESPONSE, &result));
+            body.extend(controls);
+            let whole = el(0x30, &body);
+            let r = response(&whole).unwrap();
+            prop_assert_eq!((r.id, r.op, r.code), (id, op::BIND_RESPONSE, code));
+            prop_assert_eq!((r.matched_dn.as_str(), r.message.as_str()), (matched.as_str(), message.as_str()));
+            let p = super::super::classify::policy(r.control(PPOLICY_OID).unwrap()).unwrap();
+            prop_assert_eq!(p.expires_in, warning.filter(|w| w.0).map(|w| w.1));
+            prop_assert_eq!(p.grace_left, warning.filter(|w| !w.0).map(|w| w.1));
+            prop_assert_eq!(p.error.is_some(), error.is_some());
+            for cut in [0, 1, whole.len() / 2, whole.len() - 1] {
+                prop_assert!(response(&whole[..cut]).is_err());
+            }
+        }
+
         /// A real answer with bytes changed anywhere: read or refused, never a panic.
         #[test]
         fn mutated_answers_are_read_safely(at in 0usize..52, byte in any::<u8>()) {
