@@ -471,6 +471,10 @@ async fn the_guard_keeps_the_probe_from_locking_its_own_account() {
     assert_eq!(m.value("authprobe_probe_ldap_result_code", &expiring), 0.0);
     assert_eq!(m.value("authprobe_probe_ldap_result_code", &lockme), 49.0);
     assert!(m.value("authprobe_probe_tls_cert_not_after_timestamp_seconds", &expiring) > 0.0);
+    let (_, page) = common::get(&svc.url("/probes/expiring")).await;
+    assert!(page.contains("the account's password expires in 5.0 days"), "{page}");
+    let (_, page) = common::get(&svc.url("/probes/grace")).await;
+    assert!(page.contains("grace login(s) left"), "{page}");
     let text = svc.metrics_text().await;
     let (code, report) = promtool_check_metrics(&text);
     assert_eq!(code, 0, "{report}");

@@ -143,7 +143,7 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
     Html(page(
         "authprobe",
         &format!(
-            "<h1>authprobe</h1>\n<p>Synthetic monitor of login paths: ETNA Trader <code>/token</code> and OAuth 2.0 token endpoints. Version {} ({}); {reload_text}.{whereabouts}</p>\n\
+            "<h1>authprobe</h1>\n<p>Synthetic monitor of login paths: ETNA Trader <code>/token</code>, OAuth 2.0 token endpoints and login pages, LDAP directories. Version {} ({}); {reload_text}.{whereabouts}</p>\n\
              <p><a href=\"/metrics\">Metrics</a> · <a href=\"/api/v1/probes\">JSON</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
              <h2>Probes ({})</h2>\n<p class=\"summary\"><span>{} succeeding</span><span>{} failing</span><span>{} not run yet</span></p>\n<table>\n<tr><th>Probe</th><th>Target</th><th>Schedule</th><th>Last result</th>\
              <th>State</th><th>Step</th><th>Reason</th><th>{status_header}</th><th>Duration</th><th>Last run</th><th>Last success</th><th>Failures<br>in a row</th><th>Next run</th>{AVAILABILITY_HEADERS}<th></th></tr>\n{rows}</table>\n\
@@ -208,8 +208,9 @@ pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String
         )
     };
     let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{}={}", escape(k), escape(v))).collect();
+    let account = p.read(|r| r.last.as_ref().and_then(|l| l.outcome.account)).map_or(String::new(), account_line);
     let body = format!(
-        "<p><a href=\"/\">All probes</a></p>\n<h1>{name}</h1>\n<p>Target {target} · {schedule}{labels}.</p>\n\
+        "<p><a href=\"/\">All probes</a></p>\n<h1>{name}</h1>\n<p>Target {target} · {schedule}{labels}.</p>\n{account}\
          <h2>Availability</h2>\n<table class=\"availability\">\n<tr>{AVAILABILITY_HEADERS}</tr>\n<tr>{figures}</tr></table>\n{hourly}\n\
          <h2>Last runs</h2>\n<p>{count} run(s) shown, newest first.</p>\n{svg}\n\
          <table>\n<tr><th>Finished</th><th>Result</th><th>State</th><th>Step</th><th>Reason</th><th>Reason text</th><th>Duration</th><th>Trigger</th></tr>\n{rows}</table>\n\
@@ -226,6 +227,27 @@ pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String
         hourly = hourly_chart(&hours, &failures),
     );
     Html(page(&format!("{} · authprobe", p.name), &body)).into_response()
+}
+
+/// What the last run learnt of the account's password, in a line: an on-call engineer's first
+/// question about a directory probe.
+fn account_line(a: crate::protocol::AccountFacts) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = a.password_expires_in_seconds {
+        let days = s as f64 / 86_400.0;
+        parts.push(if s < 0 {
+            format!("<strong style=\"color:#b3261e\">the account's password expired {:.1} days ago</strong>", -days)
+        } else {
+            format!("the account's password expires in {days:.1} days")
+        });
+    }
+    if let Some(n) = a.grace_logins_remaining {
+        parts.push(format!("<strong>{n} grace login(s) left</strong> with the expired password"));
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!("<p class=\"account\">Last run: {}.</p>\n", parts.join("; "))
 }
 
 /// Availability per hour over the last 7 days as an inline SVG, oldest on the left: a bar per
