@@ -593,6 +593,7 @@ fn ldap_configuration_mistakes_are_located() {
   - {name: tls-plain, protocol: ldap, url: 'ldap://dir.example', tls: {insecure_skip_verify: true}}
   - {name: svc-no-dn, protocol: ldap, url: 'ldap://dir.example', password: svc-Secret-Pw-Kk1}
   - {name: ok, protocol: ldap, url: 'ldaps://dir.example'}
+  - {name: proxied, protocol: ldap, url: 'ldaps://dir.example', proxy_url: 'http://proxy.example:3128'}
 probes:
   - {name: neither, target: ok, password: p-Secret-Pw-Kk2}
   - {name: both, target: ok, bind_dn: cn=x, password: p-Secret-Pw-Kk2, username: u, user_search: {base: dc=x, filter: '(uid={username})'}}
@@ -613,7 +614,8 @@ probes:
         "targets[3].start_tls: not with ldaps://",
         "targets[4].tls: set for an ldap:// target without start_tls",
         "targets[5].password: the service account's password needs its bind_dn",
-        "probes.yaml:10:6: probes[0].bind_dn: missing",
+        "targets[7].proxy_url: not for an ldap target",
+        "probes.yaml:11:6: probes[0].bind_dn: missing",
         "probes[1].user_search: not with bind_dn",
         "probes[2].user_search.filter: must contain {username}",
         "probes[3].search.filter: invalid filter: the filter ends inside a value at character 6",

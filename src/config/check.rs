@@ -166,10 +166,17 @@ impl<'a> Checker<'a> {
                 }
                 let tls_set = t.tls.as_ref().is_some_and(|raw| raw.sets_anything());
                 let tls = self.tls(&format!("{path}.tls"), t.tls.take().unwrap_or_default());
+                let proxy_set = t.proxy_url.is_some();
                 let proxy = t.proxy_url.take().and_then(|raw| self.proxy_url(&format!("{path}.proxy_url"), &raw));
                 let validated = match (kind, fields) {
                     (Some(kind), Some(Fields::Target(fields))) => {
-                        let mut v = At { checker: &mut self, path: path.clone(), name: t.name.clone(), tls: tls_set };
+                        let mut v = At {
+                            checker: &mut self,
+                            path: path.clone(),
+                            name: t.name.clone(),
+                            tls: tls_set,
+                            proxy: proxy_set,
+                        };
                         kind.target(fields, &mut v)
                     }
                     _ => None,
@@ -237,7 +244,13 @@ impl<'a> Checker<'a> {
 
                 let login = match (&target, fields) {
                     (Some(target), Some(Fields::Probe(fields))) => {
-                        let mut v = At { checker: &mut self, path: path.clone(), name: p.name.clone(), tls: false };
+                        let mut v = At {
+                            checker: &mut self,
+                            path: path.clone(),
+                            name: p.name.clone(),
+                            tls: false,
+                            proxy: false,
+                        };
                         target.target.probe(fields, &family_defaults, &mut v)
                     }
                     _ => None,
@@ -449,6 +462,8 @@ struct At<'c, 'a> {
     name: String,
     /// Whether the target's `tls:` block sets anything.
     tls: bool,
+    /// Whether the target sets `proxy_url`.
+    proxy: bool,
 }
 
 impl Validator for At<'_, '_> {
@@ -490,5 +505,9 @@ impl Validator for At<'_, '_> {
 
     fn tls_configured(&self) -> bool {
         self.tls
+    }
+
+    fn proxy_configured(&self) -> bool {
+        self.proxy
     }
 }

@@ -156,6 +156,11 @@ pub trait Validator {
     /// Whether the target's `tls:` block sets anything (for a target that never opens TLS, a
     /// mistake).
     fn tls_configured(&self) -> bool;
+    /// Whether the target sets `proxy_url` (for a family that never goes through an HTTP
+    /// proxy, a mistake).
+    fn proxy_configured(&self) -> bool {
+        false
+    }
 }
 
 /// Where a secret field's value comes from: inline (`password`) or a file (`password_file`),

@@ -99,6 +99,12 @@ impl family::TargetFields for TargetFields {
             _ if start_tls => Security::StartTls,
             _ => Security::Plain,
         };
+        if v.proxy_configured() {
+            v.error(
+                "proxy_url",
+                "not for an ldap target: LDAP connects directly, HTTP proxies do not carry it".to_owned(),
+            );
+        }
         if security == Security::Plain && url.is_some() && v.tls_configured() {
             v.error("tls", "set for an ldap:// target without start_tls, which never opens TLS".to_owned());
         }
