@@ -419,7 +419,7 @@ impl<'a> Checker<'a> {
                 self.error(&field, format!("invalid label name {name:?}: must match [a-zA-Z_][a-zA-Z0-9_]*"));
             } else if name.starts_with("__") {
                 self.error(&field, "label names starting with __ are reserved by Prometheus");
-            } else if RESERVED_LABELS.contains(&name.as_str()) {
+            } else if RESERVED_LABELS.contains(&name.as_str()) || Kind::ALL.iter().any(|k| k.scheme().label == name) {
                 self.error(&field, format!("label {name:?} is set by authprobe itself"));
             } else {
                 match secrets::expand_env(&value) {

@@ -51,6 +51,7 @@ pub const RESERVED_LABELS: &[&str] = &[
     "state",
     "step",
     "reason",
+    // (and each family's status label, `ldap_result_code`: see check.rs)
     "http_status",
     "location",
     "phase",
