@@ -442,3 +442,65 @@ async fn answer(directory: &Directory, request: LdapMsg, conn: &mut Conn) -> Ans
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Whatever a subscriber at TRACE level writes while `f` runs.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl io::Write for Sink {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = sink.0.lock().unwrap().clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// ldap3_proto traces the BER of a bind, the password among it, and logs a message it
+    /// cannot read with its bytes: through the simulator's codec, nothing is logged.
+    #[test]
+    fn the_codec_logs_nothing_of_what_it_reads() {
+        let bind = crate::protocol::ldap::message::bind_request(1, "CN=a,DC=x", b"Pw-Never-Logged", &[]);
+        let mut broken = bind.to_vec();
+        let at = broken.len() - 3;
+        broken[at] = 0xff;
+        for bytes in [bind.to_vec(), broken] {
+            let raw = logged(|| {
+                let _ = LdapCodec::new(Some(MAX_MESSAGE_BYTES), None).decode(&mut BytesMut::from(&bytes[..]));
+            });
+            assert!(!raw.is_empty(), "the crate logs: this test sees it");
+            let ours = logged(|| {
+                let _ = Codec::new().decode(&mut BytesMut::from(&bytes[..]));
+            });
+            assert_eq!(ours, "");
+        }
+    }
+
+    #[test]
+    fn sizes_are_read_from_a_messages_first_bytes() {
+        assert_eq!(announced(&[0x30]), None);
+        assert_eq!(announced(&[0x30, 0x05]), Some(7));
+        assert_eq!(announced(&[0x30, 0x82, 0x01]), None);
+        assert_eq!(announced(&[0x30, 0x82, 0x01, 0x00]), Some(260));
+        assert_eq!(announced(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), Some(6 + 0xffff_ffff));
+        assert_eq!(announced(&[0x30, 0x85, 0, 0, 0, 0, 0]), Some(usize::MAX));
+    }
+}
