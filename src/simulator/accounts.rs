@@ -330,24 +330,16 @@ impl Settings {
             errors.push(index.error(path, format!("{prefix}rate_limit"), RATE_LIMIT_MESSAGE));
         }
         let base_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let oauth2 = file.oauth2.and_then(|o| match super::oauth2::OAuth2Settings::from_file(o, base_dir) {
-            Ok(s) => Some(s),
-            Err(problems) => {
-                for (field, message) in problems {
-                    errors.push(index.error(path, format!("{prefix}oauth2.{field}"), message));
-                }
-                None
+        // A section's problems come as (field within it, message): located under its name.
+        let mut section = |name: &str, problems: Vec<(String, String)>| {
+            for (field, message) in problems {
+                errors.push(index.error(path, format!("{prefix}{name}.{field}"), message));
             }
-        });
-        let ldap = file.ldap.and_then(|l| match super::ldap::LdapSettings::from_file(l) {
-            Ok(s) => Some(s),
-            Err(problems) => {
-                for (field, message) in problems {
-                    errors.push(index.error(path, format!("{prefix}ldap.{field}"), message));
-                }
-                None
-            }
-        });
+        };
+        let oauth2 = file
+            .oauth2
+            .and_then(|o| super::oauth2::OAuth2Settings::from_file(o, base_dir).map_err(|p| section("oauth2", p)).ok());
+        let ldap = file.ldap.and_then(|l| super::ldap::LdapSettings::from_file(l).map_err(|p| section("ldap", p)).ok());
         if ldap.is_some() {
             // The directory's names are case-insensitive: two accounts differing in case only
             // would be one user there.

@@ -35,7 +35,8 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// MaxConnIdleTime is 900 s; a simulator's clients are tests and the demo).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// AD's answers to what this server does not do.
+/// AD's answers to what this server does not do, in AD's shape (the DSID, which names a line of
+/// AD's own source, differs between Windows builds).
 const ALREADY_TLS: &str = "00000000: LdapErr: DSID-0C090F78, comment: TLS or SSL already in effect, data 0, v4563\0";
 const NO_CERTIFICATE: &str = "00000000: LdapErr: DSID-0C09126A, comment: Error initializing SSL/TLS, data 0, v4563\0";
 const UNKNOWN_EXTENDED: &str =
@@ -84,12 +85,13 @@ pub(crate) async fn listen(directory: Arc<Directory>) -> Result<Listening, (Sock
         (Some(addr), Some(tls)) => Some((bind(addr).await?, TlsAcceptor::from(tls.clone()))),
     };
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut tasks = vec![tokio::spawn(accept(directory.clone(), plain, None, slots.clone()))];
-    let ldaps = ldaps.map(|((listener, addr), acceptor)| {
-        tasks.push(tokio::spawn(accept(directory, listener, Some(acceptor), slots)));
-        addr
-    });
-    Ok(Listening { ldap, ldaps, tasks })
+    let mut listening = Listening { ldap, ldaps: None, tasks: Vec::new() };
+    listening.tasks.push(tokio::spawn(accept(directory.clone(), plain, None, slots.clone())));
+    if let Some(((listener, addr), acceptor)) = ldaps {
+        listening.tasks.push(tokio::spawn(accept(directory, listener, Some(acceptor), slots)));
+        listening.ldaps = Some(addr);
+    }
+    Ok(listening)
 }
 
 /// Accepts connections (TLS first with `ldaps`) while there is a free slot.
