@@ -31,7 +31,7 @@ pub(crate) use directory::Directory;
 pub(crate) use server::{listen, Listening};
 
 /// Default address of the directory's plain listener (`ldap://`, StartTLS on it).
-pub const DEFAULT_LDAP_LISTEN: &str = "127.0.0.1:18389";
+pub const DEFAULT_LDAP_LISTEN: &str = "127.0.0.1:17389";
 
 /// How long a lockout lasts unless `lockout_duration` says: Windows' suggested lockout duration.
 const DEFAULT_LOCKOUT_DURATION: Duration = Duration::from_secs(30 * 60);

@@ -552,7 +552,7 @@ fn the_ldap_block_is_read_and_its_problems_located() {
     };
     std::fs::write(
         &file,
-        block("{listen: 127.0.0.1:18389, base_dn: \"DC=demo,DC=example\", lockout_threshold: 3}", "henry"),
+        block("{listen: 127.0.0.1:17389, base_dn: \"DC=demo,DC=example\", lockout_threshold: 3}", "henry"),
     )
     .unwrap();
     let loaded = crate::simulator::SimulatorBlock::load(&file).unwrap().unwrap().prepare().unwrap();
@@ -573,7 +573,7 @@ fn the_ldap_block_is_read_and_its_problems_located() {
             ":5:10: simulator.ldap.base_dn: \"OU=x\" is not a domain's naming context",
         ),
         (
-            block("{base_dn: \"DC=x\", ldaps_listen: 127.0.0.1:18636}", "henry"),
+            block("{base_dn: \"DC=x\", ldaps_listen: 127.0.0.1:17636}", "henry"),
             "simulator.ldap.ldaps_listen: needs the simulator's tls:",
         ),
         (
