@@ -257,10 +257,13 @@ async fn demo_file_works_out_of_the_box() {
         ("service-account", "success"),
         ("frank-oidc", "success"),
         ("grace-login", "success"),
+        ("henry-directory", "success"),
+        ("irene-directory-expired", "password_expired"),
+        ("judy-directory-locked", "auth_failed"),
     ];
     let want: Vec<(String, String)> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     assert_eq!(results, want, "stderr: {}", r.stderr);
-    assert_eq!(r.code, 1, "the demo has one failing account");
+    assert_eq!(r.code, 1, "the demo has failing accounts");
 }
 
 /// `simulator.tls` makes its certificate once, where the targets' `ca_file` finds it, keeps it

@@ -353,6 +353,9 @@ async fn the_readme_first_command_serves_every_demo_probe() {
         "service-account",
         "frank-oidc",
         "grace-login",
+        "henry-directory",
+        "irene-directory-expired",
+        "judy-directory-locked",
     ];
     let m = svc.metrics().await;
     for p in demo {
@@ -374,6 +377,9 @@ async fn the_readme_first_command_serves_every_demo_probe() {
         ("service-account", 1.0),
         ("frank-oidc", 1.0),
         ("grace-login", 1.0),
+        ("henry-directory", 1.0),
+        ("irene-directory-expired", 0.0),
+        ("judy-directory-locked", 0.0),
     ] {
         assert_eq!(m.value("authprobe_probe_success", &[("probe", p)]), want, "{p}");
         assert_eq!(m.value("authprobe_probe_runs_total", &[("probe", p), ("result", "internal_error")]), 0.0, "{p}");
@@ -391,6 +397,10 @@ async fn the_readme_first_command_serves_every_demo_probe() {
         let labels = [("probe", "grace-login"), ("step", step)];
         assert!(m.get("authprobe_probe_step_duration_seconds_count", &labels).is_some_and(|c| c >= 1.0), "{step}");
     }
+    // The directory's good account: its password expires in 10 days of the simulator's start
+    // (msDS-UserPasswordExpiryTimeComputed).
+    let expires_in = m.value("authprobe_probe_password_expires_in_seconds", &[("probe", "henry-directory")]);
+    assert!((9.0 * 86_400.0..=10.0 * 86_400.0).contains(&expires_in), "{expires_in}");
     for t in ["oidc-demo", "oidc-demo-app", "oidc-demo-web"] {
         assert_eq!(m.value("authprobe_target_discovery_success", &[("target", t)]), 1.0, "{t}");
         assert_eq!(m.value("authprobe_target_jwks_keys", &[("target", t)]), 1.0, "{t}");
@@ -416,6 +426,9 @@ async fn the_readme_first_command_serves_every_demo_probe() {
         ("service-account", "ok"),
         ("frank-oidc", "ok"),
         ("grace-login", "ok"),
+        ("henry-directory", "ok"),
+        ("irene-directory-expired", "fail"),
+        ("judy-directory-locked", "fail"),
     ] {
         assert!(row_of(&dom, p).starts_with(&format!("<tr class=\"{class}\"")), "{p} row:\n{dom}");
     }

@@ -11,6 +11,11 @@ pub fn command(config_file: &Path) -> Result<u8, Failure> {
     if let Some(sim) = &simulator {
         let https = sim.tls.as_ref().map(|t| format!(" (and HTTPS on {})", t.listen)).unwrap_or_default();
         println!("simulator: listen {}{https} with {} account(s)", sim.listen, sim.settings.accounts.len());
+        if let Some(ldap) = &sim.settings.ldap {
+            let ldaps = ldap.ldaps_listen.map(|a| format!(" (and ldaps:// on {a})")).unwrap_or_default();
+            let start_tls = if ldap.tls.is_some() { ", StartTLS" } else { "" };
+            println!("simulator LDAP directory: {} on {}{start_tls}{ldaps}", ldap.base_dn(), ldap.listen);
+        }
     }
     for p in &config.probes {
         let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();

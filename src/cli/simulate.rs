@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context as _;
-use authprobe::simulator::{Settings, Simulator, SimulatorSpec, SimulatorTls};
+use authprobe::simulator::{Settings, Simulator, SimulatorSpec, SimulatorTls, StartError};
 
 use super::{load_config, Failure};
 
@@ -29,7 +29,7 @@ pub async fn command(listen: Option<SocketAddr>, accounts: Option<&Path>, config
         }
     };
     let addr = listen.unwrap_or(default_listen);
-    let sim = Simulator::start(settings, addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let sim = Simulator::start(settings, addr).await.context("cannot start the simulator")?;
     let mut sims = vec![sim];
     if let Some(tls) = tls {
         sims.push(also_https(&sims[0], &tls).await?);
@@ -37,6 +37,11 @@ pub async fn command(listen: Option<SocketAddr>, accounts: Option<&Path>, config
     for sim in &sims {
         tracing::info!(address = %sim.addr(), base_url = %sim.base_url(), "simulator listening");
         println!("simulator listening on {} (base_url {})", sim.addr(), sim.base_url());
+    }
+    let directory = [("ldap", sims[0].ldap_addr()), ("ldaps", sims[0].ldaps_addr())];
+    for (scheme, addr) in directory.into_iter().filter_map(|(s, a)| Some((s, a?))) {
+        tracing::info!(address = %addr, "simulator LDAP directory listening");
+        println!("simulator LDAP directory listening on {scheme}://{addr}");
     }
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     for sim in sims {
@@ -52,11 +57,16 @@ pub async fn start_embedded_simulator(spec: Option<&SimulatorSpec>) -> Result<Ve
     let Some(spec) = spec else { return Ok(Vec::new()) };
     let sim = match Simulator::start(spec.settings.clone(), spec.listen).await {
         Ok(sim) => sim,
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+        Err(StartError::Listen { source, .. }) if source.kind() == std::io::ErrorKind::AddrInUse => {
             tracing::warn!(address = %spec.listen, "simulator address in use; probing whatever serves it");
             return Ok(Vec::new());
         }
-        Err(e) => return Err(Failure::Config(anyhow::anyhow!("simulator.listen {}: {e}", spec.listen))),
+        Err(StartError::Listen { addr, source }) => {
+            return Err(Failure::Config(anyhow::anyhow!("simulator.listen {addr}: {source}")));
+        }
+        Err(StartError::Ldap { addr, source }) => {
+            return Err(Failure::Config(anyhow::anyhow!("simulator.ldap: {addr}: {source}")));
+        }
     };
     tracing::debug!(address = %sim.addr(), "embedded simulator started");
     let mut started = vec![sim];

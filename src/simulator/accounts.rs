@@ -126,7 +126,8 @@ pub struct Account {
     /// Enables the VerificationCode step; the code the "SMS" carries.
     #[serde(default)]
     pub verification_code: Option<SecretString>,
-    /// Answers "Your Password has expired and must be changed".
+    /// Answers "Your Password has expired and must be changed"; the directory answers its binds
+    /// AD's 532 (password expired).
     #[serde(default)]
     pub password_expired: bool,
     /// Wrong pin or code: reject (default) or prompt again.
@@ -148,6 +149,25 @@ pub struct Account {
     /// TOTP secret (base32 or an otpauth:// URI) after its password.
     #[serde(default)]
     pub totp_secret: Option<SecretString>,
+    /// The directory ([`super::ldap`]) answers every bind 775 (locked out), whatever the
+    /// password, as Active Directory answers an account its lockout policy locked.
+    #[serde(default)]
+    pub locked: bool,
+    /// The directory answers binds with the right password 533 (account disabled).
+    #[serde(default)]
+    pub disabled: bool,
+    /// The directory answers binds with the right password 701 (account expired).
+    #[serde(default)]
+    pub account_expired: bool,
+    /// The directory answers binds with the right password 773 (the password must be changed
+    /// at the next logon: AD's pwdLastSet 0).
+    #[serde(default)]
+    pub must_change_password: bool,
+    /// The directory's password expires this long after the simulator started
+    /// (`msDS-UserPasswordExpiryTimeComputed`; once past, binds answer 532). Without it, and
+    /// without `password_expired`, the password never expires.
+    #[serde(default, with = "serde_prom::option")]
+    pub password_expires_in: Option<Duration>,
 }
 
 fn yes() -> bool {
@@ -170,6 +190,11 @@ impl Account {
             fault: Fault::None,
             extra_fields: false,
             totp_secret: None,
+            locked: false,
+            disabled: false,
+            account_expired: false,
+            must_change_password: false,
+            password_expires_in: None,
         }
     }
 }
@@ -206,6 +231,9 @@ pub struct SimulatorFile {
     /// Also be an OAuth 2.0 / OpenID Connect authorization server (the accounts are its users).
     #[serde(default)]
     pub oauth2: Option<super::oauth2::OAuth2File>,
+    /// Also be an LDAP directory modelled on Active Directory (the accounts are its users).
+    #[serde(default)]
+    pub ldap: Option<super::ldap::LdapFile>,
 }
 
 /// A validated simulator world.
@@ -223,6 +251,8 @@ pub struct Settings {
     pub accounts: Vec<Account>,
     /// The OAuth 2.0 authorization server, if any.
     pub oauth2: Option<super::oauth2::OAuth2Settings>,
+    /// The LDAP directory, if any.
+    pub ldap: Option<super::ldap::LdapSettings>,
 }
 
 impl Settings {
@@ -235,6 +265,7 @@ impl Settings {
             rate_limit: None,
             accounts,
             oauth2: None,
+            ldap: None,
         }
     }
 
@@ -249,6 +280,10 @@ impl Settings {
         ];
         for (field, _) in block_only.into_iter().filter(|(_, set)| *set) {
             errors.push(doc.index.error(path, field, "only allowed in the simulator: block of the probes file"));
+        }
+        if doc.value.ldap.as_ref().is_some_and(|l| l.ldaps_listen.is_some()) {
+            let message = "only in the simulator: block of the probes file, whose tls: certificate ldaps serves";
+            errors.push(doc.index.error(path, "ldap.ldaps_listen", message));
         }
         let settings = Settings::from_fields(doc.value, "", path, &doc.index, &mut errors);
         if errors.is_empty() {
@@ -295,15 +330,31 @@ impl Settings {
             errors.push(index.error(path, format!("{prefix}rate_limit"), RATE_LIMIT_MESSAGE));
         }
         let base_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let oauth2 = file.oauth2.and_then(|o| match super::oauth2::OAuth2Settings::from_file(o, base_dir) {
-            Ok(s) => Some(s),
-            Err(problems) => {
-                for (field, message) in problems {
-                    errors.push(index.error(path, format!("{prefix}oauth2.{field}"), message));
-                }
-                None
+        // A section's problems come as (field within it, message): located under its name.
+        let mut section = |name: &str, problems: Vec<(String, String)>| {
+            for (field, message) in problems {
+                errors.push(index.error(path, format!("{prefix}{name}.{field}"), message));
             }
-        });
+        };
+        let oauth2 = file
+            .oauth2
+            .and_then(|o| super::oauth2::OAuth2Settings::from_file(o, base_dir).map_err(|p| section("oauth2", p)).ok());
+        let ldap = file.ldap.and_then(|l| super::ldap::LdapSettings::from_file(l).map_err(|p| section("ldap", p)).ok());
+        if ldap.is_some() {
+            // The directory's names are case-insensitive: two accounts differing in case only
+            // would be one user there.
+            let mut names = HashSet::new();
+            for (i, a) in accounts.iter().enumerate() {
+                let field = format!("{prefix}accounts[{i}].username");
+                if let Err(why) = super::ldap::check_username(&a.username) {
+                    errors.push(index.error(path, field, why));
+                } else if !names.insert(a.username.to_lowercase()) {
+                    let message =
+                        format!("{:?} is another account's name in the directory, whose names ignore case", a.username);
+                    errors.push(index.error(path, field, message));
+                }
+            }
+        }
         Settings {
             app_keys: file.app_keys.unwrap_or_default(),
             base_path: base_path.trim_end_matches('/').to_owned(),
@@ -311,6 +362,7 @@ impl Settings {
             rate_limit: file.rate_limit,
             accounts,
             oauth2,
+            ldap,
         }
     }
 }

@@ -113,7 +113,8 @@ impl SimulatorBlock {
                     || block.accounts.is_some()
                     || block.base_path.is_some()
                     || block.rate_limit.is_some()
-                    || block.oauth2.is_some();
+                    || block.oauth2.is_some()
+                    || block.ldap.is_some();
                 if inline {
                     errors.push(doc.index.error(
                         path,
@@ -131,6 +132,24 @@ impl SimulatorBlock {
             }
             None => Some(Settings::from_fields(block, "simulator.", path, &doc.index, &mut errors)),
         };
+        if let Some(ldap) = settings.as_ref().and_then(|s| s.ldap.as_ref()) {
+            if ldap.ldaps_listen.is_some() && tls.is_none() {
+                let message = "needs the simulator's tls: block, whose certificate ldaps serves";
+                errors.push(doc.index.error(path, "simulator.ldap.ldaps_listen", message));
+            }
+            // Two listeners cannot share an address: the simulator would not start.
+            let taken = [("simulator.listen", listen), ("simulator.tls.listen", tls.as_ref().map(|t| t.0))];
+            let own =
+                [("simulator.ldap.listen", Some(ldap.listen)), ("simulator.ldap.ldaps_listen", ldap.ldaps_listen)];
+            for (i, (field, addr)) in own.iter().enumerate() {
+                // Port 0 is a new port each time: never taken.
+                let Some(addr) = addr.filter(|a| a.port() != 0) else { continue };
+                let earlier = taken.iter().chain(&own[..i]).find(|(_, other)| *other == Some(addr));
+                if let Some((other, _)) = earlier {
+                    errors.push(doc.index.error(path, *field, format!("{addr} is already {other}")));
+                }
+            }
+        }
         match (listen, settings) {
             (Some(listen), Some(settings)) if errors.is_empty() => {
                 Ok(Some(SimulatorBlock { file: path.to_owned(), index: doc.index, listen, settings, tls }))
@@ -142,7 +161,7 @@ impl SimulatorBlock {
     /// Makes the HTTPS certificate when either file is missing or the certificate expires within
     /// a day (so that targets' `ca_file` can name it), and the spec to start. Made files are
     /// kept: a restart serves and trusts the same certificate.
-    pub fn prepare(self) -> Result<SimulatorSpec, FileErrors> {
+    pub fn prepare(mut self) -> Result<SimulatorSpec, FileErrors> {
         let error = |field: &str, message: String| FileErrors::from(self.index.error(&self.file, field, message));
         let tls = match &self.tls {
             None => None,
@@ -166,6 +185,10 @@ impl SimulatorBlock {
                 Some(SimulatorTls { listen: *listen, config })
             }
         };
+        // The directory's StartTLS and ldaps:// serve the same certificate.
+        if let Some(ldap) = &mut self.settings.ldap {
+            ldap.tls = tls.as_ref().map(|t| t.config.clone());
+        }
         Ok(SimulatorSpec { listen: self.listen, settings: self.settings, tls })
     }
 }

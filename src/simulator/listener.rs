@@ -21,7 +21,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 /// How long a client may take over its handshake before the connection is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a handler ends its connection at the next write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,7 +199,7 @@ impl AsyncWrite for Conn {
 }
 
 /// Accepts TCP connections, retrying after errors (such as running out of descriptors).
-async fn accept_tcp(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
+pub(crate) async fn accept_tcp(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
     loop {
         match tcp.accept().await {
             Ok(c) => return c,

@@ -6,11 +6,13 @@
 //! passwords, uninitialised PINs, rate limiting, and a unique final token per login. Per-account
 //! [`Fault`]s produce every misbehaviour the prober must classify. It counts and records the
 //! requests each account received so tests can assert what the prober sent. With `oauth2:` it
-//! is also an OAuth 2.0 / OpenID Connect authorization server ([`oauth2`]).
+//! is also an OAuth 2.0 / OpenID Connect authorization server ([`oauth2`]), and with `ldap:` an
+//! LDAP directory modelled on Active Directory ([`ldap`]); the accounts are the users of both.
 
 mod accounts;
 mod block;
 pub mod certificate;
+pub mod ldap;
 mod listener;
 pub mod oauth2;
 mod server;
@@ -26,6 +28,28 @@ use tokio::task::JoinHandle;
 
 pub use accounts::{Account, Fault, RateLimit, Settings, SimulatorFile, WrongSecret};
 pub use block::{SimulatorBlock, SimulatorSpec, SimulatorTls, TlsFiles, DEFAULT_LISTEN};
+pub use ldap::{LdapAccountStats, LdapSettings};
+
+/// Why [`Simulator::start`] could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The HTTP listener's address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An address of the LDAP directory cannot be served.
+    #[error("the LDAP directory cannot listen on {addr}: {source}")]
+    Ldap {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
 
 /// Requests one account received.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -83,16 +107,26 @@ pub struct Simulator {
     state: Arc<server::Shared>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// The LDAP directory's listeners, when [`Simulator::start`] serves one.
+    ldap: Option<ldap::Listening>,
 }
 
 impl Simulator {
-    /// Binds `listen` and serves `settings` in the background.
-    pub async fn start(settings: Settings, listen: SocketAddr) -> std::io::Result<Simulator> {
-        let listener = TcpListener::bind(listen).await?;
-        Ok(Self::serve(settings, listener))
+    /// Binds `listen` and serves `settings` in the background; with `settings.ldap`, its LDAP
+    /// directory too, on the addresses it names.
+    pub async fn start(settings: Settings, listen: SocketAddr) -> Result<Simulator, StartError> {
+        let listener = TcpListener::bind(listen).await.map_err(|source| StartError::Listen { addr: listen, source })?;
+        let mut sim = Self::serve(settings, listener);
+        if let Some(directory) = sim.state.ldap.clone() {
+            let listening =
+                ldap::listen(directory).await.map_err(|(addr, source)| StartError::Ldap { addr, source })?;
+            sim.ldap = Some(listening);
+        }
+        Ok(sim)
     }
 
-    /// Serves `settings` on an already bound listener.
+    /// Serves `settings` on an already bound listener (HTTP only: an LDAP directory is served
+    /// by [`Simulator::start`]).
     pub fn serve(settings: Settings, listener: TcpListener) -> Simulator {
         Self::serve_on(settings, listener, None)
     }
@@ -137,7 +171,7 @@ impl Simulator {
                 tracing::error!(error = %e, "simulator stopped");
             }
         });
-        Simulator { addr, scheme, base_path, state, stop: Some(stop), task: Some(task) }
+        Simulator { addr, scheme, base_path, state, stop: Some(stop), task: Some(task), ldap: None }
     }
 
     /// The bound address.
@@ -231,8 +265,32 @@ impl Simulator {
         self.state.oauth2.as_ref().is_some_and(|o| o.update_client(client_id, change))
     }
 
-    /// Stops accepting, lets open requests finish (stalled ones are cut), and waits.
+    /// The LDAP directory's plain address (`ldap://`, StartTLS on it), when this simulator
+    /// serves one.
+    pub fn ldap_addr(&self) -> Option<SocketAddr> {
+        self.ldap.as_ref().map(|l| l.ldap)
+    }
+
+    /// The LDAP directory's `ldaps://` address, when it serves one.
+    pub fn ldaps_addr(&self) -> Option<SocketAddr> {
+        self.ldap.as_ref().and_then(|l| l.ldaps)
+    }
+
+    /// What the LDAP directory received for one account (zeros for an unknown one, or without
+    /// a directory); `""` holds anonymous requests and binds naming nobody.
+    pub fn ldap_stats(&self, username: &str) -> LdapAccountStats {
+        self.state.ldap.as_ref().map(|d| d.stats(username)).unwrap_or_default()
+    }
+
+    /// What the LDAP directory received, by account.
+    pub fn all_ldap_stats(&self) -> HashMap<String, LdapAccountStats> {
+        self.state.ldap.as_ref().map(|d| d.all_stats()).unwrap_or_default()
+    }
+
+    /// Stops accepting, lets open requests finish (stalled ones are cut), and waits. The LDAP
+    /// directory's connections are closed at once.
     pub async fn shutdown(mut self) {
+        self.ldap = None;
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

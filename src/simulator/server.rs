@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     state: Locked<LoginState>,
     /// The OAuth 2.0 authorization server, when configured.
     pub(crate) oauth2: Option<Arc<super::oauth2::Server>>,
+    /// The LDAP directory, when configured (its listeners are [`super::Simulator`]'s).
+    pub(crate) ldap: Option<Arc<super::ldap::Directory>>,
 }
 
 #[derive(Default)]
@@ -116,6 +118,7 @@ impl Shared {
         let users = accounts.clone();
         let lookup = move |name: &str| users.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
         let oauth2 = settings.oauth2.as_ref().map(|o| Arc::new(super::oauth2::Server::new(o, Arc::new(lookup))));
+        let ldap = settings.ldap.map(|l| Arc::new(super::ldap::Directory::new(l, accounts.clone())));
         Shared {
             app_keys: settings.app_keys,
             app_key_error_status: StatusCode::from_u16(settings.app_key_error_status).unwrap_or(StatusCode::FORBIDDEN),
@@ -124,6 +127,7 @@ impl Shared {
             accounts,
             state: Locked::new(LoginState::default()),
             oauth2,
+            ldap,
         }
     }
 
