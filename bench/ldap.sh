@@ -27,6 +27,11 @@
 #                       -C 1:1 (-3: slapd refuses its default LDAPv2 bind; -W/-C make it search
 #                       the subtree and count the entries, otherwise it searches BASE alone)
 #   ldapsearch -VV      START_RUNS runs that print the version and exit: the process start alone
+#   libldap             the login work without a process start: a C loop over OpenLDAP's libldap
+#                       (the library ldapsearch and check_ldap use), compiled here, making the same
+#                       LOGINS logins as authprobe's exchange (ppolicy control, attribute 1.1), a new
+#                       connection each, in one process; its own getrusage(RUSAGE_SELF) after 3
+#                       warm-up logins
 # and slapd's CPU per login under each client (/proc/PID/stat over the phase).
 # Memory: authprobe's RSS after one interval with PROBES LDAP probes, minus its RSS with none (the
 # same target, 3 s after it is ready), per probe; then, unless RSS_COMPARE=0, the same for PROBES
@@ -61,7 +66,8 @@ if ! command -v slapd >/dev/null && [ ! -x /usr/sbin/slapd ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends slapd >/dev/null
 fi
-install_missing ldapsearch:ldap-utils openssl:openssl
+install_missing ldapsearch:ldap-utils openssl:openssl cc:gcc
+[ -f /usr/include/ldap.h ] || install_missing ldap-h:libldap-dev
 [ -x "$CHECK_LDAP" ] || install_missing check_ldap:monitoring-plugins-standard
 PATH="$PATH:/usr/sbin"
 # The release binary is rebuilt only when a source is newer than it (bench_init builds unless
@@ -169,15 +175,91 @@ stop_authprobe
 echo "$runs $ok $skipped $t0 $t1 $s0 $s1 $d0 $d1 $m0 $m1 $cs0 $cs1 $w0 $w1 $rss_zero $rss_warm $rss_end $hwm $durations" \
     >"$WORK/authprobe.txt"
 
+# libldap's own cost per login, in one process (see the top).
+cat >"$WORK/logins.c" <<'C'
+#include <ldap.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+static double secs(struct timeval t) { return t.tv_sec + t.tv_usec / 1e6; }
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Connect, [StartTLS,] bind with the ppolicy request control, search for one entry, unbind. */
+static int login(const char *uri, int starttls, int k, int accounts, const char *password, const char *base) {
+    char dn[128], filter[64];
+    snprintf(dn, sizeof dn, "uid=bench-%04d,%s", k % accounts, base);
+    snprintf(filter, sizeof filter, "(uid=bench-%04d)", k % accounts);
+    LDAP *ld;
+    int version = LDAP_VERSION3, ok = 0;
+    if (ldap_initialize(&ld, uri) != LDAP_SUCCESS) return 0;
+    ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &version);
+    if (starttls && ldap_start_tls_s(ld, NULL, NULL) != LDAP_SUCCESS) goto out;
+    LDAPControl ppolicy = {LDAP_CONTROL_PASSWORDPOLICYREQUEST, {0, NULL}, 0}, *ctrls[] = {&ppolicy, NULL};
+    struct berval cred = {strlen(password), (char *)password};
+    if (ldap_sasl_bind_s(ld, dn, LDAP_SASL_SIMPLE, &cred, ctrls, NULL, NULL) != LDAP_SUCCESS) goto out;
+    char *attrs[] = {"1.1", NULL};
+    LDAPMessage *res = NULL;
+    if (ldap_search_ext_s(ld, base, LDAP_SCOPE_SUBTREE, filter, attrs, 0, NULL, NULL, NULL, 0, &res) == LDAP_SUCCESS)
+        ok = ldap_count_entries(ld, res) == 1;
+    ldap_msgfree(res);
+out:
+    ldap_unbind_ext_s(ld, NULL, NULL);
+    return ok;
+}
+
+/* URI STARTTLS LOGINS WARMUP RATE ACCOUNTS PASSWORD BASE: prints the logins made after WARMUP,
+ * how many succeeded, user and system seconds, context switches, the median wall per login. */
+int main(int argc, char **argv) {
+    if (argc != 9) return 2;
+    const char *uri = argv[1], *password = argv[7], *base = argv[8];
+    int starttls = atoi(argv[2]), n = atoi(argv[3]), warmup = atoi(argv[4]), accounts = atoi(argv[6]);
+    double rate = atof(argv[5]);
+    for (int k = 0; k < warmup; k++) login(uri, starttls, k, accounts, password, base);
+    double *walls = calloc(n, sizeof *walls), start = now(), deadline = start + n / rate + 120;
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    int done = 0, ok = 0;
+    for (int k = 0; k < n; k++) {
+        double pause = start + k / rate - now();
+        if (pause > 0) {
+            struct timespec t = {(time_t)pause, (long)((pause - (time_t)pause) * 1e9)};
+            nanosleep(&t, NULL);
+        }
+        if (now() > deadline) break;
+        double t0 = now();
+        ok += login(uri, starttls, k, accounts, password, base);
+        walls[done++] = now() - t0;
+    }
+    getrusage(RUSAGE_SELF, &r1);
+    qsort(walls, done, sizeof *walls, cmp);
+    printf("%d %d %.6f %.6f %ld %.6f\n", done, ok, secs(r1.ru_utime) - secs(r0.ru_utime),
+           secs(r1.ru_stime) - secs(r0.ru_stime), (r1.ru_nvcsw + r1.ru_nivcsw) - (r0.ru_nvcsw + r0.ru_nivcsw),
+           done ? walls[done / 2] : 0.0);
+    return 0;
+}
+C
+cc -O2 -Wall -o "$WORK/logins" "$WORK/logins.c" -lldap -llber
+
 # The references, one process per login, paced at authprobe's rate.
 echo "references: $LOGINS logins each at $(python3 -c "print(f'{$PROBES / $INTERVAL:.1f}')")/s, one process per login;" \
     "then $START_RUNS starts of ldapsearch -VV"
 python3 - "$WORK/references.json" "$SLAPD_PID" "$LOGINS" "$START_RUNS" "$(python3 -c "print($PROBES / $INTERVAL)")" \
-    "$PROBES" "$url" "$port" "$password" "$CHECK_LDAP" "${ldap_tls[*]:-}" "${check_tls[*]:-}" <<'PY'
+    "$PROBES" "$url" "$port" "$password" "$CHECK_LDAP" "${ldap_tls[*]:-}" "${check_tls[*]:-}" "$WORK/logins" <<'PY'
 import json, os, resource, statistics, subprocess, sys, time
 out, slapd, logins, starts, rate, accounts, url, port, password, check_ldap = sys.argv[1:11]
 slapd, logins, starts, rate, accounts = int(slapd), int(logins), int(starts), float(rate), int(accounts)
-ldap_tls, check_tls = sys.argv[11].split(), sys.argv[12].split()
+ldap_tls, check_tls, in_process = sys.argv[11].split(), sys.argv[12].split(), sys.argv[13]
 tick = os.sysconf("SC_CLK_TCK")
 base = "ou=Bench,dc=authprobe,dc=test"
 
@@ -251,6 +333,21 @@ for name, cmd, good, n in tools:
                      "other": (m / tick - user - system - d / tick - h) / wall, "failed": failed}
     if failed:
         print(f"  {name}: {done - ok} of {done} failed, the first: {failed}")
+
+# libldap in one process: it reports its own CPU over the measured logins.
+d0, m0, h0, c0, start = ticks(slapd), machine(), time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+p = subprocess.run([in_process, url, "1" if "-ZZ" in ldap_tls else "0", str(logins), "3", str(rate), str(accounts), password,
+                    base], capture_output=True, text=True, timeout=logins / rate + 180, check=True)
+wall = time.monotonic() - start
+d, m, h, c1 = ticks(slapd) - d0, machine() - m0, time.process_time() - h0, resource.getrusage(resource.RUSAGE_CHILDREN)
+done, ok, user, system, switches, median = p.stdout.split()
+done, ok = int(done), int(ok)
+whole = c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime
+results["libldap"] = {"logins": done, "ok": ok, "user": float(user) / done, "sys": float(system) / done,
+                      "switches": int(switches) / done, "wall": float(median), "slapd": d / tick / done,
+                      "other": (m / tick - whole - d / tick - h) / wall, "failed": None}
+if ok != done:
+    print(f"  libldap: {done - ok} of {done} failed")
 json.dump(results, open(out, "w"))
 PY
 
@@ -298,6 +395,7 @@ print(f"{'':<34}{'logins':>7}{'ok':>8}  {'CPU per login (user + sys), ms':<32}{'
 rows = [("ldapsearch (the issue's command)", ls, f"{ls['wall'] * 1000:.1f} ms"),
         ("ldapsearch -e ppolicy … 1.1", refs["ldapsearch, same"], f"{refs['ldapsearch, same']['wall'] * 1000:.1f} ms"),
         ("check_ldap -3 … -W 1:1 -C 1:1", refs["check_ldap"], f"{refs['check_ldap']['wall'] * 1000:.1f} ms"),
+        ("libldap, one process (C)", refs["libldap"], f"{refs['libldap']['wall'] * 1000:.2f} ms"),
         ("authprobe run", ap, f"{dur_p50:.2f} ms*"),
         ("ldapsearch -VV (start, no login)", refs["ldapsearch -VV"], f"{refs['ldapsearch -VV']['wall'] * 1000:.1f} ms")]
 for name, r, w in rows:
@@ -306,7 +404,8 @@ for name, r, w in rows:
     print(f"{name:<34}{r['logins']:>7}{share:>8}  "
           f"{ms(cpu(r)) + ' (' + ms(r['user']) + ' + ' + ms(r['sys']) + ')':<32}{cpu(r) / cpu(ls):>13.3f}×"
           f"{(ms(r['slapd']) if login else '-'):>16}{r['switches']:>9.2f}{w:>12}{r['other']:>7.2f}")
-print(f"(* authprobe: each probe's last run as it timed it, median; p99 {dur_p99:.2f} ms. The references: process start to exit.")
+print(f"(* authprobe: each probe's last run as it timed it, median; p99 {dur_p99:.2f} ms. libldap: the login's;"
+      f" the others: process start to exit.")
 print(f" rest: cores the rest of the machine used during the phase. authprobe: {runs / wall:.1f} logins/s over {wall:.0f} s,"
       f" {100 * (t1 - t0) / tick / wall:.2f} % of a core, {skipped} ticks skipped.)")
 busy = [n for n, r, _ in rows if r["other"] > 0.25]
@@ -326,5 +425,6 @@ print()
 print(f"goal: authprobe's CPU per login <= 1.0× ldapsearch's: {ratio:.3f}× ({'met' if ratio <= 1 else 'NOT met'});"
       f" 1/{1 / ratio:.0f} of ldapsearch's, 1/{cpu(refs['ldapsearch, same']) / cpu(ap):.0f} with authprobe's exchange,"
       f" 1/{cpu(refs['check_ldap']) / cpu(ap):.0f} of check_ldap's")
-print(f"      ldapsearch's start alone (-VV) is {cpu(refs['ldapsearch -VV']) / cpu(ls) * 100:.0f} % of its CPU per login")
+print(f"      ldapsearch's start alone (-VV) is {cpu(refs['ldapsearch -VV']) / cpu(ls) * 100:.0f} % of its CPU per login;"
+      f" the login work alone, libldap in one process: authprobe {cpu(ap) / cpu(refs['libldap']):.2f}× its CPU per login")
 PY

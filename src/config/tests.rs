@@ -143,7 +143,7 @@ fn the_readme_examples_load() {
             files.push(format!("targets:\n{block}{}", probe.replace("target: t", &format!("target: {name}"))));
         }
     }
-    assert_eq!(files.len(), 7, "the ETNA, OAuth 2.0 and interactive files and four identity providers");
+    assert_eq!(files.len(), 8, "the ETNA, OAuth 2.0, interactive and LDAP files and four identity providers");
     // What the examples refer to that a machine running them has.
     let allowed = ["cannot read", "is not set", "no such file"];
     for text in files {
