@@ -731,3 +731,52 @@ async fn filters_encode_as_openldaps_ldapsearch_sends_them() {
         assert_eq!(sent, filter::encode(f).unwrap(), "{f}");
     }
 }
+
+/// The simulator's directory, modelled on Active Directory (a lockout after 3 wrong passwords,
+/// answered 775 whatever the password): the binary's probe with a wrong password every second
+/// binds once, then reads the root entry while held; the simulator counted one refused bind, the
+/// account is not locked (its right password still binds), and the demo's kind of probes get
+/// their results over StartTLS.
+#[tokio::test]
+async fn the_simulators_directory_and_the_guard_through_the_binary() {
+    use authprobe::simulator::ldap::{LdapSettings, LockoutPolicy};
+    use authprobe::simulator::{Account, Settings};
+    use common::service::Service;
+    let mut expired = Account::new("irene", "irene-Sim-Pw-Jk2");
+    expired.password_expired = true;
+    let mut settings = Settings::new(&[common::APP_KEY], vec![Account::new("henry", "henry-Sim-Pw-Jk1"), expired]);
+    let mut ldap = LdapSettings::new("DC=sim,DC=test", "127.0.0.1:0".parse().unwrap()).unwrap();
+    ldap.lockout = Some(LockoutPolicy { threshold: 3, duration: Duration::from_secs(1800) });
+    settings.ldap = Some(ldap);
+    let sim = common::simulator_with(settings).await;
+    let addr = sim.ldap_addr().expect("the directory listens");
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "defaults: {{interval: 1s, timeout: 900ms}}
+targets: [{{name: ad, protocol: ldap, url: 'ldap://{addr}'}}]
+probes:
+  - {{name: wrong, target: ad, bind_dn: henry@sim.test, password: wrong-Sim-Pw-Jk9}}
+  - {{name: expired, target: ad, bind_dn: 'SIM\\irene', password: irene-Sim-Pw-Jk2, interval: 1h}}
+"
+    );
+    let file = write(dir.path(), "probes.yaml", &yaml);
+    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap()]).await;
+    let m = svc
+        .metrics_until(Duration::from_secs(20), |m| {
+            m.get("authprobe_probe_step_duration_seconds_count", &[("probe", "wrong"), ("step", "RootDSE")])
+                .is_some_and(|n| n >= 4.0)
+        })
+        .await;
+    let held = &m.series("authprobe_probe_outcome", &[("probe", "wrong")])[0];
+    assert_eq!((held.label("result"), held.label("reason")), ("auth_failed", "invalid_credentials"));
+    svc.terminate().await;
+    let stats = sim.ldap_stats("henry");
+    assert_eq!((stats.binds, stats.failed_binds), (1, 1), "{stats:?}");
+    // Not locked: the right password binds.
+    let specs = load(&yaml.replace("wrong-Sim-Pw-Jk9", "henry-Sim-Pw-Jk1"));
+    let o = Prober::new().unwrap().login(&specs["wrong"]).await;
+    check(&o, ResultClass::Success, BIND, Reason::NONE, 0);
+    let o = Prober::new().unwrap().login(&specs["expired"]).await;
+    check(&o, ResultClass::PasswordExpired, BIND, PASSWORD_EXPIRED, 49);
+    assert!(o.reason_text.contains("data 532"), "{}", o.reason_text);
+}
