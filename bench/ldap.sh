@@ -4,7 +4,7 @@
 # making the same logins, one process per login as a cron-driven checker runs them, in one run on
 # loopback against one real slapd (tests/slapd/start.sh).
 #
-#   bench/ldap.sh                                  # about 9 minutes, and a build if needed
+#   bench/ldap.sh                                  # about 12 minutes, and a build if needed
 #   PROBES=1000 INTERVAL=60 DURATION=180 LOGINS=2000 bench/ldap.sh
 #   SECURITY=starttls bench/ldap.sh                # or ldaps: the same with TLS (the harness's CA)
 #
@@ -34,8 +34,9 @@
 #                       warm-up logins
 # and slapd's CPU per login under each client (/proc/PID/stat over the phase).
 # Memory: authprobe's RSS after one interval with PROBES LDAP probes, minus its RSS with none (the
-# same target, 3 s after it is ready), per probe; then, unless RSS_COMPARE=0, the same for PROBES
-# password-only probes against the simulator (another process), measured the same way.
+# same target, 3 s after it is ready), per probe, and again at the end of the measured time; then,
+# unless RSS_COMPARE=0, the same for PROBES password-only probes against the simulator (another
+# process), over the same times.
 # The rest of the machine's CPU during each phase is printed: a run on a busy machine says so.
 # Goal: authprobe's CPU per login <= 1.0x ldapsearch's.
 set -euo pipefail
@@ -353,7 +354,7 @@ PY
 
 # Memory of another family, measured the same way: password-only probes against the simulator.
 if [ "$RSS_COMPARE" = 1 ]; then
-    echo "password-only probes for the RSS comparison: the target alone, then $PROBES probes for ${WARMUP}s"
+    echo "password-only probes for the RSS comparison: the target alone, then $PROBES probes for $((WARMUP + DURATION))s"
     gen_config 0 "$INTERVAL" 100 20ms "$SIM_PORT"
     sed -i 's/^probes:$/probes: []/' "$WORK/probes.yaml"
     start_simulator "$SIM_PORT"
@@ -365,10 +366,12 @@ if [ "$RSS_COMPARE" = 1 ]; then
     start_authprobe "$WEB_PORT" --storage.path "$WORK/data-etna"
     sleep "$WARMUP"
     etna_warm=$(rss_kb "$RUN_PID")
-    etna_ok=$(curl -fs "http://127.0.0.1:$WEB_PORT/metrics" |
-        awk '/^authprobe_probe_runs_total\{.*result="success"/ {n += $NF} END {printf "%d\n", n}')
+    sleep "$DURATION"
+    etna_end=$(rss_kb "$RUN_PID"); etna_hwm=$(hwm_kb "$RUN_PID")
+    etna_runs=$(curl -fs "http://127.0.0.1:$WEB_PORT/metrics" | awk '/^authprobe_probe_runs_total\{/ {n += $NF;
+        if ($0 ~ /result="success"/) ok += $NF} END {printf "%d %d\n", n, ok}')
     stop_authprobe
-    echo "$etna_zero $etna_warm $etna_ok" >"$WORK/etna.txt"
+    echo "$etna_zero $etna_warm $etna_end $etna_hwm $etna_runs" >"$WORK/etna.txt"
 fi
 
 python3 - "$WORK" "$(getconf CLK_TCK)" "$PROBES" "$DURATION" "$RSS_COMPARE" <<'PY'
@@ -413,13 +416,17 @@ if busy:
     print(f"DISTURBED: other processes used more than 0.25 cores during {', '.join(busy)}; run again when the machine is idle")
 per_probe = (rss_warm - rss_zero) / probes
 print()
-print(f"RSS: the target alone {rss_zero / 1024:.1f} MB; {probes} LDAP probes after one interval {rss_warm / 1024:.1f} MB"
-      f" ({rss_end / 1024:.1f} MB at the end, peak {hwm / 1024:.1f} MB): {per_probe:.2f} KB per probe")
+print(f"RSS, per probe = (RSS with {probes} probes - RSS with the target alone, 3 s after the start) / {probes}:")
+print(f"  LDAP:          {rss_zero / 1024:.1f} MB alone; with {probes}: {rss_warm / 1024:.1f} MB after one interval"
+      f" ({per_probe:.2f} KB per probe), {rss_end / 1024:.1f} MB at the end ({(rss_end - rss_zero) / probes:.2f} KB per probe),"
+      f" peak {hwm / 1024:.1f} MB")
 if compare:
-    ez, ew, eok = (int(x) for x in open(f"{work}/etna.txt").read().split())
-    print(f"     password-only probes the same way: {ez / 1024:.1f} MB alone, {ew / 1024:.1f} MB with {probes} ({eok} logins, "
-          f"all successful: {'yes' if eok >= probes else 'NO'}): {(ew - ez) / probes:.2f} KB per probe;"
-          f" LDAP {per_probe / ((ew - ez) / probes):.2f}× that")
+    ez, ew, ee, eh, er, eok = (int(x) for x in open(f"{work}/etna.txt").read().split())
+    print(f"  password-only: {ez / 1024:.1f} MB alone; with {probes}: {ew / 1024:.1f} MB after one interval"
+          f" ({(ew - ez) / probes:.2f} KB per probe), {ee / 1024:.1f} MB at the same time as LDAP's end"
+          f" ({(ee - ez) / probes:.2f} KB per probe), peak {eh / 1024:.1f} MB; {er} logins, {100 * eok / er:.1f} % success")
+    print(f"  LDAP / password-only per probe: {per_probe / ((ew - ez) / probes):.2f}× after one interval,"
+          f" {(rss_end - rss_zero) / (ee - ez):.2f}× at the end")
 ratio = cpu(ap) / cpu(ls)
 print()
 print(f"goal: authprobe's CPU per login <= 1.0× ldapsearch's: {ratio:.3f}× ({'met' if ratio <= 1 else 'NOT met'});"

@@ -388,7 +388,8 @@ impl Run<'_, '_> {
         let Some(s) = self.login.search.clone() else { return Ok(None) };
         let limit = match s.count {
             Count::Exactly(n) => n + 1,
-            Count::AtLeast(n) => n,
+            // A size limit of 0 is "no limit" to LDAP: at least one is asked for.
+            Count::AtLeast(n) => n.max(1),
         };
         let found = self.search(session, SEARCH, &s.base, s.scope, &s.filter, &s.filter_ber, &[], limit, 0).await?;
         if !matches!(found.code, 0 | 4) {
