@@ -173,7 +173,7 @@ if [ "$ok" -ne "$runs" ]; then
     grep '^authprobe_probe_outcome' <<<"$after" | sed 's/probe="[^"]*",//' | awk '{print $1}' | sort | uniq -c | sort -rn | head -5
 fi
 stop_authprobe
-echo "$runs $ok $skipped $t0 $t1 $s0 $s1 $d0 $d1 $m0 $m1 $cs0 $cs1 $w0 $w1 $rss_zero $rss_warm $rss_end $hwm $durations" \
+echo "$runs $ok $skipped $t0 $t1 $s0 $s1 $d0 $d1 $m0 $m1 $cs0 $cs1 $w0 $w1 $rss_zero $rss_warm $rss_end $hwm $durations ${#after}" \
     >"$WORK/authprobe.txt"
 
 # libldap's own cost per login, in one process (see the top).
@@ -300,7 +300,10 @@ def machine():
 results = {}
 for name, cmd, good, n in tools:
     for k in range(3):  # warm-up: the binaries and libraries in the page cache
-        subprocess.run(cmd(k), capture_output=True, timeout=10)
+        try:
+            subprocess.run(cmd(k), capture_output=True, timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
     user = system = 0.0
     switches, ok, walls, failed = 0, 0, [], None
     d0, m0, h0, start = ticks(slapd), machine(), time.process_time(), time.monotonic()
@@ -364,14 +367,17 @@ if [ "$RSS_COMPARE" = 1 ]; then
     stop_authprobe
     gen_config "$PROBES" "$INTERVAL" 100 20ms "$SIM_PORT"
     start_authprobe "$WEB_PORT" --storage.path "$WORK/data-etna"
+    # The same steps as the LDAP probes': a scrape after one interval, another at the end.
     sleep "$WARMUP"
     etna_warm=$(rss_kb "$RUN_PID")
+    curl -fs "http://127.0.0.1:$WEB_PORT/metrics" >/dev/null
     sleep "$DURATION"
+    etna_metrics=$(curl -fs "http://127.0.0.1:$WEB_PORT/metrics")
     etna_end=$(rss_kb "$RUN_PID"); etna_hwm=$(hwm_kb "$RUN_PID")
-    etna_runs=$(curl -fs "http://127.0.0.1:$WEB_PORT/metrics" | awk '/^authprobe_probe_runs_total\{/ {n += $NF;
-        if ($0 ~ /result="success"/) ok += $NF} END {printf "%d %d\n", n, ok}')
+    etna_runs=$(awk '/^authprobe_probe_runs_total\{/ {n += $NF; if ($0 ~ /result="success"/) ok += $NF}
+        END {printf "%d %d\n", n, ok}' <<<"$etna_metrics")
     stop_authprobe
-    echo "$etna_zero $etna_warm $etna_end $etna_hwm $etna_runs" >"$WORK/etna.txt"
+    echo "$etna_zero $etna_warm $etna_end $etna_hwm $etna_runs ${#etna_metrics}" >"$WORK/etna.txt"
 fi
 
 python3 - "$WORK" "$(getconf CLK_TCK)" "$PROBES" "$DURATION" "$RSS_COMPARE" <<'PY'
@@ -382,7 +388,7 @@ runs, ok, skipped = (int(x) for x in a[0:3])
 t0, t1, s0, s1, d0, d1, m0, m1, cs0, cs1 = (int(x) for x in a[3:13])
 w0, w1 = float(a[13]), float(a[14])
 rss_zero, rss_warm, rss_end, hwm = (int(x) for x in a[15:19])
-dur_p50, dur_p99 = float(a[19]), float(a[20])
+dur_p50, dur_p99, metrics_size = float(a[19]), float(a[20]), int(a[21])
 wall = w1 - w0
 ap = {"logins": runs, "ok": ok, "user": (t1 - t0 - (s1 - s0)) / tick / runs, "sys": (s1 - s0) / tick / runs,
       "slapd": (d1 - d0) / tick / runs, "switches": (cs1 - cs0) / runs,
@@ -416,15 +422,17 @@ if busy:
     print(f"DISTURBED: other processes used more than 0.25 cores during {', '.join(busy)}; run again when the machine is idle")
 per_probe = (rss_warm - rss_zero) / probes
 print()
-print(f"RSS, per probe = (RSS with {probes} probes - RSS with the target alone, 3 s after the start) / {probes}:")
+print(f"RSS, per probe = (RSS with {probes} probes - RSS with the target alone, 3 s after the start) / {probes};"
+      f" at the end: after two scrapes of /metrics")
 print(f"  LDAP:          {rss_zero / 1024:.1f} MB alone; with {probes}: {rss_warm / 1024:.1f} MB after one interval"
       f" ({per_probe:.2f} KB per probe), {rss_end / 1024:.1f} MB at the end ({(rss_end - rss_zero) / probes:.2f} KB per probe),"
-      f" peak {hwm / 1024:.1f} MB")
+      f" peak {hwm / 1024:.1f} MB; /metrics {metrics_size / 1e6:.1f} MB ({metrics_size / probes / 1000:.1f} KB per probe)")
 if compare:
-    ez, ew, ee, eh, er, eok = (int(x) for x in open(f"{work}/etna.txt").read().split())
+    ez, ew, ee, eh, er, eok, es = (int(x) for x in open(f"{work}/etna.txt").read().split())
     print(f"  password-only: {ez / 1024:.1f} MB alone; with {probes}: {ew / 1024:.1f} MB after one interval"
-          f" ({(ew - ez) / probes:.2f} KB per probe), {ee / 1024:.1f} MB at the same time as LDAP's end"
-          f" ({(ee - ez) / probes:.2f} KB per probe), peak {eh / 1024:.1f} MB; {er} logins, {100 * eok / er:.1f} % success")
+          f" ({(ew - ez) / probes:.2f} KB per probe), {ee / 1024:.1f} MB at the end"
+          f" ({(ee - ez) / probes:.2f} KB per probe), peak {eh / 1024:.1f} MB; /metrics {es / 1e6:.1f} MB"
+          f" ({es / probes / 1000:.1f} KB per probe); {er} logins, {100 * eok / er:.1f} % success")
     print(f"  LDAP / password-only per probe: {per_probe / ((ew - ez) / probes):.2f}× after one interval,"
           f" {(rss_end - rss_zero) / (ee - ez):.2f}× at the end")
 ratio = cpu(ap) / cpu(ls)

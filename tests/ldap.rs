@@ -125,7 +125,7 @@ async fn slapd_binds_searches_and_every_refusal_it_can_give() {
         let want: Vec<&str> =
             ["Connect"].into_iter().chain(connect).chain(["Bind", "Search", "WhoAmI", "Unbind"]).collect();
         assert_eq!(steps(&o), want);
-        assert!(o.detail.contains("1 entries match") && o.detail.contains("dn:uid=probe-user"), "{}", o.detail);
+        assert!(o.detail.contains("1 entry matches") && o.detail.contains("dn:uid=probe-user"), "{}", o.detail);
         assert!(o.logout.as_ref().is_some_and(|l| l.ok));
         assert!(o.answered(), "every step answered: the login histogram counts it");
         // TLS facts for ldaps and StartTLS exactly as for HTTPS targets.
@@ -643,7 +643,7 @@ probes:
     let clear = write(
         dir.path(),
         "clear.yaml",
-        "targets: [{name: d, protocol: ldap, url: 'ldap://127.0.0.1:389'}]\nprobes: [{name: p, target: d, bind_dn: cn=x, password: p-Secret-Pw-Kk3}]\n",
+        "targets: [{name: d, protocol: ldap, url: 'ldap://127.0.0.1:389'}]\nprobes:\n  - {name: p, target: d, bind_dn: cn=x, password: p-Secret-Pw-Kk3}\n  - {name: q, target: d, bind_dn: cn=y, password: p-Secret-Pw-Kk3}\n  - {name: r, target: d, bind_dn: cn=z, password: p-Secret-Pw-Kk3}\n  - {name: s, target: d, bind_dn: cn=w, password: p-Secret-Pw-Kk3}\n",
     );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_authprobe"))
         .args(["check-config", "--config.file", clear.to_str().unwrap()])
@@ -651,7 +651,11 @@ probes:
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("warning: probe p: ldap://127.0.0.1:389 is ldap:// without start_tls"), "{stderr}");
+    assert!(
+        stderr.contains("warning: ldap://127.0.0.1:389 is ldap:// without start_tls: the password crosses the network in the clear (probes p, q, r and 1 more)"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("warning:").count(), 1, "one warning for the target's four probes: {stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("bind=dn security=plain"));
 }
 

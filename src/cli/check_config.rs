@@ -28,8 +28,8 @@ pub fn command(config_file: &Path) -> Result<u8, Failure> {
             if labels.is_empty() { String::new() } else { format!(" labels={{{}}}", labels.join(",")) }
         );
     }
-    for (probe, warning) in config.warnings() {
-        eprintln!("warning: probe {probe}: {warning}");
+    for (probes, warning) in config.warnings() {
+        eprintln!("warning: {warning} (probes {probes})");
     }
     Ok(0)
 }

@@ -253,18 +253,33 @@ impl Config {
                 "insecure_skip_verify: the certificates of this target are not verified (for test environments only)"
             );
         }
-        for (probe, warning) in self.warnings() {
-            tracing::warn!(probe = %probe, "{warning}");
+        for (probes, warning) in self.warnings() {
+            tracing::warn!(probes = %probes, "{warning}");
         }
     }
 
-    /// What is allowed but unwise in each probe's settings (a password in the clear), by probe.
+    /// What is allowed but unwise in the probes' settings (a password in the clear), each once
+    /// with the probes it concerns (`a, b, c and 997 more`): 1,000 probes of one directory make
+    /// one warning, not 1,000.
     pub fn warnings(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
+        let mut by_text: Vec<(String, Vec<&str>)> = Vec::new();
         for p in &self.probes {
-            out.extend(p.login.login.warnings().into_iter().map(|w| (p.name.to_string(), w)));
+            for w in p.login.login.warnings() {
+                match by_text.iter_mut().find(|(text, _)| *text == w) {
+                    Some((_, names)) => names.push(&p.name),
+                    None => by_text.push((w, vec![&p.name])),
+                }
+            }
         }
-        out
+        by_text
+            .into_iter()
+            .map(|(text, names)| {
+                let shown = names.iter().take(3).copied().collect::<Vec<_>>().join(", ");
+                let more = names.len().saturating_sub(3);
+                let probes = if more > 0 { format!("{shown} and {more} more") } else { shown };
+                (probes, text)
+            })
+            .collect()
     }
 
     /// Reads and validates `path` and the files its `probe_files` match. Writes nothing.

@@ -400,7 +400,8 @@ impl Run<'_, '_> {
             Count::Exactly(want) => n == u64::from(want),
             Count::AtLeast(want) => n >= u64::from(want),
         };
-        let words = format!("{n} entries match {} under {:?}", s.filter, s.base);
+        let entries = if n == 1 { "1 entry matches".to_owned() } else { format!("{n} entries match") };
+        let words = format!("{entries} {} under {:?}", s.filter, s.base);
         if ok {
             return Ok(Some(words));
         }
