@@ -135,6 +135,113 @@ fn prometheus_and_alertmanager_configurations_pass_their_tools() {
     assert!(keep.contains(&"authprobe") && keep.contains(&"metrics"), "{keep:?}");
 }
 
+/// The files generated from the monitoring mixin (deploy/mixin), as deploy/mixin/generate.sh
+/// writes them.
+const GENERATED: [&str; 4] = [
+    "deploy/prometheus/rules/authprobe.rules.yml",
+    "deploy/kubernetes/prometheusrule.yaml",
+    "deploy/grafana/provisioning/alerting/authprobe-alerts.yaml",
+    "deploy/grafana/dashboards/authprobe.json",
+];
+
+/// The files under `dir`, relative to it.
+fn files_under(dir: &Path) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.insert(path.strip_prefix(dir).unwrap().to_str().unwrap().to_owned());
+            }
+        }
+    }
+    found
+}
+
+/// As kube-prometheus checks its `make generate`: the mixin rendered afresh into a temporary
+/// folder gives exactly the checked-in files, byte for byte.
+#[test]
+fn generated_files_match_a_fresh_rendering_of_the_mixin() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let (code, text) = tool("bash", &["deploy/mixin/generate.sh", out], &repo(""));
+    assert_eq!(code, 0, "deploy/mixin/generate.sh (it needs Debian's jsonnet, which tests/run.sh installs):\n{text}");
+    assert_eq!(files_under(dir.path()), GENERATED.iter().map(|f| f.to_string()).collect(), "the files it writes");
+    let mut stale = Vec::new();
+    for f in GENERATED {
+        let fresh = dir.path().join(f);
+        if std::fs::read_to_string(&fresh).unwrap() != read(f) {
+            let (_, diff) = tool("diff", &["-u", f, fresh.to_str().unwrap()], &repo(""));
+            stale.push(format!("{f}:\n{diff}"));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "generated files differ from the mixin: run deploy/mixin/generate.sh and commit them\n{}",
+        stale.join("\n")
+    );
+}
+
+/// The mixin imported as a user would, with `_config` overridden: the overrides reach the alerts,
+/// the Grafana alert rules and the dashboard; with separateRecordingRules the recording rules move
+/// to prometheusRules.
+#[test]
+fn the_mixin_follows_its_config() {
+    let program = r#"
+        local authprobe = (import 'mixin.libsonnet') + { _config+:: {
+          authprobeSelector: 'job="synthetic-logins"',
+          runbookURLPattern: 'https://runbooks.example/authprobe#%s',
+          loginSlowSeconds: 3,
+          alertFor+: { AuthprobeLoginSlow: '30m' },
+          dashboardUid: 'mine',
+          dashboardTags: ['sre'],
+          separateRecordingRules: true,
+        } };
+        {
+          rules: authprobe.prometheusRules,
+          alerts: authprobe.prometheusAlerts,
+          grafana: authprobe.grafanaAlerting,
+          dashboard: authprobe.grafanaDashboards['authprobe.json'],
+        }
+    "#;
+    let out = std::process::Command::new("jsonnet")
+        .args(["-J", "deploy/mixin", "-e", program])
+        .current_dir(repo(""))
+        .output()
+        .expect("jsonnet (Debian's jsonnet; tests/run.sh installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let recording = v["rules"]["groups"][0]["rules"].as_array().unwrap();
+    assert_eq!(v["rules"]["groups"][0]["name"], "authprobe.rules");
+    assert!(!recording.is_empty() && recording.iter().all(|r| r.get("record").is_some()));
+    let alerts = v["alerts"]["groups"][0]["rules"].as_array().unwrap();
+    assert!(alerts.iter().all(|r| r.get("alert").is_some()), "only alerts in prometheusAlerts");
+    let names: BTreeSet<&str> = alerts.iter().map(|r| r["alert"].as_str().unwrap()).collect();
+    assert_eq!(names, ALERTS.into_iter().collect());
+    for a in alerts {
+        let url = a["annotations"]["runbook_url"].as_str().unwrap();
+        assert_eq!(url, format!("https://runbooks.example/authprobe#{}", a["alert"].as_str().unwrap().to_lowercase()));
+    }
+    let alert = |name: &str| alerts.iter().find(|r| r["alert"] == name).unwrap();
+    assert_eq!(
+        alert("AuthprobeExporterDown")["expr"],
+        r#"up{job="synthetic-logins"} == 0 or absent(up{job="synthetic-logins"})"#
+    );
+    let slow = alert("AuthprobeLoginSlow");
+    assert_eq!(slow["expr"], "target:authprobe_login_duration_seconds:p95_5m > 3");
+    assert_eq!(slow["for"], "30m");
+    assert!(slow["annotations"]["description"].as_str().unwrap().contains("(over 3 s for 30 minutes)"));
+    let grafana = v["grafana"]["groups"][0]["rules"].as_array().unwrap();
+    let down = grafana.iter().find(|r| r["title"] == "AuthprobeExporterDown").unwrap();
+    assert_eq!(down["data"][0]["model"]["expr"], r#"min(up{job="synthetic-logins"})"#);
+    assert_eq!(v["dashboard"]["uid"], "mine");
+    assert_eq!(v["dashboard"]["tags"], serde_json::json!(["sre"]));
+}
+
 /// `for:` durations divided by `factor` (at least 1 s): the documented way the end-to-end test
 /// runs the real rules in seconds instead of minutes.
 fn scale_for(rules: &str, factor: u64) -> String {
@@ -420,6 +527,11 @@ async fn every_grafana_query_returns_data_from_a_real_prometheus() {
         assert!(!targets.is_empty(), "{title}: targets");
         for t in targets {
             assert!(t["refId"].is_string() && t["datasource"]["uid"] == "${datasource}", "{title}");
+            // The duration histograms carry exemplars (the run that last landed in each bucket).
+            let expr = t["expr"].as_str().unwrap();
+            if expr.contains("_login_duration_seconds_bucket") || expr.contains("_step_duration_seconds_bucket") {
+                assert_eq!(t["exemplar"], true, "{title}: exemplars on a duration panel");
+            }
             exprs.push((title.to_owned(), t["expr"].as_str().unwrap().to_owned()));
         }
     }

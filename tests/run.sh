@@ -11,9 +11,11 @@ cd "$(dirname "$0")/.."
 # them, and curl's verdict on each, the reference for authprobe's TLS trust), oathtool (an
 # independent implementation of the one-time codes the interactive logins compute), slapd and
 # ldap-utils (OpenLDAP with ppolicy, the real directory tests/ldap.rs binds to: tests/slapd), and
-# samba with the three packages its AD DC needs without recommends (tests/samba).
+# samba with the three packages its AD DC needs without recommends (tests/samba), and jsonnet (the
+# C++ jsonnet that deploy/mixin/generate.sh renders the monitoring mixin with: Debian's, so one
+# version for everyone, already built; tests/deploy.rs checks the generated files are current).
 packages=(prometheus prometheus-alertmanager chromium systemd openssl curl oathtool
-    slapd ldap-utils samba samba-ad-provision samba-dsdb-modules samba-vfs-modules)
+    slapd ldap-utils samba samba-ad-provision samba-dsdb-modules samba-vfs-modules jsonnet)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,1068 @@
+// The authprobe dashboard in plain jsonnet (no grafonnet): availability against the SLO, the
+// current state of every probe, latency by step and phase, failures, TLS, OAuth 2.0 tokens and
+// discovery, directories (LDAP) and the exporter's health. Every panel query is checked against a
+// real Prometheus by tests/deploy.rs.
+local util = import '../lib/util.libsonnet';
+
+{
+  local cfg = $._config,
+  local ds = { type: 'prometheus', uid: '${datasource}' },
+  local excluded = std.join('|', cfg.sloExcludedResults),
+  local sloPercent = util.num(100 * cfg.loginSLO),
+
+  // The duration histograms' panels show exemplars: each bucket's last run, which leads to the
+  // probe's page.
+  local durationHistograms = ['authprobe_probe_login_duration_seconds', 'authprobe_probe_step_duration_seconds'],
+  local withExemplars(panel) =
+    if std.objectHas(panel, 'targets') then panel {
+      targets: [
+        t + (if std.length([m for m in durationHistograms if std.length(std.findSubstr(m, t.expr)) > 0]) > 0
+             then { exemplar: true } else {})
+        for t in panel.targets
+      ],
+    } else panel,
+
+  local panels = [
+    {
+      id: 1,
+      type: "row",
+      title: "Availability",
+      collapsed: false,
+      gridPos: { x: 0, y: 0, w: 24, h: 1 },
+      panels: [],
+    },
+    {
+      id: 2,
+      type: "stat",
+      title: "Login availability (1h)",
+      description: "Share of counted probe logins that succeeded over the last hour, per target (recording rule target:authprobe_login_availability:ratio_rate1h). Results that point at a probe's own account (auth_failed, password_expired, pin_not_initialized, app_key_rejected, client_rejected) are not counted. SLO: " + sloPercent + " %.",
+      datasource: ds,
+      gridPos: { x: 0, y: 1, w: 8, h: 5 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "target:authprobe_login_availability:ratio_rate1h{target=~\"$target\"}",
+          legendFormat: "{{target}}",
+          instant: true,
+        },
+      ],
+      fieldConfig: {
+        defaults: {
+          unit: "percentunit",
+          thresholds: {
+            mode: "absolute",
+            steps: [
+              { color: "red", value: null },
+              { color: "orange", value: 0.99 },
+              { color: "green", value: cfg.loginSLO },
+            ],
+          },
+          min: 0,
+          max: 1,
+          decimals: 3,
+        },
+        overrides: [],
+      },
+      options: {
+        reduceOptions: { calcs: ["lastNotNull"], fields: "", values: false },
+        colorMode: "background",
+        graphMode: "none",
+        textMode: "value_and_name",
+      },
+    },
+    {
+      id: 3,
+      type: "timeseries",
+      title: "Login availability vs SLO",
+      description: "Share of counted logins that succeeded, per target; the dashed line is the " + sloPercent + " % SLO.",
+      datasource: ds,
+      gridPos: { x: 8, y: 1, w: 16, h: 5 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "sum by (target) (rate(authprobe_probe_runs_total{result=\"success\", target=~\"$target\", location=~\"$location\"}[$__rate_interval]))\n  / sum by (target) (rate(authprobe_probe_runs_total{result!~\"" + excluded + "\", target=~\"$target\", location=~\"$location\"}[$__rate_interval]))",
+          legendFormat: "{{target}}",
+        },
+        {
+          refId: "B",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: 'vector(%s)' % util.num(cfg.loginSLO),
+          legendFormat: "SLO 99.9 %",
+        },
+      ],
+      fieldConfig: {
+        defaults: { unit: "percentunit", min: 0, max: 1 },
+        overrides: [
+          {
+            matcher: { id: "byName", options: "SLO 99.9 %" },
+            properties: [
+              { id: "custom.lineStyle", value: { dash: [10, 10], fill: "dash" } },
+              { id: "color", value: { mode: "fixed", fixedColor: "red" } },
+            ],
+          },
+        ],
+      },
+      options: {},
+    },
+    {
+      id: 4,
+      type: "row",
+      title: "Current state",
+      collapsed: false,
+      gridPos: { x: 0, y: 6, w: 24, h: 1 },
+      panels: [],
+    },
+    {
+      id: 5,
+      type: "table",
+      title: "Probes now",
+      description: "One row per probe: its last run's result, state, step, reason and HTTP status, or LDAP result code for directories (authprobe_probe_outcome), failures in a row and when it last succeeded.",
+      datasource: ds,
+      gridPos: { x: 0, y: 7, w: 24, h: 8 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "authprobe_probe_outcome{target=~\"$target\", probe=~\"$probe\", location=~\"$location\"}",
+          format: "table",
+          instant: true,
+        },
+        {
+          refId: "B",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "authprobe_probe_consecutive_failures{target=~\"$target\", probe=~\"$probe\", location=~\"$location\"}",
+          format: "table",
+          instant: true,
+        },
+        {
+          refId: "C",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "authprobe_probe_last_success_timestamp_seconds{target=~\"$target\", probe=~\"$probe\", location=~\"$location\"} * 1000",
+          format: "table",
+          instant: true,
+        },
+      ],
+      fieldConfig: {
+        defaults: {},
+        overrides: [
+          {
+            matcher: { id: "byName", options: "last success" },
+            properties: [{ id: "unit", value: "dateTimeFromNow" }],
+          },
+          {
+            matcher: { id: "byName", options: "result" },
+            properties: [
+              { id: "custom.cellOptions", value: { type: "color-background" } },
+              {
+                id: "mappings",
+                value: [
+                  { type: "value", options: { success: { color: "green", index: 0 } } },
+                  {
+                    type: "regex",
+                    options: { pattern: "^(?!success$).*", result: { color: "red", index: 1 } },
+                  },
+                ],
+              },
+            ],
+          },
+          {
+            matcher: { id: "byName", options: "failures in a row" },
+            properties: [
+              {
+                id: "thresholds",
+                value: {
+                  mode: "absolute",
+                  steps: [
+                    { color: "green", value: null },
+                    { color: "orange", value: 1 },
+                    { color: "red", value: 3 },
+                  ],
+                },
+              },
+              { id: "custom.cellOptions", value: { type: "color-text" } },
+            ],
+          },
+        ],
+      },
+      options: {},
+      transformations: [
+        { id: "merge", options: {} },
+        {
+          id: "organize",
+          options: {
+            excludeByName: { Time: true, "Value #A": true, __name__: true, job: true, instance: true },
+            renameByName: { "Value #B": "failures in a row", "Value #C": "last success" },
+            indexByName: {
+              probe: 0,
+              target: 1,
+              result: 2,
+              state: 3,
+              step: 4,
+              reason: 5,
+              http_status: 6,
+              "Value #B": 8,
+              "Value #C": 9,
+              ldap_result_code: 7,
+            },
+          },
+        },
+      ],
+    },
+    {
+      id: 6,
+      type: "row",
+      title: "Latency",
+      collapsed: false,
+      gridPos: { x: 0, y: 15, w: 24, h: 1 },
+      panels: [],
+    },
+    {
+      id: 7,
+      type: "timeseries",
+      title: "Login latency p50 / p95 / p99",
+      description: "Quantiles of the total login duration, over runs in which every request was answered (timeouts excluded).",
+      datasource: ds,
+      gridPos: { x: 0, y: 16, w: 12, h: 8 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "histogram_quantile(0.5, sum by (le) (rate(authprobe_probe_login_duration_seconds_bucket{target=~\"$target\", probe=~\"$probe\", location=~\"$location\"}[$__rate_interval])))",
+          legendFormat: "p50",
+        },
+        {
+          refId: "B",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "histogram_quantile(0.95, sum by (le) (rate(authprobe_probe_login_duration_seconds_bucket{target=~\"$target\", probe=~\"$probe\", location=~\"$location\"}[$__rate_interval])))",
+          legendFormat: "p95",
+        },
+        {
+          refId: "C",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "histogram_quantile(0.99, sum by (le) (rate(authprobe_probe_login_duration_seconds_bucket{target=~\"$target\", probe=~\"$probe\", location=~\"$location\"}[$__rate_interval])))",
+          legendFormat: "p99",
+        },
+      ],
+      fieldConfig: {
+        defaults: {
+          unit: "s",
+          thresholds: {
+            mode: "absolute",
+            steps: [{ color: "green", value: null }, { color: "red", value: cfg.loginSlowSeconds }],
+          },
+          custom: { thresholdsStyle: { mode: "line" } },
+        },
+        overrides: [],
+      },
+      options: {},
+    },
+    {
+      id: 8,
+      type: "heatmap",
+      title: "Login latency distribution",
+      description: "How many logins took how long, from authprobe_probe_login_duration_seconds buckets.",
+      datasource: ds,
+      gridPos: { x: 12, y: 16, w: 12, h: 8 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "sum by (le) (increase(authprobe_probe_login_duration_seconds_bucket{target=~\"$target\", probe=~\"$probe\", location=~\"$location\"}[$__rate_interval]))",
+          format: "heatmap",
+          legendFormat: "{{le}}",
+        },
+      ],
+      fieldConfig: { defaults: { unit: "s" }, overrides: [] },
+      options: {
+        calculate: false,
+        yAxis: { unit: "s" },
+        color: { scheme: "Oranges", mode: "scheme" },
+        cellGap: 1,
+      },
+    },
+    {
+      id: 9,
+      type: "timeseries",
+      title: "Latency by step (p95)",
+      description: "95th percentile of each request's duration, by the step it answered: BaseAuthentication (password), SecutityPin, VerificationCode, TokenValidation.",
+      datasource: ds,
+      gridPos: { x: 0, y: 24, w: 12, h: 8 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "histogram_quantile(0.95, sum by (step, le) (rate(authprobe_probe_step_duration_seconds_bucket{target=~\"$target\", probe=~\"$probe\", location=~\"$location\"}[$__rate_interval])))",
+          legendFormat: "{{step}}",
+        },
+      ],
+      fieldConfig: { defaults: { unit: "s" }, overrides: [] },
+      options: {},
+    },
+    {
+      id: 10,
+      type: "timeseries",
+      title: "Phases of the first request",
+      description: "Where the time of each probe's first request goes, averaged over the selected probes: DNS (resolve), TCP (connect), TLS handshake, server processing to the first byte, body transfer.",
+      datasource: ds,
+      gridPos: { x: 12, y: 24, w: 12, h: 8 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "avg by (phase) (authprobe_probe_phase_duration_seconds{target=~\"$target\", probe=~\"$probe\", location=~\"$location\"})",
+          legendFormat: "{{phase}}",
+        },
+      ],
+      fieldConfig: {
+        defaults: { unit: "s", custom: { stacking: { mode: "normal" }, fillOpacity: 60, drawStyle: "bars" } },
+        overrides: [],
+      },
+      options: {},
+    },
+    {
+      id: 11,
+      type: "row",
+      title: "Failures",
+      collapsed: false,
+      gridPos: { x: 0, y: 32, w: 24, h: 1 },
+      panels: [],
+    },
+    {
+      id: 12,
+      type: "timeseries",
+      title: "Failures by result",
+      description: "Failed scheduled runs per second, by result class.",
+      datasource: ds,
+      gridPos: { x: 0, y: 33, w: 12, h: 8 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "sum by (result) (rate(authprobe_probe_runs_total{result!=\"success\", target=~\"$target\", probe=~\"$probe\", location=~\"$location\"}[$__rate_interval]))",
+          legendFormat: "{{result}}",
+        },
+      ],
+      fieldConfig: {
+        defaults: { unit: "ops", custom: { stacking: { mode: "normal" }, fillOpacity: 40 } },
+        overrides: [],
+      },
+      options: {},
+    },
+    {
+      id: 13,
+      type: "timeseries",
+      title: "Failing probes by reason",
+      description: "Probes whose last run failed, by the normalised Reason the server gave (none when it gave none).",
+      datasource: ds,
+      gridPos: { x: 12, y: 33, w: 12, h: 8 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "count by (reason) (authprobe_probe_outcome{result!=\"success\", target=~\"$target\", probe=~\"$probe\", location=~\"$location\"})",
+          legendFormat: "{{reason}}",
+        },
+      ],
+      fieldConfig: {
+        defaults: { unit: "short", custom: { stacking: { mode: "normal" }, fillOpacity: 40 }, decimals: 0 },
+        overrides: [],
+      },
+      options: {},
+    },
+    {
+      id: 14,
+      type: "row",
+      title: "TLS",
+      collapsed: false,
+      gridPos: { x: 0, y: 41, w: 24, h: 1 },
+      panels: [],
+    },
+    {
+      id: 15,
+      type: "table",
+      title: "Certificate expiry",
+      description: "Time until the earliest expiry in the certificate chain each HTTPS target served, and the TLS version negotiated.",
+      datasource: ds,
+      gridPos: { x: 0, y: 42, w: 24, h: 6 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "min by (target) (authprobe_probe_tls_cert_not_after_timestamp_seconds{target=~\"$target\", location=~\"$location\"}) - time()",
+          format: "table",
+          instant: true,
+        },
+        {
+          refId: "B",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "count by (target, version) (authprobe_probe_tls_version_info{target=~\"$target\", location=~\"$location\"})",
+          format: "table",
+          instant: true,
+        },
+      ],
+      fieldConfig: {
+        defaults: {},
+        overrides: [
+          {
+            matcher: { id: "byName", options: "expires in" },
+            properties: [
+              { id: "unit", value: "s" },
+              {
+                id: "thresholds",
+                value: {
+                  mode: "absolute",
+                  steps: [
+                    { color: "red", value: null },
+                    { color: "orange", value: 1209600 },
+                    { color: "green", value: 2592000 },
+                  ],
+                },
+              },
+              { id: "custom.cellOptions", value: { type: "color-background" } },
+            ],
+          },
+        ],
+      },
+      options: {},
+      transformations: [
+        { id: "merge", options: {} },
+        {
+          id: "organize",
+          options: {
+            excludeByName: { Time: true, "Value #B": true },
+            renameByName: { "Value #A": "expires in" },
+          },
+        },
+      ],
+    },
+    {
+      id: 19,
+      type: "row",
+      title: "OAuth 2.0 tokens and discovery",
+      collapsed: false,
+      gridPos: { x: 0, y: 48, w: 24, h: 1 },
+      panels: [],
+    },
+    {
+      id: 20,
+      type: "timeseries",
+      title: "Token lifetime granted",
+      description: "The expires_in each OAuth 2.0 probe was granted on its last run. A sudden drop (say 3600 s to 60 s) is a token policy change: users are signed out sooner and clients refresh far more often (alert AuthprobeTokenLifetimeDropped).",
+      datasource: ds,
+      gridPos: { x: 0, y: 49, w: 8, h: 8 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "authprobe_probe_token_expires_in_seconds{target=~\"$target\", probe=~\"$probe\", location=~\"$location\"}",
+          legendFormat: "{{probe}}",
+        },
+      ],
+      fieldConfig: { defaults: { unit: "s", min: 0 }, overrides: [] },
+      options: {},
+    },
+    {
+      id: 21,
+      type: "table",
+      title: "Discovery and signing keys",
+      description: "Per OAuth 2.0 target: whether the last fetch of its discovery document and JWKS succeeded (probes go on with the copy fetched before when it fails), how long it took, how many keys the JWKS has and how long ago they last changed (a key rotation).",
+      datasource: ds,
+      gridPos: { x: 8, y: 49, w: 16, h: 8 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "max by (target) (authprobe_target_discovery_success{target=~\"$target\", location=~\"$location\"})",
+          format: "table",
+          instant: true,
+        },
+        {
+          refId: "B",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "max by (target) (authprobe_target_discovery_duration_seconds{target=~\"$target\", location=~\"$location\"})",
+          format: "table",
+          instant: true,
+        },
+        {
+          refId: "C",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "max by (target) (authprobe_target_jwks_keys{target=~\"$target\", location=~\"$location\"})",
+          format: "table",
+          instant: true,
+        },
+        {
+          refId: "D",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "time() - max by (target) (authprobe_target_jwks_last_change_timestamp_seconds{target=~\"$target\", location=~\"$location\"})",
+          format: "table",
+          instant: true,
+        },
+      ],
+      fieldConfig: {
+        defaults: {},
+        overrides: [
+          {
+            matcher: { id: "byName", options: "discovery ok" },
+            properties: [
+              {
+                id: "mappings",
+                value: [
+                  {
+                    type: "value",
+                    options: { "0": { text: "failing", color: "red" }, "1": { text: "ok", color: "green" } },
+                  },
+                ],
+              },
+              { id: "custom.cellOptions", value: { type: "color-background" } },
+            ],
+          },
+          {
+            matcher: { id: "byName", options: "last fetch" },
+            properties: [{ id: "unit", value: "s" }],
+          },
+          {
+            matcher: { id: "byName", options: "keys changed" },
+            properties: [{ id: "unit", value: "s" }],
+          },
+        ],
+      },
+      options: {},
+      transformations: [
+        { id: "merge", options: {} },
+        {
+          id: "organize",
+          options: {
+            excludeByName: { Time: true },
+            renameByName: {
+              "Value #A": "discovery ok",
+              "Value #B": "last fetch",
+              "Value #C": "keys",
+              "Value #D": "keys changed",
+            },
+          },
+        },
+      ],
+    },
+    {
+      id: 22,
+      type: "row",
+      title: "Directories (LDAP)",
+      collapsed: false,
+      gridPos: { x: 0, y: 57, w: 24, h: 1 },
+      panels: [],
+    },
+    {
+      id: 23,
+      type: "stat",
+      title: "Password expiry",
+      description: "Days until each LDAP probe account's password expires, as the directory told its last run (authprobe_probe_password_expires_in_seconds): OpenLDAP's password policy warning (only inside its pwdExpireWarning window), Active Directory's msDS-UserPasswordExpiryTimeComputed (probes with password_expiry: true). Negative once expired. Orange under " + util.num(cfg.passwordExpiryDays) + " days (alert AuthprobePasswordExpiringSoon), red under 2.",
+      datasource: ds,
+      gridPos: { x: 0, y: 58, w: 8, h: 8 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "authprobe_probe_password_expires_in_seconds{target=~\"$target\", probe=~\"$probe\", location=~\"$location\"} / 86400",
+          legendFormat: "{{probe}}",
+          instant: true,
+        },
+      ],
+      fieldConfig: {
+        defaults: {
+          unit: "d",
+          decimals: 1,
+          thresholds: {
+            mode: "absolute",
+            steps: [
+              { color: "red", value: null },
+              { color: "orange", value: 2 },
+              { color: "green", value: cfg.passwordExpiryDays },
+            ],
+          },
+        },
+        overrides: [],
+      },
+      options: {
+        reduceOptions: { calcs: ["lastNotNull"], fields: "", values: false },
+        colorMode: "background",
+        graphMode: "none",
+        textMode: "value_and_name",
+      },
+    },
+    {
+      id: 24,
+      type: "stat",
+      title: "Grace logins left",
+      description: "Logins left with an expired password (authprobe_probe_grace_logins_remaining, the password policy's graceAuthNsRemaining): shown only while a probe account's expired password lives on grace logins. Every run of the probe uses one; at 0 its binds fail as password_expired (alert AuthprobeGraceLoginsInUse).",
+      datasource: ds,
+      gridPos: { x: 8, y: 58, w: 4, h: 8 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "authprobe_probe_grace_logins_remaining{target=~\"$target\", probe=~\"$probe\", location=~\"$location\"}",
+          legendFormat: "{{probe}}",
+          instant: true,
+        },
+      ],
+      fieldConfig: {
+        defaults: {
+          unit: "short",
+          decimals: 0,
+          min: 0,
+          thresholds: {
+            mode: "absolute",
+            steps: [{ color: "red", value: null }, { color: "orange", value: 2 }],
+          },
+        },
+        overrides: [],
+      },
+      options: {
+        reduceOptions: { calcs: ["lastNotNull"], fields: "", values: false },
+        colorMode: "background",
+        graphMode: "none",
+        textMode: "value_and_name",
+      },
+    },
+    {
+      id: 25,
+      type: "table",
+      title: "Directory probes now",
+      description: "One row per LDAP probe: its last run's result, step, reason and LDAP result code (0 success, 49 invalid credentials, -1 no answer: authprobe_probe_ldap_result_code), and how long the lockout guard holds its credentials back after a refused wrong password, unknown user or locked account (authprobe_probe_backoff_seconds; meanwhile each run reads the root DSE anonymously and reports the held result).",
+      datasource: ds,
+      gridPos: { x: 12, y: 58, w: 12, h: 8 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "authprobe_probe_outcome{ldap_result_code!=\"\", target=~\"$target\", probe=~\"$probe\", location=~\"$location\"}",
+          format: "table",
+          instant: true,
+        },
+        {
+          refId: "B",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "authprobe_probe_ldap_result_code{target=~\"$target\", probe=~\"$probe\", location=~\"$location\"}",
+          format: "table",
+          instant: true,
+        },
+        {
+          refId: "C",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "authprobe_probe_backoff_seconds{target=~\"$target\", probe=~\"$probe\", location=~\"$location\"} and on (probe, target) authprobe_probe_ldap_result_code",
+          format: "table",
+          instant: true,
+        },
+      ],
+      fieldConfig: {
+        defaults: {},
+        overrides: [
+          {
+            matcher: { id: "byName", options: "result" },
+            properties: [
+              { id: "custom.cellOptions", value: { type: "color-background" } },
+              {
+                id: "mappings",
+                value: [
+                  { type: "value", options: { success: { color: "green", index: 0 } } },
+                  {
+                    type: "regex",
+                    options: { pattern: "^(?!success$).*", result: { color: "red", index: 1 } },
+                  },
+                ],
+              },
+            ],
+          },
+          {
+            matcher: { id: "byName", options: "held back for" },
+            properties: [
+              { id: "unit", value: "s" },
+              {
+                id: "mappings",
+                value: [{ type: "value", options: { "0": { text: "-", index: 0 } } }],
+              },
+              {
+                id: "thresholds",
+                value: {
+                  mode: "absolute",
+                  steps: [{ color: "green", value: null }, { color: "orange", value: 1 }],
+                },
+              },
+              { id: "custom.cellOptions", value: { type: "color-text" } },
+            ],
+          },
+        ],
+      },
+      options: {},
+      transformations: [
+        { id: "merge", options: {} },
+        {
+          id: "organize",
+          options: {
+            excludeByName: {
+              Time: true,
+              "Value #A": true,
+              ldap_result_code: true,
+              state: true,
+              __name__: true,
+              job: true,
+              instance: true,
+            },
+            renameByName: { "Value #B": "LDAP code", "Value #C": "held back for" },
+            indexByName: { probe: 0, target: 1, result: 2, step: 3, reason: 4, "Value #B": 5, "Value #C": 6 },
+          },
+        },
+      ],
+    },
+    {
+      id: 26,
+      type: "timeseries",
+      title: "Bind latency",
+      description: "Median and 95th percentile of the probe account's bind (step Bind of authprobe_probe_step_duration_seconds), per probe: the directory checking the password, refused binds included. A slow bind while Connect stays fast is the directory's own work (an overloaded DC, a slow password policy overlay or backend).",
+      datasource: ds,
+      gridPos: { x: 0, y: 66, w: 12, h: 8 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "histogram_quantile(0.95, sum by (probe, le) (rate(authprobe_probe_step_duration_seconds_bucket{step=\"Bind\", target=~\"$target\", probe=~\"$probe\", location=~\"$location\"}[$__rate_interval])))",
+          legendFormat: "{{probe}} p95",
+        },
+        {
+          refId: "B",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "histogram_quantile(0.50, sum by (probe, le) (rate(authprobe_probe_step_duration_seconds_bucket{step=\"Bind\", target=~\"$target\", probe=~\"$probe\", location=~\"$location\"}[$__rate_interval])))",
+          legendFormat: "{{probe}} p50",
+        },
+      ],
+      fieldConfig: { defaults: { unit: "s" }, overrides: [] },
+      options: {},
+    },
+    {
+      id: 27,
+      type: "timeseries",
+      title: "Directory failures by reason",
+      description: "LDAP probes whose last run failed, by reason and step: refusals of the bind (invalid_credentials, unknown_user, account_locked, account_disabled, account_expired, password_expired, password_must_change, logon_restricted, tls_required: the account) apart from the directory failing (unavailable, busy, unwilling_to_perform, referral, none for connect and TLS failures) and the checks after the bind (no_such_object, entry_count, wrong_identity).",
+      datasource: ds,
+      gridPos: { x: 12, y: 66, w: 12, h: 8 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "count by (reason, step) (authprobe_probe_outcome{ldap_result_code!=\"\", result!=\"success\", target=~\"$target\", probe=~\"$probe\", location=~\"$location\"})",
+          legendFormat: "{{reason}} at {{step}}",
+        },
+      ],
+      fieldConfig: {
+        defaults: { unit: "short", custom: { stacking: { mode: "normal" }, fillOpacity: 40 }, decimals: 0 },
+        overrides: [],
+      },
+      options: {},
+    },
+    {
+      id: 16,
+      type: "row",
+      title: "authprobe itself",
+      collapsed: false,
+      gridPos: { x: 0, y: 74, w: 24, h: 1 },
+      panels: [],
+    },
+    {
+      id: 17,
+      type: "timeseries",
+      title: "Scheduler delay and skipped runs",
+      description: "How late runs start against their plan (p99), and ticks that started no run, by reason: overlap (the previous run still going), missed (the scheduler could not act), backoff (the lockout guard).",
+      datasource: ds,
+      gridPos: { x: 0, y: 75, w: 12, h: 8 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "histogram_quantile(0.99, sum by (le) (rate(authprobe_scheduler_delay_seconds_bucket{job=~\"$job\"}[$__rate_interval])))",
+          legendFormat: "start delay p99",
+        },
+        {
+          refId: "B",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "sum by (reason) (rate(authprobe_probe_skipped_total{target=~\"$target\", probe=~\"$probe\", location=~\"$location\"}[$__rate_interval]))",
+          legendFormat: "skipped: {{reason}}",
+        },
+      ],
+      fieldConfig: {
+        defaults: { unit: "s" },
+        overrides: [
+          {
+            matcher: { id: "byRegexp", options: "skipped.*" },
+            properties: [{ id: "unit", value: "ops" }, { id: "custom.axisPlacement", value: "right" }],
+          },
+        ],
+      },
+      options: {},
+    },
+    {
+      id: 18,
+      type: "stat",
+      title: "Exporter health",
+      description: "Whether Prometheus scrapes authprobe (up), whether its last configuration reload worked, whether it saves its state (history, availability, lockout guard) to --storage.path, how many probes it runs, and its memory and CPU.",
+      datasource: ds,
+      gridPos: { x: 12, y: 75, w: 12, h: 8 },
+      targets: [
+        {
+          refId: "A",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "min(up{job=~\"$job\"})",
+          legendFormat: "up",
+          instant: true,
+        },
+        {
+          refId: "B",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "min(authprobe_config_last_reload_successful{job=~\"$job\"})",
+          legendFormat: "config loaded",
+          instant: true,
+        },
+        {
+          refId: "F",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "min(authprobe_storage_up{job=~\"$job\"})",
+          legendFormat: "state saved",
+          instant: true,
+        },
+        {
+          refId: "C",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "sum(authprobe_probes_configured{job=~\"$job\"})",
+          legendFormat: "probes",
+          instant: true,
+        },
+        {
+          refId: "D",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "sum(process_resident_memory_bytes{job=~\"$job\"})",
+          legendFormat: "memory",
+          instant: true,
+        },
+        {
+          refId: "E",
+          datasource: ds,
+          editorMode: "code",
+          range: true,
+          expr: "sum(rate(process_cpu_seconds_total{job=~\"$job\"}[$__rate_interval]))",
+          legendFormat: "CPU (cores)",
+          instant: true,
+        },
+      ],
+      fieldConfig: {
+        defaults: {},
+        overrides: [
+          {
+            matcher: { id: "byName", options: "memory" },
+            properties: [{ id: "unit", value: "bytes" }],
+          },
+          {
+            matcher: { id: "byName", options: "CPU (cores)" },
+            properties: [{ id: "unit", value: "short" }, { id: "decimals", value: 3 }],
+          },
+          {
+            matcher: { id: "byRegexp", options: "up|config loaded|state saved" },
+            properties: [
+              {
+                id: "mappings",
+                value: [
+                  {
+                    type: "value",
+                    options: { "0": { text: "NO", color: "red" }, "1": { text: "yes", color: "green" } },
+                  },
+                ],
+              },
+            ],
+          },
+        ],
+      },
+      options: {
+        reduceOptions: { calcs: ["lastNotNull"], fields: "", values: false },
+        colorMode: "value",
+        graphMode: "none",
+        textMode: "value_and_name",
+      },
+    },
+  ],
+
+  authprobeDashboard:: {
+    uid: cfg.dashboardUid,
+    title: cfg.dashboardTitle,
+    description: "Synthetic logins by authprobe, ETNA Trader /token, OAuth 2.0 token endpoints and LDAP / Active Directory binds alike: availability against the SLO, current state of every probe, latency by step and phase, failures, TLS, OAuth 2.0 token lifetimes and discovery, directory accounts (password expiry, grace logins, lockout guard) and bind latency, and the exporter's health.",
+    tags: cfg.dashboardTags,
+    timezone: 'browser',
+    schemaVersion: 39,
+    version: 1,
+    editable: true,
+    refresh: '30s',
+    time: { from: 'now-6h', to: 'now' },
+    graphTooltip: 1,
+    links: [{ title: 'Runbook', type: 'link', url: std.split(cfg.runbookURLPattern, '#')[0], targetBlank: true }],
+    templating: {
+      list: [
+        {
+          name: "datasource",
+          label: "Prometheus",
+          type: "datasource",
+          query: "prometheus",
+          current: {},
+          refresh: 1,
+        },
+        {
+          name: "job",
+          label: "Job",
+          type: "query",
+          datasource: ds,
+          query: { query: "label_values(authprobe_build_info, job)", refId: "job-var" },
+          definition: "label_values(authprobe_build_info, job)",
+          refresh: 2,
+          includeAll: true,
+          allValue: ".*",
+          multi: true,
+          current: { selected: true, text: ["All"], value: ["$__all"] },
+          sort: 1,
+        },
+        {
+          name: "target",
+          label: "Target",
+          type: "query",
+          datasource: ds,
+          query: { query: "label_values(authprobe_probe_success, target)", refId: "target-var" },
+          definition: "label_values(authprobe_probe_success, target)",
+          refresh: 2,
+          includeAll: true,
+          allValue: ".*",
+          multi: true,
+          current: { selected: true, text: ["All"], value: ["$__all"] },
+          sort: 1,
+        },
+        {
+          name: "location",
+          label: "Location",
+          type: "query",
+          datasource: ds,
+          query: { query: "label_values(authprobe_probe_success, location)", refId: "location-var" },
+          definition: "label_values(authprobe_probe_success, location)",
+          refresh: 2,
+          includeAll: true,
+          allValue: ".*",
+          multi: true,
+          current: { selected: true, text: ["All"], value: ["$__all"] },
+          sort: 1,
+        },
+        {
+          name: "probe",
+          label: "Probe",
+          type: "query",
+          datasource: ds,
+          query: {
+            query: "label_values(authprobe_probe_success{target=~\"$target\"}, probe)",
+            refId: "probe-var",
+          },
+          definition: "label_values(authprobe_probe_success{target=~\"$target\"}, probe)",
+          refresh: 2,
+          includeAll: true,
+          allValue: ".*",
+          multi: true,
+          current: { selected: true, text: ["All"], value: ["$__all"] },
+          sort: 1,
+        },
+      ],
+    },
+    annotations: {
+      list: [
+        {
+          builtIn: 1,
+          datasource: { type: 'grafana', uid: '-- Grafana --' },
+          enable: true,
+          hide: true,
+          iconColor: 'rgba(0, 211, 255, 1)',
+          name: 'Annotations & Alerts',
+          type: 'dashboard',
+        },
+      ],
+    },
+    panels: [withExemplars(p) for p in panels],
+  },
+
+  grafanaDashboards+:: {
+    [cfg.dashboardFile]: $.authprobeDashboard,
+  },
+}
