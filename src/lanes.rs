@@ -1,7 +1,7 @@
 //! The threads logins run on: each a single-threaded tokio runtime of its own, so that a login's
 //! timers, its socket's events and the code awaiting them stay on one thread. On the shared
 //! multi-threaded runtime a login's wake-ups hop between workers (about 0.1 ms per login on the
-//! machine of BENCHMARKS.md), and a worker busy with something else (rendering a large
+//! machine of docs/benchmarks.md), and a worker busy with something else (rendering a large
 //! `/metrics`) can leave an answer unread: both would be counted as the server's time.
 //!
 //! The scheduler's timer wheel runs on a lane too, and starts each whole run (waiting for its

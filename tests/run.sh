@@ -68,6 +68,18 @@ fi
 # here once rather than by the first test that starts one; a no-op while it is current.
 python3 tests/samba/dc.py template --template "${CARGO_TARGET_DIR:-target}/tmp/samba-template"
 
+# mdbook from crates.io, which renders docs/ as a site: installed into target/tools when missing
+# (it compiles for a few minutes, once), then the site built as a check that it builds.
+mdbook=target/tools/bin/mdbook
+mdbook_version=0.5.4
+if ! "$mdbook" --version 2>/dev/null | grep -qx "mdbook v$mdbook_version"; then
+    echo "installing mdbook $mdbook_version into target/tools"
+    cargo install -q --locked mdbook --version "$mdbook_version" --no-default-features --features search \
+        --root target/tools
+fi
+echo "--- mdbook build docs"
+"$mdbook" build docs -d target/book
+
 echo "--- cargo fmt --check"
 cargo fmt --all -- --check
 echo "--- cargo clippy -D warnings"

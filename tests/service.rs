@@ -643,6 +643,7 @@ async fn ready_only_once_probes_are_scheduled() {
         lifecycle: false,
         on_demand: false,
         instance: Default::default(),
+        docs_url: None,
         scrapes: Arc::new(tokio::sync::Semaphore::new(1)),
     };
     let listener = web::bind("127.0.0.1:0").await.unwrap();

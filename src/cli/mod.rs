@@ -80,6 +80,10 @@ pub struct WebArgs {
     /// Time a client has to send a request's headers or complete a TLS handshake.
     #[arg(long = "web.read-header-timeout", default_value = "10s", value_parser = parse_duration)]
     read_header_timeout: Duration,
+    /// Where the status page's footer links for documentation: the docs/ of this version
+    /// rendered by mdbook, wherever you publish it (an http or https URL).
+    #[arg(long = "web.docs-url", value_parser = parse_docs_url)]
+    docs_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -243,6 +247,14 @@ fn parse_write_interval(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?} is shorter than 100ms"));
     }
     Ok(d)
+}
+
+fn parse_docs_url(text: &str) -> Result<String, String> {
+    if (text.starts_with("https://") || text.starts_with("http://")) && !text.chars().any(char::is_whitespace) {
+        Ok(text.to_owned())
+    } else {
+        Err("expected an http:// or https:// URL".to_owned())
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

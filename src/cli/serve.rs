@@ -135,6 +135,7 @@ pub async fn serve(
         lifecycle: web_args.enable_lifecycle,
         on_demand: web_args.enable_on_demand,
         instance,
+        docs_url: web_args.docs_url.clone(),
         scrapes: Arc::new(tokio::sync::Semaphore::new(web_args.max_concurrent_scrapes as usize)),
     };
     let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();

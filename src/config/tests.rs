@@ -125,33 +125,105 @@ fn a_quoted_key_stays_on_one_bounded_line() {
     assert!(err.len() < 800 && err.contains("…"), "{} characters", err.len());
 }
 
-/// The README's probes files and target examples, as a user copies them, load but for what they
-/// refer to that is not on this machine (secret files, variables, CA files): every field is one
-/// its block takes.
+/// The fenced code blocks of the README and of every page of docs/, with the file and line each
+/// opens at: (file, line, info string, text).
+fn documentation_blocks() -> Vec<(String, usize, String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    let mut pages: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    pages.sort();
+    files.extend(pages);
+    let mut blocks = Vec::new();
+    for path in files {
+        let name = path.strip_prefix(root).unwrap().display().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut open: Option<(usize, String, String)> = None;
+        for (i, line) in text.lines().enumerate() {
+            match open.take() {
+                None => {
+                    if let Some(info) = line.strip_prefix("```") {
+                        open = Some((i + 1, info.trim().to_owned(), String::new()));
+                    }
+                }
+                Some((at, info, body)) if line.trim_start().starts_with("```") => {
+                    blocks.push((name.clone(), at, info, body));
+                }
+                Some((at, info, mut body)) => {
+                    body.push_str(line);
+                    body.push('\n');
+                    open = Some((at, info, body));
+                }
+            }
+        }
+        assert!(open.is_none(), "{name}: a code block is never closed");
+    }
+    blocks
+}
+
+/// Every YAML example of the README and of docs/ is loaded by what reads files of its kind, as a user
+/// copies it: the documentation cannot drift from the code. A block's info string says its kind:
+/// `yaml` is a probes file (what `check-config` loads), `yaml target` one entry of its `targets:`
+/// list, `yaml accounts` a simulator accounts file (`simulate --accounts`, `accounts_file:`),
+/// `yaml web-config` a `--web.config.file`, and `yaml prometheus` a file of Prometheus' own, which is
+/// only parsed as YAML here (tests/deploy.rs runs promtool on deploy/). Any other kind fails, so no
+/// example is skipped unseen. Examples fail on nothing but what they refer to that is not on this
+/// machine (secret files, variables, CA files).
 #[test]
-fn the_readme_examples_load() {
-    const README: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
-    let blocks: Vec<&str> = README.split("```yaml\n").skip(1).map(|b| b.split("```").next().unwrap()).collect();
+fn the_documentation_examples_load() {
     let probe = "probes:\n  - {name: p, target: t, grant: client_credentials}\n";
-    let mut files = Vec::new();
-    for block in blocks {
-        if block.starts_with("targets:") || block.starts_with("defaults:") {
-            files.push(block.to_owned());
-        } else if block.starts_with("  - {name:") {
-            // A target of the identity provider examples.
-            let name = block.split("name: ").nth(1).unwrap().split(',').next().unwrap();
-            files.push(format!("targets:\n{block}{}", probe.replace("target: t", &format!("target: {name}"))));
-        }
-    }
-    assert_eq!(files.len(), 8, "the ETNA, OAuth 2.0, interactive and LDAP files and four identity providers");
-    // What the examples refer to that a machine running them has.
     let allowed = ["cannot read", "is not set", "no such file"];
-    for text in files {
-        let err = load(&text).unwrap_err();
-        for line in err.lines() {
-            assert!(allowed.iter().any(|a| line.contains(a)), "{line}\nin\n{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for (file, line, info, text) in documentation_blocks() {
+        let mut words = info.split_whitespace();
+        let lang = words.next().unwrap_or("");
+        if lang != "yaml" && lang != "yml" {
+            continue;
         }
+        let kind = words.next().unwrap_or("probes").to_owned();
+        let at = format!("the {kind} example of {file}:{line}");
+        let errors = match kind.as_str() {
+            "probes" => {
+                let top = text.lines().find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap_or("");
+                let keys = ["defaults:", "simulator:", "targets:", "probes:", "probe_files:"];
+                assert!(
+                    keys.iter().any(|k| top.starts_with(k)),
+                    "{at} does not begin as a probes file does: tag it (```yaml target, accounts, web-config or prometheus)"
+                );
+                load(&text).err()
+            }
+            "target" => {
+                let name = text.split("name: ").nth(1).unwrap().split([',', '\n']).next().unwrap();
+                let file = format!("targets:\n{text}{}", probe.replace("target: t", &format!("target: {name}")));
+                load(&file).err()
+            }
+            "accounts" => {
+                let path = dir.path().join(format!("accounts-{line}.yaml"));
+                std::fs::write(&path, &text).unwrap();
+                crate::simulator::Settings::load(&path).err().map(|e| e.to_string())
+            }
+            "web-config" => {
+                let path = dir.path().join(format!("web-{line}.yaml"));
+                std::fs::write(&path, &text).unwrap();
+                crate::web::config::WebConfig::load(&path).err().map(|e| e.to_string())
+            }
+            "prometheus" => serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text).map_err(|e| e.to_string()).err(),
+            _ => panic!("{at}: unknown kind of YAML example (probes, target, accounts, web-config, prometheus)"),
+        };
+        for line in errors.iter().flat_map(|e| e.lines()) {
+            assert!(allowed.iter().any(|a| line.contains(a)), "{at}: {line}\nin\n{text}");
+        }
+        *kinds.entry(kind).or_default() += 1;
     }
+    // The README's tour alone has a probes file of each family; the reference has every kind.
+    for kind in ["probes", "target", "accounts", "web-config", "prometheus"] {
+        assert!(kinds.get(kind).is_some_and(|n| *n > 0), "no {kind} example found: {kinds:?}");
+    }
+    assert!(kinds["probes"] >= 9, "{kinds:?}");
 }
 
 /// A field is judged by the family of the block it is in: another family's is "only for" that

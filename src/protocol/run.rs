@@ -211,7 +211,7 @@ impl Prober {
     /// Runs the HTTP machinery once against a loopback socket of its own that answers a canned
     /// JSON success, before anything is timed. A one-shot process (`authprobe probe`) would
     /// otherwise run its first login on a cold thread through code and data nothing has touched
-    /// yet, and count that against the server (about 0.1 ms on the machine of BENCHMARKS.md).
+    /// yet, and count that against the server (about 0.1 ms on the machine of docs/benchmarks.md).
     /// Nothing is sent to any target. Best effort: a failure only means no warm-up.
     pub async fn warm_up(&self) {
         use std::io::{Read as _, Write as _};

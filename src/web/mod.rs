@@ -53,6 +53,9 @@ pub struct AppState {
     pub on_demand: bool,
     /// This instance's shard and location, for people.
     pub instance: Instance,
+    /// Where the status page's footer links for the documentation (`--web.docs-url`); without
+    /// it, the footer says where the documentation is in the source tree.
+    pub docs_url: Option<String>,
     /// Scrapes of `/metrics` rendered and sent at once (`--web.max-concurrent-scrapes`); the
     /// others wait their turn. Each one in flight holds a few chunks of the exposition, so
     /// without a bound memory would grow with the number of scrapers.

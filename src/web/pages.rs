@@ -148,15 +148,27 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
              <h2>Probes ({})</h2>\n<p class=\"summary\"><span>{} succeeding</span><span>{} failing</span><span>{} not run yet</span></p>\n<table>\n<tr><th>Probe</th><th>Target</th><th>Schedule</th><th>Last result</th>\
              <th>State</th><th>Step</th><th>Reason</th><th>{status_header}</th><th>Duration</th><th>Last run</th><th>Last success</th><th>Failures<br>in a row</th><th>Next run</th>{AVAILABILITY_HEADERS}<th></th></tr>\n{rows}</table>\n\
              <h2>Targets</h2>\n<p class=\"muted\">Availability: successful scheduled runs ÷ scheduled runs of the target's probes, over the last hour, day, week and month.</p>\n\
-             <table>\n<tr><th>Target</th>{AVAILABILITY_HEADERS}</tr>\n{targets}</table>\n",
+             <table>\n<tr><th>Target</th>{AVAILABILITY_HEADERS}</tr>\n{targets}</table>\n{}",
             crate::VERSION,
             escape(crate::REVISION),
             set.list.len(),
             counts[0],
             counts[1],
             counts[2],
+            footer(state.docs_url.as_deref()),
         ),
     ))
+}
+
+/// The status page's footer: a link to the documentation where it is published
+/// (`--web.docs-url`), else where it is in the source tree, since no site is hosted for it.
+fn footer(docs_url: Option<&str>) -> String {
+    match docs_url {
+        Some(url) => format!("<footer><p class=\"muted\"><a href=\"{}\">Documentation</a></p></footer>\n", escape(url)),
+        None => "<footer><p class=\"muted\">Documentation: <code>README.md</code> and <code>docs/</code> in authprobe's source tree \
+                 (<code>mdbook build docs</code> renders them as a site; <code>--web.docs-url</code> links here to where it is published).</p></footer>\n"
+            .to_owned(),
+    }
 }
 
 /// `/probes/NAME`.
@@ -398,6 +410,7 @@ mod tests {
             lifecycle: false,
             on_demand: false,
             instance: Default::default(),
+            docs_url: None,
             scrapes: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
@@ -425,5 +438,21 @@ mod tests {
         let Html(page) = status(State(state)).await;
         assert!(page.contains("<th>Status</th>") && !page.contains("<th>HTTP</th>"), "{page}");
         assert!(page.contains("<td>HTTP 200</td>") && page.contains("<td>LDAP 49</td>"), "{page}");
+    }
+
+    /// The footer links to the documentation where `--web.docs-url` says it is published, and
+    /// otherwise says where it is in the source tree.
+    #[tokio::test]
+    async fn the_footer_leads_to_the_documentation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = state(dir.path());
+        let Html(page) = status(State(state.clone())).await;
+        assert!(page.contains("<footer>") && page.contains("<code>docs/</code> in authprobe's source tree"), "{page}");
+        state.docs_url = Some("https://wiki.example/authprobe/?a=1&b=\"2\"".to_owned());
+        let Html(page) = status(State(state)).await;
+        assert!(
+            page.contains("<a href=\"https://wiki.example/authprobe/?a=1&amp;b=&quot;2&quot;\">Documentation</a>"),
+            "{page}"
+        );
     }
 }
