@@ -12,7 +12,7 @@ use authprobe::config::Config;
 use authprobe::protocol::ldap::names::*;
 use authprobe::protocol::{LoginSpec, Outcome, Prober, Reason, ResultClass, Step};
 use common::slapd::{self, Slapd};
-use common::write;
+use common::{promtool_check_metrics, write};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// The probes of `yaml`, loaded from a file as the service loads them, by name.
@@ -21,6 +21,23 @@ fn load(yaml: &str) -> HashMap<String, LoginSpec> {
     let file = write(dir.path(), "probes.yaml", yaml);
     let config = Config::load(&file).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     config.probes.iter().map(|p| (p.name.to_string(), p.login.clone())).collect()
+}
+
+/// The probes of a file and a prober to run them.
+struct Probes {
+    specs: HashMap<String, LoginSpec>,
+    prober: Prober,
+}
+
+impl Probes {
+    fn load(yaml: &str) -> Probes {
+        Probes { specs: load(yaml), prober: Prober::new().unwrap() }
+    }
+
+    /// One run of the probe `name`.
+    async fn login(&self, name: &str) -> Outcome {
+        self.prober.login(&self.specs[name]).await
+    }
 }
 
 #[track_caller]
@@ -111,16 +128,10 @@ async fn slapd_binds_searches_and_every_refusal_it_can_give() {
     let one = format!(", search: {{base: '{people}', filter: '{}', expect_entries: 1}}", slapd::ALL_PEOPLE_FILTER);
     yaml += &bind("three-not-one", "ldaps", slapd::USER_DN, slapd::USER_PASSWORD, &one);
     yaml += &bind("untrusted", "untrusted", slapd::USER_DN, slapd::USER_PASSWORD, "");
-    let specs = load(&yaml);
-    let prober = Prober::new().unwrap();
-    let run = |name: &str| {
-        let spec = specs[name].clone();
-        let prober = prober.clone();
-        async move { prober.login(&spec).await }
-    };
+    let probes = Probes::load(&yaml);
 
     for (target, connect) in [("plain", vec![]), ("starttls", vec!["StartTLS"]), ("ldaps", vec![])] {
-        let o = run(&format!("good-{target}")).await;
+        let o = probes.login(&format!("good-{target}")).await;
         check(&o, ResultClass::Success, WHO_AM_I, Reason::NONE, 0);
         let want: Vec<&str> =
             ["Connect"].into_iter().chain(connect).chain(["Bind", "Search", "WhoAmI", "Unbind"]).collect();
@@ -145,55 +156,55 @@ async fn slapd_binds_searches_and_every_refusal_it_can_give() {
         }
     }
 
-    let o = run("search-then-bind").await;
+    let o = probes.login("search-then-bind").await;
     check(&o, ResultClass::Success, WHO_AM_I, Reason::NONE, 0);
     assert_eq!(steps(&o), ["Connect", "StartTLS", "ServiceBind", "UserSearch", "Bind", "WhoAmI", "Unbind"]);
     assert!(o.detail.contains(&format!("bound as {}", slapd::USER_DN)), "{}", o.detail);
 
     // The username is escaped into the filter: it matches no one, whatever it holds.
-    let o = run("nobody-found").await;
+    let o = probes.login("nobody-found").await;
     check(&o, ResultClass::AuthFailed, USER_SEARCH, UNKNOWN_USER, 0);
     assert_eq!(o.lockout, authprobe::protocol::Lockout::Neutral, "no bind was tried");
-    check(&run("ambiguous").await, ResultClass::ValidationFailed, USER_SEARCH, ENTRY_COUNT, 0);
-    let o = run("service-refused").await;
+    check(&probes.login("ambiguous").await, ResultClass::ValidationFailed, USER_SEARCH, ENTRY_COUNT, 0);
+    let o = probes.login("service-refused").await;
     check(&o, ResultClass::ClientRejected, SERVICE_BIND, INVALID_CREDENTIALS, 49);
     assert_eq!(o.lockout, authprobe::protocol::Lockout::Hold);
 
     // The password policy's warnings become facts even on a successful bind.
-    let o = run("expiring").await;
+    let o = probes.login("expiring").await;
     check(&o, ResultClass::Success, BIND, Reason::NONE, 0);
     let left = o.account.and_then(|a| a.password_expires_in_seconds).expect("expiry warning");
     assert!((slapd::EXPIRING_SECONDS as i64 - 120..=slapd::EXPIRING_SECONDS as i64).contains(&left), "{left}");
-    let o = run("grace").await;
+    let o = probes.login("grace").await;
     check(&o, ResultClass::Success, BIND, Reason::NONE, 0);
     let grace = o.account.and_then(|a| a.grace_logins_remaining).expect("grace logins");
     assert!(grace < u64::from(slapd::GRACE_LOGINS), "one was used: {grace}");
 
-    let o = run("expired").await;
+    let o = probes.login("expired").await;
     check(&o, ResultClass::PasswordExpired, BIND, PASSWORD_EXPIRED, 49);
     assert_eq!(o.lockout, authprobe::protocol::Lockout::Neutral);
     // slapd binds a must-change account with 0 and says so only in the control.
-    check(&run("reset").await, ResultClass::PasswordExpired, BIND, PASSWORD_MUST_CHANGE, 0);
-    check(&run("locked").await, ResultClass::AuthFailed, BIND, ACCOUNT_LOCKED, 49);
-    let o = run("wrong").await;
+    check(&probes.login("reset").await, ResultClass::PasswordExpired, BIND, PASSWORD_MUST_CHANGE, 0);
+    check(&probes.login("locked").await, ResultClass::AuthFailed, BIND, ACCOUNT_LOCKED, 49);
+    let o = probes.login("wrong").await;
     check(&o, ResultClass::AuthFailed, BIND, INVALID_CREDENTIALS, 49);
     assert_eq!(o.lockout, authprobe::protocol::Lockout::Hold);
     assert_eq!(steps(&o), ["Connect", "Bind", "Unbind"], "nothing after a refused bind but the unbind");
-    check(&run("unknown").await, ResultClass::AuthFailed, BIND, INVALID_CREDENTIALS, 49);
+    check(&probes.login("unknown").await, ResultClass::AuthFailed, BIND, INVALID_CREDENTIALS, 49);
 
-    let o = run("missing-base").await;
+    let o = probes.login("missing-base").await;
     check(&o, ResultClass::ValidationFailed, SEARCH, NO_SUCH_OBJECT, 32);
-    let o = run("two-not-one").await;
+    let o = probes.login("two-not-one").await;
     check(&o, ResultClass::ValidationFailed, SEARCH, ENTRY_COUNT, 0);
     assert!(o.detail.contains("2 where exactly 1"), "{}", o.detail);
     // Three people, asked for at least two: the server stops at two (sizeLimitExceeded, 4).
-    check(&run("at-least-two").await, ResultClass::Success, SEARCH, Reason::NONE, 4);
-    let o = run("three-not-one").await;
+    check(&probes.login("at-least-two").await, ResultClass::Success, SEARCH, Reason::NONE, 4);
+    let o = probes.login("three-not-one").await;
     check(&o, ResultClass::ValidationFailed, SEARCH, ENTRY_COUNT, 4);
     assert!(o.detail.contains("more than 1 where exactly 1"), "{}", o.detail);
 
     // StartTLS against a certificate nobody trusts: a TLS failure at StartTLS, nothing sent.
-    let o = run("untrusted").await;
+    let o = probes.login("untrusted").await;
     check(&o, ResultClass::TlsError, START_TLS, Reason::NONE, 0);
     assert_eq!(steps(&o), ["Connect", "StartTLS"]);
     assert!(o.detail.contains("certificate"), "{}", o.detail);
@@ -405,22 +416,6 @@ async fn hostile_directories_get_a_classified_result_within_the_deadline() {
     }
 }
 
-/// Runs `promtool check metrics` on `text`: its output and exit code.
-fn promtool_check_metrics(text: &str) -> (i32, String) {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool from Debian's prometheus package (tests/run.sh installs it)");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), report)
-}
-
 /// The test of the guard: a directory that locks an account after 3 failures, a probe
 /// with a wrong password every 2 s. The first refusal holds the credentials back (one bind per
 /// max_backoff); the runs meanwhile read the root entry anonymously and still say why they are
@@ -535,26 +530,20 @@ probes:
     yaml += &bind("locked", "ad", &samba::upn(samba::LOCKED_USER), samba::LOCKED_PASSWORD, "");
     yaml += &bind("clear", "clear", samba::USER_UPN, samba::USER_PASSWORD, "");
     yaml += &bind("whoami", "ad", samba::USER_UPN, samba::USER_PASSWORD, ", whoami: true");
-    let specs = load(&yaml);
-    let prober = Prober::new().unwrap();
-    let run = |name: &str| {
-        let spec = specs[name].clone();
-        let prober = prober.clone();
-        async move { prober.login(&spec).await }
-    };
+    let probes = Probes::load(&yaml);
 
     let max_age = samba::MAX_PASSWORD_AGE.as_secs() as i64;
     for name in ["upn", "dn"] {
-        let o = run(name).await;
+        let o = probes.login(name).await;
         check(&o, ResultClass::Success, SEARCH, Reason::NONE, 0);
         let left = o.account.and_then(|a| a.password_expires_in_seconds).expect("msDS-UserPasswordExpiryTimeComputed");
         assert!(left > 0 && left <= max_age, "{name}: {left}");
         assert!(o.tls.is_some_and(|t| t.version.is_some()), "{name}");
     }
-    check(&run("netbios").await, ResultClass::Success, BIND, Reason::NONE, 0);
+    check(&probes.login("netbios").await, ResultClass::Success, BIND, Reason::NONE, 0);
     // From the domain's root: AD adds continuation references (its DNS partitions), which are
     // not entries.
-    let o = run("search-then-bind").await;
+    let o = probes.login("search-then-bind").await;
     check(&o, ResultClass::Success, BIND, Reason::NONE, 0);
     assert!(o.detail.contains(&format!("bound as {}", samba::USER_DN)), "{}", o.detail);
 
@@ -568,16 +557,16 @@ probes:
         ("account-expired", ResultClass::AuthFailed, ACCOUNT_EXPIRED, samba::DATA_ACCOUNT_EXPIRED),
         ("locked", ResultClass::AuthFailed, ACCOUNT_LOCKED, samba::DATA_LOCKED),
     ] {
-        let o = run(name).await;
+        let o = probes.login(name).await;
         check(&o, result, BIND, reason, 49);
         assert_eq!(o.reason_text, samba::diagnostic(data), "{name}: the diagnostic message is the reason text");
         assert!(o.detail.contains(&format!("AD data {data}")), "{name}: {}", o.detail);
     }
-    let o = run("clear").await;
+    let o = probes.login("clear").await;
     check(&o, ResultClass::ClientRejected, BIND, TLS_REQUIRED, 8);
     assert_eq!(o.reason_text, samba::STRONG_AUTH_MESSAGE);
     // Samba does not implement "Who am I?": the probe says so rather than pass unchecked.
-    let o = run("whoami").await;
+    let o = probes.login("whoami").await;
     assert_eq!((o.summary.result, o.summary.step), (ResultClass::ValidationFailed, WHO_AM_I), "{}", o.detail);
     dc.stop().await;
 }

@@ -269,22 +269,6 @@ async fn the_outcome_series_is_replaced_when_the_outcome_changes() {
     assert_eq!(m.value("authprobe_probe_consecutive_failures", &good), 0.0);
 }
 
-/// Runs `promtool check metrics` on `text`: its output and exit code.
-fn promtool_check_metrics(text: &str) -> (i32, String) {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool from Debian's prometheus package (tests/run.sh installs it)");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), report)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_finds_nothing_to_report() {
     let (_dir, _sim, svc) = four_probe_service(&[], &[]).await;

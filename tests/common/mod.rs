@@ -302,3 +302,19 @@ pub fn oauth2(spec: &mut LoginSpec) -> &mut authprobe::protocol::oauth2::OAuth2L
         _ => panic!("not an OAuth 2.0 login"),
     }
 }
+
+/// Runs `promtool check metrics` on `text`: its output and exit code.
+pub fn promtool_check_metrics(text: &str) -> (i32, String) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool from Debian's prometheus package (tests/run.sh installs it)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), report)
+}
