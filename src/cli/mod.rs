@@ -1,6 +1,7 @@
 //! The subcommands: their arguments (clap), and one module each for what they do.
 
 mod check_config;
+pub mod generate;
 mod healthcheck;
 mod probe;
 mod serve;
