@@ -12,10 +12,14 @@ use cli::{Cli, Failure, LogFormat, EXIT_CONFIG};
 
 fn main() -> ExitCode {
     authprobe::memory::limit_arenas();
-    let mut cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = cli::generate::if_asked(&args) {
+        return code;
+    }
+    let mut cli = Cli::parse_from(&args);
     if cli.command.is_none() {
         // No subcommand means `run` with its defaults; global flags given still apply.
-        cli = Cli::parse_from(std::env::args_os().chain(["run".into()]));
+        cli = Cli::parse_from(args.into_iter().chain(["run".into()]));
     }
     let command = cli.command.expect("a command was chosen above");
     let format = match cli.log_format {

@@ -11,11 +11,15 @@ cd "$(dirname "$0")/.."
 # them, and curl's verdict on each, the reference for authprobe's TLS trust), oathtool (an
 # independent implementation of the one-time codes the interactive logins compute), slapd and
 # ldap-utils (OpenLDAP with ppolicy, the real directory tests/ldap.rs binds to: tests/slapd), and
-# samba with the three packages its AD DC needs without recommends (tests/samba), and jsonnet (the
+# samba with the three packages its AD DC needs without recommends (tests/samba), jsonnet (the
 # C++ jsonnet that deploy/mixin/generate.sh renders the monitoring mixin with: Debian's, so one
-# version for everyone, already built; tests/deploy.rs checks the generated files are current).
+# version for everyone, already built; tests/deploy.rs checks the generated files are current); for
+# the Debian package's test (tests/package.sh): lintian (Debian's package linter), dpkg-dev
+# (cargo-deb's dpkg-shlibdeps works out the package's dependencies), adduser (its postinst makes the
+# service user) and man-db (the man pages are rendered).
 packages=(prometheus prometheus-alertmanager chromium systemd openssl curl oathtool
-    slapd ldap-utils samba samba-ad-provision samba-dsdb-modules samba-vfs-modules jsonnet)
+    slapd ldap-utils samba samba-ad-provision samba-dsdb-modules samba-vfs-modules jsonnet
+    lintian dpkg-dev adduser man-db)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -86,3 +90,7 @@ echo "--- cargo clippy -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 echo "--- cargo test"
 cargo test --locked
+# The Debian package: built with cargo-deb (installed into target/tools), linted, installed with
+# dpkg -i, checked and purged on this machine. Out of `cargo test`: it needs a release build and root.
+echo "--- Debian package (tests/package.sh)"
+bash tests/package.sh

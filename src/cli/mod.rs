@@ -1,6 +1,7 @@
 //! The subcommands: their arguments (clap), and one module each for what they do.
 
 mod check_config;
+pub mod generate;
 mod healthcheck;
 mod probe;
 mod serve;
@@ -23,7 +24,7 @@ pub const EXIT_CONFIG: u8 = 2;
 #[command(
     name = "authprobe",
     version,
-    about = "Synthetic monitor of login paths (ETNA Trader /token, OAuth 2.0 token endpoints)"
+    about = "Synthetic monitor of login paths (ETNA Trader, OAuth 2.0 / OpenID Connect, interactive logins, LDAP / Active Directory)"
 )]
 pub struct Cli {
     /// Only log messages at or above this level.
