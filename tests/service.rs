@@ -283,6 +283,97 @@ async fn promtool_finds_nothing_to_report() {
     assert!(code != 0 || !report.is_empty(), "promtool accepted a counter without _total");
 }
 
+/// `/metrics` in OpenMetrics when asked, as Prometheus asks: checked by the reference parser
+/// (promtool reads only the text format), and the same series as the text format, which stays
+/// the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openmetrics_when_asked_with_exemplars_naming_runs() {
+    let (_dir, _sim, svc) = four_probe_service(&[], &[]).await;
+    let om = |accept: &'static str| {
+        let svc = &svc;
+        async move {
+            let r = http().get(svc.url("/metrics")).header("accept", accept).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["vary"], "Accept");
+            let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+            (ct, r.text().await.unwrap())
+        }
+    };
+    // Before any run: valid already.
+    let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
+                      text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let (ct, first) = om(prometheus).await;
+    assert_eq!(ct, "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    let (code, report) = openmetrics_parse(&first);
+    assert_eq!(code, 0, "the first scrape: {report}");
+    let text = svc.metrics_until(Duration::from_secs(15), |m| PROBES.iter().all(|p| runs(m, p) >= 2.0)).await;
+    let (_, body) = om(prometheus).await;
+    let (code, report) = openmetrics_parse(&body);
+    assert_eq!(code, 0, "{report}\n{body}");
+    assert!(body.ends_with("\n# EOF\n") && body.matches("# EOF").count() == 1);
+    // Families as OpenMetrics names them, and _created beside every counter and histogram.
+    for line in
+        ["# TYPE authprobe_probe_runs counter", "# TYPE authprobe_build info", "# TYPE process_cpu_seconds counter"]
+    {
+        assert!(body.lines().any(|l| l == line), "{line}");
+    }
+    for created in
+        ["authprobe_probe_runs_created{probe=\"good\"", "authprobe_probe_login_duration_seconds_created{probe=\"good\""]
+    {
+        assert!(body.contains(created), "{created}");
+    }
+    // Exemplars: on the login and step histograms' buckets, one per bucket, naming a run the
+    // JSON API knows, whose duration is the exemplar's value.
+    let exemplar_lines: Vec<&str> = body.lines().filter(|l| l.contains(" # {")).collect();
+    assert!(
+        exemplar_lines.iter().all(|l| l.starts_with("authprobe_probe_login_duration_seconds_bucket{")
+            || l.starts_with("authprobe_probe_step_duration_seconds_bucket{")),
+        "{exemplar_lines:?}"
+    );
+    for p in PROBES {
+        let line = exemplar_lines
+            .iter()
+            .find(|l| l.starts_with(&format!("authprobe_probe_login_duration_seconds_bucket{{probe=\"{p}\"")))
+            .unwrap_or_else(|| panic!("no exemplar for {p}"));
+        let (_, exemplar) = line.split_once(" # ").unwrap();
+        let id = exemplar.split('"').nth(1).unwrap();
+        let mut parts = exemplar.rsplit(' ');
+        let (at, value): (f64, f64) = (parts.next().unwrap().parse().unwrap(), parts.next().unwrap().parse().unwrap());
+        let (status, run) = get(&svc.url(&format!("/api/v1/runs/{id}"))).await;
+        assert_eq!(status, 200, "{run}");
+        let run: serde_json::Value = serde_json::from_str(&run).unwrap();
+        assert_eq!(run["probe"], *p);
+        assert_eq!(run["run"]["run_id"], id);
+        assert!((run["run"]["duration_seconds"].as_f64().unwrap() - value).abs() < 2e-6, "{run} {value}");
+        assert!((run["run"]["finished_unix"].as_f64().unwrap() - at).abs() <= 1.0, "{run} {at}");
+    }
+    // The same series as the text format, which has no _created and no exemplar.
+    let samples = |body: &str| -> std::collections::BTreeSet<String> {
+        body.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| {
+                l.rsplit_once(" # ").map_or(l, |(s, _)| s).rsplit_once(' ').map(|(name, _)| name.to_owned())
+            })
+            .filter(|series| {
+                !series.split('{').next().unwrap().ends_with("_created") && !series.starts_with("process_")
+            })
+            .collect()
+    };
+    let (om_samples, text_samples) = (samples(&body), samples(&text.text));
+    let differ: Vec<&String> = om_samples.symmetric_difference(&text_samples).collect();
+    assert!(differ.is_empty(), "series in one format only: {differ:?}");
+    assert!(!text.text.contains("_created") && !text.text.contains(" # {"));
+    // Anything not asking for OpenMetrics gets the text format.
+    for accept in ["text/plain", "*/*", "application/json", "application/openmetrics-text; version=9.9.9"] {
+        assert!(om(accept).await.0.starts_with("text/plain; version=0.0.4"), "{accept}");
+    }
+    // The parser refuses what is not OpenMetrics, so its silence means something.
+    let (code, _) = openmetrics_parse(body.trim_end_matches("# EOF\n"));
+    assert_ne!(code, 0, "accepted a body without # EOF");
+    let (code, _) = openmetrics_parse(&text.text);
+    assert_ne!(code, 0, "accepted the text format");
+}
+
 /// A Prometheus server from Debian's package, on a free loopback port with its own data dir.
 fn sample_value(v: &serde_json::Value) -> f64 {
     v["value"][1].as_str().unwrap().parse().unwrap()

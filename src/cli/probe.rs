@@ -44,7 +44,7 @@ pub async fn command(names: &[String], all: bool, config_file: &Path, output: Ou
     let mut all_ok = true;
     for (p, (outcome, trace)) in selected.iter().zip(&runs) {
         all_ok &= outcome.is_success();
-        authprobe::report::log_run(&p.name, &p.target, outcome);
+        authprobe::report::log_run(&p.name, &p.target, None, outcome);
         let report = ProbeReport { probe: &p.name, target: &p.target, outcome };
         match output {
             Output::Json => println!("{}", report.to_json()),

@@ -16,6 +16,7 @@
 //! has 57 series, a PIN probe 69; `validate` adds a `TokenValidation` histogram, `logout` a counter.
 //! OAuth 2.0 targets that discover add 4 series each (discovery and JWKS), after the process's own.
 
+mod format;
 mod text;
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -24,11 +25,13 @@ use prometheus::{Encoder as _, IntGauge, IntGaugeVec, Opts, Registry, TextEncode
 
 use crate::protocol::{ResultClass, Scheme, Step, Summary};
 use crate::results::{
-    unix_seconds, Histogram, ProbeRecord, ProbeResults, ProbeSet, Results, SkipReason, DELAY_BUCKETS, LATENCY_BUCKETS,
+    unix_seconds, Histogram, ProbeRecord, ProbeResults, ProbeSet, Results, RunId, SkipReason, DELAY_BUCKETS,
+    LATENCY_BUCKETS,
 };
+pub use format::Format;
 use text::Value;
 
-/// `Content-Type` of the exposition.
+/// `Content-Type` of the text format, which `GET /probe` always answers in.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Chunks of the body are about this large: few enough writes for a 50 MB body, small enough
@@ -86,8 +89,9 @@ impl Metrics {
         Ok(Metrics { registry, probes_configured, results, labels: Mutex::default() })
     }
 
-    /// The exposition, as an iterator of body chunks.
-    pub fn render(&self) -> Exposition {
+    /// The exposition in `format`, as an iterator of body chunks.
+    pub fn render(&self, format: Format) -> Exposition {
+        let om = format.is_open_metrics();
         let set = self.results.probes();
         self.probes_configured.set(set.list.len() as i64);
         let mut head = Vec::new();
@@ -95,6 +99,9 @@ impl Metrics {
             // Only possible for malformed families, which this registry never holds.
             tracing::error!(error = %e, "cannot encode process metrics");
             head.clear();
+        }
+        if om {
+            head = text::text_to_open_metrics(&String::from_utf8_lossy(&head));
         }
         let labels = self.labels_of(&set);
         // Which families have samples at all (a family without any gets no header), in one look
@@ -137,10 +144,13 @@ impl Metrics {
                 }
             });
         }
-        let mut tail = target_families(&discovery);
-        tail.extend_from_slice(&process_families(&self.results));
+        let mut tail = target_families(&discovery, om);
+        tail.extend_from_slice(&process_families(&self.results, om));
+        if om {
+            tail.extend_from_slice(b"# EOF\n");
+        }
         let present = families().iter().map(|f| f.present(&seen)).collect();
-        Exposition { head: Some(head), set, labels, present, family: 0, probe: 0, tail: Some(tail) }
+        Exposition { head: Some(head), set, labels, present, family: 0, probe: 0, tail: Some(tail), om }
     }
 
     /// The rendered label sets of the probes of `set`, in set order.
@@ -165,6 +175,15 @@ pub struct Exposition {
     family: usize,
     probe: usize,
     tail: Option<Vec<u8>>,
+    /// OpenMetrics rather than the text format.
+    om: bool,
+}
+
+/// What OpenMetrics adds to a probe's lines: its runs' ids on exemplars, and when its counters
+/// started (`_created`).
+struct OpenMetricsProbe {
+    key: u64,
+    created: f64,
 }
 
 impl Iterator for Exposition {
@@ -186,11 +205,13 @@ impl Iterator for Exposition {
                     continue;
                 }
                 let (name, kind, help) = family.meta();
-                text::header(&mut out, name, kind, help);
+                text::header(&mut out, name, kind, help, self.om);
             }
             while self.probe < self.set.list.len() && out.len() < CHUNK_BYTES {
                 let labels = &self.labels[self.probe];
-                self.set.list[self.probe].read(|r| family.write(self.family, labels, r, &mut out));
+                let probe = &self.set.list[self.probe];
+                let om = self.om.then(|| OpenMetricsProbe { key: probe.key, created: unix_seconds(probe.created) });
+                probe.read(|r| family.write(self.family, labels, r, &mut out, om.as_ref()));
                 self.probe += 1;
             }
             if self.probe == self.set.list.len() {
@@ -433,41 +454,49 @@ impl Family {
         }
     }
 
-    /// Writes the family's lines of one probe; `at` is the family's place in [`families`].
-    fn write(self, at: usize, labels: &str, r: &ProbeRecord, out: &mut Vec<u8>) {
+    /// Writes the family's lines of one probe; `at` is the family's place in [`families`];
+    /// `om` for OpenMetrics.
+    fn write(self, at: usize, labels: &str, r: &ProbeRecord, out: &mut Vec<u8>, om: Option<&OpenMetricsProbe>) {
         let lines = lines();
         let head = lines.heads[at].as_str();
         let gauge = |out: &mut Vec<u8>, v: Value| text::line(out, head, labels, "} ", v);
+        // A counter's sample, and in OpenMetrics its `_created` beside it.
+        let counter = |out: &mut Vec<u8>, tail: &str, n: u64| {
+            text::line(out, head, labels, tail, Value::Int(n));
+            if let Some(om) = om {
+                text::line(out, &lines.created_heads[at], labels, tail, Value::Float(om.created));
+            }
+        };
         match self {
             Family::Runs => {
                 for (tail, n) in lines.results.iter().zip(r.runs) {
-                    text::line(out, head, labels, tail, Value::Int(n));
+                    counter(out, tail, n);
                 }
             }
             Family::OnDemand => {
                 for (tail, n) in lines.results.iter().zip(r.on_demand.iter().flat_map(|c| c.iter())) {
                     if *n > 0 {
-                        text::line(out, head, labels, tail, Value::Int(*n));
+                        counter(out, tail, *n);
                     }
                 }
             }
             Family::Skipped => {
                 for (tail, n) in lines.skips.iter().zip(r.skipped) {
-                    text::line(out, head, labels, tail, Value::Int(n));
+                    counter(out, tail, n);
                 }
             }
             Family::LogoutFailures | Family::Retries => {
                 let n = if matches!(self, Family::Retries) { r.retries } else { r.logout_failures };
                 if let Some(n) = n {
-                    gauge(out, Value::Int(n));
+                    counter(out, "} ", n);
                 }
             }
             Family::Interval => gauge(out, Value::Float(r.interval.as_secs_f64())),
             Family::Backoff => gauge(out, Value::Float(r.backoff.as_secs_f64())),
-            Family::Login => histogram_lines(out, &lines.login, labels, &r.login),
+            Family::Login => histogram_lines(out, &lines.login, labels, &r.login, om),
             Family::Steps => {
                 for (step, h) in &r.steps {
-                    histogram_lines(out, &lines.steps[step.index()], labels, h);
+                    histogram_lines(out, &lines.steps[step.index()], labels, h, om);
                 }
             }
             _ => {
@@ -499,7 +528,7 @@ impl Family {
                     }
                     Family::TlsVersion => {
                         if let Some(v) = last.outcome.tls.and_then(|t| t.version) {
-                            text::sample(out, self.meta().0, "", labels, &[("version", v)], Value::Int(1));
+                            text::line(out, head, labels, &text::tail(&[("version", v)]), Value::Int(1));
                         }
                     }
                     Family::TokenExpiresIn => {
@@ -528,6 +557,9 @@ impl Family {
 struct Lines {
     /// `name{` of each family, indexed like [`families`].
     heads: Vec<String>,
+    /// `name_created{` of each counter family (its name without `_total`), indexed like
+    /// [`families`]; empty for the others.
+    created_heads: Vec<String>,
     /// `,result="…"} ` of each result, indexed like [`ResultClass::ALL`].
     results: Vec<String>,
     /// `,reason="…"} ` of each skip reason, indexed like [`SkipReason::ALL`].
@@ -544,6 +576,7 @@ struct HistogramLines {
     bucket: String,
     sum: String,
     count: String,
+    created: String,
     /// `…,le="…"} ` of each bound, `+Inf` last.
     les: Vec<String>,
     /// The tail of the sum and count lines.
@@ -558,6 +591,7 @@ impl HistogramLines {
             bucket: format!("{name}_bucket{{"),
             sum: format!("{name}_sum{{"),
             count: format!("{name}_count{{"),
+            created: format!("{name}_created{{"),
             les: les.map(|le| text::tail(&[step.as_slice(), &[("le", le.as_str())]].concat())).collect(),
             end: text::tail(&step),
         }
@@ -570,6 +604,13 @@ fn lines() -> &'static Lines {
         let steps_name = Family::Steps.meta().0;
         Lines {
             heads: families().iter().map(|f| format!("{}{{", f.meta().0)).collect(),
+            created_heads: families()
+                .iter()
+                .map(|f| match f.meta() {
+                    (name, "counter", _) => format!("{}_created{{", name.strip_suffix("_total").unwrap_or(name)),
+                    _ => String::new(),
+                })
+                .collect(),
             results: ResultClass::ALL.iter().map(|r| text::tail(&[("result", r.as_str())])).collect(),
             skips: SkipReason::ALL.iter().map(|r| text::tail(&[("reason", r.as_str())])).collect(),
             phases: crate::protocol::Phases::NAMES.map(|p| text::tail(&[("phase", p)])).into(),
@@ -579,12 +620,29 @@ fn lines() -> &'static Lines {
     })
 }
 
-fn histogram_lines<const N: usize>(out: &mut Vec<u8>, lines: &HistogramLines, labels: &str, h: &Histogram<N>) {
-    for (tail, n) in lines.les.iter().zip(h.cumulative().into_iter().chain([h.count])) {
-        text::line(out, &lines.bucket, labels, tail, Value::Int(n));
+/// A probe's histogram; in OpenMetrics, each bucket with the exemplar of the run that last
+/// landed in it, and `_created`.
+fn histogram_lines<const N: usize>(
+    out: &mut Vec<u8>,
+    lines: &HistogramLines,
+    labels: &str,
+    h: &Histogram<N>,
+    om: Option<&OpenMetricsProbe>,
+) {
+    for (i, (tail, n)) in lines.les.iter().zip(h.cumulative().into_iter().chain([h.count])).enumerate() {
+        match om.zip(h.exemplar(i)) {
+            Some((om, e)) => {
+                let id = RunId { probe: om.key, run: e.run };
+                text::line_with_exemplar(out, &lines.bucket, labels, tail, Value::Int(n), (&id, e.value, e.at_ms));
+            }
+            None => text::line(out, &lines.bucket, labels, tail, Value::Int(n)),
+        }
     }
     text::line(out, &lines.sum, labels, &lines.end, Value::Float(h.sum));
     text::line(out, &lines.count, labels, &lines.end, Value::Int(h.count));
+    if let Some(om) = om {
+        text::line(out, &lines.created, labels, &lines.end, Value::Float(om.created));
+    }
 }
 
 /// `probe="…",target="…"` and the probe's static labels: once per probe set for scrapes (see
@@ -604,16 +662,16 @@ pub fn render_run(probe: &ProbeResults, outcome: &crate::protocol::Outcome) -> V
     let mut out = Vec::new();
     let gauge = |out: &mut Vec<u8>, family: Family, v: Value| {
         let (name, kind, help) = family.meta();
-        text::header(out, name, kind, help);
+        text::header(out, name, kind, help, false);
         text::sample(out, name, "", &labels, &[], v);
     };
     gauge(&mut out, Family::Success, Value::Int(u64::from(outcome.is_success())));
     gauge(&mut out, Family::Duration, Value::Float(outcome.duration.as_secs_f64()));
     let scheme = outcome.scheme;
-    text::header(&mut out, scheme.metric, "gauge", scheme.help);
+    text::header(&mut out, scheme.metric, "gauge", scheme.help, false);
     text::sample(&mut out, scheme.metric, "", &labels, &[], status_value(scheme, outcome.summary.status));
     let (name, kind, help) = Family::Outcome.meta();
-    text::header(&mut out, name, kind, help);
+    text::header(&mut out, name, kind, help, false);
     outcome_sample(&mut out, &labels, &outcome.summary, outcome.scheme);
     out
 }
@@ -634,18 +692,32 @@ fn outcome_sample(out: &mut Vec<u8>, labels: &str, summary: &Summary, scheme: &S
 
 /// A histogram without labels of its own (the process-wide ones); the per-probe ones are
 /// written by [`histogram_lines`].
-fn histogram<const N: usize>(out: &mut Vec<u8>, name: &str, h: &Histogram<N>, les: &[String]) {
+fn histogram<const N: usize>(out: &mut Vec<u8>, name: &str, h: &Histogram<N>, les: &[String], created: Option<f64>) {
     for (le, n) in les.iter().map(String::as_str).chain(["+Inf"]).zip(h.cumulative().into_iter().chain([h.count])) {
         text::sample(out, name, "_bucket", "", &[("le", le)], Value::Int(n));
     }
     text::sample(out, name, "_sum", "", &[], Value::Float(h.sum));
     text::sample(out, name, "_count", "", &[], Value::Int(h.count));
+    if let Some(created) = created {
+        text::sample(out, name, "_created", "", &[], Value::Float(created));
+    }
+}
+
+/// A process-wide counter (`name` with `_total`): its header and sample, and in OpenMetrics
+/// (`created` given) its `_created`.
+fn process_counter(out: &mut Vec<u8>, name: &str, help: &str, value: u64, created: Option<f64>) {
+    text::header(out, name, "counter", help, created.is_some());
+    text::sample(out, name, "", "", &[], Value::Int(value));
+    if let Some(created) = created {
+        text::sample(out, name.strip_suffix("_total").unwrap_or(name), "_created", "", &[], Value::Float(created));
+    }
 }
 
 /// The per-target families of OAuth 2.0 discovery, from the newest facts of each target (keyed
 /// by the target's rendered labels).
 fn target_families(
     facts: &std::collections::BTreeMap<String, (std::time::SystemTime, crate::protocol::DiscoveryFacts)>,
+    om: bool,
 ) -> Vec<u8> {
     let mut out = Vec::new();
     if facts.is_empty() {
@@ -679,7 +751,7 @@ fn target_families(
         if values.is_empty() {
             continue;
         }
-        text::header(&mut out, name, "gauge", help);
+        text::header(&mut out, name, "gauge", help, om);
         for (l, v) in values {
             text::sample(&mut out, name, "", l, &[], v);
         }
@@ -688,7 +760,7 @@ fn target_families(
 }
 
 /// The state store's series, present unless state is kept in memory only.
-fn storage_families(out: &mut Vec<u8>, s: &crate::results::StorageStatus) {
+fn storage_families(out: &mut Vec<u8>, s: &crate::results::StorageStatus, created: Option<f64>) {
     let families: [(&str, &str, &str, Value); 6] = [
         (
             "authprobe_storage_up",
@@ -723,16 +795,24 @@ fn storage_families(out: &mut Vec<u8>, s: &crate::results::StorageStatus) {
         ),
     ];
     for (name, kind, help, value) in families {
-        text::header(out, name, kind, help);
-        text::sample(out, name, "", "", &[], value);
+        match (kind, value) {
+            ("counter", Value::Int(n)) => process_counter(out, name, help, n, created),
+            _ => {
+                text::header(out, name, kind, help, created.is_some());
+                text::sample(out, name, "", "", &[], value);
+            }
+        }
     }
 }
 
-fn process_families(results: &Results) -> Vec<u8> {
+/// The process's own families; `om` for OpenMetrics.
+fn process_families(results: &Results, om: bool) -> Vec<u8> {
     let (delay, watchdog_runs, reload) = (results.delay(), results.cron_watchdog_runs(), results.reload_status());
+    // Every counter of the process started with it.
+    let created = om.then(|| unix_seconds(results.started));
     let mut out = Vec::new();
     let name = "authprobe_config_last_reload_successful";
-    text::header(&mut out, name, "gauge", "Whether the last configuration reload succeeded.");
+    text::header(&mut out, name, "gauge", "Whether the last configuration reload succeeded.", om);
     text::sample(&mut out, name, "", "", &[], Value::Int(u64::from(reload.successful)));
     let name = "authprobe_config_last_reload_success_timestamp_seconds";
     text::header(
@@ -740,6 +820,7 @@ fn process_families(results: &Results) -> Vec<u8> {
         name,
         "gauge",
         "When the configuration was last loaded successfully, in seconds since the Unix epoch.",
+        om,
     );
     text::sample(&mut out, name, "", "", &[], Value::Float(unix_seconds(reload.last_success)));
     let name = "authprobe_scheduler_delay_seconds";
@@ -748,24 +829,24 @@ fn process_families(results: &Results) -> Vec<u8> {
         name,
         "histogram",
         "How late runs started against their plan (cron ticks included), all probes.",
+        om,
     );
     let les: Vec<String> = DELAY_BUCKETS.iter().map(|b| text::le(*b)).collect();
-    histogram(&mut out, name, &delay, &les);
-    let name = "authprobe_scheduler_cron_watchdog_runs_total";
-    text::header(
+    histogram(&mut out, name, &delay, &les, created);
+    process_counter(
         &mut out,
-        name,
-        "counter",
+        "authprobe_scheduler_cron_watchdog_runs_total",
         "Cron ticks that tokio-cron-scheduler did not start within the grace period, started by authprobe's watchdog instead.",
+        watchdog_runs,
+        created,
     );
-    text::sample(&mut out, name, "", "", &[], Value::Int(watchdog_runs));
     if let Some(storage) = results.storage() {
-        storage_families(&mut out, &storage);
+        storage_families(&mut out, &storage, created);
     }
     // Tasks alive: flat in a healthy process, whatever it goes through; growth is a leak.
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         let name = "authprobe_runtime_alive_tasks";
-        text::header(&mut out, name, "gauge", "Tasks alive in authprobe's async runtime.");
+        text::header(&mut out, name, "gauge", "Tasks alive in authprobe's async runtime.", om);
         text::sample(&mut out, name, "", "", &[], Value::Int(runtime.metrics().num_alive_tasks() as u64));
     }
     out
@@ -811,7 +892,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let results = Arc::new(Results::new(&config(dir.path(), "red").probes));
         let metrics = Metrics::new(results.clone()).unwrap();
-        let text = |m: &Metrics| String::from_utf8(m.render().flatten().collect()).unwrap();
+        let text = |m: &Metrics| String::from_utf8(m.render(Format::Text).flatten().collect()).unwrap();
         let red = |t: &str| t.matches(r#"{probe="p",target="t",team="red""#).count();
         let first = text(&metrics);
         assert!(first.contains(r#"authprobe_probe_interval_seconds{probe="p",target="t",team="red"} 60"#));

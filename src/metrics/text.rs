@@ -1,4 +1,7 @@
-//! Writing the Prometheus text exposition format (0.0.4) by hand, for the per-probe families.
+//! Writing the Prometheus text exposition format (0.0.4) and OpenMetrics 1.0.0 by hand, for the
+//! per-probe families. The two differ in the metadata lines (an OpenMetrics counter's family is
+//! named without `_total`, an info family without `_info`), in `_created` samples, exemplars and
+//! the closing `# EOF`, which the callers write.
 
 /// A sample value.
 #[derive(Debug, Clone, Copy)]
@@ -9,8 +12,10 @@ pub(super) enum Value {
     Float(f64),
 }
 
-/// `# HELP` and `# TYPE` lines of a family.
-pub(super) fn header(out: &mut Vec<u8>, name: &str, kind: &str, help: &str) {
+/// `# HELP` and `# TYPE` lines of a family named `name` (its samples' name for a gauge, with
+/// `_total` for a counter); with `open_metrics`, as OpenMetrics names and types it.
+pub(super) fn header(out: &mut Vec<u8>, name: &str, kind: &str, help: &str, open_metrics: bool) {
+    let (name, kind) = if open_metrics { open_metrics_family(name, kind) } else { (name, kind) };
     out.extend_from_slice(b"# HELP ");
     out.extend_from_slice(name.as_bytes());
     out.push(b' ');
@@ -18,6 +23,8 @@ pub(super) fn header(out: &mut Vec<u8>, name: &str, kind: &str, help: &str) {
         match c {
             b'\\' => out.extend_from_slice(b"\\\\"),
             b'\n' => out.extend_from_slice(b"\\n"),
+            // The text format leaves quotes in help as they are; OpenMetrics escapes them.
+            b'"' if open_metrics => out.extend_from_slice(b"\\\""),
             c => out.push(c),
         }
     }
@@ -26,6 +33,44 @@ pub(super) fn header(out: &mut Vec<u8>, name: &str, kind: &str, help: &str) {
     out.push(b' ');
     out.extend_from_slice(kind.as_bytes());
     out.push(b'\n');
+}
+
+/// The OpenMetrics family name and type of a family whose samples are called `name`: a
+/// counter's family drops `_total`, and a gauge called `…_info` is an info family without it.
+pub(super) fn open_metrics_family<'a>(name: &'a str, kind: &'a str) -> (&'a str, &'a str) {
+    match kind {
+        "counter" => (name.strip_suffix("_total").unwrap_or(name), kind),
+        "gauge" => match name.strip_suffix("_info") {
+            Some(family) => (family, "info"),
+            None => (name, kind),
+        },
+        _ => (name, kind),
+    }
+}
+
+/// Turns the text format of a `prometheus` crate registry (which has no OpenMetrics encoder)
+/// into OpenMetrics: its families' metadata renamed as [`open_metrics_family`] does, help
+/// escaped as OpenMetrics escapes it. Samples are the same in both.
+pub(super) fn text_to_open_metrics(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 64);
+    let mut help: Option<(&str, &str)> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = rest.split_once(' ');
+            continue;
+        }
+        if let Some((name, kind)) = line.strip_prefix("# TYPE ").and_then(|rest| rest.split_once(' ')) {
+            // The text encoder writes each family's HELP just before its TYPE, escaped for
+            // the text format: taken back to the raw text first.
+            let raw = help.filter(|(n, _)| *n == name).map(|(_, h)| unescape_help(h));
+            header(&mut out, name, kind, raw.as_deref().unwrap_or(""), true);
+            help = None;
+            continue;
+        }
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out
 }
 
 /// One sample line: `{name}{suffix}{labels,extra} value`. `labels` is already rendered (see
@@ -49,6 +94,62 @@ pub(super) fn sample(out: &mut Vec<u8>, name: &str, suffix: &str, labels: &str, 
     }
     out.push(b' ');
     value_line_end(out, value);
+}
+
+/// Help text as the text format escaped it (backslashes and newlines), taken back.
+fn unescape_help(escaped: &str) -> String {
+    let mut raw = String::with_capacity(escaped.len());
+    let mut chars = escaped.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            raw.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => raw.push('\n'),
+            Some(other) => raw.push(other),
+            None => raw.push('\\'),
+        }
+    }
+    raw
+}
+
+/// A bucket's line with the exemplar of the run that last landed in it (OpenMetrics only):
+/// `… count # {run_id="…"} value timestamp`.
+pub(super) fn line_with_exemplar(
+    out: &mut Vec<u8>,
+    head: &str,
+    labels: &str,
+    tail: &str,
+    value: Value,
+    exemplar: (&super::RunId, f64, u64),
+) {
+    let (id, observed, at_ms) = exemplar;
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(labels.as_bytes());
+    out.extend_from_slice(tail.as_bytes());
+    match value {
+        Value::Int(v) => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+        Value::Float(v) => float(out, v),
+    }
+    // The id is 12 hex digits, a dash and a number: nothing to escape, and far below the 128
+    // characters OpenMetrics allows an exemplar's labels.
+    use std::io::Write as _;
+    let _ = write!(out, " # {{run_id=\"{id}\"}} ");
+    float(out, observed);
+    out.push(b' ');
+    timestamp_millis(out, at_ms);
+    out.push(b'\n');
+}
+
+/// A timestamp in seconds with its milliseconds, as OpenMetrics writes them: `1765020000.123`.
+pub(super) fn timestamp_millis(out: &mut Vec<u8>, ms: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(ms / 1000).as_bytes());
+    let frac = ms % 1000;
+    if frac > 0 {
+        out.push(b'.');
+        out.extend_from_slice(format!("{frac:03}").trim_end_matches('0').as_bytes());
+    }
 }
 
 /// One sample line from parts rendered once: `head` is `{name}{suffix}{`, `labels` the probe's
@@ -146,5 +247,36 @@ mod tests {
         sample(&mut whole, "m", "_total", &labels, &[("result", "success")], Value::Int(3));
         assert_eq!(parts, whole);
         assert_eq!(tail(&[]), "} ");
+    }
+
+    #[test]
+    fn open_metrics_names_types_and_exemplars() {
+        assert_eq!(open_metrics_family("a_runs_total", "counter"), ("a_runs", "counter"));
+        assert_eq!(open_metrics_family("a_build_info", "gauge"), ("a_build", "info"));
+        assert_eq!(open_metrics_family("a_seconds", "histogram"), ("a_seconds", "histogram"));
+        let registry = "# HELP process_cpu_seconds_total Total \"CPU\" time\\n, a \\\\ too.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 0.5\n\
+                        # HELP a_build_info Build.\n# TYPE a_build_info gauge\na_build_info{v=\"1\"} 1\n";
+        assert_eq!(
+            String::from_utf8(text_to_open_metrics(registry)).unwrap(),
+            "# HELP process_cpu_seconds Total \\\"CPU\\\" time\\n, a \\\\ too.\n# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total 0.5\n\
+             # HELP a_build Build.\n# TYPE a_build info\na_build_info{v=\"1\"} 1\n"
+        );
+        let mut out = Vec::new();
+        let id = super::super::RunId { probe: 0xabc, run: 42 };
+        line_with_exemplar(
+            &mut out,
+            "h_bucket{",
+            "probe=\"p\"",
+            ",le=\"0.05\"} ",
+            Value::Int(3),
+            (&id, 0.0421, 1_765_000_000_120),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "h_bucket{probe=\"p\",le=\"0.05\"} 3 # {run_id=\"000000000abc-42\"} 0.0421 1765000000.12\n"
+        );
+        let mut ts = Vec::new();
+        timestamp_millis(&mut ts, 5_000);
+        assert_eq!(ts, b"5");
     }
 }

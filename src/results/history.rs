@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::ser::SerializeMap as _;
 use serde::{Deserialize, Serialize};
 
+use super::run_id::RunId;
 use crate::protocol::names::{MAX_REASONS, MAX_STATES, MAX_STEPS};
 use crate::protocol::{Outcome, Reason, ResultClass, Scheme, State, Step, Summary};
 
@@ -156,6 +157,8 @@ pub struct PastRun {
     pub duration_seconds: f64,
     /// What started it.
     pub trigger: Trigger,
+    /// Its id; `None` for a failure restored from a release that did not number runs.
+    pub run_id: Option<RunId>,
 }
 
 impl PastRun {
@@ -165,11 +168,12 @@ impl PastRun {
     }
 }
 
-/// As the JSON API has shown it: finished_unix, result, state, step, reason, reason_text, the
+/// As the JSON API shows it: run_id, finished_unix, result, state, step, reason, reason_text, the
 /// status under its scheme's label, duration_seconds, trigger.
 impl Serialize for PastRun {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(9))?;
+        let mut m = s.serialize_map(Some(10))?;
+        m.serialize_entry("run_id", &self.run_id)?;
         m.serialize_entry("finished_unix", &self.finished_unix)?;
         self.summary.serialize_into(&mut m, self.scheme, &self.reason_text)?;
         m.serialize_entry("duration_seconds", &self.duration_seconds)?;
@@ -179,17 +183,27 @@ impl Serialize for PastRun {
 }
 
 /// The last [`HISTORY_RUNS`] runs of one probe, and its last [`HISTORY_FAILURES`] failed ones.
+///
+/// Runs are numbered from 1 as they are pushed. Every run goes into `entries`, so their numbers
+/// are consecutive there and only the newest is kept; failures are not, so theirs are kept
+/// beside them (20 numbers rather than 4 bytes in each of the 100 entries).
 #[derive(Debug, Default)]
 pub struct History {
     entries: VecDeque<Entry>,
     /// Allocated at the first failure: a probe that never failed pays nothing for it.
     failures: VecDeque<Entry>,
+    /// The number of each of `failures`; 0 for one restored without.
+    failure_runs: VecDeque<u32>,
+    /// The number of the newest run (of the last entry); 0 before the first.
+    last_run: u32,
     texts: Vec<Arc<str>>,
 }
 
 impl History {
-    /// Adds a finished run, dropping the oldest beyond [`HISTORY_RUNS`].
-    pub fn push(&mut self, o: &Outcome, finished: SystemTime, trigger: Trigger) {
+    /// Adds a finished run, dropping the oldest beyond [`HISTORY_RUNS`]; returns its number.
+    pub fn push(&mut self, o: &Outcome, finished: SystemTime, trigger: Trigger) -> u32 {
+        // 4 billion runs are 136 years at one a second; past them, numbering starts again.
+        self.last_run = self.last_run.checked_add(1).unwrap_or(1);
         if self.entries.len() == HISTORY_RUNS {
             self.entries.pop_front();
         } else if self.entries.capacity() == 0 {
@@ -213,11 +227,20 @@ impl History {
         if o.summary.result != ResultClass::Success {
             if self.failures.len() == HISTORY_FAILURES {
                 self.failures.pop_front();
+                self.failure_runs.pop_front();
             } else if self.failures.capacity() == 0 {
                 self.failures.reserve_exact(HISTORY_FAILURES);
+                self.failure_runs.reserve_exact(HISTORY_FAILURES);
             }
             self.failures.push_back(entry);
+            self.failure_runs.push_back(self.last_run);
         }
+        self.last_run
+    }
+
+    /// The number of the newest run; 0 before the first.
+    pub fn last_run(&self) -> u32 {
+        self.last_run
     }
 
     fn text_index(&mut self, text: &str) -> u8 {
@@ -247,22 +270,33 @@ impl History {
         })
     }
 
-    /// The history as stored.
-    pub(super) fn saved(&self) -> super::saved::SavedHistory {
+    /// The history as stored, and its run numbers.
+    pub(super) fn saved(&self) -> (super::saved::SavedHistory, super::saved::SavedRunNumbers) {
         let raw = |entries: &VecDeque<Entry>| -> Vec<[u32; 3]> {
             entries.iter().map(|e| [e.finished_unix, e.bits[0], e.bits[1]]).collect()
         };
-        super::saved::SavedHistory {
+        let history = super::saved::SavedHistory {
             layout: Self::layout().id(),
             runs: raw(&self.entries),
             failures: raw(&self.failures),
             texts: self.texts.iter().map(|t| t.to_string()).collect(),
-        }
+        };
+        let numbers = super::saved::SavedRunNumbers {
+            last_run: self.last_run,
+            failures: self.failure_runs.iter().copied().collect(),
+            last: 0,
+        };
+        (history, numbers)
     }
 
-    /// A stored history, packed under `layout` (this release's or an earlier one's); `None`
-    /// if it does not hold together.
-    pub(super) fn from_saved(saved: &super::saved::SavedHistory, layout: &Layout) -> Option<History> {
+    /// A stored history, packed under `layout` (this release's or an earlier one's), with its
+    /// run numbers (none from a release that did not number runs); `None` if it does not hold
+    /// together.
+    pub(super) fn from_saved(
+        saved: &super::saved::SavedHistory,
+        layout: &Layout,
+        numbers: &super::saved::SavedRunNumbers,
+    ) -> Option<History> {
         if saved.texts.len() > TEXTS {
             return None;
         }
@@ -283,30 +317,48 @@ impl History {
             }
             Some(out)
         };
+        let runs = entries(&saved.runs, HISTORY_RUNS)?;
+        let failures = entries(&saved.failures, HISTORY_FAILURES)?;
+        // Numbers of the kept failures, aligned on the newest (0: unknown); the entries' own
+        // follow from the newest's, which cannot be below their count.
+        let mut failure_runs: VecDeque<u32> = numbers.failures.iter().copied().collect();
+        while failure_runs.len() > failures.len() {
+            failure_runs.pop_front();
+        }
+        while failure_runs.len() < failures.len() {
+            failure_runs.push_front(0);
+        }
         Some(History {
-            entries: entries(&saved.runs, HISTORY_RUNS)?,
-            failures: entries(&saved.failures, HISTORY_FAILURES)?,
+            last_run: numbers.last_run.max(runs.len() as u32),
+            entries: runs,
+            failures,
+            failure_runs,
             texts: saved.texts.iter().map(|t| Arc::from(t.as_str())).collect(),
         })
     }
 
-    /// Runs, newest first, their statuses in `scheme`.
-    pub fn runs(&self, scheme: &'static Scheme) -> Vec<PastRun> {
-        self.shown(&self.entries, scheme)
+    /// Runs, newest first, their statuses in `scheme`, their ids under the probe's `key`.
+    pub fn runs(&self, scheme: &'static Scheme, key: u64) -> Vec<PastRun> {
+        let numbers = (0..self.entries.len() as u32).map(|back| self.last_run.saturating_sub(back));
+        self.shown(self.entries.iter().rev().zip(numbers), scheme, key)
     }
 
     /// Failed runs, newest first, however many successes came after them.
-    pub fn failures(&self, scheme: &'static Scheme) -> Vec<PastRun> {
-        self.shown(&self.failures, scheme)
+    pub fn failures(&self, scheme: &'static Scheme, key: u64) -> Vec<PastRun> {
+        self.shown(self.failures.iter().rev().zip(self.failure_runs.iter().rev().copied()), scheme, key)
     }
 
-    fn shown(&self, entries: &VecDeque<Entry>, scheme: &'static Scheme) -> Vec<PastRun> {
+    fn shown<'a>(
+        &self,
+        entries: impl Iterator<Item = (&'a Entry, u32)>,
+        scheme: &'static Scheme,
+        key: u64,
+    ) -> Vec<PastRun> {
         entries
-            .iter()
-            .rev()
-            .filter_map(|e| {
+            .filter_map(|(e, run)| {
                 let p = Packed::unpack(e.bits)?;
                 Some(PastRun {
+                    run_id: (run > 0).then_some(RunId { probe: key, run }),
                     finished_unix: u64::from(e.finished_unix),
                     summary: p.summary,
                     scheme,
@@ -511,11 +563,41 @@ mod tests {
         for i in 0..500u64 {
             h.push(&outcome(ResultClass::Success, "", i), t0 + Duration::from_secs(i), Trigger::Scheduled);
         }
-        assert!(h.runs(HTTP).iter().all(|r| r.result() == ResultClass::Success));
-        let failures = h.failures(HTTP);
+        assert!(h.runs(HTTP, 7).iter().all(|r| r.result() == ResultClass::Success));
+        let failures = h.failures(HTTP, 7);
         assert_eq!(failures.len(), HISTORY_FAILURES);
         assert_eq!(failures[0].duration_seconds, 0.029, "newest first");
         assert_eq!(failures[0].reason_text, "Invalid credentials");
+    }
+
+    #[test]
+    fn runs_are_numbered_and_failures_keep_their_numbers() {
+        let mut h = History::default();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for i in 1..=250u32 {
+            let result = if i % 50 == 7 { ResultClass::AuthFailed } else { ResultClass::Success };
+            assert_eq!(h.push(&outcome(result, "", 1), t0, Trigger::Scheduled), i);
+        }
+        let runs = h.runs(HTTP, 7);
+        let ids: Vec<u32> = runs.iter().map(|r| r.run_id.unwrap().run).collect();
+        assert_eq!(ids, (151..=250).rev().collect::<Vec<_>>(), "newest first, consecutive");
+        assert!(runs.iter().all(|r| r.run_id.unwrap().probe == 7));
+        let failed: Vec<u32> = h.failures(HTTP, 7).iter().map(|r| r.run_id.unwrap().run).collect();
+        assert_eq!(failed, [207, 157, 107, 57, 7], "failures long gone from the last runs keep theirs");
+        // Stored and read back: the same ids, and numbering goes on from there.
+        let (saved, numbers) = h.saved();
+        let mut back = History::from_saved(&saved, History::layout(), &numbers).unwrap();
+        assert_eq!(back.runs(HTTP, 7), runs);
+        assert_eq!(back.failures(HTTP, 7), h.failures(HTTP, 7));
+        assert_eq!(back.push(&outcome(ResultClass::Success, "", 1), t0, Trigger::OnDemand), 251);
+        // A history stored by a release that did not number runs: its runs are numbered from 1
+        // up to the newest, its failures have no id.
+        let mut old = History::from_saved(&saved, History::layout(), &Default::default()).unwrap();
+        assert_eq!(old.runs(HTTP, 7)[0].run_id.unwrap().run, 100);
+        assert_eq!(old.runs(HTTP, 7)[99].run_id.unwrap().run, 1);
+        assert!(old.failures(HTTP, 7).iter().all(|r| r.run_id.is_none()));
+        assert_eq!(old.push(&outcome(ResultClass::AuthFailed, "", 1), t0, Trigger::Scheduled), 101);
+        assert_eq!(old.failures(HTTP, 7)[0].run_id.unwrap().run, 101);
     }
 
     #[test]
@@ -530,7 +612,7 @@ mod tests {
                 Trigger::Scheduled,
             );
         }
-        let runs = h.runs(HTTP);
+        let runs = h.runs(HTTP, 7);
         assert_eq!(runs.len(), HISTORY_RUNS);
         assert_eq!(runs[0].finished_unix, 1_800_000_149);
         assert_eq!(runs[99].finished_unix, 1_800_000_050);
@@ -542,6 +624,6 @@ mod tests {
         h.push(&outcome(ResultClass::AuthFailed, "Invalid credentials", 5), t0, Trigger::Scheduled);
         h.push(&outcome(ResultClass::AuthFailed, "Invalid credentials", 5), t0, Trigger::Scheduled);
         assert_eq!(h.texts.len(), 1);
-        assert_eq!(h.runs(HTTP)[1].reason_text, "Invalid credentials");
+        assert_eq!(h.runs(HTTP, 7)[1].reason_text, "Invalid credentials");
     }
 }

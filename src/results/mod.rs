@@ -7,6 +7,7 @@
 
 pub mod availability;
 mod history;
+pub mod run_id;
 mod saved;
 
 use std::collections::HashMap;
@@ -19,7 +20,8 @@ use crate::protocol::{Kind, Outcome, ResultClass, Scheme, Step, Summary};
 
 pub use availability::{Availability, Counts, Figures, TargetSums};
 pub use history::{History, Layout, PastRun, Trigger, HISTORY_FAILURES, HISTORY_RUNS};
-pub use saved::{GuardState, Layouts, ProbeState, RestoreError};
+pub use run_id::{probe_key, RunId};
+pub use saved::{GuardState, Layouts, ProbeState, RestoreError, SavedRunNumbers};
 
 /// A time as exposed everywhere: seconds since the Unix epoch (0 before it).
 pub fn unix_seconds(t: SystemTime) -> f64 {
@@ -72,7 +74,8 @@ impl SkipReason {
     }
 }
 
-/// A fixed-bucket histogram: per-bucket (not cumulative) counts, sum and count.
+/// A fixed-bucket histogram: per-bucket (not cumulative) counts, sum and count, and the
+/// exemplar of each bucket a numbered run last landed in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Histogram<const N: usize> {
     /// Upper bounds, ascending.
@@ -83,21 +86,59 @@ pub struct Histogram<const N: usize> {
     pub sum: f64,
     /// Number of observations.
     pub count: u64,
+    /// One per bucket at most, by bucket: only the buckets runs landed in, as latencies keep
+    /// to two or three of them (12 slots each would be some 300 bytes per histogram).
+    pub exemplars: Vec<Exemplar>,
+}
+
+/// The last run that landed in a bucket: what OpenMetrics exposes after the bucket's count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exemplar {
+    /// When the run finished, in Unix milliseconds.
+    pub at_ms: u64,
+    /// The value it observed.
+    pub value: f64,
+    /// Its number among the probe's runs ([`RunId::run`]).
+    pub run: u32,
+    /// The bucket: an index of the bounds, or N for `+Inf`.
+    pub bucket: u8,
 }
 
 impl<const N: usize> Histogram<N> {
     /// An empty histogram.
     pub fn new(bounds: &'static [f64; N]) -> Self {
-        Histogram { bounds, buckets: [0; N], sum: 0.0, count: 0 }
+        Histogram { bounds, buckets: [0; N], sum: 0.0, count: 0, exemplars: Vec::new() }
     }
 
     /// Records one value.
     pub fn observe(&mut self, value: f64) {
-        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
+        self.observe_bucket(value);
+    }
+
+    fn observe_bucket(&mut self, value: f64) -> usize {
+        let bucket = self.bounds.iter().position(|b| value <= *b);
+        if let Some(i) = bucket {
             self.buckets[i] += 1;
         }
         self.sum += value;
         self.count += 1;
+        bucket.unwrap_or(N)
+    }
+
+    /// Records one value observed by run number `run`, which finished at `at`: the exemplar
+    /// of its bucket becomes that run.
+    pub fn observe_run(&mut self, value: f64, run: u32, at: SystemTime) {
+        let bucket = self.observe_bucket(value) as u8;
+        let exemplar = Exemplar { at_ms: unix_millis(at), value, run, bucket };
+        match self.exemplars.binary_search_by_key(&bucket, |e| e.bucket) {
+            Ok(i) => self.exemplars[i] = exemplar,
+            Err(i) => self.exemplars.insert(i, exemplar),
+        }
+    }
+
+    /// The exemplar of bucket `bucket` (N for `+Inf`), if a numbered run landed in it.
+    pub fn exemplar(&self, bucket: usize) -> Option<&Exemplar> {
+        self.exemplars.iter().find(|e| usize::from(e.bucket) == bucket)
     }
 
     /// Cumulative counts per bound, as exposed (`le`).
@@ -124,12 +165,14 @@ pub struct LastRun {
     pub finished: SystemTime,
     /// The whole outcome, for pages and logs (shared: snapshots stay cheap).
     pub outcome: Arc<Outcome>,
+    /// Its number among the probe's runs; 0 when unknown (restored from a release without).
+    pub run: u32,
 }
 
 impl LastRun {
     /// The last run that ended in `outcome`.
     pub fn of(outcome: Arc<Outcome>, started: SystemTime, finished: SystemTime) -> Self {
-        LastRun { started, finished, outcome }
+        LastRun { started, finished, outcome, run: 0 }
     }
 
     /// Its result, state, step, reason and final status.
@@ -273,6 +316,11 @@ pub struct ProbeResults {
     pub labels: crate::config::Labels,
     /// Its family.
     pub kind: Kind,
+    /// Its [`probe_key`], the first part of its runs' ids.
+    pub key: u64,
+    /// When its record was made (at start, or by the reload that added it): when its counters
+    /// and histograms started counting, OpenMetrics' `_created`.
+    pub created: SystemTime,
     schedule: Mutex<String>,
     /// When the scheduler next starts the probe, in Unix milliseconds; 0 when unknown.
     next_run_ms: AtomicU64,
@@ -289,6 +337,8 @@ impl ProbeResults {
             target: p.target.clone(),
             labels: p.labels.clone(),
             kind: p.login.login.kind(),
+            key: probe_key(&p.name),
+            created: SystemTime::now(),
             schedule: Mutex::new(p.schedule.to_string()),
             next_run_ms: AtomicU64::new(0),
             record: Mutex::new(ProbeRecord::new(p)),
@@ -316,12 +366,17 @@ impl ProbeResults {
 
     /// The last runs, newest first (at most [`HISTORY_RUNS`]).
     pub fn history(&self) -> Vec<PastRun> {
-        self.history.lock().unwrap_or_else(PoisonError::into_inner).runs(self.scheme())
+        self.history.lock().unwrap_or_else(PoisonError::into_inner).runs(self.scheme(), self.key)
     }
 
     /// The last failed runs, newest first, kept apart from [`ProbeResults::history`].
     pub fn failures(&self) -> Vec<PastRun> {
-        self.history.lock().unwrap_or_else(PoisonError::into_inner).failures(self.scheme())
+        self.history.lock().unwrap_or_else(PoisonError::into_inner).failures(self.scheme(), self.key)
+    }
+
+    /// The id of its run number `run`.
+    pub fn run_id(&self, run: u32) -> Option<RunId> {
+        (run > 0).then_some(RunId { probe: self.key, run })
     }
 
     /// Human description of the schedule.
@@ -380,14 +435,20 @@ impl ProbeResults {
         f(&mut self.record.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Records a finished run.
-    pub fn record_run(&self, outcome: Outcome, started: SystemTime, finished: SystemTime, trigger: Trigger) {
-        self.history.lock().unwrap_or_else(PoisonError::into_inner).push(&outcome, finished, trigger);
-        let outcome = Arc::new(outcome);
+    /// Records a finished run; returns its id.
+    pub fn record_run(
+        &self,
+        outcome: impl Into<Arc<Outcome>>,
+        started: SystemTime,
+        finished: SystemTime,
+        trigger: Trigger,
+    ) -> RunId {
+        let outcome = outcome.into();
+        let run = self.history.lock().unwrap_or_else(PoisonError::into_inner).push(&outcome, finished, trigger);
         self.update(|r| {
             r.runs[outcome.result().index()] += 1;
             if outcome.answered() {
-                r.login.observe(outcome.duration.as_secs_f64());
+                r.login.observe_run(outcome.duration.as_secs_f64(), run, finished);
             }
             for s in &outcome.steps {
                 let slot = match r.steps.iter().position(|(step, _)| *step == s.step) {
@@ -397,7 +458,7 @@ impl ProbeResults {
                         r.steps.len() - 1
                     }
                 };
-                r.steps[slot].1.observe(s.duration.as_secs_f64());
+                r.steps[slot].1.observe_run(s.duration.as_secs_f64(), run, finished);
             }
             r.count_extras(&outcome);
             r.availability.record(finished, outcome.is_success());
@@ -407,20 +468,23 @@ impl ProbeResults {
             } else {
                 r.consecutive_failures += 1;
             }
-            r.last = Some(LastRun::of(outcome.clone(), started, finished));
+            r.last = Some(LastRun { run, ..LastRun::of(outcome.clone(), started, finished) });
         });
         self.mark_dirty();
+        RunId { probe: self.key, run }
     }
 
     /// Records a run made on demand: in the history, and in the on-demand counts only, so that
     /// scheduled series stay the schedule's.
-    pub fn record_on_demand(&self, outcome: Outcome, finished: SystemTime) {
-        self.history.lock().unwrap_or_else(PoisonError::into_inner).push(&outcome, finished, Trigger::OnDemand);
+    pub fn record_on_demand(&self, outcome: Outcome, finished: SystemTime) -> RunId {
+        let run =
+            self.history.lock().unwrap_or_else(PoisonError::into_inner).push(&outcome, finished, Trigger::OnDemand);
         self.update(|r| {
             r.on_demand.get_or_insert_with(|| Box::new([0; ResultClass::ALL.len()]))[outcome.result().index()] += 1;
             r.count_extras(&outcome);
         });
         self.mark_dirty();
+        RunId { probe: self.key, run }
     }
 
     /// Records `n` skipped ticks.
@@ -433,6 +497,8 @@ impl ProbeResults {
 /// The results of every configured probe, and the scheduler's figures.
 #[derive(Debug)]
 pub struct Results {
+    /// When the process's counters started: the `_created` of its own.
+    pub started: SystemTime,
     probes: RwLock<Arc<ProbeSet>>,
     delay: Mutex<DelayHistogram>,
     cron_watchdog_runs: AtomicU64,
@@ -498,6 +564,7 @@ impl Results {
     /// Empty results for `probes`.
     pub fn new<'a>(probes: impl IntoIterator<Item = &'a Probe>) -> Self {
         let results = Results {
+            started: SystemTime::now(),
             probes: RwLock::new(Arc::new(ProbeSet::default())),
             delay: Mutex::new(Histogram::new(&DELAY_BUCKETS)),
             cron_watchdog_runs: AtomicU64::new(0),

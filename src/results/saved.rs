@@ -63,6 +63,41 @@ pub struct ProbeState {
     pub backoff_ms: u64,
     /// While backing off: when the probe runs again (Unix milliseconds).
     pub resume_at_unix_ms: Option<u64>,
+    /// The history's run numbers: stored after the rest (see [`ProbeState::encode`]).
+    #[serde(skip)]
+    pub run_numbers: SavedRunNumbers,
+}
+
+/// The run numbers of a [`SavedHistory`] (see [`super::run_id`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SavedRunNumbers {
+    /// The number of the newest run.
+    pub last_run: u32,
+    /// The number of each kept failure, oldest first.
+    pub failures: Vec<u32>,
+    /// The number of the last scheduled run ([`ProbeState::last`]); 0 when unknown.
+    pub last: u32,
+}
+
+impl ProbeState {
+    /// The stored bytes: the state, then its run numbers. postcard is positional, so a field
+    /// added inside the state would make every earlier record unreadable; one appended after it
+    /// is simply absent from them, and a release that knows nothing of it reads the state and
+    /// ignores the bytes after.
+    pub fn encode(&self) -> postcard::Result<Vec<u8>> {
+        let mut bytes = postcard::to_stdvec(self)?;
+        bytes.extend(postcard::to_stdvec(&self.run_numbers)?);
+        Ok(bytes)
+    }
+
+    /// Reads [`ProbeState::encode`]'s bytes, or those of a release that stored no run numbers.
+    pub fn decode(bytes: &[u8]) -> postcard::Result<ProbeState> {
+        let (mut state, rest): (ProbeState, _) = postcard::take_from_bytes(bytes)?;
+        if !rest.is_empty() {
+            state.run_numbers = postcard::from_bytes(rest)?;
+        }
+        Ok(state)
+    }
 }
 
 /// [`History`] as stored: its entries as they are packed in memory, with the id of their
@@ -281,8 +316,12 @@ impl SavedRun {
 impl ProbeResults {
     /// The state a restart keeps, taken under the probe's locks.
     pub fn saved_state(&self) -> ProbeState {
-        let history = self.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner).saved();
+        let (history, mut run_numbers) = self.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner).saved();
         self.read(|r| ProbeState {
+            run_numbers: {
+                run_numbers.last = r.last.as_ref().map_or(0, |l| l.run);
+                run_numbers
+            },
             target: self.target.to_string(),
             labels: self.labels.to_vec(),
             history,
@@ -304,7 +343,10 @@ impl ProbeResults {
     pub fn restore(&self, state: &ProbeState, layouts: &Layouts) -> Result<bool, RestoreError> {
         let availability = Availability::from_saved(&state.availability)?;
         let last = state.last.as_ref().map(|l| l.last_run(self.scheme())).transpose()?;
-        let history = layouts.get(state.history.layout).and_then(|layout| History::from_saved(&state.history, layout));
+        let last = last.map(|l| LastRun { run: state.run_numbers.last, ..l });
+        let history = layouts
+            .get(state.history.layout)
+            .and_then(|layout| History::from_saved(&state.history, layout, &state.run_numbers));
         let kept = history.is_some();
         if let Some(history) = history {
             *self.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = history;
@@ -411,8 +453,8 @@ mod tests {
             GuardState { strikes: 4, level: 2, until_unix_ms: unix_millis(until) },
         );
         let state = p.saved_state();
-        let encoded = postcard::to_stdvec(&state).unwrap();
-        let decoded: ProbeState = postcard::from_bytes(&encoded).unwrap();
+        let encoded = state.encode().unwrap();
+        let decoded = ProbeState::decode(&encoded).unwrap();
         assert_eq!(decoded, state);
 
         let after = results();
@@ -433,6 +475,24 @@ mod tests {
         // Counters restart at zero.
         assert_eq!((b.total_runs(), b.login.count), (0, 0));
         assert_eq!(q.saved_state(), state);
+        // Run ids: the same after the restart, the last run's included.
+        assert_eq!(b.last.as_ref().unwrap().run, 131);
+        assert_eq!(q.history()[0].run_id, p.run_id(131));
+
+        // A record of a release that stored no run numbers (the state alone) still reads; its
+        // runs are numbered from the history it kept.
+        let old = postcard::to_stdvec(&state).unwrap();
+        let decoded = ProbeState::decode(&old).unwrap();
+        assert_eq!(decoded.run_numbers, SavedRunNumbers::default());
+        let r = results();
+        let o = r.probe("p").unwrap();
+        assert_eq!(o.restore(&decoded, &Layouts::default()), Ok(true));
+        assert_eq!(o.history()[0].run_id, o.run_id(100));
+        assert_eq!(o.snapshot().last.unwrap().run, 0, "unknown");
+        // And that release reads this one's records, ignoring the numbers after the state.
+        let (read, rest): (ProbeState, _) = postcard::take_from_bytes(&encoded).unwrap();
+        assert!(!rest.is_empty());
+        assert_eq!(read.history, state.history);
     }
 
     #[test]

@@ -173,7 +173,9 @@ impl Dispatcher {
                     if held.is_none() {
                         entry.guard(&run.outcome, planned);
                     }
-                    entry.results.record_run(run.outcome, started, finished, Trigger::Scheduled);
+                    let outcome = std::sync::Arc::new(run.outcome);
+                    let id = entry.results.record_run(outcome.clone(), started, finished, Trigger::Scheduled);
+                    crate::report::log_run(&entry.probe.name, &entry.probe.target, Some(id), &outcome);
                 }
                 None if held.is_some() => entry.results.record_skip(SkipReason::Backoff, 1),
                 None => {}
@@ -200,7 +202,8 @@ impl Dispatcher {
         if held.is_none() {
             entry.guard(&run.outcome, Instant::now());
         }
-        entry.results.record_on_demand(run.outcome.clone(), finished);
+        let id = entry.results.record_on_demand(run.outcome.clone(), finished);
+        crate::report::log_run(&entry.probe.name, &entry.probe.target, Some(id), &run.outcome);
         Some(run)
     }
 
@@ -246,7 +249,6 @@ impl Dispatcher {
                 Run { outcome: internal_error(&entry.probe, started.elapsed()), trace: None }
             }
         };
-        crate::report::log_run(&entry.probe.name, &entry.probe.target, &run.outcome);
         Some((run, started_wall, SystemTime::now()))
     }
 }

@@ -215,7 +215,7 @@ impl Store {
                     continue;
                 };
                 let bytes = row.get_ref(2).map_err(sqlite)?.as_blob().unwrap_or_default();
-                let mut state: ProbeState = match postcard::from_bytes(bytes) {
+                let mut state = match ProbeState::decode(bytes) {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(probe = %name, error = %e, "saved state unreadable; the probe starts fresh");

@@ -114,7 +114,7 @@ impl Batches {
         // Encoded one at a time as SQLite takes them: a batch is never held whole.
         let states = set.list.iter().enumerate().filter(|(_, p)| p.take_dirty()).filter_map(|(i, p)| {
             taken.push(i);
-            match postcard::to_stdvec(&p.saved_state()) {
+            match p.saved_state().encode() {
                 Ok(bytes) => Some((p.name.to_string(), credentials.get(&*p.name).copied().unwrap_or(0), bytes)),
                 Err(e) => {
                     tracing::error!(probe = %p.name, error = %e, "cannot encode the probe's state");

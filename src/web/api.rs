@@ -52,16 +52,17 @@ struct HourView {
     counts: Counts,
 }
 
-/// The last run: finished_unix, its summary (the status under its scheme's label),
+/// The last run (and its probe's key): run_id, finished_unix, its summary (the status under its scheme's label),
 /// duration_seconds, detail.
 #[derive(Debug)]
-struct LastView(LastRun);
+struct LastView(LastRun, u64);
 
 impl Serialize for LastView {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap as _;
         let (l, o) = (&self.0, &*self.0.outcome);
-        let mut m = s.serialize_map(Some(9))?;
+        let mut m = s.serialize_map(Some(10))?;
+        m.serialize_entry("run_id", &(l.run > 0).then_some(crate::results::RunId { probe: self.1, run: l.run }))?;
         m.serialize_entry("finished_unix", &unix_seconds(l.finished))?;
         o.summary.serialize_into(&mut m, o.scheme, &o.reason_text)?;
         m.serialize_entry("duration_seconds", &o.duration.as_secs_f64())?;
@@ -78,7 +79,7 @@ fn view(p: &ProbeResults, with_history: bool) -> ProbeView {
         target: p.target.to_string(),
         labels: p.labels.iter().cloned().collect(),
         schedule: p.schedule(),
-        last: r.last.clone().map(LastView),
+        last: r.last.clone().map(|l| LastView(l, p.key)),
         last_success_unix: r.last_success.map(unix_seconds),
         consecutive_failures: r.consecutive_failures,
         next_run_unix: p.next_run().map(unix_seconds),

@@ -10,6 +10,7 @@ mod badges;
 pub mod config;
 mod pages;
 pub mod query;
+mod runs;
 pub mod server;
 
 pub use server::{serve, ServeOptions};
@@ -20,14 +21,14 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::instance::Instance;
-use crate::metrics::{Metrics, CONTENT_TYPE};
+use crate::metrics::{Format, Metrics, CONTENT_TYPE};
 use crate::report::ProbeReport;
 use crate::results::Results;
 use crate::service::{OnDemandError, OnDemandRun, Service};
@@ -107,6 +108,8 @@ pub fn router(state: AppState) -> Router {
         .route("/probe", get(probe))
         .route("/api/v1/probes", get(api::probes))
         .route("/api/v1/probes/{name}", get(api::probe))
+        .route("/runs/{id}", get(runs::page))
+        .route("/api/v1/runs/{id}", get(runs::api))
         .route("/badges/{name}/status.svg", get(badges::status))
         .route("/badges/{name}/uptime/{file}", get(badges::uptime))
         .fallback(not_found)
@@ -116,7 +119,9 @@ pub fn router(state: AppState) -> Router {
 /// Chunks rendered ahead of the socket, per scrape.
 const CHUNKS_AHEAD: usize = 2;
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// `/metrics`, in the format the scraper's `Accept` asks for (see [`Format::negotiate`]).
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     // Held until the body is sent or the client goes away (the stream below owns it): a slow
     // reader's chunks count against the bound too. A scraper that gave up stops waiting.
     let Ok(permit) = state.scrapes.clone().acquire_owned().await else {
@@ -129,7 +134,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let metrics = state.metrics.clone();
     tokio::task::spawn_blocking(move || {
         let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            for chunk in metrics.render() {
+            for chunk in metrics.render(format) {
                 if chunks.blocking_send(Ok(chunk)).is_err() {
                     return; // the client went away
                 }
@@ -143,7 +148,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let body = futures_util::stream::unfold((rendered, permit), |(mut rendered, permit)| async move {
         rendered.recv().await.map(|chunk| (chunk, (rendered, permit)))
     });
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], Body::from_stream(body)).into_response()
+    // Caches must not hand one format's body to a scraper that asked for the other.
+    ([(header::CONTENT_TYPE, format.content_type()), (header::VARY, "Accept")], Body::from_stream(body)).into_response()
 }
 
 async fn healthy() -> &'static str {

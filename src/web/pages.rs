@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
@@ -18,7 +18,8 @@ table{border-collapse:collapse}td,th{padding:.3em .55em;border-bottom:1px solid 
 td{white-space:nowrap}th{vertical-align:bottom}.backoff{color:#a15c00;font-weight:600}.summary span{margin-right:1.2em}\
 tr.ok td.result{color:#17752f;font-weight:600}tr.fail td.result{color:#b3261e;font-weight:600}\
 tr.fail{background:#fdf0ef}tr.pending td.result{color:#777}.muted{color:#777}\
-td.avail{text-align:right;font-variant-numeric:tabular-nums}td.avail.low{color:#b3261e;font-weight:600}";
+td.avail{text-align:right;font-variant-numeric:tabular-nums}td.avail.low{color:#b3261e;font-weight:600}\
+td.run{font-family:ui-monospace,monospace;font-size:12px}tr:target{outline:2px solid #1a56db;background:#fff7d6}";
 
 /// One availability figure as a table cell: a percentage, red below 99 %, or a dash without runs.
 fn availability_cell(figure: Option<f64>) -> String {
@@ -172,7 +173,11 @@ fn footer(docs_url: Option<&str>) -> String {
 }
 
 /// `/probes/NAME`.
-pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+pub(super) async fn probe(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let Some(p) = state.results.probe(&name) else {
         let shown = crate::config::bounded_name(&name);
         let body = format!("<p>No probe named <code>{}</code>. <a href=\"/\">All probes</a>.</p>\n", escape(&shown));
@@ -181,13 +186,31 @@ pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String
     let runs = p.history();
     let failures = p.failures();
     let now = SystemTime::now();
+    // `?run=N`, from `/runs/ID`: say so when that run is no longer kept, rather than leave the
+    // reader looking for a row that is not there.
+    let asked = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "run")
+        .and_then(|(_, v)| v.parse::<u32>().ok());
+    let gone = match asked {
+        Some(n) if !super::runs::is_kept(&p, n) => format!(
+            "<p class=\"backoff\">Run {} is no longer kept: a probe keeps its last {} runs and its last {} failures.</p>\n",
+            p.run_id(n).map_or_else(|| n.to_string(), |id| id.to_string()),
+            crate::results::HISTORY_RUNS,
+            crate::results::HISTORY_FAILURES,
+        ),
+        _ => String::new(),
+    };
     let (figures, hours) = p.read(|r| (r.availability_at(now), r.availability.hours(now)));
+    // Each row carries its run's id, and is the anchor `/runs/ID` leads to (the exemplars'
+    // link): a run's row among the last runs, or among the failures once it is no longer there.
     let mut rows = String::new();
     for run in &runs {
         let class = if run.result() == ResultClass::Success { "ok" } else { "fail" };
         let _ = writeln!(
             rows,
-            "<tr class=\"{class}\"><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"{class}\"{}><td class=\"run\">{}</td><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            row_anchor(run.run_id),
+            run_cell(run.run_id),
             utc(run.finished_unix),
             run.summary.result,
             or_dash(LoginState::label(run.summary.state)),
@@ -200,9 +223,12 @@ pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String
     }
     let mut failure_rows = String::new();
     for run in &failures {
+        let listed = runs.iter().any(|r| r.run_id.is_some() && r.run_id == run.run_id);
         let _ = writeln!(
             failure_rows,
-            "<tr class=\"fail kept\"><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"fail kept\"{}><td class=\"run\">{}</td><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if listed { String::new() } else { row_anchor(run.run_id) },
+            run_cell(run.run_id),
             utc(run.finished_unix),
             run.summary.result,
             run.summary.step,
@@ -216,16 +242,16 @@ pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String
         "<p class=\"muted\">No failed run since startup.</p>".to_owned()
     } else {
         format!(
-            "<table>\n<tr><th>Finished</th><th>Result</th><th>Step</th><th>Reason</th><th>Reason text</th><th>Duration</th><th>Trigger</th></tr>\n{failure_rows}</table>"
+            "<table>\n<tr><th>Run</th><th>Finished</th><th>Result</th><th>Step</th><th>Reason</th><th>Reason text</th><th>Duration</th><th>Trigger</th></tr>\n{failure_rows}</table>"
         )
     };
     let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{}={}", escape(k), escape(v))).collect();
     let account = p.read(|r| r.last.as_ref().and_then(|l| l.outcome.account)).map_or(String::new(), account_line);
     let body = format!(
-        "<p><a href=\"/\">All probes</a></p>\n<h1>{name}</h1>\n<p>Target {target} · {schedule}{labels}.</p>\n{account}\
+        "<p><a href=\"/\">All probes</a></p>\n<h1>{name}</h1>\n{gone}<p>Target {target} · {schedule}{labels}.</p>\n{account}\
          <h2>Availability</h2>\n<table class=\"availability\">\n<tr>{AVAILABILITY_HEADERS}</tr>\n<tr>{figures}</tr></table>\n{hourly}\n\
          <h2>Last runs</h2>\n<p>{count} run(s) shown, newest first.</p>\n{svg}\n\
-         <table>\n<tr><th>Finished</th><th>Result</th><th>State</th><th>Step</th><th>Reason</th><th>Reason text</th><th>Duration</th><th>Trigger</th></tr>\n{rows}</table>\n\
+         <table>\n<tr><th>Run</th><th>Finished</th><th>Result</th><th>State</th><th>Step</th><th>Reason</th><th>Reason text</th><th>Duration</th><th>Trigger</th></tr>\n{rows}</table>\n\
          <h2>Last failures</h2>\n{failures_table}\n\
          <p class=\"muted\">Page rendered {}.</p>\n",
         utc(now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())),
@@ -239,6 +265,16 @@ pub(super) async fn probe(State(state): State<AppState>, Path(name): Path<String
         hourly = hourly_chart(&hours, &failures),
     );
     Html(page(&format!("{} · authprobe", p.name), &body)).into_response()
+}
+
+/// ` id="run-N"` for the row of a run with an id.
+fn row_anchor(id: Option<crate::results::RunId>) -> String {
+    id.map_or(String::new(), |id| format!(" id=\"run-{}\"", id.run))
+}
+
+/// A run's id as its row shows it (a dash for a failure restored without one).
+fn run_cell(id: Option<crate::results::RunId>) -> String {
+    id.map_or_else(|| "–".to_owned(), |id| format!("<a href=\"#run-{}\">{id}</a>", id.run))
 }
 
 /// What the last run learnt of the account's password, in a line: an on-call engineer's first

@@ -318,3 +318,34 @@ pub fn promtool_check_metrics(text: &str) -> (i32, String) {
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), report)
 }
+
+/// A Python tool of the tests, installed by tests/run.sh into target/pytools (hadolint,
+/// kubernetes-validate, and `python` with prometheus_client).
+pub fn pytool(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pytools/bin").join(name);
+    assert!(path.exists(), "{} is missing: run `bash tests/run.sh`, which installs it", path.display());
+    path.display().to_string()
+}
+
+/// Parses `text` with prometheus_client's OpenMetrics parser (the Python reference client's,
+/// which checks the format strictly: `# EOF`, `_total` and `_created`, exemplars, histogram
+/// order): its exit code, and the families it read or what it refused.
+pub fn openmetrics_parse(text: &str) -> (i32, String) {
+    use std::io::Write as _;
+    let script = "import sys\n\
+from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+families = list(text_string_to_metric_families(sys.stdin.read()))\n\
+exemplars = sum(1 for f in families for s in f.samples if s.exemplar)\n\
+print(len(families), 'families,', exemplars, 'exemplars')\n";
+    let mut child = std::process::Command::new(pytool("python"))
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python from target/pytools");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), report)
+}

@@ -31,20 +31,23 @@ impl Prometheus {
     /// Starts with `config` as prometheus.yml, beside `files` (name, content), and waits until
     /// it is ready (at most 30 s).
     pub async fn start(config: &str, files: &[(&str, &str)]) -> Prometheus {
+        Self::start_with(config, files, &[]).await
+    }
+
+    /// [`Prometheus::start`] with `flags` too (`--enable-feature=…`).
+    pub async fn start_with(config: &str, files: &[(&str, &str)], flags: &[&str]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         for (name, content) in files {
             std::fs::write(dir.path().join(name), content).unwrap();
         }
         let config_file = dir.path().join("prometheus.yml");
         std::fs::write(&config_file, config).unwrap();
-        let (child, base) = start_daemon(
-            "prometheus",
-            &[
-                format!("--config.file={}", config_file.display()),
-                format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-            ],
-        )
-        .await;
+        let mut args = vec![
+            format!("--config.file={}", config_file.display()),
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+        ];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        let (child, base) = start_daemon("prometheus", &args).await;
         Prometheus { child, base, dir }
     }
 
@@ -65,6 +68,21 @@ impl Prometheus {
         let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
         assert_eq!(body["status"], "success", "{promql}: {body}");
         body["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// `/api/v1/query_exemplars` over the last minute: each series with its exemplars.
+    pub async fn exemplars(&self, promql: &str) -> Vec<serde_json::Value> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let (start, end) = ((now - 60).to_string(), (now + 10).to_string());
+        let url = url::Url::parse_with_params(
+            &format!("{}/api/v1/query_exemplars", self.base),
+            [("query", promql), ("start", &start), ("end", &end)],
+        )
+        .unwrap();
+        let r = http().get(url).send().await.expect("query prometheus");
+        let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        assert_eq!(body["status"], "success", "{promql}: {body}");
+        body["data"].as_array().cloned().unwrap_or_default()
     }
 
     /// Queries until the result is non-empty, at most `within`.

@@ -471,7 +471,12 @@ mod tests {
             .with_writer(move || writer.clone())
             .with_ansi(false)
             .finish();
-        tracing::subscriber::with_default(subscriber, f);
+        tracing::subscriber::with_default(subscriber, || {
+            // A callsite first reached by another test's thread, under no subscriber, may have
+            // cached "never": asked again here, with this one in force.
+            tracing::callsite::rebuild_interest_cache();
+            f()
+        });
         let bytes = sink.0.lock().unwrap().clone();
         String::from_utf8_lossy(&bytes).into_owned()
     }
