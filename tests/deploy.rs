@@ -575,6 +575,95 @@ async fn every_grafana_query_returns_data_from_a_real_prometheus() {
     assert!(empty.is_empty(), "queries that returned nothing:\n{}", empty.join("\n"));
 }
 
+/// The URL template of the Grafana datasource's exemplar link for `run_id`, `$$` read as
+/// Grafana's provisioning reads it.
+fn exemplar_link(datasource: &serde_yaml_ng::Value) -> String {
+    let destinations = datasource["datasources"][0]["jsonData"]["exemplarTraceIdDestinations"].as_sequence().unwrap();
+    let run_id = destinations.iter().find(|d| d["name"] == "run_id").expect("an exemplar link named run_id");
+    run_id["url"].as_str().unwrap().replace("$$", "$")
+}
+
+/// The duration panels' exemplars, end to end: a real Prometheus with exemplar storage scrapes
+/// authprobe (in OpenMetrics, which it asks for first), and each exemplar it keeps names a run
+/// that the Grafana datasource's link opens on the probe's page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exemplars_in_a_real_prometheus_lead_to_their_runs() {
+    let sim = simulator(vec![Account::new("good", "pw"), pin_account("pinned", "pw", "1234")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("probes.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "defaults: {{interval: 1s, timeout: 900ms, lockout_guard: {{max_failures: 0}}}}\n\
+             targets:\n  - {{name: plain, base_url: {}, app_key: {APP_KEY}}}\n\
+             probes:\n\
+             \x20 - {{name: good, target: plain, username: good, password: pw}}\n\
+             \x20 - {{name: pinned, target: plain, username: pinned, password: pw, pin: '1234'}}\n\
+             \x20 - {{name: bad, target: plain, username: good, password: wrong}}\n",
+            sim.base_url()
+        ),
+    )
+    .unwrap();
+    let svc = Service::start(dir.path(), &[], &["--config.file", file.to_str().unwrap()]).await;
+    let prom = Prometheus::start_with(
+        &format!(
+            "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\n\
+             scrape_configs:\n  - job_name: authprobe\n    static_configs: [{{targets: ['{}']}}]\n",
+            svc.base.trim_start_matches("http://")
+        ),
+        &[],
+        &["--enable-feature=exemplar-storage"],
+    )
+    .await;
+    // The dashboard's query of its login latency panel, as Grafana asks for its exemplars.
+    let query = r#"authprobe_probe_login_duration_seconds_bucket{job="authprobe"}"#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let series = loop {
+        let series = prom.exemplars(query).await;
+        let probes: BTreeSet<&str> = series.iter().filter_map(|s| s["seriesLabels"]["probe"].as_str()).collect();
+        if probes.len() == 3 {
+            break series;
+        }
+        assert!(std::time::Instant::now() < deadline, "exemplars of 3 probes within 30 s: {series:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let link = exemplar_link(&yaml("deploy/grafana/provisioning/datasources/prometheus.yaml"));
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut followed = 0;
+    for s in &series {
+        let (probe, le) = (s["seriesLabels"]["probe"].as_str().unwrap(), s["seriesLabels"]["le"].as_str().unwrap());
+        for e in s["exemplars"].as_array().unwrap() {
+            let id = e["labels"]["run_id"].as_str().unwrap();
+            assert_eq!(e["labels"].as_object().unwrap().len(), 1, "only the run id: {e}");
+            let value: f64 = e["value"].as_str().unwrap().parse().unwrap();
+            let bound: f64 = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() };
+            assert!(value <= bound, "{probe}: {value} in the bucket le={le}");
+            // The datasource's link, on this test's authprobe, leads to the run's row.
+            let url = link.replace("http://localhost:9871", &svc.base).replace("${__value.raw}", id);
+            let r = no_redirects.get(&url).send().await.unwrap();
+            assert_eq!(r.status(), 303, "{url}");
+            let location = r.headers()["location"].to_str().unwrap().to_owned();
+            let n = id.rsplit('-').next().unwrap();
+            assert_eq!(location, format!("/probes/{probe}?run={n}#run-{n}"));
+            let (status, page) = get(&svc.url(&location)).await;
+            assert_eq!(status, 200);
+            assert!(page.contains(&format!("id=\"run-{n}\"")) && page.contains(id), "{probe}: run {id} on its page");
+            // And the API says it is that run: its probe, duration and time.
+            let (_, run) = get(&svc.url(&format!("/api/v1/runs/{id}"))).await;
+            let run: serde_json::Value = serde_json::from_str(&run).unwrap();
+            assert_eq!(run["probe"], probe);
+            assert!((run["run"]["duration_seconds"].as_f64().unwrap() - value).abs() < 2e-6, "{run} {e}");
+            let at = e["timestamp"].as_f64().unwrap();
+            assert!((run["run"]["finished_unix"].as_f64().unwrap() - at).abs() <= 1.0, "{run} {e}");
+            followed += 1;
+        }
+    }
+    assert!(followed >= 3, "{followed} exemplars followed");
+    // The step histogram carries them too, a PIN step's among them.
+    let steps = prom.exemplars(r#"authprobe_probe_step_duration_seconds_bucket{step="SecutityPin"}"#).await;
+    assert!(steps.iter().any(|s| s["exemplars"].as_array().is_some_and(|e| !e.is_empty())), "{steps:?}");
+}
+
 #[test]
 fn dockerfile_passes_hadolint_and_bakes_in_no_configuration() {
     let (code, out) = tool(&pytool("hadolint"), &["Dockerfile"], &repo(""));
@@ -771,6 +860,16 @@ fn compose_stack_wires_the_same_files_and_names() {
     assert_eq!(prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0], "alertmanager:9093");
     let datasource = yaml("deploy/grafana/provisioning/datasources/prometheus.yaml");
     assert_eq!(datasource["datasources"][0]["url"], "http://prometheus:9090");
+    // Exemplars: kept by Prometheus, linked by Grafana to the port compose publishes authprobe on.
+    let command = compose["services"]["prometheus"]["command"].as_sequence().unwrap();
+    assert!(command.iter().any(|a| a.as_str() == Some("--enable-feature=exemplar-storage")));
+    let link = exemplar_link(&datasource);
+    assert!(link.starts_with("http://localhost:9871/runs/"), "{link}");
+    assert!(compose["services"]["authprobe"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|p| p.as_str() == Some("9871:9871")));
     let provider = yaml("deploy/grafana/provisioning/dashboards/authprobe.yaml");
     let mounted = compose["services"]["grafana"]["volumes"][1].as_str().unwrap();
     assert!(
