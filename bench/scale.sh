@@ -13,7 +13,8 @@
 #   CPU % of one core (authprobe and, apart, the simulator), peak RSS, scheduler delay p50/p99
 #   (interpolated within buckets, as histogram_quantile does) and max (the highest bucket reached),
 #   logins per second achieved vs planned; then 10 scrapes of /metrics one after another: time
-#   (curl's, request to last byte), size, and authprobe's CPU per scrape; then, authprobe stopped,
+#   (curl's, request to last byte), size, and authprobe's CPU per scrape, in the text format and
+#   again in OpenMetrics (what Prometheus asks for: _created and exemplars); then, authprobe stopped,
 #   the floor: curl making the same logins at the same rate for FLOOR seconds, a fresh
 #   connection each, and the CPU it takes.
 # Writes $OUT_DIR/scale.csv and, with gnuplot (Debian's gnuplot-nox), $OUT_DIR/scale.png.
@@ -40,7 +41,7 @@ install_missing gnuplot:gnuplot-nox
 bench_init
 mkdir -p "$OUT_DIR"
 CSV=$OUT_DIR/scale.csv
-echo "probes,cpu_percent,user_percent,kernel_percent,sim_cpu_percent,peak_rss_mb,delay_p50_ms,delay_p99_ms,delay_max_ms,within_5ms_percent,metrics_ms,metrics_max_ms,metrics_mb,render_cpu_ms,logins_per_s,planned_per_s,success_percent,skipped,curl_cpu_percent,switches_per_login,curl_switches_per_login" >"$CSV"
+echo "probes,cpu_percent,user_percent,kernel_percent,sim_cpu_percent,peak_rss_mb,delay_p50_ms,delay_p99_ms,delay_max_ms,within_5ms_percent,metrics_ms,metrics_max_ms,metrics_mb,render_cpu_ms,logins_per_s,planned_per_s,success_percent,skipped,curl_cpu_percent,switches_per_login,curl_switches_per_login,om_metrics_ms,om_metrics_mb,om_render_cpu_ms" >"$CSV"
 echo "authprobe $($BIN --version | cut -d' ' -f2) on $(nproc) cores; probes every ${INTERVAL}s, simulator delay $SIM_DELAY;" \
     "per count: ${WARMUP}s warm-up, ${DURATION}s measured"
 
@@ -74,6 +75,13 @@ for PROBES in $COUNTS; do
         curl -fs -o /dev/null -w '%{time_total} %{size_download}\n' "http://127.0.0.1:$WEB_PORT/metrics" >>"$WORK/scrapes.txt"
     done
     SCRAPE_T1=$(cpu_ticks "$RUN_PID"); SW1=$(date +%s.%N)
+    : >"$WORK/om_scrapes.txt"
+    OM_T0=$(cpu_ticks "$RUN_PID"); OW0=$(date +%s.%N)
+    for _ in $(seq 1 10); do
+        curl -fs -o /dev/null -w '%{time_total} %{size_download}\n' -H 'Accept: application/openmetrics-text;version=1.0.0' \
+            "http://127.0.0.1:$WEB_PORT/metrics" >>"$WORK/om_scrapes.txt"
+    done
+    OM_T1=$(cpu_ticks "$RUN_PID"); OW1=$(date +%s.%N)
     HWM_KB=$(hwm_kb "$RUN_PID")
     SIM_HWM_KB=$(hwm_kb "$SIM_PID")
     kill "$RUN_PID"
@@ -112,7 +120,7 @@ PY
 
     python3 - "$WORK" "$CSV" "$(getconf CLK_TCK)" "$PROBES" "$INTERVAL" "$HWM_KB" "$SIM_HWM_KB" \
         "$RUN_T0" "$RUN_T1" "$RUN_S0" "$RUN_S1" "$SIM_T0" "$SIM_T1" "$W0" "$W1" \
-        "$SCRAPE_T0" "$SCRAPE_T1" "$SW0" "$SW1" "$RUN_CS0" "$RUN_CS1" <<'PY'
+        "$SCRAPE_T0" "$SCRAPE_T1" "$SW0" "$SW1" "$RUN_CS0" "$RUN_CS1" "$OM_T0" "$OM_T1" "$OW0" "$OW1" <<'PY'
 import re, sys
 work, csv = sys.argv[1], sys.argv[2]
 hz, probes, interval, hwm, sim_hwm = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
@@ -121,6 +129,7 @@ w0, w1 = float(sys.argv[14]), float(sys.argv[15])
 scrape_t0, scrape_t1 = int(sys.argv[16]), int(sys.argv[17])
 sw0, sw1 = float(sys.argv[18]), float(sys.argv[19])
 cs0, cs1 = int(sys.argv[20]), int(sys.argv[21])
+om_t0, om_t1, ow0, ow1 = int(sys.argv[22]), int(sys.argv[23]), float(sys.argv[24]), float(sys.argv[25])
 wall = w1 - w0
 curl_cpu, curl_kernel, curl_rate, curl_cs = map(float, open(f"{work}/floor.txt").read().split())
 
@@ -168,6 +177,11 @@ sim_cpu = 100 * (sim_t1 - sim_t0) / hz / wall
 # authprobe's CPU over the scrapes, less what its logins used meanwhile.
 render_cpu = ((scrape_t1 - scrape_t0) / hz - cpu / 100 * (sw1 - sw0)) / len(scrapes)
 metrics_ms = times[len(times) // 2] * 1000
+om_scrapes = [tuple(map(float, l.split())) for l in open(f"{work}/om_scrapes.txt")]
+om_times = sorted(t for t, _ in om_scrapes)
+om_size = om_scrapes[-1][1]
+om_render_cpu = ((om_t1 - om_t0) / hz - cpu / 100 * (ow1 - ow0)) / len(om_scrapes)
+om_ms = om_times[len(om_times) // 2] * 1000
 target = probes == 10000
 def goal(text):
     return f"   (target {text})" if target else ""
@@ -181,6 +195,8 @@ print(f"scheduler delay:    p50 {quantile(0.5) * 1000:.2f} ms, p99 {quantile(0.9
       f" {100 * within_5ms:.2f} % of {total:.0f} starts within 5 ms{goal('p99 <= 5 ms')}")
 print(f"/metrics:           median {metrics_ms:.1f} ms, max {times[-1] * 1000:.1f} ms, {size / 1e6:.1f} MB,"
       f" authprobe CPU {render_cpu * 1000:.1f} ms per scrape{goal('<= 50 ms')}")
+print(f"  in OpenMetrics:   median {om_ms:.1f} ms, max {om_times[-1] * 1000:.1f} ms, {om_size / 1e6:.1f} MB"
+      f" ({om_size / size:.2f}× the text), authprobe CPU {om_render_cpu * 1000:.1f} ms per scrape{goal('<= 50 ms')}")
 print(f"logins:             {runs / wall:.1f}/s achieved vs {probes / interval:.1f}/s planned,"
       f" {100 * ok / runs if runs else 0:.2f} % success, {s1 - s0:.0f} ticks skipped")
 cs_per_login = (cs1 - cs0) / runs if runs else float("nan")
@@ -189,7 +205,8 @@ with open(csv, "a") as f:
     f.write(",".join(str(round(v, 4)) for v in [
         probes, cpu, cpu - kernel, kernel, sim_cpu, hwm / 1024, quantile(0.5) * 1000, quantile(0.99) * 1000,
         delay_max * 1000, 100 * within_5ms, metrics_ms, times[-1] * 1000, size / 1e6, render_cpu * 1000,
-        runs / wall, probes / interval, 100 * ok / runs if runs else 0, s1 - s0, curl_cpu, cs_per_login, curl_cs]) + "\n")
+        runs / wall, probes / interval, 100 * ok / runs if runs else 0, s1 - s0, curl_cpu, cs_per_login, curl_cs,
+        om_ms, om_size / 1e6, om_render_cpu * 1000]) + "\n")
 PY
     if [ "${PROFILE:-0}" = 1 ]; then
         echo "profile (share of authprobe's samples, by function and by shared object):"

@@ -633,7 +633,7 @@ fn histogram_lines<const N: usize>(
         match om.zip(h.exemplar(i)) {
             Some((om, e)) => {
                 let id = RunId { probe: om.key, run: e.run };
-                text::line_with_exemplar(out, &lines.bucket, labels, tail, Value::Int(n), (&id, e.value, e.at_ms));
+                text::line_with_exemplar(out, &lines.bucket, labels, tail, Value::Int(n), (&id, e.value(), e.at_ms()));
             }
             None => text::line(out, &lines.bucket, labels, tail, Value::Int(n)),
         }
