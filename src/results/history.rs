@@ -185,15 +185,14 @@ impl Serialize for PastRun {
 /// The last [`HISTORY_RUNS`] runs of one probe, and its last [`HISTORY_FAILURES`] failed ones.
 ///
 /// Runs are numbered from 1 as they are pushed. Every run goes into `entries`, so their numbers
-/// are consecutive there and only the newest is kept; failures are not, so theirs are kept
-/// beside them (20 numbers rather than 4 bytes in each of the 100 entries).
+/// are consecutive there and only the newest is kept; failures are not, so each keeps its own
+/// (20 numbers rather than 4 bytes in each of the 100 entries).
 #[derive(Debug, Default)]
 pub struct History {
     entries: VecDeque<Entry>,
     /// Allocated at the first failure: a probe that never failed pays nothing for it.
-    failures: VecDeque<Entry>,
-    /// The number of each of `failures`; 0 for one restored without.
-    failure_runs: VecDeque<u32>,
+    /// With each its run's number; 0 for one restored without.
+    failures: VecDeque<(Entry, u32)>,
     /// The number of the newest run (of the last entry); 0 before the first.
     last_run: u32,
     texts: Vec<Arc<str>>,
@@ -227,13 +226,10 @@ impl History {
         if o.summary.result != ResultClass::Success {
             if self.failures.len() == HISTORY_FAILURES {
                 self.failures.pop_front();
-                self.failure_runs.pop_front();
             } else if self.failures.capacity() == 0 {
                 self.failures.reserve_exact(HISTORY_FAILURES);
-                self.failure_runs.reserve_exact(HISTORY_FAILURES);
             }
-            self.failures.push_back(entry);
-            self.failure_runs.push_back(self.last_run);
+            self.failures.push_back((entry, self.last_run));
         }
         self.last_run
     }
@@ -272,18 +268,18 @@ impl History {
 
     /// The history as stored, and its run numbers.
     pub(super) fn saved(&self) -> (super::saved::SavedHistory, super::saved::SavedRunNumbers) {
-        let raw = |entries: &VecDeque<Entry>| -> Vec<[u32; 3]> {
-            entries.iter().map(|e| [e.finished_unix, e.bits[0], e.bits[1]]).collect()
+        let raw = |entries: &mut dyn Iterator<Item = &Entry>| -> Vec<[u32; 3]> {
+            entries.map(|e| [e.finished_unix, e.bits[0], e.bits[1]]).collect()
         };
         let history = super::saved::SavedHistory {
             layout: Self::layout().id(),
-            runs: raw(&self.entries),
-            failures: raw(&self.failures),
+            runs: raw(&mut self.entries.iter()),
+            failures: raw(&mut self.failures.iter().map(|(e, _)| e)),
             texts: self.texts.iter().map(|t| t.to_string()).collect(),
         };
         let numbers = super::saved::SavedRunNumbers {
             last_run: self.last_run,
-            failures: self.failure_runs.iter().copied().collect(),
+            failures: self.failures.iter().map(|(_, run)| *run).collect(),
             last: 0,
         };
         (history, numbers)
@@ -321,18 +317,18 @@ impl History {
         let failures = entries(&saved.failures, HISTORY_FAILURES)?;
         // Numbers of the kept failures, aligned on the newest (0: unknown); the entries' own
         // follow from the newest's, which cannot be below their count.
-        let mut failure_runs: VecDeque<u32> = numbers.failures.iter().copied().collect();
-        while failure_runs.len() > failures.len() {
-            failure_runs.pop_front();
-        }
-        while failure_runs.len() < failures.len() {
-            failure_runs.push_front(0);
+        let known = numbers.failures.len().min(failures.len());
+        let unknown = failures.len() - known;
+        let failure_runs =
+            std::iter::repeat_n(0, unknown).chain(numbers.failures[numbers.failures.len() - known..].iter().copied());
+        let mut failures: VecDeque<(Entry, u32)> = failures.into_iter().zip(failure_runs).collect();
+        if !failures.is_empty() {
+            failures.reserve_exact(HISTORY_FAILURES - failures.len());
         }
         Some(History {
             last_run: numbers.last_run.max(runs.len() as u32),
             entries: runs,
             failures,
-            failure_runs,
             texts: saved.texts.iter().map(|t| Arc::from(t.as_str())).collect(),
         })
     }
@@ -345,7 +341,7 @@ impl History {
 
     /// Failed runs, newest first, however many successes came after them.
     pub fn failures(&self, scheme: &'static Scheme, key: u64) -> Vec<PastRun> {
-        self.shown(self.failures.iter().rev().zip(self.failure_runs.iter().rev().copied()), scheme, key)
+        self.shown(self.failures.iter().rev().map(|(e, run)| (e, *run)), scheme, key)
     }
 
     fn shown<'a>(
