@@ -97,9 +97,10 @@ fn display_or_dash(s: &str) -> &str {
 /// plus the sanitised detail; never a secret or token. The status is `http_status` for HTTP
 /// families, `status` (`LDAP 49`, say) for others.
 pub fn log_run(probe: &str, target: &str, run_id: Option<crate::results::RunId>, outcome: &Outcome) {
-    // The id that the probe's page, the API and the latency exemplars show for this run.
-    let run_id = run_id.map(|id| id.to_string()).unwrap_or_default();
-    let run_id = run_id.as_str();
+    // The id that the probe's page, the API and the latency exemplars show for this run; a
+    // run outside the service (`authprobe probe`) has none, and the field is left out.
+    let run_id = run_id.map(|id| id.to_string());
+    let run_id = run_id.as_deref();
     let s = &outcome.summary;
     let http = *outcome.scheme == crate::protocol::http::STATUS;
     // tracing needs the level and the field names at compile time, so the one field list is

@@ -470,6 +470,14 @@ async fn config_errors_name_file_line_and_field() {
     let r = authprobe(&["check-config", "--config.file", "/nonexistent/probes.yaml"]).await;
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("/nonexistent/probes.yaml: cannot read file"), "{}", r.stderr);
+    // The default file, absent where the command runs: say where it was looked for and how to
+    // name another.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = std::process::Command::new(BIN).arg("check-config").current_dir(&empty).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("probes.yaml: no such file in") && stderr.contains("--config.file"), "{stderr}");
 }
 
 /// OAuth 2.0 targets and probes: each unknown or contradictory field is a located error that

@@ -346,7 +346,14 @@ async fn openmetrics_when_asked_with_exemplars_naming_runs() {
         assert_eq!(run["run"]["run_id"], id);
         assert!((run["run"]["duration_seconds"].as_f64().unwrap() - value).abs() < 2e-6, "{run} {value}");
         assert!((run["run"]["finished_unix"].as_f64().unwrap() - at).abs() <= 1.0, "{run} {at}");
+        // A run the probe has not made yet is not one it no longer keeps.
+        let future = format!("{}-999999", id.split('-').next().unwrap());
+        let (status, body) = get(&svc.url(&format!("/runs/{future}"))).await;
+        assert_eq!(status, 404, "{body}");
+        assert!(body.contains("has not made run") && body.contains(p), "{body}");
     }
+    let (status, refused) = get(&svc.url("/api/v1/runs/not-an-id")).await;
+    assert_eq!(status, 400, "{refused}");
     // The same series as the text format, which has no _created and no exemplar.
     let samples = |body: &str| -> std::collections::BTreeSet<String> {
         body.lines()
@@ -372,6 +379,15 @@ async fn openmetrics_when_asked_with_exemplars_naming_runs() {
     assert_ne!(code, 0, "accepted a body without # EOF");
     let (code, _) = openmetrics_parse(&text.text);
     assert_ne!(code, 0, "accepted the text format");
+
+    // --web.openmetrics-created=false: the same exposition without _created.
+    let (_dir, _sim, svc) = four_probe_service(&[], &["--web.openmetrics-created=false"]).await;
+    svc.metrics_until(Duration::from_secs(15), |m| PROBES.iter().all(|p| runs(m, p) >= 1.0)).await;
+    let r = http().get(svc.url("/metrics")).header("accept", prometheus).send().await.unwrap();
+    let body = r.text().await.unwrap();
+    let (code, report) = openmetrics_parse(&body);
+    assert_eq!(code, 0, "{report}");
+    assert!(!body.contains("_created") && body.contains(" # {run_id=\"") && body.ends_with("# EOF\n"));
 }
 
 /// A Prometheus server from Debian's package, on a free loopback port with its own data dir.
@@ -406,7 +422,17 @@ async fn a_real_prometheus_scrapes_and_answers_queries() {
     let outcome = prom.query(r#"authprobe_probe_outcome{probe="bad"}"#).await;
     assert_eq!(outcome[0]["metric"]["reason"], "invalid_credentials");
     let scraped = prom.query(r#"scrape_samples_scraped{job="authprobe"}"#).await;
-    let served = svc.metrics().await.samples.len() as f64;
+    // Prometheus asks for OpenMetrics, and stores its _created samples as series too.
+    let om = http()
+        .get(svc.url("/metrics"))
+        .header("accept", "application/openmetrics-text;version=1.0.0")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let served = om.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count() as f64;
     assert!((sample_value(&scraped[0]) - served).abs() <= 2.0, "scraped {scraped:?}, served {served}");
     prom.stop().await;
 }
@@ -605,18 +631,20 @@ async fn endpoints_answer_as_documented() {
     assert_eq!(status, 200);
     assert!(bad.contains("<svg") && bad.contains("<path d=\"M"), "sparkline");
     let dots = bad.matches("<circle").count();
-    let rows = bad.matches("<tr class=\"fail\">").count();
+    // Each row is its run's anchor, its id shown.
+    let rows = bad.matches("<tr class=\"fail\" id=\"run-").count();
     assert!(rows as f64 >= runs(&m, "bad") && dots == rows, "{rows} failed rows, {dots} red dots");
     assert!(bad.contains("<td>Invalid credentials</td>") && bad.contains("<td>scheduled</td>"));
     // The failures kept apart, the hourly availability with the failed hour red and its results
     // named, and the figures.
-    assert!(bad.matches("<tr class=\"fail kept\">").count() >= 3, "{bad}");
+    assert!(bad.matches("<tr class=\"fail kept\"").count() >= 3, "{bad}");
+    assert!(bad.contains("<td class=\"run\"><a href=\"#run-1\">"), "{bad}");
     assert!(bad.contains("<g class=\"fail\">") && bad.contains("UTC: 0.0% of "), "{bad}");
     assert!(bad.contains(" run(s) — auth_failed</title>"), "{bad}");
     assert!(bad.contains("<td class=\"avail low\">0.0%</td>"), "{bad}");
     let (status, good) = get(&svc.url("/probes/good")).await;
     assert_eq!(status, 200);
-    assert!(good.contains("<tr class=\"ok\">") && !good.contains("<circle"));
+    assert!(good.contains("<tr class=\"ok\" id=\"run-") && !good.contains("<circle"));
     assert!(good.contains("<g class=\"ok\">") && good.contains("No failed run since startup."), "{good}");
     // The start page: availability per probe and per target.
     let (_, page) = get(&svc.url("/")).await;

@@ -78,6 +78,12 @@ pub struct WebArgs {
     #[arg(long = "web.max-concurrent-scrapes", default_value_t = authprobe::web::DEFAULT_MAX_CONCURRENT_SCRAPES as u32,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     max_concurrent_scrapes: u32,
+    /// Write `_created` beside each counter and histogram in OpenMetrics (when Prometheus asks
+    /// for it). Prometheus before 2.50, or without --enable-feature=created-timestamp-zero-ingestion,
+    /// stores each as a series of its own; false leaves them out.
+    #[arg(long = "web.openmetrics-created", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    openmetrics_created: bool,
     /// Time a client has to send a request's headers or complete a TLS handshake.
     #[arg(long = "web.read-header-timeout", default_value = "10s", value_parser = parse_duration)]
     read_header_timeout: Duration,
@@ -225,6 +231,15 @@ pub async fn run(command: Command) -> Result<u8, Failure> {
 /// the simulator's HTTPS certificate made first (the probes' targets may trust it through
 /// `ca_file`), then the probes loaded; every problem of both reported together.
 fn load_config(path: &Path) -> Result<(Config, Option<SimulatorSpec>), Failure> {
+    if path == Path::new("probes.yaml") && !path.exists() {
+        // The default, and no such file here: most often someone who installed the package
+        // and runs a command from their home directory.
+        return Err(Failure::Config(anyhow::anyhow!(
+            "invalid configuration:\nprobes.yaml: no such file in {}; name the probes file with --config.file \
+             (the Debian package's is /etc/authprobe/probes.yaml)",
+            std::env::current_dir().map_or_else(|_| "this directory".to_owned(), |d| d.display().to_string())
+        )));
+    }
     let simulator = SimulatorBlock::load(path).and_then(|block| block.map(SimulatorBlock::prepare).transpose());
     let loaded = FileErrors::both(Config::load(path), simulator);
     let (config, simulator) = loaded.map_err(|e| Failure::Config(anyhow::anyhow!("invalid configuration:\n{e}")))?;

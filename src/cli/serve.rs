@@ -109,7 +109,8 @@ pub async fn serve(
         None => None,
     };
     let writer = writer.map(Arc::new);
-    let metrics = Arc::new(Metrics::new(results.clone())?);
+    let metrics = Metrics::new(results.clone())?;
+    let metrics = Arc::new(if web_args.openmetrics_created { metrics } else { metrics.without_created() });
     let mut signals = Signals::register();
     let ready = Arc::new(AtomicBool::new(false));
     let count = probes.len();

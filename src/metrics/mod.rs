@@ -55,6 +55,8 @@ pub struct Metrics {
     /// labels are some 100 bytes and an allocation per probe on every scrape otherwise. Weak,
     /// so that a replaced set is not kept alive (and its address not reused while this holds).
     labels: Mutex<(Weak<ProbeSet>, Arc<Vec<String>>)>,
+    /// Whether OpenMetrics carries `_created` samples.
+    created: bool,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -86,7 +88,16 @@ impl Metrics {
         register("authprobe_probes_configured", Box::new(probes_configured.clone()))?;
         #[cfg(target_os = "linux")]
         register("process_*", Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-        Ok(Metrics { registry, probes_configured, results, labels: Mutex::default() })
+        Ok(Metrics { registry, probes_configured, results, labels: Mutex::default(), created: true })
+    }
+
+    /// Leaves `_created` out of OpenMetrics. Prometheus before 2.50, and later ones without
+    /// `--enable-feature=created-timestamp-zero-ingestion`, store each `_created` sample as a
+    /// series of its own: 21 more per probe (one per counter and histogram series), which a
+    /// large installation may rather not pay.
+    pub fn without_created(mut self) -> Self {
+        self.created = false;
+        self
     }
 
     /// The exposition in `format`, as an iterator of body chunks.
@@ -145,12 +156,22 @@ impl Metrics {
             });
         }
         let mut tail = target_families(&discovery, om);
-        tail.extend_from_slice(&process_families(&self.results, om));
+        tail.extend_from_slice(&process_families(&self.results, om, self.created));
         if om {
             tail.extend_from_slice(b"# EOF\n");
         }
         let present = families().iter().map(|f| f.present(&seen)).collect();
-        Exposition { head: Some(head), set, labels, present, family: 0, probe: 0, tail: Some(tail), om }
+        Exposition {
+            head: Some(head),
+            set,
+            labels,
+            present,
+            family: 0,
+            probe: 0,
+            tail: Some(tail),
+            om,
+            created: self.created,
+        }
     }
 
     /// The rendered label sets of the probes of `set`, in set order.
@@ -177,13 +198,16 @@ pub struct Exposition {
     tail: Option<Vec<u8>>,
     /// OpenMetrics rather than the text format.
     om: bool,
+    /// With `_created` samples (OpenMetrics only).
+    created: bool,
 }
 
 /// What OpenMetrics adds to a probe's lines: its runs' ids on exemplars, and when its counters
 /// started (`_created`).
 struct OpenMetricsProbe {
     key: u64,
-    created: f64,
+    /// `None` when `_created` is left out (see [`Metrics::without_created`]).
+    created: Option<f64>,
 }
 
 impl Iterator for Exposition {
@@ -210,7 +234,10 @@ impl Iterator for Exposition {
             while self.probe < self.set.list.len() && out.len() < CHUNK_BYTES {
                 let labels = &self.labels[self.probe];
                 let probe = &self.set.list[self.probe];
-                let om = self.om.then(|| OpenMetricsProbe { key: probe.key, created: unix_seconds(probe.created) });
+                let om = self.om.then(|| OpenMetricsProbe {
+                    key: probe.key,
+                    created: self.created.then(|| unix_seconds(probe.created)),
+                });
                 probe.read(|r| family.write(self.family, labels, r, &mut out, om.as_ref()));
                 self.probe += 1;
             }
@@ -463,8 +490,8 @@ impl Family {
         // A counter's sample, and in OpenMetrics its `_created` beside it.
         let counter = |out: &mut Vec<u8>, tail: &str, n: u64| {
             text::line(out, head, labels, tail, Value::Int(n));
-            if let Some(om) = om {
-                text::line(out, &lines.created_heads[at], labels, tail, Value::Float(om.created));
+            if let Some(created) = om.and_then(|om| om.created) {
+                text::line(out, &lines.created_heads[at], labels, tail, Value::Float(created));
             }
         };
         match self {
@@ -640,8 +667,8 @@ fn histogram_lines<const N: usize>(
     }
     text::line(out, &lines.sum, labels, &lines.end, Value::Float(h.sum));
     text::line(out, &lines.count, labels, &lines.end, Value::Int(h.count));
-    if let Some(om) = om {
-        text::line(out, &lines.created, labels, &lines.end, Value::Float(om.created));
+    if let Some(created) = om.and_then(|om| om.created) {
+        text::line(out, &lines.created, labels, &lines.end, Value::Float(created));
     }
 }
 
@@ -703,10 +730,10 @@ fn histogram<const N: usize>(out: &mut Vec<u8>, name: &str, h: &Histogram<N>, le
     }
 }
 
-/// A process-wide counter (`name` with `_total`): its header and sample, and in OpenMetrics
-/// (`created` given) its `_created`.
-fn process_counter(out: &mut Vec<u8>, name: &str, help: &str, value: u64, created: Option<f64>) {
-    text::header(out, name, "counter", help, created.is_some());
+/// A process-wide counter (`name` with `_total`): its header and sample, and its `_created` when
+/// given (OpenMetrics only).
+fn process_counter(out: &mut Vec<u8>, name: &str, help: &str, value: u64, om: bool, created: Option<f64>) {
+    text::header(out, name, "counter", help, om);
     text::sample(out, name, "", "", &[], Value::Int(value));
     if let Some(created) = created {
         text::sample(out, name.strip_suffix("_total").unwrap_or(name), "_created", "", &[], Value::Float(created));
@@ -760,7 +787,7 @@ fn target_families(
 }
 
 /// The state store's series, present unless state is kept in memory only.
-fn storage_families(out: &mut Vec<u8>, s: &crate::results::StorageStatus, created: Option<f64>) {
+fn storage_families(out: &mut Vec<u8>, s: &crate::results::StorageStatus, om: bool, created: Option<f64>) {
     let families: [(&str, &str, &str, Value); 6] = [
         (
             "authprobe_storage_up",
@@ -796,9 +823,9 @@ fn storage_families(out: &mut Vec<u8>, s: &crate::results::StorageStatus, create
     ];
     for (name, kind, help, value) in families {
         match (kind, value) {
-            ("counter", Value::Int(n)) => process_counter(out, name, help, n, created),
+            ("counter", Value::Int(n)) => process_counter(out, name, help, n, om, created),
             _ => {
-                text::header(out, name, kind, help, created.is_some());
+                text::header(out, name, kind, help, om);
                 text::sample(out, name, "", "", &[], value);
             }
         }
@@ -806,10 +833,10 @@ fn storage_families(out: &mut Vec<u8>, s: &crate::results::StorageStatus, create
 }
 
 /// The process's own families; `om` for OpenMetrics.
-fn process_families(results: &Results, om: bool) -> Vec<u8> {
+fn process_families(results: &Results, om: bool, created: bool) -> Vec<u8> {
     let (delay, watchdog_runs, reload) = (results.delay(), results.cron_watchdog_runs(), results.reload_status());
     // Every counter of the process started with it.
-    let created = om.then(|| unix_seconds(results.started));
+    let created = (om && created).then(|| unix_seconds(results.started));
     let mut out = Vec::new();
     let name = "authprobe_config_last_reload_successful";
     text::header(&mut out, name, "gauge", "Whether the last configuration reload succeeded.", om);
@@ -838,10 +865,11 @@ fn process_families(results: &Results, om: bool) -> Vec<u8> {
         "authprobe_scheduler_cron_watchdog_runs_total",
         "Cron ticks that tokio-cron-scheduler did not start within the grace period, started by authprobe's watchdog instead.",
         watchdog_runs,
+        om,
         created,
     );
     if let Some(storage) = results.storage() {
-        storage_families(&mut out, &storage, created);
+        storage_families(&mut out, &storage, om, created);
     }
     // Tasks alive: flat in a healthy process, whatever it goes through; growth is a leak.
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {

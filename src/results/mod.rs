@@ -405,6 +405,11 @@ impl ProbeResults {
         self.history.lock().unwrap_or_else(PoisonError::into_inner).failures(self.scheme(), self.key)
     }
 
+    /// The number of its newest run; 0 before the first.
+    pub fn last_run_number(&self) -> u32 {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner).last_run()
+    }
+
     /// The id of its run number `run`.
     pub fn run_id(&self, run: u32) -> Option<RunId> {
         (run > 0).then_some(RunId { probe: self.key, run })

@@ -24,6 +24,9 @@ fn lookup(state: &AppState, id: &str) -> Result<(RunId, Arc<ProbeResults>), (Sta
             ),
         )
     })?;
+    if id.run > probe.last_run_number() {
+        return Err((StatusCode::NOT_FOUND, format!("probe {:?} has not made run {id} yet", &*probe.name)));
+    }
     Ok((id, probe))
 }
 
