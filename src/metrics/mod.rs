@@ -206,8 +206,9 @@ pub struct Exposition {
 /// started (`_created`).
 struct OpenMetricsProbe {
     key: u64,
-    /// `None` when `_created` is left out (see [`Metrics::without_created`]).
-    created: Option<f64>,
+    /// Written once per probe and family, copied into each `_created` line; `None` when they
+    /// are left out (see [`Metrics::without_created`]).
+    created: Option<text::Stamp>,
 }
 
 impl Iterator for Exposition {
@@ -219,7 +220,10 @@ impl Iterator for Exposition {
                 return Some(head);
             }
         }
-        let mut out = Vec::with_capacity(CHUNK_BYTES + 4096);
+        // Room beyond the chunk for the probe that crosses it (an OpenMetrics runs family with
+        // long labels is some 8 KB): never a reallocation doubling a half-megabyte buffer.
+        // Untouched, the room costs no memory.
+        let mut out = Vec::with_capacity(CHUNK_BYTES + 64 * 1024);
         let families = families();
         while self.family < families.len() && out.len() < CHUNK_BYTES {
             let family = families[self.family];
@@ -236,7 +240,7 @@ impl Iterator for Exposition {
                 let probe = &self.set.list[self.probe];
                 let om = self.om.then(|| OpenMetricsProbe {
                     key: probe.key,
-                    created: self.created.then(|| unix_seconds(probe.created)),
+                    created: self.created.then(|| text::Stamp::millis(crate::results::unix_millis(probe.created))),
                 });
                 probe.read(|r| family.write(self.family, labels, r, &mut out, om.as_ref()));
                 self.probe += 1;
@@ -490,8 +494,8 @@ impl Family {
         // A counter's sample, and in OpenMetrics its `_created` beside it.
         let counter = |out: &mut Vec<u8>, tail: &str, n: u64| {
             text::line(out, head, labels, tail, Value::Int(n));
-            if let Some(created) = om.and_then(|om| om.created) {
-                text::line(out, &lines.created_heads[at], labels, tail, Value::Float(created));
+            if let Some(created) = om.and_then(|om| om.created.as_ref()) {
+                text::line_raw(out, &lines.created_heads[at], labels, tail, created.as_bytes());
             }
         };
         match self {
@@ -667,8 +671,8 @@ fn histogram_lines<const N: usize>(
     }
     text::line(out, &lines.sum, labels, &lines.end, Value::Float(h.sum));
     text::line(out, &lines.count, labels, &lines.end, Value::Int(h.count));
-    if let Some(created) = om.and_then(|om| om.created) {
-        text::line(out, &lines.created, labels, &lines.end, Value::Float(created));
+    if let Some(created) = om.and_then(|om| om.created.as_ref()) {
+        text::line_raw(out, &lines.created, labels, &lines.end, created.as_bytes());
     }
 }
 

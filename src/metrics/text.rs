@@ -142,6 +142,52 @@ pub(super) fn line_with_exemplar(
     out.push(b'\n');
 }
 
+/// A timestamp written once, to be copied into many lines (`_created`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Stamp {
+    buf: [u8; 24],
+    len: u8,
+}
+
+impl Stamp {
+    /// Unix milliseconds as [`timestamp_millis`] writes them.
+    pub(super) fn millis(ms: u64) -> Stamp {
+        let mut buf = [0u8; 24];
+        let mut secs = itoa::Buffer::new();
+        let secs = secs.format(ms / 1000).as_bytes();
+        buf[..secs.len()].copy_from_slice(secs);
+        let mut len = secs.len();
+        let frac = ms % 1000;
+        if frac > 0 {
+            let digits = [b'.', b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
+            // Trailing zeros dropped, as timestamp_millis writes them.
+            let keep = if frac.is_multiple_of(100) {
+                2
+            } else if frac.is_multiple_of(10) {
+                3
+            } else {
+                4
+            };
+            buf[len..len + keep].copy_from_slice(&digits[..keep]);
+            len += keep;
+        }
+        Stamp { buf, len: len as u8 }
+    }
+
+    pub(super) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+}
+
+/// A line whose value is already written: `head labels tail value\n`.
+pub(super) fn line_raw(out: &mut Vec<u8>, head: &str, labels: &str, tail: &str, value: &[u8]) {
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(labels.as_bytes());
+    out.extend_from_slice(tail.as_bytes());
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
 /// A timestamp in seconds with its milliseconds, as OpenMetrics writes them: `1765020000.123`.
 pub(super) fn timestamp_millis(out: &mut Vec<u8>, ms: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(ms / 1000).as_bytes());
@@ -275,8 +321,11 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "h_bucket{probe=\"p\",le=\"0.05\"} 3 # {run_id=\"000000000abc-42\"} 0.0421 1765000000.12\n"
         );
-        let mut ts = Vec::new();
-        timestamp_millis(&mut ts, 5_000);
-        assert_eq!(ts, b"5");
+        for ms in [5_000, 1_765_000_000_120, 1_765_000_000_001, 1_765_000_000_100, 1_765_000_000_999, 0] {
+            let mut ts = Vec::new();
+            timestamp_millis(&mut ts, ms);
+            assert_eq!(Stamp::millis(ms).as_bytes(), &ts[..], "{ms}");
+        }
+        assert_eq!(Stamp::millis(1_765_000_000_120).as_bytes(), b"1765000000.12");
     }
 }
