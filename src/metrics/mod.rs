@@ -240,7 +240,7 @@ impl Iterator for Exposition {
                 let probe = &self.set.list[self.probe];
                 let om = self.om.then(|| OpenMetricsProbe {
                     key: probe.key,
-                    created: self.created.then(|| text::Stamp::millis(crate::results::unix_millis(probe.created))),
+                    created: self.created.then(|| text::Stamp::millis(probe.created_ms)),
                 });
                 probe.read(|r| family.write(self.family, labels, r, &mut out, om.as_ref()));
                 self.probe += 1;

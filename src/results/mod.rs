@@ -159,9 +159,11 @@ impl<const N: usize> Histogram<N> {
             Ok(i) => self.exemplars[i] = exemplar,
             Err(i) => {
                 // A bucket's first exemplar: rare (a latency seen for the first time), so the
-                // slice is made again rather than kept with room to grow.
-                let mut all = std::mem::take(&mut self.exemplars).into_vec();
-                all.insert(i, exemplar);
+                // slice is made again, to its exact size, rather than kept with room to grow.
+                let mut all = Vec::with_capacity(self.exemplars.len() + 1);
+                all.extend_from_slice(&self.exemplars[..i]);
+                all.push(exemplar);
+                all.extend_from_slice(&self.exemplars[i..]);
                 self.exemplars = all.into_boxed_slice();
             }
         }
@@ -349,9 +351,9 @@ pub struct ProbeResults {
     pub kind: Kind,
     /// Its [`probe_key`], the first part of its runs' ids.
     pub key: u64,
-    /// When its record was made (at start, or by the reload that added it): when its counters
-    /// and histograms started counting, OpenMetrics' `_created`.
-    pub created: SystemTime,
+    /// When its record was made (at start, or by the reload that added it), in Unix
+    /// milliseconds: when its counters and histograms started counting, OpenMetrics' `_created`.
+    pub created_ms: u64,
     schedule: Mutex<String>,
     /// When the scheduler next starts the probe, in Unix milliseconds; 0 when unknown.
     next_run_ms: AtomicU64,
@@ -369,7 +371,7 @@ impl ProbeResults {
             labels: p.labels.clone(),
             kind: p.login.login.kind(),
             key: probe_key(&p.name),
-            created: SystemTime::now(),
+            created_ms: unix_millis(SystemTime::now()),
             schedule: Mutex::new(p.schedule.to_string()),
             next_run_ms: AtomicU64::new(0),
             record: Mutex::new(ProbeRecord::new(p)),
