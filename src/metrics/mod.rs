@@ -238,9 +238,10 @@ impl Iterator for Exposition {
             while self.probe < self.set.list.len() && out.len() < CHUNK_BYTES {
                 let labels = &self.labels[self.probe];
                 let probe = &self.set.list[self.probe];
+                // `_created` only where a counter or histogram needs it.
                 let om = self.om.then(|| OpenMetricsProbe {
                     key: probe.key,
-                    created: self.created.then(|| text::Stamp::millis(probe.created_ms)),
+                    created: (self.created && family.counts()).then(|| text::Stamp::millis(probe.created_ms)),
                 });
                 probe.read(|r| family.write(self.family, labels, r, &mut out, om.as_ref()));
                 self.probe += 1;
@@ -466,6 +467,11 @@ impl Family {
                 "Duration of each request of the probe's runs, by the step it answered.",
             ),
         }
+    }
+
+    /// Whether the family is a counter or a histogram: one with `_created` in OpenMetrics.
+    fn counts(self) -> bool {
+        matches!(self.meta().1, "counter" | "histogram")
     }
 
     /// Whether the family has samples.

@@ -134,8 +134,14 @@ pub(super) fn line_with_exemplar(
     }
     // The id is 12 hex digits, a dash and a number: nothing to escape, and far below the 128
     // characters OpenMetrics allows an exemplar's labels.
-    use std::io::Write as _;
-    let _ = write!(out, " # {{run_id=\"{id}\"}} ");
+    out.extend_from_slice(b" # {run_id=\"");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..12).rev() {
+        out.push(HEX[((id.probe >> (shift * 4)) & 0xf) as usize]);
+    }
+    out.push(b'-');
+    out.extend_from_slice(itoa::Buffer::new().format(id.run).as_bytes());
+    out.extend_from_slice(b"\"} ");
     float(out, observed);
     out.push(b' ');
     timestamp_millis(out, at_ms);
