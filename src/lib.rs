@@ -49,3 +49,17 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Git revision of the build (`unknown` outside a git checkout).
 pub const REVISION: &str = env!("AUTHPROBE_REVISION");
+
+/// What `--version` prints, as Prometheus' exporters do: version and revision, build date, the
+/// compiler and the platform.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision: ",
+    env!("AUTHPROBE_REVISION"),
+    ")\n  build date:   ",
+    env!("AUTHPROBE_BUILD_DATE"),
+    "\n  rust version: ",
+    env!("AUTHPROBE_RUSTC"),
+    "\n  platform:     ",
+    env!("AUTHPROBE_TARGET"),
+);

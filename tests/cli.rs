@@ -266,6 +266,30 @@ async fn demo_file_works_out_of_the_box() {
     assert_eq!(r.code, 1, "the demo has failing accounts");
 }
 
+/// The small things of the command line an on-call engineer meets first.
+#[tokio::test]
+async fn the_command_line_says_what_it_wants_and_what_it_is() {
+    let r = authprobe(&["probe"]).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("name the probes to run") && r.stderr.contains("--all"), "{}", r.stderr);
+    let r = authprobe(&["--version"]).await;
+    assert_eq!(r.code, 0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], format!("authprobe {} (revision: {})", authprobe::VERSION, authprobe::REVISION));
+    let date = lines[1].strip_prefix("  build date:   ").unwrap();
+    assert!(date.len() == 20 && date.starts_with("20") && date.ends_with('Z') && date.as_bytes()[10] == b'T', "{date}");
+    assert!(
+        lines[2].starts_with("  rust version: rustc 1.") && lines[3].starts_with("  platform:     "),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(authprobe(&["-V"]).await.stdout.trim(), format!("authprobe {}", authprobe::VERSION));
+    let r = authprobe(&["simulate", "--help"]).await;
+    for protocol in ["ETNA", "OAuth 2.0", "OpenID Connect", "LDAP"] {
+        assert!(r.stdout.contains(protocol), "simulate --help names {protocol}:\n{}", r.stdout);
+    }
+}
+
 /// `simulator.tls` makes its certificate once, where the targets' `ca_file` finds it, keeps it
 /// across loads, and reports files it cannot write and addresses it cannot parse where they are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

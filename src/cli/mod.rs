@@ -24,6 +24,7 @@ pub const EXIT_CONFIG: u8 = 2;
 #[command(
     name = "authprobe",
     version,
+    long_version = authprobe::LONG_VERSION,
     about = "Synthetic monitor of login paths (ETNA Trader, OAuth 2.0 / OpenID Connect, interactive logins, LDAP / Active Directory)"
 )]
 pub struct Cli {
@@ -137,8 +138,8 @@ pub enum Command {
     },
     /// Run probes once and print their outcome.
     Probe {
-        /// Probes to run (by name).
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        /// Probes to run (by name; `check-config` lists them).
+        #[arg(conflicts_with = "all")]
         names: Vec<String>,
         /// Run every probe of the file.
         #[arg(long)]
@@ -165,7 +166,8 @@ pub enum Command {
         #[arg(long = "config.file", default_value = "probes.yaml")]
         config_file: PathBuf,
     },
-    /// Serve the simulated /token API.
+    /// Serve the simulators on their own: the ETNA Trader API (/token), the OAuth 2.0 / OpenID
+    /// Connect server with its login pages, and the Active Directory-like LDAP directory.
     Simulate {
         /// Address to listen on (default: the simulator block's, or 127.0.0.1:18080).
         #[arg(long)]

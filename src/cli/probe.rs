@@ -11,6 +11,13 @@ use super::{load_config, Failure, Output, EXIT_FAILED};
 /// Runs the probes `names` (or `all`) of `config_file` once, at the same time, and prints each
 /// outcome as `output` says: 0 if all succeeded, else [`EXIT_FAILED`].
 pub async fn command(names: &[String], all: bool, config_file: &Path, output: Output) -> Result<u8, Failure> {
+    if names.is_empty() && !all {
+        return Err(Failure::Config(anyhow::anyhow!(
+            "name the probes to run (authprobe probe alice-password bob-pin), or run them all with --all; \
+             `authprobe check-config` lists the probes of {}",
+            config_file.display()
+        )));
+    }
     let (config, simulator) = load_config(config_file)?;
     let selected: Vec<_> = if all {
         config.probes.iter().collect()

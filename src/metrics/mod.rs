@@ -403,12 +403,12 @@ impl Family {
             Family::TlsNotAfter => (
                 "authprobe_probe_tls_cert_not_after_timestamp_seconds",
                 "gauge",
-                "Earliest expiry (notAfter) in the certificate chain the target served on the probe's last run, in seconds since the Unix epoch; HTTPS targets only.",
+                "Earliest expiry (notAfter) in the certificate chain the target served on the probe's last run, in seconds since the Unix epoch; targets over TLS only (HTTPS, ldaps, StartTLS).",
             ),
             Family::TlsVersion => (
                 "authprobe_probe_tls_version_info",
                 "gauge",
-                "Always 1, labelled with the TLS version negotiated on the probe's last run; HTTPS targets only.",
+                "Always 1, labelled with the TLS version negotiated on the probe's last run; targets over TLS only (HTTPS, ldaps, StartTLS).",
             ),
             Family::TokenExpiresIn => (
                 "authprobe_probe_token_expires_in_seconds",
@@ -434,7 +434,7 @@ impl Family {
             Family::Skipped => (
                 "authprobe_probe_skipped_total",
                 "counter",
-                "Scheduled ticks of the probe that started no run: overlap (previous run still going) or missed (tick passed while the scheduler could not act).",
+                "Scheduled ticks of the probe that started no run: overlap (previous run still going), missed (tick passed while the scheduler could not act) or backoff (the lockout guard holding the probe back after credential failures).",
             ),
             Family::LogoutFailures => (
                 "authprobe_probe_logout_failures_total",
@@ -893,6 +893,20 @@ fn process_families(results: &Results, om: bool, created: bool) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_names_every_value_of_a_fixed_label() {
+        let help = |f: Family| f.meta().2;
+        for reason in SkipReason::ALL {
+            assert!(help(Family::Skipped).contains(reason.as_str()), "skipped_total's help lacks {}", reason.as_str());
+        }
+        for phase in crate::protocol::Phases::NAMES {
+            assert!(help(Family::Phase).contains(phase), "phase_duration_seconds' help lacks {phase}");
+        }
+        for family in [Family::TlsNotAfter, Family::TlsVersion] {
+            assert!(help(family).contains("ldaps") && help(family).contains("StartTLS"), "{}", help(family));
+        }
+    }
 
     #[test]
     fn families_are_listed_in_exposition_order() {
