@@ -571,7 +571,10 @@ async fn the_pages_render_in_a_real_browser() {
         assert!(row.starts_with(&format!("<tr class=\"{class}\" data-probe=\"{probe}\">")), "{row}");
         assert!(row.contains(&format!("<td class=\"result\">{result}</td>")), "{row}");
         assert!(row.contains(&format!("<a href=\"/probes/{probe}\">{probe}</a>")), "{row}");
-        assert!(row.contains(&format!("<a href=\"/probe?probe={probe}&amp;debug=true\"")), "{row}");
+        assert!(
+            row.contains(&format!("<form method=\"post\" action=\"/probe?probe={probe}&amp;debug=true\"")),
+            "{row}"
+        );
     }
     assert!(dom.contains("<span>2 succeeding</span><span>2 failing</span>"), "{dom}");
 
@@ -618,7 +621,10 @@ async fn endpoints_answer_as_documented() {
     assert!(page.contains(&format!("Version {}", authprobe::VERSION)) && page.contains("configuration loaded"));
     for p in PROBES {
         assert!(page.contains(&format!("<a href=\"/probes/{p}\">{p}</a>")), "{p} listed with a link");
-        assert!(page.contains(&format!("<a href=\"/probe?probe={p}&amp;debug=true\"")), "{p} has a debug-run link");
+        assert!(
+            page.contains(&format!("<form method=\"post\" action=\"/probe?probe={p}&amp;debug=true\"")),
+            "{p} has a debug-run button"
+        );
     }
     // Every probe runs each second, so the next run is at most a second away (or due this very
     // moment, when the page is drawn as a tick falls).
@@ -984,6 +990,28 @@ async fn on_demand_probe_answers_with_that_runs_metrics_and_is_rate_limited() {
     let (status, body) = get(&svc.url("/probe?probe=nope")).await;
     assert_eq!((status, body.as_str()), (404, "no probe named \"nope\"\n"));
     assert_eq!(get(&svc.url("/probe?probe=good&debug=maybe")).await.0, 400);
+    // A browser on another site must not start a login: refused before anything runs (so the
+    // rate limit below is not spent).
+    let attacks: [&[(&str, &str)]; 4] = [
+        &[("sec-fetch-site", "cross-site")],
+        &[("origin", "https://evil.example")],
+        &[("origin", "null")],
+        &[("sec-fetch-site", "cross-site"), ("origin", "https://evil.example")],
+    ];
+    for headers in attacks {
+        for post in [false, true] {
+            let url = svc.url("/probe?probe=good&debug=true");
+            let mut r = if post { http().post(url) } else { http().get(url) };
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status(), 403, "{headers:?} post={post}");
+            assert!(r.text().await.unwrap().contains("cross-site request"), "{headers:?}");
+        }
+    }
+    let m = svc.metrics().await;
+    assert!(m.series("authprobe_probe_on_demand_runs_total", &[("probe", "good")]).is_empty(), "nothing ran");
 
     let r = http().get(svc.url("/probe?probe=good")).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -1057,6 +1085,28 @@ async fn on_demand_probe_answers_with_that_runs_metrics_and_is_rate_limited() {
     assert_eq!(triggers.iter().filter(|t| **t == "on_demand").count(), 1, "{triggers:?}");
     let (code, report) = promtool_check_metrics(&m.text);
     assert_eq!((code, report.as_str()), (0, ""), "promtool with on-demand counters");
+    // Once the rate limit allows again (3 s):
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The page's button: a POST from authprobe's own origin (as a browser sends it) runs, once
+    // the rate limit allows; behind a proxy that rewrites Host, X-Forwarded-Host names the origin.
+    let host = svc.base.trim_start_matches("http://").to_owned();
+    let r = http()
+        .post(svc.url("/probe?probe=good&debug=true"))
+        .header("origin", svc.base.as_str())
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{host}");
+    assert!(r.text().await.unwrap().contains("Login of probe good"));
+    let r = http()
+        .post(svc.url("/probe?probe=bad&debug=true"))
+        .header("origin", "https://authprobe.example.com")
+        .header("x-forwarded-host", "authprobe.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 /// `validate` and `logout` from the defaults on a running service: the TokenValidation step

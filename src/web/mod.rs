@@ -105,7 +105,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
-        .route("/probe", get(probe))
+        .route("/probe", get(probe).post(probe))
         .route("/api/v1/probes", get(api::probes))
         .route("/api/v1/probes/{name}", get(api::probe))
         .route("/runs/{id}", get(runs::page))
@@ -180,12 +180,41 @@ async fn reload(State(state): State<AppState>) -> (StatusCode, String) {
     }
 }
 
-async fn probe(State(state): State<AppState>, axum::extract::RawQuery(query): axum::extract::RawQuery) -> Response {
+/// Why a request comes from another site: a page elsewhere that makes the browser of someone
+/// who can reach authprobe run a real login (a login that may lock a real account). Scripts and
+/// Prometheus send neither header; a browser sends `Sec-Fetch-Site` on every request and
+/// `Origin` on every POST and cross-site request.
+fn cross_site(headers: &HeaderMap) -> Option<&'static str> {
+    if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
+        return Some("Sec-Fetch-Site: cross-site");
+    }
+    let origin = headers.get(header::ORIGIN)?.to_str().ok()?;
+    // "null" is what a sandboxed frame or a redirect across origins sends: not ours either.
+    // Behind a reverse proxy that rewrites Host, the host the browser used is X-Forwarded-Host.
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    let ours = [header::HOST.as_str(), "x-forwarded-host"].into_iter().any(|name| {
+        headers.get(name).and_then(|h| h.to_str().ok()).is_some_and(|h| h.trim().eq_ignore_ascii_case(origin_host))
+    });
+    (origin == "null" || !ours).then_some("an Origin of another site")
+}
+
+async fn probe(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
     let text = |status: StatusCode, body: String| (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body);
     if !state.on_demand {
         return text(
             StatusCode::FORBIDDEN,
             "on-demand probing is disabled (--web.enable-on-demand=false)\n".to_owned(),
+        )
+        .into_response();
+    }
+    if let Some(why) = cross_site(&headers) {
+        return text(
+            StatusCode::FORBIDDEN,
+            format!("refused: a cross-site request ({why}) may not start a login; open authprobe's own page, or call it from a script\n"),
         )
         .into_response();
     }

@@ -19,7 +19,7 @@ td{white-space:nowrap}th{vertical-align:bottom}.backoff{color:#a15c00;font-weigh
 tr.ok td.result{color:#17752f;font-weight:600}tr.fail td.result{color:#b3261e;font-weight:600}\
 tr.fail{background:#fdf0ef}tr.pending td.result{color:#777}.muted{color:#777}\
 td.avail{text-align:right;font-variant-numeric:tabular-nums}td.avail.low{color:#b3261e;font-weight:600}\
-td.run{font-family:ui-monospace,monospace;font-size:12px}tr:target{outline:2px solid #1a56db;background:#fff7d6}";
+td.run{font-family:ui-monospace,monospace;font-size:12px}form.run-now{margin:0}tr:target{outline:2px solid #1a56db;background:#fff7d6}";
 
 /// One availability figure as a table cell: a percentage, red below 99 %, or a dash without runs.
 fn availability_cell(figure: Option<f64>) -> String {
@@ -107,14 +107,14 @@ pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
             rows,
             "<tr class=\"{class}\" data-probe=\"{name}\"><td><a href=\"/probes/{path}\">{name}</a></td><td>{}</td><td>{}</td>\
              <td class=\"result\">{result}</td>{detail}<td>{duration}</td><td>{ran}</td><td>{success}</td>\
-             <td>{}</td><td>{next}</td>{availability}<td><a href=\"/probe?probe={path}&amp;debug=true\" rel=\"nofollow\" \
-             title=\"runs a real login now (rate limited)\">debug run</a></td></tr>",
+             <td>{}</td><td>{next}</td>{availability}<td>{run_now}</td></tr>",
             escape(&p.target),
             escape(&p.schedule()),
             r.consecutive_failures,
             // Names are letters, digits, '_', '-' and '.' (see config): safe in a URL as they are.
             name = escape(&p.name),
             path = escape(&p.name),
+            run_now = if state.on_demand { run_now_button(&p.name, "debug run") } else { String::new() },
         );
     }
     let mut whereabouts = String::new();
@@ -170,6 +170,16 @@ fn footer(docs_url: Option<&str>) -> String {
                  (<code>mdbook build docs</code> renders them as a site; <code>--web.docs-url</code> links here to where it is published).</p></footer>\n"
             .to_owned(),
     }
+}
+
+/// A button that runs the probe now and shows its debug trace: a POST (a link could be
+/// followed by a crawler or a prefetch), refused when it comes from another site.
+fn run_now_button(name: &str, label: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"/probe?probe={}&amp;debug=true\" class=\"run-now\"><button type=\"submit\" \
+         title=\"runs a real login now and shows every request and answer (rate limited)\">{label}</button></form>",
+        escape(name)
+    )
 }
 
 /// `/probes/NAME`.
@@ -248,7 +258,7 @@ pub(super) async fn probe(
     let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{}={}", escape(k), escape(v))).collect();
     let account = p.read(|r| r.last.as_ref().and_then(|l| l.outcome.account)).map_or(String::new(), account_line);
     let body = format!(
-        "<p><a href=\"/\">All probes</a></p>\n<h1>{name}</h1>\n{gone}<p>Target {target} · {schedule}{labels}.</p>\n{account}\
+        "<p><a href=\"/\">All probes</a></p>\n<h1>{name}</h1>\n{gone}<p>Target {target} · {schedule}{labels}.</p>\n{run_now}{account}\
          <h2>Availability</h2>\n<table class=\"availability\">\n<tr>{AVAILABILITY_HEADERS}</tr>\n<tr>{figures}</tr></table>\n{hourly}\n\
          <h2>Last runs</h2>\n<p>{count} run(s) shown, newest first.</p>\n{svg}\n\
          <table>\n<tr><th>Run</th><th>Finished</th><th>Result</th><th>State</th><th>Step</th><th>Reason</th><th>Reason text</th><th>Duration</th><th>Trigger</th></tr>\n{rows}</table>\n\
@@ -258,6 +268,7 @@ pub(super) async fn probe(
         name = escape(&p.name),
         target = escape(&p.target),
         schedule = escape(&p.schedule()),
+        run_now = if state.on_demand { run_now_button(&p.name, "Run now") } else { String::new() },
         labels = if labels.is_empty() { String::new() } else { format!(" · {}", labels.join(", ")) },
         count = runs.len(),
         svg = sparkline(&runs),
