@@ -19,7 +19,7 @@ use crate::config::Probe;
 use crate::protocol::{Kind, Outcome, ResultClass, Scheme, Step, Summary};
 
 pub use availability::{Availability, Counts, Figures, TargetSums};
-pub use history::{History, Layout, PastRun, Trigger, HISTORY_FAILURES, HISTORY_RUNS};
+pub use history::{Beat, History, Layout, PastRun, Trigger, HISTORY_FAILURES, HISTORY_RUNS};
 pub use run_id::{probe_key, RunId};
 pub use saved::{GuardState, Layouts, ProbeState, RestoreError, SavedRunNumbers};
 
@@ -405,6 +405,16 @@ impl ProbeResults {
     /// The last failed runs, newest first, kept apart from [`ProbeResults::history`].
     pub fn failures(&self) -> Vec<PastRun> {
         self.history.lock().unwrap_or_else(PoisonError::into_inner).failures(self.scheme(), self.key)
+    }
+
+    /// Its last `n` runs, oldest first, for a heartbeat bar.
+    pub fn beats(&self, n: usize) -> Vec<Beat> {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner).beats(n)
+    }
+
+    /// When its current run of failures began (see [`History::failing_since`]).
+    pub fn failing_since(&self) -> Option<(u64, bool)> {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner).failing_since()
     }
 
     /// The number of its newest run; 0 before the first.
