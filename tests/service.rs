@@ -701,6 +701,10 @@ async fn endpoints_answer_as_documented() {
     let good_api = api["probes"].as_array().unwrap().iter().find(|p| p["name"] == "good").unwrap();
     assert_eq!(good_api["availability"]["1h"], 1.0);
     assert_eq!(good_api["availability"]["30d"], 1.0);
+    // And how many runs are behind each figure, per probe and per target.
+    let behind = good_api["availability_runs"]["24h"].as_u64().unwrap();
+    assert!(behind >= 3 && good_api["availability_runs"]["1h"].as_u64() == Some(behind), "{good_api}");
+    assert!(api["targets"][0]["availability_runs"]["30d"].as_u64().unwrap() >= 4 * 3, "{api}");
     let (_, bad_api) = get(&svc.url("/api/v1/probes/bad")).await;
     let bad_api: serde_json::Value = serde_json::from_str(&bad_api).unwrap();
     assert_eq!(bad_api["availability"]["24h"], 0.0);

@@ -597,14 +597,14 @@ impl ProbeSet {
         self.by_name.get(name).map(|i| &self.list[*i])
     }
 
-    /// Each target's availability figures: its probes' runs summed per window, ending at `now`;
+    /// Each target's runs and successes per window, its probes' summed, ending at `now`;
     /// targets by name.
-    pub fn target_availability(&self, now: SystemTime) -> Vec<(String, Figures)> {
+    pub fn target_counts(&self, now: SystemTime) -> Vec<(String, [Counts; 4])> {
         let mut sums = TargetSums::default();
         for p in &self.list {
             sums.add(&p.target, p.read(|r| r.availability.all_counts(now)));
         }
-        sums.figures()
+        sums.counts()
     }
 }
 
