@@ -535,8 +535,13 @@ async fn the_readme_first_command_serves_every_demo_probe() {
     }
     // The availability columns, per probe and per target.
     assert!(dom.contains("<th>1h</th><th>24h</th><th>7d</th><th>30d</th>"), "{dom}");
-    assert!(row_of(&dom, "alice-password").contains("<td class=\"avail\">100%</td>"), "{dom}");
-    assert!(row_of(&dom, "dave-expired").contains("<td class=\"avail low\">0.0%</td>"), "{dom}");
+    assert!(row_of(&dom, "alice-password").contains(">100%<br><small>"), "{dom}");
+    assert!(row_of(&dom, "dave-expired").contains(">0.0%<br><small>"), "{dom}");
+    // What is failing, first: the demo's broken accounts, each with why and since when.
+    for p in ["dave-expired", "irene-directory-expired", "judy-directory-locked"] {
+        assert!(dom.contains(&format!("<li data-failing=\"{p}\">")), "{p} named at the top:\n{dom}");
+    }
+    assert!(dom.find("Failing now (3)").unwrap() < dom.find("<table class=\"probes\">").unwrap());
     assert!(dom.contains("<tr data-target=\"oidc-demo\"><td>oidc-demo</td><td class=\"avail\">100%</td>"), "{dom}");
     let shot = artifacts_dir().join("status-page.png");
     browser::screenshot(&svc.url("/"), &shot, 1900, 700).await;
@@ -582,7 +587,7 @@ async fn the_pages_render_in_a_real_browser() {
     const GREEN: [u8; 3] = [0x17, 0x75, 0x2f];
     const RED: [u8; 3] = [0xb3, 0x26, 0x1e];
     const BLUE: [u8; 3] = [0x1f, 0x6f, 0xeb];
-    let page = browser::screenshot(&svc.url("/"), &artifacts_dir().join("status-page-test.png"), 1600, 400).await;
+    let page = browser::screenshot(&svc.url("/"), &artifacts_dir().join("status-page-test.png"), 1600, 900).await;
     // Two failing rows of the table's width, on their tint; the succeeding results in green.
     assert!(page.count_near(FAIL_ROW, 0) > 2 * 1000 * 15, "{} tinted pixels", page.count_near(FAIL_ROW, 0));
     assert!(page.count_near(GREEN, 24) > 30, "{} green pixels", page.count_near(GREEN, 24));
@@ -626,10 +631,13 @@ async fn endpoints_answer_as_documented() {
             "{p} has a debug-run button"
         );
     }
-    // Every probe runs each second, so the next run is at most a second away (or due this very
-    // moment, when the page is drawn as a tick falls).
-    let soon = ["<td>in 1 s</td>", "<td>in 0 s</td>", "<td>due now</td>"];
-    assert_eq!(soon.iter().map(|s| page.matches(s).count()).sum::<usize>(), 4, "{page}");
+    // Every probe runs each second, so its page says the next run is at most a second away (or
+    // due this very moment, when the page is drawn as a tick falls).
+    for p in PROBES {
+        let probe_page = get(&svc.url(&format!("/probes/{p}"))).await.1;
+        let soon = ["next run in 1 s.", "next run in 0 s.", "next run due now."];
+        assert!(soon.iter().any(|s| probe_page.contains(s)), "{p}: {probe_page}");
+    }
 
     // One probe's page: its runs and a sparkline, failures marked.
     let m = svc.metrics_until(Duration::from_secs(10), |m| runs(m, "bad") >= 3.0).await;
@@ -655,8 +663,36 @@ async fn endpoints_answer_as_documented() {
     // The start page: availability per probe and per target.
     let (_, page) = get(&svc.url("/")).await;
     assert!(page.contains("<th>1h</th><th>24h</th><th>7d</th><th>30d</th>"), "{page}");
-    assert!(row_of(&page, "good").contains("<td class=\"avail\">100%</td>"), "{page}");
-    assert!(row_of(&page, "bad").contains("<td class=\"avail low\">0.0%</td>"), "{page}");
+    // A probe's day: its figure with the runs behind it, greyed while the day holds a few
+    // minutes of runs.
+    let good_row = row_of(&page, "good");
+    assert!(
+        good_row.contains("<td class=\"avail thin\" title=\"only ") && good_row.contains(">100%<br><small>"),
+        "{good_row}"
+    );
+    assert!(row_of(&page, "bad").contains(">0.0%<br><small>"), "{page}");
+    // Filters live in the URL, so that a link shows the same.
+    let rows = |page: &str| -> Vec<String> {
+        PROBES
+            .iter()
+            .filter(|p| {
+                page.contains(&format!("<tr class=\"ok\" data-probe=\"{p}\""))
+                    || page.contains(&format!("<tr class=\"fail\" data-probe=\"{p}\""))
+            })
+            .map(|p| p.to_string())
+            .collect()
+    };
+    assert_eq!(rows(&get(&svc.url("/?failing=1")).await.1), ["bad", "chatty"]);
+    assert_eq!(rows(&get(&svc.url("/?label=team%3Dbrokers")).await.1), ["good", "pinned"]);
+    assert_eq!(rows(&get(&svc.url("/?label=team%3Dmobile&failing=1")).await.1), ["bad", "chatty"]);
+    assert!(rows(&get(&svc.url("/?family=ldap")).await.1).is_empty());
+    let filtered = get(&svc.url("/?label=team%3Dbrokers&failing=1")).await.1;
+    assert!(
+        rows(&filtered).is_empty()
+            && filtered.contains("value=\"team=brokers\"")
+            && filtered.contains("name=\"failing\" value=\"1\" checked")
+    );
+    assert!(good_row.contains("<svg class=\"heartbeat\"") && good_row.contains("<title>success · "), "{good_row}");
     assert!(page.contains("<tr data-target=\"sim\"><td>sim</td><td class=\"avail low\">"), "{page}");
     // The JSON API: figures, per target too, and on a probe's own the hours and the failures.
     let (_, api) = get(&svc.url("/api/v1/probes")).await;
@@ -665,6 +701,10 @@ async fn endpoints_answer_as_documented() {
     let good_api = api["probes"].as_array().unwrap().iter().find(|p| p["name"] == "good").unwrap();
     assert_eq!(good_api["availability"]["1h"], 1.0);
     assert_eq!(good_api["availability"]["30d"], 1.0);
+    // And how many runs are behind each figure, per probe and per target.
+    let behind = good_api["availability_runs"]["24h"].as_u64().unwrap();
+    assert!(behind >= 3 && good_api["availability_runs"]["1h"].as_u64() == Some(behind), "{good_api}");
+    assert!(api["targets"][0]["availability_runs"]["30d"].as_u64().unwrap() >= 4 * 3, "{api}");
     let (_, bad_api) = get(&svc.url("/api/v1/probes/bad")).await;
     let bad_api: serde_json::Value = serde_json::from_str(&bad_api).unwrap();
     assert_eq!(bad_api["availability"]["24h"], 0.0);
@@ -873,7 +913,7 @@ async fn reload_diffs_by_probe_name_and_keeps_serving_on_bad_files() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     let slower = runs(&svc.metrics().await, "keep") - keep_at;
     assert!((1.0..=3.0).contains(&slower), "{slower} runs in 6 s at the new 3 s interval");
-    assert!(get(&svc.url("/")).await.1.contains("every 3s"));
+    assert!(get(&svc.url("/probes/keep")).await.1.contains("every 3s"), "the new schedule on the probe's page");
 
     // Bad files change nothing, and say why without secrets.
     let bad_files = [
@@ -1237,8 +1277,8 @@ async fn the_lockout_guard_cuts_down_logins_until_the_account_works() {
     assert!(backoff("throttled") >= 1.75, "{}", backoff("throttled"));
     assert!(m.value("authprobe_probe_skipped_total", &[("probe", "locked"), ("reason", "backoff")]) >= 10.0);
     assert_eq!(m.value("authprobe_probe_skipped_total", &[("probe", "unguarded"), ("reason", "backoff")]), 0.0);
-    let page = get(&svc.url("/")).await.1;
-    assert!(row_of(&page, "locked").contains("(backing off +1s750ms)"), "{}", row_of(&page, "locked"));
+    let page = get(&svc.url("/probes/locked")).await.1;
+    assert!(page.contains("(backing off +1s750ms)"), "{page}");
     assert!(svc.stderr().contains("backing off to protect the account"));
 
     // The account is fixed: the next run (within the 2 s cap) succeeds and lifts the backoff.

@@ -142,6 +142,22 @@ impl Packed {
     }
 }
 
+/// One tick of a heartbeat bar: a run, when it finished and how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Beat {
+    /// When it finished, in seconds since the Unix epoch.
+    pub finished_unix: u32,
+    /// How it ended.
+    #[serde(serialize_with = "result_name")]
+    pub result: ResultClass,
+    /// Its number among the probe's runs.
+    pub run: u32,
+}
+
+fn result_name<S: serde::Serializer>(r: &ResultClass, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(r.as_str())
+}
+
 /// One past run, as shown.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PastRun {
@@ -331,6 +347,37 @@ impl History {
             failures,
             texts: saved.texts.iter().map(|t| Arc::from(t.as_str())).collect(),
         })
+    }
+
+    /// The last `n` runs, oldest first, as a heartbeat shows them: when each finished (Unix
+    /// seconds), its result and its number. No text is copied: the status page draws 50 of
+    /// these for each of thousands of probes.
+    pub fn beats(&self, n: usize) -> Vec<Beat> {
+        let skip = self.entries.len().saturating_sub(n);
+        let first = (self.last_run + 1).saturating_sub(self.entries.len() as u32);
+        self.entries
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .filter_map(|(i, e)| {
+                let p = Packed::unpack(e.bits)?;
+                Some(Beat { finished_unix: e.finished_unix, result: p.summary.result, run: first + i as u32 })
+            })
+            .collect()
+    }
+
+    /// When the current run of failures began: the oldest failed run after the newest success
+    /// (Unix seconds), and whether it is only the oldest kept (the streak may be longer); `None`
+    /// when the newest run succeeded or there is none.
+    pub fn failing_since(&self) -> Option<(u64, bool)> {
+        let mut since = None;
+        for e in self.entries.iter().rev() {
+            match Packed::unpack(e.bits) {
+                Some(p) if p.summary.result == ResultClass::Success => return since.map(|t| (t, false)),
+                _ => since = Some(u64::from(e.finished_unix)),
+            }
+        }
+        since.map(|t| (t, self.entries.len() == HISTORY_RUNS))
     }
 
     /// Runs, newest first, their statuses in `scheme`, their ids under the probe's `key`.
@@ -594,6 +641,33 @@ mod tests {
         assert!(old.failures(HTTP, 7).iter().all(|r| r.run_id.is_none()));
         assert_eq!(old.push(&outcome(ResultClass::AuthFailed, "", 1), t0, Trigger::Scheduled), 101);
         assert_eq!(old.failures(HTTP, 7)[0].run_id.unwrap().run, 101);
+    }
+
+    #[test]
+    fn heartbeats_and_the_start_of_a_failing_streak() {
+        let mut h = History::default();
+        assert!(h.beats(50).is_empty() && h.failing_since().is_none());
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for i in 0..60u64 {
+            let result = if (40..45).contains(&i) || i >= 57 { ResultClass::AuthFailed } else { ResultClass::Success };
+            h.push(&outcome(result, "", 1), t0 + Duration::from_secs(i), Trigger::Scheduled);
+        }
+        let beats = h.beats(50);
+        assert_eq!(beats.len(), 50);
+        assert_eq!((beats[0].run, beats[0].finished_unix), (11, 1_800_000_010), "oldest first");
+        assert_eq!((beats[49].run, beats[49].result), (60, ResultClass::AuthFailed));
+        assert_eq!(
+            h.failing_since(),
+            Some((1_800_000_057, false)),
+            "the streak began at the run after the last success"
+        );
+        h.push(&outcome(ResultClass::Success, "", 1), t0, Trigger::Scheduled);
+        assert_eq!(h.failing_since(), None);
+        let mut always = History::default();
+        for i in 0..150u64 {
+            always.push(&outcome(ResultClass::Timeout, "", 1), t0 + Duration::from_secs(i), Trigger::Scheduled);
+        }
+        assert_eq!(always.failing_since(), Some((1_800_000_050, true)), "at least since the oldest kept");
     }
 
     #[test]

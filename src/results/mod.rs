@@ -19,7 +19,7 @@ use crate::config::Probe;
 use crate::protocol::{Kind, Outcome, ResultClass, Scheme, Step, Summary};
 
 pub use availability::{Availability, Counts, Figures, TargetSums};
-pub use history::{History, Layout, PastRun, Trigger, HISTORY_FAILURES, HISTORY_RUNS};
+pub use history::{Beat, History, Layout, PastRun, Trigger, HISTORY_FAILURES, HISTORY_RUNS};
 pub use run_id::{probe_key, RunId};
 pub use saved::{GuardState, Layouts, ProbeState, RestoreError, SavedRunNumbers};
 
@@ -407,6 +407,16 @@ impl ProbeResults {
         self.history.lock().unwrap_or_else(PoisonError::into_inner).failures(self.scheme(), self.key)
     }
 
+    /// Its last `n` runs, oldest first, for a heartbeat bar.
+    pub fn beats(&self, n: usize) -> Vec<Beat> {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner).beats(n)
+    }
+
+    /// When its current run of failures began (see [`History::failing_since`]).
+    pub fn failing_since(&self) -> Option<(u64, bool)> {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner).failing_since()
+    }
+
     /// The number of its newest run; 0 before the first.
     pub fn last_run_number(&self) -> u32 {
         self.history.lock().unwrap_or_else(PoisonError::into_inner).last_run()
@@ -587,14 +597,14 @@ impl ProbeSet {
         self.by_name.get(name).map(|i| &self.list[*i])
     }
 
-    /// Each target's availability figures: its probes' runs summed per window, ending at `now`;
+    /// Each target's runs and successes per window, its probes' summed, ending at `now`;
     /// targets by name.
-    pub fn target_availability(&self, now: SystemTime) -> Vec<(String, Figures)> {
+    pub fn target_counts(&self, now: SystemTime) -> Vec<(String, [Counts; 4])> {
         let mut sums = TargetSums::default();
         for p in &self.list {
             sums.add(&p.target, p.read(|r| r.availability.all_counts(now)));
         }
-        sums.figures()
+        sums.counts()
     }
 }
 

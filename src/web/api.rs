@@ -32,6 +32,8 @@ pub struct ProbeView {
     /// Successful scheduled runs ÷ scheduled runs over the last 1h, 24h, 7d and 30d; `null`
     /// for a window without runs.
     availability: Figures,
+    /// The scheduled runs behind each figure of `availability`: how much a figure says.
+    availability_runs: BTreeMap<&'static str, u64>,
     /// The last runs, newest first; only on `/api/v1/probes/NAME`.
     #[serde(skip_serializing_if = "Option::is_none")]
     history: Option<Vec<PastRun>>,
@@ -71,6 +73,11 @@ impl Serialize for LastView {
     }
 }
 
+/// The runs of each window, by the names `availability` uses.
+fn window_runs(counts: [Counts; 4]) -> BTreeMap<&'static str, u64> {
+    ["1h", "24h", "7d", "30d"].into_iter().zip(counts.map(|c| c.runs)).collect()
+}
+
 fn view(p: &ProbeResults, with_history: bool) -> ProbeView {
     let r = p.snapshot();
     let now = std::time::SystemTime::now();
@@ -86,6 +93,7 @@ fn view(p: &ProbeResults, with_history: bool) -> ProbeView {
         backoff_seconds: r.backoff.as_secs_f64(),
         runs: ResultClass::ALL.iter().map(|c| (c.as_str(), r.runs_of(*c))).collect(),
         availability: r.availability_at(now),
+        availability_runs: window_runs(r.availability.all_counts(now)),
         history: with_history.then(|| p.history()),
         failures: with_history.then(|| p.failures()),
         hours: with_history.then(|| {
@@ -99,9 +107,15 @@ pub(super) async fn probes(State(state): State<AppState>) -> Json<serde_json::Va
     let views: Vec<ProbeView> = set.list.iter().map(|p| view(p, false)).collect();
     let shard = state.instance.shard.map(|s| serde_json::json!({ "index": s.index(), "count": s.count() }));
     let targets: Vec<serde_json::Value> = set
-        .target_availability(std::time::SystemTime::now())
+        .target_counts(std::time::SystemTime::now())
         .into_iter()
-        .map(|(name, availability)| serde_json::json!({ "name": name, "availability": availability }))
+        .map(|(name, counts)| {
+            serde_json::json!({
+                "name": name,
+                "availability": Figures::of(counts),
+                "availability_runs": window_runs(counts),
+            })
+        })
         .collect();
     Json(serde_json::json!({
         "location": state.instance.location,

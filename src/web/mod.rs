@@ -12,6 +12,7 @@ mod pages;
 pub mod query;
 mod runs;
 pub mod server;
+mod status;
 
 pub use server::{serve, ServeOptions};
 
@@ -99,7 +100,7 @@ pub async fn bind(address: &str) -> Result<TcpListener, WebError> {
 /// The routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(pages::status))
+        .route("/", get(status::status))
         .route("/probes/{name}", get(pages::probe))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))

@@ -13,13 +13,18 @@ use crate::protocol::{ResultClass, State as LoginState};
 use crate::results::availability::Counts;
 use crate::results::{Figures, PastRun};
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;font-size:14px;margin:2em;color:#222}\
-table{border-collapse:collapse}td,th{padding:.3em .55em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}\
-td{white-space:nowrap}th{vertical-align:bottom}.backoff{color:#a15c00;font-weight:600}.summary span{margin-right:1.2em}\
-tr.ok td.result{color:#17752f;font-weight:600}tr.fail td.result{color:#b3261e;font-weight:600}\
-tr.fail{background:#fdf0ef}tr.pending td.result{color:#777}.muted{color:#777}\
-td.avail{text-align:right;font-variant-numeric:tabular-nums}td.avail.low{color:#b3261e;font-weight:600}\
-td.run{font-family:ui-monospace,monospace;font-size:12px}form.run-now{margin:0}tr:target{outline:2px solid #1a56db;background:#fff7d6}";
+const STYLE: &str = ":root{color-scheme:light dark;--fg:#222;--bg:#fff;--muted:#666;--line:#ddd;--ok:#17752f;--bad:#b3261e;--failrow:#fdf0ef;--warn:#a15c00;--mark:#fff7d6;--link:#1a56db}\
+@media (prefers-color-scheme:dark){:root{--fg:#e4e4e4;--bg:#16181c;--muted:#9a9a9a;--line:#3a3d44;--ok:#4cc26a;--bad:#ff7b72;--failrow:#3a1d1d;--warn:#e3a43b;--mark:#3d3514;--link:#8ab4ff}}\
+body{font-family:system-ui,sans-serif;font-size:14px;margin:1.5em 2em;color:var(--fg);background:var(--bg)}a{color:var(--link)}\
+table{border-collapse:collapse}td,th{padding:.3em .55em;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}\
+td{white-space:nowrap}th{vertical-align:bottom}.backoff{color:var(--warn);font-weight:600}.summary span{margin-right:1.2em}\
+tr.ok td.result{color:var(--ok);font-weight:600}tr.fail td.result{color:var(--bad);font-weight:600}\
+tr.fail{background:var(--failrow)}tr.pending td.result{color:var(--muted)}.muted{color:var(--muted)}.bad{color:var(--bad)}\
+td.avail{text-align:right;font-variant-numeric:tabular-nums}td.avail.low{color:var(--bad);font-weight:600}td.avail.thin{color:var(--muted)}\
+td.why{white-space:normal;max-width:22em}tr.group th{background:var(--line);font-weight:600}\
+section.broken{border-left:4px solid var(--bad);padding:.2em 1em;margin:1em 0}section.broken.none{border-color:var(--ok)}section.broken li{margin:.3em 0}\
+svg.heartbeat rect.ok{fill:var(--ok)}svg.heartbeat rect.fail{fill:var(--bad)}form.filters{margin:.8em 0}form.filters label{margin-right:1em}\
+td.run{font-family:ui-monospace,monospace;font-size:12px}form.run-now{margin:0}tr:target{outline:2px solid var(--link);background:var(--mark)}";
 
 /// One availability figure as a table cell: a percentage, red below 99 %, or a dash without runs.
 fn availability_cell(figure: Option<f64>) -> String {
@@ -33,137 +38,22 @@ fn availability_cell(figure: Option<f64>) -> String {
 }
 
 /// The four availability cells of `figures`.
-fn availability_cells(figures: &Figures) -> String {
+pub(super) fn availability_cells(figures: &Figures) -> String {
     [figures.hour, figures.day, figures.week, figures.month].into_iter().map(availability_cell).collect()
 }
 
-const AVAILABILITY_HEADERS: &str = "<th>1h</th><th>24h</th><th>7d</th><th>30d</th>";
+pub(super) const AVAILABILITY_HEADERS: &str = "<th>1h</th><th>24h</th><th>7d</th><th>30d</th>";
 
-fn page(title: &str, body: &str) -> String {
+pub(super) fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head>\n<body>\n{body}</body></html>\n",
         escape(title)
     )
 }
 
-/// `/`.
-pub(super) async fn status(State(state): State<AppState>) -> Html<String> {
-    let set = state.results.probes();
-    let now = SystemTime::now();
-    let reload = state.results.reload_status();
-    let mut rows = String::new();
-    let mut counts = [0usize; 3];
-    let mut sums = crate::results::TargetSums::default();
-    let snapshots: Vec<_> = set.list.iter().map(|p| p.snapshot()).collect();
-    // One status column: named for the scheme of the codes it shows (HTTP) when they share one,
-    // else "Status" with each code named.
-    let mut schemes = snapshots.iter().filter_map(|r| r.last.as_ref()).map(|l| l.outcome.scheme);
-    let first = schemes.next().unwrap_or(crate::protocol::Kind::ALL[0].scheme());
-    let shared = schemes.all(|s| s == first);
-    let status_header = if shared { first.name } else { "Status" };
-    for (p, r) in set.list.iter().zip(snapshots) {
-        let (class, result, detail, duration, ran) = match &r.last {
-            None => ("pending", "pending", "<td>–</td>".repeat(4), "–".to_owned(), "never".to_owned()),
-            Some(last) => {
-                let s = last.summary();
-                let scheme = last.outcome.scheme;
-                let status = if shared {
-                    scheme.label_value(s.status, &mut itoa::Buffer::new()).to_owned()
-                } else {
-                    scheme.show(s.status)
-                };
-                (
-                    if s.result == ResultClass::Success { "ok" } else { "fail" },
-                    s.result.as_str(),
-                    format!(
-                        "<td>{}</td><td>{}</td><td>{}</td><td>{status}</td>",
-                        or_dash(LoginState::label(s.state)),
-                        s.step,
-                        s.reason,
-                    ),
-                    millis(last.duration()),
-                    ago(now, last.finished),
-                )
-            }
-        };
-        counts[match class {
-            "ok" => 0,
-            "fail" => 1,
-            _ => 2,
-        }] += 1;
-        let success = r.last_success.map_or_else(|| "never".to_owned(), |t| ago(now, t));
-        let mut next = p.next_run().map_or_else(|| "–".to_owned(), |t| until(now, t));
-        if !r.backoff.is_zero() {
-            let _ = write!(
-                next,
-                " <span class=\"backoff\" title=\"repeated credential failures: the lockout guard spaces runs out\">(backing off +{})</span>",
-                crate::duration::format(r.backoff)
-            );
-        }
-        let own = r.availability.all_counts(now);
-        sums.add(&p.target, own);
-        let availability = availability_cells(&Figures::of(own));
-        let _ = writeln!(
-            rows,
-            "<tr class=\"{class}\" data-probe=\"{name}\"><td><a href=\"/probes/{path}\">{name}</a></td><td>{}</td><td>{}</td>\
-             <td class=\"result\">{result}</td>{detail}<td>{duration}</td><td>{ran}</td><td>{success}</td>\
-             <td>{}</td><td>{next}</td>{availability}<td>{run_now}</td></tr>",
-            escape(&p.target),
-            escape(&p.schedule()),
-            r.consecutive_failures,
-            // Names are letters, digits, '_', '-' and '.' (see config): safe in a URL as they are.
-            name = escape(&p.name),
-            path = escape(&p.name),
-            run_now = if state.on_demand { run_now_button(&p.name, "debug run") } else { String::new() },
-        );
-    }
-    let mut whereabouts = String::new();
-    if let Some(location) = &state.instance.location {
-        let _ = write!(whereabouts, " Location <strong>{}</strong>.", escape(location));
-    }
-    if let Some(shard) = state.instance.shard {
-        let _ = write!(whereabouts, " Running {shard} of the configured probes.");
-    }
-    let mut targets = String::new();
-    for (target, figures) in sums.figures() {
-        let _ = writeln!(
-            targets,
-            "<tr data-target=\"{name}\"><td>{name}</td>{}</tr>",
-            availability_cells(&figures),
-            name = escape(&target)
-        );
-    }
-    let reload_text = if reload.successful {
-        format!("configuration loaded {}", ago(now, reload.last_success))
-    } else {
-        format!(
-            "<strong style=\"color:#b3261e\">the last configuration reload failed</strong>; running the configuration loaded {} (see the log)",
-            ago(now, reload.last_success)
-        )
-    };
-    Html(page(
-        "authprobe",
-        &format!(
-            "<h1>authprobe</h1>\n<p>Synthetic monitor of login paths: ETNA Trader <code>/token</code>, OAuth 2.0 token endpoints and login pages, LDAP directories. Version {} ({}); {reload_text}.{whereabouts}</p>\n\
-             <p><a href=\"/metrics\">Metrics</a> · <a href=\"/api/v1/probes\">JSON</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
-             <h2>Probes ({})</h2>\n<p class=\"summary\"><span>{} succeeding</span><span>{} failing</span><span>{} not run yet</span></p>\n<table>\n<tr><th>Probe</th><th>Target</th><th>Schedule</th><th>Last result</th>\
-             <th>State</th><th>Step</th><th>Reason</th><th>{status_header}</th><th>Duration</th><th>Last run</th><th>Last success</th><th>Failures<br>in a row</th><th>Next run</th>{AVAILABILITY_HEADERS}<th></th></tr>\n{rows}</table>\n\
-             <h2>Targets</h2>\n<p class=\"muted\">Availability: successful scheduled runs ÷ scheduled runs of the target's probes, over the last hour, day, week and month.</p>\n\
-             <table>\n<tr><th>Target</th>{AVAILABILITY_HEADERS}</tr>\n{targets}</table>\n{}",
-            crate::VERSION,
-            escape(crate::REVISION),
-            set.list.len(),
-            counts[0],
-            counts[1],
-            counts[2],
-            footer(state.docs_url.as_deref()),
-        ),
-    ))
-}
-
 /// The status page's footer: a link to the documentation where it is published
 /// (`--web.docs-url`), else where it is in the source tree, since no site is hosted for it.
-fn footer(docs_url: Option<&str>) -> String {
+pub(super) fn footer(docs_url: Option<&str>) -> String {
     match docs_url {
         Some(url) => format!("<footer><p class=\"muted\"><a href=\"{}\">Documentation</a></p></footer>\n", escape(url)),
         None => "<footer><p class=\"muted\">Documentation: <code>README.md</code> and <code>docs/</code> in authprobe's source tree \
@@ -174,7 +64,7 @@ fn footer(docs_url: Option<&str>) -> String {
 
 /// A button that runs the probe now and shows its debug trace: a POST (a link could be
 /// followed by a crawler or a prefetch), refused when it comes from another site.
-fn run_now_button(name: &str, label: &str) -> String {
+pub(super) fn run_now_button(name: &str, label: &str) -> String {
     format!(
         "<form method=\"post\" action=\"/probe?probe={}&amp;debug=true\" class=\"run-now\"><button type=\"submit\" \
          title=\"runs a real login now and shows every request and answer (rate limited)\">{label}</button></form>",
@@ -258,7 +148,7 @@ pub(super) async fn probe(
     let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{}={}", escape(k), escape(v))).collect();
     let account = p.read(|r| r.last.as_ref().and_then(|l| l.outcome.account)).map_or(String::new(), account_line);
     let body = format!(
-        "<p><a href=\"/\">All probes</a></p>\n<h1>{name}</h1>\n{gone}<p>Target {target} · {schedule}{labels}.</p>\n{run_now}{account}\
+        "<p><a href=\"/\">All probes</a></p>\n<h1>{name}</h1>\n{gone}<p>Target {target} · {schedule}{labels} · next run {next}.</p>\n{run_now}{account}\
          <h2>Availability</h2>\n<table class=\"availability\">\n<tr>{AVAILABILITY_HEADERS}</tr>\n<tr>{figures}</tr></table>\n{hourly}\n\
          <h2>Last runs</h2>\n<p>{count} run(s) shown, newest first.</p>\n{svg}\n\
          <table>\n<tr><th>Run</th><th>Finished</th><th>Result</th><th>State</th><th>Step</th><th>Reason</th><th>Reason text</th><th>Duration</th><th>Trigger</th></tr>\n{rows}</table>\n\
@@ -269,6 +159,18 @@ pub(super) async fn probe(
         target = escape(&p.target),
         schedule = escape(&p.schedule()),
         run_now = if state.on_demand { run_now_button(&p.name, "Run now") } else { String::new() },
+        next = {
+            let mut next = p.next_run().map_or_else(|| "not scheduled yet".to_owned(), |t| until(now, t));
+            let backoff = p.read(|r| r.backoff);
+            if !backoff.is_zero() {
+                let _ = write!(
+                    next,
+                    " <span class=\"backoff\" title=\"repeated credential failures: the lockout guard spaces runs out\">(backing off +{})</span>",
+                    crate::duration::format(backoff)
+                );
+            }
+            next
+        },
         labels = if labels.is_empty() { String::new() } else { format!(" · {}", labels.join(", ")) },
         count = runs.len(),
         svg = sparkline(&runs),
@@ -389,7 +291,7 @@ fn sparkline(runs: &[PastRun]) -> String {
     )
 }
 
-fn or_dash(s: &str) -> &str {
+pub(super) fn or_dash(s: &str) -> &str {
     if s.is_empty() {
         "–"
     } else {
@@ -397,31 +299,42 @@ fn or_dash(s: &str) -> &str {
     }
 }
 
-fn millis(d: Duration) -> String {
+pub(super) fn millis(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn ago(now: SystemTime, then: SystemTime) -> String {
+pub(super) fn ago(now: SystemTime, then: SystemTime) -> String {
     match now.duration_since(then) {
-        Ok(d) => format!("{:.0} s ago", d.as_secs_f64()),
+        Ok(d) => format!("{} ago", human(d)),
         Err(_) => "just now".to_owned(),
     }
 }
 
-fn until(now: SystemTime, then: SystemTime) -> String {
+/// A duration as people say it: seconds up to a minute and a half, then minutes, hours, days.
+pub(super) fn human(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    match s {
+        s if s < 90.0 => format!("{s:.0} s"),
+        s if s < 90.0 * 60.0 => format!("{:.0} min", s / 60.0),
+        s if s < 48.0 * 3600.0 => format!("{:.0} h", s / 3600.0),
+        s => format!("{:.0} days", s / 86_400.0),
+    }
+}
+
+pub(super) fn until(now: SystemTime, then: SystemTime) -> String {
     match then.duration_since(now) {
         Ok(d) => format!("in {:.0} s", d.as_secs_f64().ceil()),
         Err(_) => "due now".to_owned(),
     }
 }
 
-fn utc(unix: u64) -> String {
+pub(super) fn utc(unix: u64) -> String {
     chrono::DateTime::from_timestamp(i64::try_from(unix).unwrap_or(0), 0)
         .map_or_else(|| unix.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
 }
 
 /// Escapes text for HTML element content and attribute values.
-fn escape(s: &str) -> String {
+pub(super) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -462,10 +375,10 @@ mod tests {
         }
     }
 
-    /// The status column is named for the codes it shows: HTTP when every run's are HTTP's, as
-    /// the families of today; "Status" with each code named beside a family without HTTP.
+    /// A failing run's status is named with its scheme in the "why" of its row and at the top
+    /// (HTTP's beside LDAP's), a success shows none.
     #[tokio::test]
-    async fn the_status_column_names_the_codes_it_shows() {
+    async fn statuses_are_named_with_their_scheme() {
         let dir = tempfile::tempdir().unwrap();
         let state = state(dir.path());
         let now = SystemTime::now();
@@ -478,13 +391,11 @@ mod tests {
             Duration::from_millis(5),
         );
         state.results.probe("a").unwrap().record_run(http, now, now, Trigger::Scheduled);
-        let Html(page) = status(State(state.clone())).await;
-        assert!(page.contains("<th>HTTP</th>") && page.contains("<td>200</td>"), "{page}");
         let ldap = crate::report::tests::ldap_outcome();
         state.results.probe("b").unwrap().record_run(ldap, now, now, Trigger::Scheduled);
-        let Html(page) = status(State(state)).await;
-        assert!(page.contains("<th>Status</th>") && !page.contains("<th>HTTP</th>"), "{page}");
-        assert!(page.contains("<td>HTTP 200</td>") && page.contains("<td>LDAP 49</td>"), "{page}");
+        let Html(page) = super::super::status::status(State(state), RawQuery(None)).await;
+        assert!(page.contains("<td class=\"why\">–</td>"), "{page}");
+        assert!(page.matches(" · LDAP 49").count() == 2 && !page.contains("HTTP 200"), "{page}");
     }
 
     /// The footer links to the documentation where `--web.docs-url` says it is published, and
@@ -493,10 +404,10 @@ mod tests {
     async fn the_footer_leads_to_the_documentation() {
         let dir = tempfile::tempdir().unwrap();
         let mut state = state(dir.path());
-        let Html(page) = status(State(state.clone())).await;
+        let Html(page) = super::super::status::status(State(state.clone()), RawQuery(None)).await;
         assert!(page.contains("<footer>") && page.contains("<code>docs/</code> in authprobe's source tree"), "{page}");
         state.docs_url = Some("https://wiki.example/authprobe/?a=1&b=\"2\"".to_owned());
-        let Html(page) = status(State(state)).await;
+        let Html(page) = super::super::status::status(State(state), RawQuery(None)).await;
         assert!(
             page.contains("<a href=\"https://wiki.example/authprobe/?a=1&amp;b=&quot;2&quot;\">Documentation</a>"),
             "{page}"
