@@ -644,6 +644,10 @@ async fn endpoints_answer_as_documented() {
     let (status, bad) = get(&svc.url("/probes/bad")).await;
     assert_eq!(status, 200);
     assert!(bad.contains("<svg") && bad.contains("<path d=\"M"), "sparkline");
+    assert!(
+        bad.contains("text-anchor=\"end\"") && bad.contains(" ms</text>") && bad.contains("UTC</text>"),
+        "the chart's axes"
+    );
     let dots = bad.matches("<circle").count();
     // Each row is its run's anchor, its id shown.
     let rows = bad.matches("<tr class=\"fail\" id=\"run-").count();
@@ -1462,6 +1466,11 @@ async fn https_targets_and_proxies_on_a_running_service() {
     );
     assert!(m.get("authprobe_probe_tls_version_info", &[("probe", "wrong-ca")]).is_none(), "no handshake finished");
     assert!(m.series("authprobe_probe_tls_version_info", &[("probe", "proxied")]).is_empty(), "plain HTTP");
+    // The probe's page says what the last run saw of the certificate.
+    let page = get(&svc.url("/probes/tls")).await.1;
+    let expires = chrono::DateTime::from_timestamp(good.chain_not_after, 0).unwrap().format("%Y-%m-%d %H:%M:%S UTC");
+    assert!(page.contains(&format!("TLS version TLS 1.3; the certificate chain expires {expires}")), "{page}");
+    assert!(!get(&svc.url("/probes/proxied")).await.1.contains("certificate chain"));
     assert!(svc.stderr().contains("insecure_skip_verify"), "the insecure target is warned about");
     assert!(relay.connections.load(std::sync::atomic::Ordering::SeqCst) >= 4, "both proxied probes went through it");
     assert!(plain.stats("bob").tokens_issued >= 2 && plain.stats("carol").tokens_issued >= 2);
