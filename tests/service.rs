@@ -549,6 +549,44 @@ async fn the_readme_first_command_serves_every_demo_probe() {
     assert_eq!(svc.terminate().await, 0);
 }
 
+/// The pages as people meet them, checked in Chromium with axe-core: no serious or critical
+/// accessibility violation, light or dark; the status page without sideways scrolling at 1200 px
+/// and its first failing probe in view without scrolling on a laptop and on a phone; heartbeats
+/// and the duration chart drawn. Screenshots of each, light and dark, in target/test-artifacts
+/// (docs/ has copies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_are_accessible_and_fit_a_laptop_and_a_phone() {
+    let (_dir, _sim, svc) = four_probe_service(&[], &[]).await;
+    svc.metrics_until(Duration::from_secs(10), |m| PROBES.iter().all(|p| runs(m, p) >= 3.0)).await;
+    for (path, name) in [("/", "status-page"), ("/probes/bad", "probe-page")] {
+        for (width, height, dark) in [(1200, 800, false), (1200, 800, true), (390, 844, false)] {
+            let seen = browser::inspect(&svc.url(path), width, height, dark).await;
+            let bad: Vec<&serde_json::Value> = seen
+                .violations
+                .iter()
+                .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+                .collect();
+            assert!(bad.is_empty(), "{path} at {width}×{height} (dark: {dark}): {bad:#?}");
+            if path == "/" {
+                if width == 1200 {
+                    assert!(seen.scroll_width <= seen.inner_width, "{path} scrolls sideways at 1200 px: {seen:?}");
+                }
+                assert!(
+                    seen.first_failing_bottom > 0.0 && seen.first_failing_bottom <= seen.inner_height,
+                    "the first failing probe in view at {width}×{height}: {seen:?}"
+                );
+                assert!(seen.heartbeats >= 4 * 3, "heartbeats drawn: {seen:?}");
+            } else {
+                assert!(seen.charts >= 1, "the duration chart drawn: {seen:?}");
+            }
+        }
+        for dark in [false, true] {
+            let file = format!("{name}{}.png", if dark { "-dark" } else { "" });
+            browser::screenshot_in(&svc.url(path), &artifacts_dir().join(&file), 1200, 800, dark).await;
+        }
+    }
+}
+
 /// The `<tr …>…</tr>` of `probe` in a status page.
 fn row_of<'a>(page: &'a str, probe: &str) -> &'a str {
     let at = page.find(&format!("data-probe=\"{probe}\"")).unwrap_or_else(|| panic!("no row for {probe}:\n{page}"));

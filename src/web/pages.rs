@@ -13,16 +13,16 @@ use crate::protocol::{ResultClass, State as LoginState};
 use crate::results::availability::Counts;
 use crate::results::{Figures, PastRun};
 
-const STYLE: &str = ":root{color-scheme:light dark;--fg:#222;--bg:#fff;--muted:#666;--line:#ddd;--ok:#17752f;--bad:#b3261e;--failrow:#fdf0ef;--warn:#a15c00;--mark:#fff7d6;--link:#1a56db}\
-@media (prefers-color-scheme:dark){:root{--fg:#e4e4e4;--bg:#16181c;--muted:#9a9a9a;--line:#3a3d44;--ok:#4cc26a;--bad:#ff7b72;--failrow:#3a1d1d;--warn:#e3a43b;--mark:#3d3514;--link:#8ab4ff}}\
+const STYLE: &str = ":root{color-scheme:light dark;--fg:#222;--bg:#fff;--muted:#666;--line:#ddd;--ok:#17752f;--bad:#b3261e;--failrow:#fdf0ef;--warn:#a15c00;--mark:#fff7d6;--link:#1a56db;--group:#eef0f3}\
+@media (prefers-color-scheme:dark){:root{--fg:#e4e4e4;--bg:#16181c;--muted:#9a9a9a;--line:#3a3d44;--ok:#4cc26a;--bad:#ff7b72;--failrow:#3a1d1d;--warn:#e3a43b;--mark:#3d3514;--link:#8ab4ff;--group:#262a31}}\
 body{font-family:system-ui,sans-serif;font-size:14px;margin:1.5em 2em;color:var(--fg);background:var(--bg)}a{color:var(--link)}\
 table{border-collapse:collapse}td,th{padding:.3em .55em;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}\
 td{white-space:nowrap}th{vertical-align:bottom}.backoff{color:var(--warn);font-weight:600}.summary span{margin-right:1.2em}\
 tr.ok td.result{color:var(--ok);font-weight:600}tr.fail td.result{color:var(--bad);font-weight:600}\
 tr.fail{background:var(--failrow)}tr.pending td.result{color:var(--muted)}.muted{color:var(--muted)}.bad{color:var(--bad)}\
 td.avail{text-align:right;font-variant-numeric:tabular-nums}td.avail.low{color:var(--bad);font-weight:600}td.avail.thin{color:var(--muted)}\
-td.why{white-space:normal;max-width:22em}tr.group th{background:var(--line);font-weight:600}\
-section.broken{border-left:4px solid var(--bad);padding:.2em 1em;margin:1em 0}section.broken.none{border-color:var(--ok)}section.broken li{margin:.3em 0}\
+td.why{white-space:normal;max-width:22em;overflow-wrap:anywhere}tr.group th{background:var(--group);font-weight:600}\
+section.broken{border-left:4px solid var(--bad);padding:.2em 1em;margin:1em 0}section.broken.none{border-color:var(--ok)}section.broken li{margin:.3em 0;overflow-wrap:anywhere}.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}\
 svg.heartbeat rect.ok{fill:var(--ok)}svg.heartbeat rect.fail{fill:var(--bad)}form.filters{margin:.8em 0}form.filters label{margin-right:1em}\
 td.run{font-family:ui-monospace,monospace;font-size:12px}form.run-now{margin:0}tr:target{outline:2px solid var(--link);background:var(--mark)}";
 
@@ -299,10 +299,12 @@ fn sparkline(runs: &[PastRun]) -> String {
     let max = runs.iter().map(|r| r.duration_seconds).fold(0.0_f64, f64::max).max(1e-6);
     // A margin of the dots' radius keeps the first and last dot whole.
     const PAD: f64 = 3.0;
+    // Room above the highest point for its label.
+    const TOP: f64 = 10.0;
     let plot_h = H - BOTTOM;
     let step = if runs.len() > 1 { (W - LEFT - 2.0 * PAD) / (runs.len() - 1) as f64 } else { 0.0 };
     let point = |i: usize, r: &PastRun| {
-        (LEFT + PAD + i as f64 * step, plot_h - PAD - (r.duration_seconds / max) * (plot_h - 2.0 * PAD))
+        (LEFT + PAD + i as f64 * step, plot_h - PAD - (r.duration_seconds / max) * (plot_h - PAD - TOP))
     };
     let oldest_first: Vec<&PastRun> = runs.iter().rev().collect();
     let mut path = String::new();
@@ -324,7 +326,7 @@ fn sparkline(runs: &[PastRun]) -> String {
     // times at both ends.
     let mut axes = String::new();
     for f in [0.0, 0.5, 1.0] {
-        let y = plot_h - PAD - f * (plot_h - 2.0 * PAD);
+        let y = plot_h - PAD - f * (plot_h - PAD - TOP);
         let _ = write!(
             axes,
             "<line x1=\"{LEFT}\" x2=\"{W}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"currentColor\" stroke-opacity=\"0.15\"/>\
