@@ -115,8 +115,8 @@ async fn one_page_login_with_consent_jwt_revocation_and_logout() {
             "Password",
             "Consent",
             "Token",
-            "Revocation",
             "RefreshRevocation",
+            "Revocation",
             "Logout",
             "Logout"
         ],

@@ -91,10 +91,10 @@ async fn password_refresh_validate_and_revoke() {
             oauth2::names::JWKS,
             oauth2::names::TOKEN,
             oauth2::names::REFRESH,
-            // Both refresh tokens, then both access tokens: the first pair too, each its step.
-            oauth2::names::REFRESH_REVOCATION,
+            // Each pair the run received, the refresh token then the access token, each its step.
             oauth2::names::REFRESH_REVOCATION,
             oauth2::names::REVOCATION,
+            oauth2::names::REFRESH_REVOCATION,
             oauth2::names::REVOCATION
         ]
     );
