@@ -100,7 +100,8 @@ pub(super) async fn probe(
         ),
         _ => String::new(),
     };
-    let (figures, hours) = p.read(|r| (r.availability_at(now), r.availability.hours(now)));
+    let (counts, interval, hours) =
+        p.read(|r| (r.availability.all_counts(now), r.interval.as_secs_f64(), r.availability.hours(now)));
     // Each row carries its run's id, and is the anchor `/runs/ID` leads to (the exemplars'
     // link): a run's row among the last runs, or among the failures once it is no longer there.
     let mut rows = String::new();
@@ -177,7 +178,13 @@ pub(super) async fn probe(
         labels = if labels.is_empty() { String::new() } else { format!(" · {}", labels.join(", ")) },
         count = runs.len(),
         svg = sparkline(&runs),
-        figures = availability_cells(&figures),
+        // Each window with the runs behind it, greyed while it holds few: 30 days of 100 % a minute
+        // after the start says nothing yet.
+        figures = counts
+            .iter()
+            .zip([3_600.0, 86_400.0, 7.0 * 86_400.0, 30.0 * 86_400.0])
+            .map(|(c, window)| super::status::coverage_cell(*c, window, interval))
+            .collect::<String>(),
         hourly = hourly_chart(&hours, &failures),
     );
     Html(page(&format!("{} · authprobe", p.name), &body)).into_response()
