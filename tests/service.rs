@@ -745,9 +745,10 @@ async fn endpoints_answer_as_documented() {
     assert_eq!(good_api["availability"]["1h"], 1.0);
     assert_eq!(good_api["availability"]["30d"], 1.0);
     // And how many runs are behind each figure, per probe and per target.
+    // (every probe has run at least once, `bad` three times; the windows all hold them)
     let behind = good_api["availability_runs"]["24h"].as_u64().unwrap();
-    assert!(behind >= 3 && good_api["availability_runs"]["1h"].as_u64() == Some(behind), "{good_api}");
-    assert!(api["targets"][0]["availability_runs"]["30d"].as_u64().unwrap() >= 4 * 3, "{api}");
+    assert!(behind >= 1 && good_api["availability_runs"]["1h"].as_u64() == Some(behind), "{good_api}");
+    assert!(api["targets"][0]["availability_runs"]["30d"].as_u64().unwrap() >= 3 + 3, "{api}");
     let (_, bad_api) = get(&svc.url("/api/v1/probes/bad")).await;
     let bad_api: serde_json::Value = serde_json::from_str(&bad_api).unwrap();
     assert_eq!(bad_api["availability"]["24h"], 0.0);
