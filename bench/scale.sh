@@ -41,7 +41,7 @@ install_missing gnuplot:gnuplot-nox
 bench_init
 mkdir -p "$OUT_DIR"
 CSV=$OUT_DIR/scale.csv
-echo "probes,cpu_percent,user_percent,kernel_percent,sim_cpu_percent,peak_rss_mb,delay_p50_ms,delay_p99_ms,delay_max_ms,within_5ms_percent,metrics_ms,metrics_max_ms,metrics_mb,render_cpu_ms,logins_per_s,planned_per_s,success_percent,skipped,curl_cpu_percent,switches_per_login,curl_switches_per_login,om_metrics_ms,om_metrics_mb,om_render_cpu_ms" >"$CSV"
+echo "probes,cpu_percent,user_percent,kernel_percent,sim_cpu_percent,peak_rss_mb,delay_p50_ms,delay_p99_ms,delay_max_ms,within_5ms_percent,metrics_ms,metrics_max_ms,metrics_mb,render_cpu_ms,logins_per_s,planned_per_s,success_percent,skipped,curl_cpu_percent,switches_per_login,curl_switches_per_login,om_metrics_ms,om_metrics_mb,om_render_cpu_ms,status_page_ms,status_page_mb" >"$CSV"
 echo "authprobe $($BIN --version | cut -d' ' -f2) on $(nproc) cores; probes every ${INTERVAL}s, simulator delay $SIM_DELAY;" \
     "per count: ${WARMUP}s warm-up, ${DURATION}s measured"
 
@@ -82,6 +82,14 @@ for PROBES in $COUNTS; do
             "http://127.0.0.1:$WEB_PORT/metrics" >>"$WORK/om_scrapes.txt"
     done
     OM_T1=$(cpu_ticks "$RUN_PID"); OW1=$(date +%s.%N)
+    # The status page (its first page of 200 rows, the failing probes on top) and the failing
+    # probes alone, 5 loads each: time and size.
+    : >"$WORK/pages.txt"
+    for path in / '/?failing=1'; do
+        for _ in $(seq 1 5); do
+            curl -fs -o /dev/null -w "$path %{time_total} %{size_download}\n" "http://127.0.0.1:$WEB_PORT$path" >>"$WORK/pages.txt"
+        done
+    done
     HWM_KB=$(hwm_kb "$RUN_PID")
     SIM_HWM_KB=$(hwm_kb "$SIM_PID")
     kill "$RUN_PID"
@@ -182,6 +190,14 @@ om_times = sorted(t for t, _ in om_scrapes)
 om_size = om_scrapes[-1][1]
 om_render_cpu = ((om_t1 - om_t0) / hz - cpu / 100 * (ow1 - ow0)) / len(om_scrapes)
 om_ms = om_times[len(om_times) // 2] * 1000
+pages = {}
+for l in open(f"{work}/pages.txt"):
+    path, t, n = l.split()
+    pages.setdefault(path, []).append((float(t), float(n)))
+def page_figures(path):
+    loads = sorted(pages[path])
+    return loads[len(loads) // 2][0] * 1000, loads[-1][1]
+status_ms, status_bytes = page_figures("/")
 target = probes == 10000
 def goal(text):
     return f"   (target {text})" if target else ""
@@ -197,6 +213,8 @@ print(f"/metrics:           median {metrics_ms:.1f} ms, max {times[-1] * 1000:.1
       f" authprobe CPU {render_cpu * 1000:.1f} ms per scrape{goal('<= 50 ms')}")
 print(f"  in OpenMetrics:   median {om_ms:.1f} ms, max {om_times[-1] * 1000:.1f} ms, {om_size / 1e6:.1f} MB"
       f" ({om_size / size:.2f}× the text), authprobe CPU {om_render_cpu * 1000:.1f} ms per scrape{goal('<= 50 ms')}")
+print(f"status page:        median {status_ms:.1f} ms, {status_bytes / 1e6:.2f} MB{goal('<= 100 ms, <= 2 MB')};"
+      f" failing only: {page_figures('/?failing=1')[0]:.1f} ms")
 print(f"logins:             {runs / wall:.1f}/s achieved vs {probes / interval:.1f}/s planned,"
       f" {100 * ok / runs if runs else 0:.2f} % success, {s1 - s0:.0f} ticks skipped")
 cs_per_login = (cs1 - cs0) / runs if runs else float("nan")
@@ -206,7 +224,7 @@ with open(csv, "a") as f:
         probes, cpu, cpu - kernel, kernel, sim_cpu, hwm / 1024, quantile(0.5) * 1000, quantile(0.99) * 1000,
         delay_max * 1000, 100 * within_5ms, metrics_ms, times[-1] * 1000, size / 1e6, render_cpu * 1000,
         runs / wall, probes / interval, 100 * ok / runs if runs else 0, s1 - s0, curl_cpu, cs_per_login, curl_cs,
-        om_ms, om_size / 1e6, om_render_cpu * 1000]) + "\n")
+        om_ms, om_size / 1e6, om_render_cpu * 1000, status_ms, status_bytes / 1e6]) + "\n")
 PY
     if [ "${PROFILE:-0}" = 1 ]; then
         echo "profile (share of authprobe's samples, by function and by shared object):"

@@ -109,13 +109,13 @@ async fn one_page_login_with_consent_jwt_revocation_and_logout() {
         steps(&o),
         [
             "Discovery",
-            "Discovery",
+            "JWKS",
             "Authorize",
             "Authorize",
             "Password",
             "Consent",
             "Token",
-            "Revocation",
+            "RefreshRevocation",
             "Revocation",
             "Logout",
             "Logout"

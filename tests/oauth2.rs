@@ -58,7 +58,7 @@ async fn client_credentials_with_jwt_validation_discovers_once() {
     check(&o, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
     assert_eq!(
         steps(&o),
-        [oauth2::names::DISCOVERY, oauth2::names::DISCOVERY, oauth2::names::TOKEN],
+        [oauth2::names::DISCOVERY, oauth2::names::JWKS, oauth2::names::TOKEN],
         "a JWT is checked without a request"
     );
     assert_eq!(o.summary.status, 200);
@@ -88,13 +88,13 @@ async fn password_refresh_validate_and_revoke() {
         steps(&o),
         [
             oauth2::names::DISCOVERY,
-            oauth2::names::DISCOVERY,
+            oauth2::names::JWKS,
             oauth2::names::TOKEN,
             oauth2::names::REFRESH,
-            // Both refresh tokens, then both access tokens: the first pair too.
+            // Each pair the run received, the refresh token then the access token, each its step.
+            oauth2::names::REFRESH_REVOCATION,
             oauth2::names::REVOCATION,
-            oauth2::names::REVOCATION,
-            oauth2::names::REVOCATION,
+            oauth2::names::REFRESH_REVOCATION,
             oauth2::names::REVOCATION
         ]
     );
@@ -234,7 +234,7 @@ async fn key_rotation_is_picked_up_through_the_unknown_kid() {
     sim.rotate_oauth2_key();
     let o = prober.login(&s).await;
     check(&o, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
-    assert_eq!(steps(&o), [oauth2::names::TOKEN, oauth2::names::DISCOVERY], "the JWKS fetched again");
+    assert_eq!(steps(&o), [oauth2::names::TOKEN, oauth2::names::JWKS], "the JWKS fetched again");
     let d = o.discovery.unwrap();
     assert_eq!(d.jwks_keys, Some(2));
     assert!(d.jwks_changed_unix >= first.discovery.unwrap().jwks_changed_unix);
@@ -260,7 +260,7 @@ async fn discovery_failures() {
     oauth2(&mut s).validate = Validate::Jwt;
     s.timeout = Duration::from_secs(1);
     let o = login(&s).await;
-    check(&o, ResultClass::Timeout, oauth2::names::DISCOVERY, oauth2::names::DISCOVERY_FAILED);
+    check(&o, ResultClass::Timeout, oauth2::names::JWKS, oauth2::names::DISCOVERY_FAILED);
 
     // A target without discovery (token_endpoint set) makes no discovery request at all.
     sim.set_oauth2_faults(ServerFaults::default());
@@ -577,7 +577,7 @@ async fn oidc_provider_key_rotation_is_picked_up_through_the_unknown_kid() {
     check(&o, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
     assert_eq!(
         steps(&o),
-        [oauth2::names::TOKEN, oauth2::names::DISCOVERY],
+        [oauth2::names::TOKEN, oauth2::names::JWKS],
         "the cached JWKS lacked the new kid: fetched again"
     );
     assert_eq!(o.discovery.unwrap().jwks_keys, Some(2));
@@ -683,17 +683,14 @@ async fn discovery_refresh_and_a_refused_revocation() {
     let mut s = oauth2_spec(t);
     oauth2(&mut s).validate = Validate::Jwt;
     let prober = Prober::new().unwrap();
-    assert_eq!(
-        steps(&prober.login(&s).await),
-        [oauth2::names::DISCOVERY, oauth2::names::DISCOVERY, oauth2::names::TOKEN]
-    );
+    assert_eq!(steps(&prober.login(&s).await), [oauth2::names::DISCOVERY, oauth2::names::JWKS, oauth2::names::TOKEN]);
     assert_eq!(steps(&prober.login(&s).await), [oauth2::names::TOKEN], "fresh: cached");
     tokio::time::sleep(Duration::from_millis(400)).await;
     let o = prober.login(&s).await;
     check(&o, ResultClass::Success, etna::TOKEN_VALIDATION, Reason::NONE);
     assert_eq!(
         steps(&o),
-        [oauth2::names::DISCOVERY, oauth2::names::DISCOVERY, oauth2::names::TOKEN],
+        [oauth2::names::DISCOVERY, oauth2::names::JWKS, oauth2::names::TOKEN],
         "stale: fetched again"
     );
     assert_eq!((sim.oauth2_stats().discovery, sim.oauth2_stats().jwks), (2, 2));

@@ -58,6 +58,15 @@ if ! cmp -s "$harness/package-lock.json" "$harness/node_modules/.installed-lock.
     cp "$harness/package-lock.json" "$harness/node_modules/.installed-lock.json"
 fi
 
+# axe-core from the npm registry, the accessibility engine the page tests inject into authprobe's
+# pages in Chromium (tests/axe), installed the same way.
+harness=tests/axe
+if ! cmp -s "$harness/package-lock.json" "$harness/node_modules/.installed-lock.json"; then
+    echo "installing $harness with npm ci"
+    npm ci --prefix "$harness" --no-audit --no-fund --loglevel=error
+    cp "$harness/package-lock.json" "$harness/node_modules/.installed-lock.json"
+fi
+
 # django-oauth-toolkit and Django from PyPI, the OpenID Connect server behind HTML login and
 # consent forms that tests/common/django.rs runs (tests/django-oauth), installed from its pinned
 # requirements.txt into the virtual environment target/django-oauth, again whenever that changes.

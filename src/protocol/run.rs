@@ -103,6 +103,11 @@ impl Attempt<'_> {
         self.gathered.last_end = Some(span.1);
     }
 
+    /// The step of the last request recorded so far.
+    pub fn last_step(&self) -> Option<Step> {
+        self.gathered.steps.last().map(|s| s.step)
+    }
+
     /// When the login's last answer so far ended: where a family that goes on after the login
     /// (ending its session) says the login's duration ends.
     pub fn answered_until(&self) -> Option<Instant> {

@@ -13,16 +13,16 @@ use crate::protocol::{ResultClass, State as LoginState};
 use crate::results::availability::Counts;
 use crate::results::{Figures, PastRun};
 
-const STYLE: &str = ":root{color-scheme:light dark;--fg:#222;--bg:#fff;--muted:#666;--line:#ddd;--ok:#17752f;--bad:#b3261e;--failrow:#fdf0ef;--warn:#a15c00;--mark:#fff7d6;--link:#1a56db}\
-@media (prefers-color-scheme:dark){:root{--fg:#e4e4e4;--bg:#16181c;--muted:#9a9a9a;--line:#3a3d44;--ok:#4cc26a;--bad:#ff7b72;--failrow:#3a1d1d;--warn:#e3a43b;--mark:#3d3514;--link:#8ab4ff}}\
+const STYLE: &str = ":root{color-scheme:light dark;--fg:#222;--bg:#fff;--muted:#666;--line:#ddd;--ok:#17752f;--bad:#b3261e;--failrow:#fdf0ef;--warn:#a15c00;--mark:#fff7d6;--link:#1a56db;--group:#eef0f3}\
+@media (prefers-color-scheme:dark){:root{--fg:#e4e4e4;--bg:#16181c;--muted:#9a9a9a;--line:#3a3d44;--ok:#4cc26a;--bad:#ff7b72;--failrow:#3a1d1d;--warn:#e3a43b;--mark:#3d3514;--link:#8ab4ff;--group:#262a31}}\
 body{font-family:system-ui,sans-serif;font-size:14px;margin:1.5em 2em;color:var(--fg);background:var(--bg)}a{color:var(--link)}\
 table{border-collapse:collapse}td,th{padding:.3em .55em;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}\
 td{white-space:nowrap}th{vertical-align:bottom}.backoff{color:var(--warn);font-weight:600}.summary span{margin-right:1.2em}\
 tr.ok td.result{color:var(--ok);font-weight:600}tr.fail td.result{color:var(--bad);font-weight:600}\
 tr.fail{background:var(--failrow)}tr.pending td.result{color:var(--muted)}.muted{color:var(--muted)}.bad{color:var(--bad)}\
 td.avail{text-align:right;font-variant-numeric:tabular-nums}td.avail.low{color:var(--bad);font-weight:600}td.avail.thin{color:var(--muted)}\
-td.why{white-space:normal;max-width:22em}tr.group th{background:var(--line);font-weight:600}\
-section.broken{border-left:4px solid var(--bad);padding:.2em 1em;margin:1em 0}section.broken.none{border-color:var(--ok)}section.broken li{margin:.3em 0}\
+td.why{white-space:normal;max-width:22em;overflow-wrap:anywhere}tr.group th{background:var(--group);font-weight:600}\
+section.broken{border-left:4px solid var(--bad);padding:.2em 1em;margin:1em 0}section.broken.none{border-color:var(--ok)}section.broken li{margin:.3em 0;overflow-wrap:anywhere}.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}\
 svg.heartbeat rect.ok{fill:var(--ok)}svg.heartbeat rect.fail{fill:var(--bad)}form.filters{margin:.8em 0}form.filters label{margin-right:1em}\
 td.run{font-family:ui-monospace,monospace;font-size:12px}form.run-now{margin:0}tr:target{outline:2px solid var(--link);background:var(--mark)}";
 
@@ -100,7 +100,8 @@ pub(super) async fn probe(
         ),
         _ => String::new(),
     };
-    let (figures, hours) = p.read(|r| (r.availability_at(now), r.availability.hours(now)));
+    let (counts, interval, hours) =
+        p.read(|r| (r.availability.all_counts(now), r.interval.as_secs_f64(), r.availability.hours(now)));
     // Each row carries its run's id, and is the anchor `/runs/ID` leads to (the exemplars'
     // link): a run's row among the last runs, or among the failures once it is no longer there.
     let mut rows = String::new();
@@ -108,7 +109,7 @@ pub(super) async fn probe(
         let class = if run.result() == ResultClass::Success { "ok" } else { "fail" };
         let _ = writeln!(
             rows,
-            "<tr class=\"{class}\"{}><td class=\"run\">{}</td><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"{class}\"{}><td class=\"run\">{}</td><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             row_anchor(run.run_id),
             run_cell(run.run_id),
             utc(run.finished_unix),
@@ -116,6 +117,7 @@ pub(super) async fn probe(
             or_dash(LoginState::label(run.summary.state)),
             run.summary.step,
             run.summary.reason,
+            run.scheme.show(run.summary.status),
             escape(&run.reason_text),
             millis(Duration::from_secs_f64(run.duration_seconds)),
             run.trigger.as_str(),
@@ -126,13 +128,14 @@ pub(super) async fn probe(
         let listed = runs.iter().any(|r| r.run_id.is_some() && r.run_id == run.run_id);
         let _ = writeln!(
             failure_rows,
-            "<tr class=\"fail kept\"{}><td class=\"run\">{}</td><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"fail kept\"{}><td class=\"run\">{}</td><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             if listed { String::new() } else { row_anchor(run.run_id) },
             run_cell(run.run_id),
             utc(run.finished_unix),
             run.summary.result,
             run.summary.step,
             run.summary.reason,
+            run.scheme.show(run.summary.status),
             escape(&run.reason_text),
             millis(Duration::from_secs_f64(run.duration_seconds)),
             run.trigger.as_str(),
@@ -142,16 +145,17 @@ pub(super) async fn probe(
         "<p class=\"muted\">No failed run since startup.</p>".to_owned()
     } else {
         format!(
-            "<table>\n<tr><th>Run</th><th>Finished</th><th>Result</th><th>Step</th><th>Reason</th><th>Reason text</th><th>Duration</th><th>Trigger</th></tr>\n{failure_rows}</table>"
+            "<table>\n<tr><th>Run</th><th>Finished</th><th>Result</th><th>Step</th><th>Reason</th><th>Status</th><th>What the server said</th><th>Duration</th><th>Trigger</th></tr>\n{failure_rows}</table>"
         )
     };
     let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{}={}", escape(k), escape(v))).collect();
     let account = p.read(|r| r.last.as_ref().and_then(|l| l.outcome.account)).map_or(String::new(), account_line);
+    let tls = p.read(|r| r.last.as_ref().and_then(|l| l.outcome.tls)).map_or(String::new(), |t| tls_line(t, now));
     let body = format!(
-        "<p><a href=\"/\">All probes</a></p>\n<h1>{name}</h1>\n{gone}<p>Target {target} · {schedule}{labels} · next run {next}.</p>\n{run_now}{account}\
+        "<p><a href=\"/\">All probes</a></p>\n<h1>{name}</h1>\n{gone}<p>Target {target} · {schedule}{labels} · next run {next}.</p>\n{run_now}{account}{tls}\
          <h2>Availability</h2>\n<table class=\"availability\">\n<tr>{AVAILABILITY_HEADERS}</tr>\n<tr>{figures}</tr></table>\n{hourly}\n\
          <h2>Last runs</h2>\n<p>{count} run(s) shown, newest first.</p>\n{svg}\n\
-         <table>\n<tr><th>Run</th><th>Finished</th><th>Result</th><th>State</th><th>Step</th><th>Reason</th><th>Reason text</th><th>Duration</th><th>Trigger</th></tr>\n{rows}</table>\n\
+         <table>\n<tr><th>Run</th><th>Finished</th><th>Result</th><th>State</th><th>Step</th><th>Reason</th><th>Status</th><th>What the server said</th><th>Duration</th><th>Trigger</th></tr>\n{rows}</table>\n\
          <h2>Last failures</h2>\n{failures_table}\n\
          <p class=\"muted\">Page rendered {}.</p>\n",
         utc(now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())),
@@ -174,7 +178,13 @@ pub(super) async fn probe(
         labels = if labels.is_empty() { String::new() } else { format!(" · {}", labels.join(", ")) },
         count = runs.len(),
         svg = sparkline(&runs),
-        figures = availability_cells(&figures),
+        // Each window with the runs behind it, greyed while it holds few: 30 days of 100 % a minute
+        // after the start says nothing yet.
+        figures = counts
+            .iter()
+            .zip([3_600.0, 86_400.0, 7.0 * 86_400.0, 30.0 * 86_400.0])
+            .map(|(c, window)| super::status::coverage_cell(*c, window, interval))
+            .collect::<String>(),
         hourly = hourly_chart(&hours, &failures),
     );
     Html(page(&format!("{} · authprobe", p.name), &body)).into_response()
@@ -188,6 +198,31 @@ fn row_anchor(id: Option<crate::results::RunId>) -> String {
 /// A run's id as its row shows it (a dash for a failure restored without one).
 fn run_cell(id: Option<crate::results::RunId>) -> String {
     id.map_or_else(|| "–".to_owned(), |id| format!("<a href=\"#run-{}\">{id}</a>", id.run))
+}
+
+/// The target's certificate and TLS version as the last run saw them: the expiry an on-call
+/// engineer checks first when a TLS login starts failing.
+fn tls_line(t: crate::protocol::TlsFacts, now: SystemTime) -> String {
+    let mut parts = Vec::new();
+    if let Some(v) = t.version {
+        parts.push(format!("TLS version {v}"));
+    }
+    if let Some(at) = t.cert_not_after_unix {
+        let now_unix = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let days = (at - now_unix) as f64 / 86_400.0;
+        let when = utc(u64::try_from(at).unwrap_or(0));
+        parts.push(if days < 0.0 {
+            format!("<strong class=\"bad\">the certificate chain expired {when} ({:.0} days ago)</strong>", -days)
+        } else if days < 14.0 {
+            format!("<strong class=\"bad\">the certificate chain expires {when}, in {days:.1} days</strong>")
+        } else {
+            format!("the certificate chain expires {when}, in {days:.0} days")
+        });
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!("<p class=\"tls\">Last run: {}.</p>\n", parts.join("; "))
 }
 
 /// What the last run learnt of the account's password, in a line: an on-call engineer's first
@@ -260,16 +295,24 @@ fn hourly_chart(hours: &[(u64, Counts)], failures: &[PastRun]) -> String {
 /// Durations of `runs` (newest first) as a small inline SVG, oldest on the left; failed runs
 /// are red dots.
 fn sparkline(runs: &[PastRun]) -> String {
-    const W: f64 = 400.0;
-    const H: f64 = 60.0;
+    // The plot, and room for the axes' labels on the left and below.
+    const W: f64 = 560.0;
+    const H: f64 = 110.0;
+    const LEFT: f64 = 64.0;
+    const BOTTOM: f64 = 18.0;
     if runs.is_empty() {
         return "<p class=\"muted\">No runs yet.</p>".to_owned();
     }
     let max = runs.iter().map(|r| r.duration_seconds).fold(0.0_f64, f64::max).max(1e-6);
     // A margin of the dots' radius keeps the first and last dot whole.
     const PAD: f64 = 3.0;
-    let step = if runs.len() > 1 { (W - 2.0 * PAD) / (runs.len() - 1) as f64 } else { 0.0 };
-    let point = |i: usize, r: &PastRun| (PAD + i as f64 * step, H - PAD - (r.duration_seconds / max) * (H - 2.0 * PAD));
+    // Room above the highest point for its label.
+    const TOP: f64 = 10.0;
+    let plot_h = H - BOTTOM;
+    let step = if runs.len() > 1 { (W - LEFT - 2.0 * PAD) / (runs.len() - 1) as f64 } else { 0.0 };
+    let point = |i: usize, r: &PastRun| {
+        (LEFT + PAD + i as f64 * step, plot_h - PAD - (r.duration_seconds / max) * (plot_h - PAD - TOP))
+    };
     let oldest_first: Vec<&PastRun> = runs.iter().rev().collect();
     let mut path = String::new();
     let mut dots = String::new();
@@ -277,13 +320,41 @@ fn sparkline(runs: &[PastRun]) -> String {
         let (x, y) = point(i, r);
         let _ = write!(path, "{}{x:.1},{y:.1}", if i == 0 { "M" } else { " L" });
         if r.result() != ResultClass::Success {
-            let _ = write!(dots, "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"#b3261e\"/>");
+            let _ = write!(
+                dots,
+                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"#b3261e\"><title>{} · {} · {}</title></circle>",
+                r.result(),
+                millis(Duration::from_secs_f64(r.duration_seconds)),
+                utc(r.finished_unix)
+            );
         }
     }
+    // The y axis: 0, half and the highest duration, with grid lines; the x axis: the runs'
+    // times at both ends.
+    let mut axes = String::new();
+    for f in [0.0, 0.5, 1.0] {
+        let y = plot_h - PAD - f * (plot_h - PAD - TOP);
+        let _ = write!(
+            axes,
+            "<line x1=\"{LEFT}\" x2=\"{W}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"currentColor\" stroke-opacity=\"0.15\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"11\" fill=\"currentColor\">{}</text>",
+            LEFT - 6.0,
+            y + 4.0,
+            millis(Duration::from_secs_f64(max * f)),
+        );
+    }
+    let (first, last) = (oldest_first[0], oldest_first[oldest_first.len() - 1]);
+    let _ = write!(
+        axes,
+        "<text x=\"{LEFT}\" y=\"{H}\" font-size=\"11\" fill=\"currentColor\">{}</text>\
+         <text x=\"{W}\" y=\"{H}\" text-anchor=\"end\" font-size=\"11\" fill=\"currentColor\">{}</text>",
+        utc(first.finished_unix),
+        utc(last.finished_unix),
+    );
     format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" \
-         aria-label=\"login duration of the last {} runs, at most {}\"><path d=\"{path}\" fill=\"none\" stroke=\"#1f6feb\" stroke-width=\"1.5\"/>{dots}</svg>\
-         <p class=\"muted\">Duration of the last {} runs (oldest left); highest {}.</p>",
+        "<figure><svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" \
+         aria-label=\"login duration of the last {} runs, at most {}\">{axes}<path d=\"{path}\" fill=\"none\" stroke=\"#1f6feb\" stroke-width=\"1.5\"/>{dots}</svg>\
+         <figcaption class=\"muted\">Duration of the last {} runs, oldest on the left; failed runs in red; highest {}.</figcaption></figure>",
         runs.len(),
         millis(Duration::from_secs_f64(max)),
         runs.len(),

@@ -205,7 +205,7 @@ pub(super) async fn status(State(state): State<AppState>, RawQuery(query): RawQu
     }
     body.push_str(
         "<table class=\"probes\">\n<thead><tr><th>Probe</th><th>Result</th><th>Why</th><th>Duration</th><th>Last success</th>\
-         <th title=\"successful scheduled runs ÷ scheduled runs over the last 24 hours\">24h</th><th>Last 50 runs</th><th></th></tr></thead>\n",
+         <th title=\"successful scheduled runs ÷ scheduled runs over the last 24 hours\">24h</th><th>Last 50 runs</th><th><span class=\"sr\">Run now</span></th></tr></thead>\n",
     );
     let day_sums: Vec<(String, Counts)> = sums.counts().into_iter().map(|(t, c)| (t, c[1])).collect();
     let mut current: Option<&str> = None;

@@ -56,6 +56,94 @@ pub async fn dump_dom(url: &str) -> String {
     chromium(&["--dump-dom".to_owned()], url).await
 }
 
+/// What a page looks like to a person in a `width`×`height` window, as Chromium lays it out:
+/// axe-core's accessibility violations, whether it scrolls sideways, and where the first failing
+/// probe is.
+#[derive(Debug, serde::Deserialize)]
+pub struct Inspection {
+    /// axe-core's violations: `{id, impact, help, nodes}` each, the nodes with what is wrong.
+    pub violations: Vec<serde_json::Value>,
+    /// The document's width against the window's: more is horizontal scrolling.
+    #[serde(rename = "scrollWidth")]
+    pub scroll_width: f64,
+    #[serde(rename = "innerWidth")]
+    pub inner_width: f64,
+    #[serde(rename = "innerHeight")]
+    pub inner_height: f64,
+    /// The bottom of the first failing probe named at the top of the status page (-1: none).
+    #[serde(rename = "firstFailingBottom")]
+    pub first_failing_bottom: f64,
+    /// Ticks drawn in heartbeat bars, and SVG elements with a size.
+    pub heartbeats: usize,
+    pub charts: usize,
+    /// The first elements reaching beyond the window's right edge, for a failure's message.
+    pub wide: Vec<String>,
+}
+
+/// Loads `url`'s HTML into a page of its own with axe-core (tests/axe, installed by
+/// tests/run.sh) and a script that measures the layout, renders it in a `width`×`height` window
+/// (dark when `dark`) and reads what the script found. The page is served from a file: its own
+/// refresh script finds nothing to fetch, and nothing but the page is loaded.
+pub async fn inspect(url: &str, width: u32, height: u32, dark: bool) -> Inspection {
+    let axe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/axe/node_modules/axe-core/axe.min.js");
+    assert!(axe.exists(), "{} is missing: run `bash tests/run.sh`, which installs it", axe.display());
+    let html = super::http().get(url).send().await.expect("GET the page").text().await.unwrap();
+    let probe = format!(
+        "<script src=\"file://{}\"></script><script>\n\
+         window.addEventListener('load', async () => {{\n\
+           // The layout first: axe leaves elements of its own behind.\n\
+           const scrollWidth = document.documentElement.scrollWidth;\n\
+           const first = document.querySelector('section.broken li');\n\
+           const firstFailingBottom = first ? first.getBoundingClientRect().bottom : -1;\n\
+           const r = await axe.run(document, {{resultTypes: ['violations']}});\n\
+           const out = {{\n\
+             violations: r.violations.map(v => ({{id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary)}})),\n\
+             scrollWidth, innerWidth: window.innerWidth, innerHeight: window.innerHeight, firstFailingBottom,\n\
+             heartbeats: document.querySelectorAll('svg.heartbeat rect').length,\n\
+             charts: document.querySelectorAll('svg.chart path').length,\n\
+             wide: [...document.body.querySelectorAll('*')].filter(e => e.getBoundingClientRect().right > window.innerWidth)\n\
+               .slice(0, 6).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))\n\
+               .concat((() => {{ const w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT); const out = []; let n; while ((n = w.nextNode())) {{ const r = document.createRange(); r.selectNodeContents(n); const right = r.getBoundingClientRect().right; if (right > window.innerWidth) out.push('text in ' + n.parentElement.tagName + '.' + n.parentElement.className + ' ' + Math.round(right) + ': ' + n.textContent.slice(0, 40)); }} return out.slice(0, 4); }})()),\n\
+           }};\n\
+           const pre = document.createElement('pre'); pre.id = 'inspection'; pre.textContent = JSON.stringify(out);\n\
+           document.body.appendChild(pre);\n\
+         }});\n</script>",
+        axe.display()
+    );
+    let page = html.replacen("</body>", &format!("{probe}</body>"), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("page.html");
+    std::fs::write(&file, page).unwrap();
+    let mut args = vec![
+        format!("--window-size={width},{height}"),
+        "--dump-dom".to_owned(),
+        "--virtual-time-budget=15000".to_owned(),
+    ];
+    if dark {
+        args.push("--force-dark-mode".to_owned());
+        args.push("--blink-settings=preferredColorScheme=0".to_owned());
+    }
+    let dom = chromium(&args, &format!("file://{}", file.display())).await;
+    let json = dom
+        .split_once("<pre id=\"inspection\">")
+        .and_then(|(_, rest)| rest.split_once("</pre>"))
+        .map(|(j, _)| j.replace("&quot;", "\"").replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+        .unwrap_or_else(|| panic!("the inspection did not finish for {url}"));
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
+}
+
+/// A screenshot of `url` in a `width`×`height` window (dark when `dark`), saved as `path`.
+pub async fn screenshot_in(url: &str, path: &Path, width: u32, height: u32, dark: bool) -> Image {
+    let _ = std::fs::remove_file(path);
+    let mut args = vec![format!("--window-size={width},{height}"), format!("--screenshot={}", path.display())];
+    if dark {
+        args.push("--force-dark-mode".to_owned());
+        args.push("--blink-settings=preferredColorScheme=0".to_owned());
+    }
+    chromium(&args, url).await;
+    Image::load(path)
+}
+
 /// A screenshot of `url` in a `width`×`height` window, saved as `path`, and decoded.
 pub async fn screenshot(url: &str, path: &Path, width: u32, height: u32) -> Image {
     let _ = std::fs::remove_file(path);

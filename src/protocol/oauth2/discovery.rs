@@ -15,7 +15,7 @@ use reqwest::Method;
 use url::Url;
 
 use super::classify::{self, FetchFailure, Metadata};
-use super::names::DISCOVERY;
+use super::names::{DISCOVERY, JWKS};
 use super::OAuth2Target;
 use crate::protocol::http::Request;
 use crate::protocol::{Attempt, DiscoveryFacts, ResultClass};
@@ -172,7 +172,7 @@ async fn fetch_metadata(
     let mut url = issuer.clone();
     let path = format!("{}/.well-known/openid-configuration", url.path().trim_end_matches('/'));
     url.set_path(&path);
-    let (result, took) = fetch(run, &url, "Discovery document", |a| classify::metadata(a, issuer)).await;
+    let (result, took) = fetch(run, &url, DISCOVERY, "Discovery document", |a| classify::metadata(a, issuer)).await;
     let result = result.map(|metadata| learnt.metadata = Some((Arc::new(metadata), Instant::now())));
     (result, took)
 }
@@ -182,7 +182,7 @@ async fn fetch_jwks(
     url: &Url,
     learnt: &mut Learnt,
 ) -> (Result<Arc<JwkSet>, FetchFailure>, Duration) {
-    let (result, took) = fetch(run, url, "JWKS", classify::jwks).await;
+    let (result, took) = fetch(run, url, JWKS, "JWKS", classify::jwks).await;
     let result = result.map(|(keys, fingerprint)| {
         if learnt.fingerprint != Some(fingerprint) {
             learnt.fingerprint = Some(fingerprint);
@@ -196,10 +196,11 @@ async fn fetch_jwks(
     (result, took)
 }
 
-/// GETs `url` as a `Discovery` step and reads the answer with `read`.
+/// GETs `url` as `step` (`Discovery` or `JWKS`) and reads the answer with `read`.
 async fn fetch<T>(
     run: &mut Attempt<'_>,
     url: &Url,
+    step: crate::protocol::Step,
     label: &str,
     read: impl FnOnce(&crate::protocol::http::Answer) -> Result<T, FetchFailure>,
 ) -> (Result<T, FetchFailure>, Duration) {
@@ -207,7 +208,7 @@ async fn fetch<T>(
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
     let request = Request { method: Method::GET, url, label, headers, form: None };
     let received = run.exchange(request).await;
-    run.record_http(DISCOVERY, &received, None);
+    run.record_http(step, &received, None);
     let took = Attempt::took(&received);
     let result = match received {
         Ok(r) => read(&r.answer()),

@@ -36,7 +36,9 @@ pub(crate) async fn run(run: &mut Attempt<'_>, spec: &OAuth2Login) -> Finished {
     let mut resolved = match resolved {
         Ok(r) => r,
         Err((class, detail)) => {
-            let verdict = Verdict { reason: DISCOVERY_FAILED, ..Verdict::of(DISCOVERY, class, detail) };
+            // The fetch that failed: the discovery document's or the key set's.
+            let step = run.last_step().filter(|s| *s == JWKS).unwrap_or(DISCOVERY);
+            let verdict = Verdict { reason: DISCOVERY_FAILED, ..Verdict::of(step, class, detail) };
             return Finished { discovery: facts, ..Finished::from(verdict) };
         }
     };
@@ -411,9 +413,16 @@ async fn revoke(
             Ok(x) => x,
             Err(detail) => return LogoutOutcome { ok: false, status: 0, detail },
         };
-        let request = Request { method: Method::POST, url: &url, label: "Revocation", headers, form: Some(form) };
+        // Each token its own step: the access token's revocation and the refresh token's are
+        // told apart in traces, pages and the step histogram.
+        let (step, label) = if *hint == "refresh_token" {
+            (REFRESH_REVOCATION, "RefreshRevocation")
+        } else {
+            (REVOCATION, "Revocation")
+        };
+        let request = Request { method: Method::POST, url: &url, label, headers, form: Some(form) };
         let received = run.exchange(request).await;
-        run.record_http(REVOCATION, &received, None);
+        run.record_http(step, &received, None);
         // Every token is tried, whatever became of the one before.
         match received {
             Ok(r) => {

@@ -400,12 +400,16 @@ impl family::Login for OAuth2Login {
                 let browser = interactive.is_some_and(|i| {
                     endpoints.authorization.is_none() || (i.logout && endpoints.end_session.is_none())
                 });
-                self.target.discovers() || self.validate == Validate::Jwt || (browser && self.target.issuer.is_some())
+                self.target.discovers() || (browser && self.target.issuer.is_some())
             }
+            names::JWKS => self.validate == Validate::Jwt,
             names::REFRESH => self.refresh,
             // A JWT is checked without a request.
             names::TOKEN_VALIDATION => matches!(self.validate, Validate::Userinfo | Validate::Introspection),
             names::REVOCATION => self.revoke,
+            // A refreshing probe holds a refresh token to revoke; another shows the step when
+            // it first has one.
+            names::REFRESH_REVOCATION => self.revoke && self.refresh,
             _ => false,
         }
     }

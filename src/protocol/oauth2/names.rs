@@ -2,16 +2,20 @@
 
 use crate::protocol::{Lockout, Reason, ResultClass, Step};
 
-/// Fetching the discovery document and the JWKS, in a run that needed them.
+/// Fetching the discovery document, in a run that needed it.
 pub const DISCOVERY: Step = Step::named("Discovery");
+/// Fetching the key set (JWKS) that a JWT's signature is checked against.
+pub const JWKS: Step = Step::named("JWKS");
 /// The token request of the probe's grant.
 pub const TOKEN: Step = Step::named("Token");
 /// Redeeming the refresh token once.
 pub const REFRESH: Step = Step::named("Refresh");
 /// authprobe's check of the token: JWT signature and claims, userinfo or introspection.
 pub const TOKEN_VALIDATION: Step = Step::named("TokenValidation");
-/// Revoking what was issued (RFC 7009), like ETNA's logout.
+/// Revoking the access token (RFC 7009), like ETNA's logout.
 pub const REVOCATION: Step = Step::named("Revocation");
+/// Revoking the refresh token, when one was issued.
+pub const REFRESH_REVOCATION: Step = Step::named("RefreshRevocation");
 /// An interactive login's first request at the authorization endpoint, and its redirects.
 pub const AUTHORIZE: Step = Step::named("Authorize");
 /// Posting the username alone (an identifier-first login), and the redirects after it.
@@ -95,10 +99,12 @@ pub const TOO_MANY_PAGES: Reason = Reason::named("too_many_pages");
 /// Every step, in the order a probe's step series are written.
 pub(super) const STEPS: &[&str] = &[
     "Discovery",
+    "JWKS",
     "Token",
     "Refresh",
     "TokenValidation",
     "Revocation",
+    "RefreshRevocation",
     "Authorize",
     "Username",
     "Password",
