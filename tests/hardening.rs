@@ -579,15 +579,7 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
             emitted += &body;
         }
         // The OpenMetrics exposition, exemplars and all, and where their run ids lead.
-        let om = http()
-            .get(svc.url("/metrics"))
-            .header("accept", "application/openmetrics-text; version=1.0.0")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let om = svc.metrics_openmetrics().await;
         let ids: std::collections::BTreeSet<&str> =
             om.split("# {run_id=\"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
         assert!(ids.len() >= names.len(), "exemplars name runs: {ids:?}");

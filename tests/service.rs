@@ -423,15 +423,7 @@ async fn a_real_prometheus_scrapes_and_answers_queries() {
     assert_eq!(outcome[0]["metric"]["reason"], "invalid_credentials");
     let scraped = prom.query(r#"scrape_samples_scraped{job="authprobe"}"#).await;
     // Prometheus asks for OpenMetrics, and stores its _created samples as series too.
-    let om = http()
-        .get(svc.url("/metrics"))
-        .header("accept", "application/openmetrics-text;version=1.0.0")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let om = svc.metrics_openmetrics().await;
     let served = om.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count() as f64;
     assert!((sample_value(&scraped[0]) - served).abs() <= 2.0, "scraped {scraped:?}, served {served}");
     prom.stop().await;

@@ -115,6 +115,19 @@ impl Service {
         r.text().await.unwrap()
     }
 
+    /// `/metrics` as Prometheus asks for it: OpenMetrics, exemplars and `_created` included.
+    pub async fn metrics_openmetrics(&self) -> String {
+        let r = super::http()
+            .get(self.url("/metrics"))
+            .header("accept", "application/openmetrics-text;version=1.0.0")
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+        r.text().await.unwrap()
+    }
+
     /// `/metrics`, parsed.
     pub async fn metrics(&self) -> Exposition {
         Exposition::parse(&self.metrics_text().await)
