@@ -303,20 +303,27 @@ pub fn oauth2(spec: &mut LoginSpec) -> &mut authprobe::protocol::oauth2::OAuth2L
     }
 }
 
-/// Runs `promtool check metrics` on `text`: its output and exit code.
-pub fn promtool_check_metrics(text: &str) -> (i32, String) {
+/// Runs `command` with `input` on its stdin: its exit code, and what it printed (stdout, then
+/// stderr).
+fn run_with_input(mut command: std::process::Command, input: &str, what: &str) -> (i32, String) {
     use std::io::Write as _;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
+    let mut child = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("promtool from Debian's prometheus package (tests/run.sh installs it)");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), report)
+}
+
+/// Runs `promtool check metrics` on `text`: its output and exit code.
+pub fn promtool_check_metrics(text: &str) -> (i32, String) {
+    let mut command = std::process::Command::new("promtool");
+    command.args(["check", "metrics"]);
+    run_with_input(command, text, "promtool from Debian's prometheus package (tests/run.sh installs it)")
 }
 
 /// A Python tool of the tests, installed by tests/run.sh into target/pytools (hadolint,
@@ -331,21 +338,12 @@ pub fn pytool(name: &str) -> String {
 /// which checks the format strictly: `# EOF`, `_total` and `_created`, exemplars, histogram
 /// order): its exit code, and the families it read or what it refused.
 pub fn openmetrics_parse(text: &str) -> (i32, String) {
-    use std::io::Write as _;
     let script = "import sys\n\
 from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
 families = list(text_string_to_metric_families(sys.stdin.read()))\n\
 exemplars = sum(1 for f in families for s in f.samples if s.exemplar)\n\
 print(len(families), 'families,', exemplars, 'exemplars')\n";
-    let mut child = std::process::Command::new(pytool("python"))
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python from target/pytools");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), report)
+    let mut command = std::process::Command::new(pytool("python"));
+    command.args(["-c", script]);
+    run_with_input(command, text, "python from target/pytools")
 }
