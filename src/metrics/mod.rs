@@ -235,13 +235,14 @@ impl Iterator for Exposition {
                 let (name, kind, help) = family.meta();
                 text::header(&mut out, name, kind, help, self.om);
             }
+            // `_created` only where a counter or histogram needs it.
+            let created = self.created && family.counts();
             while self.probe < self.set.list.len() && out.len() < CHUNK_BYTES {
                 let labels = &self.labels[self.probe];
                 let probe = &self.set.list[self.probe];
-                // `_created` only where a counter or histogram needs it.
                 let om = self.om.then(|| OpenMetricsProbe {
                     key: probe.key,
-                    created: (self.created && family.counts()).then(|| text::Stamp::millis(probe.created_ms)),
+                    created: created.then(|| text::Stamp::millis(probe.created_ms)),
                 });
                 probe.read(|r| family.write(self.family, labels, r, &mut out, om.as_ref()));
                 self.probe += 1;

@@ -128,10 +128,7 @@ pub(super) fn line_with_exemplar(
     out.extend_from_slice(head.as_bytes());
     out.extend_from_slice(labels.as_bytes());
     out.extend_from_slice(tail.as_bytes());
-    match value {
-        Value::Int(v) => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
-        Value::Float(v) => float(out, v),
-    }
+    write_value(out, value);
     // The id is 12 hex digits, a dash and a number: nothing to escape, and far below the 128
     // characters OpenMetrics allows an exemplar's labels.
     out.extend_from_slice(b" # {run_id=\"");
@@ -144,11 +141,13 @@ pub(super) fn line_with_exemplar(
     out.extend_from_slice(b"\"} ");
     float(out, observed);
     out.push(b' ');
-    timestamp_millis(out, at_ms);
+    out.extend_from_slice(Stamp::millis(at_ms).as_bytes());
     out.push(b'\n');
 }
 
-/// A timestamp written once, to be copied into many lines (`_created`).
+/// A timestamp in seconds with its milliseconds, as OpenMetrics writes them (`1765020000.123`,
+/// trailing zeros dropped), made without an allocation: `_created` writes one per probe and
+/// family and copies it into many lines.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Stamp {
     buf: [u8; 24],
@@ -156,7 +155,7 @@ pub(super) struct Stamp {
 }
 
 impl Stamp {
-    /// Unix milliseconds as [`timestamp_millis`] writes them.
+    /// Unix milliseconds.
     pub(super) fn millis(ms: u64) -> Stamp {
         let mut buf = [0u8; 24];
         let mut secs = itoa::Buffer::new();
@@ -166,7 +165,6 @@ impl Stamp {
         let frac = ms % 1000;
         if frac > 0 {
             let digits = [b'.', b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
-            // Trailing zeros dropped, as timestamp_millis writes them.
             let keep = if frac.is_multiple_of(100) {
                 2
             } else if frac.is_multiple_of(10) {
@@ -192,16 +190,6 @@ pub(super) fn line_raw(out: &mut Vec<u8>, head: &str, labels: &str, tail: &str, 
     out.extend_from_slice(tail.as_bytes());
     out.extend_from_slice(value);
     out.push(b'\n');
-}
-
-/// A timestamp in seconds with its milliseconds, as OpenMetrics writes them: `1765020000.123`.
-pub(super) fn timestamp_millis(out: &mut Vec<u8>, ms: u64) {
-    out.extend_from_slice(itoa::Buffer::new().format(ms / 1000).as_bytes());
-    let frac = ms % 1000;
-    if frac > 0 {
-        out.push(b'.');
-        out.extend_from_slice(format!("{frac:03}").trim_end_matches('0').as_bytes());
-    }
 }
 
 /// One sample line from parts rendered once: `head` is `{name}{suffix}{`, `labels` the probe's
@@ -230,11 +218,15 @@ pub(super) fn tail(extra: &[(&str, &str)]) -> String {
 }
 
 fn value_line_end(out: &mut Vec<u8>, value: Value) {
+    write_value(out, value);
+    out.push(b'\n');
+}
+
+fn write_value(out: &mut Vec<u8>, value: Value) {
     match value {
         Value::Int(v) => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
         Value::Float(v) => float(out, v),
     }
-    out.push(b'\n');
 }
 
 fn float(out: &mut Vec<u8>, v: f64) {
@@ -327,11 +319,15 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "h_bucket{probe=\"p\",le=\"0.05\"} 3 # {run_id=\"000000000abc-42\"} 0.0421 1765000000.12\n"
         );
-        for ms in [5_000, 1_765_000_000_120, 1_765_000_000_001, 1_765_000_000_100, 1_765_000_000_999, 0] {
-            let mut ts = Vec::new();
-            timestamp_millis(&mut ts, ms);
-            assert_eq!(Stamp::millis(ms).as_bytes(), &ts[..], "{ms}");
+        for (ms, text) in [
+            (5_000, "5"),
+            (0, "0"),
+            (1_765_000_000_120, "1765000000.12"),
+            (1_765_000_000_001, "1765000000.001"),
+            (1_765_000_000_100, "1765000000.1"),
+            (1_765_000_000_999, "1765000000.999"),
+        ] {
+            assert_eq!(Stamp::millis(ms).as_bytes(), text.as_bytes(), "{ms}");
         }
-        assert_eq!(Stamp::millis(1_765_000_000_120).as_bytes(), b"1765000000.12");
     }
 }
