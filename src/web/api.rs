@@ -81,6 +81,8 @@ fn window_runs(counts: [Counts; 4]) -> BTreeMap<&'static str, u64> {
 fn view(p: &ProbeResults, with_history: bool) -> ProbeView {
     let r = p.snapshot();
     let now = std::time::SystemTime::now();
+    // One count of the windows for both the figures and the runs behind them.
+    let counts = r.availability.all_counts(now);
     ProbeView {
         name: p.name.to_string(),
         target: p.target.to_string(),
@@ -92,8 +94,8 @@ fn view(p: &ProbeResults, with_history: bool) -> ProbeView {
         next_run_unix: p.next_run().map(unix_seconds),
         backoff_seconds: r.backoff.as_secs_f64(),
         runs: ResultClass::ALL.iter().map(|c| (c.as_str(), r.runs_of(*c))).collect(),
-        availability: r.availability_at(now),
-        availability_runs: window_runs(r.availability.all_counts(now)),
+        availability: Figures::of(counts),
+        availability_runs: window_runs(counts),
         history: with_history.then(|| p.history()),
         failures: with_history.then(|| p.failures()),
         hours: with_history.then(|| {
