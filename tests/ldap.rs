@@ -456,6 +456,13 @@ async fn the_guard_keeps_the_probe_from_locking_its_own_account() {
     assert_eq!(state.locked_time, None, "the account was locked: {state:?}");
     let (_, api) = common::get(&svc.url("/api/v1/probes/lockme")).await;
     assert!(api.contains("held back by the lockout guard"), "{api}");
+    // The next run is the next tick (2 s away), not the guard's end an hour away: the reads go on.
+    let (_, page) = common::get(&svc.url("/probes/lockme")).await;
+    assert!(page.contains("credentials held back for "), "{page}");
+    let next: serde_json::Value = serde_json::from_str(&api).unwrap();
+    let next = next["next_run_unix"].as_f64().expect("a next run");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(next - now < 5.0, "next run {} s away while held", next - now);
 
     // The facts of a successful bind, and the LDAP status gauge.
     let expiring = [("probe", "expiring")];

@@ -135,6 +135,11 @@ pub enum Command {
         /// much is lost when the process is killed.
         #[arg(long = "storage.write-interval", default_value = "5s", value_parser = parse_write_interval)]
         storage_write_interval: Duration,
+        /// Memory the traces of failed runs may take together (B, KiB, MiB or GiB): each probe
+        /// keeps the trace of each of its last 20 failures while there is room; 0 traces nothing.
+        /// Traces live in memory only.
+        #[arg(long = "probe.failure-traces-size", default_value = "32MiB", value_parser = parse_size)]
+        failure_traces_size: usize,
     },
     /// Run probes once and print their outcome.
     Probe {
@@ -208,6 +213,7 @@ pub async fn run(command: Command) -> Result<u8, Failure> {
             auto_reload_interval,
             storage_path,
             storage_write_interval,
+            failure_traces_size,
         } => {
             let instance = serve::instance(shard_index, shard_count, shard_from_hostname, location)?;
             let options = serve::Options {
@@ -216,6 +222,7 @@ pub async fn run(command: Command) -> Result<u8, Failure> {
                 auto_reload_interval: auto_reload_interval.filter(|d| !d.is_zero()),
                 storage_path: (!storage_path.as_os_str().is_empty()).then_some(storage_path),
                 storage_write_interval,
+                failure_traces_size,
             };
             serve::serve(&config_file, &web, options, instance).await?;
             Ok(0)
@@ -273,6 +280,21 @@ fn parse_docs_url(text: &str) -> Result<String, String> {
     } else {
         Err("expected an http:// or https:// URL".to_owned())
     }
+}
+
+/// A size in bytes: a whole number with B, KiB, MiB or GiB (or no unit, for bytes).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let shift = match unit {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => return Err(format!("{text:?}: expected a whole number of B, KiB, MiB or GiB (such as 32MiB)")),
+    };
+    let n: usize = number.parse().map_err(|_| format!("{text:?}: expected a whole number before the unit"))?;
+    n.checked_mul(1 << shift).ok_or_else(|| format!("{text:?} is too large"))
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

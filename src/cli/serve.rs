@@ -61,6 +61,8 @@ pub struct Options {
     pub storage_path: Option<PathBuf>,
     /// How often changed state is written.
     pub storage_write_interval: Duration,
+    /// The bytes failures' traces may take together; 0 traces nothing.
+    pub failure_traces_size: usize,
 }
 
 /// `authprobe run`: the embedded simulator if configured, the metrics server, the schedule; until
@@ -71,8 +73,14 @@ pub async fn serve(
     options: Options,
     instance: Instance,
 ) -> Result<(), Failure> {
-    let Options { concurrency, on_demand_min_interval, auto_reload_interval, storage_path, storage_write_interval } =
-        options;
+    let Options {
+        concurrency,
+        on_demand_min_interval,
+        auto_reload_interval,
+        storage_path,
+        storage_write_interval,
+        failure_traces_size,
+    } = options;
     let (config, simulator) = load_config(config_file)?;
     config.warn_insecure();
     authprobe::memory::release_freed();
@@ -98,6 +106,7 @@ pub async fn serve(
         );
     }
     let results = Arc::new(Results::new(probes.iter().map(|p| p.as_ref())));
+    results.traces().set_limit(failure_traces_size);
     // Restored before anything reads the results or schedules a run: the lockout guard resumes.
     let writer = match &storage_path {
         Some(dir) => {

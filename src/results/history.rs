@@ -9,6 +9,7 @@ use serde::ser::SerializeMap as _;
 use serde::{Deserialize, Serialize};
 
 use super::run_id::RunId;
+use super::traces::KeptTrace;
 use crate::protocol::names::{MAX_REASONS, MAX_STATES, MAX_STEPS};
 use crate::protocol::{Outcome, Reason, ResultClass, Scheme, State, Step, Summary};
 
@@ -21,6 +22,19 @@ pub const HISTORY_FAILURES: usize = 20;
 
 /// Distinct reason texts kept per probe; a run whose text did not fit shows none.
 const TEXTS: usize = 8;
+
+/// The last runs whose details and step times are kept besides their entries: the step
+/// chart's. A failure keeps its own as long as it is kept.
+pub const RECENT_RUNS: usize = 20;
+
+/// Distinct details kept per probe for the recent runs (a probe's details rarely vary).
+const DETAILS: usize = 8;
+
+/// How long a kept detail may be, in bytes.
+const DETAIL_BYTES: usize = 512;
+
+/// A step time's duration field: microseconds in 27 bits (134 s; longer steps saturate).
+const STEP_MICROS: u32 = 27;
 
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -142,6 +156,23 @@ impl Packed {
     }
 }
 
+/// The 1-based index of `text` in `table`, added if there is room (at most `cap`); 0 for an
+/// empty text or one that did not fit (a server inventing a new text every time: only the
+/// first few are kept).
+fn intern(table: &mut Vec<Arc<str>>, cap: usize, text: &str) -> u8 {
+    if text.is_empty() {
+        return 0;
+    }
+    if let Some(i) = table.iter().position(|t| &**t == text) {
+        return i as u8 + 1;
+    }
+    if table.len() < cap {
+        table.push(Arc::from(text));
+        return table.len() as u8;
+    }
+    0
+}
+
 /// One tick of a heartbeat bar: a run, when it finished and how it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Beat {
@@ -175,6 +206,91 @@ pub struct PastRun {
     pub trigger: Trigger,
     /// Its id; `None` for a failure restored from a release that did not number runs.
     pub run_id: Option<RunId>,
+    /// What happened, in words; empty when not kept (older runs, and runs before a restart).
+    pub detail: String,
+    /// Each step's time; empty when not kept.
+    pub steps: Vec<StepTime>,
+    /// Whether the run's trace is kept.
+    pub trace: TraceNote,
+}
+
+/// One step of a run and its time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StepTime {
+    /// The step.
+    #[serde(serialize_with = "step_name")]
+    pub step: Step,
+    /// Its time, in seconds (microsecond precision, at most 134 s).
+    pub duration_seconds: f64,
+}
+
+fn step_name<S: serde::Serializer>(s: &Step, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(s.as_str())
+}
+
+impl StepTime {
+    fn pack(step: Step, d: Duration) -> u32 {
+        let micros = u32::try_from(d.as_micros()).unwrap_or(u32::MAX).min((1 << STEP_MICROS) - 1);
+        (step.index() as u32) << STEP_MICROS | micros
+    }
+
+    fn unpack(word: u32) -> Option<StepTime> {
+        Some(StepTime {
+            step: Step::at((word >> STEP_MICROS) as usize)?,
+            duration_seconds: Duration::from_micros(u64::from(word & ((1 << STEP_MICROS) - 1))).as_secs_f64(),
+        })
+    }
+}
+
+/// What a failed run's trace came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceNote {
+    /// None: a success, a run not traced (tracing off, a held run) or restored after a restart.
+    #[default]
+    None,
+    /// Kept: `/runs/ID` shows it.
+    Kept,
+    /// Recorded but not kept: the process-wide budget for traces was full.
+    OverBudget,
+}
+
+/// What a failed run keeps beyond its entry while the process runs (a restart forgets it).
+#[derive(Debug)]
+pub struct FailureRecord {
+    detail: Box<str>,
+    steps: Box<[u32]>,
+    /// `Err(())` when the trace was recorded but the budget had no room for it.
+    trace: Option<Result<KeptTrace, ()>>,
+}
+
+impl FailureRecord {
+    /// The record of a failed run `o`, with its trace, if recorded: kept, or not for want of
+    /// room.
+    pub fn of(o: &Outcome, trace: Option<Option<KeptTrace>>) -> FailureRecord {
+        FailureRecord {
+            detail: bounded(&o.detail).into(),
+            steps: o.steps.iter().map(|s| StepTime::pack(s.step, s.duration)).collect(),
+            trace: trace.map(|t| t.ok_or(())),
+        }
+    }
+
+    fn note(&self) -> TraceNote {
+        match self.trace {
+            None => TraceNote::None,
+            Some(Ok(_)) => TraceNote::Kept,
+            Some(Err(())) => TraceNote::OverBudget,
+        }
+    }
+}
+
+/// `text` cut to [`DETAIL_BYTES`] at a character boundary.
+fn bounded(text: &str) -> &str {
+    let mut cut = text.len().min(DETAIL_BYTES);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
 }
 
 impl PastRun {
@@ -185,15 +301,18 @@ impl PastRun {
 }
 
 /// As the JSON API shows it: run_id, finished_unix, result, state, step, reason, reason_text, the
-/// status under its scheme's label, duration_seconds, trigger.
+/// status under its scheme's label, duration_seconds, trigger, detail, steps, trace.
 impl Serialize for PastRun {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(10))?;
+        let mut m = s.serialize_map(Some(13))?;
         m.serialize_entry("run_id", &self.run_id)?;
         m.serialize_entry("finished_unix", &self.finished_unix)?;
         self.summary.serialize_into(&mut m, self.scheme, &self.reason_text)?;
         m.serialize_entry("duration_seconds", &self.duration_seconds)?;
         m.serialize_entry("trigger", &self.trigger)?;
+        m.serialize_entry("detail", &self.detail)?;
+        m.serialize_entry("steps", &self.steps)?;
+        m.serialize_entry("trace", &self.trace)?;
         m.end()
     }
 }
@@ -207,16 +326,38 @@ impl Serialize for PastRun {
 pub struct History {
     entries: VecDeque<Entry>,
     /// Allocated at the first failure: a probe that never failed pays nothing for it.
-    /// With each its run's number; 0 for one restored without.
-    failures: VecDeque<(Entry, u32)>,
+    /// With each its run's number (0 for one restored without) and what it keeps while the
+    /// process runs.
+    failures: VecDeque<(Entry, u32, Option<Box<FailureRecord>>)>,
     /// The number of the newest run (of the last entry); 0 before the first.
     last_run: u32,
     texts: Vec<Arc<str>>,
+    /// The last [`RECENT_RUNS`] runs' details and step times, oldest first, in words: for each
+    /// run a head (its step count in bits 0–7, its detail's 1-based index in bits 8–11) and a
+    /// word per step (step index above [`STEP_MICROS`] bits of microseconds).
+    recent: VecDeque<u32>,
+    /// How many runs `recent` holds.
+    recent_runs: u8,
+    details: Vec<Arc<str>>,
 }
 
 impl History {
     /// Adds a finished run, dropping the oldest beyond [`HISTORY_RUNS`]; returns its number.
     pub fn push(&mut self, o: &Outcome, finished: SystemTime, trigger: Trigger) -> u32 {
+        self.push_with(o, finished, trigger, || None)
+    }
+
+    /// Like [`History::push`]; a failure keeps what `record` makes of it, called once the
+    /// oldest failure beyond [`HISTORY_FAILURES`] is gone (so that its trace has left the
+    /// budget).
+    pub fn push_with(
+        &mut self,
+        o: &Outcome,
+        finished: SystemTime,
+        trigger: Trigger,
+        record: impl FnOnce() -> Option<FailureRecord>,
+    ) -> u32 {
+        self.push_recent(o);
         // 4 billion runs are 136 years at one a second; past them, numbering starts again.
         self.last_run = self.last_run.checked_add(1).unwrap_or(1);
         if self.entries.len() == HISTORY_RUNS {
@@ -245,9 +386,47 @@ impl History {
             } else if self.failures.capacity() == 0 {
                 self.failures.reserve_exact(HISTORY_FAILURES);
             }
-            self.failures.push_back((entry, self.last_run));
+            let kept = record().map(Box::new);
+            self.failures.push_back((entry, self.last_run, kept));
         }
         self.last_run
+    }
+
+    fn push_recent(&mut self, o: &Outcome) {
+        if usize::from(self.recent_runs) == RECENT_RUNS {
+            let head = self.recent.pop_front().unwrap_or(0);
+            self.recent.drain(..(head as usize & 0xff).min(self.recent.len()));
+            self.recent_runs -= 1;
+        }
+        let steps = o.steps.len().min(0xff);
+        if self.recent.capacity() == 0 {
+            // Room for the bound at this run's step count: a probe's runs mostly take the
+            // same steps, so the ring seldom grows again.
+            self.recent.reserve_exact(RECENT_RUNS * (1 + steps));
+        }
+        let detail = intern(&mut self.details, DETAILS, bounded(&o.detail));
+        self.recent.push_back(steps as u32 | u32::from(detail) << 8);
+        self.recent.extend(o.steps.iter().take(steps).map(|s| StepTime::pack(s.step, s.duration)));
+        self.recent_runs += 1;
+    }
+
+    /// The recent runs' details and step times, newest first.
+    fn recent(&self) -> Vec<(String, Vec<StepTime>)> {
+        let mut out = Vec::with_capacity(usize::from(self.recent_runs));
+        let mut i = 0;
+        while i < self.recent.len() {
+            let head = self.recent[i];
+            let n = head as usize & 0xff;
+            let detail = match (head >> 8) & 0xf {
+                0 => String::new(),
+                d => self.details.get(d as usize - 1).map(|t| t.to_string()).unwrap_or_default(),
+            };
+            let steps = self.recent.range(i + 1..(i + 1 + n).min(self.recent.len()));
+            out.push((detail, steps.filter_map(|w| StepTime::unpack(*w)).collect()));
+            i += 1 + n;
+        }
+        out.reverse();
+        out
     }
 
     /// The number of the newest run; 0 before the first.
@@ -256,18 +435,13 @@ impl History {
     }
 
     fn text_index(&mut self, text: &str) -> u8 {
-        if text.is_empty() {
-            return 0;
-        }
-        if let Some(i) = self.texts.iter().position(|t| &**t == text) {
-            return i as u8 + 1;
-        }
-        if self.texts.len() < TEXTS {
-            self.texts.push(Arc::from(text));
-            return self.texts.len() as u8;
-        }
-        // A server inventing a new text every time: only the first few are kept.
-        0
+        intern(&mut self.texts, TEXTS, text)
+    }
+
+    /// The trace of failed run number `run`, if kept.
+    pub fn trace(&self, run: u32) -> Option<&KeptTrace> {
+        let (_, _, record) = self.failures.iter().rev().find(|(_, r, _)| *r == run && run > 0)?;
+        record.as_ref()?.trace.as_ref()?.as_ref().ok()
     }
 
     /// What the packed entries mean: the packing and every name each field can take.
@@ -290,12 +464,12 @@ impl History {
         let history = super::saved::SavedHistory {
             layout: Self::layout().id(),
             runs: raw(&mut self.entries.iter()),
-            failures: raw(&mut self.failures.iter().map(|(e, _)| e)),
+            failures: raw(&mut self.failures.iter().map(|(e, _, _)| e)),
             texts: self.texts.iter().map(|t| t.to_string()).collect(),
         };
         let numbers = super::saved::SavedRunNumbers {
             last_run: self.last_run,
-            failures: self.failures.iter().map(|(_, run)| *run).collect(),
+            failures: self.failures.iter().map(|(_, run, _)| *run).collect(),
             last: 0,
         };
         (history, numbers)
@@ -337,7 +511,8 @@ impl History {
         let unknown = failures.len() - known;
         let failure_runs =
             std::iter::repeat_n(0, unknown).chain(numbers.failures[numbers.failures.len() - known..].iter().copied());
-        let mut failures: VecDeque<(Entry, u32)> = failures.into_iter().zip(failure_runs).collect();
+        let mut failures: VecDeque<(Entry, u32, Option<Box<FailureRecord>>)> =
+            failures.into_iter().zip(failure_runs).map(|(e, run)| (e, run, None)).collect();
         if !failures.is_empty() {
             failures.reserve_exact(HISTORY_FAILURES - failures.len());
         }
@@ -346,6 +521,7 @@ impl History {
             entries: runs,
             failures,
             texts: saved.texts.iter().map(|t| Arc::from(t.as_str())).collect(),
+            ..History::default()
         })
     }
 
@@ -383,12 +559,34 @@ impl History {
     /// Runs, newest first, their statuses in `scheme`, their ids under the probe's `key`.
     pub fn runs(&self, scheme: &'static Scheme, key: u64) -> Vec<PastRun> {
         let numbers = (0..self.entries.len() as u32).map(|back| self.last_run.saturating_sub(back));
-        self.shown(self.entries.iter().rev().zip(numbers), scheme, key)
+        let mut recent = self.recent().into_iter();
+        let mut runs = self.shown(self.entries.iter().rev().zip(numbers), scheme, key);
+        for run in &mut runs {
+            match recent.next() {
+                Some((detail, steps)) => (run.detail, run.steps) = (detail, steps),
+                None => break,
+            }
+        }
+        // Older failures among them keep theirs.
+        for run in runs.iter_mut().filter(|r| r.result() != ResultClass::Success) {
+            let number = run.run_id.map_or(0, |id| id.run);
+            if let Some((_, _, Some(record))) = self.failures.iter().rev().find(|(_, r, _)| *r == number && number > 0)
+            {
+                fill(run, record);
+            }
+        }
+        runs
     }
 
     /// Failed runs, newest first, however many successes came after them.
     pub fn failures(&self, scheme: &'static Scheme, key: u64) -> Vec<PastRun> {
-        self.shown(self.failures.iter().rev().map(|(e, run)| (e, *run)), scheme, key)
+        let mut runs = self.shown(self.failures.iter().rev().map(|(e, run, _)| (e, *run)), scheme, key);
+        for (run, (_, _, record)) in runs.iter_mut().zip(self.failures.iter().rev()) {
+            if let Some(record) = record {
+                fill(run, record);
+            }
+        }
+        runs
     }
 
     fn shown<'a>(
@@ -397,6 +595,8 @@ impl History {
         scheme: &'static Scheme,
         key: u64,
     ) -> Vec<PastRun> {
+        // Every kept entry unpacks (pushed by this release, or checked when restored), so the
+        // rows stay aligned with the recent runs and failures their callers zip them with.
         entries
             .filter_map(|(e, run)| {
                 let p = Packed::unpack(e.bits)?;
@@ -411,10 +611,20 @@ impl History {
                     },
                     duration_seconds: Duration::from_micros(u64::from(p.duration_micros)).as_secs_f64(),
                     trigger: p.trigger,
+                    detail: String::new(),
+                    steps: Vec::new(),
+                    trace: TraceNote::None,
                 })
             })
             .collect()
     }
+}
+
+/// Puts what a failure kept into its row.
+fn fill(run: &mut PastRun, record: &FailureRecord) {
+    run.detail = record.detail.to_string();
+    run.steps = record.steps.iter().filter_map(|w| StepTime::unpack(*w)).collect();
+    run.trace = record.note();
 }
 
 /// How a history's entries were packed: the packing, and the names of every value of each
@@ -695,5 +905,95 @@ mod tests {
         h.push(&outcome(ResultClass::AuthFailed, "Invalid credentials", 5), t0, Trigger::Scheduled);
         assert_eq!(h.texts.len(), 1);
         assert_eq!(h.runs(HTTP, 7)[1].reason_text, "Invalid credentials");
+    }
+
+    /// A run of `steps` (name, ms) with `detail`.
+    fn stepped(result: ResultClass, detail: &str, steps: &[(&str, u64)]) -> Outcome {
+        let steps = steps
+            .iter()
+            .map(|(name, ms)| crate::protocol::StepRecord {
+                step: Step::from_name(name).unwrap(),
+                status: 200,
+                state: None,
+                duration: Duration::from_millis(*ms),
+            })
+            .collect();
+        Outcome { detail: detail.to_owned(), steps, ..outcome(result, "", 1) }
+    }
+
+    #[test]
+    fn recent_runs_keep_details_and_step_times_failures_keep_theirs_and_traces() {
+        let budget = super::super::TraceBudget::new(1 << 20);
+        let mut h = History::default();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ok = stepped(ResultClass::Success, "login succeeded", &[("BaseAuthentication", 40), ("SecutityPin", 60)]);
+        let bad = stepped(
+            ResultClass::AuthFailed,
+            "login failed at SecutityPin",
+            &[("BaseAuthentication", 40), ("SecutityPin", 7)],
+        );
+        for i in 1..=60u32 {
+            let o = if i == 5 || i == 50 { &bad } else { &ok };
+            h.push_with(o, t0, Trigger::Scheduled, || {
+                Some(FailureRecord::of(o, Some(budget.keep(format!("trace of run {i}")))))
+            });
+        }
+        assert_eq!(usize::from(h.recent_runs), RECENT_RUNS);
+        assert_eq!(h.recent.len(), RECENT_RUNS * 3, "a head and two steps a run, the oldest dropped");
+        assert_eq!(h.recent.capacity(), RECENT_RUNS * 3, "reserved once at the bound");
+        assert_eq!(h.details.len(), 2);
+        let runs = h.runs(HTTP, 7);
+        assert_eq!(runs[0].detail, "login succeeded");
+        let steps: Vec<(&str, f64)> = runs[0].steps.iter().map(|s| (s.step.as_str(), s.duration_seconds)).collect();
+        assert_eq!(steps, [("BaseAuthentication", 0.04), ("SecutityPin", 0.06)]);
+        assert_eq!(runs[0].trace, TraceNote::None);
+        // Run 50 is recent; run 5 is not among the last 60 - 20 but still among the last 100.
+        let fifty = &runs[10];
+        assert_eq!((fifty.run_id.unwrap().run, fifty.detail.as_str()), (50, "login failed at SecutityPin"));
+        assert_eq!((fifty.steps.len(), fifty.trace), (2, TraceNote::Kept));
+        let five = &runs[55];
+        assert_eq!(
+            (five.run_id.unwrap().run, five.detail.as_str(), five.trace),
+            (5, "login failed at SecutityPin", TraceNote::Kept)
+        );
+        assert_eq!(runs[54].detail, "", "a success older than the recent runs keeps no detail");
+        assert!(runs[54].steps.is_empty());
+        assert_eq!(h.trace(5).map(KeptTrace::text), Some("trace of run 5"));
+        assert!(h.trace(6).is_none() && h.trace(0).is_none());
+        let failures = h.failures(HTTP, 7);
+        assert_eq!((failures[1].detail.as_str(), failures[1].trace), ("login failed at SecutityPin", TraceNote::Kept));
+        // A failure pushed out gives its trace's bytes back.
+        for _ in 0..HISTORY_FAILURES {
+            h.push_with(&bad, t0, Trigger::Scheduled, || {
+                Some(FailureRecord::of(&bad, Some(budget.keep("x".repeat(10)))))
+            });
+        }
+        assert!(h.trace(5).is_none());
+        assert_eq!(budget.used(), 10 * HISTORY_FAILURES);
+        // A trace the budget had no room for says so; an untraced failure says nothing.
+        h.push_with(&bad, t0, Trigger::Scheduled, || Some(FailureRecord::of(&bad, Some(None))));
+        h.push_with(&bad, t0, Trigger::Scheduled, || Some(FailureRecord::of(&bad, None)));
+        let runs = h.runs(HTTP, 7);
+        assert_eq!((runs[1].trace, runs[0].trace), (TraceNote::OverBudget, TraceNote::None));
+        // Stored and read back: the entries, without what only the running process keeps.
+        let (saved, numbers) = h.saved();
+        let back = History::from_saved(&saved, History::layout(), &numbers).unwrap();
+        assert!(back
+            .runs(HTTP, 7)
+            .iter()
+            .all(|r| r.detail.is_empty() && r.steps.is_empty() && r.trace == TraceNote::None));
+        drop(h);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn step_times_saturate_and_details_are_bounded() {
+        let w = StepTime::pack(Step::OTHER, Duration::from_secs(1_000));
+        assert_eq!(StepTime::unpack(w).unwrap().duration_seconds, ((1u32 << STEP_MICROS) - 1) as f64 / 1e6);
+        let mut h = History::default();
+        let long = "é".repeat(DETAIL_BYTES);
+        h.push(&stepped(ResultClass::Success, &long, &[]), UNIX_EPOCH, Trigger::Scheduled);
+        let detail = &h.runs(HTTP, 1)[0].detail;
+        assert!(detail.len() <= DETAIL_BYTES && detail.len() >= DETAIL_BYTES - 1, "{}", detail.len());
     }
 }

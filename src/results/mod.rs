@@ -9,6 +9,7 @@ pub mod availability;
 mod history;
 pub mod run_id;
 mod saved;
+pub mod traces;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,12 +17,16 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::config::Probe;
-use crate::protocol::{Kind, Outcome, ResultClass, Scheme, Step, Summary};
+use crate::protocol::{Kind, Outcome, ResultClass, Scheme, Step, Summary, Trace};
 
 pub use availability::{Availability, Counts, Figures, TargetSums};
-pub use history::{Beat, History, Layout, PastRun, Trigger, HISTORY_FAILURES, HISTORY_RUNS};
+pub use history::{
+    Beat, FailureRecord, History, Layout, PastRun, StepTime, TraceNote, Trigger, HISTORY_FAILURES, HISTORY_RUNS,
+    RECENT_RUNS,
+};
 pub use run_id::{probe_key, RunId};
 pub use saved::{GuardState, Layouts, ProbeState, RestoreError, SavedRunNumbers};
+pub use traces::{KeptTrace, TraceBudget};
 
 /// A time as exposed everywhere: seconds since the Unix epoch (0 before it).
 pub fn unix_seconds(t: SystemTime) -> f64 {
@@ -354,17 +359,22 @@ pub struct ProbeResults {
     /// When its record was made (at start, or by the reload that added it), in Unix
     /// milliseconds: when its counters and histograms started counting, OpenMetrics' `_created`.
     pub created_ms: u64,
+    /// Whether its family goes on running (without the credentials) while the lockout guard
+    /// holds them back, so that its next run is its next tick rather than the guard's end.
+    pub runs_while_held: bool,
     schedule: Mutex<String>,
     /// When the scheduler next starts the probe, in Unix milliseconds; 0 when unknown.
     next_run_ms: AtomicU64,
     record: Mutex<ProbeRecord>,
     history: Mutex<History>,
+    /// The budget its failures' traces are kept under, shared by every probe.
+    traces: Arc<TraceBudget>,
     /// Set when anything a restart keeps has changed since the store last took it.
     dirty: AtomicBool,
 }
 
 impl ProbeResults {
-    fn new(p: &Probe) -> Self {
+    fn new(p: &Probe, traces: Arc<TraceBudget>) -> Self {
         ProbeResults {
             name: p.name.clone(),
             target: p.target.clone(),
@@ -372,10 +382,12 @@ impl ProbeResults {
             kind: p.login.login.kind(),
             key: probe_key(&p.name),
             created_ms: unix_millis(SystemTime::now()),
+            runs_while_held: p.login.login.runs_while_held(),
             schedule: Mutex::new(p.schedule.to_string()),
             next_run_ms: AtomicU64::new(0),
             record: Mutex::new(ProbeRecord::new(p)),
             history: Mutex::new(History::default()),
+            traces,
             dirty: AtomicBool::new(false),
         }
     }
@@ -433,12 +445,15 @@ impl ProbeResults {
     }
 
     /// When the scheduler next starts the probe, if it said: its next tick, or while the
-    /// lockout guard holds it back, the end of the backoff.
+    /// lockout guard holds it back, the end of the backoff (unless its family runs meanwhile).
     pub fn next_run(&self) -> Option<SystemTime> {
         let tick = match self.next_run_ms.load(Ordering::Relaxed) {
             0 => None,
             ms => Some(from_unix_millis(ms)),
         };
+        if self.runs_while_held {
+            return tick;
+        }
         let resume = self.read(|r| r.resume_at);
         tick.max(resume)
     }
@@ -491,8 +506,20 @@ impl ProbeResults {
         finished: SystemTime,
         trigger: Trigger,
     ) -> RunId {
+        self.record_traced_run(outcome, started, finished, trigger, None)
+    }
+
+    /// Records a finished run and, if it failed, its trace (within the budget); returns its id.
+    pub fn record_traced_run(
+        &self,
+        outcome: impl Into<Arc<Outcome>>,
+        started: SystemTime,
+        finished: SystemTime,
+        trigger: Trigger,
+        trace: Option<&Trace>,
+    ) -> RunId {
         let outcome = outcome.into();
-        let run = self.history.lock().unwrap_or_else(PoisonError::into_inner).push(&outcome, finished, trigger);
+        let run = self.push_history(&outcome, finished, trigger, trace);
         self.update(|r| {
             r.runs[outcome.result().index()] += 1;
             if outcome.answered() {
@@ -524,15 +551,27 @@ impl ProbeResults {
 
     /// Records a run made on demand: in the history, and in the on-demand counts only, so that
     /// scheduled series stay the schedule's.
-    pub fn record_on_demand(&self, outcome: Outcome, finished: SystemTime) -> RunId {
-        let run =
-            self.history.lock().unwrap_or_else(PoisonError::into_inner).push(&outcome, finished, Trigger::OnDemand);
+    pub fn record_on_demand(&self, outcome: Outcome, finished: SystemTime, trace: Option<&Trace>) -> RunId {
+        let run = self.push_history(&outcome, finished, Trigger::OnDemand, trace);
         self.update(|r| {
             r.on_demand.get_or_insert_with(|| Box::new([0; ResultClass::ALL.len()]))[outcome.result().index()] += 1;
             r.count_extras(&outcome);
         });
         self.mark_dirty();
         RunId { probe: self.key, run }
+    }
+
+    /// Adds a run to the history; a failure keeps its detail, step times and trace.
+    fn push_history(&self, outcome: &Outcome, finished: SystemTime, trigger: Trigger, trace: Option<&Trace>) -> u32 {
+        // Rendered (and redacted) only for a failure, once the failure it replaces has given its
+        // trace's bytes back.
+        let record = || Some(FailureRecord::of(outcome, trace.map(|t| self.traces.keep(t.render()))));
+        self.history.lock().unwrap_or_else(PoisonError::into_inner).push_with(outcome, finished, trigger, record)
+    }
+
+    /// The kept trace of its run number `run`, if it failed and its trace was kept.
+    pub fn trace(&self, run: u32) -> Option<String> {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner).trace(run).map(|t| t.text().to_owned())
     }
 
     /// Records `n` skipped ticks.
@@ -552,6 +591,7 @@ pub struct Results {
     cron_watchdog_runs: AtomicU64,
     reload: Mutex<ReloadStatus>,
     storage: Mutex<Option<StorageStatus>>,
+    traces: Arc<TraceBudget>,
 }
 
 /// How the state store stands, as it last said: what the storage metrics show.
@@ -618,9 +658,15 @@ impl Results {
             cron_watchdog_runs: AtomicU64::new(0),
             reload: Mutex::new(ReloadStatus { successful: true, last_success: SystemTime::now() }),
             storage: Mutex::new(None),
+            traces: TraceBudget::new(traces::DEFAULT_TRACE_BUDGET),
         };
         results.apply(probes);
         results
+    }
+
+    /// The budget the failures' traces share.
+    pub fn traces(&self) -> &Arc<TraceBudget> {
+        &self.traces
     }
 
     /// Makes `probes` the probe set (a reload). A probe whose name, target, labels and family are
@@ -640,7 +686,7 @@ impl Results {
                     r.update(|record| record.expect(p));
                     r
                 }
-                None => Arc::new(ProbeResults::new(p)),
+                None => Arc::new(ProbeResults::new(p, self.traces.clone())),
             };
             set.by_name.insert(p.name.clone(), set.list.len());
             set.list.push(results);

@@ -167,14 +167,23 @@ impl Dispatcher {
         let (this, entry) = (self.clone(), entry.clone());
         let run = self.runs.track_future(async move {
             let _running = running;
-            match this.perform(&entry, Some(planned), false, held).await {
+            // Every run but a held one is traced while traces are kept, since any may fail; a
+            // held run's trace would show a read without the credentials beside their failure.
+            let traced = held.is_none() && this.results.traces().enabled();
+            match this.perform(&entry, Some(planned), traced, held).await {
                 Some((run, started, finished)) => {
                     // A run made while held says nothing of the credentials: the guard stays.
                     if held.is_none() {
                         entry.guard(&run.outcome, planned);
                     }
                     let outcome = std::sync::Arc::new(run.outcome);
-                    let id = entry.results.record_run(outcome.clone(), started, finished, Trigger::Scheduled);
+                    let id = entry.results.record_traced_run(
+                        outcome.clone(),
+                        started,
+                        finished,
+                        Trigger::Scheduled,
+                        run.trace.as_ref(),
+                    );
                     crate::report::log_run(&entry.probe.name, &entry.probe.target, Some(id), &outcome);
                 }
                 None if held.is_some() => entry.results.record_skip(SkipReason::Backoff, 1),
@@ -198,11 +207,12 @@ impl Dispatcher {
         // On demand too, a guard that holds the credentials back keeps them back where the
         // family has something else to do (a directory locks after a few clicks).
         let held = entry.held(Instant::now()).flatten().filter(|_| entry.probe.login.login.runs_while_held());
+        let traced = traced || (held.is_none() && self.results.traces().enabled());
         let (run, _, finished) = self.perform(entry, None, traced, held).await?;
         if held.is_none() {
             entry.guard(&run.outcome, Instant::now());
         }
-        let id = entry.results.record_on_demand(run.outcome.clone(), finished);
+        let id = entry.results.record_on_demand(run.outcome.clone(), finished, run.trace.as_ref());
         crate::report::log_run(&entry.probe.name, &entry.probe.target, Some(id), &run.outcome);
         Some(run)
     }

@@ -102,6 +102,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(status::status))
         .route("/probes/{name}", get(pages::probe))
+        .route("/probes/{name}/runs/{run}", get(runs::run_page))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))

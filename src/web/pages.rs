@@ -9,9 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::AppState;
-use crate::protocol::{ResultClass, State as LoginState};
+use crate::protocol::{ResultClass, State as LoginState, Step};
 use crate::results::availability::Counts;
-use crate::results::{Figures, PastRun};
+use crate::results::{Figures, PastRun, TraceNote};
 
 const STYLE: &str = ":root{color-scheme:light dark;--fg:#222;--bg:#fff;--muted:#666;--line:#ddd;--ok:#17752f;--bad:#b3261e;--failrow:#fdf0ef;--warn:#a15c00;--mark:#fff7d6;--link:#1a56db;--group:#eef0f3}\
 @media (prefers-color-scheme:dark){:root{--fg:#e4e4e4;--bg:#16181c;--muted:#9a9a9a;--line:#3a3d44;--ok:#4cc26a;--bad:#ff7b72;--failrow:#3a1d1d;--warn:#e3a43b;--mark:#3d3514;--link:#8ab4ff;--group:#262a31}}\
@@ -24,7 +24,11 @@ td.avail{text-align:right;font-variant-numeric:tabular-nums}td.avail.low{color:v
 td.why{white-space:normal;max-width:22em;overflow-wrap:anywhere}tr.group th{background:var(--group);font-weight:600}\
 section.broken{border-left:4px solid var(--bad);padding:.2em 1em;margin:1em 0}section.broken.none{border-color:var(--ok)}section.broken li{margin:.3em 0;overflow-wrap:anywhere}.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}\
 svg.heartbeat rect.ok{fill:var(--ok)}svg.heartbeat rect.fail{fill:var(--bad)}form.filters{margin:.8em 0}form.filters label{margin-right:1em}\
-td.run{font-family:ui-monospace,monospace;font-size:12px}form.run-now{margin:0}tr:target{outline:2px solid var(--link);background:var(--mark)}";
+td.run{font-family:ui-monospace,monospace;font-size:12px}form.run-now{margin:0}tr:target{outline:2px solid var(--link);background:var(--mark)}\
+ul.legend{list-style:none;padding:0;margin:.3em 0}ul.legend li{display:inline-block;margin-right:1em}\
+.swatch{display:inline-block;width:.8em;height:.8em;margin-right:.3em;vertical-align:middle;border-radius:2px}\
+pre.trace{white-space:pre-wrap;overflow-wrap:anywhere;background:var(--group);padding:.8em;font-size:12px}\
+dl.run{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dl.run dt{color:var(--muted)}dl.run dd{margin:0;overflow-wrap:anywhere}";
 
 /// One availability figure as a table cell: a percentage, red below 99 %, or a dash without runs.
 fn availability_cell(figure: Option<f64>) -> String {
@@ -109,9 +113,9 @@ pub(super) async fn probe(
         let class = if run.result() == ResultClass::Success { "ok" } else { "fail" };
         let _ = writeln!(
             rows,
-            "<tr class=\"{class}\"{}><td class=\"run\">{}</td><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"{class}\"{}><td class=\"run\">{}</td><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"why\">{}</td><td class=\"why\">{}</td><td>{}</td><td>{}</td></tr>",
             row_anchor(run.run_id),
-            run_cell(run.run_id),
+            run_cell(&p.name, run.run_id),
             utc(run.finished_unix),
             run.summary.result,
             or_dash(LoginState::label(run.summary.state)),
@@ -119,6 +123,7 @@ pub(super) async fn probe(
             run.summary.reason,
             run.scheme.show(run.summary.status),
             escape(&run.reason_text),
+            detail_cell(&p.name, run),
             millis(Duration::from_secs_f64(run.duration_seconds)),
             run.trigger.as_str(),
         );
@@ -128,15 +133,16 @@ pub(super) async fn probe(
         let listed = runs.iter().any(|r| r.run_id.is_some() && r.run_id == run.run_id);
         let _ = writeln!(
             failure_rows,
-            "<tr class=\"fail kept\"{}><td class=\"run\">{}</td><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"fail kept\"{}><td class=\"run\">{}</td><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"why\">{}</td><td class=\"why\">{}</td><td>{}</td><td>{}</td></tr>",
             if listed { String::new() } else { row_anchor(run.run_id) },
-            run_cell(run.run_id),
+            run_cell(&p.name, run.run_id),
             utc(run.finished_unix),
             run.summary.result,
             run.summary.step,
             run.summary.reason,
             run.scheme.show(run.summary.status),
             escape(&run.reason_text),
+            detail_cell(&p.name, run),
             millis(Duration::from_secs_f64(run.duration_seconds)),
             run.trigger.as_str(),
         );
@@ -145,7 +151,7 @@ pub(super) async fn probe(
         "<p class=\"muted\">No failed run since startup.</p>".to_owned()
     } else {
         format!(
-            "<table>\n<tr><th>Run</th><th>Finished</th><th>Result</th><th>Step</th><th>Reason</th><th>Status</th><th>What the server said</th><th>Duration</th><th>Trigger</th></tr>\n{failure_rows}</table>"
+            "<table>\n<tr><th>Run</th><th>Finished</th><th>Result</th><th>Step</th><th>Reason</th><th>Status</th><th>What the server said</th><th>Detail</th><th>Duration</th><th>Trigger</th></tr>\n{failure_rows}</table>"
         )
     };
     let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{}={}", escape(k), escape(v))).collect();
@@ -154,8 +160,8 @@ pub(super) async fn probe(
     let body = format!(
         "<p><a href=\"/\">All probes</a></p>\n<h1>{name}</h1>\n{gone}<p>Target {target} · {schedule}{labels} · next run {next}.</p>\n{run_now}{account}{tls}\
          <h2>Availability</h2>\n<table class=\"availability\">\n<tr>{AVAILABILITY_HEADERS}</tr>\n<tr>{figures}</tr></table>\n{hourly}\n\
-         <h2>Last runs</h2>\n<p>{count} run(s) shown, newest first.</p>\n{svg}\n\
-         <table>\n<tr><th>Run</th><th>Finished</th><th>Result</th><th>State</th><th>Step</th><th>Reason</th><th>Status</th><th>What the server said</th><th>Duration</th><th>Trigger</th></tr>\n{rows}</table>\n\
+         <h2>Last runs</h2>\n<p>{count} run(s) shown, newest first.</p>\n{svg}\n{steps}\n\
+         <table>\n<tr><th>Run</th><th>Finished</th><th>Result</th><th>State</th><th>Step</th><th>Reason</th><th>Status</th><th>What the server said</th><th>Detail</th><th>Duration</th><th>Trigger</th></tr>\n{rows}</table>\n\
          <h2>Last failures</h2>\n{failures_table}\n\
          <p class=\"muted\">Page rendered {}.</p>\n",
         utc(now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())),
@@ -165,8 +171,18 @@ pub(super) async fn probe(
         run_now = if state.on_demand { run_now_button(&p.name, "Run now") } else { String::new() },
         next = {
             let mut next = p.next_run().map_or_else(|| "not scheduled yet".to_owned(), |t| until(now, t));
-            let backoff = p.read(|r| r.backoff);
-            if !backoff.is_zero() {
+            let (backoff, resume) = p.read(|r| (r.backoff, r.resume_at));
+            if !backoff.is_zero() && p.runs_while_held {
+                // Its runs go on without the credentials (an anonymous read): say when the
+                // credentials are tried again, not that nothing runs.
+                let _ = write!(
+                    next,
+                    " <span class=\"backoff\" title=\"repeated credential failures: the lockout guard holds the credentials back; runs meanwhile check the server without them\">(credentials held back{}: runs meanwhile go without them)</span>",
+                    resume
+                        .and_then(|t| t.duration_since(now).ok())
+                        .map_or_else(String::new, |d| format!(" for {}", human(d)))
+                );
+            } else if !backoff.is_zero() {
                 let _ = write!(
                     next,
                     " <span class=\"backoff\" title=\"repeated credential failures: the lockout guard spaces runs out\">(backing off +{})</span>",
@@ -178,6 +194,7 @@ pub(super) async fn probe(
         labels = if labels.is_empty() { String::new() } else { format!(" · {}", labels.join(", ")) },
         count = runs.len(),
         svg = sparkline(&runs),
+        steps = step_chart(&runs),
         // Each window with the runs behind it, greyed while it holds few: 30 days of 100 % a minute
         // after the start says nothing yet.
         figures = counts
@@ -190,14 +207,120 @@ pub(super) async fn probe(
     Html(page(&format!("{} · authprobe", p.name), &body)).into_response()
 }
 
+/// A run's detail, and a link to its trace when one is kept.
+fn detail_cell(probe: &str, run: &PastRun) -> String {
+    let mut cell = escape(&run.detail);
+    match (run.trace, run.run_id) {
+        (TraceNote::Kept, Some(id)) => {
+            let _ = write!(cell, " <a class=\"trace\" href=\"/probes/{probe}/runs/{}#trace\">trace</a>", id.run);
+        }
+        (TraceNote::OverBudget, _) => cell.push_str(
+            " <span class=\"muted\" title=\"the memory set aside for traces (--probe.failure-traces-size) was full\">(trace not kept)</span>",
+        ),
+        _ => {}
+    }
+    if cell.is_empty() {
+        "–".to_owned()
+    } else {
+        cell
+    }
+}
+
+/// The colour of the `i`th step a chart shows: distinct on light and dark backgrounds.
+pub(super) fn step_colour(i: usize) -> &'static str {
+    const COLOURS: [&str; 8] = ["#1f6feb", "#d97706", "#8250df", "#0f766e", "#bf3989", "#9a6700", "#6e7781", "#2da44e"];
+    COLOURS[i % COLOURS.len()]
+}
+
+/// The recent runs' step times (newest first in `runs`) as stacked bars, oldest on the left,
+/// with a legend: where the time of a login goes, step by step.
+fn step_chart(runs: &[PastRun]) -> String {
+    const W: f64 = 560.0;
+    const H: f64 = 130.0;
+    const LEFT: f64 = 64.0;
+    const BOTTOM: f64 = 18.0;
+    const TOP: f64 = 10.0;
+    let shown: Vec<&PastRun> = runs.iter().filter(|r| !r.steps.is_empty()).take(crate::results::RECENT_RUNS).collect();
+    if shown.is_empty() {
+        return String::new();
+    }
+    let mut steps: Vec<Step> = Vec::new();
+    for r in &shown {
+        for s in &r.steps {
+            if !steps.contains(&s.step) {
+                steps.push(s.step);
+            }
+        }
+    }
+    let colour = |step: Step| step_colour(steps.iter().position(|s| *s == step).unwrap_or(0));
+    let total = |r: &PastRun| r.steps.iter().map(|s| s.duration_seconds).sum::<f64>();
+    let max = shown.iter().map(|r| total(r)).fold(0.0_f64, f64::max).max(1e-6);
+    let plot_h = H - BOTTOM;
+    let scale = (plot_h - TOP) / max;
+    let slot = (W - LEFT) / crate::results::RECENT_RUNS as f64;
+    let mut bars = String::new();
+    for (i, r) in shown.iter().rev().enumerate() {
+        let x = LEFT + i as f64 * slot + 1.0;
+        let mut y = plot_h;
+        let run = r.run_id.map_or_else(String::new, |id| format!("run {id}, "));
+        let _ = write!(bars, "<g class=\"{}\">", if r.result() == ResultClass::Success { "ok" } else { "fail" });
+        for s in &r.steps {
+            let h = s.duration_seconds * scale;
+            y -= h;
+            let _ = write!(
+                bars,
+                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{run}{}: {} at {} ({})</title></rect>",
+                (slot - 2.0).max(1.0),
+                h.max(0.5),
+                colour(s.step),
+                r.result(),
+                s.step,
+                millis(Duration::from_secs_f64(s.duration_seconds)),
+                utc(r.finished_unix),
+            );
+        }
+        bars.push_str("</g>");
+    }
+    let mut axes = String::new();
+    for f in [0.0, 0.5, 1.0] {
+        let y = plot_h - f * (plot_h - TOP);
+        let _ = write!(
+            axes,
+            "<line x1=\"{LEFT}\" x2=\"{W}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"currentColor\" stroke-opacity=\"0.15\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"11\" fill=\"currentColor\">{}</text>",
+            LEFT - 6.0,
+            y + 4.0,
+            millis(Duration::from_secs_f64(max * f)),
+        );
+    }
+    let _ = write!(
+        axes,
+        "<text x=\"{LEFT}\" y=\"{H}\" font-size=\"11\" fill=\"currentColor\">{}</text>",
+        utc(shown[shown.len() - 1].finished_unix)
+    );
+    let legend: String = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("<li><span class=\"swatch\" style=\"background:{}\"></span>{s}</li>", step_colour(i)))
+        .collect();
+    format!(
+        "<figure><svg class=\"chart steps\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" \
+         aria-label=\"time by step of the last {n} runs, longest {longest}\">{axes}{bars}</svg>\
+         <figcaption class=\"muted\">Time by step of the last {n} runs, oldest on the left; longest {longest}.</figcaption><ul class=\"legend\">{legend}</ul></figure>",
+        n = shown.len(),
+        longest = millis(Duration::from_secs_f64(max)),
+    )
+}
+
 /// ` id="run-N"` for the row of a run with an id.
 fn row_anchor(id: Option<crate::results::RunId>) -> String {
     id.map_or(String::new(), |id| format!(" id=\"run-{}\"", id.run))
 }
 
-/// A run's id as its row shows it (a dash for a failure restored without one).
-fn run_cell(id: Option<crate::results::RunId>) -> String {
-    id.map_or_else(|| "–".to_owned(), |id| format!("<a href=\"#run-{}\">{id}</a>", id.run))
+/// A run's id as its row shows it, leading to the run's page (a dash for a failure restored
+/// without one).
+fn run_cell(probe: &str, id: Option<crate::results::RunId>) -> String {
+    id.map_or_else(|| "–".to_owned(), |id| format!("<a href=\"/probes/{probe}/runs/{}\">{id}</a>", id.run))
 }
 
 /// The target's certificate and TLS version as the last run saw them: the expiry an on-call
