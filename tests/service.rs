@@ -550,7 +550,7 @@ async fn the_readme_first_command_serves_every_demo_probe() {
 async fn the_pages_are_accessible_and_fit_a_laptop_and_a_phone() {
     let (_dir, _sim, svc) = four_probe_service(&[], &[]).await;
     svc.metrics_until(Duration::from_secs(10), |m| PROBES.iter().all(|p| runs(m, p) >= 3.0)).await;
-    for (path, name) in [("/", "status-page"), ("/probes/bad", "probe-page")] {
+    for (path, name) in [("/", "status-page"), ("/probes/bad", "probe-page"), ("/probes/bad/runs/2", "run-page")] {
         for (width, height, dark) in [(1200, 800, false), (1200, 800, true), (390, 844, false)] {
             let seen = browser::inspect(&svc.url(path), width, height, dark).await;
             let bad: Vec<&serde_json::Value> = seen
@@ -568,14 +568,80 @@ async fn the_pages_are_accessible_and_fit_a_laptop_and_a_phone() {
                     "the first failing probe in view at {width}×{height}: {seen:?}"
                 );
                 assert!(seen.heartbeats >= 4 * 3, "heartbeats drawn: {seen:?}");
-            } else {
-                assert!(seen.charts >= 1, "the duration chart drawn: {seen:?}");
+            } else if path == "/probes/bad" {
+                assert!(seen.charts >= 2, "the duration and step charts drawn: {seen:?}");
+            } else if width == 1200 {
+                assert!(seen.scroll_width <= seen.inner_width, "{path}'s trace wraps at 1200 px: {seen:?}");
             }
         }
         for dark in [false, true] {
             let file = format!("{name}{}.png", if dark { "-dark" } else { "" });
             browser::screenshot_in(&svc.url(path), &artifacts_dir().join(&file), 1200, 800, dark).await;
         }
+    }
+}
+
+/// A failed run keeps what the server said at the time: its row shows the detail and links to
+/// the run's page, which shows every step's time and the redacted trace (also in the JSON API).
+/// Successes keep no trace; a budget too small keeps none and says so; 0 traces nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_runs_trace_is_kept_with_its_steps_and_linked_from_its_row() {
+    let (_dir, _sim, svc) = four_probe_service(&[], &[]).await;
+    svc.metrics_until(Duration::from_secs(10), |m| ["bad", "pinned"].iter().all(|p| runs(m, p) >= 2.0)).await;
+    let (_, api) = get(&svc.url("/api/v1/probes/bad")).await;
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    let last = &api["history"][0];
+    let (id, n) = (last["run_id"].as_str().unwrap(), last["run_id"].as_str().unwrap().split('-').nth(1).unwrap());
+    assert_eq!((last["result"].as_str(), last["trace"].as_str()), (Some("auth_failed"), Some("kept")), "{last}");
+    assert_eq!(last["detail"], "login failed at BaseAuthentication", "{last}");
+    assert_eq!(last["steps"][0]["step"], "BaseAuthentication", "{last}");
+    assert!(last["steps"][0]["duration_seconds"].as_f64().unwrap() > 0.0, "{last}");
+
+    let (_, page) = get(&svc.url("/probes/bad")).await;
+    let link = format!("<a class=\"trace\" href=\"/probes/bad/runs/{n}#trace\">trace</a>");
+    assert!(page.contains(&format!("<td class=\"why\">login failed at BaseAuthentication {link}</td>")), "{page}");
+    assert!(page.contains("<svg class=\"chart steps\"") && page.contains("</span>BaseAuthentication</li>"), "{page}");
+
+    let (status, run) = get(&svc.url(&format!("/probes/bad/runs/{n}"))).await;
+    assert_eq!(status, 200, "{run}");
+    assert!(run.contains(&format!("<h1>Run {id} of bad</h1>")), "{run}");
+    assert!(run.contains("<dt>Detail</dt><dd>login failed at BaseAuthentication</dd>"), "{run}");
+    assert!(run.contains("</span>BaseAuthentication</td>") && run.contains("<td>100 %</td>"), "{run}");
+    let trace = run.split("<pre class=\"trace\">").nth(1).and_then(|t| t.split("</pre>").next()).expect("a trace");
+    assert!(trace.contains("&gt; POST http://127.0.0.1:") && trace.contains("&lt; HTTP/1.1 "), "{trace}");
+    assert!(trace.contains("Invalid credentials") && trace.contains("&lt;redacted&gt;"), "{trace}");
+    for secret in [WRONG_PW, APP_KEY] {
+        assert!(!run.contains(secret), "{secret} in the run page");
+    }
+    let (_, json) = get(&svc.url(&format!("/api/v1/runs/{id}"))).await;
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let text = json["trace"].as_str().expect("the trace in the API");
+    assert!(text.contains("> POST http://127.0.0.1:") && text.contains("Invalid credentials"), "{text}");
+    assert_eq!(text.lines().count(), trace.lines().count());
+
+    // A multi-step success: its steps, no trace.
+    let (_, api) = get(&svc.url("/api/v1/probes/pinned")).await;
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    let last = &api["history"][0];
+    assert_eq!((last["trace"].as_str(), last["steps"].as_array().map(Vec::len)), (Some("none"), Some(2)), "{last}");
+    let n = last["run_id"].as_str().unwrap().split('-').nth(1).unwrap().to_owned();
+    let (_, run) = get(&svc.url(&format!("/probes/pinned/runs/{n}"))).await;
+    assert!(run.contains("None: traces are kept for failed runs.") && run.contains("</span>SecutityPin</td>"), "{run}");
+    let (status, gone) = get(&svc.url("/probes/pinned/runs/999999")).await;
+    assert_eq!(status, 404, "{gone}");
+    assert!(gone.contains("keeps no run"), "{gone}");
+    drop(svc);
+
+    for (size, note) in [("100B", "over_budget"), ("0", "none")] {
+        let (_dir, _sim, svc) = four_probe_service(&[], &["--probe.failure-traces-size", size]).await;
+        svc.metrics_until(Duration::from_secs(10), |m| runs(m, "bad") >= 1.0).await;
+        let (_, api) = get(&svc.url("/api/v1/probes/bad")).await;
+        let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+        assert_eq!(api["history"][0]["trace"], note, "{size}: {api}");
+        assert_eq!(api["history"][0]["detail"], "login failed at BaseAuthentication", "{size}");
+        let (_, page) = get(&svc.url("/probes/bad")).await;
+        assert!(!page.contains("class=\"trace\""), "{size}: {page}");
+        assert_eq!(page.contains("(trace not kept)"), note == "over_budget", "{size}");
     }
 }
 
@@ -682,11 +748,11 @@ async fn endpoints_answer_as_documented() {
     // Each row is its run's anchor, its id shown.
     let rows = bad.matches("<tr class=\"fail\" id=\"run-").count();
     assert!(rows as f64 >= runs(&m, "bad") && dots == rows, "{rows} failed rows, {dots} red dots");
-    assert!(bad.contains("<td>Invalid credentials</td>") && bad.contains("<td>scheduled</td>"));
+    assert!(bad.contains("<td class=\"why\">Invalid credentials</td>") && bad.contains("<td>scheduled</td>"));
     // The failures kept apart, the hourly availability with the failed hour red and its results
     // named, and the figures.
     assert!(bad.matches("<tr class=\"fail kept\"").count() >= 3, "{bad}");
-    assert!(bad.contains("<td class=\"run\"><a href=\"#run-1\">"), "{bad}");
+    assert!(bad.contains("<td class=\"run\"><a href=\"/probes/bad/runs/1\">"), "{bad}");
     assert!(bad.contains("<g class=\"fail\">") && bad.contains("UTC: 0.0% of "), "{bad}");
     assert!(bad.contains(" run(s) — auth_failed</title>"), "{bad}");
     // Each window with the runs behind it: an hour of 1 s runs holds few yet, a month fewer.

@@ -96,11 +96,11 @@ mod tests {
         let a = budget.keep(long).expect("room");
         assert!(a.text().len() < TRACE_KEPT_BYTES + 64, "{}", a.text().len());
         assert!(a.text().ends_with(&format!("({} more bytes of this trace not kept)\n", TRACE_KEPT_BYTES)));
-        let b = budget.keep("x".repeat(20_000)).expect("room");
-        assert!(budget.keep("y".repeat(5_000)).is_none(), "no room left");
+        let b = budget.keep("x".repeat(16_000)).expect("room");
+        assert!(budget.keep("y".repeat(8_000)).is_none(), "no room left");
         assert_eq!(budget.used(), a.text().len() + b.text().len());
         drop(a);
-        let c = budget.keep("y".repeat(5_000)).expect("room again");
+        let c = budget.keep("y".repeat(8_000)).expect("room again");
         drop((b, c));
         assert_eq!(budget.used(), 0);
         let off = TraceBudget::new(0);

@@ -73,8 +73,9 @@ pub struct Inspection {
     /// The bottom of the first failing probe named at the top of the status page (-1: none).
     #[serde(rename = "firstFailingBottom")]
     pub first_failing_bottom: f64,
-    /// Ticks drawn in heartbeat bars, and SVG elements with a size.
+    /// Ticks drawn in heartbeat bars.
     pub heartbeats: usize,
+    /// Charts with something drawn in them (a line or a bar).
     pub charts: usize,
     /// The first elements reaching beyond the window's right edge, for a failure's message.
     pub wide: Vec<String>,
@@ -100,7 +101,7 @@ pub async fn inspect(url: &str, width: u32, height: u32, dark: bool) -> Inspecti
              violations: r.violations.map(v => ({{id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary)}})),\n\
              scrollWidth, innerWidth: window.innerWidth, innerHeight: window.innerHeight, firstFailingBottom,\n\
              heartbeats: document.querySelectorAll('svg.heartbeat rect').length,\n\
-             charts: document.querySelectorAll('svg.chart path').length,\n\
+             charts: [...document.querySelectorAll('svg.chart')].filter(c => c.querySelector('path, rect')).length,\n\
              wide: [...document.body.querySelectorAll('*')].filter(e => e.getBoundingClientRect().right > window.innerWidth)\n\
                .slice(0, 6).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))\n\
                .concat((() => {{ const w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT); const out = []; let n; while ((n = w.nextNode())) {{ const r = document.createRange(); r.selectNodeContents(n); const right = r.getBoundingClientRect().right; if (right > window.innerWidth) out.push('text in ' + n.parentElement.tagName + '.' + n.parentElement.className + ' ' + Math.round(right) + ': ' + n.textContent.slice(0, 40)); }} return out.slice(0, 4); }})()),\n\
