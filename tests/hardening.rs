@@ -578,6 +578,22 @@ async fn no_secret_or_token_appears_in_anything_authprobe_emits() {
             let (_, body) = get(&svc.url(p)).await;
             emitted += &body;
         }
+        // Every kept run's page, and the traces the failures keep, as page and JSON.
+        let mut traces = 0;
+        for n in names {
+            let (_, api) = get(&svc.url(&format!("/api/v1/probes/{n}"))).await;
+            let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+            for run in api["history"].as_array().unwrap().iter().chain(api["failures"].as_array().unwrap()) {
+                let id = run["run_id"].as_str().unwrap();
+                let number = id.rsplit('-').next().unwrap();
+                emitted += &get(&svc.url(&format!("/probes/{n}/runs/{number}"))).await.1;
+                if run["trace"] == "kept" {
+                    traces += 1;
+                    emitted += &get(&svc.url(&format!("/api/v1/runs/{id}"))).await.1;
+                }
+            }
+        }
+        assert!(traces >= 4, "the failing probes' traces were read: {traces}");
         // The OpenMetrics exposition, exemplars and all, and where their run ids lead.
         let om = svc.metrics_openmetrics().await;
         let ids: std::collections::BTreeSet<&str> =
