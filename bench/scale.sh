@@ -4,6 +4,8 @@
 #
 #   bench/scale.sh                          # 1,000 / 10,000 / 50,000 probes at 60s, ~13 minutes
 #   COUNTS=10000 DURATION=60 bench/scale.sh # one count, shorter
+#   RUN_ARGS="--probe.failure-traces-size 0" COUNTS=10000 bench/scale.sh
+#                                           # extra flags for authprobe (here: no run traced)
 #   PROFILE=1 COUNTS=10000 bench/scale.sh   # also samples authprobe with perf (Debian's
 #                                           # linux-perf) while measuring; top functions printed,
 #                                           # the recording kept in $OUT_DIR/scale.perf.data
@@ -52,7 +54,8 @@ for PROBES in $COUNTS; do
     echo "== $PROBES probes"
     gen_config "$PROBES" "$INTERVAL" "$ACCOUNTS" "$SIM_DELAY" "$SIM_PORT"
     start_simulator "$SIM_PORT"
-    start_authprobe "$WEB_PORT"
+    # shellcheck disable=SC2086 # RUN_ARGS: extra flags for `authprobe run`, split on spaces
+    start_authprobe "$WEB_PORT" ${RUN_ARGS:-}
     sleep "$WARMUP"
 
     scrape "$WORK/before.txt"

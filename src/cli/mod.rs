@@ -300,3 +300,17 @@ fn parse_size(text: &str) -> Result<usize, String> {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     authprobe::duration::parse(text).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_with_their_units_and_refuse_the_rest() {
+        assert_eq!(super::parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(super::parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!((super::parse_size("0"), super::parse_size("100B")), (Ok(0), Ok(100)));
+        assert_eq!(super::parse_size("2GiB"), Ok(2 << 30));
+        for bad in ["", "MiB", "32MB", "-1", "1.5MiB", "99999999999999999999GiB"] {
+            assert!(super::parse_size(bad).is_err(), "{bad}");
+        }
+    }
+}
