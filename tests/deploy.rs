@@ -638,16 +638,18 @@ async fn exemplars_in_a_real_prometheus_lead_to_their_runs() {
             let value: f64 = e["value"].as_str().unwrap().parse().unwrap();
             let bound: f64 = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() };
             assert!(value <= bound, "{probe}: {value} in the bucket le={le}");
-            // The datasource's link, on this test's authprobe, leads to the run's row.
+            // The datasource's link, on this test's authprobe, leads to the run's page.
             let url = link.replace("http://localhost:9871", &svc.base).replace("${__value.raw}", id);
             let r = no_redirects.get(&url).send().await.unwrap();
             assert_eq!(r.status(), 303, "{url}");
             let location = r.headers()["location"].to_str().unwrap().to_owned();
             let n = id.rsplit('-').next().unwrap();
-            assert_eq!(location, format!("/probes/{probe}?run={n}#run-{n}"));
+            assert_eq!(location, format!("/probes/{probe}/runs/{n}"));
             let (status, page) = get(&svc.url(&location)).await;
             assert_eq!(status, 200);
-            assert!(page.contains(&format!("id=\"run-{n}\"")) && page.contains(id), "{probe}: run {id} on its page");
+            assert!(page.contains(&format!("<h1>Run {id} of {probe}</h1>")), "{probe}: run {id}'s page");
+            // Its step times, whose sum the exemplar's duration holds.
+            assert!(page.contains("<h2>Steps</h2>\n<table>"), "{probe}: run {id}'s steps");
             // And the API says it is that run: its probe, duration and time.
             let (_, run) = get(&svc.url(&format!("/api/v1/runs/{id}"))).await;
             let run: serde_json::Value = serde_json::from_str(&run).unwrap();

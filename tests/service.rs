@@ -597,6 +597,10 @@ async fn a_failed_runs_trace_is_kept_with_its_steps_and_linked_from_its_row() {
     assert_eq!(last["steps"][0]["step"], "BaseAuthentication", "{last}");
     assert!(last["steps"][0]["duration_seconds"].as_f64().unwrap() > 0.0, "{last}");
 
+    // The status page's failing probe leads straight to its last failure's trace.
+    let (_, status) = get(&svc.url("/")).await;
+    let item = status.split("<li data-failing=\"bad\">").nth(1).and_then(|t| t.split("</li>").next()).unwrap();
+    assert!(item.contains("#trace\">Trace of the last failure</a>"), "{item}");
     let (_, page) = get(&svc.url("/probes/bad")).await;
     let link = format!("<a class=\"trace\" href=\"/probes/bad/runs/{n}#trace\">trace</a>");
     assert!(page.contains(&format!("<td class=\"why\">login failed at BaseAuthentication {link}</td>")), "{page}");

@@ -574,6 +574,11 @@ impl ProbeResults {
         self.history.lock().unwrap_or_else(PoisonError::into_inner).trace(run).map(|t| t.text().to_owned())
     }
 
+    /// Whether its run number `run` failed and its trace is kept.
+    pub fn has_trace(&self, run: u32) -> bool {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner).trace(run).is_some()
+    }
+
     /// Records `n` skipped ticks.
     pub fn record_skip(&self, reason: SkipReason, n: u64) {
         let slot = SkipReason::ALL.iter().position(|r| *r == reason).expect("listed");

@@ -607,4 +607,40 @@ mod tests {
             "{page}"
         );
     }
+
+    /// A run id leads to its run's page while the run is kept, and to its probe's page, which
+    /// says it is gone, once it is not.
+    #[tokio::test]
+    async fn run_ids_lead_to_their_page_or_say_the_run_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path());
+        let now = SystemTime::now();
+        let p = state.results.probe("a").unwrap();
+        for _ in 0..130 {
+            let o = crate::protocol::Outcome::bare(
+                crate::protocol::Summary::of(ResultClass::Success, crate::protocol::etna::BASE_AUTHENTICATION),
+                &crate::protocol::http::STATUS,
+                Duration::from_millis(5),
+            );
+            p.record_run(o, now, now, Trigger::Scheduled);
+        }
+        let location = |id: crate::results::RunId| {
+            let state = state.clone();
+            async move {
+                let r = super::super::runs::page(State(state), Path(id.to_string())).await;
+                assert_eq!(r.status(), StatusCode::SEE_OTHER);
+                r.headers()["location"].to_str().unwrap().to_owned()
+            }
+        };
+        assert_eq!(location(p.run_id(130).unwrap()).await, "/probes/a/runs/130");
+        assert_eq!(location(p.run_id(1).unwrap()).await, "/probes/a?run=1");
+        let r = probe(State(state.clone()), Path("a".to_owned()), RawQuery(Some("run=1".to_owned()))).await;
+        let body = axum::body::to_bytes(r.into_body(), 1 << 22).await.unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains(&format!("Run {} is no longer kept", p.run_id(1).unwrap())), "{body}");
+        let r = super::super::runs::run_page(State(state.clone()), Path(("a".to_owned(), "1".to_owned()))).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let r = super::super::runs::run_page(State(state), Path(("a".to_owned(), "130".to_owned()))).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
 }

@@ -42,12 +42,17 @@ fn kept(probe: &ProbeResults, n: u32) -> Option<PastRun> {
     probe.history().into_iter().find(wanted).or_else(|| probe.failures().into_iter().find(wanted))
 }
 
-/// `/runs/ID`: to the run's row on its probe's page.
+/// `/runs/ID`: to the run's page.
 pub(super) async fn page(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match lookup(&state, &id) {
         Ok((id, probe)) => {
+            // The run's own page; a run no longer kept, to its probe's page, which says so.
             // Names are letters, digits, '_', '-' and '.' (see config): a path segment as they are.
-            let to = format!("/probes/{}?run={}#run-{}", probe.name, id.run, id.run);
+            let to = if is_kept(&probe, id.run) {
+                format!("/probes/{}/runs/{}", probe.name, id.run)
+            } else {
+                format!("/probes/{}?run={}", probe.name, id.run)
+            };
             (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
         }
         Err((status, message)) => {

@@ -274,7 +274,7 @@ fn broken_section(body: &mut String, broken: &[Arc<ProbeResults>], total: usize,
         broken.len()
     );
     for p in broken.iter().take(BROKEN_SHOWN) {
-        let (what, text, failures) = p.read(|r| {
+        let (what, text, failures, last_run) = p.read(|r| {
             let what = r.last.as_ref().map_or(String::new(), |l| {
                 let s = l.summary();
                 format!(
@@ -286,8 +286,14 @@ fn broken_section(body: &mut String, broken: &[Arc<ProbeResults>], total: usize,
                 )
             });
             let text = r.last.as_ref().map_or(String::new(), |l| l.outcome.reason_text.clone());
-            (what, text, r.consecutive_failures)
+            (what, text, r.consecutive_failures, r.last.as_ref().map_or(0, |l| l.run))
         });
+        // Straight to what the server said, when the last failure's trace is kept.
+        let trace = if p.has_trace(last_run) {
+            format!(" <a href=\"/probes/{}/runs/{last_run}#trace\">Trace of the last failure</a>.", escape(&p.name))
+        } else {
+            String::new()
+        };
         let since = match p.failing_since() {
             Some((t, false)) => format!(
                 "failing since {} ({})",
@@ -301,7 +307,7 @@ fn broken_section(body: &mut String, broken: &[Arc<ProbeResults>], total: usize,
         let _ = writeln!(
             body,
             "<li data-failing=\"{name}\"><a href=\"/probes/{name}\">{name}</a> <span class=\"muted\">({target})</span>: {what}{text}. \
-             <span class=\"since\">{since}; {failures} failed run(s) in a row.</span></li>",
+             <span class=\"since\">{since}; {failures} failed run(s) in a row.</span>{trace}</li>",
             name = escape(&p.name),
             target = escape(&p.target),
         );
