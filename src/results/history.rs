@@ -167,10 +167,33 @@ fn intern(table: &mut Vec<Arc<str>>, cap: usize, text: &str) -> u8 {
         return i as u8 + 1;
     }
     if table.len() < cap {
-        table.push(Arc::from(text));
+        // Most probes hold one or two texts: room for one at a time, not Vec's first four.
+        table.reserve_exact(1);
+        table.push(shared(text));
         return table.len() as u8;
     }
     0
+}
+
+/// Texts every probe's tables share: thousands of probes of one family say the same "login
+/// succeeded", kept once rather than once a probe (48 bytes each at 10,000 probes).
+const SHARED_TEXTS: usize = 4096;
+
+/// `text`, as one shared copy while there are fewer than [`SHARED_TEXTS`] (a server inventing
+/// texts gets copies of its own once they are full). A shared text is never dropped: the set is
+/// bounded, and its texts (sanitised, bounded server texts and our details) are short.
+fn shared(text: &str) -> Arc<str> {
+    static TEXTS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<Arc<str>>>> =
+        std::sync::OnceLock::new();
+    let mut texts = TEXTS.get_or_init(Default::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(t) = texts.get(text) {
+        return t.clone();
+    }
+    let t: Arc<str> = Arc::from(text);
+    if texts.len() < SHARED_TEXTS {
+        texts.insert(t.clone());
+    }
+    t
 }
 
 /// One tick of a heartbeat bar: a run, when it finished and how it ended.
@@ -520,7 +543,7 @@ impl History {
             last_run: numbers.last_run.max(runs.len() as u32),
             entries: runs,
             failures,
-            texts: saved.texts.iter().map(|t| Arc::from(t.as_str())).collect(),
+            texts: saved.texts.iter().map(|t| shared(t)).collect(),
             ..History::default()
         })
     }
