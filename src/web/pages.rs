@@ -281,18 +281,7 @@ fn step_chart(runs: &[PastRun]) -> String {
         }
         bars.push_str("</g>");
     }
-    let mut axes = String::new();
-    for f in [0.0, 0.5, 1.0] {
-        let y = plot_h - f * (plot_h - TOP);
-        let _ = write!(
-            axes,
-            "<line x1=\"{LEFT}\" x2=\"{W}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"currentColor\" stroke-opacity=\"0.15\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"11\" fill=\"currentColor\">{}</text>",
-            LEFT - 6.0,
-            y + 4.0,
-            millis(Duration::from_secs_f64(max * f)),
-        );
-    }
+    let mut axes = y_axis(LEFT, W, plot_h, TOP, max);
     let _ = write!(
         axes,
         "<text x=\"{LEFT}\" y=\"{H}\" font-size=\"11\" fill=\"currentColor\">{}</text>",
@@ -310,6 +299,24 @@ fn step_chart(runs: &[PastRun]) -> String {
         n = shown.len(),
         longest = millis(Duration::from_secs_f64(max)),
     )
+}
+
+/// A chart's y axis from `left` to `right`: grid lines and labels at 0, half and `max` seconds,
+/// 0 at `zero` and `max` at `top`.
+fn y_axis(left: f64, right: f64, zero: f64, top: f64, max: f64) -> String {
+    let mut axis = String::new();
+    for f in [0.0, 0.5, 1.0] {
+        let y = zero - f * (zero - top);
+        let _ = write!(
+            axis,
+            "<line x1=\"{left}\" x2=\"{right}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"currentColor\" stroke-opacity=\"0.15\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"11\" fill=\"currentColor\">{}</text>",
+            left - 6.0,
+            y + 4.0,
+            millis(Duration::from_secs_f64(max * f)),
+        );
+    }
+    axis
 }
 
 /// ` id="run-N"` for the row of a run with an id.
@@ -454,18 +461,7 @@ fn sparkline(runs: &[PastRun]) -> String {
     }
     // The y axis: 0, half and the highest duration, with grid lines; the x axis: the runs'
     // times at both ends.
-    let mut axes = String::new();
-    for f in [0.0, 0.5, 1.0] {
-        let y = plot_h - PAD - f * (plot_h - PAD - TOP);
-        let _ = write!(
-            axes,
-            "<line x1=\"{LEFT}\" x2=\"{W}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"currentColor\" stroke-opacity=\"0.15\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"11\" fill=\"currentColor\">{}</text>",
-            LEFT - 6.0,
-            y + 4.0,
-            millis(Duration::from_secs_f64(max * f)),
-        );
-    }
+    let mut axes = y_axis(LEFT, W, plot_h - PAD, TOP, max);
     let (first, last) = (oldest_first[0], oldest_first[oldest_first.len() - 1]);
     let _ = write!(
         axes,
