@@ -202,11 +202,6 @@ impl<'a> TargetSums<'a> {
     pub fn counts(&self) -> Vec<(String, [Counts; 4])> {
         self.0.iter().map(|(t, c)| ((*t).to_owned(), *c)).collect()
     }
-
-    /// Each target's figures, targets by name.
-    pub fn figures(self) -> Vec<(String, Figures)> {
-        self.0.into_iter().map(|(t, c)| (t.to_owned(), Figures::of(c))).collect()
-    }
 }
 
 /// Availability over every window of [`WINDOWS`], as pages and the API show it.

@@ -111,41 +111,13 @@ pub(super) async fn probe(
     let mut rows = String::new();
     for run in &runs {
         let class = if run.result() == ResultClass::Success { "ok" } else { "fail" };
-        let _ = writeln!(
-            rows,
-            "<tr class=\"{class}\"{}><td class=\"run\">{}</td><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"why\">{}</td><td class=\"why\">{}</td><td>{}</td><td>{}</td></tr>",
-            row_anchor(run.run_id),
-            run_cell(&p.name, run.run_id),
-            utc(run.finished_unix),
-            run.summary.result,
-            or_dash(LoginState::label(run.summary.state)),
-            run.summary.step,
-            run.summary.reason,
-            run.scheme.show(run.summary.status),
-            escape(&run.reason_text),
-            detail_cell(&p.name, run),
-            millis(Duration::from_secs_f64(run.duration_seconds)),
-            run.trigger.as_str(),
-        );
+        run_row(&mut rows, &p.name, run, class, row_anchor(run.run_id), true);
     }
     let mut failure_rows = String::new();
     for run in &failures {
         let listed = runs.iter().any(|r| r.run_id.is_some() && r.run_id == run.run_id);
-        let _ = writeln!(
-            failure_rows,
-            "<tr class=\"fail kept\"{}><td class=\"run\">{}</td><td>{}</td><td class=\"result\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"why\">{}</td><td class=\"why\">{}</td><td>{}</td><td>{}</td></tr>",
-            if listed { String::new() } else { row_anchor(run.run_id) },
-            run_cell(&p.name, run.run_id),
-            utc(run.finished_unix),
-            run.summary.result,
-            run.summary.step,
-            run.summary.reason,
-            run.scheme.show(run.summary.status),
-            escape(&run.reason_text),
-            detail_cell(&p.name, run),
-            millis(Duration::from_secs_f64(run.duration_seconds)),
-            run.trigger.as_str(),
-        );
+        let anchor = if listed { String::new() } else { row_anchor(run.run_id) };
+        run_row(&mut failure_rows, &p.name, run, "fail kept", anchor, false);
     }
     let failures_table = if failures.is_empty() {
         "<p class=\"muted\">No failed run since startup.</p>".to_owned()
@@ -155,8 +127,9 @@ pub(super) async fn probe(
         )
     };
     let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{}={}", escape(k), escape(v))).collect();
-    let account = p.read(|r| r.last.as_ref().and_then(|l| l.outcome.account)).map_or(String::new(), account_line);
-    let tls = p.read(|r| r.last.as_ref().and_then(|l| l.outcome.tls)).map_or(String::new(), |t| tls_line(t, now));
+    let (account, tls) = p.read(|r| r.last.as_ref().map_or((None, None), |l| (l.outcome.account, l.outcome.tls)));
+    let account = account.map_or(String::new(), account_line);
+    let tls = tls.map_or(String::new(), |t| tls_line(t, now));
     let body = format!(
         "<p><a href=\"/\">All probes</a></p>\n<h1>{name}</h1>\n{gone}<p>Target {target} · {schedule}{labels} · next run {next}.</p>\n{run_now}{account}{tls}\
          <h2>Availability</h2>\n<table class=\"availability\">\n<tr>{AVAILABILITY_HEADERS}</tr>\n<tr>{figures}</tr></table>\n{hourly}\n\
@@ -205,6 +178,27 @@ pub(super) async fn probe(
         hourly = hourly_chart(&hours, &failures),
     );
     Html(page(&format!("{} · authprobe", p.name), &body)).into_response()
+}
+
+/// A run's row of `probe`'s page, with `class` and `anchor` on it; its state only `with_state`
+/// (the failures' table leaves it out).
+fn run_row(out: &mut String, probe: &str, run: &PastRun, class: &str, anchor: String, with_state: bool) {
+    let state =
+        if with_state { format!("<td>{}</td>", or_dash(LoginState::label(run.summary.state))) } else { String::new() };
+    let _ = writeln!(
+        out,
+        "<tr class=\"{class}\"{anchor}><td class=\"run\">{}</td><td>{}</td><td class=\"result\">{}</td>{state}<td>{}</td><td>{}</td><td>{}</td><td class=\"why\">{}</td><td class=\"why\">{}</td><td>{}</td><td>{}</td></tr>",
+        run_cell(probe, run.run_id),
+        utc(run.finished_unix),
+        run.summary.result,
+        run.summary.step,
+        run.summary.reason,
+        run.scheme.show(run.summary.status),
+        escape(&run.reason_text),
+        detail_cell(probe, run),
+        millis(Duration::from_secs_f64(run.duration_seconds)),
+        run.trigger.as_str(),
+    );
 }
 
 /// A run's detail, and a link to its trace when one is kept.

@@ -208,8 +208,11 @@ pub(super) async fn status(State(state): State<AppState>, RawQuery(query): RawQu
         "<table class=\"probes\">\n<thead><tr><th>Probe</th><th>Result</th><th>Why</th><th>Duration</th><th>Last success</th>\
          <th title=\"successful scheduled runs ÷ scheduled runs over the last 24 hours\">24h</th><th>Last 50 runs</th><th><span class=\"sr\">Run now</span></th></tr></thead>\n",
     );
-    let day_sums: std::collections::HashMap<String, Counts> =
-        sums.counts().into_iter().map(|(t, c)| (t, c[1])).collect();
+    // Each target's sums, counted once: its day for the group rows, every window for the Targets
+    // table.
+    let target_counts = sums.counts();
+    let day_sums: std::collections::HashMap<&str, Counts> =
+        target_counts.iter().map(|(t, c)| (t.as_str(), c[1])).collect();
     let mut current: Option<&str> = None;
     for r in &rows {
         if current != Some(&*r.probe.target) {
@@ -244,12 +247,12 @@ pub(super) async fn status(State(state): State<AppState>, RawQuery(query): RawQu
         body.push_str("</nav>\n");
     }
     let mut targets = String::new();
-    for (target, figures) in sums.figures() {
+    for (target, counts) in &target_counts {
         let _ = writeln!(
             targets,
             "<tr data-target=\"{name}\"><td>{name}</td>{}</tr>",
-            super::pages::availability_cells(&figures),
-            name = escape(&target)
+            super::pages::availability_cells(&crate::results::Figures::of(*counts)),
+            name = escape(target)
         );
     }
     let _ = write!(
