@@ -649,6 +649,71 @@ async fn a_failed_runs_trace_is_kept_with_its_steps_and_linked_from_its_row() {
     }
 }
 
+/// The status page refreshes itself in place: 16 s of its time later, Chromium has fetched the
+/// page again at its own URL, filter included, and put the new `<main>` in place of the old, the
+/// header untouched. A server of the test's own stands in front of authprobe so that the second
+/// answer can be told from the first and the request seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_refreshes_itself_in_place_keeping_its_filter() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (_dir, _sim, svc) = four_probe_service(&[], &[]).await;
+    svc.metrics_until(Duration::from_secs(10), |m| runs(m, "bad") >= 1.0).await;
+    let (_, page) = get(&svc.url("/?failing=1")).await;
+    assert_eq!(page.matches("<main>").count(), 1, "{page}");
+    let newer = page.replace("<main>", "<main><p id=\"refreshed\">a newer rendering</p>");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let served = asked.clone();
+    let server = tokio::spawn(async move {
+        // Bounded: a few connections, a few requests each, each read within 30 s.
+        for _ in 0..8 {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            let (served, page, newer) = (served.clone(), page.clone(), newer.clone());
+            tokio::spawn(async move {
+                for _ in 0..8 {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && head.len() < 65_536 {
+                        match tokio::time::timeout(Duration::from_secs(30), conn.read(&mut byte)).await {
+                            Ok(Ok(1)) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_owned();
+                    let body = {
+                        let mut served = served.lock().unwrap();
+                        let first = !served.iter().any(|l| l.starts_with("GET /?"));
+                        served.push(line.clone());
+                        match (line.starts_with("GET /?"), first) {
+                            (true, true) => page.clone(),
+                            (true, false) => newer.clone(),
+                            _ => String::new(),
+                        }
+                    };
+                    let status = if body.is_empty() { "404 Not Found" } else { "200 OK" };
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if conn.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let dom = browser::dump_dom_after(&format!("http://{addr}/?failing=1"), 16_000).await;
+    server.abort();
+    let asked = asked.lock().unwrap().clone();
+    let pages: Vec<&String> =
+        asked.iter().filter(|l| l.starts_with("GET /")).filter(|l| !l.contains("favicon")).collect();
+    assert!(pages.len() >= 2, "the page fetched itself again: {asked:?}");
+    assert!(pages.iter().all(|l| l.starts_with("GET /?failing=1 ")), "with its filter: {asked:?}");
+    assert!(dom.contains("<p id=\"refreshed\">a newer rendering</p>"), "the new <main> in place: {dom}");
+    assert_eq!((dom.matches("<main>").count(), dom.matches("<header>").count()), (1, 1), "{dom}");
+}
+
 /// The `<tr …>…</tr>` of `probe` in a status page.
 fn row_of<'a>(page: &'a str, probe: &str) -> &'a str {
     let at = page.find(&format!("data-probe=\"{probe}\"")).unwrap_or_else(|| panic!("no row for {probe}:\n{page}"));

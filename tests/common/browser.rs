@@ -56,6 +56,12 @@ pub async fn dump_dom(url: &str) -> String {
     chromium(&["--dump-dom".to_owned()], url).await
 }
 
+/// The DOM of `url` after `virtual_ms` of the page's own time: its timers run (a page that
+/// refreshes itself does so) while Chromium waits for what they fetch.
+pub async fn dump_dom_after(url: &str, virtual_ms: u32) -> String {
+    chromium(&["--dump-dom".to_owned(), format!("--virtual-time-budget={virtual_ms}")], url).await
+}
+
 /// What a page looks like to a person in a `width`×`height` window, as Chromium lays it out:
 /// axe-core's accessibility violations, whether it scrolls sideways, and where the first failing
 /// probe is.
